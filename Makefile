@@ -1,0 +1,122 @@
+# authd + pop3d: top-level build.
+#
+#   make                      build everything into build/
+#   make check                install missing packages, build, run every test
+#                             (plain, then ASan+UBSan, then TSan for authd/cache)
+#   make run                  start both daemons on 127.0.0.1 with the demo config
+#   make install              PREFIX=/usr/local DESTDIR=
+#   make SANITIZER=address    (ASan+UBSan) | undefined | thread, built into build/<sanitizer>/
+#
+# Each directory adds its sources and programs in its own module.mk.
+
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SBINDIR  ?= $(PREFIX)/sbin
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+PYTHON   ?= /usr/bin/python3
+CC       ?= cc
+
+SANITIZER ?=
+ifeq ($(SANITIZER),)
+B := build
+else
+B := build/$(SANITIZER)
+endif
+
+PKGS := libevent libevent_pthreads libsodium inih libcrypt
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	-Wpointer-arith -Wcast-qual -Wformat=2 -Wno-unused-parameter
+HARDEN := -fstack-protector-strong -fPIE
+LDHARDEN := -pie -Wl,-z,relro,-z,now
+ifeq ($(CI),true)
+WARN += -Werror
+endif
+
+OPT := -O2
+ifeq ($(SANITIZER),address)
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else ifeq ($(SANITIZER),undefined)
+SAN := -fsanitize=undefined -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZER),thread)
+SAN := -fsanitize=thread
+OPT := -O1
+else ifneq ($(SANITIZER),)
+$(error SANITIZER must be address, undefined or thread)
+endif
+ifeq ($(SAN),)
+HARDEN += -D_FORTIFY_SOURCE=2
+endif
+
+CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+CFLAGS   ?= -g
+CFLAGS   += -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SAN) -pthread -MMD -MP
+LDFLAGS  += $(LDHARDEN) $(SAN) -pthread
+LDLIBS   += $(PKG_LIBS) -lm
+
+PROGRAMS   :=
+UNIT_TESTS :=
+ALL_OBJS   :=
+
+all: programs
+
+include common/module.mk
+-include cache/module.mk
+include authd/module.mk
+-include pop3d/module.mk
+-include bench/module.mk
+-include tests/module.mk
+
+programs: $(PROGRAMS) $(UNIT_TESTS)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+-include $(ALL_OBJS:.o=.d)
+
+# ---- tests ---------------------------------------------------------------
+
+deps:
+	@scripts/install-deps
+
+unit: programs
+	@tests/run-unit $(UNIT_TESTS)
+
+integration: programs
+	BUILD_DIR=$(CURDIR)/$(B) SANITIZER=$(SANITIZER) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+# The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
+# parts (cache and authd).  Sub-makes keep the builds apart (build/, build/address/, build/thread/).
+check: deps
+	$(MAKE) programs
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) SANITIZER=address programs
+	$(MAKE) SANITIZER=address unit
+	$(MAKE) SANITIZER=address integration
+	$(MAKE) SANITIZER=thread programs
+	$(MAKE) SANITIZER=thread unit
+	$(MAKE) SANITIZER=thread integration PYTEST_ARGS="-m threaded"
+
+run: deps programs
+	@scripts/demo
+
+install: programs
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/pop3d
+	install -m 0755 $(INSTALL_SBIN) $(DESTDIR)$(SBINDIR)/
+	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/
+	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0640 conf/pop3d.conf.example $(DESTDIR)$(SYSCONFDIR)/pop3d/pop3d.conf.example
+
+clean:
+	rm -rf build
+
+.PHONY: all programs deps unit integration check run install clean

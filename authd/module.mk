@@ -1,0 +1,1 @@
+# authd/: the authentication daemon and authctl.
