@@ -1,4 +1,12 @@
 # common/: code shared by both daemons and their tools.
-COMMON_SRCS :=
+COMMON_SRCS := common/log.c common/num.c common/histogram.c common/line.c \
+	common/proto.c common/sock.c common/config.c
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(B)/obj/%.o)
 ALL_OBJS += $(COMMON_OBJS)
+
+COMMON_TESTS := test-num test-proto test-config test-histogram
+UNIT_TESTS += $(COMMON_TESTS:%=$(B)/%)
+ALL_OBJS += $(COMMON_TESTS:%=$(B)/obj/tests/%.o)
+
+$(COMMON_TESTS:%=$(B)/%): $(B)/%: $(B)/obj/tests/%.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -1,0 +1,698 @@
+/*
+ * config.c - load and validate the configuration (see config.h).
+ *
+ * inih calls back with each (section, key, value); the line number comes
+ * from our own line reader, which also refuses over-long lines.  Every key
+ * is described once in a table below (type, range, default); unknown keys,
+ * duplicate keys, bad values and missing required keys are errors that
+ * name the file, line and key.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+
+#include <ini.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "common/num.h"
+
+#define CONFIG_MAX_LINE 4096
+#define MAX_DURATION_MS (7ull * 24 * 3600 * 1000)
+
+enum key_type { K_STRING, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_PERCENT, K_LOGLEVEL,
+		K_LOGTARGET, K_FACILITY };
+
+/* Which authenticator types a key applies to (bit per enum auth_type). */
+#define T_PW   (1u << AUTH_TYPE_PASSWD_FILE)
+#define T_EXT  (1u << AUTH_TYPE_EXTERNAL)
+#define T_CHK  (1u << AUTH_TYPE_CHECKPASSWORD)
+#define T_ALL  (T_PW | T_EXT | T_CHK)
+
+struct key_def {
+	const char *name;
+	enum key_type type;
+	size_t offset;		/* into struct config, or struct auth_conf */
+	const char *def;	/* default as it would be written; NULL = required */
+	uint64_t min, max;	/* K_UINT, K_SIZE, K_DURATION ranges */
+	unsigned types;		/* authenticator keys: where it applies */
+};
+
+#define C(field) offsetof(struct config, field)
+#define A(field) offsetof(struct auth_conf, field)
+#define OPTIONAL ""
+
+static const struct key_def authd_keys[] = {
+	{ "socket", K_STRING, C(authd.socket), NULL, 0, 0, 0 },
+	{ "master-socket", K_STRING, C(authd.master_socket), NULL, 0, 0, 0 },
+	{ "stats-socket", K_STRING, C(authd.stats_socket), OPTIONAL, 0, 0, 0 },
+	{ "user", K_STRING, C(authd.user), OPTIONAL, 0, 0, 0 },
+	{ "log-level", K_LOGLEVEL, C(authd.log.level), "info", 0, 0, 0 },
+	{ "log-target", K_LOGTARGET, C(authd.log.target), "stderr", 0, 0, 0 },
+	{ "log-file", K_STRING, C(authd.log.file), OPTIONAL, 0, 0, 0 },
+	{ "syslog-facility", K_FACILITY, C(authd.log.syslog_facility), "mail", 0, 0, 0 },
+	{ "lowercase-usernames", K_BOOL, C(authd.lowercase_usernames), "no", 0, 0, 0 },
+	{ "strip-domain", K_BOOL, C(authd.strip_domain), "no", 0, 0, 0 },
+	{ "default-domain", K_STRING, C(authd.default_domain), OPTIONAL, 0, 0, 0 },
+	{ "ticket-lifetime", K_DURATION, C(authd.ticket_lifetime_ms), "30s", 100, 600000, 0 },
+	{ "max-clients", K_UINT, C(authd.max_clients), "1024", 1, 65536, 0 },
+	{ NULL, 0, 0, NULL, 0, 0, 0 }
+};
+
+static const struct key_def cache_keys[] = {
+	{ "enabled", K_BOOL, C(cache.enabled), "yes", 0, 0, 0 },
+	{ "size", K_SIZE, C(cache.size), "16M", 64 * 1024, 16ull << 30, 0 },
+	{ "positive-ttl", K_DURATION, C(cache.positive_ttl_ms), "5m", 0, MAX_DURATION_MS, 0 },
+	{ "negative-ttl", K_DURATION, C(cache.negative_ttl_ms), "1m", 0, MAX_DURATION_MS, 0 },
+	{ "stale-ttl", K_DURATION, C(cache.stale_ttl_ms), "1h", 0, MAX_DURATION_MS, 0 },
+	{ "refresh-ahead", K_PERCENT, C(cache.refresh_ahead_pct), "25%", 0, 0, 0 },
+	{ NULL, 0, 0, NULL, 0, 0, 0 }
+};
+
+static const struct key_def pop3d_keys[] = {
+	{ "listen", K_STRING, C(pop3d.listen), NULL, 0, 0, 0 },
+	{ "auth-socket", K_STRING, C(pop3d.auth_socket), NULL, 0, 0, 0 },
+	{ "master-auth-socket", K_STRING, C(pop3d.master_auth_socket), NULL, 0, 0, 0 },
+	{ "maildrop", K_STRING, C(pop3d.maildrop), "maildir:%h/Maildir", 0, 0, 0 },
+	{ "login-processes", K_UINT, C(pop3d.login_processes), "0", 0, 256, 0 },
+	{ "login-user", K_STRING, C(pop3d.login_user), "pop3d", 0, 0, 0 },
+	{ "login-chroot", K_STRING, C(pop3d.login_chroot), "/var/empty", 0, 0, 0 },
+	{ "stats-socket", K_STRING, C(pop3d.stats_socket), OPTIONAL, 0, 0, 0 },
+	{ "log-level", K_LOGLEVEL, C(pop3d.log.level), "info", 0, 0, 0 },
+	{ "log-target", K_LOGTARGET, C(pop3d.log.target), "stderr", 0, 0, 0 },
+	{ "log-file", K_STRING, C(pop3d.log.file), OPTIONAL, 0, 0, 0 },
+	{ "syslog-facility", K_FACILITY, C(pop3d.log.syslog_facility), "mail", 0, 0, 0 },
+	{ "preauth-timeout", K_DURATION, C(pop3d.preauth_timeout_ms), "60s", 1000, 3600000, 0 },
+	{ "session-timeout", K_DURATION, C(pop3d.session_timeout_ms), "10m", 1000, 86400000, 0 },
+	{ "max-connections", K_UINT, C(pop3d.max_connections), "1000", 1, 1000000, 0 },
+	{ "max-connections-per-ip", K_UINT, C(pop3d.max_connections_per_ip), "20", 1, 1000000, 0 },
+	{ "max-sessions-per-user", K_UINT, C(pop3d.max_sessions_per_user), "10", 1, 100000, 0 },
+	{ "first-valid-uid", K_UINT, C(pop3d.first_valid_uid), "1000", 1, 4294967294u, 0 },
+	{ "auth-failure-delay", K_DURATION, C(pop3d.auth_failure_delay_ms), "2s", 0, 60000, 0 },
+	{ "max-auth-failures", K_UINT, C(pop3d.max_auth_failures), "3", 1, 100, 0 },
+	{ "max-bad-commands", K_UINT, C(pop3d.max_bad_commands), "10", 1, 1000, 0 },
+	{ "greeting", K_STRING, C(pop3d.greeting), "POP3 server ready", 0, 0, 0 },
+	{ "user-command", K_BOOL, C(pop3d.user_command), "yes", 0, 0, 0 },
+	{ "expire", K_STRING, C(pop3d.expire), OPTIONAL, 0, 0, 0 },
+	{ "login-delay", K_STRING, C(pop3d.login_delay), OPTIONAL, 0, 0, 0 },
+	{ "implementation", K_BOOL, C(pop3d.implementation), "no", 0, 0, 0 },
+	{ NULL, 0, 0, NULL, 0, 0, 0 }
+};
+
+static const struct key_def auth_keys[] = {
+	{ "type", K_STRING, 0, NULL, 0, 0, T_ALL },	/* handled specially */
+	{ "path", K_STRING, A(path), NULL, 0, 0, T_PW },
+	{ "program", K_STRING, A(program), NULL, 0, 0, T_EXT | T_CHK },
+	{ "workers", K_UINT, A(workers), "4", 1, 256, T_ALL },
+	{ "queue-limit", K_UINT, A(queue_limit), "256", 1, 1000000, T_ALL },
+	{ "timeout", K_DURATION, A(timeout_ms), "5s", 10, 600000, T_ALL },
+	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
+	{ "hash-concurrency", K_UINT, A(hash_concurrency), "2", 1, 256, T_PW },
+	{ "max-requests", K_UINT, A(max_requests), "0", 0, 100000000, T_EXT },
+	{ "default-uid", K_STRING, A(default_uid), OPTIONAL, 0, 0, T_ALL },
+	{ "default-gid", K_STRING, A(default_gid), OPTIONAL, 0, 0, T_ALL },
+	{ "default-home", K_STRING, A(default_home), OPTIONAL, 0, 0, T_ALL },
+	{ "default-maildrop", K_STRING, A(default_maildrop), OPTIONAL, 0, 0, T_ALL },
+	{ NULL, 0, 0, NULL, 0, 0, 0 }
+};
+
+static const char *const type_names[] = {
+	[AUTH_TYPE_PASSWD_FILE] = "passwd-file",
+	[AUTH_TYPE_EXTERNAL] = "external",
+	[AUTH_TYPE_CHECKPASSWORD] = "checkpassword",
+};
+
+const char *auth_type_name(enum auth_type type)
+{
+	return type_names[type];
+}
+
+/* One value as read, kept until validation. */
+struct raw_entry {
+	const struct key_def *def;
+	char *value;
+	unsigned line;
+};
+
+#define MAX_KEYS 64
+
+struct section {
+	const struct key_def *defs;
+	struct raw_entry entries[MAX_KEYS];
+	size_t n;
+	unsigned line;
+	bool seen;
+	char *type;		/* authenticator: the type= value */
+	unsigned type_line;
+};
+
+struct load_ctx {
+	const char *path;
+	unsigned line;
+	bool line_too_long;
+	char *error;
+	size_t errsize;
+	bool failed;
+	struct section authd, cache, pop3d;
+	struct section auths[CONFIG_MAX_AUTHENTICATORS];
+	char *auth_names[CONFIG_MAX_AUTHENTICATORS];
+	size_t nauths;
+	char cur_section[256];
+	struct section *cur;	/* section being read, NULL if unknown */
+};
+
+static void set_error(struct load_ctx *ctx, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void set_error(struct load_ctx *ctx, unsigned line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (ctx->failed)
+		return;		/* report the first error only */
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (line > 0)
+		snprintf(ctx->error, ctx->errsize, "%s:%u: %s", ctx->path, line, msg);
+	else
+		snprintf(ctx->error, ctx->errsize, "%s: %s", ctx->path, msg);
+	ctx->failed = true;
+}
+
+/* fgets-like reader for inih that counts lines and spots long ones. */
+static char *counting_reader(char *str, int num, void *stream)
+{
+	struct load_ctx *ctx;
+	FILE *f;
+	char *r;
+	size_t len;
+
+	ctx = *(struct load_ctx **)stream;
+	f = *((FILE **)stream + 1);
+	r = fgets(str, num, f);
+	if (r == NULL)
+		return NULL;
+	ctx->line++;
+	len = strlen(str);
+	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(f)) {
+		set_error(ctx, ctx->line, "line longer than %d bytes", CONFIG_MAX_LINE - 3);
+		ctx->line_too_long = true;
+		return NULL;
+	}
+	return r;
+}
+
+static bool valid_auth_name(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 32)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || *s == '-' || *s == '_'))
+			return false;
+	return true;
+}
+
+static struct section *enter_section(struct load_ctx *ctx, const char *name)
+{
+	struct section *s = NULL;
+
+	if (strcmp(name, "authd") == 0) {
+		s = &ctx->authd;
+		s->defs = authd_keys;
+	} else if (strcmp(name, "cache") == 0) {
+		s = &ctx->cache;
+		s->defs = cache_keys;
+	} else if (strcmp(name, "pop3d") == 0) {
+		s = &ctx->pop3d;
+		s->defs = pop3d_keys;
+	} else if (strncmp(name, "authenticator ", 14) == 0) {
+		const char *an = name + 14;
+
+		while (*an == ' ')
+			an++;
+		if (!valid_auth_name(an)) {
+			set_error(ctx, ctx->line, "[%s]: authenticator names are 1-32 "
+				  "characters of A-Z a-z 0-9 - _", name);
+			return NULL;
+		}
+		for (size_t i = 0; i < ctx->nauths; i++)
+			if (strcmp(ctx->auth_names[i], an) == 0) {
+				set_error(ctx, ctx->line, "authenticator \"%s\" defined twice", an);
+				return NULL;
+			}
+		if (ctx->nauths == CONFIG_MAX_AUTHENTICATORS) {
+			set_error(ctx, ctx->line, "more than %d authenticators",
+				  CONFIG_MAX_AUTHENTICATORS);
+			return NULL;
+		}
+		ctx->auth_names[ctx->nauths] = xstrdup(an);
+		s = &ctx->auths[ctx->nauths++];
+		s->defs = auth_keys;
+	} else {
+		set_error(ctx, ctx->line, "unknown section [%s] (expected [authd], [cache], "
+			  "[pop3d] or [authenticator NAME])", name);
+		return NULL;
+	}
+	if (s->seen) {
+		set_error(ctx, ctx->line, "section [%s] appears twice", name);
+		return NULL;
+	}
+	s->seen = true;
+	s->line = ctx->line;
+	return s;
+}
+
+static int on_ini_entry(void *user, const char *section, const char *name, const char *value)
+{
+	struct load_ctx *ctx = user;
+	const struct key_def *def;
+	struct section *s;
+
+	if (ctx->failed)
+		return 0;
+	if (strcmp(section, ctx->cur_section) != 0 || (ctx->cur == NULL && name == NULL)) {
+		snprintf(ctx->cur_section, sizeof(ctx->cur_section), "%s", section);
+		ctx->cur = section[0] == '\0' ? NULL : enter_section(ctx, section);
+		if (ctx->failed)
+			return 0;
+	}
+	if (name == NULL)	/* INI_CALL_HANDLER_ON_NEW_SECTION, if built so */
+		return 1;
+	s = ctx->cur;
+	if (s == NULL) {
+		set_error(ctx, ctx->line, "key \"%s\" outside any section", name);
+		return 0;
+	}
+	for (def = s->defs; def->name != NULL; def++)
+		if (strcmp(def->name, name) == 0)
+			break;
+	if (def->name == NULL) {
+		set_error(ctx, ctx->line, "[%s]: unknown key \"%s\"", section, name);
+		return 0;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		if (s->entries[i].def == def) {
+			set_error(ctx, ctx->line, "[%s]: key \"%s\" set twice (first on line %u)",
+				  section, name, s->entries[i].line);
+			return 0;
+		}
+	if (s->n == MAX_KEYS) {
+		set_error(ctx, ctx->line, "[%s]: too many keys", section);
+		return 0;
+	}
+	s->entries[s->n].def = def;
+	s->entries[s->n].value = xstrdup(value);
+	s->entries[s->n].line = ctx->line;
+	s->n++;
+	if (s->defs == auth_keys && strcmp(name, "type") == 0) {
+		s->type = s->entries[s->n - 1].value;
+		s->type_line = ctx->line;
+	}
+	return 1;
+}
+
+static int facility_parse(const char *s)
+{
+	static const struct { const char *name; int fac; } f[] = {
+		{ "daemon", LOG_DAEMON }, { "mail", LOG_MAIL }, { "auth", LOG_AUTH },
+		{ "authpriv", LOG_AUTHPRIV }, { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },
+		{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+	};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(s, f[i].name) == 0)
+			return f[i].fac;
+	return -1;
+}
+
+/* Converts value per def and stores it at base + def->offset.  Returns 0,
+ * or -1 with a message in why. */
+static int store_value(const struct key_def *def, const char *value, void *base,
+		       char *why, size_t whysize)
+{
+	char *dst = (char *)base + def->offset;
+	uint64_t u;
+	unsigned pct;
+
+	switch (def->type) {
+	case K_STRING:
+		free(*(char **)dst);
+		*(char **)dst = xstrdup(value);
+		return 0;
+	case K_BOOL:
+		if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 ||
+		    strcmp(value, "on") == 0) {
+			*(bool *)dst = true;
+			return 0;
+		}
+		if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 ||
+		    strcmp(value, "off") == 0) {
+			*(bool *)dst = false;
+			return 0;
+		}
+		snprintf(why, whysize, "expected yes or no");
+		return -1;
+	case K_UINT:
+		if (num_parse_u64(value, def->min, def->max, &u) == -1) {
+			snprintf(why, whysize, "expected a whole number from %llu to %llu",
+				 (unsigned long long)def->min, (unsigned long long)def->max);
+			return -1;
+		}
+		*(unsigned *)dst = (unsigned)u;
+		return 0;
+	case K_DURATION:
+		if (num_parse_duration(value, def->max, &u) == -1 || u < def->min) {
+			snprintf(why, whysize, "expected a duration (e.g. 500ms, 5s, 2m, 1h) "
+				 "from %llums to %llums", (unsigned long long)def->min,
+				 (unsigned long long)def->max);
+			return -1;
+		}
+		*(uint64_t *)dst = u;
+		return 0;
+	case K_SIZE:
+		if (num_parse_size(value, def->max, &u) == -1 || u < def->min) {
+			snprintf(why, whysize, "expected a size (e.g. 64K, 16M, 1G) from %llu "
+				 "to %llu bytes", (unsigned long long)def->min,
+				 (unsigned long long)def->max);
+			return -1;
+		}
+		*(uint64_t *)dst = u;
+		return 0;
+	case K_PERCENT:
+		if (num_parse_percent(value, &pct) == -1) {
+			snprintf(why, whysize, "expected a percentage from 0%% to 100%%");
+			return -1;
+		}
+		*(unsigned *)dst = pct;
+		return 0;
+	case K_LOGLEVEL:
+		if (log_level_parse(value) == -1) {
+			snprintf(why, whysize, "expected error, warn, info or debug");
+			return -1;
+		}
+		break;
+	case K_LOGTARGET:
+		if (strcmp(value, "stderr") != 0 && strcmp(value, "syslog") != 0 &&
+		    strcmp(value, "file") != 0) {
+			snprintf(why, whysize, "expected stderr, syslog or file");
+			return -1;
+		}
+		break;
+	case K_FACILITY:
+		if (facility_parse(value) == -1) {
+			snprintf(why, whysize, "expected a syslog facility (daemon, mail, auth, "
+				 "authpriv, local0..local7)");
+			return -1;
+		}
+		break;
+	}
+	free(*(char **)dst);
+	*(char **)dst = xstrdup(value);
+	return 0;
+}
+
+/* Applies defaults then the values read, for one section.  An entry that
+ * does not apply to this authenticator type is an error.  */
+static void apply_section(struct load_ctx *ctx, const char *secname, struct section *s,
+			  const struct key_def *defs, void *base, unsigned typebit)
+{
+	char why[256];
+
+	for (const struct key_def *def = defs; def->name != NULL; def++) {
+		const struct raw_entry *e = NULL;
+
+		if (def->offset == 0 && defs == auth_keys)
+			continue;	/* type */
+		if (typebit != 0 && !(def->types & typebit))
+			continue;
+		for (size_t i = 0; i < s->n; i++)
+			if (s->entries[i].def == def)
+				e = &s->entries[i];
+		if (e != NULL) {
+			if (store_value(def, e->value, base, why, sizeof(why)) == -1) {
+				set_error(ctx, e->line, "[%s] %s = %s: %s", secname, def->name,
+					  e->value, why);
+				return;
+			}
+		} else if (def->def == NULL) {
+			set_error(ctx, s->line, "[%s]: required key \"%s\" is missing",
+				  secname, def->name);
+			return;
+		} else if (def->def[0] != '\0' || def->type == K_STRING) {
+			if (store_value(def, def->def, base, why, sizeof(why)) == -1)
+				fatalx("config: bad built-in default for %s: %s", def->name, why);
+		}
+	}
+	if (typebit != 0) {
+		for (size_t i = 0; i < s->n; i++)
+			if (!(s->entries[i].def->types & typebit)) {
+				set_error(ctx, s->entries[i].line, "[%s]: key \"%s\" does not apply "
+					  "to this authenticator type", secname,
+					  s->entries[i].def->name);
+				return;
+			}
+	}
+}
+
+/* Splits a comma- or blank-separated list into at most max items. */
+static int split_list(char *s, char **items, size_t max, size_t *n_r, const char *seps)
+{
+	size_t n = 0;
+
+	for (char *tok = strtok(s, seps); tok != NULL; tok = strtok(NULL, seps)) {
+		if (n == max)
+			return -1;
+		items[n++] = tok;
+	}
+	*n_r = n;
+	return 0;
+}
+
+static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
+{
+	struct section *s = &ctx->auths[i];
+	struct auth_conf *a = &conf->auths[i];
+	char secname[64];
+	size_t argc;
+	int t = -1;
+
+	snprintf(secname, sizeof(secname), "authenticator %s", ctx->auth_names[i]);
+	a->name = xstrdup(ctx->auth_names[i]);
+	a->line = s->line;
+	if (s->type == NULL) {
+		set_error(ctx, s->line, "[%s]: required key \"type\" is missing", secname);
+		return;
+	}
+	for (size_t k = 0; k < sizeof(type_names) / sizeof(type_names[0]); k++)
+		if (strcmp(s->type, type_names[k]) == 0)
+			t = (int)k;
+	if (t == -1) {
+		set_error(ctx, s->type_line, "[%s] type = %s: expected passwd-file, external "
+			  "or checkpassword", secname, s->type);
+		return;
+	}
+	a->type = (enum auth_type)t;
+	apply_section(ctx, secname, s, auth_keys, a, 1u << t);
+	if (ctx->failed)
+		return;
+	if (a->program != NULL) {
+		char *copy = xstrdup(a->program);
+		if (split_list(copy, a->argv, CONFIG_MAX_ARGS, &argc, " \t") == -1 || argc == 0) {
+			set_error(ctx, s->line, "[%s]: program: expected a command and at most "
+				  "%d arguments", secname, CONFIG_MAX_ARGS - 1);
+			free(copy);
+			return;
+		}
+		for (size_t k = 0; k < argc; k++)
+			a->argv[k] = xstrdup(a->argv[k]);
+		a->argv[argc] = NULL;
+		free(copy);
+		if (a->argv[0][0] != '/') {
+			set_error(ctx, s->line, "[%s]: program must be an absolute path", secname);
+			return;
+		}
+	}
+	if (a->default_uid != NULL && a->default_uid[0] != '\0' &&
+	    num_parse_u64(a->default_uid, 0, 4294967294u, &(uint64_t){0}) == -1) {
+		set_error(ctx, s->line, "[%s]: default-uid must be a number", secname);
+		return;
+	}
+	if (a->default_gid != NULL && a->default_gid[0] != '\0' &&
+	    num_parse_u64(a->default_gid, 0, 4294967294u, &(uint64_t){0}) == -1) {
+		set_error(ctx, s->line, "[%s]: default-gid must be a number", secname);
+		return;
+	}
+}
+
+static void validate(struct load_ctx *ctx, struct config *conf)
+{
+	struct section none = { 0 };
+
+	if (!ctx->authd.seen) {
+		set_error(ctx, 0, "section [authd] is missing");
+		return;
+	}
+	if (!ctx->pop3d.seen) {
+		set_error(ctx, 0, "section [pop3d] is missing");
+		return;
+	}
+	apply_section(ctx, "authd", &ctx->authd, authd_keys, conf, 0);
+	apply_section(ctx, "cache", ctx->cache.seen ? &ctx->cache : &none, cache_keys, conf, 0);
+	apply_section(ctx, "pop3d", &ctx->pop3d, pop3d_keys, conf, 0);
+	if (ctx->failed)
+		return;
+
+	char *copy = xstrdup(conf->pop3d.listen);
+	if (split_list(copy, conf->pop3d.listen_addrs, CONFIG_MAX_LISTEN,
+		       &conf->pop3d.nlisten, ", \t") == -1 || conf->pop3d.nlisten == 0) {
+		set_error(ctx, ctx->pop3d.line, "[pop3d] listen: expected 1 to %d ADDR:PORT "
+			  "entries", CONFIG_MAX_LISTEN);
+		free(copy);
+		return;
+	}
+	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
+		conf->pop3d.listen_addrs[i] = xstrdup(conf->pop3d.listen_addrs[i]);
+	free(copy);
+
+	if (strcmp(conf->authd.log.target, "file") == 0 && conf->authd.log.file[0] == '\0')
+		set_error(ctx, ctx->authd.line, "[authd]: log-target = file needs log-file");
+	if (strcmp(conf->pop3d.log.target, "file") == 0 && conf->pop3d.log.file[0] == '\0')
+		set_error(ctx, ctx->pop3d.line, "[pop3d]: log-target = file needs log-file");
+
+	if (ctx->nauths == 0) {
+		set_error(ctx, 0, "no [authenticator NAME] section: authd needs at least one");
+		return;
+	}
+	for (size_t i = 0; i < ctx->nauths && !ctx->failed; i++)
+		validate_auth(ctx, conf, i);
+	conf->nauths = ctx->nauths;
+}
+
+static void free_ctx(struct load_ctx *ctx)
+{
+	struct section *all[3 + CONFIG_MAX_AUTHENTICATORS];
+	size_t n = 0;
+
+	all[n++] = &ctx->authd;
+	all[n++] = &ctx->cache;
+	all[n++] = &ctx->pop3d;
+	for (size_t i = 0; i < ctx->nauths; i++) {
+		all[n++] = &ctx->auths[i];
+		free(ctx->auth_names[i]);
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < all[i]->n; k++)
+			free(all[i]->entries[k].value);
+}
+
+struct config *config_load(const char *path, char *error, size_t size)
+{
+	struct load_ctx *ctx;
+	struct config *conf;
+	void *stream[2];
+	FILE *f;
+	int rc;
+
+	f = fopen(path, "re");
+	if (f == NULL) {
+		snprintf(error, size, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	ctx = xcalloc(1, sizeof(*ctx));
+	ctx->path = path;
+	ctx->error = error;
+	ctx->errsize = size;
+	conf = xcalloc(1, sizeof(*conf));
+	conf->path = xstrdup(path);
+
+	/* Comments only at the start of a line (values may contain ';' and '#'),
+	 * no continuation lines, and a heap buffer of CONFIG_MAX_LINE bytes. */
+	ini_allow_multiline = false;
+	ini_allow_inline_comments = false;
+	ini_use_stack = false;
+	ini_max_line = CONFIG_MAX_LINE;
+
+	stream[0] = ctx;
+	stream[1] = f;
+	rc = ini_parse_stream(counting_reader, stream, on_ini_entry, ctx);
+	fclose(f);
+	if (rc > 0 && !ctx->failed)
+		set_error(ctx, (unsigned)rc, "syntax error (expected [section] or key = value)");
+	else if (rc < 0 && !ctx->failed)
+		set_error(ctx, 0, "cannot parse (out of memory)");
+	if (!ctx->failed)
+		validate(ctx, conf);
+	free_ctx(ctx);
+	if (ctx->failed) {
+		free(ctx);
+		config_free(&conf);
+		return NULL;
+	}
+	free(ctx);
+	return conf;
+}
+
+static void free_strings(const struct key_def *defs, void *base)
+{
+	for (const struct key_def *def = defs; def->name != NULL; def++) {
+		if (def->type == K_STRING || def->type == K_LOGLEVEL ||
+		    def->type == K_LOGTARGET || def->type == K_FACILITY) {
+			if (def->offset == 0 && defs == auth_keys)
+				continue;
+			char **p = (char **)((char *)base + def->offset);
+			free(*p);
+			*p = NULL;
+		}
+	}
+}
+
+void config_free(struct config **confp)
+{
+	struct config *conf = *confp;
+
+	if (conf == NULL)
+		return;
+	free_strings(authd_keys, conf);
+	free_strings(cache_keys, conf);
+	free_strings(pop3d_keys, conf);
+	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
+		free(conf->pop3d.listen_addrs[i]);
+	for (size_t i = 0; i < CONFIG_MAX_AUTHENTICATORS; i++) {
+		struct auth_conf *a = &conf->auths[i];
+		free_strings(auth_keys, a);
+		free(a->name);
+		for (size_t k = 0; a->argv[k] != NULL; k++)
+			free(a->argv[k]);
+	}
+	free(conf->path);
+	free(conf);
+	*confp = NULL;
+}
+
+const struct auth_conf *config_find_auth(const struct config *conf, const char *name)
+{
+	for (size_t i = 0; i < conf->nauths; i++)
+		if (strcmp(conf->auths[i].name, name) == 0)
+			return &conf->auths[i];
+	return NULL;
+}
+
+void config_check_private(const char *what, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == -1)
+		return;
+	if (st.st_mode & (S_IROTH | S_IWOTH))
+		log_warnx("%s %s is readable or writable by others (mode %04o); "
+			  "chmod o-rw it", what, path, (unsigned)(st.st_mode & 07777));
+}

@@ -1,0 +1,121 @@
+/*
+ * config.h - the one configuration file both daemons read.
+ *
+ * INI syntax (libinih): sections [authd], [cache], [pop3d] and one
+ * [authenticator NAME] per authenticator, in chain order.  Each daemon
+ * loads and validates the whole file, so `authd -t` and `pop3d -t` both
+ * catch a mistake anywhere.  docs/configuration.md is the reference; the
+ * key tables in config.c are the single source of truth for defaults.
+ */
+#ifndef COMMON_CONFIG_H
+#define COMMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_AUTHENTICATORS 16
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_ARGS 32
+
+enum auth_type {
+	AUTH_TYPE_PASSWD_FILE,
+	AUTH_TYPE_EXTERNAL,
+	AUTH_TYPE_CHECKPASSWORD,
+};
+
+/* Logging settings shared by the [authd] and [pop3d] sections. */
+struct log_conf {
+	char *level;		/* error, warn, info, debug */
+	char *target;		/* stderr, syslog, file */
+	char *file;		/* with target = file */
+	char *syslog_facility;	/* daemon, mail, local0..local7 */
+};
+
+struct auth_conf {
+	char *name;
+	unsigned line;			/* of the section header */
+	enum auth_type type;
+	char *path;			/* passwd-file */
+	char *program;			/* external, checkpassword: command line */
+	char *argv[CONFIG_MAX_ARGS + 1];/* program split on blanks, NULL-ended */
+	unsigned workers;
+	unsigned queue_limit;
+	uint64_t timeout_ms;
+	bool cache;
+	unsigned hash_concurrency;	/* passwd-file: concurrent hash checks */
+	unsigned max_requests;		/* external: recycle helper after N (0 = never) */
+	char *default_uid, *default_gid, *default_home, *default_maildrop;
+};
+
+struct config {
+	char *path;
+
+	struct {
+		char *socket;
+		char *master_socket;
+		char *stats_socket;
+		char *user;
+		struct log_conf log;
+		bool lowercase_usernames;
+		bool strip_domain;
+		char *default_domain;
+		uint64_t ticket_lifetime_ms;
+		unsigned max_clients;
+	} authd;
+
+	struct {
+		bool enabled;
+		uint64_t size;
+		uint64_t positive_ttl_ms;
+		uint64_t negative_ttl_ms;
+		uint64_t stale_ttl_ms;
+		unsigned refresh_ahead_pct;
+	} cache;
+
+	struct {
+		char *listen;			/* as written */
+		char *listen_addrs[CONFIG_MAX_LISTEN];
+		size_t nlisten;
+		char *auth_socket;
+		char *master_auth_socket;
+		char *maildrop;
+		unsigned login_processes;	/* 0 = one per core */
+		char *login_user;
+		char *login_chroot;
+		char *stats_socket;
+		struct log_conf log;
+		uint64_t preauth_timeout_ms;
+		uint64_t session_timeout_ms;
+		unsigned max_connections;
+		unsigned max_connections_per_ip;
+		unsigned max_sessions_per_user;
+		unsigned first_valid_uid;
+		uint64_t auth_failure_delay_ms;
+		unsigned max_auth_failures;
+		unsigned max_bad_commands;
+		char *greeting;
+		bool user_command;		/* allow USER/PASS */
+		char *expire;			/* EXPIRE capability value, empty = not sent */
+		char *login_delay;		/* LOGIN-DELAY capability value */
+		bool implementation;		/* IMPLEMENTATION capability */
+	} pop3d;
+
+	struct auth_conf auths[CONFIG_MAX_AUTHENTICATORS];
+	size_t nauths;
+};
+
+/* Loads and validates path.  On success returns a config the caller frees
+ * with config_free().  On failure returns NULL and writes one message
+ * naming the file, line and key into error (size bytes). */
+struct config *config_load(const char *path, char *error, size_t size);
+void config_free(struct config **confp);
+
+/* Finds an authenticator by name; NULL if none. */
+const struct auth_conf *config_find_auth(const struct config *conf, const char *name);
+const char *auth_type_name(enum auth_type type);
+
+/* Warns (through log_warnx) if path is readable or writable by others. */
+void config_check_private(const char *what, const char *path);
+
+#endif

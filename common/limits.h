@@ -1,0 +1,31 @@
+/*
+ * limits.h - every fixed limit of authd and pop3d, with its reason.
+ * Tunables that operators change live in the config file instead.
+ */
+#ifndef COMMON_LIMITS_H
+#define COMMON_LIMITS_H
+
+/* authd protocol: longest line either side may send, LF included.  Holds a
+ * request with a 1 KiB user, 1 KiB password and addresses, escaped; a peer
+ * that exceeds it is broken or hostile and loses its connection. */
+#define AUTHD_MAX_LINE		8192
+/* Fields (command, id and key=value pairs) in one authd protocol line. */
+#define AUTHD_MAX_FIELDS	32
+/* Longest request id a client may choose. */
+#define AUTHD_MAX_ID		32
+/* User names: RFC 5321 allows 64+1+255 for an address; generous but bounded. */
+#define AUTH_MAX_USER		320
+/* Passwords: long passphrases are fine, megabytes of "password" are not. */
+#define AUTH_MAX_PASSWORD	1024
+/* Requests one client connection may have in flight before authd stops
+ * reading from it (back-pressure, not an error). */
+#define AUTHD_MAX_INFLIGHT	1024
+/* Single-use handoff tickets: random bytes, hex-encoded on the wire. */
+#define AUTHD_TICKET_BYTES	16
+
+/* POP3 (RFC 1939 section 3 / RFC 2449 section 4): a command line is at
+ * most 255 octets with CRLF; SASL responses (AUTH PLAIN) may be longer. */
+#define POP3_MAX_COMMAND	255
+#define POP3_MAX_SASL_LINE	2048
+
+#endif

@@ -1,0 +1,244 @@
+/*
+ * log.c - leveled logging to stderr, syslog or a file.
+ *
+ * One message is formatted into a local buffer and written with a single
+ * write(2), so lines from several threads or processes sharing the target
+ * do not interleave.  Under systemd (JOURNAL_STREAM matches our stderr),
+ * each line starts with "<N>", the syslog priority journald understands.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+static const char *log_ident = "?";
+static enum log_level log_level = LOG_LEVEL_INFO;
+static enum log_target log_target = LOG_TARGET_STDERR;
+static int log_fd = STDERR_FILENO;
+static char log_path[4096];
+static bool log_journal;
+static pthread_mutex_t log_reopen_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const int level_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
+
+/* True if stderr is the journal stream systemd gave us ("dev:ino"). */
+static bool stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	struct stat st;
+	unsigned long long dev, ino;
+
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &st) == -1)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+int log_init(const char *ident, enum log_level level, enum log_target target,
+	     const char *path, int syslog_facility)
+{
+	int fd;
+
+	log_ident = ident;
+	log_level = level;
+	log_journal = stderr_is_journal();
+	if (log_target == LOG_TARGET_FILE && log_fd != STDERR_FILENO) {
+		close(log_fd);
+		log_fd = STDERR_FILENO;
+	}
+	if (log_target == LOG_TARGET_SYSLOG)
+		closelog();
+	log_target = LOG_TARGET_STDERR;
+
+	switch (target) {
+	case LOG_TARGET_STDERR:
+		break;
+	case LOG_TARGET_SYSLOG:
+		openlog(ident, LOG_PID | LOG_NDELAY, syslog_facility);
+		log_target = LOG_TARGET_SYSLOG;
+		break;
+	case LOG_TARGET_FILE:
+		if (path == NULL || strlen(path) >= sizeof(log_path))
+			return -1;
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd == -1)
+			return -1;
+		snprintf(log_path, sizeof(log_path), "%s", path);
+		log_fd = fd;
+		log_target = LOG_TARGET_FILE;
+		break;
+	}
+	return 0;
+}
+
+void log_reopen(void)
+{
+	int fd;
+
+	if (log_target != LOG_TARGET_FILE)
+		return;
+	pthread_mutex_lock(&log_reopen_lock);
+	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd != -1) {
+		/* dup2 swaps the file under log_fd atomically for other threads. */
+		if (dup2(fd, log_fd) == -1)
+			log_warn("log: cannot reopen %s", log_path);
+		close(fd);
+	}
+	pthread_mutex_unlock(&log_reopen_lock);
+}
+
+void log_set_level(enum log_level level)
+{
+	log_level = level;
+}
+
+bool log_enabled(enum log_level level)
+{
+	return level <= log_level;
+}
+
+int log_level_parse(const char *s)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcmp(s, level_names[i]) == 0)
+			return (int)i;
+	if (strcmp(s, "warning") == 0)
+		return LOG_LEVEL_WARN;
+	return -1;
+}
+
+static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list ap)
+{
+	char msg[2048], line[2300];
+	int n;
+
+	if (level > log_level)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	/* Control characters (from a hostile peer) never reach the log raw. */
+	for (char *p = msg; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+
+	if (log_target == LOG_TARGET_SYSLOG) {
+		if (errnum != 0)
+			syslog(level_prio[level], "%s: %s", msg, strerror(errnum));
+		else
+			syslog(level_prio[level], "%s", msg);
+		return;
+	}
+
+	const char *err = errnum != 0 ? strerror(errnum) : NULL;
+	if (log_target == LOG_TARGET_FILE) {
+		char stamp[40];
+		struct timespec ts;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		localtime_r(&ts.tv_sec, &tm);
+		strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+		n = snprintf(line, sizeof(line), "%s.%03ld %s[%ld]: %s: %s%s%s\n", stamp,
+			     ts.tv_nsec / 1000000, log_ident, (long)getpid(),
+			     level_names[level], msg, err ? ": " : "", err ? err : "");
+	} else if (log_journal) {
+		n = snprintf(line, sizeof(line), "<%d>%s%s%s\n", level_prio[level], msg,
+			     err ? ": " : "", err ? err : "");
+	} else {
+		n = snprintf(line, sizeof(line), "%s[%ld]: %s: %s%s%s\n", log_ident,
+			     (long)getpid(), level_names[level], msg, err ? ": " : "",
+			     err ? err : "");
+	}
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	while (write(log_fd, line, (size_t)n) == -1 && errno == EINTR)
+		;
+}
+
+#define LOG_FN(name, level, with_errno) \
+void name(const char *fmt, ...) \
+{ \
+	int saved = errno; \
+	va_list ap; \
+	va_start(ap, fmt); \
+	log_vemit(level, (with_errno) ? saved : 0, fmt, ap); \
+	va_end(ap); \
+	errno = saved; \
+}
+
+LOG_FN(log_error, LOG_LEVEL_ERROR, 0)
+LOG_FN(log_warn, LOG_LEVEL_WARN, 1)
+LOG_FN(log_warnx, LOG_LEVEL_WARN, 0)
+LOG_FN(log_info, LOG_LEVEL_INFO, 0)
+LOG_FN(log_debug, LOG_LEVEL_DEBUG, 0)
+
+void fatal(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vemit(LOG_LEVEL_ERROR, saved, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vemit(LOG_LEVEL_ERROR, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void *xmalloc(size_t size)
+{
+	void *p = malloc(size == 0 ? 1 : size);
+
+	if (p == NULL)
+		fatalx("out of memory (%zu bytes)", size);
+	return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
+
+	if (p == NULL)
+		fatalx("out of memory (%zu x %zu bytes)", n, size);
+	return p;
+}
+
+char *xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		fatalx("out of memory");
+	return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *p = strndup(s, n);
+
+	if (p == NULL)
+		fatalx("out of memory");
+	return p;
+}

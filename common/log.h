@@ -1,0 +1,50 @@
+/*
+ * log.h - logging for both daemons.
+ *
+ * Targets: stderr (default; with "<N>" priority prefixes that journald
+ * understands when stderr is connected to the journal), syslog, or a file
+ * that log_reopen() reopens (SIGUSR1, for logrotate).  Messages below the
+ * configured level are dropped.  Never pass a password to these functions.
+ */
+#ifndef COMMON_LOG_H
+#define COMMON_LOG_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+
+enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
+enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG, LOG_TARGET_FILE };
+
+/* Sets up logging for a program called ident (kept by pointer: pass a
+ * string literal).  Safe to call again to change level or target; path is
+ * used only with LOG_TARGET_FILE and copied.  Returns 0, or -1 if the file
+ * cannot be opened (logging then stays on stderr). */
+int log_init(const char *ident, enum log_level level, enum log_target target,
+	     const char *path, int syslog_facility);
+/* Reopens the log file (no-op for other targets).  Async-signal unsafe:
+ * call it from the event loop, not from a signal handler. */
+void log_reopen(void);
+void log_set_level(enum log_level level);
+bool log_enabled(enum log_level level);
+
+/* Parses "error", "warn", "info", "debug"; returns -1 if unknown. */
+int log_level_parse(const char *s);
+
+void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* log_warn appends ": strerror(errno)"; log_warnx does not. */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* fatal appends strerror(errno); both log at error level and exit(1).
+ * Only for start-up errors, allocation failure and broken invariants. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Allocation that cannot fail (fatal on out-of-memory). */
+void *xmalloc(size_t size);
+void *xcalloc(size_t n, size_t size);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+
+#endif
