@@ -1,1 +1,28 @@
 # authd/: the authentication daemon and authctl.
+AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c \
+	authd/ticket.c authd/master.c authd/normalize.c authd/password.c authd/spawn.c \
+	authd/passdb_passwd_file.c authd/passdb_external.c
+AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
+AUTHCTL_OBJS := $(B)/obj/authd/authctl.o
+ALL_OBJS += $(AUTHD_OBJS) $(AUTHCTL_OBJS)
+
+PROGRAMS += $(B)/authd $(B)/authctl
+INSTALL_SBIN += $(B)/authd
+INSTALL_BIN += $(B)/authctl
+
+$(B)/authd: $(AUTHD_OBJS) $(COMMON_OBJS) $(CACHE_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# Unit tests of authd modules: each links the module under test alone.
+AUTHD_TESTS := test-password test-normalize
+UNIT_TESTS += $(AUTHD_TESTS:%=$(B)/%)
+ALL_OBJS += $(AUTHD_TESTS:%=$(B)/obj/authd/%.o)
+
+$(B)/test-password: $(B)/obj/authd/test-password.o $(B)/obj/authd/password.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/test-normalize: $(B)/obj/authd/test-normalize.o $(B)/obj/authd/normalize.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

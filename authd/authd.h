@@ -1,0 +1,258 @@
+/*
+ * authd.h - private header of the authentication daemon.
+ *
+ * Threads:
+ *   - the event-loop thread (main.c, client.c, request.c, master.c,
+ *     ticket.c) owns every client, request and ticket.  It never blocks:
+ *     no hashing, no backend call, no disk I/O.
+ *   - each authenticator (authenticator.c) owns a queue and `workers`
+ *     threads started once.  Workers only touch their queue (under its
+ *     mutex), the job they took, and the completion list; results go back
+ *     to the loop through an eventfd.
+ * See docs/architecture.md for the picture.
+ */
+#ifndef AUTHD_H
+#define AUTHD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "common/config.h"
+#include "common/limits.h"
+
+struct event_base;
+struct request;
+
+enum auth_result {
+	AUTH_RESULT_OK,
+	AUTH_RESULT_FAIL,	/* wrong password: ends the chain */
+	AUTH_RESULT_NOUSER,	/* unknown here: try the next authenticator */
+	AUTH_RESULT_TEMPFAIL,	/* no answer now */
+};
+
+enum tempfail_reason {
+	TEMPFAIL_TIMEOUT,
+	TEMPFAIL_OVERLOADED,
+	TEMPFAIL_UNAVAILABLE,
+	TEMPFAIL_INTERNAL,
+};
+
+#define USERDB_MAX_FIELD 512
+
+/* The userdb fields a successful check may return.  Fixed-size so that a
+ * job carries them between threads without allocation. */
+struct userdb {
+	bool has_uid, has_gid;
+	uint32_t uid, gid;
+	char home[USERDB_MAX_FIELD];
+	char maildrop[USERDB_MAX_FIELD];
+};
+
+/*
+ * One unit of work for one authenticator.  Created by the loop, pushed on
+ * the authenticator's queue, taken by a worker, returned through the
+ * completion list, freed by the loop.  Input fields are immutable once
+ * queued; output fields are written by the worker only; `req` and the
+ * TAILQ link are the loop's (the link is under the queue mutex while
+ * queued).  `abandoned` is under the queue mutex.
+ */
+struct job {
+	TAILQ_ENTRY(job) entry;
+	struct authenticator *auth;
+	struct request *req;		/* loop only; NULL once the request is gone */
+	bool abandoned;			/* under auth->lock: skip if not started */
+
+	/* input */
+	char user[AUTH_MAX_USER + 1];
+	char *password;			/* NUL-terminated, wiped and freed with the job */
+	size_t passlen;
+	char service[33];
+	char rip[64], lip[64];
+	bool secured;
+	uint64_t enqueued_ms;
+	uint64_t deadline_ms;
+
+	/* output */
+	enum auth_result result;
+	enum tempfail_reason reason;
+	struct userdb udb;
+	uint64_t started_ms, finished_ms;
+};
+TAILQ_HEAD(job_list, job);
+
+struct worker {
+	pthread_t thread;
+	struct authenticator *auth;
+	unsigned index;
+	uint64_t busy_deadline_ms;	/* under auth->lock; 0 = idle */
+	void *state;			/* the backend's per-worker state */
+};
+
+/* A backend.  init/deinit run on the main thread before workers start and
+ * after they stop; worker_init/verify/worker_deinit run on each worker. */
+struct passdb_ops {
+	const char *type;
+	int (*init)(struct authenticator *auth, char *error, size_t size);
+	void *(*worker_init)(struct authenticator *auth, unsigned index);
+	void (*verify)(struct authenticator *auth, void *state, struct job *job);
+	void (*worker_deinit)(struct authenticator *auth, void *state);
+	void (*deinit)(struct authenticator *auth);
+};
+
+struct auth_stats {
+	uint64_t requests, ok, fail, nouser, tempfail, timeout, overloaded;
+};
+
+struct authenticator {
+	const struct auth_conf *conf;
+	size_t chain_pos;
+	const struct passdb_ops *ops;
+	void *backend;			/* the backend's shared state */
+
+	pthread_mutex_t lock;		/* protects everything below */
+	pthread_cond_t cond;
+	struct job_list queue;
+	unsigned queued;
+	unsigned busy;
+	bool stopping;
+	struct worker *workers;
+	unsigned nworkers;
+	struct auth_stats stats;	/* loop thread only, not under lock */
+};
+
+/* authenticator.c */
+/* Creates the authenticators of conf's chain and starts their workers;
+ * fatal on failure.  Returns the array (conf->nauths entries). */
+struct authenticator *authenticators_start(const struct config *conf,
+					    struct event_base *base);
+/* Stops workers (killing helper processes) and frees everything. */
+void authenticators_stop(struct authenticator *auths, size_t n);
+/* Queues job on its authenticator.  Returns 0, or -1 with *reason_r set
+ * when the queue is full or every worker is stuck (the job is not queued). */
+int authenticator_submit(struct authenticator *auth, struct job *job,
+			 enum tempfail_reason *reason_r);
+/* Marks a job the loop no longer waits for; a worker skips it if it has
+ * not started it yet. */
+void authenticator_abandon(struct job *job);
+/* Workers past their deadline right now. */
+unsigned authenticator_stuck(struct authenticator *auth, uint64_t now_ms);
+void job_free(struct job *job);
+
+/* request.c */
+void requests_init(const struct config *conf, struct authenticator *auths, size_t n);
+/* Called by authenticator.c on the loop thread for each finished job. */
+void request_job_done(struct job *job);
+
+/* client.c */
+void clients_init(struct event_base *base, const struct config *conf, int listen_fd);
+void clients_shutdown(void);
+
+/* reply helpers used by request.c, implemented in client.c */
+struct client;
+void client_reply_ok(struct client *c, const char *id, const char *user,
+		     const struct userdb *udb, const char *authname, const char *ticket);
+void client_reply_fail(struct client *c, const char *id);
+void client_reply_tempfail(struct client *c, const char *id, enum tempfail_reason reason);
+void client_request_done(struct client *c, struct request *req);
+pid_t client_pid(const struct client *c);
+
+/* request.c: the request's lifecycle; client.c creates and cancels them */
+struct request_params {
+	const char *id, *service, *user, *rip, *lip;
+	char *password;		/* taken over by the request (wiped, freed) */
+	size_t passlen;
+	bool secured;
+};
+
+struct request {
+	TAILQ_ENTRY(request) client_entry;	/* client.c's list */
+	struct client *client;
+	char id[AUTHD_MAX_ID + 1];
+	char user[AUTH_MAX_USER + 1];
+	char *password;
+	size_t passlen;
+	char service[33];
+	char rip[64], lip[64];
+	bool secured;
+	size_t stage;			/* index in the chain */
+	struct job *job;		/* in flight, or NULL */
+	struct event *timer;
+	uint64_t started_us;
+};
+TAILQ_HEAD(request_list, request);
+
+/* Creates a request (taking over p->password).  Returns NULL if it was
+ * answered at once (invalid user name or empty password: FAIL sent).
+ * The client then links it and calls request_run(), which may answer and
+ * finish it (client_request_done) before returning. */
+struct request *request_new(struct client *c, const struct request_params *p);
+void request_run(struct request *req);
+/* Drops a request without a reply (CANCEL, client gone). */
+void request_cancel(struct request *req);
+const char *request_id(const struct request *req);
+const char *tempfail_reason_name(enum tempfail_reason r);
+void requests_set_base(struct event_base *base);
+
+/* normalize.c */
+/* Normalises user per [authd] (trim, lower-case, domain).  Returns 0, or -1
+ * for a name that cannot belong to anyone (empty, control characters, too
+ * long). */
+int user_normalize(const struct config *conf, const char *in, char *out, size_t size);
+
+/* ticket.c */
+void tickets_init(const struct config *conf);
+/* Issues a ticket for (user, udb) bound to pid; writes its hex form into
+ * hex (2 * AUTHD_TICKET_BYTES + 1 bytes). */
+void ticket_issue(const char *user, const struct userdb *udb, pid_t pid, char *hex);
+/* Redeems a ticket once.  Returns 0 and fills user/udb, or -1. */
+int ticket_redeem(const char *hex, pid_t pid, char *user, size_t usersize,
+		  struct userdb *udb);
+void tickets_shutdown(void);
+
+/* master.c */
+void master_init(struct event_base *base, int listen_fd);
+void master_shutdown(void);
+
+/* password.c */
+enum pw_check { PW_MATCH, PW_MISMATCH, PW_BAD_HASH };
+/* Checks password against a stored hash in any supported scheme.  Blocking
+ * and possibly slow (argon2): workers only. */
+enum pw_check password_verify(const char *stored, const char *password);
+/* True if stored names a scheme password_verify() understands. */
+bool password_scheme_known(const char *stored);
+bool password_is_plain(const char *stored);
+
+/* spawn.c */
+struct child {
+	pid_t pid;
+	int pidfd;
+};
+/* Starts argv in a new session (so the whole group can be killed), with
+ * stdin/stdout/fd3 as given (-1 = /dev/null for 0 and 1, closed for 3),
+ * stderr inherited, every other descriptor closed, signals default and
+ * unblocked, and a small environment.  Returns 0 or -1 (errno set). */
+int child_spawn(struct child *ch, char *const argv[], int in_fd, int out_fd, int fd3,
+		char *const envp[]);
+/* Kills the process group of every child still running (shutdown). */
+void children_kill_all(void);
+/* Kills the child's process group and reaps the child. */
+void child_kill(struct child *ch);
+/* Waits for the child to exit until deadline_ms (monotonic).  Returns 0
+ * with *status_r as from waitid (si_code/si_status folded: exit code, or
+ * 128 + signal), or -1 on timeout (child still running). */
+int child_wait(struct child *ch, uint64_t deadline_ms, int *status_r);
+
+/* passdb_passwd_file.c, passdb_external.c */
+extern const struct passdb_ops passdb_passwd_file;
+extern const struct passdb_ops passdb_external;
+extern const struct passdb_ops passdb_checkpassword;
+
+/* passdb_passwd_file.c: helper for every backend */
+/* Parses "uid=", "gid=", "home=", "maildrop=" into udb; other keys are
+ * ignored.  Returns 0, or -1 for a bad value. */
+int userdb_set_field(struct userdb *udb, const char *key, const char *value);
+
+#endif

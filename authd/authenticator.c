@@ -1,0 +1,281 @@
+/*
+ * authenticator.c - one bounded queue and one worker pool per authenticator.
+ *
+ * The loop submits jobs; `workers` threads (started once) take them in
+ * FIFO order and run the backend's verify(), which may block up to the
+ * job's deadline.  Finished jobs go on one completion list and an eventfd
+ * wakes the loop, which hands them to request.c.  Workers never touch a
+ * client or a request.
+ *
+ * A worker whose job is past its deadline is "stuck".  While every worker
+ * of an authenticator is stuck, submit() refuses new jobs at once (they
+ * would only wait out their own timeout in the queue); as soon as one
+ * worker comes back, jobs are accepted again.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "authd/authd.h"
+#include "common/log.h"
+#include "common/mtime.h"
+
+/* Finished jobs, from any worker to the loop. */
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct job_list done_list = TAILQ_HEAD_INITIALIZER(done_list);
+static int done_fd = -1;
+static struct event *done_ev;
+
+void job_free(struct job *job)
+{
+	if (job == NULL)
+		return;
+	if (job->password != NULL) {
+		sodium_memzero(job->password, job->passlen);
+		free(job->password);
+	}
+	sodium_memzero(job, sizeof(*job));
+	free(job);
+}
+
+static void completion_push(struct job *job)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&done_lock);
+	TAILQ_INSERT_TAIL(&done_list, job, entry);
+	pthread_mutex_unlock(&done_lock);
+	/* An eventfd counter only fails to accept a write when it would
+	 * overflow, which cannot happen with the loop reading it. */
+	if (write(done_fd, &one, sizeof(one)) == -1 && errno != EAGAIN)
+		log_warn("authenticator: cannot wake the event loop");
+}
+
+static void on_completions(evutil_socket_t fd, short what, void *arg)
+{
+	struct job_list batch = TAILQ_HEAD_INITIALIZER(batch);
+	struct job *job;
+	uint64_t n;
+
+	if (read(fd, &n, sizeof(n)) == -1 && errno != EAGAIN)
+		log_warn("authenticator: eventfd read");
+	pthread_mutex_lock(&done_lock);
+	TAILQ_CONCAT(&batch, &done_list, entry);
+	pthread_mutex_unlock(&done_lock);
+	while ((job = TAILQ_FIRST(&batch)) != NULL) {
+		TAILQ_REMOVE(&batch, job, entry);
+		request_job_done(job);
+		job_free(job);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct authenticator *auth = w->auth;
+	struct job *job;
+
+	w->state = auth->ops->worker_init != NULL ? auth->ops->worker_init(auth, w->index) : NULL;
+	pthread_mutex_lock(&auth->lock);
+	for (;;) {
+		while (!auth->stopping && TAILQ_EMPTY(&auth->queue))
+			pthread_cond_wait(&auth->cond, &auth->lock);
+		if (auth->stopping)
+			break;
+		job = TAILQ_FIRST(&auth->queue);
+		TAILQ_REMOVE(&auth->queue, job, entry);
+		auth->queued--;
+		uint64_t now = mtime_ms();
+		if (job->abandoned || now >= job->deadline_ms) {
+			/* Nobody waits for it any more, or it waited out its
+			 * timeout in the queue: do not spend a backend call. */
+			job->result = AUTH_RESULT_TEMPFAIL;
+			job->reason = TEMPFAIL_TIMEOUT;
+			job->started_ms = job->finished_ms = now;
+			pthread_mutex_unlock(&auth->lock);
+			completion_push(job);
+			pthread_mutex_lock(&auth->lock);
+			continue;
+		}
+		w->busy_deadline_ms = job->deadline_ms;
+		auth->busy++;
+		pthread_mutex_unlock(&auth->lock);
+
+		job->started_ms = now;
+		job->result = AUTH_RESULT_TEMPFAIL;
+		job->reason = TEMPFAIL_INTERNAL;
+		auth->ops->verify(auth, w->state, job);
+		job->finished_ms = mtime_ms();
+		if (job->password != NULL)
+			sodium_memzero(job->password, job->passlen);
+
+		pthread_mutex_lock(&auth->lock);
+		w->busy_deadline_ms = 0;
+		auth->busy--;
+		pthread_mutex_unlock(&auth->lock);
+		completion_push(job);
+		pthread_mutex_lock(&auth->lock);
+	}
+	pthread_mutex_unlock(&auth->lock);
+	if (auth->ops->worker_deinit != NULL)
+		auth->ops->worker_deinit(auth, w->state);
+	return NULL;
+}
+
+static const struct passdb_ops *ops_for(enum auth_type type)
+{
+	switch (type) {
+	case AUTH_TYPE_PASSWD_FILE: return &passdb_passwd_file;
+	case AUTH_TYPE_EXTERNAL: return &passdb_external;
+	case AUTH_TYPE_CHECKPASSWORD: return &passdb_checkpassword;
+	}
+	return NULL;
+}
+
+struct authenticator *authenticators_start(const struct config *conf, struct event_base *base)
+{
+	struct authenticator *auths = xcalloc(conf->nauths, sizeof(*auths));
+	sigset_t all, old;
+	char err[512];
+
+	done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (done_fd == -1)
+		fatal("eventfd");
+	done_ev = event_new(base, done_fd, EV_READ | EV_PERSIST, on_completions, NULL);
+	if (done_ev == NULL || event_add(done_ev, NULL) == -1)
+		fatalx("cannot watch the completion eventfd");
+
+	/* Workers never take signals: the loop thread handles them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	for (size_t i = 0; i < conf->nauths; i++) {
+		struct authenticator *a = &auths[i];
+
+		a->conf = &conf->auths[i];
+		a->chain_pos = i;
+		a->ops = ops_for(a->conf->type);
+		TAILQ_INIT(&a->queue);
+		pthread_mutex_init(&a->lock, NULL);
+		pthread_cond_init(&a->cond, NULL);
+		if (a->ops->init != NULL && a->ops->init(a, err, sizeof(err)) == -1)
+			fatalx("authenticator %s: %s", a->conf->name, err);
+		a->nworkers = a->conf->workers;
+		a->workers = xcalloc(a->nworkers, sizeof(*a->workers));
+		for (unsigned w = 0; w < a->nworkers; w++) {
+			a->workers[w].auth = a;
+			a->workers[w].index = w;
+			int rc = pthread_create(&a->workers[w].thread, NULL, worker_main,
+						&a->workers[w]);
+			if (rc != 0) {
+				errno = rc;
+				fatal("authenticator %s: cannot start worker", a->conf->name);
+			}
+		}
+		log_info("authenticator %s: type %s, %u workers, queue limit %u, timeout %llums",
+			 a->conf->name, a->ops->type, a->nworkers, a->conf->queue_limit,
+			 (unsigned long long)a->conf->timeout_ms);
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return auths;
+}
+
+void authenticators_stop(struct authenticator *auths, size_t n)
+{
+	struct job *job;
+
+	if (auths == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&auths[i].lock);
+		auths[i].stopping = true;
+		pthread_cond_broadcast(&auths[i].cond);
+		pthread_mutex_unlock(&auths[i].lock);
+	}
+	/* Workers blocked on a helper return as soon as it is gone. */
+	children_kill_all();
+	for (size_t i = 0; i < n; i++) {
+		struct authenticator *a = &auths[i];
+
+		/* A worker in the middle of a backend call returns at its
+		 * deadline at the latest (helpers are killed then). */
+		for (unsigned w = 0; w < a->nworkers; w++)
+			pthread_join(a->workers[w].thread, NULL);
+		while ((job = TAILQ_FIRST(&a->queue)) != NULL) {
+			TAILQ_REMOVE(&a->queue, job, entry);
+			job_free(job);
+		}
+		if (a->ops->deinit != NULL)
+			a->ops->deinit(a);
+		free(a->workers);
+		pthread_mutex_destroy(&a->lock);
+		pthread_cond_destroy(&a->cond);
+	}
+	while ((job = TAILQ_FIRST(&done_list)) != NULL) {
+		TAILQ_REMOVE(&done_list, job, entry);
+		job_free(job);
+	}
+	if (done_ev != NULL)
+		event_free(done_ev);
+	if (done_fd != -1)
+		close(done_fd);
+	free(auths);
+}
+
+static unsigned stuck_locked(struct authenticator *auth, uint64_t now)
+{
+	unsigned stuck = 0;
+
+	for (unsigned w = 0; w < auth->nworkers; w++)
+		if (auth->workers[w].busy_deadline_ms != 0 &&
+		    now >= auth->workers[w].busy_deadline_ms)
+			stuck++;
+	return stuck;
+}
+
+unsigned authenticator_stuck(struct authenticator *auth, uint64_t now_ms)
+{
+	unsigned stuck;
+
+	pthread_mutex_lock(&auth->lock);
+	stuck = stuck_locked(auth, now_ms);
+	pthread_mutex_unlock(&auth->lock);
+	return stuck;
+}
+
+int authenticator_submit(struct authenticator *auth, struct job *job,
+			 enum tempfail_reason *reason_r)
+{
+	uint64_t now = mtime_ms();
+
+	job->auth = auth;
+	job->enqueued_ms = now;
+	job->deadline_ms = now + auth->conf->timeout_ms;
+	pthread_mutex_lock(&auth->lock);
+	if (auth->queued >= auth->conf->queue_limit ||
+	    stuck_locked(auth, now) == auth->nworkers) {
+		pthread_mutex_unlock(&auth->lock);
+		*reason_r = TEMPFAIL_OVERLOADED;
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&auth->queue, job, entry);
+	auth->queued++;
+	pthread_cond_signal(&auth->cond);
+	pthread_mutex_unlock(&auth->lock);
+	return 0;
+}
+
+void authenticator_abandon(struct job *job)
+{
+	struct authenticator *auth = job->auth;
+
+	job->req = NULL;
+	pthread_mutex_lock(&auth->lock);
+	job->abandoned = true;
+	pthread_mutex_unlock(&auth->lock);
+}

@@ -1,0 +1,417 @@
+/*
+ * client.c - connections on the protocol socket (docs/auth-protocol.md).
+ *
+ * Every byte here comes from another process and is treated as hostile:
+ * lines go through the bounded line reader, a line that is too long, holds
+ * a NUL byte, or breaks the framing closes that connection only; a
+ * malformed request gets an ERROR reply for its id.  A client with
+ * AUTHD_MAX_INFLIGHT requests in flight is not read until replies drain.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <sodium.h>
+
+#include "authd/authd.h"
+#include "common/line.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/sock.h"
+
+struct client {
+	TAILQ_ENTRY(client) entry;
+	struct bufferevent *bev;
+	pid_t pid;
+	uid_t uid;
+	bool handshaked;
+	bool processing;	/* inside client_process(): do not free */
+	bool dead;		/* free once processing ends */
+	struct request_list requests;
+	unsigned inflight;
+};
+TAILQ_HEAD(client_list, client);
+
+static struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
+static unsigned nclients;
+static const struct config *conf;
+static struct evconnlistener *listener;
+static struct event_base *base;
+
+static void client_process(struct client *c);
+
+pid_t client_pid(const struct client *c)
+{
+	return c->pid;
+}
+
+static void client_free(struct client *c)
+{
+	struct request *req;
+
+	if (c->processing) {
+		c->dead = true;
+		bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	while ((req = TAILQ_FIRST(&c->requests)) != NULL) {
+		TAILQ_REMOVE(&c->requests, req, client_entry);
+		request_cancel(req);
+	}
+	TAILQ_REMOVE(&clients, c, entry);
+	nclients--;
+	bufferevent_free(c->bev);
+	free(c);
+	if (listener != NULL && nclients == conf->authd.max_clients - 1)
+		evconnlistener_enable(listener);
+}
+
+static void send_line(struct client *c, struct proto_line *l)
+{
+	if (proto_line_end(l) == -1) {
+		/* Our own reply does not fit: a bug or absurd userdb data. */
+		log_error("client: reply too long, dropped");
+		return;
+	}
+	if (bufferevent_write(c->bev, l->buf, l->len) == -1)
+		log_warnx("client: cannot queue reply");
+}
+
+static void reply_error(struct client *c, const char *id, const char *reason)
+{
+	struct proto_line l;
+
+	proto_line_start(&l, "ERROR");
+	proto_line_add(&l, id);
+	proto_line_kv(&l, "reason", reason);
+	send_line(c, &l);
+}
+
+void client_reply_ok(struct client *c, const char *id, const char *user,
+		     const struct userdb *udb, const char *authname, const char *ticket)
+{
+	struct proto_line l;
+
+	proto_line_start(&l, "OK");
+	proto_line_add(&l, id);
+	proto_line_kv(&l, "user", user);
+	if (udb->has_uid)
+		proto_line_kvf(&l, "uid", "%u", udb->uid);
+	if (udb->has_gid)
+		proto_line_kvf(&l, "gid", "%u", udb->gid);
+	if (udb->home[0] != '\0')
+		proto_line_kv(&l, "home", udb->home);
+	if (udb->maildrop[0] != '\0')
+		proto_line_kv(&l, "maildrop", udb->maildrop);
+	proto_line_kv(&l, "authenticator", authname);
+	proto_line_kv(&l, "ticket", ticket);
+	send_line(c, &l);
+	proto_line_wipe(&l);
+}
+
+void client_reply_fail(struct client *c, const char *id)
+{
+	struct proto_line l;
+
+	proto_line_start(&l, "FAIL");
+	proto_line_add(&l, id);
+	send_line(c, &l);
+}
+
+void client_reply_tempfail(struct client *c, const char *id, enum tempfail_reason reason)
+{
+	struct proto_line l;
+
+	proto_line_start(&l, "TEMPFAIL");
+	proto_line_add(&l, id);
+	proto_line_kv(&l, "reason", tempfail_reason_name(reason));
+	send_line(c, &l);
+}
+
+void client_request_done(struct client *c, struct request *req)
+{
+	TAILQ_REMOVE(&c->requests, req, client_entry);
+	c->inflight--;
+	if (c->inflight == AUTHD_MAX_INFLIGHT - 1 && !c->processing && !c->dead) {
+		/* Back-pressure released: take the lines already buffered. */
+		bufferevent_enable(c->bev, EV_READ);
+		client_process(c);
+	}
+}
+
+static struct request *find_request(struct client *c, const char *id)
+{
+	struct request *req;
+
+	TAILQ_FOREACH(req, &c->requests, client_entry)
+		if (strcmp(req->id, id) == 0)
+			return req;
+	return NULL;
+}
+
+static bool service_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 32)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+			return false;
+	return true;
+}
+
+static void handle_auth(struct client *c, struct proto_msg *m)
+{
+	struct request_params p;
+	struct request *req;
+	const char *id, *mech, *pass, *err, *secured;
+	char user[AUTH_MAX_USER + 1];
+	char *pw;
+
+	if (m->nargs < 1 || !proto_id_valid(m->args[0])) {
+		reply_error(c, "0", "bad or missing request id");
+		return;
+	}
+	id = m->args[0];
+	if (proto_has_duplicates(m)) {
+		reply_error(c, id, "duplicate key");
+		return;
+	}
+	if (find_request(c, id) != NULL) {
+		reply_error(c, id, "request id already in flight");
+		return;
+	}
+	memset(&p, 0, sizeof(p));
+	p.id = id;
+	p.service = proto_get(m, "service");
+	if (p.service == NULL || !service_valid(p.service)) {
+		reply_error(c, id, "missing or bad service");
+		return;
+	}
+	p.rip = proto_get(m, "rip");
+	p.lip = proto_get(m, "lip");
+	if ((p.rip != NULL && strlen(p.rip) > 63) || (p.lip != NULL && strlen(p.lip) > 63)) {
+		reply_error(c, id, "address too long");
+		return;
+	}
+	secured = proto_get(m, "secured");
+	if (secured != NULL && strcmp(secured, "yes") != 0 && strcmp(secured, "no") != 0) {
+		reply_error(c, id, "secured must be yes or no");
+		return;
+	}
+	p.secured = secured != NULL && strcmp(secured, "yes") == 0;
+
+	mech = proto_get(m, "mech");
+	if (mech != NULL) {
+		const char *resp = proto_get(m, "resp");
+		char passbuf[AUTH_MAX_PASSWORD + 1];
+
+		if (strcmp(mech, "PLAIN") != 0) {
+			reply_error(c, id, "unsupported mechanism");
+			return;
+		}
+		if (resp == NULL || proto_get(m, "user") != NULL || proto_get(m, "pass") != NULL) {
+			reply_error(c, id, "mech=PLAIN needs resp and no user or pass");
+			return;
+		}
+		if (proto_sasl_plain_decode(resp, user, sizeof(user), passbuf, sizeof(passbuf),
+					    &err) == -1) {
+			reply_error(c, id, err);
+			return;
+		}
+		p.passlen = strlen(passbuf);
+		pw = xmalloc(p.passlen + 1);
+		memcpy(pw, passbuf, p.passlen + 1);
+		sodium_memzero(passbuf, sizeof(passbuf));
+		p.user = user;
+	} else {
+		p.user = proto_get(m, "user");
+		pass = proto_get(m, "pass");
+		if (p.user == NULL || pass == NULL) {
+			reply_error(c, id, "missing user or pass");
+			return;
+		}
+		if (strlen(p.user) > AUTH_MAX_USER) {
+			reply_error(c, id, "user name too long");
+			return;
+		}
+		p.passlen = strlen(pass);
+		if (p.passlen > AUTH_MAX_PASSWORD) {
+			reply_error(c, id, "password too long");
+			return;
+		}
+		pw = xmalloc(p.passlen + 1);
+		memcpy(pw, pass, p.passlen + 1);
+	}
+	p.password = pw;
+	req = request_new(c, &p);
+	sodium_memzero(user, sizeof(user));
+	if (req == NULL)
+		return;
+	TAILQ_INSERT_TAIL(&c->requests, req, client_entry);
+	c->inflight++;
+	request_run(req);
+}
+
+/* Handles one line.  Returns -1 if the connection must close. */
+static int handle_line(struct client *c, char *line, size_t len)
+{
+	struct proto_msg m;
+	const char *err;
+
+	if (proto_parse(line, len, &m, &err) == -1) {
+		log_warnx("client pid %ld: %s; closing", (long)c->pid, err);
+		return -1;
+	}
+	if (!c->handshaked) {
+		struct proto_line l;
+
+		if (strcmp(m.cmd, "VERSION") != 0 || m.nargs < 2) {
+			log_warnx("client pid %ld: expected VERSION; closing", (long)c->pid);
+			return -1;
+		}
+		if (strcmp(m.args[0], "1") != 0) {
+			reply_error(c, "0", "unsupported version");
+			return -1;
+		}
+		c->handshaked = true;
+		proto_line_start(&l, "VERSION");
+		proto_line_add(&l, "1");
+		proto_line_add(&l, "0");
+		proto_line_kvf(&l, "pid", "%ld", (long)getpid());
+		send_line(c, &l);
+		return 0;
+	}
+	if (strcmp(m.cmd, "AUTH") == 0) {
+		handle_auth(c, &m);
+		return 0;
+	}
+	if (strcmp(m.cmd, "CANCEL") == 0) {
+		struct request *req;
+
+		if (m.nargs >= 1 && (req = find_request(c, m.args[0])) != NULL) {
+			TAILQ_REMOVE(&c->requests, req, client_entry);
+			c->inflight--;
+			request_cancel(req);
+		}
+		return 0;
+	}
+	log_warnx("client pid %ld: unknown command; closing", (long)c->pid);
+	return -1;
+}
+
+static void client_process(struct client *c)
+{
+	static char line[AUTHD_MAX_LINE + 1];
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	enum line_status st;
+	size_t len;
+	bool nul;
+	int rc = 0;
+
+	c->processing = true;
+	while (!c->dead && c->inflight < AUTHD_MAX_INFLIGHT) {
+		st = line_read(in, line, AUTHD_MAX_LINE, &len, &nul);
+		if (st == LINE_NONE)
+			break;
+		if (st == LINE_TOOLONG) {
+			log_warnx("client pid %ld: line too long; closing", (long)c->pid);
+			rc = -1;
+			break;
+		}
+		if (nul) {
+			log_warnx("client pid %ld: NUL byte in line; closing", (long)c->pid);
+			rc = -1;
+		} else {
+			rc = handle_line(c, line, len);
+		}
+		sodium_memzero(line, len);
+		if (rc == -1)
+			break;
+	}
+	if (c->inflight >= AUTHD_MAX_INFLIGHT)
+		bufferevent_disable(c->bev, EV_READ);
+	c->processing = false;
+	if (rc == -1 || c->dead)
+		client_free(c);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	client_process(arg);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		client_free(c);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int socklen, void *arg)
+{
+	struct client *c;
+
+	if (nclients >= conf->authd.max_clients) {
+		log_warnx("client: max-clients (%u) reached, refusing a connection",
+			  conf->authd.max_clients);
+		close(fd);
+		evconnlistener_disable(l);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	TAILQ_INIT(&c->requests);
+	if (sock_peer_cred(fd, &c->pid, &c->uid, NULL) == -1) {
+		log_warn("client: SO_PEERCRED");
+		c->pid = -1;
+	}
+	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("out of memory (bufferevent)");
+	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	TAILQ_INSERT_TAIL(&clients, c, entry);
+	nclients++;
+	log_debug("client: connected, pid %ld uid %ld", (long)c->pid, (long)c->uid);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	log_warn("client: accept");
+}
+
+void clients_init(struct event_base *b, const struct config *c, int listen_fd)
+{
+	base = b;
+	conf = c;
+	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
+				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
+	if (listener == NULL)
+		fatalx("cannot listen on the protocol socket");
+	evconnlistener_set_error_cb(listener, on_accept_error);
+}
+
+unsigned clients_count(void);
+unsigned clients_count(void)
+{
+	return nclients;
+}
+
+void clients_shutdown(void)
+{
+	struct client *c;
+
+	if (listener != NULL)
+		evconnlistener_free(listener);
+	listener = NULL;
+	while ((c = TAILQ_FIRST(&clients)) != NULL)
+		client_free(c);
+}
