@@ -1,0 +1,6 @@
+# bench/: benchmarks; each prints a table, p50/p95/p99 and one JSON line.
+PROGRAMS += $(B)/cache-bench
+ALL_OBJS += $(B)/obj/bench/cache-bench.o
+
+$(B)/cache-bench: $(B)/obj/bench/cache-bench.o $(CACHE_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
