@@ -231,14 +231,14 @@ static void test_nouser_any_password_and_bound(void)
 			       T0 + 2, 10000, 0), CACHE_INSERTED);
 
 	for (int i = 0; i < 5; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "user%d", i);
 		users[i] = cred(cache, name, "pw");
 		put(cache, &users[i], CACHE_OK, T0, 60000, 0);
 	}
 	/* A flood of random names: at most 2 NOUSER entries in the set. */
 	for (int i = 0; i < 200; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "random%d", i);
 		struct cred r = cred(cache, name, "x");
 		CHECK_INT(put(cache, &r, CACHE_NOUSER, T0 + 10 + i, 10000, 0),
@@ -387,7 +387,7 @@ static void test_flush(void)
 	/* flush_all over many sets. */
 	cache = new_cache(1 << 20, 2, 2, 20);
 	for (int i = 0; i < 1000; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "u%d", i);
 		struct cred c = cred(cache, name, "pw");
 		put(cache, &c, CACHE_OK, T0, 60000, 0);
@@ -406,7 +406,7 @@ static void test_flush(void)
 static void fill(struct cache *cache, struct cred c[CACHE_WAYS])
 {
 	for (int i = 0; i < CACHE_WAYS; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "u%d", i);
 		c[i] = cred(cache, name, "pw");
 		CHECK_INT(put(cache, &c[i], CACHE_OK, T0, 60000, 0), CACHE_INSERTED);
@@ -497,13 +497,13 @@ static void test_negative_cap_replaces_same_kind(void)
 	struct cache_entry e;
 
 	for (int i = 0; i < 5; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "u%d", i);
 		c[i] = cred(cache, name, "pw");
 		put(cache, &c[i], CACHE_OK, T0, 60000, 0);
 	}
 	for (int i = 0; i < 3; i++) {
-		char pw[16];
+		char pw[32];
 		snprintf(pw, sizeof(pw), "bad%d", i);
 		w[i] = cred(cache, "u0", pw);
 		/* w0 expires first, then w1, w2. */
@@ -676,13 +676,13 @@ static void test_many_sets(void)
 	int hits = 0;
 
 	for (int i = 0; i < 5000; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "user%d", i);
 		struct cred c = cred(cache, name, "pw");
 		put(cache, &c, CACHE_OK, T0, 60000, 0);
 	}
 	for (int i = 0; i < 5000; i++) {
-		char name[16];
+		char name[32];
 		snprintf(name, sizeof(name), "user%d", i);
 		struct cred c = cred(cache, name, "pw");
 		if (get(cache, &c, T0 + 1, &e) == CACHE_HIT) {
