@@ -181,25 +181,34 @@ static int put_record(char *buf, size_t size, size_t *len, const char *key, cons
 }
 
 /* Reads a reply (records ended by an empty record) until the deadline.
- * Returns its length (with the final NUL), 0 if the helper broke the
- * framing or closed, -1 on timeout. */
+ * Each record must start with a key of [a-z_-] and '=', so a helper that
+ * prints anything else is caught at its first byte, not at the deadline.
+ * Returns the reply's length (with the final NUL), 0 if the helper broke
+ * the framing or closed, -1 on timeout. */
 static ssize_t read_reply(int fd, char *buf, size_t size, uint64_t deadline)
 {
 	size_t len = 0;
+	bool in_key = true;
 
 	for (;;) {
 		ssize_t n = read(fd, buf + len, size - len);
 		if (n > 0) {
 			size_t old = len;
 			len += (size_t)n;
-			/* The reply ends at the first "\0\0" (or a lone "\0" at the start). */
 			for (size_t i = old; i < len; i++) {
-				if (buf[i] != '\0')
-					continue;
-				if (i == 0 || buf[i - 1] == '\0') {
-					if (i + 1 != len)
-						return 0;	/* bytes after the reply: garbage */
-					return (ssize_t)len;
+				char c = buf[i];
+				if (c == '\0') {
+					bool record_start = i == 0 || buf[i - 1] == '\0';
+					if (record_start)	/* the empty record: end */
+						return i + 1 == len ? (ssize_t)len : 0;
+					if (in_key)
+						return 0;	/* a record without '=' */
+					in_key = true;
+				} else if (in_key) {
+					if (c == '=')
+						in_key = false;
+					else if (!((c >= 'a' && c <= 'z') || c == '_' || c == '-'))
+						return 0;
 				}
 			}
 			if (len == size)

@@ -620,6 +620,8 @@ struct config *config_load(const char *path, char *error, size_t size)
 	ini_allow_inline_comments = false;
 	ini_use_stack = false;
 	ini_max_line = CONFIG_MAX_LINE;
+	ini_initial_alloc = CONFIG_MAX_LINE;
+	ini_stop_on_first_error = true;
 
 	stream[0] = ctx;
 	stream[1] = f;

@@ -1,0 +1,139 @@
+"""Fixtures shared by the integration tests: start the real authd on a
+UNIX socket in a temporary directory, talk its protocol, and check that it
+stopped cleanly (no sanitizer report, exit status 0)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from authdlib import AuthdClient, wait_until  # noqa: E402
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("BUILD_DIR", os.path.join(REPO, "build"))
+HELPERS = os.path.join(os.path.dirname(__file__), "helpers")
+PYTHON = "/usr/bin/python3"
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                     "WARNING: ThreadSanitizer", "runtime error:")
+
+
+def sanitizer_env():
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=66"
+    env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1:exitcode=66"
+    env["TSAN_OPTIONS"] = "halt_on_error=0:exitcode=66:second_deadlock_stack=1"
+    return env
+
+
+class Authd:
+    """A running authd with its config in `self.dir`."""
+
+    def __init__(self, tmpdir, authenticators, extra=""):
+        self.dir = str(tmpdir)
+        self.socket = os.path.join(self.dir, "auth.sock")
+        self.master_socket = os.path.join(self.dir, "master.sock")
+        self.conf = os.path.join(self.dir, "authd.conf")
+        self.log = os.path.join(self.dir, "authd.log")
+        text = ("[authd]\nsocket = %s\nmaster-socket = %s\nlog-level = debug\n%s\n"
+                "[pop3d]\nlisten = 127.0.0.1:1\nauth-socket = %s\n"
+                "master-auth-socket = %s\n\n"
+                % (self.socket, self.master_socket, extra, self.socket, self.master_socket))
+        for name, keys in authenticators:
+            text += "[authenticator %s]\n" % name
+            for k, v in keys.items():
+                text += "%s = %s\n" % (k, v)
+            text += "\n"
+        with open(self.conf, "w") as f:
+            f.write(text)
+        os.chmod(self.conf, 0o600)
+        self.proc = None
+
+    def start(self):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "authd"), "-f", "-c", self.conf],
+                                     stdout=self.logf, stderr=self.logf,
+                                     env=sanitizer_env())
+
+        def ready():
+            if self.proc.poll() is not None:
+                raise AssertionError("authd exited early:\n" + self.log_text())
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.connect(self.socket)
+                return True
+            except OSError:
+                return False
+            finally:
+                s.close()
+        wait_until(ready, 20, "authd socket")
+        return self
+
+    def client(self, timeout=30):
+        return AuthdClient(self.socket, timeout=timeout)
+
+    def log_text(self):
+        with open(self.log, "r", errors="replace") as f:
+            return f.read()
+
+    def fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def children(self):
+        """pids of authd's direct children (helpers), zombies included."""
+        out = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            fields = st[st.rindex(")") + 2:].split()
+            if int(fields[1]) == self.proc.pid:
+                out.append((int(pid), fields[0]))
+        return out
+
+    def stop(self, check=True):
+        if self.proc is None or self.proc.poll() is not None:
+            rc = self.proc.returncode if self.proc else 0
+        else:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                rc = self.proc.wait()
+                raise AssertionError("authd did not stop on SIGTERM:\n" + self.log_text())
+        self.logf.close()
+        log = self.log_text()
+        if check:
+            for m in SANITIZER_MARKERS:
+                assert m not in log, "sanitizer report in authd log:\n" + log
+            assert rc == 0, "authd exit status %s:\n%s" % (rc, log)
+        return rc
+
+
+@pytest.fixture
+def authd_factory(tmp_path):
+    started = []
+
+    def make(authenticators, extra="", start=True):
+        a = Authd(tmp_path, authenticators, extra)
+        started.append(a)
+        return a.start() if start else a
+    yield make
+    for a in started:
+        if a.proc is not None:
+            a.stop()
+
+
+@pytest.fixture
+def tmpdir_path(tmp_path):
+    return tmp_path
