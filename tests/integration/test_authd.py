@@ -202,16 +202,26 @@ def test_queue_full_and_stuck_workers(authd_factory, helper_users):
     assert set(got.values()) <= {"timeout", "OK"}
 
 
-def test_stuck_worker_refuses_then_recovers(authd_factory, helper_users):
-    a = authd_factory([("ext", ext_auth(helper_users, workers="1", timeout="1s"))])
+def test_stuck_worker_refuses_then_recovers(authd_factory, tmp_path):
+    # An argon2id hash with 256 MiB and t=4 takes far longer than the 100 ms
+    # timeout: the only worker is stuck in it past its deadline.
+    slow = subprocess.run(["argon2", "saltsaltsalt", "-id", "-t", "4", "-m", "18", "-p", "1",
+                           "-e"], input=b"right", capture_output=True, check=True)
+    path = tmp_path / "users"
+    path.write_text("slowhash:{ARGON2ID}%s\nbob:{PLAIN}bob-pw\n"
+                    % slow.stdout.decode().strip())
+    os.chmod(path, 0o600)
+    a = authd_factory([("pw", {"type": "passwd-file", "path": str(path), "workers": "1",
+                               "timeout": "100ms"})])
     c = a.client()
-    # slow2.5 keeps the only worker past its 1 s deadline: stuck
-    assert c.auth("slow2.5x", "x", timeout=10).kv["reason"] == "timeout"
-    r = c.auth("dave", "dave-pw", timeout=1)
-    assert r.cmd == "TEMPFAIL" and r.kv["reason"] == "overloaded"
-    # the helper was killed at the deadline, so the worker comes back by itself
-    wait_until(lambda: c.auth("dave", "dave-pw", timeout=5).cmd == "OK", 15,
-               "recovery", interval=0.1)
+    assert c.auth("slowhash", "wrong", timeout=10).kv["reason"] == "timeout"
+    t0 = time.monotonic()
+    r = c.auth("bob", "bob-pw", timeout=5)
+    assert r.cmd == "TEMPFAIL" and r.kv["reason"] == "overloaded", r
+    assert time.monotonic() - t0 < 0.1       # refused at once, not queued
+    # when the hash finishes the worker is back, with no restart
+    wait_until(lambda: c.auth("bob", "bob-pw", timeout=5).cmd == "OK", 20,
+               "recovery", interval=0.05)
 
 
 def pid_alive(pid):
