@@ -104,7 +104,7 @@ check: deps
 	$(MAKE) SANITIZER=thread unit
 	$(MAKE) SANITIZER=thread integration PYTEST_ARGS="-m threaded"
 
-run: deps programs
+run: deps $(PROGRAMS)
 	@scripts/demo
 
 install: programs
