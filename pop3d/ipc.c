@@ -1,0 +1,87 @@
+/*
+ * ipc.c - messages between the master and its front ends.
+ *
+ * A SOCK_SEQPACKET socketpair keeps message boundaries, so one recvmsg is
+ * one message and its descriptor.  The master runs this decoder as root on
+ * bytes an (untrusted) front end wrote: every length and string is checked
+ * here before anyone looks at the message.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/sock.h"
+#include "pop3d/pop3d.h"
+
+int ipc_send(int sock, const struct ipc_msg *m, int fd)
+{
+	/* The socket is non-blocking for the event loop's reads; a full
+	 * send buffer (a busy peer) is waited out, but not for ever. */
+	for (int tries = 0; tries < 50; tries++) {
+		struct pollfd pfd = { .fd = sock, .events = POLLOUT };
+
+		if (sock_send_fd(sock, fd, m, IPC_HEADER_LEN + m->data_len) == 0)
+			return 0;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+			return -1;
+		if (poll(&pfd, 1, 100) == -1 && errno != EINTR)
+			return -1;
+	}
+	errno = ETIMEDOUT;
+	return -1;
+}
+
+static bool terminated(const char *s, size_t size)
+{
+	return memchr(s, '\0', size) != NULL;
+}
+
+static bool ticket_ok(const char *t)
+{
+	if (strlen(t) != IPC_TICKET_LEN)
+		return false;
+	return strspn(t, "0123456789abcdefABCDEF") == IPC_TICKET_LEN;
+}
+
+int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
+{
+	ssize_t n;
+	int fd;
+
+	n = sock_recv_fd(sock, m, sizeof(*m), &fd);
+	*fd_r = -1;
+	if (n <= 0)
+		return (int)n;
+	if ((size_t)n < IPC_HEADER_LEN)
+		goto bad;
+	switch (m->type) {
+	case IPC_NEWCONN:
+		if (fd == -1 || m->data_len != 0 || (size_t)n != IPC_HEADER_LEN)
+			goto bad;
+		break;
+	case IPC_CLOSED:
+	case IPC_RETIRE:
+		if (fd != -1 || m->data_len != 0 || (size_t)n != IPC_HEADER_LEN)
+			goto bad;
+		break;
+	case IPC_HANDOFF:
+		if (fd == -1 || m->data_len > POP3D_HANDOFF_MAX_DATA ||
+		    (size_t)n != IPC_HEADER_LEN + m->data_len ||
+		    !terminated(m->method, sizeof(m->method)) ||
+		    !terminated(m->ticket, sizeof(m->ticket)) || !ticket_ok(m->ticket) ||
+		    (strcmp(m->method, "USER") != 0 && strcmp(m->method, "PLAIN") != 0) ||
+		    m->secured > 1)
+			goto bad;
+		break;
+	default:
+		goto bad;
+	}
+	*fd_r = fd;
+	return 1;
+bad:
+	if (fd != -1)
+		close(fd);
+	errno = EPROTO;
+	return -1;
+}

@@ -1,0 +1,1042 @@
+/*
+ * master.c - pop3d's master process: listeners, front ends, handoffs.
+ *
+ * Runs as root when started so (this file and privdrop.c are the only code
+ * that does).  It never reads a byte a client sent: it accepts, counts
+ * and passes connections to front ends, decodes front-end messages with
+ * the strict checks of ipc.c, redeems tickets with authd over the master
+ * socket, and forks one session process per login.
+ *
+ * DESIGN
+ * - Connections are counted here, from accept to the end of their session,
+ *   so max-connections and max-connections-per-ip hold across all front
+ *   ends; max-sessions-per-user is counted over live sessions.
+ * - A connection's id is (generation << 32 | slot), so a stale id from a
+ *   front end (a connection already ended) never names a newer one.
+ * - The pid sent with REDEEM is the pid of the front end whose channel
+ *   carried the handoff, as the master knows it: a front end cannot claim
+ *   another's ticket.
+ * - A front end that dies or retires (lost authd) is replaced, with a
+ *   back-off that doubles while replacements die young.  Sessions are the
+ *   master's children, so they outlive any front end.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <sodium.h>
+
+#include "common/config.h"
+#include "common/line.h"
+#include "common/log.h"
+#include "common/mtime.h"
+#include "common/notify.h"
+#include "common/num.h"
+#include "common/privsep.h"
+#include "common/proto.h"
+#include "common/sock.h"
+#include "pop3d/pop3d.h"
+
+#define COUNT_BUCKETS 4096
+
+enum conn_state { C_FREE, C_PREAUTH, C_REDEEM, C_SESSION };
+
+struct frontend;
+
+struct conn {
+	uint32_t gen;
+	enum conn_state state;
+	struct frontend *fe;		/* C_PREAUTH */
+	char rip[64];
+	unsigned rport;
+	/* C_REDEEM */
+	int fd;
+	pid_t fe_pid;
+	struct event *timer;
+	uint8_t *data;
+	size_t data_len;
+	char method[8];
+	bool secured;
+	/* C_SESSION */
+	pid_t pid;
+	char *user;
+	uint32_t next_free;
+};
+
+struct frontend {
+	pid_t pid;
+	int chan;
+	struct event *ev;
+	bool retired;
+	size_t nconns;
+	uint64_t started_ms;
+	struct frontend *next;
+};
+
+/* A string -> count table (remote addresses, user names). */
+struct count_entry {
+	char *key;
+	unsigned n;
+	struct count_entry *next;
+};
+
+struct slot {
+	struct frontend *fe;		/* NULL while waiting to restart */
+	struct event *restart_ev;
+	uint64_t backoff_ms;
+};
+
+struct stats {
+	uint64_t accepted, refused, logins, redeem_failed, fe_restarts;
+	uint64_t sessions_refused;
+};
+
+static struct {
+	const struct config *conf;
+	struct event_base *base;
+	int listen_fds[CONFIG_MAX_LISTEN];
+	struct event *listen_evs[CONFIG_MAX_LISTEN];
+	size_t nlisten;
+	int stats_fd;
+	struct event *stats_ev;
+	struct slot *slots;
+	unsigned nslots;
+	struct frontend *fes;		/* all live front ends */
+	struct conn *conns;
+	uint32_t nconns_cap, free_head, nactive;
+	struct count_entry *ips[COUNT_BUCKETS], *users[COUNT_BUCKETS];
+	struct bufferevent *authd;	/* master socket, NULL if not connected */
+	uid_t login_uid;
+	gid_t login_gid;
+	struct stats st;
+	uint64_t started_ms;
+} M;
+
+#define NO_SLOT UINT32_MAX
+
+static void spawn_frontend(unsigned slot);
+
+/* ---- counters ------------------------------------------------------------- */
+
+static unsigned count_hash(const char *s)
+{
+	unsigned h = 5381;
+
+	for (; *s != '\0'; s++)
+		h = h * 33 + (unsigned char)*s;
+	return h % COUNT_BUCKETS;
+}
+
+static unsigned count_get(struct count_entry **t, const char *key)
+{
+	for (struct count_entry *e = t[count_hash(key)]; e != NULL; e = e->next)
+		if (strcmp(e->key, key) == 0)
+			return e->n;
+	return 0;
+}
+
+static void count_add(struct count_entry **t, const char *key, int delta)
+{
+	struct count_entry **pp = &t[count_hash(key)], *e;
+
+	for (; *pp != NULL; pp = &(*pp)->next)
+		if (strcmp((*pp)->key, key) == 0)
+			break;
+	if (*pp == NULL) {
+		if (delta <= 0)
+			return;
+		e = xcalloc(1, sizeof(*e));
+		e->key = xstrdup(key);
+		*pp = e;
+	}
+	e = *pp;
+	e->n = (unsigned)((int)e->n + delta);
+	if (e->n == 0) {
+		*pp = e->next;
+		free(e->key);
+		free(e);
+	}
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static uint64_t conn_id(const struct conn *c)
+{
+	return (uint64_t)c->gen << 32 | (uint64_t)(c - M.conns);
+}
+
+static struct conn *conn_find(uint64_t id)
+{
+	uint32_t idx = (uint32_t)id;
+
+	if (idx >= M.nconns_cap || M.conns[idx].state == C_FREE ||
+	    M.conns[idx].gen != (uint32_t)(id >> 32))
+		return NULL;
+	return &M.conns[idx];
+}
+
+static struct conn *conn_new(const char *rip, unsigned rport)
+{
+	struct conn *c;
+	uint32_t idx;
+
+	if (M.free_head == NO_SLOT) {
+		uint32_t old = M.nconns_cap, cap = old == 0 ? 64 : old * 2;
+		M.conns = realloc(M.conns, cap * sizeof(*M.conns));
+		if (M.conns == NULL)
+			fatal("realloc");
+		memset(M.conns + old, 0, (cap - old) * sizeof(*M.conns));
+		for (uint32_t i = old; i < cap; i++)
+			M.conns[i].next_free = i + 1 < cap ? i + 1 : NO_SLOT;
+		M.free_head = old;
+		M.nconns_cap = cap;
+	}
+	idx = M.free_head;
+	c = &M.conns[idx];
+	M.free_head = c->next_free;
+	c->gen++;
+	c->state = C_PREAUTH;
+	c->fd = -1;
+	snprintf(c->rip, sizeof(c->rip), "%s", rip);
+	c->rport = rport;
+	count_add(M.ips, rip, 1);
+	M.nactive++;
+	return c;
+}
+
+static void conn_release(struct conn *c)
+{
+	if (c->state == C_PREAUTH && c->fe != NULL)
+		c->fe->nconns--;
+	if (c->state == C_SESSION && c->user != NULL)
+		count_add(M.users, c->user, -1);
+	if (c->fd != -1)
+		close(c->fd);
+	if (c->timer != NULL)
+		event_free(c->timer);
+	if (c->data != NULL) {
+		sodium_memzero(c->data, c->data_len);
+		free(c->data);
+	}
+	free(c->user);
+	count_add(M.ips, c->rip, -1);
+	M.nactive--;
+	uint32_t gen = c->gen, idx = (uint32_t)(c - M.conns);
+	memset(c, 0, sizeof(*c));
+	c->gen = gen;
+	c->state = C_FREE;
+	c->next_free = M.free_head;
+	M.free_head = idx;
+}
+
+/* A one-line answer to a client we are not going to serve.  Best effort:
+ * the socket is non-blocking and the line is far below its buffer. */
+static void refuse(int fd, const char *line)
+{
+	if (send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
+		log_debug("refuse: %s", strerror(errno));
+}
+
+/* ---- accepting -------------------------------------------------------------- */
+
+static struct frontend *pick_frontend(void)
+{
+	struct frontend *best = NULL;
+
+	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
+		if (!fe->retired && (best == NULL || fe->nconns < best->nconns))
+			best = fe;
+	return best;
+}
+
+static void on_accept(evutil_socket_t lfd, short what, void *arg)
+{
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct ipc_msg m;
+		struct frontend *fe;
+		struct conn *c;
+		char rip[64];
+		unsigned rport;
+		int fd;
+
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED &&
+			    errno != EINTR)
+				log_warn("accept");
+			return;
+		}
+		M.st.accepted++;
+		sock_addr_str((struct sockaddr *)&ss, rip, sizeof(rip), &rport);
+		if (M.nactive >= M.conf->pop3d.max_connections) {
+			log_warnx("refused %s: max-connections (%u) reached", rip,
+				  M.conf->pop3d.max_connections);
+			refuse(fd, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+			goto refused;
+		}
+		if (count_get(M.ips, rip) >= M.conf->pop3d.max_connections_per_ip) {
+			log_warnx("refused %s: max-connections-per-ip (%u) reached", rip,
+				  M.conf->pop3d.max_connections_per_ip);
+			refuse(fd, "-ERR [SYS/TEMP] Too many connections from your address\r\n");
+			goto refused;
+		}
+		fe = pick_frontend();
+		if (fe == NULL) {
+			refuse(fd, "-ERR [SYS/TEMP] Server is restarting, try again later\r\n");
+			goto refused;
+		}
+		c = conn_new(rip, rport);
+		memset(&m, 0, IPC_HEADER_LEN);
+		m.type = IPC_NEWCONN;
+		m.conn_id = conn_id(c);
+		if (ipc_send(fe->chan, &m, fd) == -1) {
+			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
+			refuse(fd, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
+			conn_release(c);
+			goto refused;
+		}
+		c->fe = fe;
+		fe->nconns++;
+		close(fd);
+		continue;
+refused:
+		M.st.refused++;
+		close(fd);
+	}
+}
+
+/* ---- the authd master socket: REDEEM --------------------------------------------- */
+
+static void redeem_fail(struct conn *c, const char *why)
+{
+	log_warnx("handoff failed: rip=%s: %s", c->rip, why);
+	M.st.redeem_failed++;
+	refuse(c->fd, "-ERR [SYS/TEMP] Login failed temporarily, try again later\r\n");
+	conn_release(c);
+}
+
+static void authd_drop(const char *why)
+{
+	if (M.authd == NULL)
+		return;
+	log_warnx("authd master connection lost: %s", why);
+	bufferevent_free(M.authd);
+	M.authd = NULL;
+	for (uint32_t i = 0; i < M.nconns_cap; i++)
+		if (M.conns[i].state == C_REDEEM)
+			redeem_fail(&M.conns[i], "authd master connection lost");
+}
+
+/* Fills *out from the USER reply: every field checked, numbers strict. */
+struct user_info {
+	const char *user, *home, *maildrop;
+	uid_t uid;
+	gid_t gid;
+};
+
+static int parse_user(const struct proto_msg *msg, struct user_info *u)
+{
+	const char *s;
+	uint64_t v;
+
+	u->user = proto_get(msg, "user");
+	u->home = proto_get(msg, "home");
+	u->maildrop = proto_get(msg, "maildrop");
+	if (u->user == NULL || u->user[0] == '\0' || strlen(u->user) > AUTH_MAX_USER)
+		return -1;
+	if ((s = proto_get(msg, "uid")) == NULL)
+		u->uid = getuid();	/* unprivileged: no owner to switch to */
+	else if (num_parse_u64(s, 0, 4294967294u, &v) == -1)
+		return -1;
+	else
+		u->uid = (uid_t)v;
+	if ((s = proto_get(msg, "gid")) == NULL)
+		u->gid = getgid();
+	else if (num_parse_u64(s, 0, 4294967294u, &v) == -1)
+		return -1;
+	else
+		u->gid = (gid_t)v;
+	if (privdrop_enabled() && (proto_get(msg, "uid") == NULL || proto_get(msg, "gid") == NULL))
+		return -1;	/* as root we must know whom to become */
+	return 0;
+}
+
+static void close_master_fds(void)
+{
+	for (size_t i = 0; i < M.nlisten; i++)
+		close(M.listen_fds[i]);
+	if (M.stats_fd != -1)
+		close(M.stats_fd);
+	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
+		close(fe->chan);
+	if (M.authd != NULL)
+		close(bufferevent_getfd(M.authd));
+	for (uint32_t i = 0; i < M.nconns_cap; i++)
+		if (M.conns[i].fd != -1 && M.conns[i].state == C_REDEEM)
+			close(M.conns[i].fd);
+}
+
+static void child_signals(void)
+{
+	signal(SIGCHLD, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGHUP, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* The session process: from here on, one client and one mailbox owner. */
+static void __attribute__((noreturn)) session_child(struct conn *c, const struct user_info *u)
+{
+	struct session_params p;
+	char path[4096];
+	const char *err;
+	int fd = c->fd;
+
+	child_signals();
+	c->fd = -1;	/* keep it open through close_master_fds */
+	close_master_fds();
+	if (privdrop_session(u->uid, u->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
+		log_warnx("session: user=%s uid=%lu: %s", u->user, (unsigned long)u->uid, err);
+		refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
+		_exit(1);
+	}
+	if (maildir_expand(u->maildrop != NULL && u->maildrop[0] != '\0' ? u->maildrop :
+			   M.conf->pop3d.maildrop, u->user, u->home, path, sizeof(path),
+			   &err) == -1) {
+		log_warnx("session: user=%s: maildrop: %s", u->user, err);
+		refuse(fd, "-ERR [SYS/PERM] Mailbox is not configured correctly\r\n");
+		_exit(1);
+	}
+	memset(&p, 0, sizeof(p));
+	p.fd = fd;
+	p.user = u->user;
+	p.maildrop = path;
+	p.rip = c->rip;
+	p.data = c->data;
+	p.data_len = c->data_len;
+	p.conf = M.conf;
+	_exit(session_run(&p));
+}
+
+static void redeem_done(struct conn *c, const struct proto_msg *msg)
+{
+	struct user_info u;
+	pid_t pid;
+
+	if (strcmp(msg->cmd, "USER") != 0) {
+		redeem_fail(c, "ticket not accepted by authd");
+		return;
+	}
+	if (parse_user(msg, &u) == -1) {
+		redeem_fail(c, "malformed USER reply");
+		return;
+	}
+	if (count_get(M.users, u.user) >= M.conf->pop3d.max_sessions_per_user) {
+		log_warnx("refused user=%s rip=%s: max-sessions-per-user (%u) reached",
+			  u.user, c->rip, M.conf->pop3d.max_sessions_per_user);
+		M.st.sessions_refused++;
+		refuse(c->fd, "-ERR [IN-USE] Too many sessions for this user\r\n");
+		conn_release(c);
+		return;
+	}
+	pid = fork();
+	if (pid == -1) {
+		log_warn("fork");
+		redeem_fail(c, "cannot fork a session");
+		return;
+	}
+	if (pid == 0)
+		session_child(c, &u);
+	log_info("login: user=%s rip=%s method=%s secured=%s pid=%ld", u.user, c->rip,
+		 c->method, c->secured ? "yes" : "no", (long)pid);
+	M.st.logins++;
+	close(c->fd);
+	c->fd = -1;
+	event_free(c->timer);
+	c->timer = NULL;
+	sodium_memzero(c->data, c->data_len);
+	free(c->data);
+	c->data = NULL;
+	c->state = C_SESSION;
+	c->pid = pid;
+	c->user = xstrdup(u.user);
+	count_add(M.users, u.user, 1);
+}
+
+static void on_authd_read(struct bufferevent *bev, void *arg)
+{
+	static char line[AUTHD_MAX_LINE + 1];
+	size_t len;
+	bool has_nul;
+
+	for (;;) {
+		struct proto_msg msg;
+		const char *err;
+		uint64_t id;
+		struct conn *c;
+		enum line_status st = line_read(bufferevent_get_input(bev), line, AUTHD_MAX_LINE,
+						&len, &has_nul);
+		if (st == LINE_NONE)
+			return;
+		if (st == LINE_TOOLONG || has_nul || proto_parse(line, len, &msg, &err) == -1) {
+			authd_drop("malformed line");
+			return;
+		}
+		if (strcmp(msg.cmd, "VERSION") == 0)
+			continue;
+		if (msg.nargs < 1 || num_parse_u64(msg.args[0], 0, UINT64_MAX, &id) == -1) {
+			authd_drop("reply without a request id");
+			return;
+		}
+		c = conn_find(id);
+		if (c == NULL || c->state != C_REDEEM)
+			continue;	/* timed out meanwhile */
+		redeem_done(c, &msg);
+	}
+}
+
+static void on_authd_event(struct bufferevent *bev, short what, void *arg)
+{
+	authd_drop((what & BEV_EVENT_EOF) ? "closed by authd" : "I/O error");
+}
+
+static int authd_connect(void)
+{
+	struct proto_line l;
+	int fd;
+
+	if (M.authd != NULL)
+		return 0;
+	fd = sock_unix_connect(M.conf->pop3d.master_auth_socket, false);
+	if (fd == -1) {
+		log_warn("cannot connect to authd master socket %s",
+			 M.conf->pop3d.master_auth_socket);
+		return -1;
+	}
+	evutil_make_socket_nonblocking(fd);
+	M.authd = bufferevent_socket_new(M.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (M.authd == NULL)
+		fatalx("bufferevent_socket_new");
+	bufferevent_setcb(M.authd, on_authd_read, NULL, on_authd_event, NULL);
+	bufferevent_enable(M.authd, EV_READ);
+	proto_line_start(&l, "VERSION");
+	proto_line_add(&l, "1");
+	proto_line_add(&l, "0");
+	proto_line_end(&l);
+	bufferevent_write(M.authd, l.buf, l.len);
+	return 0;
+}
+
+static void on_redeem_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	redeem_fail(arg, "authd did not answer the REDEEM in time");
+}
+
+static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
+{
+	struct conn *c = conn_find(m->conn_id);
+	struct proto_line l;
+	struct timeval tv;
+	char id[24];
+
+	if (c == NULL || c->state != C_PREAUTH || c->fe != fe) {
+		log_warnx("front end %ld handed off an unknown connection", (long)fe->pid);
+		close(fd);
+		return;
+	}
+	fe->nconns--;
+	c->fe = NULL;
+	c->state = C_REDEEM;
+	c->fd = fd;
+	c->fe_pid = fe->pid;
+	c->secured = m->secured != 0;
+	snprintf(c->method, sizeof(c->method), "%s", m->method);
+	if (m->data_len > 0) {
+		c->data = xmalloc(m->data_len);
+		memcpy(c->data, m->data, m->data_len);
+		c->data_len = m->data_len;
+	}
+	c->timer = evtimer_new(M.base, on_redeem_timeout, c);
+	if (c->timer == NULL)
+		fatalx("evtimer_new");
+	if (authd_connect() == -1) {
+		redeem_fail(c, "authd master socket unavailable");
+		return;
+	}
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)conn_id(c));
+	proto_line_start(&l, "REDEEM");
+	proto_line_add(&l, id);
+	proto_line_kv(&l, "ticket", m->ticket);
+	proto_line_kvf(&l, "pid", "%ld", (long)c->fe_pid);
+	if (proto_line_end(&l) == -1 || bufferevent_write(M.authd, l.buf, l.len) == -1) {
+		redeem_fail(c, "cannot send REDEEM");
+		return;
+	}
+	MTIME_TV(tv, POP3D_REDEEM_TIMEOUT_MS);
+	evtimer_add(c->timer, &tv);
+}
+
+/* ---- front ends ----------------------------------------------------------------------- */
+
+static void fe_schedule_restart(unsigned slot, uint64_t lived_ms)
+{
+	struct slot *s = &M.slots[slot];
+	struct timeval tv;
+
+	s->fe = NULL;
+	if (lived_ms > 10000 || s->backoff_ms == 0)
+		s->backoff_ms = POP3D_RESTART_MIN_MS;
+	else if (s->backoff_ms < POP3D_RESTART_MAX_MS)
+		s->backoff_ms = s->backoff_ms * 2 > POP3D_RESTART_MAX_MS ? POP3D_RESTART_MAX_MS
+									 : s->backoff_ms * 2;
+	MTIME_TV(tv, s->backoff_ms);
+	evtimer_add(s->restart_ev, &tv);
+}
+
+static unsigned slot_of(const struct frontend *fe)
+{
+	for (unsigned i = 0; i < M.nslots; i++)
+		if (M.slots[i].fe == fe)
+			return i;
+	return NO_SLOT;
+}
+
+static void fe_retire(struct frontend *fe)
+{
+	unsigned slot = slot_of(fe);
+
+	if (fe->retired)
+		return;
+	fe->retired = true;
+	if (slot != NO_SLOT) {
+		M.st.fe_restarts++;
+		fe_schedule_restart(slot, mtime_ms() - fe->started_ms);
+	}
+}
+
+static void fe_gone(struct frontend *fe)
+{
+	struct frontend **pp;
+
+	fe_retire(fe);
+	for (uint32_t i = 0; i < M.nconns_cap; i++)
+		if (M.conns[i].state == C_PREAUTH && M.conns[i].fe == fe)
+			conn_release(&M.conns[i]);
+	for (pp = &M.fes; *pp != fe; pp = &(*pp)->next)
+		;
+	*pp = fe->next;
+	event_free(fe->ev);
+	close(fe->chan);
+	free(fe);
+}
+
+static void on_fe_chan(evutil_socket_t fd, short what, void *arg)
+{
+	static struct ipc_msg m;
+	struct frontend *fe = arg;
+
+	for (int i = 0; i < 64; i++) {
+		int cfd, r = ipc_recv(fe->chan, &m, &cfd);
+		struct conn *c;
+
+		if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (r <= 0) {
+			if (r == -1)
+				log_warnx("front end %ld sent a malformed message; stopping it",
+					  (long)fe->pid);
+			kill(fe->pid, SIGTERM);
+			event_del(fe->ev);
+			fe_retire(fe);
+			return;		/* released when waitpid reaps it */
+		}
+		switch (m.type) {
+		case IPC_CLOSED:
+			c = conn_find(m.conn_id);
+			if (c != NULL && c->state == C_PREAUTH && c->fe == fe)
+				conn_release(c);
+			break;
+		case IPC_RETIRE:
+			log_info("front end %ld lost authd; starting a replacement", (long)fe->pid);
+			fe_retire(fe);
+			break;
+		case IPC_HANDOFF:
+			handoff(fe, &m, cfd);
+			break;
+		default:
+			if (cfd != -1)
+				close(cfd);
+			break;
+		}
+	}
+}
+
+static void spawn_frontend(unsigned slot)
+{
+	struct frontend *fe;
+	int sv[2], authfd;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("socketpair");
+		fe_schedule_restart(slot, 0);
+		return;
+	}
+	pid = fork();
+	if (pid == -1) {
+		log_warn("fork");
+		close(sv[0]);
+		close(sv[1]);
+		fe_schedule_restart(slot, 0);
+		return;
+	}
+	if (pid == 0) {
+		child_signals();
+		close(sv[0]);
+		close_master_fds();
+		/* The front end gets an event base of its own (libevent keeps
+		 * one signal base per process).  Re-initialised first: the
+		 * epoll instance is shared with the master across fork, and
+		 * freeing the base as it is would unregister the master's
+		 * events from it. */
+		event_reinit(M.base);
+		event_base_free(M.base);
+		/* Connected by the front end itself (authd binds tickets to
+		 * the connecting pid) and before the drop: the socket may be
+		 * out of reach for login-user inside the chroot. */
+		authfd = sock_unix_connect(M.conf->pop3d.auth_socket, false);
+		if (authfd == -1)
+			log_warn("front end: cannot connect to authd %s",
+				 M.conf->pop3d.auth_socket);
+		login_main(M.conf, sv[1], authfd, M.login_uid, M.login_gid);
+	}
+	close(sv[1]);
+	sock_set_nonblock(sv[0], true);
+	fe = xcalloc(1, sizeof(*fe));
+	fe->pid = pid;
+	fe->chan = sv[0];
+	fe->started_ms = mtime_ms();
+	fe->ev = event_new(M.base, sv[0], EV_READ | EV_PERSIST, on_fe_chan, fe);
+	if (fe->ev == NULL)
+		fatalx("event_new");
+	event_add(fe->ev, NULL);
+	fe->next = M.fes;
+	M.fes = fe;
+	M.slots[slot].fe = fe;
+	log_debug("front end %ld started", (long)pid);
+}
+
+static void on_restart(evutil_socket_t fd, short what, void *arg)
+{
+	spawn_frontend((unsigned)(uintptr_t)arg);
+}
+
+/* ---- signals, stats ------------------------------------------------------------------ */
+
+static void on_sigchld(evutil_socket_t sig, short what, void *arg)
+{
+	int status;
+	pid_t pid;
+
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct frontend *fe;
+
+		for (fe = M.fes; fe != NULL; fe = fe->next)
+			if (fe->pid == pid)
+				break;
+		if (fe != NULL) {
+			if (!fe->retired || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				log_warnx("front end %ld ended (status %d)", (long)pid, status);
+			fe_gone(fe);
+			continue;
+		}
+		for (uint32_t i = 0; i < M.nconns_cap; i++) {
+			struct conn *c = &M.conns[i];
+			if (c->state == C_SESSION && c->pid == pid) {
+				if (WIFSIGNALED(status))
+					log_warnx("session user=%s pid=%ld killed by signal %d",
+						  c->user, (long)pid, WTERMSIG(status));
+				conn_release(c);
+				break;
+			}
+		}
+	}
+}
+
+static void on_sigterm(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("stopping on signal %d", (int)sig);
+	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
+		kill(fe->pid, SIGTERM);
+	for (uint32_t i = 0; i < M.nconns_cap; i++)
+		if (M.conns[i].state == C_SESSION)
+			kill(M.conns[i].pid, SIGTERM);
+	event_base_loopbreak(M.base);
+}
+
+static void on_sigusr1(evutil_socket_t sig, short what, void *arg)
+{
+	log_reopen();
+}
+
+static void on_stats(evutil_socket_t lfd, short what, void *arg)
+{
+	char buf[1024];
+	unsigned sessions = 0, preauth = 0, fes = 0;
+	int fd, n;
+
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd == -1)
+		return;
+	for (uint32_t i = 0; i < M.nconns_cap; i++) {
+		sessions += M.conns[i].state == C_SESSION;
+		preauth += M.conns[i].state == C_PREAUTH || M.conns[i].state == C_REDEEM;
+	}
+	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
+		fes += !fe->retired;
+	n = snprintf(buf, sizeof(buf),
+		     "uptime_seconds %llu\nconnections %u\npreauth %u\nsessions %u\n"
+		     "frontends %u\naccepted_total %llu\nrefused_total %llu\n"
+		     "logins_total %llu\nhandoff_failed_total %llu\n"
+		     "sessions_refused_total %llu\nfrontend_restarts_total %llu\n",
+		     (unsigned long long)((mtime_ms() - M.started_ms) / 1000), M.nactive,
+		     preauth, sessions, fes, (unsigned long long)M.st.accepted,
+		     (unsigned long long)M.st.refused, (unsigned long long)M.st.logins,
+		     (unsigned long long)M.st.redeem_failed,
+		     (unsigned long long)M.st.sessions_refused,
+		     (unsigned long long)M.st.fe_restarts);
+	if (send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
+		log_debug("stats: %s", strerror(errno));
+	close(fd);
+}
+
+/* ---- start-up ------------------------------------------------------------------------- */
+
+static int facility_of(const char *s)
+{
+	static const struct { const char *name; int fac; } f[] = {
+		{ "daemon", LOG_DAEMON }, { "mail", LOG_MAIL }, { "auth", LOG_AUTH },
+		{ "authpriv", LOG_AUTHPRIV }, { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },
+		{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+	};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(s, f[i].name) == 0)
+			return f[i].fac;
+	return LOG_MAIL;
+}
+
+static void setup_log(const struct config *conf)
+{
+	const struct log_conf *lc = &conf->pop3d.log;
+	enum log_target t = strcmp(lc->target, "syslog") == 0 ? LOG_TARGET_SYSLOG :
+			    strcmp(lc->target, "file") == 0 ? LOG_TARGET_FILE : LOG_TARGET_STDERR;
+
+	if (log_init("pop3d", (enum log_level)log_level_parse(lc->level), t, lc->file,
+		     facility_of(lc->syslog_facility)) == -1)
+		log_warn("cannot open log file %s; logging to stderr", lc->file);
+}
+
+/* Checks what config.c cannot know is pop3d's business.  Returns 0 or -1
+ * with a message in err. */
+static int check_conf(const struct config *conf, char *err, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned u;
+
+	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
+		if (sock_parse_addrport(conf->pop3d.listen_addrs[i], &ss, &sl) == -1) {
+			snprintf(err, size, "[pop3d] listen: bad address \"%s\" (expected "
+				 "ADDR:PORT or [V6ADDR]:PORT)", conf->pop3d.listen_addrs[i]);
+			return -1;
+		}
+	if (conf->pop3d.login_delay != NULL && conf->pop3d.login_delay[0] != '\0' &&
+	    num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &u) == -1) {
+		snprintf(err, size, "[pop3d] login-delay: expected a number of seconds");
+		return -1;
+	}
+	if (conf->pop3d.expire != NULL && conf->pop3d.expire[0] != '\0' &&
+	    strcmp(conf->pop3d.expire, "NEVER") != 0 &&
+	    num_parse_uint(conf->pop3d.expire, 0, 4294967295u, &u) == -1) {
+		snprintf(err, size, "[pop3d] expire: expected a number of days or NEVER");
+		return -1;
+	}
+	if (strlen(conf->pop3d.greeting) > 200 || strpbrk(conf->pop3d.greeting, "\r\n") != NULL) {
+		snprintf(err, size, "[pop3d] greeting: at most 200 characters on one line");
+		return -1;
+	}
+	{
+		char out[4096];
+		const char *e;
+		if (maildir_expand(conf->pop3d.maildrop, "user@example.org", "/home/user", out,
+				   sizeof(out), &e) == -1) {
+			snprintf(err, size, "[pop3d] maildrop: %s", e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: pop3d -c FILE [-f] [-t]\n"
+		"  -c FILE  configuration file\n"
+		"  -f       stay in the foreground\n"
+		"  -t       check the configuration and exit\n");
+	exit(2);
+}
+
+static void daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid == -1)
+		fatal("fork");
+	if (pid > 0)
+		_exit(0);
+	if (setsid() == -1)
+		fatal("setsid");
+	if (chdir("/") == -1)
+		fatal("chdir /");
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		close(fd);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = NULL;
+	bool foreground = false, test = false;
+	struct config *conf;
+	char err[1024];
+	struct event *ev;
+	int opt;
+
+	while ((opt = getopt(argc, argv, "c:ft")) != -1) {
+		switch (opt) {
+		case 'c': path = optarg; break;
+		case 'f': foreground = true; break;
+		case 't': test = true; break;
+		default: usage();
+		}
+	}
+	if (path == NULL || optind != argc)
+		usage();
+	log_init("pop3d", LOG_LEVEL_INFO, LOG_TARGET_STDERR, NULL, 0);
+	if (sodium_init() == -1)
+		fatalx("sodium_init");
+	conf = config_load(path, err, sizeof(err));
+	if (conf == NULL)
+		fatalx("%s", err);
+	if (check_conf(conf, err, sizeof(err)) == -1)
+		fatalx("%s: %s", path, err);
+	privdrop_init();
+	if (privdrop_enabled()) {
+		struct stat st;
+
+		if (privsep_lookup(conf->pop3d.login_user, &M.login_uid, &M.login_gid) == -1)
+			fatalx("%s: [pop3d] login-user \"%s\" does not exist", path,
+			       conf->pop3d.login_user);
+		if (M.login_uid == 0 || M.login_gid == 0)
+			fatalx("%s: [pop3d] login-user must not be root", path);
+		if (stat(conf->pop3d.login_chroot, &st) == -1 || !S_ISDIR(st.st_mode))
+			fatalx("%s: [pop3d] login-chroot %s is not a directory", path,
+			       conf->pop3d.login_chroot);
+		if (st.st_uid == M.login_uid || (st.st_mode & 0022))
+			fatalx("%s: [pop3d] login-chroot %s must not be writable by the "
+			       "login user or others", path, conf->pop3d.login_chroot);
+	}
+	if (test) {
+		printf("%s: configuration OK\n", path);
+		config_free(&conf);
+		return 0;
+	}
+	setup_log(conf);
+	if (!privdrop_enabled())
+		log_warnx("not running as root: privilege separation is off (no chroot, no "
+			  "user switch); sessions run as uid %lu", (unsigned long)getuid());
+
+	M.conf = conf;
+	M.stats_fd = -1;
+	M.free_head = NO_SLOT;
+	M.started_ms = mtime_ms();
+	for (size_t i = 0; i < conf->pop3d.nlisten; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+
+		sock_parse_addrport(conf->pop3d.listen_addrs[i], &ss, &sl);
+		M.listen_fds[i] = sock_tcp_listen(&ss, sl, 511);
+		if (M.listen_fds[i] == -1)
+			fatal("cannot listen on %s", conf->pop3d.listen_addrs[i]);
+		M.nlisten++;
+	}
+	if (conf->pop3d.stats_socket != NULL && conf->pop3d.stats_socket[0] != '\0') {
+		M.stats_fd = sock_unix_listen(conf->pop3d.stats_socket, 0660);
+		if (M.stats_fd == -1)
+			fatal("cannot listen on %s", conf->pop3d.stats_socket);
+	}
+	if (!foreground)
+		daemonize();
+	signal(SIGPIPE, SIG_IGN);
+
+	M.base = event_base_new();
+	if (M.base == NULL)
+		fatalx("event_base_new");
+	for (size_t i = 0; i < M.nlisten; i++) {
+		M.listen_evs[i] = event_new(M.base, M.listen_fds[i], EV_READ | EV_PERSIST,
+					    on_accept, NULL);
+		if (M.listen_evs[i] == NULL)
+			fatalx("event_new");
+		event_add(M.listen_evs[i], NULL);
+	}
+	if (M.stats_fd != -1) {
+		M.stats_ev = event_new(M.base, M.stats_fd, EV_READ | EV_PERSIST, on_stats, NULL);
+		event_add(M.stats_ev, NULL);
+	}
+	ev = evsignal_new(M.base, SIGCHLD, on_sigchld, NULL);
+	event_add(ev, NULL);
+	ev = evsignal_new(M.base, SIGTERM, on_sigterm, NULL);
+	event_add(ev, NULL);
+	ev = evsignal_new(M.base, SIGINT, on_sigterm, NULL);
+	event_add(ev, NULL);
+	ev = evsignal_new(M.base, SIGUSR1, on_sigusr1, NULL);
+	event_add(ev, NULL);
+	signal(SIGHUP, SIG_IGN);
+
+	M.nslots = conf->pop3d.login_processes;
+	if (M.nslots == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		M.nslots = n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+	}
+	M.slots = xcalloc(M.nslots, sizeof(*M.slots));
+	for (unsigned i = 0; i < M.nslots; i++) {
+		M.slots[i].restart_ev = evtimer_new(M.base, on_restart, (void *)(uintptr_t)i);
+		spawn_frontend(i);
+	}
+	log_info("pop3d started: %zu listener(s), %u front end(s)", M.nlisten, M.nslots);
+	notify_systemd("READY=1");
+	event_base_dispatch(M.base);
+	log_info("pop3d stopped");
+	return 0;
+}

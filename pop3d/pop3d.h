@@ -1,0 +1,275 @@
+/*
+ * pop3d.h - the private header of pop3d.
+ *
+ * Processes (docs/pop3d.md has the picture):
+ *
+ *   master    (master.c, privdrop.c)  root when started by systemd.  Binds the
+ *             listeners, accepts, enforces the connection limits, passes each
+ *             connection to a front end, redeems tickets with authd and forks
+ *             sessions.  Never parses client input, never sees a password.
+ *   front end (login.c, authc.c, cmd.c)  login-user in login-chroot.  The
+ *             AUTHORIZATION state for many clients in one libevent loop.
+ *   session   (session.c, maildir.c)  the mailbox owner.  TRANSACTION and
+ *             UPDATE states for one client, blocking I/O with deadlines.
+ *
+ * What may run as root: master.c (accept, fork, waitpid, the handoff
+ * decoder ipc.c) and privdrop.c (the drops).  Nothing that reads a byte sent
+ * by a client runs as root.
+ */
+#ifndef POP3D_POP3D_H
+#define POP3D_POP3D_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/limits.h"
+
+struct config;
+struct evbuffer;
+struct event_base;
+
+/* ---- fixed limits, each with its reason ------------------------------- */
+
+/* Client bytes read by the front end but not yet processed when a login
+ * succeeds (pipelined commands after PASS/AUTH).  The front end stops
+ * reading at this much, so a handoff message always fits one datagram. */
+#define POP3D_HANDOFF_MAX_DATA	16384
+/* Replies a pre-auth client may leave unread before we stop reading its
+ * commands (back-pressure against a client that only writes). */
+#define POP3D_PREAUTH_MAX_OUTPUT 65536
+/* How long a front end waits for authd's answer before it gives up on its
+ * own (authd has per-authenticator timeouts; this covers a wedged authd). */
+#define POP3D_AUTH_TIMEOUT_MS	30000
+/* How long the master waits for authd to answer a REDEEM. */
+#define POP3D_REDEEM_TIMEOUT_MS	10000
+/* Front-end restart back-off after a crash or an authd loss. */
+#define POP3D_RESTART_MIN_MS	100
+#define POP3D_RESTART_MAX_MS	5000
+/* RFC 1939 section 7: a unique-id is 1 to 70 characters 0x21..0x7e. */
+#define POP3D_MAX_UIDL		70
+/* Messages one session will list: bounds memory for a hostile maildrop. */
+#define POP3D_MAX_MESSAGES	1000000
+/* Session output is flushed once this much is buffered (and before the
+ * session waits for input), so RETR of a huge message streams. */
+#define POP3D_SESSION_FLUSH	65536
+/* Lines after which a bad-command counter starts to close connections is
+ * the config's max-bad-commands; over-long lines count double. */
+
+/* ---- cmd.c: the POP3 command tokenizer (both states) ------------------- */
+
+enum pop3_cmd_id {
+	CMD_UNKNOWN, CMD_USER, CMD_PASS, CMD_AUTH, CMD_APOP, CMD_CAPA, CMD_QUIT,
+	CMD_NOOP, CMD_STAT, CMD_LIST, CMD_UIDL, CMD_RETR, CMD_TOP, CMD_DELE,
+	CMD_RSET, CMD_LAST, CMD_STLS,
+};
+
+struct pop3_cmd {
+	enum pop3_cmd_id id;
+	const char *name;	/* canonical upper-case name, "" if unknown */
+	char *arg;		/* everything after the first space (NULL if none) */
+};
+
+/* Splits line (NUL-terminated, without CRLF; modified in place) into a
+ * command.  Keywords are case-insensitive.  arg points into line and is
+ * NULL when the line is the keyword alone.  Never fails: an unknown or
+ * empty keyword gives CMD_UNKNOWN. */
+void pop3_cmd_parse(char *line, struct pop3_cmd *cmd);
+
+/* Parses a message number argument "1".."max" (RFC 1939: decimal, no
+ * sign).  Returns 0 and the 1-based number, or -1. */
+int pop3_cmd_msgnum(const char *s, unsigned max, unsigned *num_r);
+
+/* Splits "a b" into two tokens separated by one or more spaces; *b_r is
+ * NULL if there is only one.  s is modified in place.  Returns the number
+ * of tokens (0, 1 or 2), or -1 if there are more than two. */
+int pop3_cmd_split2(char *s, char **a_r, char **b_r);
+
+/* Appends the CAPA reply body (capability lines, each CRLF-ended, and the
+ * final "."), for the AUTHORIZATION state (preauth) or the TRANSACTION
+ * state, as configured. */
+void pop3_capa(struct evbuffer *out, const struct config *conf, bool preauth);
+
+/* ---- maildir.c --------------------------------------------------------- */
+
+enum maildir_status { MAILDIR_OK, MAILDIR_IN_USE, MAILDIR_TEMP, MAILDIR_PERM };
+
+struct maildir;
+
+struct maildir_msg {
+	char *name;		/* "new/NAME" or "cur/NAME", relative to the maildir */
+	char uidl[POP3D_MAX_UIDL + 1];
+	uint64_t size;		/* octets as sent: CRLF line ends, no dot-stuffing */
+	bool deleted;		/* DELE'd in this session */
+	bool retrieved;		/* RETR'd in this session: gets the Seen flag */
+};
+
+/* Opens the maildir at path: takes the one-session lock (an flock on
+ * "pop3d-lock", which the kernel drops when the process dies, so it never
+ * goes stale), lists new/ and cur/, and finds every message's size (from
+ * ",W=" in the name, the size cache "pop3d-sizes", or by reading it once).
+ * Messages delivered later stay invisible to this maildir.  Returns
+ * MAILDIR_OK with *md_r set, or another status with *error_r set to a
+ * static string fit for a client. */
+enum maildir_status maildir_open(const char *path, struct maildir **md_r,
+				 const char **error_r);
+/* Releases the lock and frees md.  Does not apply deletions. */
+void maildir_free(struct maildir **mdp);
+
+size_t maildir_count(const struct maildir *md);
+/* Message i (0-based, < maildir_count); valid until maildir_free. */
+struct maildir_msg *maildir_msg(struct maildir *md, size_t i);
+
+/* Sends message i through emit as it goes on the wire: CRLF line ends,
+ * dot-stuffed, ending with CRLF (but not the final "."), at most
+ * POP3D_SESSION_FLUSH bytes per call.  body_lines < 0 sends everything;
+ * otherwise the header, the blank line and that many body lines (TOP).
+ * emit returns 0 or -1 (stops the transfer).  Returns 0; -1 if the file
+ * cannot be read (*error_r set, nothing sent yet) or -2 if emit failed or
+ * the file broke mid-way (the connection must then be closed). */
+int maildir_send(struct maildir *md, size_t i, long body_lines,
+		 int (*emit)(void *ctx, const void *data, size_t len), void *ctx,
+		 const char **error_r);
+
+/* The UPDATE state: unlinks deleted messages, moves retrieved ones from
+ * new/ to cur/ and adds the Seen flag.  Returns the number of messages
+ * that could not be deleted (0 on full success). */
+unsigned maildir_update(struct maildir *md);
+
+/* The LF-to-CRLF and dot-stuffing converter maildir_send uses (exposed for
+ * tests).  Initialise with maildir_conv_init(body_lines as above). */
+struct maildir_conv {
+	bool line_start;	/* next byte starts a line */
+	bool prev_cr;		/* last byte was CR */
+	bool in_body;		/* past the blank line ending the header */
+	bool done;		/* TOP: all wanted lines sent */
+	size_t line_bytes;	/* bytes in the current line before LF */
+	long body_lines;	/* < 0: unlimited */
+	uint64_t octets;	/* bytes produced, not counting stuffed dots */
+};
+
+void maildir_conv_init(struct maildir_conv *c, long body_lines);
+/* Converts inlen bytes of in into out, which must hold 2 * inlen bytes.
+ * Stops early when done.  Returns the bytes written to out. */
+size_t maildir_conv_run(struct maildir_conv *c, const uint8_t *in, size_t inlen,
+			uint8_t *out);
+/* The CRLF a message lacking a final line end gets; writes 0 or 2 bytes
+ * into out (room for 2).  Returns the count. */
+size_t maildir_conv_finish(struct maildir_conv *c, uint8_t *out);
+
+/* Expands a maildrop template ("maildir:%h/Maildir"; %u user, %n its
+ * local part, %d its domain, %h home, %% a percent sign) into out.  The
+ * "maildir:" prefix is optional.  Returns 0, or -1 (*error_r static) if
+ * the type is not maildir, a variable is unknown or empty, the result is
+ * not an absolute path, or it does not fit. */
+int maildir_expand(const char *tmpl, const char *user, const char *home,
+		   char *out, size_t size, const char **error_r);
+
+/* ---- session.c --------------------------------------------------------- */
+
+struct session_params {
+	int fd;				/* the client connection */
+	const char *user;
+	const char *maildrop;		/* expanded path */
+	const char *rip;		/* for the logout line */
+	const uint8_t *data;		/* client bytes already read (pipelined) */
+	size_t data_len;
+	const struct config *conf;
+};
+
+/* Runs a whole TRANSACTION + UPDATE session on p->fd: opens the maildrop,
+ * sends "+OK", processes the pipelined bytes as if they had just arrived,
+ * then the client, until QUIT, a timeout or a disconnect.  Blocking; the
+ * caller is a dedicated process.  Closes p->fd.  Returns the exit status
+ * for that process (0 on QUIT or a clean disconnect). */
+int session_run(const struct session_params *p);
+
+/* ---- privdrop.c -------------------------------------------------------- */
+
+/* Records whether the process started as root, so privileges are really
+ * dropped.  Call once at start-up, before privdrop_enabled. */
+void privdrop_init(void);
+bool privdrop_enabled(void);
+/* Front end: chroot to dir and become uid/gid (common/privsep.c; fatal if
+ * the drop does not stick).  Without root, does nothing.  Returns 0, or -1
+ * (logged) if the chroot fails. */
+int privdrop_login(const char *chroot_dir, uid_t uid, gid_t gid);
+/* Session: become the mailbox owner.  Refuses uid 0, gid 0 and uid <
+ * first_valid_uid when root; without root keeps the current ids.  Returns
+ * 0 or -1 with *error_r static. */
+int privdrop_session(uid_t uid, gid_t gid, unsigned first_valid_uid,
+		     const char **error_r);
+
+/* ---- ipc.c: master <-> front end messages (SOCK_SEQPACKET) ------------ */
+
+enum ipc_type {
+	IPC_NEWCONN = 1,	/* master -> front end, with the client fd */
+	IPC_CLOSED,		/* front end -> master: conn ended before login */
+	IPC_HANDOFF,		/* front end -> master, with the client fd */
+	IPC_RETIRE,		/* front end -> master: lost authd, replace me */
+};
+
+#define IPC_TICKET_LEN	(2 * AUTHD_TICKET_BYTES)
+
+struct ipc_msg {
+	uint32_t type;
+	uint32_t data_len;		/* IPC_HANDOFF: bytes used in data */
+	uint64_t conn_id;
+	uint8_t secured;		/* IPC_HANDOFF */
+	char method[8];			/* IPC_HANDOFF: "USER" or "PLAIN" */
+	char ticket[IPC_TICKET_LEN + 1];/* IPC_HANDOFF */
+	uint8_t data[POP3D_HANDOFF_MAX_DATA];
+};
+
+#define IPC_HEADER_LEN	offsetof(struct ipc_msg, data)
+
+/* Sends m (header plus data_len bytes) with fd (or -1).  Returns 0/-1. */
+int ipc_send(int sock, const struct ipc_msg *m, int fd);
+/* Receives one message into m and checks it completely (type, lengths,
+ * terminated strings, a descriptor where one is due and only there).
+ * Returns 1 with *fd_r (or -1), 0 on EOF, -1 on a broken or malformed
+ * message (errno EAGAIN when nothing is pending). */
+int ipc_recv(int sock, struct ipc_msg *m, int *fd_r);
+
+/* ---- login.c / authc.c: the front end ---------------------------------- */
+
+/* Runs a front end in the current (forked) process: chan is its socket to
+ * the master, authfd a connection to authd opened before the privilege
+ * drop (or -1).  Never returns. */
+void login_main(const struct config *conf, int chan, int authfd,
+		uid_t uid, gid_t gid) __attribute__((noreturn));
+
+struct authc;
+enum authc_result { AUTHC_OK, AUTHC_FAIL, AUTHC_TEMPFAIL };
+
+struct authc_reply {
+	enum authc_result result;
+	const char *user, *ticket;	/* AUTHC_OK */
+	const char *reason;		/* AUTHC_TEMPFAIL: why, for the log */
+};
+
+/* Called once per request with its outcome; reply and its strings are
+ * valid only during the call. */
+typedef void authc_cb(void *ctx, const struct authc_reply *reply);
+
+/* Wraps fd (connected to authd's protocol socket, or -1: not connected)
+ * in an authd client on base.  lost is called once when the connection
+ * breaks (after every pending request got AUTHC_TEMPFAIL). */
+struct authc *authc_new(struct event_base *base, int fd, void (*lost)(void *), void *ctx);
+void authc_free(struct authc **acp);
+bool authc_connected(const struct authc *ac);
+/* Replaces the connection with fd (a reconnect). */
+void authc_set_fd(struct authc *ac, int fd);
+/* Sends an AUTH request; user+pass or (mech PLAIN) resp.  The strings are
+ * copied into the line and wiped there after sending.  Returns a request
+ * handle (> 0) or 0 if not connected / the line does not fit; cb is then
+ * not called. */
+uint64_t authc_auth(struct authc *ac, const char *user, const char *pass,
+		    const char *plain_resp, const char *rip, unsigned rport,
+		    const char *lip, unsigned lport, bool secured,
+		    authc_cb *cb, void *cbctx);
+/* Forgets request handle: cb will not be called for it. */
+void authc_cancel(struct authc *ac, uint64_t handle);
+
+#endif

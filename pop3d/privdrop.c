@@ -1,0 +1,55 @@
+/*
+ * privdrop.c - pop3d's two privilege drops (front end, session).
+ *
+ * Runs as root (this file and master.c are all that does).  The drop
+ * itself is common/privsep.c's checked sequence; here are the policies:
+ * where the front end goes, and which mailbox owners a session may become.
+ * Started as an ordinary user (tests, `make run`), pop3d skips every step:
+ * the master logs one warning at start-up and all else behaves the same.
+ */
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/privsep.h"
+#include "pop3d/pop3d.h"
+
+static bool privdrop_root;
+
+void privdrop_init(void)
+{
+	privdrop_root = geteuid() == 0;
+}
+
+bool privdrop_enabled(void)
+{
+	return privdrop_root;
+}
+
+int privdrop_login(const char *chroot_dir, uid_t uid, gid_t gid)
+{
+	if (!privdrop_root)
+		return 0;
+	if (chroot(chroot_dir) == -1 || chdir("/") == -1) {
+		log_warn("front end: chroot %s", chroot_dir);
+		return -1;
+	}
+	privsep_drop(uid, gid);		/* fatal if it does not stick */
+	privsep_no_core();
+	return 0;
+}
+
+int privdrop_session(uid_t uid, gid_t gid, unsigned first_valid_uid, const char **error_r)
+{
+	if (!privdrop_root)
+		return 0;
+	if (uid == 0 || gid == 0) {
+		*error_r = "refusing to run a session as uid or gid 0";
+		return -1;
+	}
+	if (uid < first_valid_uid) {
+		*error_r = "uid below first-valid-uid";
+		return -1;
+	}
+	privsep_drop(uid, gid);		/* fatal if it does not stick */
+	return 0;
+}

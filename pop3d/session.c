@@ -1,0 +1,436 @@
+/*
+ * session.c - one POP3 session after login: TRANSACTION and UPDATE states.
+ *
+ * Runs in its own process, already switched to the mailbox owner.  One
+ * client, so plain blocking logic on a non-blocking socket with poll()
+ * deadlines: every wait for input or for the client to take output is
+ * bounded by session-timeout (RFC 1939 section 3: the autologout timer,
+ * at least 10 minutes).  Replies are collected in an output buffer that is
+ * flushed before we wait for input and whenever it grows past
+ * POP3D_SESSION_FLUSH, so pipelined commands get batched replies and RETR
+ * of a big message streams in bounded memory.  A dropped connection or a
+ * timeout ends the session without the UPDATE state: nothing is deleted.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "common/config.h"
+#include "common/line.h"
+#include "common/log.h"
+#include "common/num.h"
+#include "common/sock.h"
+#include "pop3d/pop3d.h"
+
+enum end_reason { END_NONE, END_QUIT, END_DISCONNECT, END_TIMEOUT, END_ERROR, END_BAD };
+
+static const char *const end_names[] = {
+	[END_NONE] = "", [END_QUIT] = "QUIT", [END_DISCONNECT] = "disconnected",
+	[END_TIMEOUT] = "autologout", [END_ERROR] = "I/O error",
+	[END_BAD] = "too many bad commands",
+};
+
+struct counter {
+	unsigned n;
+	uint64_t bytes;
+};
+
+struct session {
+	const struct session_params *p;
+	struct evbuffer *in, *out;
+	struct maildir *md;
+	enum end_reason end;
+	unsigned bad;
+	bool skipping;		/* dropping the rest of an over-long line */
+	struct counter retr, top, del, size;
+};
+
+/* Writes everything buffered, waiting at most session-timeout for the
+ * client each time it stops taking data.  Returns 0, or -1 with s->end. */
+static int flush_out(struct session *s)
+{
+	while (evbuffer_get_length(s->out) > 0) {
+		int n = evbuffer_write(s->out, s->p->fd);
+		if (n > 0)
+			continue;
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = { .fd = s->p->fd, .events = POLLOUT };
+			int r = poll(&pfd, 1, (int)s->p->conf->pop3d.session_timeout_ms);
+			if (r == 0) {
+				s->end = END_TIMEOUT;
+				return -1;
+			}
+			if (r == -1 && errno != EINTR) {
+				s->end = END_ERROR;
+				return -1;
+			}
+			continue;
+		}
+		s->end = END_DISCONNECT;
+		return -1;
+	}
+	return 0;
+}
+
+static int emit(void *ctx, const void *data, size_t len)
+{
+	struct session *s = ctx;
+
+	evbuffer_add(s->out, data, len);
+	if (evbuffer_get_length(s->out) >= POP3D_SESSION_FLUSH)
+		return flush_out(s);
+	return 0;
+}
+
+/* Reads more input, waiting at most session-timeout.  Returns 0, or -1
+ * with s->end set. */
+static int fill_in(struct session *s)
+{
+	for (;;) {
+		int n = evbuffer_read(s->in, s->p->fd, 4096);
+		if (n > 0)
+			return 0;
+		if (n == 0) {
+			s->end = END_DISCONNECT;
+			return -1;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			s->end = END_DISCONNECT;
+			return -1;
+		}
+		struct pollfd pfd = { .fd = s->p->fd, .events = POLLIN };
+		int r = poll(&pfd, 1, (int)s->p->conf->pop3d.session_timeout_ms);
+		if (r == 0) {
+			s->end = END_TIMEOUT;
+			return -1;
+		}
+		if (r == -1 && errno != EINTR) {
+			s->end = END_ERROR;
+			return -1;
+		}
+	}
+}
+
+static void reply(struct session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void reply(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(s->out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(s->out, "\r\n", 2);
+}
+
+static void bad_command(struct session *s, const char *msg)
+{
+	reply(s, "-ERR %s", msg);
+	if (++s->bad >= s->p->conf->pop3d.max_bad_commands) {
+		reply(s, "-ERR Too many bad commands, closing");
+		s->end = END_BAD;
+	}
+}
+
+/* Message argument: a number naming a message not deleted.  Replies the
+ * error itself and returns -1 when there is none. */
+static int msg_arg(struct session *s, const char *arg, size_t *idx_r)
+{
+	unsigned n;
+
+	if (pop3_cmd_msgnum(arg, (unsigned)maildir_count(s->md), &n) == -1) {
+		reply(s, "-ERR No such message");
+		return -1;
+	}
+	if (maildir_msg(s->md, n - 1)->deleted) {
+		reply(s, "-ERR Message %u already deleted", n);
+		return -1;
+	}
+	*idx_r = n - 1;
+	return 0;
+}
+
+static void cmd_stat(struct session *s)
+{
+	unsigned n = 0;
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; i < maildir_count(s->md); i++) {
+		const struct maildir_msg *m = maildir_msg(s->md, i);
+		if (!m->deleted) {
+			n++;
+			bytes += m->size;
+		}
+	}
+	reply(s, "+OK %u %llu", n, (unsigned long long)bytes);
+}
+
+/* LIST and UIDL: one message, or all that are not deleted. */
+static void cmd_list(struct session *s, char *arg, bool uidl)
+{
+	char *a, *b;
+	size_t i;
+
+	if (pop3_cmd_split2(arg, &a, &b) != (a == NULL ? 0 : 1)) {
+		bad_command(s, "Syntax: LIST [msg] or UIDL [msg]");
+		return;
+	}
+	if (a != NULL) {
+		if (msg_arg(s, a, &i) == -1)
+			return;
+		const struct maildir_msg *m = maildir_msg(s->md, i);
+		if (uidl)
+			reply(s, "+OK %zu %s", i + 1, m->uidl);
+		else
+			reply(s, "+OK %zu %llu", i + 1, (unsigned long long)m->size);
+		return;
+	}
+	reply(s, "+OK %s", uidl ? "Unique-ID listing follows" : "Scan listing follows");
+	for (i = 0; i < maildir_count(s->md); i++) {
+		const struct maildir_msg *m = maildir_msg(s->md, i);
+		if (m->deleted)
+			continue;
+		if (uidl)
+			evbuffer_add_printf(s->out, "%zu %s\r\n", i + 1, m->uidl);
+		else
+			evbuffer_add_printf(s->out, "%zu %llu\r\n", i + 1,
+					    (unsigned long long)m->size);
+		if (evbuffer_get_length(s->out) >= POP3D_SESSION_FLUSH && flush_out(s) == -1)
+			return;
+	}
+	reply(s, ".");
+}
+
+/* RETR msg (lines < 0) and TOP msg n. */
+static void cmd_retr(struct session *s, char *arg, bool top)
+{
+	struct maildir_msg *m;
+	const char *error;
+	unsigned lines = 0;
+	char *a, *b;
+	size_t i, before;
+	int r;
+
+	if (pop3_cmd_split2(arg, &a, &b) != (top ? 2 : 1) ||
+	    (top && num_parse_uint(b, 0, 1000000000u, &lines) == -1)) {
+		bad_command(s, top ? "Syntax: TOP msg lines" : "Syntax: RETR msg");
+		return;
+	}
+	if (msg_arg(s, a, &i) == -1)
+		return;
+	m = maildir_msg(s->md, i);
+	before = evbuffer_get_length(s->out);
+	reply(s, "+OK %llu octets", (unsigned long long)m->size);
+	r = maildir_send(s->md, i, top ? (long)lines : -1, emit, s, &error);
+	if (r == -1) {
+		/* nothing of the message went out: take the +OK back */
+		struct evbuffer *keep = evbuffer_new();
+		if (keep == NULL)
+			fatal("evbuffer_new");
+		evbuffer_remove_buffer(s->out, keep, before);
+		evbuffer_free(s->out);
+		s->out = keep;
+		reply(s, "-ERR [SYS/TEMP] %s", error);
+		return;
+	}
+	if (r == -2) {
+		if (s->end == END_NONE)
+			s->end = END_ERROR;
+		return;
+	}
+	reply(s, ".");
+	if (top) {
+		s->top.n++;
+		s->top.bytes += m->size;
+	} else {
+		m->retrieved = true;
+		s->retr.n++;
+		s->retr.bytes += m->size;
+	}
+}
+
+static void cmd_dele(struct session *s, char *arg)
+{
+	size_t i;
+
+	if (msg_arg(s, arg, &i) == -1)
+		return;
+	maildir_msg(s->md, i)->deleted = true;
+	reply(s, "+OK Message %zu deleted", i + 1);
+}
+
+static void cmd_rset(struct session *s)
+{
+	unsigned n = 0;
+	uint64_t bytes = 0;
+
+	for (size_t i = 0; i < maildir_count(s->md); i++) {
+		struct maildir_msg *m = maildir_msg(s->md, i);
+		m->deleted = false;
+		n++;
+		bytes += m->size;
+	}
+	reply(s, "+OK Maildrop has %u messages (%llu octets)", n, (unsigned long long)bytes);
+}
+
+static void cmd_quit(struct session *s)
+{
+	unsigned failed;
+
+	for (size_t i = 0; i < maildir_count(s->md); i++) {
+		const struct maildir_msg *m = maildir_msg(s->md, i);
+		if (m->deleted) {
+			s->del.n++;
+			s->del.bytes += m->size;
+		}
+	}
+	failed = maildir_update(s->md);
+	if (failed > 0)
+		reply(s, "-ERR [SYS/TEMP] %u deleted messages could not be removed", failed);
+	else
+		reply(s, "+OK Logging out");
+	s->end = END_QUIT;
+}
+
+static void dispatch(struct session *s, char *line)
+{
+	struct pop3_cmd cmd;
+
+	pop3_cmd_parse(line, &cmd);
+	switch (cmd.id) {
+	case CMD_STAT:
+		if (cmd.arg != NULL)
+			bad_command(s, "Syntax: STAT");
+		else
+			cmd_stat(s);
+		break;
+	case CMD_LIST:
+		cmd_list(s, cmd.arg, false);
+		break;
+	case CMD_UIDL:
+		cmd_list(s, cmd.arg, true);
+		break;
+	case CMD_RETR:
+		cmd_retr(s, cmd.arg, false);
+		break;
+	case CMD_TOP:
+		cmd_retr(s, cmd.arg, true);
+		break;
+	case CMD_DELE:
+		cmd_dele(s, cmd.arg);
+		break;
+	case CMD_RSET:
+		cmd_rset(s);
+		break;
+	case CMD_NOOP:
+		reply(s, "+OK");
+		break;
+	case CMD_QUIT:
+		cmd_quit(s);
+		break;
+	case CMD_CAPA:
+		pop3_capa(s->out, s->p->conf, false);
+		break;
+	case CMD_USER: case CMD_PASS: case CMD_AUTH: case CMD_APOP: case CMD_STLS:
+		bad_command(s, "Already logged in");
+		break;
+	default:
+		bad_command(s, "Unknown command");
+		break;
+	}
+}
+
+static void log_logout(const struct session *s)
+{
+	log_info("logout: user=%s rip=%s reason=%s retr=%u/%llu top=%u/%llu del=%u/%llu "
+		 "size=%u/%llu", s->p->user, s->p->rip, end_names[s->end],
+		 s->retr.n, (unsigned long long)s->retr.bytes,
+		 s->top.n, (unsigned long long)s->top.bytes,
+		 s->del.n, (unsigned long long)s->del.bytes,
+		 s->size.n, (unsigned long long)s->size.bytes);
+}
+
+int session_run(const struct session_params *p)
+{
+	struct session s = { .p = p };
+	char line[POP3_MAX_COMMAND + 1];
+	const char *error;
+	enum maildir_status st;
+
+	signal(SIGPIPE, SIG_IGN);
+	s.in = evbuffer_new();
+	s.out = evbuffer_new();
+	if (s.in == NULL || s.out == NULL)
+		fatal("evbuffer_new");
+	sock_set_nonblock(p->fd, true);
+	if (p->data_len > 0)
+		evbuffer_add(s.in, p->data, p->data_len);
+
+	st = maildir_open(p->maildrop, &s.md, &error);
+	if (st != MAILDIR_OK) {
+		static const char *const code[] = {
+			[MAILDIR_IN_USE] = "IN-USE", [MAILDIR_TEMP] = "SYS/TEMP",
+			[MAILDIR_PERM] = "SYS/PERM",
+		};
+		log_warnx("session: user=%s maildrop %s: %s", p->user, p->maildrop, error);
+		reply(&s, "-ERR [%s] %s", code[st], error);
+		flush_out(&s);
+		goto out;
+	}
+	for (size_t i = 0; i < maildir_count(s.md); i++) {
+		s.size.n++;
+		s.size.bytes += maildir_msg(s.md, i)->size;
+	}
+	reply(&s, "+OK Logged in, %u messages (%llu octets)", s.size.n,
+	      (unsigned long long)s.size.bytes);
+
+	while (s.end == END_NONE) {
+		size_t len;
+		bool has_nul;
+		enum line_status ls;
+
+		if (s.skipping) {
+			if (line_skip(s.in))
+				s.skipping = false;
+			else if (flush_out(&s) == -1 || fill_in(&s) == -1)
+				break;
+			continue;
+		}
+		ls = line_read(s.in, line, POP3_MAX_COMMAND, &len, &has_nul);
+		if (ls == LINE_NONE) {
+			if (flush_out(&s) == -1 || fill_in(&s) == -1)
+				break;
+			continue;
+		}
+		if (ls == LINE_TOOLONG) {
+			s.skipping = true;
+			bad_command(&s, "Line too long");
+			continue;
+		}
+		if (has_nul) {
+			bad_command(&s, "NUL byte in command");
+			continue;
+		}
+		dispatch(&s, line);
+	}
+	flush_out(&s);
+	log_logout(&s);
+out:
+	maildir_free(&s.md);
+	evbuffer_free(s.in);
+	evbuffer_free(s.out);
+	close(p->fd);
+	return s.end == END_QUIT || s.end == END_DISCONNECT || s.end == END_NONE ? 0 : 1;
+}
