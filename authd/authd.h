@@ -25,6 +25,8 @@
 
 struct event_base;
 struct request;
+struct flight;
+struct cache;
 
 enum auth_result {
 	AUTH_RESULT_OK,
@@ -62,8 +64,11 @@ struct userdb {
 struct job {
 	TAILQ_ENTRY(job) entry;
 	struct authenticator *auth;
-	struct request *req;		/* loop only; NULL once the request is gone */
+	struct flight *flight;		/* loop only; NULL once nobody waits */
 	bool abandoned;			/* under auth->lock: skip if not started */
+	/* the cache entry its result fills, even when it comes late */
+	bool cacheable;
+	uint8_t key[32], verifier[32];
 
 	/* input */
 	char user[AUTH_MAX_USER + 1];
@@ -169,23 +174,26 @@ struct request_params {
 
 struct request {
 	TAILQ_ENTRY(request) client_entry;	/* client.c's list */
+	TAILQ_ENTRY(request) flight_entry;	/* its flight's waiters */
 	struct client *client;
+	struct flight *flight;		/* NULL once answered */
 	char id[AUTHD_MAX_ID + 1];
-	char user[AUTH_MAX_USER + 1];
+	char user[AUTH_MAX_USER + 1];	/* normalised */
+	char rip[64];
+	char service[33];
+	uint64_t started_us;
+	/* kept until request_run() has handed them to a flight */
 	char *password;
 	size_t passlen;
-	char service[33];
-	char rip[64], lip[64];
+	char lip[64];
 	bool secured;
-	size_t stage;			/* index in the chain */
-	struct job *job;		/* in flight, or NULL */
-	struct event *timer;
-	uint64_t started_us;
 };
 TAILQ_HEAD(request_list, request);
 
 /* Creates a request (taking over p->password).  Returns NULL if it was
  * answered at once (invalid user name or empty password: FAIL sent).
+ * request_run() answers it from the cache, joins an identical request in
+ * flight (coalescing), or starts a new flight through the chain.
  * The client then links it and calls request_run(), which may answer and
  * finish it (client_request_done) before returning. */
 struct request *request_new(struct client *c, const struct request_params *p);
@@ -195,6 +203,20 @@ void request_cancel(struct request *req);
 const char *request_id(const struct request *req);
 const char *tempfail_reason_name(enum tempfail_reason r);
 void requests_set_base(struct event_base *base);
+/* Removes a user's cache entries (user already normalised by the caller
+ * with user_normalize), or all when user is NULL.  Returns how many. */
+uint64_t requests_cache_flush(const char *user);
+struct cache *requests_cache(void);
+void requests_shutdown(void);
+
+struct authd_stats {
+	uint64_t coalesced;		/* requests that joined one in flight */
+	uint64_t cache_answers;		/* answered from a fresh entry */
+	uint64_t stale_answers;		/* answered from a stale entry */
+	uint64_t refreshes;		/* background revalidations started */
+	uint64_t late_fills;		/* results that came after the answer */
+};
+extern struct authd_stats authd_stats;
 
 /* normalize.c */
 /* Normalises user per [authd] (trim, lower-case, domain).  Returns 0, or -1

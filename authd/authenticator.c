@@ -274,7 +274,7 @@ void authenticator_abandon(struct job *job)
 {
 	struct authenticator *auth = job->auth;
 
-	job->req = NULL;
+	job->flight = NULL;
 	pthread_mutex_lock(&auth->lock);
 	job->abandoned = true;
 	pthread_mutex_unlock(&auth->lock);

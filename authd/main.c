@@ -197,6 +197,7 @@ int main(int argc, char **argv)
 
 	notify_systemd("STOPPING=1");
 	clients_shutdown();
+	requests_shutdown();
 	master_shutdown();
 	authenticators_stop(auths, conf->nauths);
 	tickets_shutdown();

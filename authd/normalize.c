@@ -35,6 +35,10 @@ int user_normalize(const struct config *conf, const char *in, char *out, size_t 
 		char *at = strchr(out, '@');
 		if (at != NULL)
 			*at = '\0';
+		/* "alice @example.org" is "alice", as "alice" is. */
+		for (size_t len = strlen(out); len > 0 && (out[len - 1] == ' ' ||
+							    out[len - 1] == '\t'); len--)
+			out[len - 1] = '\0';
 		if (out[0] == '\0')
 			return -1;
 	} else if (conf->authd.default_domain != NULL && conf->authd.default_domain[0] != '\0' &&

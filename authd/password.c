@@ -63,16 +63,41 @@ static enum scheme scheme_of(const char *stored, const char **hash_r)
 	return S_CRYPT;
 }
 
+/* True if hash parses as an argon2 string libsodium accepts (it only
+ * parses the parameters here; no hashing). */
+static bool argon2_well_formed(const char *hash)
+{
+	char str[crypto_pwhash_STRBYTES];
+	size_t n = strlen(hash);
+
+	if (n >= sizeof(str))
+		return false;
+	memcpy(str, hash, n + 1);
+	return crypto_pwhash_str_needs_rehash(str, crypto_pwhash_OPSLIMIT_MIN,
+					      crypto_pwhash_MEMLIMIT_MIN) != -1;
+}
+
 bool password_scheme_known(const char *stored)
 {
 	const char *hash;
-	enum scheme s = scheme_of(stored, &hash);
+	int c;
 
-	if (s == S_CRYPT) {
-		/* Ask libcrypt whether it knows this setting (cheap: no hashing). */
-		return hash[0] != '*' && hash[0] != '!' && strlen(hash) >= 2;
+	switch (scheme_of(stored, &hash)) {
+	case S_CRYPT:
+		/* Ask libcrypt whether it knows this method (cheap: no hashing);
+		 * DES and MD5 are "legacy" but still accepted. */
+		if (hash[0] == '*' || hash[0] == '!')
+			return false;
+		c = crypt_checksalt(hash);
+		return c != CRYPT_SALT_INVALID && c != CRYPT_SALT_METHOD_DISABLED;
+	case S_ARGON2:
+		return argon2_well_formed(hash);
+	case S_PLAIN:
+		return true;
+	case S_UNKNOWN:
+		break;
 	}
-	return s != S_UNKNOWN;
+	return false;
 }
 
 bool password_is_plain(const char *stored)
@@ -104,13 +129,18 @@ static enum pw_check verify_crypt(const char *hash, const char *password)
 
 	if (data == NULL)
 		return PW_BAD_HASH;
+	/* libcrypt refuses such long passphrases; it cannot be the password. */
+	if (strlen(password) >= CRYPT_MAX_PASSPHRASE_SIZE) {
+		free(data);
+		return PW_MISMATCH;
+	}
 	out = crypt_rn(password, hash, data, sizeof(*data));
 	if (out != NULL && out[0] != '*') {
 		n = strlen(out);
 		if (n == strlen(hash))
 			r = sodium_memcmp(out, hash, n) == 0 ? PW_MATCH : PW_MISMATCH;
 		else
-			r = PW_MISMATCH;
+			r = PW_BAD_HASH;	/* a truncated hash read as a salt */
 	}
 	sodium_memzero(data, sizeof(*data));
 	free(data);
@@ -122,11 +152,10 @@ static enum pw_check verify_argon2(const char *hash, const char *password)
 	char str[crypto_pwhash_STRBYTES];
 	size_t n = strlen(hash);
 
-	if (n >= sizeof(str))
+	if (n >= sizeof(str) || !argon2_well_formed(hash))
 		return PW_BAD_HASH;
 	memcpy(str, hash, n + 1);
-	/* -1 means a wrong password or a malformed hash; load-time checks
-	 * (password_scheme_known) keep the latter rare. */
+	/* Well-formed, so -1 now means a wrong password. */
 	return crypto_pwhash_str_verify(str, password, strlen(password)) == 0 ?
 		PW_MATCH : PW_MISMATCH;
 }

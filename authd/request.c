@@ -1,15 +1,25 @@
 /*
- * request.c - the life of one authentication request, on the loop thread.
+ * request.c - the life of an authentication request, on the loop thread.
  *
- *   request_start ─► authenticator 1 ─► NOUSER ─► authenticator 2 ─► ...
- *                          │ OK / FAIL / TEMPFAIL          │
- *                          └──────────► reply ◄────────────┘
+ *   request ─► cache ─ fresh hit ──────────────────────────────► answer
+ *                │ miss
+ *                ▼
+ *              flight (one per user+password in progress; identical
+ *                │      requests join it as waiters: coalescing)
+ *                ▼
+ *          authenticator 1 ─► NOUSER ─► authenticator 2 ─► ...
+ *                │ OK / FAIL / TEMPFAIL (stale entry if any) │
+ *                └──────────► answer every waiter ◄──────────┘
  *
- * Each stage gets its own timer: the authenticator's `timeout`, counted
- * from the moment the job was queued.  When it fires the client gets
- * TEMPFAIL at once and the job is abandoned: a late result is dropped.
- * A cancelled request (CANCEL, or its client went away) is dropped the
- * same way, silently.
+ * A flight gets one timer per stage: the authenticator's `timeout`, counted
+ * from the moment its job was queued.  When it fires the waiters get
+ * TEMPFAIL (or a stale positive entry) at once and the job is abandoned;
+ * its result, if it still comes, only fills the cache.  A waiter that is
+ * cancelled (CANCEL, or its client went away) leaves the flight; a flight
+ * nobody waits for is dropped the same way.
+ *
+ * The cache never holds a password: the flight keeps one copy for the
+ * backend, wiped when the flight ends.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,14 +28,41 @@
 #include <sodium.h>
 
 #include "authd/authd.h"
+#include "cache/cache.h"
 #include "common/log.h"
 #include "common/mtime.h"
 
+/* Scope of every cache key: the one chain of authenticators.  (Keyed per
+ * chain, not per service, so that `authctl flush USER` finds it.) */
+#define CACHE_SCOPE "chain"
+#define FLIGHT_BUCKETS 1024
+
+struct flight {
+	LIST_ENTRY(flight) hash_entry;
+	bool hashed;			/* findable for coalescing */
+	TAILQ_HEAD(, request) waiters;
+	bool refresh;			/* background revalidation */
+	bool cacheable;
+	uint8_t key[CACHE_KEY_LEN], verifier[CACHE_VERIFIER_LEN];
+	char user[AUTH_MAX_USER + 1];
+	char *password;
+	size_t passlen;
+	char service[33], rip[64], lip[64];
+	bool secured;
+	size_t stage;			/* index in the chain */
+	struct job *job;		/* in flight, or NULL */
+	struct event *timer;
+};
+
+struct authd_stats authd_stats;
 
 static const struct config *conf;
 static struct authenticator *chain;
 static size_t chain_len;
 static struct event_base *loop_base;
+static struct cache *cache;
+static bool chain_cacheable;	/* every authenticator has cache = yes */
+static LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
 
 static const char *const reason_names[] = {
 	[TEMPFAIL_TIMEOUT] = "timeout",
@@ -34,10 +71,14 @@ static const char *const reason_names[] = {
 	[TEMPFAIL_INTERNAL] = "internal",
 };
 
-
 const char *tempfail_reason_name(enum tempfail_reason r)
 {
 	return reason_names[r];
+}
+
+void requests_set_base(struct event_base *base)
+{
+	loop_base = base;
 }
 
 void requests_init(const struct config *c, struct authenticator *auths, size_t n)
@@ -45,12 +86,36 @@ void requests_init(const struct config *c, struct authenticator *auths, size_t n
 	conf = c;
 	chain = auths;
 	chain_len = n;
+	chain_cacheable = true;
+	for (size_t i = 0; i < n; i++)
+		if (!auths[i].conf->cache)
+			chain_cacheable = false;
+	for (size_t i = 0; i < FLIGHT_BUCKETS; i++)
+		LIST_INIT(&flights[i]);
+	if (!conf->cache.enabled) {
+		log_info("cache: disabled");
+		return;
+	}
+	struct cache_settings cs = {
+		.size = conf->cache.size,
+		.fail_max_per_set = 2,
+		.nouser_max_per_set = 2,
+		.refresh_percent = conf->cache.refresh_ahead_pct,
+	};
+	const char *err;
+	cache = cache_create(&cs, &err);
+	if (cache == NULL)
+		fatalx("cache: %s", err);
+	log_info("cache: %llu bytes, positive-ttl %llums, negative-ttl %llums, stale-ttl %llums, "
+		 "refresh-ahead %u%%", (unsigned long long)conf->cache.size,
+		 (unsigned long long)conf->cache.positive_ttl_ms,
+		 (unsigned long long)conf->cache.negative_ttl_ms,
+		 (unsigned long long)conf->cache.stale_ttl_ms, conf->cache.refresh_ahead_pct);
 }
 
-
-void requests_set_base(struct event_base *base)
+struct cache *requests_cache(void)
 {
-	loop_base = base;
+	return cache;
 }
 
 const char *request_id(const struct request *req)
@@ -58,12 +123,31 @@ const char *request_id(const struct request *req)
 	return req->id;
 }
 
+static double elapsed_ms(uint64_t started_us)
+{
+	return (double)(mtime_us() - started_us) / 1000.0;
+}
+
+static unsigned bucket_of(const uint8_t *key, const uint8_t *verifier)
+{
+	/* Both are keyed hashes: their bytes are already unpredictable. */
+	return ((unsigned)(key[0] ^ verifier[0]) | (unsigned)(key[1] ^ verifier[1]) << 8) %
+	       FLIGHT_BUCKETS;
+}
+
+static struct flight *flight_find(const uint8_t *key, const uint8_t *verifier)
+{
+	struct flight *f;
+
+	LIST_FOREACH(f, &flights[bucket_of(key, verifier)], hash_entry)
+		if (sodium_memcmp(f->key, key, CACHE_KEY_LEN) == 0 &&
+		    sodium_memcmp(f->verifier, verifier, CACHE_VERIFIER_LEN) == 0)
+			return f;
+	return NULL;
+}
+
 static void request_free(struct request *req)
 {
-	if (req->job != NULL)
-		authenticator_abandon(req->job);
-	if (req->timer != NULL)
-		event_free(req->timer);
 	if (req->password != NULL) {
 		sodium_memzero(req->password, req->passlen);
 		free(req->password);
@@ -71,69 +155,141 @@ static void request_free(struct request *req)
 	free(req);
 }
 
-/* Ends the request: the caller has replied (or the reply is suppressed). */
-static void request_finish(struct request *req)
+static void flight_free(struct flight *f)
 {
-	client_request_done(req->client, req);
-	request_free(req);
+	if (f->job != NULL)
+		authenticator_abandon(f->job);	/* its result only fills the cache */
+	if (f->hashed)
+		LIST_REMOVE(f, hash_entry);
+	if (f->timer != NULL)
+		event_free(f->timer);
+	if (f->password != NULL) {
+		sodium_memzero(f->password, f->passlen);
+		free(f->password);
+	}
+	sodium_memzero(f, sizeof(*f));
+	free(f);
 }
 
-static double elapsed_ms(const struct request *req)
+/* Answers every waiter of f: AUTH_RESULT_OK (with udb, authname),
+ * AUTH_RESULT_FAIL or AUTH_RESULT_TEMPFAIL (with reason). */
+static void answer_waiters(struct flight *f, enum auth_result result, enum tempfail_reason reason,
+			   const struct userdb *udb, const char *authname)
 {
-	return (double)(mtime_us() - req->started_us) / 1000.0;
+	char ticket[2 * AUTHD_TICKET_BYTES + 1];
+	struct request *req;
+
+	while ((req = TAILQ_FIRST(&f->waiters)) != NULL) {
+		TAILQ_REMOVE(&f->waiters, req, flight_entry);
+		req->flight = NULL;
+		switch (result) {
+		case AUTH_RESULT_OK:
+			ticket_issue(req->user, udb, client_pid(req->client), ticket);
+			log_info("auth ok: user=%s service=%s rip=%s authenticator=%s time=%.1fms",
+				 req->user, req->service, req->rip, authname,
+				 elapsed_ms(req->started_us));
+			client_reply_ok(req->client, req->id, req->user, udb, authname, ticket);
+			sodium_memzero(ticket, sizeof(ticket));
+			break;
+		case AUTH_RESULT_TEMPFAIL:
+			log_warnx("auth tempfail: user=%s service=%s rip=%s authenticator=%s "
+				  "reason=%s time=%.1fms", req->user, req->service, req->rip,
+				  authname, reason_names[reason], elapsed_ms(req->started_us));
+			client_reply_tempfail(req->client, req->id, reason);
+			break;
+		default:
+			/* Fixed format for fail2ban: see authd(8). */
+			log_info("auth failed: user=%s service=%s rip=%s authenticator=%s "
+				 "time=%.1fms", req->user, req->service, req->rip, authname,
+				 elapsed_ms(req->started_us));
+			client_reply_fail(req->client, req->id);
+			break;
+		}
+		client_request_done(req->client, req);
+		request_free(req);
+	}
 }
 
-static void reply_tempfail(struct request *req, struct authenticator *a,
-			   enum tempfail_reason reason)
+/* Answers every waiter and ends the flight. */
+static void flight_answer(struct flight *f, enum auth_result result, enum tempfail_reason reason,
+			  const struct userdb *udb, const char *authname)
 {
+	answer_waiters(f, result, reason, udb, authname);
+	flight_free(f);
+}
+
+/* Converts a cached entry back into userdb fields. */
+static void udb_from_entry(const struct cache_entry *e, struct userdb *udb)
+{
+	memset(udb, 0, sizeof(*udb));
+	udb->has_uid = udb->has_gid = true;
+	udb->uid = e->uid;
+	udb->gid = e->gid;
+	snprintf(udb->home, sizeof(udb->home), "%s", e->home);
+	snprintf(udb->maildrop, sizeof(udb->maildrop), "%s", e->maildrop);
+}
+
+/* The backend could not answer: serve a matching positive entry that is
+ * past fresh but within stale-ttl, else TEMPFAIL. */
+static void flight_tempfail(struct flight *f, struct authenticator *a, enum tempfail_reason reason)
+{
+	struct cache_entry e;
+	struct userdb udb;
+
 	a->stats.tempfail++;
 	if (reason == TEMPFAIL_TIMEOUT)
 		a->stats.timeout++;
 	else if (reason == TEMPFAIL_OVERLOADED)
 		a->stats.overloaded++;
-	log_warnx("auth tempfail: user=%s service=%s rip=%s authenticator=%s reason=%s "
-		  "time=%.1fms", req->user, req->service, req->rip, a->conf->name,
-		  reason_names[reason], elapsed_ms(req));
-	client_reply_tempfail(req->client, req->id, reason);
-	request_finish(req);
+	if (f->cacheable && !TAILQ_EMPTY(&f->waiters) &&
+	    cache_lookup_stale(cache, f->key, f->verifier, (int64_t)mtime_ms(), &e)) {
+		authd_stats.stale_answers++;
+		log_warnx("authenticator %s: %s for user %s; answering from a cache entry "
+			  "(stale-if-error)", a->conf->name, reason_names[reason], f->user);
+		udb_from_entry(&e, &udb);
+		flight_answer(f, AUTH_RESULT_OK, 0, &udb, e.authenticator);
+		return;
+	}
+	flight_answer(f, AUTH_RESULT_TEMPFAIL, reason, NULL, a->conf->name);
 }
 
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
-	struct request *req = arg;
-	struct authenticator *a = &chain[req->stage];
+	struct flight *f = arg;
 
-	/* request_free() abandons the job: its result will be dropped. */
-	reply_tempfail(req, a, TEMPFAIL_TIMEOUT);
+	flight_tempfail(f, &chain[f->stage], TEMPFAIL_TIMEOUT);
 }
 
-/* Queues the request on chain[req->stage]. */
-static void request_dispatch(struct request *req)
+/* Queues the flight on chain[f->stage]. */
+static void flight_dispatch(struct flight *f)
 {
-	struct authenticator *a = &chain[req->stage];
+	struct authenticator *a = &chain[f->stage];
 	enum tempfail_reason reason;
 	struct job *job;
 	struct timeval tv;
 
 	a->stats.requests++;
 	job = xcalloc(1, sizeof(*job));
-	job->req = req;
-	memcpy(job->user, req->user, sizeof(job->user));
-	job->password = xmalloc(req->passlen + 1);
-	memcpy(job->password, req->password, req->passlen + 1);
-	job->passlen = req->passlen;
-	memcpy(job->service, req->service, sizeof(job->service));
-	memcpy(job->rip, req->rip, sizeof(job->rip));
-	memcpy(job->lip, req->lip, sizeof(job->lip));
-	job->secured = req->secured;
+	job->flight = f;
+	job->cacheable = f->cacheable;
+	memcpy(job->key, f->key, sizeof(job->key));
+	memcpy(job->verifier, f->verifier, sizeof(job->verifier));
+	memcpy(job->user, f->user, sizeof(job->user));
+	job->password = xmalloc(f->passlen + 1);
+	memcpy(job->password, f->password, f->passlen + 1);
+	job->passlen = f->passlen;
+	memcpy(job->service, f->service, sizeof(job->service));
+	memcpy(job->rip, f->rip, sizeof(job->rip));
+	memcpy(job->lip, f->lip, sizeof(job->lip));
+	job->secured = f->secured;
 	if (authenticator_submit(a, job, &reason) == -1) {
 		job_free(job);
-		reply_tempfail(req, a, reason);
+		flight_tempfail(f, a, reason);
 		return;
 	}
-	req->job = job;
+	f->job = job;
 	MTIME_TV(tv, a->conf->timeout_ms);
-	event_add(req->timer, &tv);
+	event_add(f->timer, &tv);
 }
 
 /* Fills the fields the backend left out from the authenticator's defaults. */
@@ -150,48 +306,110 @@ static void apply_defaults(const struct auth_conf *ac, struct userdb *udb)
 		userdb_set_field(udb, "maildrop", ac->default_maildrop);
 }
 
+/* Stores a definite result in the cache (never TEMPFAIL). */
+static void cache_fill(struct job *job)
+{
+	struct authenticator *a = job->auth;
+	struct cache_user cu;
+	enum cache_insert_result r = CACHE_INSERTED;
+	int64_t now = (int64_t)mtime_ms();
+	uint32_t pos = (uint32_t)conf->cache.positive_ttl_ms;
+	uint32_t neg = (uint32_t)conf->cache.negative_ttl_ms;
+	uint32_t stale = (uint32_t)conf->cache.stale_ttl_ms;
+
+	if (!job->cacheable || !a->conf->cache)
+		return;
+	switch (job->result) {
+	case AUTH_RESULT_OK:
+		if (!job->udb.has_uid || !job->udb.has_gid)
+			return;	/* an entry must be able to answer exactly as the backend */
+		cu.uid = job->udb.uid;
+		cu.gid = job->udb.gid;
+		cu.home = job->udb.home;
+		cu.maildrop = job->udb.maildrop;
+		cu.authenticator = a->conf->name;
+		r = cache_insert(cache, job->key, job->verifier, CACHE_OK, &cu, now, pos, stale);
+		break;
+	case AUTH_RESULT_FAIL:
+		r = cache_insert(cache, job->key, job->verifier, CACHE_FAIL, NULL, now, neg, 0);
+		break;
+	case AUTH_RESULT_NOUSER:
+		/* Unknown to the whole chain only when the last one says so. */
+		if (a->chain_pos + 1 == chain_len && chain_cacheable)
+			r = cache_insert(cache, job->key, NULL, CACHE_NOUSER, NULL, now, neg, 0);
+		break;
+	case AUTH_RESULT_TEMPFAIL:
+		break;	/* never cached */
+	}
+	if (r == CACHE_INSERT_TOO_LONG)
+		log_debug("cache: userdb fields of %s too long for an entry; not cached", job->user);
+}
+
 void request_job_done(struct job *job)
 {
-	struct request *req = job->req;
+	struct flight *f = job->flight;
 	struct authenticator *a = job->auth;
-	char ticket[2 * AUTHD_TICKET_BYTES + 1];
 
-	if (req == NULL)
+	if (job->result == AUTH_RESULT_OK)
+		apply_defaults(a->conf, &job->udb);
+	if (cache != NULL)
+		cache_fill(job);
+	if (f == NULL) {
+		if (job->result != AUTH_RESULT_TEMPFAIL)
+			authd_stats.late_fills++;
 		return;		/* timed out or cancelled: nobody waits */
-	req->job = NULL;
-	event_del(req->timer);
+	}
+	f->job = NULL;
+	event_del(f->timer);
 
 	switch (job->result) {
 	case AUTH_RESULT_OK:
 		a->stats.ok++;
-		apply_defaults(a->conf, &job->udb);
-		ticket_issue(req->user, &job->udb, client_pid(req->client), ticket);
-		log_info("auth ok: user=%s service=%s rip=%s authenticator=%s time=%.1fms",
-			 req->user, req->service, req->rip, a->conf->name, elapsed_ms(req));
-		client_reply_ok(req->client, req->id, req->user, &job->udb, a->conf->name, ticket);
-		sodium_memzero(ticket, sizeof(ticket));
-		request_finish(req);
+		flight_answer(f, AUTH_RESULT_OK, 0, &job->udb, a->conf->name);
 		return;
 	case AUTH_RESULT_FAIL:
 		a->stats.fail++;
 		break;
 	case AUTH_RESULT_NOUSER:
 		a->stats.nouser++;
-		if (req->stage + 1 < chain_len) {
-			req->stage++;
-			request_dispatch(req);
+		if (f->stage + 1 < chain_len) {
+			f->stage++;
+			flight_dispatch(f);
 			return;
 		}
 		break;
 	case AUTH_RESULT_TEMPFAIL:
-		reply_tempfail(req, a, job->reason);
+		flight_tempfail(f, a, job->reason);
 		return;
 	}
-	/* Fixed format for fail2ban: see authd(8). */
-	log_info("auth failed: user=%s service=%s rip=%s authenticator=%s time=%.1fms",
-		 req->user, req->service, req->rip, a->conf->name, elapsed_ms(req));
-	client_reply_fail(req->client, req->id);
-	request_finish(req);
+	flight_answer(f, AUTH_RESULT_FAIL, 0, NULL, a->conf->name);
+}
+
+static struct flight *flight_new(const struct request *req, bool cacheable,
+				 const uint8_t *key, const uint8_t *verifier)
+{
+	struct flight *f = xcalloc(1, sizeof(*f));
+
+	TAILQ_INIT(&f->waiters);
+	f->cacheable = cacheable;
+	if (cacheable) {
+		memcpy(f->key, key, CACHE_KEY_LEN);
+		memcpy(f->verifier, verifier, CACHE_VERIFIER_LEN);
+		LIST_INSERT_HEAD(&flights[bucket_of(key, verifier)], f, hash_entry);
+		f->hashed = true;
+	}
+	memcpy(f->user, req->user, sizeof(f->user));
+	f->password = xmalloc(req->passlen + 1);
+	memcpy(f->password, req->password, req->passlen + 1);
+	f->passlen = req->passlen;
+	memcpy(f->service, req->service, sizeof(f->service));
+	memcpy(f->rip, req->rip, sizeof(f->rip));
+	memcpy(f->lip, req->lip, sizeof(f->lip));
+	f->secured = req->secured;
+	f->timer = evtimer_new(loop_base, on_timeout, f);
+	if (f->timer == NULL)
+		fatalx("out of memory (timer)");
+	return f;
 }
 
 struct request *request_new(struct client *c, const struct request_params *p)
@@ -207,9 +425,6 @@ struct request *request_new(struct client *c, const struct request_params *p)
 	req->secured = p->secured;
 	req->password = p->password;
 	req->passlen = p->passlen;
-	req->timer = evtimer_new(loop_base, on_timeout, req);
-	if (req->timer == NULL)
-		fatalx("out of memory (timer)");
 
 	if (user_normalize(conf, p->user, req->user, sizeof(req->user)) == -1 ||
 	    req->passlen == 0) {
@@ -224,12 +439,95 @@ struct request *request_new(struct client *c, const struct request_params *p)
 	return req;
 }
 
+/* Answers req from a fresh cache entry. */
+static void answer_from_cache(struct request *req, const struct cache_entry *e)
+{
+	struct flight tmp;
+	struct userdb udb;
+
+	authd_stats.cache_answers++;
+	/* A one-waiter flight on the stack: the answer path is the same. */
+	memset(&tmp, 0, sizeof(tmp));
+	TAILQ_INIT(&tmp.waiters);
+	TAILQ_INSERT_TAIL(&tmp.waiters, req, flight_entry);
+	if (e->kind == CACHE_OK) {
+		udb_from_entry(e, &udb);
+		answer_waiters(&tmp, AUTH_RESULT_OK, 0, &udb, e->authenticator);
+	} else {
+		answer_waiters(&tmp, AUTH_RESULT_FAIL, 0, NULL, "cache");
+	}
+}
+
 void request_run(struct request *req)
 {
-	request_dispatch(req);
+	uint8_t key[CACHE_KEY_LEN], verifier[CACHE_VERIFIER_LEN];
+	struct cache_entry e;
+	struct flight *f = NULL;
+	enum cache_result cr;
+
+	if (cache != NULL) {
+		cache_key(cache, CACHE_SCOPE, req->user, key);
+		cache_verifier(cache, key, req->password, verifier);
+		cr = cache_lookup(cache, key, verifier, (int64_t)mtime_ms(), &e);
+		if (cr == CACHE_HIT_REFRESH && flight_find(key, verifier) == NULL) {
+			/* Hot user near the end of its fresh time: answer now,
+			 * revalidate behind its back so it never sees a miss. */
+			struct flight *rf = flight_new(req, true, key, verifier);
+			rf->refresh = true;
+			authd_stats.refreshes++;
+			flight_dispatch(rf);
+		}
+		if (cr != CACHE_MISS) {
+			answer_from_cache(req, &e);
+			sodium_memzero(verifier, sizeof(verifier));
+			return;
+		}
+		f = flight_find(key, verifier);
+		if (f != NULL)
+			authd_stats.coalesced++;
+	}
+	if (f == NULL) {
+		f = flight_new(req, cache != NULL, key, verifier);
+		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
+		req->flight = f;
+		sodium_memzero(req->password, req->passlen);
+		flight_dispatch(f);	/* may answer req before it returns */
+	} else {
+		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
+		req->flight = f;
+		sodium_memzero(req->password, req->passlen);
+	}
+	sodium_memzero(verifier, sizeof(verifier));
 }
 
 void request_cancel(struct request *req)
 {
+	struct flight *f = req->flight;
+
+	if (f != NULL) {
+		TAILQ_REMOVE(&f->waiters, req, flight_entry);
+		if (TAILQ_EMPTY(&f->waiters) && !f->refresh)
+			flight_free(f);
+	}
 	request_free(req);
+}
+
+uint64_t requests_cache_flush(const char *user)
+{
+	uint8_t key[CACHE_KEY_LEN];
+
+	if (cache == NULL)
+		return 0;
+	if (user == NULL)
+		return cache_flush_all(cache);
+	cache_key(cache, CACHE_SCOPE, user, key);
+	return cache_flush_key(cache, key);
+}
+
+void requests_shutdown(void)
+{
+	for (size_t i = 0; i < FLIGHT_BUCKETS; i++)
+		while (!LIST_EMPTY(&flights[i]))
+			flight_free(LIST_FIRST(&flights[i]));
+	cache_free(&cache);
 }

@@ -34,16 +34,22 @@ def sanitizer_env():
 class Authd:
     """A running authd with its config in `self.dir`."""
 
-    def __init__(self, tmpdir, authenticators, extra=""):
+    def __init__(self, tmpdir, authenticators, extra="", cache=None):
         self.dir = str(tmpdir)
         self.socket = os.path.join(self.dir, "auth.sock")
         self.master_socket = os.path.join(self.dir, "master.sock")
         self.conf = os.path.join(self.dir, "authd.conf")
         self.log = os.path.join(self.dir, "authd.log")
+        # The cache is off unless a test asks for it (a dict of [cache] keys),
+        # so that tests of the backends see every request reach them.
+        cache_keys = {"enabled": "no"} if cache is None else dict(cache, enabled="yes")
         text = ("[authd]\nsocket = %s\nmaster-socket = %s\nlog-level = debug\n%s\n"
+                "[cache]\n%s\n"
                 "[pop3d]\nlisten = 127.0.0.1:1\nauth-socket = %s\n"
                 "master-auth-socket = %s\n\n"
-                % (self.socket, self.master_socket, extra, self.socket, self.master_socket))
+                % (self.socket, self.master_socket, extra,
+                   "".join("%s = %s\n" % kv for kv in cache_keys.items()),
+                   self.socket, self.master_socket))
         for name, keys in authenticators:
             text += "[authenticator %s]\n" % name
             for k, v in keys.items():
@@ -124,8 +130,8 @@ class Authd:
 def authd_factory(tmp_path):
     started = []
 
-    def make(authenticators, extra="", start=True):
-        a = Authd(tmp_path, authenticators, extra)
+    def make(authenticators, extra="", start=True, cache=None):
+        a = Authd(tmp_path, authenticators, extra, cache)
         started.append(a)
         return a.start() if start else a
     yield make
