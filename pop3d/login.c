@@ -79,7 +79,8 @@ struct login {
 	struct authc *authc;
 	struct event *reconnect_ev;
 	uint64_t reconnect_ms;
-	bool retired;
+	bool asked_replacement;	/* sent IPC_RETIRE */
+	bool retired;		/* the master's IPC_RETIRE came: leave when idle */
 	size_t nclients;
 	struct client *buckets[CLIENT_BUCKETS];
 };
@@ -523,6 +524,12 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
 			log_info("front end: master went away, exiting");
 			exit(0);
 		}
+		if (m.type == IPC_RETIRE) {
+			/* replaced; nothing more will come from the master */
+			L.retired = true;
+			maybe_exit();
+			continue;
+		}
 		if (m.type != IPC_NEWCONN) {
 			if (cfd != -1)
 				close(cfd);
@@ -552,8 +559,9 @@ static void try_reconnect(evutil_socket_t fd, short what, void *arg)
 
 /* authd went away.  Unprivileged we can reconnect ourselves; chrooted, as
  * login-user, the socket is (usually) out of reach, so we ask the master
- * for a replacement, which connects before it drops its privileges, and
- * leave once our clients are done. */
+ * for a replacement, which connects before it drops its privileges.  We
+ * keep serving (logins get [SYS/TEMP]) until the master says we have been
+ * replaced, then leave once our clients are done. */
 static void on_authd_lost(void *arg)
 {
 	struct ipc_msg m = { .type = IPC_RETIRE };
@@ -562,12 +570,11 @@ static void on_authd_lost(void *arg)
 		try_reconnect(-1, 0, NULL);
 		return;
 	}
-	if (L.retired)
+	if (L.asked_replacement)
 		return;
-	L.retired = true;
+	L.asked_replacement = true;
 	if (ipc_send(L.chan, &m, -1) == -1)
 		exit(1);
-	maybe_exit();
 }
 
 static void on_term(evutil_socket_t fd, short what, void *arg)

@@ -594,19 +594,23 @@ static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
 
 /* ---- front ends ----------------------------------------------------------------------- */
 
+/* Arms the slot's restart timer, with a back-off that doubles while front
+ * ends of this slot live less than 10 s (a crash loop, or authd down). */
 static void fe_schedule_restart(unsigned slot, uint64_t lived_ms)
 {
 	struct slot *s = &M.slots[slot];
 	struct timeval tv;
 
-	s->fe = NULL;
+	if (evtimer_pending(s->restart_ev, NULL))
+		return;
 	if (lived_ms > 10000 || s->backoff_ms == 0)
 		s->backoff_ms = POP3D_RESTART_MIN_MS;
-	else if (s->backoff_ms < POP3D_RESTART_MAX_MS)
+	else
 		s->backoff_ms = s->backoff_ms * 2 > POP3D_RESTART_MAX_MS ? POP3D_RESTART_MAX_MS
 									 : s->backoff_ms * 2;
 	MTIME_TV(tv, s->backoff_ms);
 	evtimer_add(s->restart_ev, &tv);
+	M.st.fe_restarts++;
 }
 
 static unsigned slot_of(const struct frontend *fe)
@@ -617,24 +621,31 @@ static unsigned slot_of(const struct frontend *fe)
 	return NO_SLOT;
 }
 
+/* Takes fe out of service: no new connections; it leaves once idle.  The
+ * RETIRE we send it follows every NEWCONN we sent it on the same ordered
+ * channel, so when it reads this it knows no more are coming. */
 static void fe_retire(struct frontend *fe)
 {
-	unsigned slot = slot_of(fe);
+	struct ipc_msg m;
 
 	if (fe->retired)
 		return;
 	fe->retired = true;
-	if (slot != NO_SLOT) {
-		M.st.fe_restarts++;
-		fe_schedule_restart(slot, mtime_ms() - fe->started_ms);
-	}
+	memset(&m, 0, IPC_HEADER_LEN);
+	m.type = IPC_RETIRE;
+	if (ipc_send(fe->chan, &m, -1) == -1)
+		kill(fe->pid, SIGTERM);
 }
 
 static void fe_gone(struct frontend *fe)
 {
 	struct frontend **pp;
+	unsigned slot = slot_of(fe);
 
-	fe_retire(fe);
+	if (slot != NO_SLOT) {
+		M.slots[slot].fe = NULL;
+		fe_schedule_restart(slot, mtime_ms() - fe->started_ms);
+	}
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
 		if (M.conns[i].state == C_PREAUTH && M.conns[i].fe == fe)
 			conn_release(&M.conns[i]);
@@ -663,7 +674,7 @@ static void on_fe_chan(evutil_socket_t fd, short what, void *arg)
 					  (long)fe->pid);
 			kill(fe->pid, SIGTERM);
 			event_del(fe->ev);
-			fe_retire(fe);
+			fe->retired = true;
 			return;		/* released when waitpid reaps it */
 		}
 		switch (m.type) {
@@ -673,8 +684,12 @@ static void on_fe_chan(evutil_socket_t fd, short what, void *arg)
 				conn_release(c);
 			break;
 		case IPC_RETIRE:
-			log_info("front end %ld lost authd; starting a replacement", (long)fe->pid);
-			fe_retire(fe);
+			/* It stays in service (answering [SYS/TEMP]) until its
+			 * replacement, which connects to authd afresh, is up. */
+			if (slot_of(fe) != NO_SLOT) {
+				log_info("front end %ld lost authd; replacing it", (long)fe->pid);
+				fe_schedule_restart(slot_of(fe), mtime_ms() - fe->started_ms);
+			}
 			break;
 		case IPC_HANDOFF:
 			handoff(fe, &m, cfd);
@@ -709,14 +724,14 @@ static void spawn_frontend(unsigned slot)
 	if (pid == 0) {
 		child_signals();
 		close(sv[0]);
-		close_master_fds();
 		/* The front end gets an event base of its own (libevent keeps
-		 * one signal base per process).  Re-initialised first: the
-		 * epoll instance is shared with the master across fork, and
-		 * freeing the base as it is would unregister the master's
-		 * events from it. */
+		 * one signal base per process).  Re-initialised first, while
+		 * every fd it watches is still open: the epoll instance is
+		 * shared with the master across fork, and freeing the base as
+		 * it is would unregister the master's events from it. */
 		event_reinit(M.base);
 		event_base_free(M.base);
+		close_master_fds();
 		/* Connected by the front end itself (authd binds tickets to
 		 * the connecting pid) and before the drop: the socket may be
 		 * out of reach for login-user inside the chroot. */
@@ -738,6 +753,8 @@ static void spawn_frontend(unsigned slot)
 	event_add(fe->ev, NULL);
 	fe->next = M.fes;
 	M.fes = fe;
+	if (M.slots[slot].fe != NULL)
+		fe_retire(M.slots[slot].fe);	/* replaced: it lost authd */
 	M.slots[slot].fe = fe;
 	log_debug("front end %ld started", (long)pid);
 }
@@ -894,6 +911,15 @@ static int check_conf(const struct config *conf, char *err, size_t size)
 	return 0;
 }
 
+/* libevent's own messages go through our log. */
+static void libevent_log(int severity, const char *msg)
+{
+	if (severity >= EVENT_LOG_WARN)
+		log_warnx("libevent: %s", msg);
+	else
+		log_debug("libevent: %s", msg);
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: pop3d -c FILE [-f] [-t]\n"
@@ -944,6 +970,7 @@ int main(int argc, char **argv)
 	if (path == NULL || optind != argc)
 		usage();
 	log_init("pop3d", LOG_LEVEL_INFO, LOG_TARGET_STDERR, NULL, 0);
+	event_set_log_callback(libevent_log);
 	if (sodium_init() == -1)
 		fatalx("sodium_init");
 	conf = config_load(path, err, sizeof(err));

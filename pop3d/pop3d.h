@@ -207,7 +207,8 @@ enum ipc_type {
 	IPC_NEWCONN = 1,	/* master -> front end, with the client fd */
 	IPC_CLOSED,		/* front end -> master: conn ended before login */
 	IPC_HANDOFF,		/* front end -> master, with the client fd */
-	IPC_RETIRE,		/* front end -> master: lost authd, replace me */
+	IPC_RETIRE,		/* front end -> master: lost authd, replace me;
+				 * master -> front end: replaced, leave when idle */
 };
 
 #define IPC_TICKET_LEN	(2 * AUTHD_TICKET_BYTES)

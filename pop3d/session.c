@@ -297,6 +297,9 @@ static void cmd_quit(struct session *s)
 		}
 	}
 	failed = maildir_update(s->md);
+	/* Unlock before the reply: a client that logs in again right after
+	 * "+OK" must not find its own finished session holding the lock. */
+	maildir_free(&s->md);
 	if (failed > 0)
 		reply(s, "-ERR [SYS/TEMP] %u deleted messages could not be removed", failed);
 	else

@@ -43,7 +43,7 @@ def world(authd_factory, tmp_path, mailroot):
     """authd with a passwd-file of three users and pop3d in front of it."""
     started = []
 
-    def make(pop3d_keys=None, users=None, auths=None, start=True):
+    def make(pop3d_keys=None, users=None, auths=None, start=True, extra_passwd=""):
         md = {}
         lines = ""
         for name, msgs in (users or {"alice": [("new/1000000001.M1.host", PLAIN_MSG),
@@ -54,7 +54,7 @@ def world(authd_factory, tmp_path, mailroot):
             md[name] = mailroot.maildir(name, msgs)
             lines += passwd_line(name, name + "-pw", os.path.dirname(md[name]))
         pw = tmp_path / "users"
-        pw.write_text(lines)
+        pw.write_text(lines + extra_passwd)
         a = authd_factory(auths or [("pw", {"type": "passwd-file", "path": str(pw)})])
         p = Pop3d(a, tmp_path, pop3d_keys)
         started.append(p)
@@ -455,3 +455,92 @@ def test_slow_user_does_not_block_others(world, tmp_path):
     assert slow.line(timeout=10).startswith("-ERR [SYS/TEMP]")
     assert 0.8 < time.monotonic() - t0 < 5
     slow.close()
+
+
+def proc_status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        st = f.read()
+    out = {}
+    for line in st.splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.split()
+    return out
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="privilege separation needs root")
+def test_privileges_really_dropped(world, tmp_path):
+    # a user whose uid is below first-valid-uid, and one mapped to root
+    p = world(users={"alice": [("new/1.a", b"S: x\n\nx\n")]},
+              extra_passwd=passwd_line("lowuid", "lowuid-pw", "/tmp", uid=500) +
+              passwd_line("rootish", "rootish-pw", "/tmp", uid=0))
+    nobody = str(__import__("pwd").getpwnam("nobody").pw_uid)
+    fes = [pid for pid, _ in p.children() if "front end %d started" % pid in p.log_text()]
+    assert len(fes) == 2
+    for pid in fes:
+        st = proc_status(pid)
+        assert st["Uid"] == [nobody] * 4, st["Uid"]
+        assert os.readlink("/proc/%d/root" % pid) == os.path.join(p.dir, "pop3d-empty")
+    c = login(p.port)
+    pid = int(p.log_text().rsplit("pid=", 1)[1].split()[0])
+    st = proc_status(pid)
+    assert st["Uid"] == [str(TEST_UID)] * 4
+    assert st["Gid"] == [str(TEST_GID)] * 4
+    assert st["Groups"] in ([str(TEST_GID)], [])
+    assert c.stat()[0] == 1
+    c.quit()
+    for user in ("lowuid", "rootish"):
+        with pytest.raises(poplib.error_proto) as e:
+            login(p.port, user)
+        assert b"[SYS/PERM]" in e.value.args[0]
+    assert "uid below first-valid-uid" in p.log_text()
+    assert "refusing to run a session as uid or gid 0" in p.log_text()
+
+
+def test_authd_killed_and_restarted_during_login_storm(world):
+    import threading
+    users = {"storm%d" % i: [("new/1.a", b"S: x\n\nx\n")] for i in range(6)}
+    p = world(users=users)
+    stop = threading.Event()
+    results = {"ok": 0, "temp": 0, "other": []}
+    lock = threading.Lock()
+
+    def storm(user):
+        deadline = time.monotonic() + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                c = Client(p.port, timeout=15)
+                r = c.greeting
+                if r.startswith("+OK"):
+                    c.cmd("USER " + user)
+                    r = c.cmd("PASS %s-pw" % user)
+                if r.startswith("+OK"):
+                    c.cmd("QUIT")
+                c.close()
+            except (OSError, EOFError) as e:
+                r = "exception %r" % e
+            with lock:
+                if r.startswith("+OK"):
+                    results["ok"] += 1
+                elif r.startswith("-ERR [SYS/TEMP]"):
+                    results["temp"] += 1
+                else:
+                    results["other"].append(r)
+    threads = [threading.Thread(target=storm, args=(u,)) for u in users]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: results["ok"] >= 20, 20, "logins before the kill")
+        p.authd.proc.kill()
+        p.authd.proc.wait()
+        p.authd.stop(check=False)
+        wait_until(lambda: results["temp"] >= 5, 20, "tempfails while authd is down")
+        ok_before = results["ok"]
+        p.authd.start()
+        wait_until(lambda: results["ok"] >= ok_before + 20, 30, "logins after the restart")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert results["other"] == []
+    assert p.proc.poll() is None
