@@ -85,10 +85,12 @@ struct frontend {
 	struct frontend *next;
 };
 
-/* A string -> count table (remote addresses, user names). */
+/* A string -> count table (remote addresses, user names; for
+ * login-delay, user names -> time of the last login in `stamp`). */
 struct count_entry {
 	char *key;
 	unsigned n;
+	uint64_t stamp;
 	struct count_entry *next;
 };
 
@@ -117,6 +119,9 @@ static struct {
 	struct conn *conns;
 	uint32_t nconns_cap, free_head, nactive;
 	struct count_entry *ips[COUNT_BUCKETS], *users[COUNT_BUCKETS];
+	struct count_entry *last_login[COUNT_BUCKETS];
+	size_t nlast_login;
+	uint64_t login_delay_ms;	/* 0: no LOGIN-DELAY */
 	struct bufferevent *authd;	/* master socket, NULL if not connected */
 	uid_t login_uid;
 	gid_t login_gid;
@@ -168,6 +173,50 @@ static void count_add(struct count_entry **t, const char *key, int delta)
 		free(e->key);
 		free(e);
 	}
+}
+
+/* LOGIN-DELAY (RFC 2449 section 6.8): true if user logged in less than
+ * login-delay ago; otherwise records this login.  Entries older than the
+ * delay are swept whenever the table has doubled since the last sweep. */
+static bool login_too_soon(const char *user)
+{
+	static size_t sweep_at = 1024;
+	uint64_t now = mtime_ms();
+	struct count_entry **pp = &M.last_login[count_hash(user)], *e;
+
+	if (M.login_delay_ms == 0)
+		return false;
+	for (e = *pp; e != NULL; e = e->next)
+		if (strcmp(e->key, user) == 0)
+			break;
+	if (e != NULL) {
+		if (now - e->stamp < M.login_delay_ms)
+			return true;
+		e->stamp = now;
+		return false;
+	}
+	if (M.nlast_login >= sweep_at) {
+		for (size_t b = 0; b < COUNT_BUCKETS; b++)
+			for (struct count_entry **q = &M.last_login[b]; *q != NULL;) {
+				struct count_entry *x = *q;
+				if (now - x->stamp >= M.login_delay_ms) {
+					*q = x->next;
+					free(x->key);
+					free(x);
+					M.nlast_login--;
+				} else {
+					q = &x->next;
+				}
+			}
+		sweep_at = M.nlast_login * 2 > 1024 ? M.nlast_login * 2 : 1024;
+	}
+	e = xcalloc(1, sizeof(*e));
+	e->key = xstrdup(user);
+	e->stamp = now;
+	e->next = *pp;
+	*pp = e;
+	M.nlast_login++;
+	return false;
 }
 
 /* ---- connections ---------------------------------------------------------- */
@@ -452,6 +501,14 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 			  u.user, c->rip, M.conf->pop3d.max_sessions_per_user);
 		M.st.sessions_refused++;
 		refuse(c->fd, "-ERR [IN-USE] Too many sessions for this user\r\n");
+		conn_release(c);
+		return;
+	}
+	if (login_too_soon(u.user)) {
+		log_info("refused user=%s rip=%s: login-delay (%s s) not over", u.user, c->rip,
+			 M.conf->pop3d.login_delay);
+		M.st.sessions_refused++;
+		refuse(c->fd, "-ERR [LOGIN-DELAY] Too soon since your last login\r\n");
 		conn_release(c);
 		return;
 	}
@@ -1006,6 +1063,11 @@ int main(int argc, char **argv)
 
 	M.conf = conf;
 	M.stats_fd = -1;
+	if (conf->pop3d.login_delay != NULL && conf->pop3d.login_delay[0] != '\0') {
+		unsigned secs;
+		num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &secs);	/* checked */
+		M.login_delay_ms = (uint64_t)secs * 1000;
+	}
 	M.free_head = NO_SLOT;
 	M.started_ms = mtime_ms();
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++) {

@@ -166,6 +166,8 @@ class Pop3d:
         return out
 
     def stop(self, check=True):
+        if self.proc is None:
+            return 0
         rc = 0
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -544,3 +544,80 @@ def test_authd_killed_and_restarted_during_login_storm(world):
             t.join(30)
     assert results["other"] == []
     assert p.proc.poll() is None
+
+
+def test_login_delay_expire_implementation(world):
+    p = world(pop3d_keys={"login-delay": "2", "expire": "NEVER", "implementation": "yes",
+                          "greeting": "Hello there"})
+    c = Client(p.port)
+    assert c.greeting == "+OK Hello there"
+    c.send("CAPA\r\n")
+    assert c.line().startswith("+OK")
+    caps = c.multiline().decode().split("\r\n")
+    assert "LOGIN-DELAY 2" in caps and "EXPIRE NEVER" in caps
+    assert "IMPLEMENTATION pop3d" in caps
+    c.close()
+    a = login(p.port)
+    a.quit()
+    with pytest.raises(poplib.error_proto) as e:
+        login(p.port)
+    assert b"[LOGIN-DELAY]" in e.value.args[0]
+    b = login(p.port, "bob")    # another user is not affected
+    b.quit()
+
+
+def test_missing_and_damaged_maildrop(world, mailroot):
+    p = world(users={"alice": []},
+              extra_passwd=passwd_line("ghost", "ghost-pw", mailroot.path + "/nohome") +
+              passwd_line("broken", "broken-pw", mailroot.path + "/broken"))
+    os.makedirs(mailroot.path + "/broken/Maildir/new")      # no cur/
+    mailroot.chown(mailroot.path + "/broken")
+    for user in ("ghost", "broken"):
+        c = Client(p.port)
+        c.cmd("USER " + user)
+        r = c.cmd("PASS %s-pw" % user)
+        assert r.startswith("-ERR [SYS/PERM]"), r
+        assert c.closed()
+    assert p.proc.poll() is None
+
+
+def test_client_vanishes_during_retr(world):
+    big = b"Subject: big\n\n" + (b"0123456789" * 7 + b"\n.dot line\n") * 100000
+    p = world(users={"alice": [("new/1.big", big), ("new/2.small", b"S: s\n\ns\n")]})
+    c = Client(p.port)
+    c.cmd("USER alice")
+    assert c.cmd("PASS alice-pw").startswith("+OK")
+    c.cmd("DELE 2")
+    c.send("RETR 1\r\n")
+    assert c.line().startswith("+OK")
+    c.sock.recv(1000)
+    c.close()       # mid-transfer
+    wait_until(lambda: "reason=disconnected" in p.log_text() or
+               "reason=I/O error" in p.log_text(), 10, "session end")
+    d = login(p.port)
+    assert d.stat()[0] == 2             # nothing deleted
+    resp, lines, octets = d.retr(1)     # and a full RETR streams it intact
+    assert b"\r\n".join(lines) + b"\r\n" == wire(big)
+    d.quit()
+
+
+def test_config_check(world, tmp_path):
+    from conftest import BUILD
+    p = world(start=False)
+    r = subprocess.run([os.path.join(BUILD, "pop3d"), "-t", "-c", p.conf],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert "configuration OK" in r.stdout
+    text = open(p.conf).read()
+    for bad, msg in (("listen = 127.0.0.1:%d" % p.port, "listen"),
+                     ("login-delay = soon", "login-delay"),
+                     ("maildrop = mbox:/var/mail/%u", "maildrop")):
+        conf = tmp_path / "bad.conf"
+        t = text.replace("[pop3d]\n", "[pop3d]\n" + bad.replace(
+            "127.0.0.1:%d" % p.port, "localhost") + "\n", 1) if "listen" not in bad else \
+            text.replace("listen = 127.0.0.1:%d" % p.port, "listen = localhost:1x")
+        conf.write_text(t)
+        conf.chmod(0o600)
+        r = subprocess.run([os.path.join(BUILD, "pop3d"), "-t", "-c", str(conf)],
+                           capture_output=True, text=True, timeout=20)
+        assert r.returncode != 0 and msg in r.stderr, (bad, r.stderr)
