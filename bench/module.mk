@@ -2,5 +2,5 @@
 PROGRAMS += $(B)/cache-bench
 ALL_OBJS += $(B)/obj/bench/cache-bench.o
 
-$(B)/cache-bench: $(B)/obj/bench/cache-bench.o $(CACHE_OBJS)
+$(B)/cache-bench: $(B)/obj/bench/cache-bench.o $(CACHE_OBJS) $(B)/obj/common/histogram.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

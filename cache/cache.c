@@ -15,8 +15,9 @@
  *   slot        seq | refresh_seq | ref | entry words[46]      384 B
  *   entry       key, verifier, fresh_until, stale_until,
  *               refresh_at, uid, gid, kind     (13 words: the "head")
- *               home, maildrop, authenticator  (33 words: the "tail",
- *                                               copied for OK hits only)
+ *               home, maildrop, authenticator  (33 words: the "tail";
+ *                                               lookups copy all 46 words,
+ *                                               walks only the head)
  *
  * An entry never moves: it stays in its slot until it is overwritten or
  * cleared.  Nothing is allocated or freed between cache_create() and
@@ -49,8 +50,9 @@
  *   acquire fence; s2 = seq (relaxed); use the copy only if s1 == s2
  *
  * After READ_TRIES failed attempts (a writer is inside, or was preempted
- * there) the slot is treated as a miss.  Every decision - key, verifier,
- * kind, freshness - is taken on the validated local copy.
+ * there) the slot is treated as a miss.  Only then is the copy looked at:
+ * every decision - key, verifier, kind, freshness - is taken on the
+ * validated local copy.
  *
  * Writers (cache_insert and the flushes) take the set's lock, choose the
  * slot, and write it in slot_write():
@@ -133,6 +135,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/mman.h>
+
 #include <sodium.h>
 
 #include "cache/cache.h"
@@ -143,6 +147,7 @@
 #define LOCK_TRIES 128		/* spins before an insert gives up (busy) */
 #define STRIPES 16		/* counter copies, so threads share no line */
 #define KIND_EMPTY 0
+#define HUGE_PAGE ((size_t)2 << 20)
 
 /* The entry as stored, word for word, in a slot; readers and writers build
    and inspect it in a local `union image`. */
@@ -268,15 +273,12 @@ static uint32_t tag_of(const uint8_t key[CACHE_KEY_LEN])
 	return t | 1;
 }
 
-/* True if `e` answers a lookup for (key, verifier); key NULL matches any
-   occupied slot.  May be called on a torn copy: it only compares. */
+/* True if the (validated) entry `e` answers a lookup for (key, verifier). */
 static bool entry_matches(const struct entry *e, const uint8_t *key,
 			  const uint8_t *verifier)
 {
 	if (e->kind == KIND_EMPTY)
 		return false;
-	if (key == NULL)
-		return true;
 	if (crypto_verify_32(e->key, key) != 0)
 		return false;
 	return e->kind == CACHE_NOUSER ||
@@ -294,8 +296,7 @@ static bool entry_supersedes(const struct entry *n, const struct entry *o)
 	return crypto_verify_32(n->verifier, o->verifier) == 0;
 }
 
-/* Copies a validated entry out to the caller.  The tail of `e` is only
-   valid (copied) for CACHE_OK. */
+/* Copies a validated entry out to the caller. */
 static void entry_export(const struct entry *e, struct cache_entry *entry_r)
 {
 	entry_r->kind = e->kind;
@@ -321,28 +322,15 @@ static void entry_export(const struct entry *e, struct cache_entry *entry_r)
 
 /* ---- seqlock: read side ------------------------------------------------ */
 
-enum read_result { READ_MATCH, READ_OTHER, READ_BUSY };
-
-static void copy_words(union image *copy, struct slot *slot,
-		       unsigned from, unsigned to)
-{
-	for (unsigned i = from; i < to; i++) {
-		/* Relaxed: validated by the seq re-check in slot_read(). */
-		copy->w[i] = atomic_load_explicit(&slot->w[i],
-						  memory_order_relaxed);
-	}
-}
-
 /*
- * Copies `slot` into *copy and says whether the copy answers (key,
- * verifier) (see entry_matches).  The head is always copied, the tail only
- * for a matching CACHE_OK entry.  READ_MATCH and READ_OTHER are consistent
- * copies of one complete write, whose seq is in *seq_r; READ_BUSY means no
- * consistent copy was made within READ_TRIES attempts.
+ * Copies the first `nwords` entry words of `slot` into *copy (lookups take
+ * all of them; walks only the head) and returns true if the copy is
+ * consistent: every word from the one complete write whose seq is put in
+ * *seq_r.  Returns false if no consistent copy was made in READ_TRIES
+ * attempts.  The caller decides what the copy means only after this.
  */
-static enum read_result slot_read(struct slot *slot, const uint8_t *key,
-				  const uint8_t *verifier, struct stripe *st,
-				  union image *copy, uint32_t *seq_r)
+static bool slot_read(struct slot *slot, unsigned nwords, struct stripe *st,
+		      union image *copy, uint32_t *seq_r)
 {
 	for (unsigned tries = 0; tries < READ_TRIES; tries++) {
 		if (tries > 0) {
@@ -356,10 +344,11 @@ static enum read_result slot_read(struct slot *slot, const uint8_t *key,
 						    memory_order_acquire);
 		if ((seq & 1) != 0)
 			continue;	/* a writer is inside */
-		copy_words(copy, slot, 0, HEAD_WORDS);
-		bool match = entry_matches(&copy->e, key, verifier);
-		if (match && key != NULL && copy->e.kind == CACHE_OK)
-			copy_words(copy, slot, HEAD_WORDS, SLOT_WORDS);
+		for (unsigned i = 0; i < nwords; i++) {
+			/* Relaxed: validated by the seq re-check below. */
+			copy->w[i] = atomic_load_explicit(&slot->w[i],
+							  memory_order_relaxed);
+		}
 		/* Acquire fence: pairs with the release fence in
 		   slot_write() that follows the odd seq store.  If any word
 		   above came from a newer write, the load below sees that
@@ -367,10 +356,10 @@ static enum read_result slot_read(struct slot *slot, const uint8_t *key,
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&slot->seq, memory_order_relaxed) == seq) {
 			*seq_r = seq;
-			return match ? READ_MATCH : READ_OTHER;
+			return true;
 		}
 	}
-	return READ_BUSY;
+	return false;
 }
 
 /* Sets the CLOCK bit of a slot just hit. */
@@ -617,12 +606,20 @@ struct cache *cache_create(const struct cache_settings *settings,
 	cache->refresh_percent = settings->refresh_percent;
 	cache->nsets = settings->size / sizeof(struct set);
 
-	cache->sets = aligned_alloc(alignof(struct set),
-				    cache->nsets * sizeof(struct set));
+	size_t bytes = cache->nsets * sizeof(struct set);
+	size_t align = bytes >= HUGE_PAGE ? HUGE_PAGE : alignof(struct set);
+	bytes = (bytes + align - 1) / align * align;
+	cache->sets = aligned_alloc(align, bytes);
 	if (cache->sets == NULL) {
 		*error_r = "out of memory for the cache table";
 		goto out_free_cache;
 	}
+#ifdef MADV_HUGEPAGE
+	/* A hint, before the first touch below; without huge pages the
+	   table works the same, with more TLB misses.  Failure is fine. */
+	if (align == HUGE_PAGE)
+		(void)madvise(cache->sets, bytes, MADV_HUGEPAGE);
+#endif
 	for (uint64_t s = 0; s < cache->nsets; s++) {
 		struct set *set = &cache->sets[s];
 
@@ -696,6 +693,10 @@ void cache_key(const struct cache *cache, const char *scope, const char *user,
 	hash_update_counted(&state, user);
 	crypto_generichash_final(&state, key_r, CACHE_KEY_LEN);
 	sodium_memzero(&state, sizeof(state));
+	/* A lookup of this key usually follows the verifier hash (about half
+	   a microsecond): start loading the set's header line now, so that
+	   cache_lookup() finds it in the CPU cache.  Only a hint. */
+	__builtin_prefetch(set_of(cache, key_r));
 }
 
 void cache_verifier(const struct cache *cache,
@@ -730,7 +731,8 @@ enum cache_result cache_lookup(struct cache *cache,
 		/* Relaxed: hint (see DESIGN). */
 		if (atomic_load_explicit(&set->tag[i], memory_order_relaxed) != tag)
 			continue;
-		if (slot_read(slot, key, verifier, st, &copy, &seq) != READ_MATCH)
+		if (!slot_read(slot, SLOT_WORDS, st, &copy, &seq) ||
+		    !entry_matches(&copy.e, key, verifier))
 			continue;
 		if (now >= copy.e.fresh_until)
 			continue;	/* expired: never a fresh hit */
@@ -767,7 +769,8 @@ bool cache_lookup_stale(struct cache *cache,
 		/* Relaxed: hint (see DESIGN). */
 		if (atomic_load_explicit(&set->tag[i], memory_order_relaxed) != tag)
 			continue;
-		if (slot_read(slot, key, verifier, st, &copy, &seq) != READ_MATCH)
+		if (!slot_read(slot, SLOT_WORDS, st, &copy, &seq) ||
+		    !entry_matches(&copy.e, key, verifier))
 			continue;
 		if (copy.e.kind != CACHE_OK || now >= copy.e.stale_until)
 			continue;	/* a FAIL is never overridden */
@@ -925,7 +928,8 @@ static void cache_walk(struct cache *cache,
 		for (unsigned i = 0; i < CACHE_WAYS; i++) {
 			struct slot *slot = &cache->sets[s].slot[i];
 
-			if (slot_read(slot, NULL, NULL, st, &copy, &seq) == READ_MATCH)
+			if (slot_read(slot, HEAD_WORDS, st, &copy, &seq) &&
+			    copy.e.kind != KIND_EMPTY)
 				fn(&copy.e, context);
 		}
 	}

@@ -157,7 +157,9 @@ void cache_free(struct cache **cachep);
 /* Computes the cache key of `user` within `scope` (the passdb chain or
    service name): keyed BLAKE2b-256 of
    le64(strlen(scope)) || scope || le64(strlen(user)) || user.
-   `user` must already be normalised by the caller (case, realm). */
+   `user` must already be normalised by the caller (case, realm).  Also
+   starts loading the key's set into the CPU cache, for the lookup that
+   usually follows cache_verifier(). */
 void cache_key(const struct cache *cache, const char *scope, const char *user,
 	       uint8_t key_r[CACHE_KEY_LEN]);
 
