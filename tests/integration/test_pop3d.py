@@ -114,6 +114,12 @@ def test_poplib_full_session(world):
     resp, uidls, _ = c.uidl()
     assert [x.split()[1] for x in uidls] == [b"1000000002.M2.host", b"1000000003.M3.host"]
     c.quit()
+    # the other way in, through poplib: SASL PLAIN with an initial response
+    c = poplib.POP3("127.0.0.1", p.port, timeout=15)
+    assert c._shortcmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0alice-pw").decode()) \
+        .startswith(b"+OK")
+    assert c.stat()[0] == 2
+    c.quit()
     md = p.maildirs["alice"]
     assert sorted(os.listdir(os.path.join(md, "cur"))) == [
         "1000000002.M2.host:2,S", "1000000003.M3.host:2,S"]
@@ -621,3 +627,19 @@ def test_config_check(world, tmp_path):
         r = subprocess.run([os.path.join(BUILD, "pop3d"), "-t", "-c", str(conf)],
                            capture_output=True, text=True, timeout=20)
         assert r.returncode != 0 and msg in r.stderr, (bad, r.stderr)
+
+
+def test_ipv6_and_several_listeners(world):
+    from pop3lib import free_port
+    port2 = free_port()
+    p = world(pop3d_keys={"listen": None}, start=False)
+    text = open(p.conf).read().replace(
+        "listen = None", "listen = 127.0.0.1:%d, [::1]:%d" % (p.port, port2))
+    open(p.conf, "w").write(text)
+    p.start()
+    c = poplib.POP3("::1", port2, timeout=15)
+    c.user("bob")
+    c.pass_("bob-pw")
+    assert c.stat() == (0, 0)
+    c.quit()
+    assert "login: user=bob rip=::1 " in p.log_text()

@@ -1,0 +1,92 @@
+/*
+ * fuzz-ipc.c - libFuzzer harness for the master's decoder of front-end
+ * messages (ipc_recv in pop3d/ipc.c) and the POP3 command tokenizer
+ * (pop3d/cmd.c): the two parsers that see bytes from less trusted peers.
+ *
+ * Input: byte 0 bit 0 says whether a descriptor goes with the datagram;
+ * the rest is sent as one SOCK_SEQPACKET datagram and decoded; the same
+ * bytes, cut at the first NUL/CR/LF and at 255, are tokenized as a command.
+ * Checks: an accepted message has a known type, consistent lengths and
+ * terminated strings; a descriptor is returned only where one is due.
+ *
+ * Build (clang-14): clang-14 -g -O1 -fsanitize=fuzzer,address,undefined
+ *   -D_GNU_SOURCE -I. pop3d/fuzz-ipc.c pop3d/ipc.c pop3d/cmd.c common/sock.c
+ *   common/num.c common/log.c $(pkg-config --cflags --libs libevent)
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/sock.h"
+#include "pop3d/pop3d.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void tokenize(const uint8_t *data, size_t size)
+{
+	char line[POP3_MAX_COMMAND + 1], *a, *b;
+	struct pop3_cmd cmd;
+	size_t n = 0;
+	unsigned num;
+
+	while (n < size && n < POP3_MAX_COMMAND && data[n] != '\0' && data[n] != '\r' &&
+	       data[n] != '\n')
+		n++;
+	memcpy(line, data, n);
+	line[n] = '\0';
+	pop3_cmd_parse(line, &cmd);
+	if (cmd.arg != NULL && (cmd.arg < line || cmd.arg > line + n))
+		abort();
+	if (pop3_cmd_split2(cmd.arg, &a, &b) == 2 && (a == NULL || b == NULL))
+		abort();
+	if (a != NULL && pop3_cmd_msgnum(a, 1000, &num) == 0 && (num < 1 || num > 1000))
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static struct ipc_msg m;
+	int sv[2], fd = -1, r;
+
+	if (size < 1 || size > sizeof(m) + 16)
+		return 0;
+	tokenize(data + 1, size - 1);
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == -1)
+		return 0;
+	if (size > 1)
+		sock_send_fd(sv[0], (data[0] & 1) ? sv[0] : -1, data + 1, size - 1);
+	else
+		close(sv[0]), sv[0] = -1;
+	r = ipc_recv(sv[1], &m, &fd);
+	if (r == 1) {
+		switch (m.type) {
+		case IPC_HANDOFF:
+			if (fd == -1 || m.data_len > POP3D_HANDOFF_MAX_DATA ||
+			    memchr(m.ticket, '\0', sizeof(m.ticket)) == NULL ||
+			    memchr(m.method, '\0', sizeof(m.method)) == NULL)
+				abort();
+			break;
+		case IPC_NEWCONN:
+			if (fd == -1)
+				abort();
+			break;
+		case IPC_CLOSED:
+		case IPC_RETIRE:
+			if (fd != -1)
+				abort();
+			break;
+		default:
+			abort();
+		}
+	} else if (fd != -1) {
+		abort();
+	}
+	if (fd != -1)
+		close(fd);
+	if (sv[0] != -1)
+		close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
