@@ -147,7 +147,10 @@ unsigned authenticator_stuck(struct authenticator *auth, uint64_t now_ms);
 void job_free(struct job *job);
 
 /* request.c */
-void requests_init(const struct config *conf, struct authenticator *auths, size_t n);
+/* Creates the cache: before authenticators_start(), since workers may
+ * flush it.  requests_set_chain() then hands over the started chain. */
+void requests_init(const struct config *conf);
+void requests_set_chain(struct authenticator *auths, size_t n);
 /* Called by authenticator.c on the loop thread for each finished job. */
 void request_job_done(struct job *job);
 

@@ -19,8 +19,10 @@
 #include <sodium.h>
 
 #include "authd/authd.h"
+#include "cache/cache.h"
 #include "common/line.h"
 #include "common/log.h"
+#include "common/mtime.h"
 #include "common/proto.h"
 #include "common/sock.h"
 
@@ -259,6 +261,78 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	request_run(req);
 }
 
+/* FLUSH and CACHE: administration, for root and authd's own uid only (not
+ * for the unprivileged pop3d front ends that share this socket). */
+static void handle_admin(struct client *c, struct proto_msg *m)
+{
+	struct proto_line l;
+	const char *id;
+
+	if (m->nargs < 1 || !proto_id_valid(m->args[0])) {
+		reply_error(c, "0", "bad or missing request id");
+		return;
+	}
+	id = m->args[0];
+	if (c->uid != 0 && c->uid != geteuid()) {
+		log_warnx("client pid %ld uid %ld: %s refused (root or authd's uid only)",
+			  (long)c->pid, (long)c->uid, m->cmd);
+		reply_error(c, id, "not permitted");
+		return;
+	}
+	if (strcmp(m->cmd, "FLUSH") == 0) {
+		const char *user = proto_get(m, "user");
+		char norm[AUTH_MAX_USER + 1];
+		uint64_t n;
+
+		if (user != NULL && user_normalize(conf, user, norm, sizeof(norm)) == -1) {
+			reply_error(c, id, "bad user name");
+			return;
+		}
+		n = requests_cache_flush(user != NULL ? norm : NULL);
+		log_info("cache: flushed %llu entries%s%s", (unsigned long long)n,
+			 user != NULL ? " of user " : "", user != NULL ? norm : "");
+		proto_line_start(&l, "DONE");
+		proto_line_add(&l, id);
+		proto_line_kvf(&l, "removed", "%llu", (unsigned long long)n);
+		send_line(c, &l);
+		return;
+	}
+	/* CACHE */
+	struct cache *cache = requests_cache();
+	struct cache_summary sum;
+
+	proto_line_start(&l, "CACHE");
+	proto_line_add(&l, id);
+	proto_line_kv(&l, "enabled", cache != NULL ? "yes" : "no");
+	if (cache != NULL) {
+		cache_summarize(cache, (int64_t)mtime_ms(), &sum);
+#define KV(name, v) proto_line_kvf(&l, name, "%llu", (unsigned long long)(v))
+		KV("capacity", sum.capacity);
+		KV("ok_fresh", sum.ok_fresh);
+		KV("ok_stale", sum.ok_stale);
+		KV("fail", sum.fail);
+		KV("nouser", sum.nouser);
+		KV("expired", sum.expired);
+		KV("empty", sum.empty);
+		KV("hits", sum.stats.hits);
+		KV("negative_hits", sum.stats.negative_hits);
+		KV("misses", sum.stats.misses);
+		KV("stale_served", sum.stats.stale_served);
+		KV("refreshes", sum.stats.refreshes);
+		KV("inserts", sum.stats.inserts);
+		KV("evict_expired", sum.stats.evict_expired);
+		KV("evict_negative", sum.stats.evict_negative);
+		KV("evict_clock", sum.stats.evict_clock);
+		KV("insert_busy", sum.stats.insert_busy);
+		KV("insert_too_long", sum.stats.insert_too_long);
+		KV("read_retries", sum.stats.read_retries);
+		KV("coalesced", authd_stats.coalesced);
+		KV("late_fills", authd_stats.late_fills);
+#undef KV
+	}
+	send_line(c, &l);
+}
+
 /* Handles one line.  Returns -1 if the connection must close. */
 static int handle_line(struct client *c, char *line, size_t len)
 {
@@ -290,6 +364,10 @@ static int handle_line(struct client *c, char *line, size_t len)
 	}
 	if (strcmp(m.cmd, "AUTH") == 0) {
 		handle_auth(c, &m);
+		return 0;
+	}
+	if (strcmp(m.cmd, "FLUSH") == 0 || strcmp(m.cmd, "CACHE") == 0) {
+		handle_admin(c, &m);
 		return 0;
 	}
 	if (strcmp(m.cmd, "CANCEL") == 0) {

@@ -178,8 +178,9 @@ int main(int argc, char **argv)
 		fatalx("cannot create the event loop");
 	tickets_init(conf);
 	requests_set_base(base);
+	requests_init(conf);
 	auths = authenticators_start(conf, base);
-	requests_init(conf, auths, conf->nauths);
+	requests_set_chain(auths, conf->nauths);
 	clients_init(base, conf, fd);
 	master_init(base, mfd);
 

@@ -9,9 +9,10 @@
  * Malformed lines are skipped with a file:line warning.
  *
  * The parsed file is an immutable, sorted array shared by all workers and
- * reference-counted; a worker that notices (at most once a second) that
- * the file changed loads the new version and swaps it in, while requests
- * in flight finish against the old one.  Unknown users are checked
+ * reference-counted; a watcher thread checks once a second whether the
+ * file changed, loads the new version and swaps it in, while requests in
+ * flight finish against the old one.  (The check cannot ride on requests:
+ * once every answer comes from the cache, no request reaches the file.)  Unknown users are checked
  * against a real hash from the file (the first entry's) so that they cost
  * the same time as known ones.  Hash checks run only on workers, at most
  * hash-concurrency at a time.
@@ -26,6 +27,7 @@
 #include <sodium.h>
 
 #include "authd/authd.h"
+#include "cache/cache.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/num.h"
@@ -50,10 +52,12 @@ struct pw_db {
 struct pwfile {
 	const char *path;
 	const char *name;
-	pthread_mutex_t lock;		/* db swap, refs, last_check */
+	pthread_mutex_t lock;		/* db swap, refs, stopping */
 	struct pw_db *db;
-	uint64_t last_check_ms;
-	bool reloading;
+	/* the watcher thread */
+	pthread_t watcher;
+	pthread_cond_t watcher_cond;	/* with lock; signalled to stop */
+	bool stopping;
 	/* hash concurrency cap */
 	pthread_mutex_t hash_lock;
 	pthread_cond_t hash_cond;
@@ -214,6 +218,28 @@ static struct pw_db *db_load(const char *name, const char *path)
 	return db;
 }
 
+static void maybe_reload(struct pwfile *pf);
+
+static void *watcher_main(void *arg)
+{
+	struct pwfile *pf = arg;
+	struct timespec ts;
+
+	pthread_mutex_lock(&pf->lock);
+	while (!pf->stopping) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += PWFILE_CHECK_INTERVAL_MS / 1000;
+		pthread_cond_timedwait(&pf->watcher_cond, &pf->lock, &ts);
+		if (pf->stopping)
+			break;
+		pthread_mutex_unlock(&pf->lock);
+		maybe_reload(pf);
+		pthread_mutex_lock(&pf->lock);
+	}
+	pthread_mutex_unlock(&pf->lock);
+	return NULL;
+}
+
 static int pwfile_init(struct authenticator *auth, char *error, size_t size)
 {
 	struct pwfile *pf = xcalloc(1, sizeof(*pf));
@@ -226,6 +252,7 @@ static int pwfile_init(struct authenticator *auth, char *error, size_t size)
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&pf->hash_cond, &ca);
+	pthread_cond_init(&pf->watcher_cond, &ca);
 	pthread_condattr_destroy(&ca);
 	pf->hash_max = auth->conf->hash_concurrency;
 	pf->db = db_load(pf->name, pf->path);
@@ -235,9 +262,10 @@ static int pwfile_init(struct authenticator *auth, char *error, size_t size)
 		return -1;
 	}
 	pf->db->refs = 1;
-	pf->last_check_ms = mtime_ms();
 	config_check_private("password file", pf->path);
 	auth->backend = pf;
+	if (pthread_create(&pf->watcher, NULL, watcher_main, pf) != 0)
+		fatalx("authenticator %s: cannot start the file watcher", pf->name);
 	return 0;
 }
 
@@ -259,21 +287,13 @@ static bool same_file(const struct stat *a, const struct stat *b)
 	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* Reloads the file if it changed (checked at most once a second, by one
- * worker at a time; the others keep using the current version). */
+/* Reloads the file if it changed (watcher thread only). */
 static void maybe_reload(struct pwfile *pf)
 {
 	struct pw_db *cur, *db;
 	struct stat st;
-	uint64_t now = mtime_ms();
 
 	pthread_mutex_lock(&pf->lock);
-	if (pf->reloading || now - pf->last_check_ms < PWFILE_CHECK_INTERVAL_MS) {
-		pthread_mutex_unlock(&pf->lock);
-		return;
-	}
-	pf->reloading = true;
-	pf->last_check_ms = now;
 	cur = pf->db;
 	cur->refs++;
 	pthread_mutex_unlock(&pf->lock);
@@ -293,10 +313,16 @@ static void maybe_reload(struct pwfile *pf)
 	} else {
 		cur = NULL;
 	}
-	pf->reloading = false;
 	pthread_mutex_unlock(&pf->lock);
-	if (cur != NULL)
+	if (cur != NULL) {
 		db_unref(pf, cur);
+		/* Cached answers may contradict the new file (a password tried
+		 * before the change and cached as wrong): start afresh. */
+		if (requests_cache() != NULL)
+			log_info("authenticator %s: %s changed; cache flushed (%llu entries)",
+				 pf->name, pf->path,
+				 (unsigned long long)cache_flush_all(requests_cache()));
+	}
 }
 
 /* Waits for a hashing slot until deadline.  Returns 0 or -1 (timed out). */
@@ -336,7 +362,6 @@ static void pwfile_verify(struct authenticator *auth, void *state, struct job *j
 	const char *hash;
 	enum pw_check r;
 
-	maybe_reload(pf);
 	pthread_mutex_lock(&pf->lock);
 	db = pf->db;
 	db->refs++;
@@ -377,6 +402,12 @@ static void pwfile_deinit(struct authenticator *auth)
 
 	if (pf == NULL)
 		return;
+	pthread_mutex_lock(&pf->lock);
+	pf->stopping = true;
+	pthread_cond_signal(&pf->watcher_cond);
+	pthread_mutex_unlock(&pf->lock);
+	pthread_join(pf->watcher, NULL);
+	pthread_cond_destroy(&pf->watcher_cond);
 	db_free(pf->db);
 	pthread_mutex_destroy(&pf->lock);
 	pthread_mutex_destroy(&pf->hash_lock);

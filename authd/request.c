@@ -36,6 +36,9 @@
  * chain, not per service, so that `authctl flush USER` finds it.) */
 #define CACHE_SCOPE "chain"
 #define FLIGHT_BUCKETS 1024
+/* A uid or gid the backend did not give: (uid_t)-1 is never a real id
+ * (userdb_set_field refuses it), so it can stand for "absent" in an entry. */
+#define UID_ABSENT UINT32_MAX
 
 struct flight {
 	LIST_ENTRY(flight) hash_entry;
@@ -81,14 +84,18 @@ void requests_set_base(struct event_base *base)
 	loop_base = base;
 }
 
-void requests_init(const struct config *c, struct authenticator *auths, size_t n)
+void requests_set_chain(struct authenticator *auths, size_t n)
 {
-	conf = c;
 	chain = auths;
 	chain_len = n;
+}
+
+void requests_init(const struct config *c)
+{
+	conf = c;
 	chain_cacheable = true;
-	for (size_t i = 0; i < n; i++)
-		if (!auths[i].conf->cache)
+	for (size_t i = 0; i < c->nauths; i++)
+		if (!c->auths[i].cache)
 			chain_cacheable = false;
 	for (size_t i = 0; i < FLIGHT_BUCKETS; i++)
 		LIST_INIT(&flights[i]);
@@ -222,9 +229,10 @@ static void flight_answer(struct flight *f, enum auth_result result, enum tempfa
 static void udb_from_entry(const struct cache_entry *e, struct userdb *udb)
 {
 	memset(udb, 0, sizeof(*udb));
-	udb->has_uid = udb->has_gid = true;
-	udb->uid = e->uid;
-	udb->gid = e->gid;
+	udb->has_uid = e->uid != UID_ABSENT;
+	udb->has_gid = e->gid != UID_ABSENT;
+	udb->uid = udb->has_uid ? e->uid : 0;
+	udb->gid = udb->has_gid ? e->gid : 0;
 	snprintf(udb->home, sizeof(udb->home), "%s", e->home);
 	snprintf(udb->maildrop, sizeof(udb->maildrop), "%s", e->maildrop);
 }
@@ -321,10 +329,8 @@ static void cache_fill(struct job *job)
 		return;
 	switch (job->result) {
 	case AUTH_RESULT_OK:
-		if (!job->udb.has_uid || !job->udb.has_gid)
-			return;	/* an entry must be able to answer exactly as the backend */
-		cu.uid = job->udb.uid;
-		cu.gid = job->udb.gid;
+		cu.uid = job->udb.has_uid ? job->udb.uid : UID_ABSENT;
+		cu.gid = job->udb.has_gid ? job->udb.gid : UID_ABSENT;
 		cu.home = job->udb.home;
 		cu.maildrop = job->udb.maildrop;
 		cu.authenticator = a->conf->name;

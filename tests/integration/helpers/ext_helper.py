@@ -9,7 +9,10 @@ USERS holds lines "name:password[:uid[:home]]".  Behaviour by user name:
   crash...    exit without answering
   garbage...  answer with bytes that break the framing
   tempfail... answer result=TEMPFAIL
-Each helper process writes its pid to PIDDIR/helper.<pid> when it starts."""
+Each helper process writes its pid to PIDDIR/helper.<pid> when it starts,
+and appends the user name of every request to PIDDIR/calls.  While a file
+PIDDIR/HANG exists every request hangs; PIDDIR/DELAY holds seconds to wait
+before every answer."""
 
 import os
 import re
@@ -58,6 +61,15 @@ while True:
     if req is None:
         sys.exit(0)
     user, pw = req["user"], req["password"]
+    with open(os.path.join(piddir, "calls"), "a") as f:
+        f.write(user + "\n")
+    if os.path.exists(os.path.join(piddir, "HANG")):
+        time.sleep(100000)
+    try:
+        with open(os.path.join(piddir, "DELAY")) as f:
+            time.sleep(float(f.read()))
+    except FileNotFoundError:
+        pass
     m = re.match(r"slow(\d+(?:\.\d+)?)", user)
     if m:
         time.sleep(float(m.group(1)))
