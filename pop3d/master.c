@@ -72,6 +72,7 @@ struct conn {
 	/* C_SESSION */
 	pid_t pid;
 	char *user;
+	uint32_t idx;			/* own slot in M.conns */
 	uint32_t next_free;
 };
 
@@ -116,7 +117,7 @@ static struct {
 	struct slot *slots;
 	unsigned nslots;
 	struct frontend *fes;		/* all live front ends */
-	struct conn *conns;
+	struct conn **conns;		/* records never move: timers point at them */
 	uint32_t nconns_cap, free_head, nactive;
 	struct count_entry *ips[COUNT_BUCKETS], *users[COUNT_BUCKETS];
 	struct count_entry *last_login[COUNT_BUCKETS];
@@ -223,37 +224,38 @@ static bool login_too_soon(const char *user)
 
 static uint64_t conn_id(const struct conn *c)
 {
-	return (uint64_t)c->gen << 32 | (uint64_t)(c - M.conns);
+	return (uint64_t)c->gen << 32 | c->idx;
 }
 
 static struct conn *conn_find(uint64_t id)
 {
 	uint32_t idx = (uint32_t)id;
 
-	if (idx >= M.nconns_cap || M.conns[idx].state == C_FREE ||
-	    M.conns[idx].gen != (uint32_t)(id >> 32))
+	if (idx >= M.nconns_cap || M.conns[idx]->state == C_FREE ||
+	    M.conns[idx]->gen != (uint32_t)(id >> 32))
 		return NULL;
-	return &M.conns[idx];
+	return M.conns[idx];
 }
 
 static struct conn *conn_new(const char *rip, unsigned rport)
 {
 	struct conn *c;
-	uint32_t idx;
 
 	if (M.free_head == NO_SLOT) {
 		uint32_t old = M.nconns_cap, cap = old == 0 ? 64 : old * 2;
 		M.conns = realloc(M.conns, cap * sizeof(*M.conns));
 		if (M.conns == NULL)
 			fatal("realloc");
-		memset(M.conns + old, 0, (cap - old) * sizeof(*M.conns));
-		for (uint32_t i = old; i < cap; i++)
-			M.conns[i].next_free = i + 1 < cap ? i + 1 : NO_SLOT;
+		for (uint32_t i = old; i < cap; i++) {
+			M.conns[i] = xcalloc(1, sizeof(**M.conns));
+			M.conns[i]->idx = i;
+			M.conns[i]->fd = -1;
+			M.conns[i]->next_free = i + 1 < cap ? i + 1 : NO_SLOT;
+		}
 		M.free_head = old;
 		M.nconns_cap = cap;
 	}
-	idx = M.free_head;
-	c = &M.conns[idx];
+	c = M.conns[M.free_head];
 	M.free_head = c->next_free;
 	c->gen++;
 	c->state = C_PREAUTH;
@@ -282,9 +284,11 @@ static void conn_release(struct conn *c)
 	free(c->user);
 	count_add(M.ips, c->rip, -1);
 	M.nactive--;
-	uint32_t gen = c->gen, idx = (uint32_t)(c - M.conns);
+	uint32_t gen = c->gen, idx = c->idx;
 	memset(c, 0, sizeof(*c));
 	c->gen = gen;
+	c->idx = idx;
+	c->fd = -1;
 	c->state = C_FREE;
 	c->next_free = M.free_head;
 	M.free_head = idx;
@@ -386,8 +390,8 @@ static void authd_drop(const char *why)
 	bufferevent_free(M.authd);
 	M.authd = NULL;
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i].state == C_REDEEM)
-			redeem_fail(&M.conns[i], "authd master connection lost");
+		if (M.conns[i]->state == C_REDEEM)
+			redeem_fail(M.conns[i], "authd master connection lost");
 }
 
 /* Fills *out from the USER reply: every field checked, numbers strict. */
@@ -435,8 +439,8 @@ static void close_master_fds(void)
 	if (M.authd != NULL)
 		close(bufferevent_getfd(M.authd));
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i].fd != -1 && M.conns[i].state == C_REDEEM)
-			close(M.conns[i].fd);
+		if (M.conns[i]->fd != -1 && M.conns[i]->state == C_REDEEM)
+			close(M.conns[i]->fd);
 }
 
 static void child_signals(void)
@@ -704,8 +708,8 @@ static void fe_gone(struct frontend *fe)
 		fe_schedule_restart(slot, mtime_ms() - fe->started_ms);
 	}
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i].state == C_PREAUTH && M.conns[i].fe == fe)
-			conn_release(&M.conns[i]);
+		if (M.conns[i]->state == C_PREAUTH && M.conns[i]->fe == fe)
+			conn_release(M.conns[i]);
 	for (pp = &M.fes; *pp != fe; pp = &(*pp)->next)
 		;
 	*pp = fe->next;
@@ -841,7 +845,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 			continue;
 		}
 		for (uint32_t i = 0; i < M.nconns_cap; i++) {
-			struct conn *c = &M.conns[i];
+			struct conn *c = M.conns[i];
 			if (c->state == C_SESSION && c->pid == pid) {
 				if (WIFSIGNALED(status))
 					log_warnx("session user=%s pid=%ld killed by signal %d",
@@ -859,8 +863,8 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
 		kill(fe->pid, SIGTERM);
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i].state == C_SESSION)
-			kill(M.conns[i].pid, SIGTERM);
+		if (M.conns[i]->state == C_SESSION)
+			kill(M.conns[i]->pid, SIGTERM);
 	event_base_loopbreak(M.base);
 }
 
@@ -879,8 +883,8 @@ static void on_stats(evutil_socket_t lfd, short what, void *arg)
 	if (fd == -1)
 		return;
 	for (uint32_t i = 0; i < M.nconns_cap; i++) {
-		sessions += M.conns[i].state == C_SESSION;
-		preauth += M.conns[i].state == C_PREAUTH || M.conns[i].state == C_REDEEM;
+		sessions += M.conns[i]->state == C_SESSION;
+		preauth += M.conns[i]->state == C_PREAUTH || M.conns[i]->state == C_REDEEM;
 	}
 	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
 		fes += !fe->retired;

@@ -643,3 +643,35 @@ def test_ipv6_and_several_listeners(world):
     assert c.stat() == (0, 0)
     c.quit()
     assert "login: user=bob rip=::1 " in p.log_text()
+
+
+def test_many_idle_connections_while_logging_in(world):
+    import threading
+    p = world(pop3d_keys={"max-connections-per-ip": "500", "max-connections": "400"})
+    idle = []
+    errors = []
+
+    def open_some(n):
+        for _ in range(n):
+            try:
+                idle.append(Client(p.port, timeout=20))
+            except Exception as e:      # noqa: BLE001 (reported below)
+                errors.append(repr(e))
+    threads = [threading.Thread(target=open_some, args=(50,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    # logins go on while the connection table grows around them
+    for i in range(10):
+        c = login(p.port, ("alice", "bob", "carol")[i % 3])
+        c.stat()
+        c.quit()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(idle) == 200 and all(c.greeting.startswith("+OK") for c in idle)
+    # sessions that said "+OK Logging out" are released when reaped
+    wait_until(lambda: p.stats_dump()["connections"] == "200", 20, "sessions reaped")
+    assert p.stats_dump()["logins_total"] == "10"
+    for c in idle:
+        c.close()
+    wait_until(lambda: p.stats_dump()["connections"] == "0", 20, "connections released")
