@@ -5,7 +5,6 @@ import base64
 import os
 import poplib
 import signal
-import socket
 import subprocess
 import time
 
@@ -344,9 +343,9 @@ def test_session_killed_mid_transaction_deletes_nothing(world):
     c = login(p.port)
     c.dele(1)
     c.dele(2)
-    sessions = [pid for pid, uid in p.children() if uid == user_uid()] if IS_ROOT else None
     # the session is the child that logged "login: ... pid=N"
     pid = int(p.log_text().rsplit("pid=", 1)[1].split()[0])
+    sessions = [x for x, uid in p.children() if uid == user_uid()] if IS_ROOT else None
     os.kill(pid, signal.SIGKILL)
     wait_until(lambda: not os.path.exists("/proc/%d/status" % pid) or
                "zombie" in open("/proc/%d/status" % pid).read(), 10, "session gone")
@@ -429,12 +428,7 @@ def test_slow_user_does_not_block_others(world, tmp_path):
     piddir.mkdir()
     uid = user_uid()
     lines = ""
-    p = None
-    md = {}
-    for name in ("slow3", "fast"):
-        md[name] = name
     # the external helper: "slow3" sleeps 3 s, beyond the 1 s timeout
-    from pop3lib import MailRoot  # noqa: F401  (kept with the fixture)
     p = world(users={"slow3": [], "fast": [("new/1.a", b"S: x\n\nx\n")]},
               auths=[("ext", {"type": "external", "workers": "2", "timeout": "1s",
                               "default-gid": str(TEST_GID if IS_ROOT else os.getgid()),
@@ -675,3 +669,18 @@ def test_many_idle_connections_while_logging_in(world):
     for c in idle:
         c.close()
     wait_until(lambda: p.stats_dump()["connections"] == "0", 20, "connections released")
+
+
+def test_session_autologout_deletes_nothing(world):
+    p = world(pop3d_keys={"session-timeout": "1s"})
+    c = Client(p.port)
+    c.cmd("USER alice")
+    assert c.cmd("PASS alice-pw").startswith("+OK")
+    assert c.cmd("DELE 1").startswith("+OK")
+    t0 = time.monotonic()
+    assert c.closed(10)     # RFC 1939: close without a response
+    assert 0.8 < time.monotonic() - t0 < 5
+    wait_until(lambda: "reason=autologout" in p.log_text(), 10, "logout line")
+    d = login(p.port)
+    assert d.stat()[0] == 3
+    d.quit()
