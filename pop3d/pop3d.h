@@ -54,8 +54,6 @@ struct event_base;
 /* Session output is flushed once this much is buffered (and before the
  * session waits for input), so RETR of a huge message streams. */
 #define POP3D_SESSION_FLUSH	65536
-/* Lines after which a bad-command counter starts to close connections is
- * the config's max-bad-commands; over-long lines count double. */
 
 /* ---- cmd.c: the POP3 command tokenizer (both states) ------------------- */
 
