@@ -26,7 +26,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,7 +195,8 @@ struct worker {
 	struct histogram lat;
 };
 
-static _Atomic bool stop;
+/* Written before the start barrier, read-only while workers run. */
+static uint64_t deadline_ns;
 static pthread_barrier_t start_barrier;
 
 static uint64_t rnd(uint64_t *s)
@@ -273,8 +273,7 @@ static void *worker_main(void *arg)
 	pthread_barrier_wait(&start_barrier);
 	uint64_t r = rnd(&seed);
 	const struct user *u = pick_user(c, r);
-	/* Relaxed: a stop flag; the join that follows orders the results. */
-	while (!atomic_load_explicit(&stop, memory_order_relaxed)) {
+	for (;;) {
 		uint64_t r_next = rnd(&seed);
 		const struct user *u_next = pick_user(c, r_next);
 
@@ -282,6 +281,8 @@ static void *worker_main(void *arg)
 		__builtin_prefetch((const char *)u_next + 64);
 		if ((w->ops & SAMPLE_MASK) == 0) {
 			uint64_t t = now_ns();
+			if (t >= deadline_ns)
+				break;
 			w->hits += one_op(c->mode, u, r);
 			histogram_add(&w->lat, now_ns() - t);
 		} else {
@@ -297,12 +298,7 @@ static void *worker_main(void *arg)
 static void run_cell(struct cell *c, unsigned round, double seconds)
 {
 	struct worker w[MAX_THREADS];
-	struct timespec dur = {
-		.tv_sec = (time_t)seconds,
-		.tv_nsec = (long)((seconds - (double)(time_t)seconds) * 1e9),
-	};
 
-	atomic_store(&stop, false);
 	pthread_barrier_init(&start_barrier, NULL, c->threads + 1);
 	for (unsigned i = 0; i < c->threads; i++) {
 		w[i] = (struct worker){ .cell = c, .id = i };
@@ -311,10 +307,9 @@ static void run_cell(struct cell *c, unsigned round, double seconds)
 			exit(1);
 		}
 	}
-	pthread_barrier_wait(&start_barrier);
 	uint64_t t0 = now_ns();
-	nanosleep(&dur, NULL);
-	atomic_store(&stop, true);
+	deadline_ns = t0 + (uint64_t)(seconds * 1e9);
+	pthread_barrier_wait(&start_barrier);	/* publishes deadline_ns */
 	uint64_t ops = 0;
 	for (unsigned i = 0; i < c->threads; i++) {
 		pthread_join(w[i].thread, NULL);

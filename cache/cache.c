@@ -40,7 +40,7 @@
  *       NOUSER entries ("live" by the inserting writer's clock).
  *
  * Readers (cache_lookup, cache_lookup_stale, cache_summarize, cache_iterate)
- * take no lock, never wait, and run a bounded number of steps.  For each of
+ * take no lock, never block, and run a bounded number of steps.  For each of
  * the 8 slots whose tag matches, slot_read() makes a seqlock copy (Boehm,
  * "Can seqlocks get along with programming language memory models?", 2012,
  * the version with fences):
@@ -142,10 +142,10 @@
 #include "cache/cache.h"
 
 #define SLOT_WORDS 46		/* entry words per slot: 368 bytes */
-#define HEAD_WORDS 13		/* what lookups compare; the rest is strings */
+#define HEAD_WORDS 13		/* key .. kind; the rest is strings */
 #define READ_TRIES 16		/* seqlock copies before a slot counts as a miss */
 #define LOCK_TRIES 128		/* spins before an insert gives up (busy) */
-#define STRIPES 16		/* counter copies, so threads share no line */
+#define STRIPES 16		/* counter copies: up to 16 threads share no line */
 #define KIND_EMPTY 0
 #define HUGE_PAGE ((size_t)2 << 20)
 

@@ -1,8 +1,11 @@
 /*
  * test-cache-stress.c - readers, inserters, flushes and expiry racing on a
- * tiny cache (4 sets), for a bounded time (default 2 s; argv[1] = seconds)
- * and a bounded number of operations.  Run it plain and under
- * `make SANITIZER=thread` and `SANITIZER=address`.
+ * tiny cache, for a bounded time and a bounded number of operations: once
+ * on a single set (every thread on the same 8 slots) and once on 4 sets,
+ * 1.5 s each (argv[1] = seconds per run).  3 readers and 3 writers on
+ * this 2-CPU machine, so that threads are also preempted inside their
+ * critical sections.  Run it plain and under `make SANITIZER=thread` and
+ * `SANITIZER=address`.
  *
  * Every value is self-checking: an OK entry for (key, verifier) inserted
  * as generation g carries uid = g, gid = a checksum of (key, g), a home
@@ -17,10 +20,14 @@
  *   - CACHE_HIT_REFRESH twice for the same entry.
  * Half the keys share their first 24 bytes (same set, same tag), so only
  * a comparison of the full 32 bytes tells them apart.
+ *
+ * The test itself shares nothing between threads but read-only setup
+ * data: each thread keeps its own counts, summed after the joins, so the
+ * only synchronisation TSan sees between readers and writers is the
+ * cache's own.
  */
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,19 +38,24 @@
 
 #define NKEYS 64
 #define NVERIFIERS 3		/* 0: the right password; 1, 2: wrong */
-#define READERS 2
-#define WRITERS 2
+#define READERS 3
+#define WRITERS 3
 #define MAX_OPS 20000000	/* per thread */
-#define MAX_GEN (1u << 22)	/* inserts in all */
+#define MAX_GEN (1u << 22)	/* generations: writer w uses w, w + WRITERS, ... */
+#define MAX_REFRESH 65536	/* refresh signals recorded per reader */
 
 static uint8_t keys[NKEYS][CACHE_KEY_LEN];
 static uint8_t verifiers[NKEYS][NVERIFIERS][CACHE_VERIFIER_LEN];
 static struct cache *cache;
-static int64_t deadline;
-static _Atomic uint32_t next_gen = 1;
-static _Atomic uint8_t refreshed[MAX_GEN];	/* generation signalled */
-static _Atomic uint64_t violations, lookups, hits[4], stale_hits, refreshes;
-static _Atomic uint64_t inserts, flushes;
+static int64_t deadline;		/* set before the threads start */
+
+struct thread {
+	pthread_t thread;
+	unsigned id;
+	uint64_t ops, violations, hits[4], stale_hits, inserts, flushes;
+	uint32_t *refreshed;		/* generations that signalled refresh */
+	uint64_t refreshes;
+};
 
 static int64_t now_ms(void)
 {
@@ -104,10 +116,10 @@ static void make_fields(unsigned k, unsigned v, uint32_t gen,
 	snprintf(f->authenticator, sizeof(f->authenticator), "a%" PRIu32, gen);
 }
 
-static void violation(const char *what, unsigned k, unsigned v,
-		      const struct cache_entry *e, int64_t now)
+static void violation(struct thread *t, const char *what, unsigned k,
+		      unsigned v, const struct cache_entry *e, int64_t now)
 {
-	atomic_fetch_add(&violations, 1);
+	t->violations++;
 	fprintf(stderr, "  VIOLATION %s: key %u verifier %u kind %d uid %u "
 		"fresh_until %" PRId64 " stale_until %" PRId64 " now %" PRId64
 		" home %s\n", what, k, v, (int)e->kind, e->uid, e->fresh_until,
@@ -115,22 +127,22 @@ static void violation(const char *what, unsigned k, unsigned v,
 }
 
 /* Checks an entry returned for (k, v); `stale` if from the stale call. */
-static void check_entry(unsigned k, unsigned v, const struct cache_entry *e,
-			int64_t now, bool stale)
+static void check_entry(struct thread *t, unsigned k, unsigned v,
+			const struct cache_entry *e, int64_t now, bool stale)
 {
 	if (e->kind != truth(k, v)) {
-		violation("wrong kind (another key's or password's entry)", k, v, e, now);
+		violation(t, "wrong kind (another key's or password's entry)", k, v, e, now);
 		return;
 	}
 	if (stale ? now >= e->stale_until : now >= e->fresh_until) {
-		violation(stale ? "past stale_until" : "expired entry as fresh",
+		violation(t, stale ? "past stale_until" : "expired entry as fresh",
 			  k, v, e, now);
 		return;
 	}
 	if (e->kind != CACHE_OK) {
 		if (e->uid != 0 || e->gid != 0 || e->home[0] != '\0' ||
 		    e->maildrop[0] != '\0' || e->authenticator[0] != '\0')
-			violation("negative entry with fields", k, v, e, now);
+			violation(t, "negative entry with fields", k, v, e, now);
 		return;
 	}
 	struct fields want;
@@ -139,24 +151,24 @@ static void check_entry(unsigned k, unsigned v, const struct cache_entry *e,
 	    strcmp(e->home, want.home) != 0 ||
 	    strcmp(e->maildrop, want.maildrop) != 0 ||
 	    strcmp(e->authenticator, want.authenticator) != 0)
-		violation("torn or foreign OK entry", k, v, e, now);
+		violation(t, "torn or foreign OK entry", k, v, e, now);
 }
 
 static void *reader(void *arg)
 {
-	uint64_t seed = 0x9e3779b97f4a7c15ull * (uintptr_t)arg + 1;
+	struct thread *t = arg;
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (t->id + 1) + 1;
 	struct cache_entry e;
-	uint64_t n;
 
-	for (n = 0; n < MAX_OPS; n++) {
+	for (t->ops = 0; t->ops < MAX_OPS; t->ops++) {
 		int64_t now = now_ms();
-		if ((n & 255) == 0 && now >= deadline)
+		if ((t->ops & 255) == 0 && now >= deadline)
 			break;
 		unsigned k = rnd(&seed) % NKEYS, v = rnd(&seed) % NVERIFIERS;
 		if (rnd(&seed) % 8 == 0) {
 			if (cache_lookup_stale(cache, keys[k], verifiers[k][v], now, &e)) {
-				atomic_fetch_add(&stale_hits, 1);
-				check_entry(k, v, &e, now, true);
+				t->stale_hits++;
+				check_entry(t, k, v, &e, now, true);
 			}
 			continue;
 		}
@@ -164,41 +176,41 @@ static void *reader(void *arg)
 						   now, &e);
 		if (r == CACHE_MISS)
 			continue;
-		atomic_fetch_add(&hits[e.kind], 1);
-		check_entry(k, v, &e, now, false);
+		t->hits[e.kind]++;
+		check_entry(t, k, v, &e, now, false);
 		if (r == CACHE_HIT_REFRESH) {
-			atomic_fetch_add(&refreshes, 1);
-			if (e.kind != CACHE_OK || e.uid >= MAX_GEN ||
-			    atomic_exchange(&refreshed[e.uid], 1) != 0)
-				violation("second refresh signal", k, v, &e, now);
+			if (e.kind != CACHE_OK)
+				violation(t, "refresh signal for a negative", k, v, &e, now);
+			else if (t->refreshes < MAX_REFRESH)
+				t->refreshed[t->refreshes++] = e.uid;
 		}
 	}
-	atomic_fetch_add(&lookups, n);
 	return NULL;
 }
 
 static void *writer(void *arg)
 {
-	uint64_t seed = 0xda942042e4dd58b5ull * (uintptr_t)arg + 7;
-	uint64_t n;
+	struct thread *t = arg;
+	uint64_t seed = 0xda942042e4dd58b5ull * (t->id + 1) + 7;
+	uint32_t gen = t->id + 1;
 
-	for (n = 0; n < MAX_OPS; n++) {
+	for (t->ops = 0; t->ops < MAX_OPS; t->ops++) {
 		int64_t now = now_ms();
-		if ((n & 255) == 0 && now >= deadline)
+		if ((t->ops & 255) == 0 && now >= deadline)
 			break;
 		uint64_t r = rnd(&seed);
 		unsigned k = r % NKEYS, v = (r >> 8) % NVERIFIERS;
 		if ((r >> 16) % 2000 == 0) {
 			cache_flush_key(cache, keys[k]);
-			atomic_fetch_add(&flushes, 1);
+			t->flushes++;
 			continue;
 		}
 		if ((r >> 16) % 50000 == 1) {
 			cache_flush_all(cache);
-			atomic_fetch_add(&flushes, 1);
+			t->flushes++;
 			continue;
 		}
-		uint32_t gen = atomic_fetch_add(&next_gen, 1);
+		gen += WRITERS;		/* unique over all writers */
 		if (gen >= MAX_GEN)
 			break;
 		/* Short lives, so expiry races with everything else. */
@@ -218,24 +230,30 @@ static void *writer(void *arg)
 		if (res == CACHE_INSERT_TOO_LONG) {
 			fprintf(stderr, "  unexpected TOO_LONG (%zu bytes home)\n",
 				strlen(f.home));
-			atomic_fetch_add(&violations, 1);
+			t->violations++;
 		}
-		atomic_fetch_add(&inserts, 1);
+		t->inserts++;
 	}
 	return NULL;
 }
 
-static unsigned seconds = 2;
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
 
-static void test_stress(void)
+static double seconds = 1.5;
+
+static void stress(unsigned nsets)
 {
 	struct cache_settings set = {
-		.size = 4 * CACHE_WAYS * CACHE_ENTRY_BYTES,	/* 4 sets */
+		.size = nsets * CACHE_WAYS * CACHE_ENTRY_BYTES,
 		.fail_max_per_set = 2, .nouser_max_per_set = 2,
 		.refresh_percent = 50,
 	};
 	const char *error;
-	pthread_t tr[READERS], tw[WRITERS];
+	struct thread tr[READERS], tw[WRITERS], sum = { 0 };
 	uint64_t seed = (uint64_t)now_ms() | 1;
 
 	cache = cache_create(&set, &error);
@@ -252,48 +270,92 @@ static void test_stress(void)
 				verifiers[k][v][i] = (uint8_t)rnd(&seed);
 	}
 
-	deadline = now_ms() + 1000 * (int64_t)seconds;
-	for (uintptr_t i = 0; i < READERS; i++)
-		CHECK(pthread_create(&tr[i], NULL, reader, (void *)(i + 1)) == 0);
-	for (uintptr_t i = 0; i < WRITERS; i++)
-		CHECK(pthread_create(&tw[i], NULL, writer, (void *)(i + 1)) == 0);
-	for (unsigned i = 0; i < READERS; i++)
-		pthread_join(tr[i], NULL);
-	for (unsigned i = 0; i < WRITERS; i++)
-		pthread_join(tw[i], NULL);
+	uint32_t *refreshed = calloc((size_t)READERS * MAX_REFRESH,
+				     sizeof(*refreshed));
+	CHECK(refreshed != NULL);
+	if (refreshed == NULL)
+		return;
+	deadline = now_ms() + (int64_t)(1000 * seconds);
+	for (unsigned i = 0; i < READERS; i++) {
+		tr[i] = (struct thread){ .id = i,
+			.refreshed = refreshed + (size_t)i * MAX_REFRESH };
+		CHECK(pthread_create(&tr[i].thread, NULL, reader, &tr[i]) == 0);
+	}
+	for (unsigned i = 0; i < WRITERS; i++) {
+		tw[i] = (struct thread){ .id = i };
+		CHECK(pthread_create(&tw[i].thread, NULL, writer, &tw[i]) == 0);
+	}
+	for (unsigned i = 0; i < READERS + WRITERS; i++) {
+		struct thread *t = i < READERS ? &tr[i] : &tw[i - READERS];
 
-	struct cache_summary sum;
-	cache_summarize(cache, now_ms(), &sum);
-	const struct cache_stats *st = &sum.stats;
+		pthread_join(t->thread, NULL);
+		sum.violations += t->violations;
+		for (unsigned k = 0; k < 4; k++)
+			sum.hits[k] += t->hits[k];
+		sum.stale_hits += t->stale_hits;
+		sum.inserts += t->inserts;
+		sum.flushes += t->flushes;
+		if (i < READERS) {
+			sum.ops += t->ops;
+			/* Pack the readers' lists for the duplicate check. */
+			memmove(refreshed + sum.refreshes, t->refreshed,
+				t->refreshes * sizeof(*refreshed));
+			sum.refreshes += t->refreshes;
+		}
+	}
+	/* Each entry version (generation) may signal refresh only once. */
+	qsort(refreshed, sum.refreshes, sizeof(*refreshed), cmp_u32);
+	for (uint64_t i = 1; i < sum.refreshes; i++) {
+		if (refreshed[i] == refreshed[i - 1]) {
+			fprintf(stderr, "  VIOLATION: generation %u signalled "
+				"refresh twice\n", refreshed[i]);
+			sum.violations++;
+		}
+	}
+	free(refreshed);
+
+	struct cache_summary cs;
+	cache_summarize(cache, now_ms(), &cs);
+	const struct cache_stats *st = &cs.stats;
 	printf("  %" PRIu64 " lookups: %" PRIu64 " OK, %" PRIu64 " FAIL, %" PRIu64
 	       " NOUSER hits, %" PRIu64 " stale, %" PRIu64 " refresh signals\n",
-	       atomic_load(&lookups), atomic_load(&hits[CACHE_OK]),
-	       atomic_load(&hits[CACHE_FAIL]), atomic_load(&hits[CACHE_NOUSER]),
-	       atomic_load(&stale_hits), atomic_load(&refreshes));
+	       sum.ops, sum.hits[CACHE_OK], sum.hits[CACHE_FAIL],
+	       sum.hits[CACHE_NOUSER], sum.stale_hits, sum.refreshes);
 	printf("  %" PRIu64 " inserts, %" PRIu64 " flushes; evictions: %" PRIu64
 	       " expired, %" PRIu64 " negative, %" PRIu64 " clock; busy %" PRIu64
 	       ", read retries %" PRIu64 "\n",
-	       atomic_load(&inserts), atomic_load(&flushes), st->evict_expired,
-	       st->evict_negative, st->evict_clock, st->insert_busy,
-	       st->read_retries);
+	       sum.inserts, sum.flushes, st->evict_expired, st->evict_negative,
+	       st->evict_clock, st->insert_busy, st->read_retries);
 
-	CHECK_INT(atomic_load(&violations), 0);
+	CHECK_INT(sum.violations, 0);
 	/* The test must have exercised what it claims to. */
-	CHECK(atomic_load(&hits[CACHE_OK]) > 0);
-	CHECK(atomic_load(&hits[CACHE_FAIL]) > 0);
-	CHECK(atomic_load(&hits[CACHE_NOUSER]) > 0);
-	CHECK(atomic_load(&refreshes) > 0);
+	CHECK(sum.hits[CACHE_OK] > 0);
+	CHECK(sum.hits[CACHE_FAIL] > 0);
+	CHECK(sum.hits[CACHE_NOUSER] > 0);
+	CHECK(sum.refreshes > 0);
 	CHECK(st->evict_expired + st->evict_negative + st->evict_clock > 0);
 	/* Quiescent now: the entries gauge matches the slots. */
-	CHECK_INT(st->entries, sum.capacity - sum.empty);
-	CHECK_INT(st->inserts + st->insert_busy, atomic_load(&inserts));
+	CHECK_INT(st->entries, cs.capacity - cs.empty);
+	CHECK_INT(st->inserts + st->insert_busy, sum.inserts);
+	CHECK_INT(st->refreshes, sum.refreshes);
 	cache_free(&cache);
+}
+
+static void test_stress_one_set(void)
+{
+	stress(1);
+}
+
+static void test_stress_four_sets(void)
+{
+	stress(4);
 }
 
 int main(int argc, char **argv)
 {
 	if (argc > 1)
-		seconds = (unsigned)strtoul(argv[1], NULL, 10);
-	UNIT_RUN(test_stress);
+		seconds = strtod(argv[1], NULL);
+	UNIT_RUN(test_stress_one_set);
+	UNIT_RUN(test_stress_four_sets);
 	return unit_finish();
 }
