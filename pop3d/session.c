@@ -52,27 +52,35 @@ struct session {
 	struct counter retr, top, del, size;
 };
 
+/* Waits up to session-timeout for fd to become ready for events.  Returns
+ * 0 (ready, or a signal interrupted the wait), or -1 with s->end set. */
+static int wait_fd(struct session *s, short events)
+{
+	struct pollfd pfd = { .fd = s->p->fd, .events = events };
+	int r = poll(&pfd, 1, (int)s->p->conf->pop3d.session_timeout_ms);
+
+	if (r == 0) {
+		s->end = END_TIMEOUT;
+		return -1;
+	}
+	if (r == -1 && errno != EINTR) {
+		s->end = END_ERROR;
+		return -1;
+	}
+	return 0;
+}
+
 /* Writes everything buffered, waiting at most session-timeout for the
  * client each time it stops taking data.  Returns 0, or -1 with s->end. */
 static int flush_out(struct session *s)
 {
 	while (evbuffer_get_length(s->out) > 0) {
 		int n = evbuffer_write(s->out, s->p->fd);
-		if (n > 0)
-			continue;
-		if (n == -1 && errno == EINTR)
+		if (n > 0 || (n == -1 && errno == EINTR))
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd pfd = { .fd = s->p->fd, .events = POLLOUT };
-			int r = poll(&pfd, 1, (int)s->p->conf->pop3d.session_timeout_ms);
-			if (r == 0) {
-				s->end = END_TIMEOUT;
+			if (wait_fd(s, POLLOUT) == -1)
 				return -1;
-			}
-			if (r == -1 && errno != EINTR) {
-				s->end = END_ERROR;
-				return -1;
-			}
 			continue;
 		}
 		s->end = END_DISCONNECT;
@@ -99,26 +107,12 @@ static int fill_in(struct session *s)
 		int n = evbuffer_read(s->in, s->p->fd, 4096);
 		if (n > 0)
 			return 0;
-		if (n == 0) {
+		if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
 			s->end = END_DISCONNECT;
 			return -1;
 		}
-		if (errno == EINTR)
-			continue;
-		if (errno != EAGAIN && errno != EWOULDBLOCK) {
-			s->end = END_DISCONNECT;
+		if (errno != EINTR && wait_fd(s, POLLIN) == -1)
 			return -1;
-		}
-		struct pollfd pfd = { .fd = s->p->fd, .events = POLLIN };
-		int r = poll(&pfd, 1, (int)s->p->conf->pop3d.session_timeout_ms);
-		if (r == 0) {
-			s->end = END_TIMEOUT;
-			return -1;
-		}
-		if (r == -1 && errno != EINTR) {
-			s->end = END_ERROR;
-			return -1;
-		}
 	}
 }
 
