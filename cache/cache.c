@@ -28,7 +28,7 @@
  * Invariants.
  *   I1  A slot's seq is even while no writer is inside it and odd while one
  *       is.  Entry words are stored only while it is odd; each completed
- *       write adds 2.
+ *       write adds 2.  It is 64 bits wide, so it never wraps (no ABA).
  *   I2  Only the holder of a set's lock writes that set's seq values, entry
  *       words, tags and CLOCK hand.  Readers write only two hints that lie
  *       outside the entry: `ref` and `refresh_seq`.
@@ -110,10 +110,11 @@
  *   - ref: the CLOCK bit, set by a hit only when clear (so a hot entry's
  *     line is not written on every hit), cleared by the CLOCK hand and by
  *     slot_write().  A hit racing with a replacement may mark the new entry.
- *   - refresh_seq: the seq of the last entry version that returned
- *     CACHE_HIT_REFRESH.  A lookup moves it forward to its copy's seq with a
- *     CAS; only the one whose CAS succeeds signals, so each entry version
- *     signals once.  New versions have larger seq values, so nothing resets it.
+ *   - refresh_seq: (the low 32 bits of) the seq of the last entry version
+ *     that returned CACHE_HIT_REFRESH.  A lookup moves it forward to its
+ *     copy's seq with a CAS; only the one whose CAS succeeds signals, so
+ *     each entry version signals at most once.  New versions have larger
+ *     seq values, so nothing needs to reset it.
  *
  * Eviction, per set, when the new entry supersedes nothing (and its kind
  * is under its cap, I4): an empty slot, else an expired one (past
@@ -179,8 +180,9 @@ _Static_assert((sizeof(uint64_t) == sizeof(long) ? ATOMIC_LONG_LOCK_FREE :
 	       "readers must not fall back to libatomic's locks");
 
 struct slot {
-	_Atomic uint32_t seq;		/* I1 */
-	_Atomic uint32_t refresh_seq;	/* hint: last version that signalled */
+	_Atomic uint64_t seq;		/* I1; 64 bits, so it never wraps */
+	_Atomic uint32_t refresh_seq;	/* hint: low 32 bits of the seq of
+					   the last version that signalled */
 	_Atomic uint8_t ref;		/* hint: CLOCK reference bit */
 	_Atomic uint64_t w[SLOT_WORDS];	/* the entry */
 };
@@ -330,7 +332,7 @@ static void entry_export(const struct entry *e, struct cache_entry *entry_r)
  * attempts.  The caller decides what the copy means only after this.
  */
 static bool slot_read(struct slot *slot, unsigned nwords, struct stripe *st,
-		      union image *copy, uint32_t *seq_r)
+		      union image *copy, uint64_t *seq_r)
 {
 	for (unsigned tries = 0; tries < READ_TRIES; tries++) {
 		if (tries > 0) {
@@ -340,7 +342,7 @@ static bool slot_read(struct slot *slot, unsigned nwords, struct stripe *st,
 		/* Acquire: pairs with the release store of the even seq at
 		   the end of slot_write(); the words copied below are at
 		   least as new as that write. */
-		uint32_t seq = atomic_load_explicit(&slot->seq,
+		uint64_t seq = atomic_load_explicit(&slot->seq,
 						    memory_order_acquire);
 		if ((seq & 1) != 0)
 			continue;	/* a writer is inside */
@@ -371,17 +373,21 @@ static void slot_touch(struct slot *slot)
 		atomic_store_explicit(&slot->ref, 1, memory_order_relaxed);
 }
 
-/* True for exactly one caller per entry version `seq` (see DESIGN). */
-static bool slot_claim_refresh(struct slot *slot, uint32_t seq)
+/* True for exactly one caller per entry version `seq` (see DESIGN).  The
+   token keeps 32 bits of seq, compared modulo 2^32: an entry version
+   older by 2^31 writes of the slot could claim again, which would only
+   cost one extra refresh. */
+static bool slot_claim_refresh(struct slot *slot, uint64_t seq)
 {
+	uint32_t version = (uint32_t)seq;
 	/* Relaxed: the value is a token; it publishes no other data. */
 	uint32_t seen = atomic_load_explicit(&slot->refresh_seq,
 					     memory_order_relaxed);
 	do {
-		if ((int32_t)(seq - seen) <= 0)
+		if ((int32_t)(version - seen) <= 0)
 			return false;	/* this version (or a newer) signalled */
 	} while (!atomic_compare_exchange_weak_explicit(&slot->refresh_seq,
-							&seen, seq,
+							&seen, version,
 							memory_order_relaxed,
 							memory_order_relaxed));
 	return true;
@@ -408,7 +414,7 @@ static void slot_write(struct set *set, unsigned i, const union image *img,
 	struct slot *slot = &set->slot[i];
 
 	/* Relaxed: only the lock holder writes seq (I2). */
-	uint32_t seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
+	uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_relaxed);
 	assert((seq & 1) == 0);
 	atomic_store_explicit(&slot->seq, seq + 1, memory_order_relaxed);
 	/* Release fence: pairs with the acquire fence in slot_read(); a
@@ -722,7 +728,8 @@ enum cache_result cache_lookup(struct cache *cache,
 {
 	struct stripe *st = my_stripe(cache);
 	struct set *set = set_of(cache, key);
-	uint32_t tag = tag_of(key), seq;
+	uint32_t tag = tag_of(key);
+	uint64_t seq;
 	union image copy;
 
 	for (unsigned i = 0; i < CACHE_WAYS; i++) {
@@ -760,7 +767,8 @@ bool cache_lookup_stale(struct cache *cache,
 {
 	struct stripe *st = my_stripe(cache);
 	struct set *set = set_of(cache, key);
-	uint32_t tag = tag_of(key), seq;
+	uint32_t tag = tag_of(key);
+	uint64_t seq;
 	union image copy;
 
 	for (unsigned i = 0; i < CACHE_WAYS; i++) {
@@ -922,7 +930,7 @@ static void cache_walk(struct cache *cache,
 {
 	struct stripe *st = my_stripe(cache);
 	union image copy;
-	uint32_t seq;
+	uint64_t seq;
 
 	for (uint64_t s = 0; s < cache->nsets; s++) {
 		for (unsigned i = 0; i < CACHE_WAYS; i++) {

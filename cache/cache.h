@@ -3,7 +3,8 @@
  *
  * A fixed-size table of authentication results, keyed by a keyed hash of
  * (scope, user) and a keyed hash of the password.  No name and no password
- * is stored.  Lookups never take a lock and never wait for a writer; the
+ * is stored.  Lookups never take a lock and never block on a writer (a
+ * slot being rewritten is retried a few times, then counts as a miss); the
  * design and its correctness argument are at the top of cache/cache.c.
  *
  * Time: every call that needs the time takes `now`, in milliseconds of a
@@ -36,10 +37,11 @@
 
 /* Longest userdb strings an entry holds, in bytes without the NUL.  An
  * entry is one 384-byte slot (6 cache lines); these three fill what is left
- * after key, verifier and times.  120 bytes covers any sane home directory
- * or maildrop path (Debian's useradd caps home at PATH_MAX but real ones
- * are < 64); an authenticator name is a passdb driver name ("pam",
- * "ldap", "checkpassword").  Longer values are refused, never truncated. */
+ * after key, verifier and times.  119 bytes holds ordinary home and maildrop
+ * paths ("/home/alice", "/var/vmail/example.org/alice/Maildir"); an
+ * authenticator name is a passdb name ("pam", "ldap", "checkpassword").
+ * Longer values are refused and counted (insert_too_long), never truncated:
+ * such users are simply not cached. */
 #define CACHE_HOME_MAX 119
 #define CACHE_MAILDROP_MAX 119
 #define CACHE_AUTHENTICATOR_MAX 23
@@ -174,10 +176,10 @@ void cache_verifier(const struct cache *cache,
    with this verifier, or a CACHE_NOUSER entry for this key.  Returns
    CACHE_HIT or CACHE_HIT_REFRESH with a copy in *entry_r if that entry is
    fresh (now < fresh_until), else CACHE_MISS (*entry_r undefined).
-   CACHE_HIT_REFRESH is returned to exactly one lookup per entry, the first
-   in the last refresh_percent % of its fresh time, and only for CACHE_OK.
-   Never takes a lock; may miss an entry that a writer is replacing at that
-   very moment. */
+   CACHE_HIT_REFRESH goes to the first lookup that hits a CACHE_OK entry in
+   the last refresh_percent % of its fresh time, and to no other lookup of
+   that entry (a new insert starts a new entry).  Never takes a lock or
+   blocks; may miss an entry that a writer is replacing at that moment. */
 enum cache_result cache_lookup(struct cache *cache,
 			       const uint8_t key[CACHE_KEY_LEN],
 			       const uint8_t verifier[CACHE_VERIFIER_LEN],
@@ -199,9 +201,13 @@ bool cache_lookup_stale(struct cache *cache,
    for CACHE_OK only, usable by cache_lookup_stale() for stale_ttl_ms more.
    An entry for the same (key, verifier) is replaced in place.  Results for
    the same key that contradict this one are removed: a NOUSER removes every
-   entry of the key, an OK or FAIL removes the key's NOUSER.  Returns
-   CACHE_INSERTED, or the reason nothing was stored.  Never blocks: if another
-   writer holds the set, gives up with CACHE_INSERT_BUSY. */
+   entry of the key, an OK or FAIL removes the key's NOUSER.  Otherwise the
+   entry takes, in its set, an empty slot, else an expired one, else the
+   live negative closest to expiry, else a positive chosen by CLOCK; a FAIL
+   or NOUSER at its per-set cap replaces its own kind's entry closest to
+   expiry instead.  Returns CACHE_INSERTED, or the reason nothing was
+   stored.  Never blocks: if another writer holds the set for longer than
+   a short spin, gives up with CACHE_INSERT_BUSY. */
 enum cache_insert_result cache_insert(struct cache *cache,
 				      const uint8_t key[CACHE_KEY_LEN],
 				      const uint8_t verifier[CACHE_VERIFIER_LEN],
