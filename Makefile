@@ -14,6 +14,7 @@ DESTDIR  ?=
 SBINDIR  ?= $(PREFIX)/sbin
 BINDIR   ?= $(PREFIX)/bin
 MANDIR   ?= $(PREFIX)/share/man
+LIBEXECDIR ?= $(PREFIX)/libexec/authd
 SYSCONFDIR ?= /etc
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
@@ -53,7 +54,7 @@ ifeq ($(SAN),)
 HARDEN += -D_FORTIFY_SOURCE=2
 endif
 
-CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"'
 CFLAGS   ?= -g
 CFLAGS   += -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SAN) -pthread -MMD -MP
 LDFLAGS  += $(LDHARDEN) $(SAN) -pthread
@@ -108,10 +109,12 @@ run: deps $(PROGRAMS)
 	@scripts/demo
 
 install: programs
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 \
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
+		$(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/pop3d
 	install -m 0755 $(INSTALL_SBIN) $(DESTDIR)$(SBINDIR)/
 	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(INSTALL_LIBEXEC) $(DESTDIR)$(LIBEXECDIR)/
 	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
 	install -m 0640 conf/pop3d.conf.example $(DESTDIR)$(SYSCONFDIR)/pop3d/pop3d.conf.example

@@ -270,10 +270,18 @@ void child_kill(struct child *ch);
  * 128 + signal), or -1 on timeout (child still running). */
 int child_wait(struct child *ch, uint64_t deadline_ms, int *status_r);
 
-/* passdb_passwd_file.c, passdb_external.c */
+/* passdb_passwd_file.c, passdb_external.c, passdb_pam.c, passdb_ldap.c */
 extern const struct passdb_ops passdb_passwd_file;
 extern const struct passdb_ops passdb_external;
 extern const struct passdb_ops passdb_checkpassword;
+extern const struct passdb_ops passdb_pam;	/* passdb_pam.c */
+/* The persistent-helper machinery of passdb_external.c, shared with PAM:
+ * the helper's command line is auth->backend (a NULL-ended argv) if set,
+ * else the `program` key. */
+void *external_worker_init(struct authenticator *auth, unsigned index);
+void external_verify(struct authenticator *auth, void *state, struct job *job);
+void external_worker_deinit(struct authenticator *auth, void *state);
+extern const struct passdb_ops passdb_ldap;	/* passdb_ldap.c */
 
 /* passdb_passwd_file.c: helper for every backend */
 /* Parses "uid=", "gid=", "home=", "maildrop=" into udb; other keys are

@@ -134,6 +134,8 @@ static const struct passdb_ops *ops_for(enum auth_type type)
 	case AUTH_TYPE_PASSWD_FILE: return &passdb_passwd_file;
 	case AUTH_TYPE_EXTERNAL: return &passdb_external;
 	case AUTH_TYPE_CHECKPASSWORD: return &passdb_checkpassword;
+	case AUTH_TYPE_PAM: return &passdb_pam;
+	case AUTH_TYPE_LDAP: return &passdb_ldap;
 	}
 	return NULL;
 }

@@ -1,7 +1,8 @@
 # authd/: the authentication daemon and authctl.
 AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c \
 	authd/ticket.c authd/master.c authd/normalize.c authd/password.c authd/spawn.c \
-	authd/passdb_passwd_file.c authd/passdb_external.c
+	authd/passdb_passwd_file.c authd/passdb_external.c authd/passdb_pam.c \
+	authd/passdb_ldap.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
 AUTHCTL_OBJS := $(B)/obj/authd/authctl.o
 ALL_OBJS += $(AUTHD_OBJS) $(AUTHCTL_OBJS)
@@ -10,8 +11,15 @@ PROGRAMS += $(B)/authd $(B)/authctl
 INSTALL_SBIN += $(B)/authd
 INSTALL_BIN += $(B)/authctl
 
+# PAM runs only in the helper (pam-helper), never in the threaded daemon.
 $(B)/authd: $(AUTHD_OBJS) $(COMMON_OBJS) $(CACHE_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lldap -llber
+
+PROGRAMS += $(B)/authd-pam-helper
+INSTALL_LIBEXEC += $(B)/authd-pam-helper
+ALL_OBJS += $(B)/obj/authd/pam_helper.o
+$(B)/authd-pam-helper: $(B)/obj/authd/pam_helper.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lpam
 
 $(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

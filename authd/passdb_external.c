@@ -43,8 +43,13 @@ struct helper {
 	uint64_t next_spawn_ms;		/* back-off after a failed start */
 };
 
-/* The environment of every helper: nothing from ours, bar a safe PATH. */
-static void build_env(char **envp, char store[][96], const struct job *job)
+#define ENV_MAX (8 + CONFIG_MAX_ARGS)
+
+/* The environment of every helper: nothing from ours, bar a safe PATH, the
+ * request's addresses (checkpassword), and the authenticator's
+ * `environment` key. */
+static void build_env(const struct auth_conf *ac, char **envp, char store[][96],
+		      const struct job *job)
 {
 	size_t n = 0;
 
@@ -62,7 +67,16 @@ static void build_env(char **envp, char store[][96], const struct job *job)
 		envp[n] = store[n];
 		n++;
 	}
+	for (size_t i = 0; ac->envp[i] != NULL && n < ENV_MAX - 1; i++)
+		envp[n++] = ac->envp[i];
 	envp[n] = NULL;
+}
+
+/* The helper's command line: the authenticator's `program`, or what
+ * init() put in auth->backend (the PAM helper). */
+static char *const *helper_argv(struct authenticator *auth)
+{
+	return auth->backend != NULL ? auth->backend : auth->conf->argv;
 }
 
 static void helper_stop(struct helper *h)
@@ -78,7 +92,7 @@ static void helper_stop(struct helper *h)
 static int helper_start(struct authenticator *auth, struct helper *h)
 {
 	int in[2], out[2];
-	char *envp[8];
+	char *envp[ENV_MAX];
 	char store[8][96];
 
 	if (pipe2(in, O_CLOEXEC) == -1)
@@ -88,9 +102,10 @@ static int helper_start(struct authenticator *auth, struct helper *h)
 		close(in[1]);
 		return -1;
 	}
-	build_env(envp, store, NULL);
-	if (child_spawn(&h->child, auth->conf->argv, in[0], out[1], -1, envp) == -1) {
-		log_warn("authenticator %s: cannot start %s", auth->conf->name, auth->conf->argv[0]);
+	build_env(auth->conf, envp, store, NULL);
+	if (child_spawn(&h->child, helper_argv(auth), in[0], out[1], -1, envp) == -1) {
+		log_warn("authenticator %s: cannot start %s", auth->conf->name,
+			 helper_argv(auth)[0]);
 		close(in[0]);
 		close(in[1]);
 		close(out[0]);
@@ -109,7 +124,7 @@ static int helper_start(struct authenticator *auth, struct helper *h)
 	return 0;
 }
 
-static void *external_worker_init(struct authenticator *auth, unsigned index)
+void *external_worker_init(struct authenticator *auth, unsigned index)
 {
 	struct helper *h = xcalloc(1, sizeof(*h));
 
@@ -120,7 +135,7 @@ static void *external_worker_init(struct authenticator *auth, unsigned index)
 	return h;
 }
 
-static void external_worker_deinit(struct authenticator *auth, void *state)
+void external_worker_deinit(struct authenticator *auth, void *state)
 {
 	struct helper *h = state;
 
@@ -228,8 +243,10 @@ static ssize_t read_reply(int fd, char *buf, size_t size, uint64_t deadline)
 	}
 }
 
-/* Parses a reply into job.  Returns 0, or -1 if it is malformed. */
-static int parse_reply(char *buf, size_t len, struct job *job)
+/* Parses a reply into job.  A `reason` record (why an account was
+ * refused: expired, locked...) is logged.  Returns 0, or -1 if the reply
+ * is malformed. */
+static int parse_reply(struct authenticator *auth, char *buf, size_t len, struct job *job)
 {
 	bool have_result = false;
 
@@ -254,6 +271,9 @@ static int parse_reply(char *buf, size_t len, struct job *job)
 				job->reason = TEMPFAIL_UNAVAILABLE;
 			} else
 				return -1;
+		} else if (strcmp(key, "reason") == 0) {
+			log_info("authenticator %s: user %s refused: %.64s", auth->conf->name,
+				 job->user, value);
 		} else if (userdb_set_field(&job->udb, key, value) == -1) {
 			return -1;
 		}
@@ -262,7 +282,7 @@ static int parse_reply(char *buf, size_t len, struct job *job)
 	return have_result ? 0 : -1;
 }
 
-static void external_verify(struct authenticator *auth, void *state, struct job *job)
+void external_verify(struct authenticator *auth, void *state, struct job *job)
 {
 	struct helper *h = state;
 	char req[AUTH_MAX_USER + AUTH_MAX_PASSWORD + 512];
@@ -310,7 +330,7 @@ static void external_verify(struct authenticator *auth, void *state, struct job 
 		helper_stop(h);
 		return;
 	}
-	if (n == 0 || parse_reply(reply, (size_t)n, job) == -1) {
+	if (n == 0 || parse_reply(auth, reply, (size_t)n, job) == -1) {
 		job->result = AUTH_RESULT_TEMPFAIL;
 		job->reason = TEMPFAIL_UNAVAILABLE;
 		memset(&job->udb, 0, sizeof(job->udb));
@@ -350,7 +370,7 @@ static void checkpassword_verify(struct authenticator *auth, void *state, struct
 {
 	char data[AUTH_MAX_USER + AUTH_MAX_PASSWORD + 32];
 	char out[HELPER_MAX_REPLY + 1];
-	char *envp[8];
+	char *envp[ENV_MAX];
 	char store[8][96];
 	int fd3[2] = { -1, -1 }, so[2] = { -1, -1 };
 	struct child ch = { -1, -1 };
@@ -371,7 +391,7 @@ static void checkpassword_verify(struct authenticator *auth, void *state, struct
 		log_warn("authenticator %s: pipe", auth->conf->name);
 		goto out;
 	}
-	build_env(envp, store, job);
+	build_env(auth->conf, envp, store, job);
 	if (child_spawn(&ch, auth->conf->argv, -1, so[1], fd3[0], envp) == -1) {
 		log_warn("authenticator %s: cannot start %s", auth->conf->name, auth->conf->argv[0]);
 		goto out;

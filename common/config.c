@@ -31,7 +31,9 @@ enum key_type { K_STRING, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_PERCENT, K_LOGLE
 #define T_PW   (1u << AUTH_TYPE_PASSWD_FILE)
 #define T_EXT  (1u << AUTH_TYPE_EXTERNAL)
 #define T_CHK  (1u << AUTH_TYPE_CHECKPASSWORD)
-#define T_ALL  (T_PW | T_EXT | T_CHK)
+#define T_PAM  (1u << AUTH_TYPE_PAM)
+#define T_LDAP (1u << AUTH_TYPE_LDAP)
+#define T_ALL  (T_PW | T_EXT | T_CHK | T_PAM | T_LDAP)
 
 struct key_def {
 	const char *name;
@@ -113,6 +115,25 @@ static const struct key_def auth_keys[] = {
 	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
 	{ "hash-concurrency", K_UINT, A(hash_concurrency), "2", 1, 256, T_PW },
 	{ "max-requests", K_UINT, A(max_requests), "0", 0, 100000000, T_EXT },
+	/* pam: its own max-requests default, since PAM modules leak.  A name may
+	 * appear twice when the types it applies to do not overlap. */
+	{ "max-requests", K_UINT, A(max_requests), "100", 0, 100000000, T_PAM },
+	{ "service", K_STRING, A(pam_service), "pop3", 0, 0, T_PAM },
+	{ "environment", K_STRING, A(environment), OPTIONAL, 0, 0, T_EXT | T_CHK | T_PAM },
+	{ "uris", K_STRING, A(ldap_uris), NULL, 0, 0, T_LDAP },
+	{ "starttls", K_BOOL, A(ldap_starttls), "no", 0, 0, T_LDAP },
+	{ "ca-file", K_STRING, A(ldap_ca_file), OPTIONAL, 0, 0, T_LDAP },
+	{ "bind-dn", K_STRING, A(ldap_bind_dn), OPTIONAL, 0, 0, T_LDAP },
+	{ "bind-password", K_STRING, A(ldap_bind_password), OPTIONAL, 0, 0, T_LDAP },
+	{ "bind-password-file", K_STRING, A(ldap_bind_password_file), OPTIONAL, 0, 0, T_LDAP },
+	{ "base", K_STRING, A(ldap_base), NULL, 0, 0, T_LDAP },
+	{ "scope", K_STRING, A(ldap_scope), "sub", 0, 0, T_LDAP },
+	{ "filter", K_STRING, A(ldap_filter), "(&(objectClass=posixAccount)(uid=%u))", 0, 0, T_LDAP },
+	{ "attributes", K_STRING, A(ldap_attributes),
+	  "uid=uidNumber, gid=gidNumber, home=homeDirectory", 0, 0, T_LDAP },
+	{ "mode", K_STRING, A(ldap_mode), "bind", 0, 0, T_LDAP },
+	{ "password-attribute", K_STRING, A(ldap_password_attribute), "userPassword", 0, 0, T_LDAP },
+	{ "network-timeout", K_DURATION, A(ldap_network_timeout_ms), "2s", 10, 600000, T_LDAP },
 	{ "default-uid", K_STRING, A(default_uid), OPTIONAL, 0, 0, T_ALL },
 	{ "default-gid", K_STRING, A(default_gid), OPTIONAL, 0, 0, T_ALL },
 	{ "default-home", K_STRING, A(default_home), OPTIONAL, 0, 0, T_ALL },
@@ -124,6 +145,8 @@ static const char *const type_names[] = {
 	[AUTH_TYPE_PASSWD_FILE] = "passwd-file",
 	[AUTH_TYPE_EXTERNAL] = "external",
 	[AUTH_TYPE_CHECKPASSWORD] = "checkpassword",
+	[AUTH_TYPE_PAM] = "pam",
+	[AUTH_TYPE_LDAP] = "ldap",
 };
 
 const char *auth_type_name(enum auth_type type)
@@ -300,7 +323,7 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 		return 0;
 	}
 	for (size_t i = 0; i < s->n; i++)
-		if (s->entries[i].def == def) {
+		if (strcmp(s->entries[i].def->name, def->name) == 0) {
 			set_error(ctx, ctx->line, "[%s]: key \"%s\" set twice (first on line %u)",
 				  section, name, s->entries[i].line);
 			return 0;
@@ -435,7 +458,7 @@ static void apply_section(struct load_ctx *ctx, const char *secname, struct sect
 		if (typebit != 0 && !(def->types & typebit))
 			continue;
 		for (size_t i = 0; i < s->n; i++)
-			if (s->entries[i].def == def)
+			if (strcmp(s->entries[i].def->name, def->name) == 0)
 				e = &s->entries[i];
 		if (e != NULL) {
 			if (store_value(def, e->value, base, why, sizeof(why)) == -1) {
@@ -453,13 +476,19 @@ static void apply_section(struct load_ctx *ctx, const char *secname, struct sect
 		}
 	}
 	if (typebit != 0) {
-		for (size_t i = 0; i < s->n; i++)
-			if (!(s->entries[i].def->types & typebit)) {
+		for (size_t i = 0; i < s->n; i++) {
+			bool applies = false;
+			for (const struct key_def *def = defs; def->name != NULL; def++)
+				if (strcmp(def->name, s->entries[i].def->name) == 0 &&
+				    (def->types & typebit))
+					applies = true;
+			if (!applies) {
 				set_error(ctx, s->entries[i].line, "[%s]: key \"%s\" does not apply "
 					  "to this authenticator type", secname,
 					  s->entries[i].def->name);
 				return;
 			}
+		}
 	}
 }
 
@@ -474,6 +503,53 @@ static int split_list(char *s, char **items, size_t max, size_t *n_r, const char
 		items[n++] = tok;
 	}
 	*n_r = n;
+	return 0;
+}
+
+/* Checks the LDAP keys that have a fixed vocabulary or depend on each
+ * other, so that `-t` catches them. */
+static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *secname,
+			 const struct auth_conf *a)
+{
+	char *copy, *items[8];
+	size_t n;
+
+	if (strcmp(a->ldap_scope, "base") != 0 && strcmp(a->ldap_scope, "one") != 0 &&
+	    strcmp(a->ldap_scope, "sub") != 0) {
+		set_error(ctx, s->line, "[%s]: scope must be base, one or sub", secname);
+		return -1;
+	}
+	if (strcmp(a->ldap_mode, "bind") != 0 && strcmp(a->ldap_mode, "compare") != 0) {
+		set_error(ctx, s->line, "[%s]: mode must be bind or compare", secname);
+		return -1;
+	}
+	if (a->ldap_bind_password[0] != '\0' && a->ldap_bind_password_file[0] != '\0') {
+		set_error(ctx, s->line, "[%s]: set bind-password or bind-password-file, not both",
+			  secname);
+		return -1;
+	}
+	if (strstr(a->ldap_filter, "%u") == NULL && strstr(a->ldap_filter, "%n") == NULL) {
+		set_error(ctx, s->line, "[%s]: filter must contain %%u or %%n", secname);
+		return -1;
+	}
+	copy = xstrdup(a->ldap_attributes);
+	if (split_list(copy, items, 8, &n, ", \t") == -1) {
+		set_error(ctx, s->line, "[%s]: attributes: too many entries", secname);
+		free(copy);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *eq = strchr(items[i], '=');
+		if (eq == NULL || eq[1] == '\0' ||
+		    (strncmp(items[i], "uid=", 4) != 0 && strncmp(items[i], "gid=", 4) != 0 &&
+		     strncmp(items[i], "home=", 5) != 0 && strncmp(items[i], "maildrop=", 9) != 0)) {
+			set_error(ctx, s->line, "[%s]: attributes: expected FIELD=ldapAttribute with "
+				  "FIELD one of uid, gid, home, maildrop; got \"%s\"", secname, items[i]);
+			free(copy);
+			return -1;
+		}
+	}
+	free(copy);
 	return 0;
 }
 
@@ -496,8 +572,8 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 		if (strcmp(s->type, type_names[k]) == 0)
 			t = (int)k;
 	if (t == -1) {
-		set_error(ctx, s->type_line, "[%s] type = %s: expected passwd-file, external "
-			  "or checkpassword", secname, s->type);
+		set_error(ctx, s->type_line, "[%s] type = %s: expected passwd-file, external, "
+			  "checkpassword, pam or ldap", secname, s->type);
 		return;
 	}
 	a->type = (enum auth_type)t;
@@ -520,6 +596,29 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 			set_error(ctx, s->line, "[%s]: program must be an absolute path", secname);
 			return;
 		}
+	}
+	if (a->type == AUTH_TYPE_LDAP && validate_ldap(ctx, s, secname, a) == -1)
+		return;
+	if (a->environment != NULL && a->environment[0] != '\0') {
+		char *copy = xstrdup(a->environment), *items[CONFIG_MAX_ARGS];
+		size_t n;
+		if (split_list(copy, items, CONFIG_MAX_ARGS - 1, &n, " \t") == -1) {
+			set_error(ctx, s->line, "[%s]: environment: at most %d NAME=VALUE entries",
+				  secname, CONFIG_MAX_ARGS - 1);
+			free(copy);
+			return;
+		}
+		for (size_t k = 0; k < n; k++) {
+			if (strchr(items[k], '=') == NULL || items[k][0] == '=') {
+				set_error(ctx, s->line, "[%s]: environment: expected NAME=VALUE, got "
+					  "\"%s\"", secname, items[k]);
+				free(copy);
+				return;
+			}
+			a->envp[k] = xstrdup(items[k]);
+		}
+		a->envp[n] = NULL;
+		free(copy);
 	}
 	if (a->default_uid != NULL && a->default_uid[0] != '\0' &&
 	    num_parse_u64(a->default_uid, 0, 4294967294u, &(uint64_t){0}) == -1) {
@@ -674,6 +773,8 @@ void config_free(struct config **confp)
 		free(a->name);
 		for (size_t k = 0; a->argv[k] != NULL; k++)
 			free(a->argv[k]);
+		for (size_t k = 0; a->envp[k] != NULL; k++)
+			free(a->envp[k]);
 	}
 	free(conf->path);
 	free(conf);

@@ -22,6 +22,8 @@ enum auth_type {
 	AUTH_TYPE_PASSWD_FILE,
 	AUTH_TYPE_EXTERNAL,
 	AUTH_TYPE_CHECKPASSWORD,
+	AUTH_TYPE_PAM,
+	AUTH_TYPE_LDAP,
 };
 
 /* Logging settings shared by the [authd] and [pop3d] sections. */
@@ -39,13 +41,31 @@ struct auth_conf {
 	char *path;			/* passwd-file */
 	char *program;			/* external, checkpassword: command line */
 	char *argv[CONFIG_MAX_ARGS + 1];/* program split on blanks, NULL-ended */
+	char *environment;		/* extra NAME=VALUE for helper programs */
+	char *envp[CONFIG_MAX_ARGS + 1];/* environment split, NULL-ended */
 	unsigned workers;
 	unsigned queue_limit;
 	uint64_t timeout_ms;
 	bool cache;
 	unsigned hash_concurrency;	/* passwd-file: concurrent hash checks */
-	unsigned max_requests;		/* external: recycle helper after N (0 = never) */
+	unsigned max_requests;		/* external, pam: recycle helper after N (0 = never) */
 	char *default_uid, *default_gid, *default_home, *default_maildrop;
+	/* pam */
+	char *pam_service;
+	/* ldap */
+	char *ldap_uris;
+	bool ldap_starttls;
+	char *ldap_ca_file;
+	char *ldap_bind_dn;
+	char *ldap_bind_password;
+	char *ldap_bind_password_file;
+	char *ldap_base;
+	char *ldap_scope;		/* base, one, sub */
+	char *ldap_filter;
+	char *ldap_attributes;		/* "uid=uidNumber, gid=gidNumber, ..." */
+	char *ldap_mode;		/* bind, compare */
+	char *ldap_password_attribute;	/* compare mode */
+	uint64_t ldap_network_timeout_ms;
 };
 
 struct config {
