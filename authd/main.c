@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <syslog.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -52,33 +51,6 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 	 * reload arrives with the operations work (authctl reload). */
 	log_warnx("authd: SIGHUP: configuration reload is not supported yet; "
 		  "restart authd to apply a changed configuration");
-}
-
-static int facility_of(const char *name)
-{
-	static const struct { const char *n; int f; } t[] = {
-		{ "daemon", LOG_DAEMON }, { "mail", LOG_MAIL }, { "auth", LOG_AUTH },
-		{ "authpriv", LOG_AUTHPRIV }, { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
-		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },
-		{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
-	};
-	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		if (strcmp(name, t[i].n) == 0)
-			return t[i].f;
-	return LOG_MAIL;
-}
-
-static void setup_logging(const struct log_conf *lc, bool foreground)
-{
-	enum log_target target = LOG_TARGET_STDERR;
-
-	if (strcmp(lc->target, "syslog") == 0 || (!foreground && strcmp(lc->target, "stderr") == 0))
-		target = LOG_TARGET_SYSLOG;
-	else if (strcmp(lc->target, "file") == 0)
-		target = LOG_TARGET_FILE;
-	if (log_init("authd", (enum log_level)log_level_parse(lc->level), target, lc->file,
-		     facility_of(lc->syslog_facility)) == -1)
-		fatal("cannot open log file %s", lc->file);
 }
 
 static void daemonize(void)
@@ -141,7 +113,8 @@ int main(int argc, char **argv)
 		fatalx("libsodium initialisation failed");
 	privsep_no_core();
 	signal(SIGPIPE, SIG_IGN);
-	setup_logging(&conf->authd.log, foreground);
+	if (config_log_init("authd", &conf->authd.log, foreground) == -1)
+		fatal("cannot open log file %s", conf->authd.log.file);
 	config_check_private("configuration file", path);
 
 	fd = sock_unix_listen(conf->authd.socket, 0660);

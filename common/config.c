@@ -343,19 +343,6 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 	return 1;
 }
 
-static int facility_parse(const char *s)
-{
-	static const struct { const char *name; int fac; } f[] = {
-		{ "daemon", LOG_DAEMON }, { "mail", LOG_MAIL }, { "auth", LOG_AUTH },
-		{ "authpriv", LOG_AUTHPRIV }, { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
-		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },
-		{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
-	};
-	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
-		if (strcmp(s, f[i].name) == 0)
-			return f[i].fac;
-	return -1;
-}
 
 /* Converts value per def and stores it at base + def->offset.  Returns 0,
  * or -1 with a message in why. */
@@ -431,7 +418,7 @@ static int store_value(const struct key_def *def, const char *value, void *base,
 		}
 		break;
 	case K_FACILITY:
-		if (facility_parse(value) == -1) {
+		if (log_facility_parse(value) == -1) {
 			snprintf(why, whysize, "expected a syslog facility (daemon, mail, auth, "
 				 "authpriv, local0..local7)");
 			return -1;
@@ -787,6 +774,19 @@ const struct auth_conf *config_find_auth(const struct config *conf, const char *
 		if (strcmp(conf->auths[i].name, name) == 0)
 			return &conf->auths[i];
 	return NULL;
+}
+
+int config_log_init(const char *ident, const struct log_conf *lc, bool foreground)
+{
+	enum log_target target = LOG_TARGET_STDERR;
+
+	/* A daemon in the background has no stderr: stderr means syslog. */
+	if (strcmp(lc->target, "syslog") == 0 || (!foreground && strcmp(lc->target, "stderr") == 0))
+		target = LOG_TARGET_SYSLOG;
+	else if (strcmp(lc->target, "file") == 0)
+		target = LOG_TARGET_FILE;
+	return log_init(ident, (enum log_level)log_level_parse(lc->level), target, lc->file,
+			log_facility_parse(lc->syslog_facility));
 }
 
 void config_check_private(const char *what, const char *path)

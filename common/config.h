@@ -135,6 +135,11 @@ void config_free(struct config **confp);
 const struct auth_conf *config_find_auth(const struct config *conf, const char *name);
 const char *auth_type_name(enum auth_type type);
 
+/* Sets up logging for ident from a [authd] or [pop3d] log_conf; with
+ * foreground false, target stderr becomes syslog.  Returns log_init()'s
+ * result (-1: the log file cannot be opened). */
+int config_log_init(const char *ident, const struct log_conf *lc, bool foreground);
+
 /* Warns (through log_warnx) if path is readable or writable by others. */
 void config_check_private(const char *what, const char *path);
 

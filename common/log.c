@@ -118,6 +118,20 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+int log_facility_parse(const char *s)
+{
+	static const struct { const char *name; int fac; } f[] = {
+		{ "daemon", LOG_DAEMON }, { "mail", LOG_MAIL }, { "auth", LOG_AUTH },
+		{ "authpriv", LOG_AUTHPRIV }, { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
+		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },
+		{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
+	};
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (strcmp(s, f[i].name) == 0)
+			return f[i].fac;
+	return -1;
+}
+
 static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list ap)
 {
 	char msg[2048], line[2300];

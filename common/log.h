@@ -29,6 +29,9 @@ bool log_enabled(enum log_level level);
 
 /* Parses "error", "warn", "info", "debug"; returns -1 if unknown. */
 int log_level_parse(const char *s);
+/* Parses a syslog facility name (daemon, mail, auth, authpriv,
+ * local0..local7); returns -1 if unknown. */
+int log_facility_parse(const char *s);
 
 void log_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* log_warn appends ": strerror(errno)"; log_warnx does not. */

@@ -29,7 +29,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -906,29 +905,11 @@ static void on_stats(evutil_socket_t lfd, short what, void *arg)
 
 /* ---- start-up ------------------------------------------------------------------------- */
 
-static int facility_of(const char *s)
+static void setup_log(const struct config *conf, bool foreground)
 {
-	static const struct { const char *name; int fac; } f[] = {
-		{ "daemon", LOG_DAEMON }, { "mail", LOG_MAIL }, { "auth", LOG_AUTH },
-		{ "authpriv", LOG_AUTHPRIV }, { "local0", LOG_LOCAL0 }, { "local1", LOG_LOCAL1 },
-		{ "local2", LOG_LOCAL2 }, { "local3", LOG_LOCAL3 }, { "local4", LOG_LOCAL4 },
-		{ "local5", LOG_LOCAL5 }, { "local6", LOG_LOCAL6 }, { "local7", LOG_LOCAL7 },
-	};
-	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
-		if (strcmp(s, f[i].name) == 0)
-			return f[i].fac;
-	return LOG_MAIL;
-}
-
-static void setup_log(const struct config *conf)
-{
-	const struct log_conf *lc = &conf->pop3d.log;
-	enum log_target t = strcmp(lc->target, "syslog") == 0 ? LOG_TARGET_SYSLOG :
-			    strcmp(lc->target, "file") == 0 ? LOG_TARGET_FILE : LOG_TARGET_STDERR;
-
-	if (log_init("pop3d", (enum log_level)log_level_parse(lc->level), t, lc->file,
-		     facility_of(lc->syslog_facility)) == -1)
-		log_warn("cannot open log file %s; logging to stderr", lc->file);
+	/* In the background (no -f), log-target = stderr means syslog. */
+	if (config_log_init("pop3d", &conf->pop3d.log, foreground) == -1)
+		log_warn("cannot open log file %s; logging to stderr", conf->pop3d.log.file);
 }
 
 /* Checks what config.c cannot know is pop3d's business.  Returns 0 or -1
@@ -1007,6 +988,7 @@ static void daemonize(void)
 	if (fd != -1) {
 		dup2(fd, STDIN_FILENO);
 		dup2(fd, STDOUT_FILENO);
+		dup2(fd, STDERR_FILENO);
 		close(fd);
 	}
 }
@@ -1060,7 +1042,7 @@ int main(int argc, char **argv)
 		config_free(&conf);
 		return 0;
 	}
-	setup_log(conf);
+	setup_log(conf, foreground);
 	if (!privdrop_enabled())
 		log_warnx("not running as root: privilege separation is off (no chroot, no "
 			  "user switch); sessions run as uid %lu", (unsigned long)getuid());
