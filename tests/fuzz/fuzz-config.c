@@ -1,0 +1,100 @@
+/*
+ * fuzz-config.c - libFuzzer harness for the config loader (common/config.c
+ * on libinih).  Each input is written to one temporary file, which
+ * config_load reads.  Build and run with tests/fuzz/run.
+ *
+ * Besides crashes, sanitizer reports and leaks, it aborts when a loaded
+ * config breaks what config.h promises: 1..CONFIG_MAX_AUTHENTICATORS
+ * authenticators, each findable by its name; 1..CONFIG_MAX_LISTEN listen
+ * addresses; a NULL-ended argv for programs; or when a failed load leaves
+ * an error that does not start with the file name.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/config.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static char path[256];
+static int fd = -1;
+
+static void remove_file(void)
+{
+	if (path[0] != '\0')
+		unlink(path);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	const char *tmp = getenv("TMPDIR");
+
+	snprintf(path, sizeof(path), "%s/fuzz-config-XXXXXX",
+		 tmp != NULL && strlen(tmp) < 200 ? tmp : "/tmp");
+	fd = mkstemp(path);
+	if (fd == -1) {
+		perror("mkstemp");
+		exit(1);
+	}
+	atexit(remove_file);
+	return 0;
+}
+
+static void check(const struct config *conf)
+{
+	if (conf->nauths < 1 || conf->nauths > CONFIG_MAX_AUTHENTICATORS)
+		abort();
+	if (conf->pop3d.nlisten < 1 || conf->pop3d.nlisten > CONFIG_MAX_LISTEN)
+		abort();
+	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
+		if (conf->pop3d.listen_addrs[i] == NULL || conf->pop3d.listen_addrs[i][0] == '\0')
+			abort();
+	for (size_t i = 0; i < conf->nauths; i++) {
+		const struct auth_conf *a = &conf->auths[i];
+		size_t n = strlen(a->name);
+
+		if (n < 1 || n > 32 || config_find_auth(conf, a->name) != a)
+			abort();
+		if (a->type == AUTH_TYPE_PASSWD_FILE && a->path == NULL)
+			abort();
+		if (a->type != AUTH_TYPE_PASSWD_FILE) {
+			size_t k = 0;
+
+			if (a->program == NULL || a->argv[0] == NULL || a->argv[0][0] != '/')
+				abort();
+			while (k <= CONFIG_MAX_ARGS && a->argv[k] != NULL)
+				k++;
+			if (k > CONFIG_MAX_ARGS)
+				abort();
+		}
+	}
+	if (conf->authd.socket == NULL || conf->pop3d.greeting == NULL)
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char err[512];
+	struct config *conf;
+
+	if (size > 64 * 1024)
+		return 0;
+	if (ftruncate(fd, 0) == -1 || pwrite(fd, data, size, 0) != (ssize_t)size)
+		abort();
+	memset(err, 0x55, sizeof(err));
+	conf = config_load(path, err, sizeof(err));
+	if (conf == NULL) {
+		if (memchr(err, '\0', sizeof(err)) == NULL || strncmp(err, path, strlen(path)) != 0)
+			abort();
+		return 0;
+	}
+	check(conf);
+	config_free(&conf);
+	if (conf != NULL)
+		abort();
+	return 0;
+}
