@@ -8,6 +8,13 @@
  *       removes one user's cache entries, or all of them.
  *   authctl [-s SOCKET | -c CONFIG] cache
  *       prints the cache's fill, entries by kind, hit ratio and counters.
+ *   authctl [-s SOCKET | -c CONFIG] reload
+ *       makes authd re-read its configuration (like SIGHUP), and says
+ *       whether the new one was accepted.
+ *   authctl [-c CONFIG] [-A AUTHD_STATS] [-P POP3D_STATS] stats [--raw]
+ *           [--watch SECONDS [--count N]]
+ *       reads both daemons' stats sockets and shows them as a table (or
+ *       the Prometheus text with --raw), once or every SECONDS.
  *
  * Exit status (sysexits): 0 accepted, 1 rejected, 75 temporary failure,
  * 69 authd unreachable, 64 usage.
@@ -23,6 +30,7 @@
 
 #include "common/config.h"
 #include "common/log.h"
+#include "common/num.h"
 #include "common/proto.h"
 #include "common/sock.h"
 
@@ -38,7 +46,12 @@ static void usage(void)
 	fprintf(stderr, "usage: authctl [-s SOCKET | -c CONFIG] COMMAND\n"
 		"  test USER [SERVICE]   check a password read from standard input\n"
 		"  flush [USER]          drop USER's cache entries, or all\n"
-		"  cache                 show the cache's contents and counters\n");
+		"  cache                 show the cache's contents and counters\n"
+		"  reload                make authd re-read its configuration\n"
+		"  stats [--raw] [--watch SECONDS [--count N]]\n"
+		"                        show authd's and pop3d's metrics\n"
+		"options: -s SOCKET (authd protocol socket), -c CONFIG (default\n"
+		"  /etc/pop3d/pop3d.conf), -A / -P authd's / pop3d's stats socket\n");
 	exit(EX_USAGE_);
 }
 
@@ -200,6 +213,282 @@ static int cmd_cache(const char *sock)
 	return EX_OK_;
 }
 
+static int cmd_reload(const char *sock)
+{
+	char line[AUTHD_MAX_LINE + 1];
+	struct proto_line l;
+	struct proto_msg m;
+	int fd = connect_authd(sock), rc;
+
+	if (fd == -1)
+		return EX_UNAVAIL;
+	proto_line_start(&l, "RELOAD");
+	proto_line_add(&l, "1");
+	rc = transact(fd, &l, line, sizeof(line), &m);
+	close(fd);
+	if (rc == -1)
+		return EX_REJECT;	/* the reason was printed */
+	printf("authd: configuration reloaded\n");
+	return EX_OK_;
+}
+
+/* ---- stats ----------------------------------------------------------- */
+
+#define STATS_MAX (1024 * 1024)
+
+struct sample {
+	char name[96];
+	char labels[192];
+	double value;
+};
+
+struct metrics {
+	struct sample *s;
+	size_t n;
+	bool ok;
+};
+
+/* Reads everything a stats socket sends.  Returns a malloc'd NUL-ended
+ * buffer, or NULL (message printed). */
+static char *read_socket(const char *path)
+{
+	char *buf;
+	size_t len = 0;
+	int fd = sock_unix_connect(path, false);
+
+	if (fd == -1) {
+		fprintf(stderr, "authctl: cannot read %s: %s\n", path, strerror(errno));
+		return NULL;
+	}
+	buf = xmalloc(STATS_MAX + 1);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, AUTHCTL_TIMEOUT_MS) <= 0 || len == STATS_MAX)
+			break;
+		n = read(fd, buf + len, STATS_MAX - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	buf[len] = '\0';
+	return buf;
+}
+
+/* Parses "name{labels} value" lines (comments skipped). */
+static void parse_metrics(char *text, struct metrics *m)
+{
+	size_t cap = 256;
+
+	m->s = xcalloc(cap, sizeof(*m->s));
+	m->n = 0;
+	m->ok = true;
+	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		struct sample *x;
+		char *brace, *sp;
+
+		if (line[0] == '#' || line[0] == '\0')
+			continue;
+		sp = strrchr(line, ' ');
+		if (sp == NULL)
+			continue;
+		*sp = '\0';
+		if (m->n == cap) {
+			cap *= 2;
+			m->s = realloc(m->s, cap * sizeof(*m->s));
+			if (m->s == NULL)
+				fatalx("out of memory");
+		}
+		x = &m->s[m->n++];
+		memset(x, 0, sizeof(*x));
+		x->value = strtod(sp + 1, NULL);
+		brace = strchr(line, '{');
+		if (brace != NULL) {
+			*brace = '\0';
+			snprintf(x->labels, sizeof(x->labels), "%.*s", (int)strcspn(brace + 1, "}"),
+				 brace + 1);
+		}
+		snprintf(x->name, sizeof(x->name), "%s", line);
+	}
+}
+
+/* The value of name whose labels contain want (or any, if NULL); sums
+ * every match. */
+static double get(const struct metrics *m, const char *name, const char *want)
+{
+	double v = 0;
+
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->s[i].name, name) == 0 &&
+		    (want == NULL || strstr(m->s[i].labels, want) != NULL))
+			v += m->s[i].value;
+	return v;
+}
+
+/* A quantile from a Prometheus histogram's cumulative buckets, in ms: the
+ * upper bound of the first bucket holding the rank. */
+static double quantile_ms(const struct metrics *m, const char *name, const char *want, double q)
+{
+	char bucket[128];
+	double count = 0, best = -1;
+
+	snprintf(bucket, sizeof(bucket), "%s_bucket", name);
+	for (size_t i = 0; i < m->n; i++)
+		if (strcmp(m->s[i].name, bucket) == 0 && strstr(m->s[i].labels, want) != NULL &&
+		    strstr(m->s[i].labels, "le=\"+Inf\"") != NULL)
+			count = m->s[i].value;
+	if (count == 0)
+		return 0;
+	for (size_t i = 0; i < m->n; i++) {
+		const char *le;
+		if (strcmp(m->s[i].name, bucket) != 0 || strstr(m->s[i].labels, want) == NULL ||
+		    (le = strstr(m->s[i].labels, "le=\"")) == NULL)
+			continue;
+		double bound = strncmp(le + 4, "+Inf", 4) == 0 ? 1e9 : strtod(le + 4, NULL);
+		if (m->s[i].value >= q * count && (best < 0 || bound < best))
+			best = bound;
+	}
+	return best < 0 ? 0 : best * 1000;
+}
+
+static void show_authd(const struct metrics *m)
+{
+	char want[96];
+
+	printf("authd: %.0f clients, %.0f requests in flight, %.0f requests "
+	       "(%.0f ok, %.0f fail, %.0f tempfail, %.0f error), %.0f reloads\n",
+	       get(m, "authd_clients_connected", NULL), get(m, "authd_requests_in_flight", NULL),
+	       get(m, "authd_requests_total", NULL), get(m, "authd_answers_total", "\"ok\""),
+	       get(m, "authd_answers_total", "\"fail\""),
+	       get(m, "authd_answers_total", "\"tempfail\""),
+	       get(m, "authd_answers_total", "\"error\""),
+	       get(m, "authd_reloads_total", "\"ok\""));
+	printf("%-16s %6s %5s %5s %6s %8s %8s %8s %8s %8s %9s %9s\n", "authenticator", "queue",
+	       "busy", "stuck", "workers", "ok", "fail", "nouser", "tempfail", "timeout",
+	       "p50 ms", "p99 ms");
+	for (size_t i = 0; i < m->n; i++) {
+		const char *q;
+		char name[32];
+
+		if (strcmp(m->s[i].name, "authd_workers") != 0 ||
+		    (q = strstr(m->s[i].labels, "authenticator=\"")) == NULL)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)strcspn(q + 15, "\""), q + 15);
+		snprintf(want, sizeof(want), "authenticator=\"%s\"", name);
+		char r_ok[128], r_fail[128], r_nouser[128], r_temp[128], r_to[128];
+		snprintf(r_ok, sizeof(r_ok), "%s,result=\"ok\"", want);
+		snprintf(r_fail, sizeof(r_fail), "%s,result=\"fail\"", want);
+		snprintf(r_nouser, sizeof(r_nouser), "%s,result=\"nouser\"", want);
+		snprintf(r_temp, sizeof(r_temp), "%s,result=\"tempfail\"", want);
+		snprintf(r_to, sizeof(r_to), "%s,result=\"timeout\"", want);
+		printf("%-16s %6.0f %5.0f %5.0f %6.0f %8.0f %8.0f %8.0f %8.0f %8.0f %9.2f %9.2f\n",
+		       name, get(m, "authd_queue_depth", want), get(m, "authd_in_flight", want),
+		       get(m, "authd_workers_stuck", want), m->s[i].value,
+		       get(m, "authd_authenticator_results_total", r_ok),
+		       get(m, "authd_authenticator_results_total", r_fail),
+		       get(m, "authd_authenticator_results_total", r_nouser),
+		       get(m, "authd_authenticator_results_total", r_temp),
+		       get(m, "authd_authenticator_results_total", r_to),
+		       quantile_ms(m, "authd_service_seconds", want, 0.5),
+		       quantile_ms(m, "authd_service_seconds", want, 0.99));
+	}
+	if (get(m, "authd_cache_enabled", NULL) > 0) {
+		double hits = get(m, "authd_cache_hits_total", NULL) +
+			      get(m, "authd_cache_negative_hits_total", NULL);
+		double lookups = hits + get(m, "authd_cache_misses_total", NULL);
+		printf("cache: hit ratio %.1f%% (%.0f of %.0f), %.0f entries of %.0f, "
+		       "%.0f stale served, %.0f coalesced, %.0f evictions\n",
+		       lookups > 0 ? 100 * hits / lookups : 0.0, hits, lookups,
+		       get(m, "authd_cache_entries", NULL) - get(m, "authd_cache_entries", "expired"),
+		       get(m, "authd_cache_capacity", NULL),
+		       get(m, "authd_cache_stale_served_total", NULL),
+		       get(m, "authd_cache_coalesced_total", NULL),
+		       get(m, "authd_cache_evictions_total", NULL));
+	} else {
+		printf("cache: disabled\n");
+	}
+}
+
+static void show_generic(const char *who, const struct metrics *m)
+{
+	printf("%s:\n", who);
+	for (size_t i = 0; i < m->n; i++) {
+		if (strstr(m->s[i].name, "_bucket") != NULL)
+			continue;
+		if (m->s[i].labels[0] != '\0')
+			printf("  %s{%s} %.0f\n", m->s[i].name, m->s[i].labels, m->s[i].value);
+		else
+			printf("  %-40s %.0f\n", m->s[i].name, m->s[i].value);
+	}
+}
+
+static int show_stats_once(const char *authd_stats, const char *pop3d_stats, bool raw)
+{
+	int shown = 0;
+	const char *paths[2] = { authd_stats, pop3d_stats };
+
+	for (int k = 0; k < 2; k++) {
+		struct metrics m;
+		char *text;
+
+		if (paths[k] == NULL || paths[k][0] == '\0')
+			continue;
+		text = read_socket(paths[k]);
+		if (text == NULL)
+			continue;
+		shown++;
+		if (raw) {
+			fputs(text, stdout);
+		} else {
+			parse_metrics(text, &m);
+			if (k == 0)
+				show_authd(&m);
+			else
+				show_generic("pop3d", &m);
+			free(m.s);
+		}
+		free(text);
+	}
+	fflush(stdout);
+	return shown;
+}
+
+static int cmd_stats(const char *authd_stats, const char *pop3d_stats, int argc, char **argv)
+{
+	bool raw = false;
+	unsigned watch = 0, count = 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--raw") == 0)
+			raw = true;
+		else if (strcmp(argv[i], "--watch") == 0 && i + 1 < argc &&
+			 num_parse_uint(argv[i + 1], 1, 3600, &watch) == 0)
+			i++;
+		else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc &&
+			 num_parse_uint(argv[i + 1], 1, 1000000, &count) == 0)
+			i++;
+		else
+			usage();
+	}
+	if ((authd_stats == NULL || authd_stats[0] == '\0') &&
+	    (pop3d_stats == NULL || pop3d_stats[0] == '\0')) {
+		fprintf(stderr, "authctl: no stats socket configured (set stats-socket in "
+			"[authd] or [pop3d], or use -A / -P)\n");
+		return EX_UNAVAIL;
+	}
+	for (unsigned round = 0;; round++) {
+		if (watch != 0 && !raw)
+			printf("\033[H\033[2J");	/* clear the terminal */
+		if (show_stats_once(authd_stats, pop3d_stats, raw) == 0)
+			return EX_UNAVAIL;
+		if (watch == 0 || (count != 0 && round + 1 >= count))
+			return EX_OK_;
+		sleep(watch);
+	}
+}
+
 static int cmd_test(const char *sock, const char *user, const char *service)
 {
 	char pass[AUTH_MAX_PASSWORD + 2];
@@ -249,15 +538,17 @@ static int cmd_test(const char *sock, const char *user, const char *service)
 
 int main(int argc, char **argv)
 {
-	const char *sock = NULL, *confpath = NULL;
+	const char *sock = NULL, *confpath = NULL, *astats = NULL, *pstats = NULL;
 	struct config *conf = NULL;
 	char err[1024];
 	int ch, rc;
 
-	while ((ch = getopt(argc, argv, "s:c:")) != -1) {
+	while ((ch = getopt(argc, argv, "+s:c:A:P:")) != -1) {
 		switch (ch) {
 		case 's': sock = optarg; break;
 		case 'c': confpath = optarg; break;
+		case 'A': astats = optarg; break;
+		case 'P': pstats = optarg; break;
 		default: usage();
 		}
 	}
@@ -267,15 +558,22 @@ int main(int argc, char **argv)
 		usage();
 	if (sodium_init() < 0)
 		return EX_UNAVAIL;
-	if (sock == NULL) {
+	bool need_conf = strcmp(argv[0], "stats") == 0 ? (astats == NULL && pstats == NULL)
+						       : sock == NULL;
+	if (need_conf || confpath != NULL) {
 		if (confpath == NULL)
 			confpath = "/etc/pop3d/pop3d.conf";
 		conf = config_load(confpath, err, sizeof(err));
 		if (conf == NULL) {
-			fprintf(stderr, "authctl: %s (use -s SOCKET)\n", err);
+			fprintf(stderr, "authctl: %s (use -s SOCKET, or -A/-P for stats)\n", err);
 			return EX_UNAVAIL;
 		}
-		sock = conf->authd.socket;
+		if (sock == NULL)
+			sock = conf->authd.socket;
+		if (astats == NULL && pstats == NULL) {
+			astats = conf->authd.stats_socket;
+			pstats = conf->pop3d.stats_socket;
+		}
 	}
 	if (strcmp(argv[0], "test") == 0) {
 		if (argc < 2 || argc > 3)
@@ -285,6 +583,10 @@ int main(int argc, char **argv)
 		rc = cmd_flush(sock, argc == 2 ? argv[1] : NULL);
 	} else if (strcmp(argv[0], "cache") == 0 && argc == 1) {
 		rc = cmd_cache(sock);
+	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {
+		rc = cmd_reload(sock);
+	} else if (strcmp(argv[0], "stats") == 0) {
+		rc = cmd_stats(astats, pstats, argc, argv);
 	} else {
 		usage();
 	}

@@ -22,6 +22,7 @@
 
 #include "common/config.h"
 #include "common/limits.h"
+#include "common/metrics.h"
 
 struct event_base;
 struct request;
@@ -77,14 +78,14 @@ struct job {
 	char service[33];
 	char rip[64], lip[64];
 	bool secured;
-	uint64_t enqueued_ms;
+	uint64_t enqueued_us;
 	uint64_t deadline_ms;
 
 	/* output */
 	enum auth_result result;
 	enum tempfail_reason reason;
 	struct userdb udb;
-	uint64_t started_ms, finished_ms;
+	uint64_t started_us, finished_us;
 };
 TAILQ_HEAD(job_list, job);
 
@@ -107,11 +108,27 @@ struct passdb_ops {
 	void (*deinit)(struct authenticator *auth);
 };
 
+/* Counters of one authenticator, loop thread only.  Carried over to the
+ * authenticator of the same name when the configuration is reloaded. */
 struct auth_stats {
-	uint64_t requests, ok, fail, nouser, tempfail, timeout, overloaded;
+	uint64_t requests, ok, fail, nouser, tempfail, timeout, overloaded, unavailable;
+	struct metrics_hist queue_wait;	/* queued -> taken by a worker */
+	struct metrics_hist service;	/* taken -> backend answered */
+};
+
+/* One configuration and the authenticators started from it.  Reloading
+ * starts a new generation for new requests; the old one stops once its
+ * last job has come back. */
+struct generation {
+	struct config *conf;		/* owned */
+	struct authenticator *auths;
+	size_t nauths;
+	unsigned jobs;			/* submitted, not yet completed */
+	bool retired;
 };
 
 struct authenticator {
+	struct generation *gen;
 	const struct auth_conf *conf;
 	size_t chain_pos;
 	const struct passdb_ops *ops;
@@ -129,12 +146,18 @@ struct authenticator {
 };
 
 /* authenticator.c */
-/* Creates the authenticators of conf's chain and starts their workers;
- * fatal on failure.  Returns the array (conf->nauths entries). */
-struct authenticator *authenticators_start(const struct config *conf,
-					    struct event_base *base);
-/* Stops workers (killing helper processes) and frees everything. */
-void authenticators_stop(struct authenticator *auths, size_t n);
+/* Sets up the completion wake-up on base; once, before any start. */
+void authenticators_init(struct event_base *base);
+/* Starts a generation: the authenticators of conf's chain and their
+ * workers (taking over conf).  Returns NULL with a message in error if a
+ * backend cannot start (e.g. an unreadable passwd-file). */
+struct generation *generation_start(struct config *conf, char *error, size_t size);
+/* Marks gen as replaced; it stops (and is freed) when its last job has
+ * come back, maybe at once. */
+void generation_retire(struct generation *gen);
+/* Stops everything at shutdown: kills helper processes, joins workers,
+ * frees the generations (the current one and any retiring). */
+void authenticators_shutdown(struct generation *current);
 /* Queues job on its authenticator.  Returns 0, or -1 with *reason_r set
  * when the queue is full or every worker is stuck (the job is not queued). */
 int authenticator_submit(struct authenticator *auth, struct job *job,
@@ -147,16 +170,33 @@ unsigned authenticator_stuck(struct authenticator *auth, uint64_t now_ms);
 void job_free(struct job *job);
 
 /* request.c */
-/* Creates the cache: before authenticators_start(), since workers may
- * flush it.  requests_set_chain() then hands over the started chain. */
+/* Creates the cache from conf's [cache]: before the first generation
+ * starts, since workers may flush it. */
 void requests_init(const struct config *conf);
-void requests_set_chain(struct authenticator *auths, size_t n);
+/* New requests go to gen from now on. */
+void requests_set_generation(struct generation *gen);
+/* Requests waiting for an answer right now (for the process title). */
+unsigned requests_in_flight(void);
 /* Called by authenticator.c on the loop thread for each finished job. */
 void request_job_done(struct job *job);
 
 /* client.c */
 void clients_init(struct event_base *base, const struct config *conf, int listen_fd);
+void clients_set_conf(const struct config *conf);
+unsigned clients_count(void);
 void clients_shutdown(void);
+
+/* main.c */
+/* Re-reads the configuration file.  Returns 0, or -1 with the reason in
+ * error (the running configuration is kept). */
+int authd_reload(char *error, size_t size);
+/* The generation new requests go to. */
+struct generation *authd_generation(void);
+
+/* stats.c */
+/* Serves the metrics on the stats socket (listening fd). */
+void stats_init(struct event_base *base, int listen_fd);
+void stats_shutdown(void);
 
 /* reply helpers used by request.c, implemented in client.c */
 struct client;
@@ -210,9 +250,17 @@ void requests_set_base(struct event_base *base);
  * with user_normalize), or all when user is NULL.  Returns how many. */
 uint64_t requests_cache_flush(const char *user);
 struct cache *requests_cache(void);
+/* Shutdown: drops every flight; then, once no worker runs (they may
+ * flush the cache), requests_cache_free(). */
 void requests_shutdown(void);
+void requests_cache_free(void);
 
 struct authd_stats {
+	uint64_t requests;		/* AUTH requests accepted */
+	uint64_t answered_ok, answered_fail, answered_tempfail;
+	uint64_t errors;		/* ERROR replies (malformed requests) */
+	uint64_t invalid;		/* refused before any backend (bad name) */
+	uint64_t reloads, reload_failures;
 	uint64_t coalesced;		/* requests that joined one in flight */
 	uint64_t cache_answers;		/* answered from a fresh entry */
 	uint64_t stale_answers;		/* answered from a stale entry */

@@ -7,6 +7,10 @@
  * wakes the loop, which hands them to request.c.  Workers never touch a
  * client or a request.
  *
+ * Authenticators belong to a generation (one configuration).  A reload
+ * starts a new generation; the old one keeps its workers until its last
+ * job has come back, then stops, so nothing in flight is dropped.
+ *
  * A worker whose job is past its deadline is "stuck".  While every worker
  * of an authenticator is stuck, submit() refuses new jobs at once (they
  * would only wait out their own timeout in the queue); as soon as one
@@ -14,6 +18,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -31,6 +36,11 @@ static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct job_list done_list = TAILQ_HEAD_INITIALIZER(done_list);
 static int done_fd = -1;
 static struct event *done_ev;
+/* Generations replaced by a reload whose jobs are still out. */
+#define MAX_RETIRING 16
+static struct generation *retiring[MAX_RETIRING];
+
+static void generation_stop(struct generation *gen, bool kill_children);
 
 void job_free(struct job *job)
 {
@@ -69,9 +79,21 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
 	TAILQ_CONCAT(&batch, &done_list, entry);
 	pthread_mutex_unlock(&done_lock);
 	while ((job = TAILQ_FIRST(&batch)) != NULL) {
+		struct authenticator *a = job->auth;
+		struct generation *gen = a->gen;
+
 		TAILQ_REMOVE(&batch, job, entry);
+		metrics_hist_add(&a->stats.queue_wait, job->started_us - job->enqueued_us);
+		metrics_hist_add(&a->stats.service, job->finished_us - job->started_us);
+		/* May submit the next stage (jobs++) before this one counts off. */
 		request_job_done(job);
 		job_free(job);
+		if (--gen->jobs == 0 && gen->retired) {
+			for (size_t i = 0; i < MAX_RETIRING; i++)
+				if (retiring[i] == gen)
+					retiring[i] = NULL;
+			generation_stop(gen, false);
+		}
 	}
 }
 
@@ -97,7 +119,7 @@ static void *worker_main(void *arg)
 			 * timeout in the queue: do not spend a backend call. */
 			job->result = AUTH_RESULT_TEMPFAIL;
 			job->reason = TEMPFAIL_TIMEOUT;
-			job->started_ms = job->finished_ms = now;
+			job->started_us = job->finished_us = mtime_us();
 			pthread_mutex_unlock(&auth->lock);
 			completion_push(job);
 			pthread_mutex_lock(&auth->lock);
@@ -107,11 +129,11 @@ static void *worker_main(void *arg)
 		auth->busy++;
 		pthread_mutex_unlock(&auth->lock);
 
-		job->started_ms = now;
+		job->started_us = mtime_us();
 		job->result = AUTH_RESULT_TEMPFAIL;
 		job->reason = TEMPFAIL_INTERNAL;
 		auth->ops->verify(auth, w->state, job);
-		job->finished_ms = mtime_ms();
+		job->finished_us = mtime_us();
 		if (job->password != NULL)
 			sodium_memzero(job->password, job->passlen);
 
@@ -140,33 +162,88 @@ static const struct passdb_ops *ops_for(enum auth_type type)
 	return NULL;
 }
 
-struct authenticator *authenticators_start(const struct config *conf, struct event_base *base)
+void authenticators_init(struct event_base *base)
 {
-	struct authenticator *auths = xcalloc(conf->nauths, sizeof(*auths));
-	sigset_t all, old;
-	char err[512];
-
 	done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (done_fd == -1)
 		fatal("eventfd");
 	done_ev = event_new(base, done_fd, EV_READ | EV_PERSIST, on_completions, NULL);
 	if (done_ev == NULL || event_add(done_ev, NULL) == -1)
 		fatalx("cannot watch the completion eventfd");
+}
 
+/* Stops the workers of gen's first n authenticators and frees gen. */
+static void stop_auths(struct generation *gen, size_t n, bool kill_children)
+{
+	struct job *job;
+
+	for (size_t i = 0; i < n; i++) {
+		pthread_mutex_lock(&gen->auths[i].lock);
+		gen->auths[i].stopping = true;
+		pthread_cond_broadcast(&gen->auths[i].cond);
+		pthread_mutex_unlock(&gen->auths[i].lock);
+	}
+	/* At shutdown, workers blocked on a helper return as soon as it is
+	 * gone.  (A retired generation has no job out, so nothing to kill.) */
+	if (kill_children)
+		children_kill_all();
+	for (size_t i = 0; i < n; i++) {
+		struct authenticator *a = &gen->auths[i];
+
+		for (unsigned w = 0; w < a->nworkers; w++)
+			pthread_join(a->workers[w].thread, NULL);
+		while ((job = TAILQ_FIRST(&a->queue)) != NULL) {
+			TAILQ_REMOVE(&a->queue, job, entry);
+			job_free(job);
+		}
+		if (a->ops->deinit != NULL)
+			a->ops->deinit(a);
+		free(a->workers);
+		pthread_mutex_destroy(&a->lock);
+		pthread_cond_destroy(&a->cond);
+	}
+	free(gen->auths);
+	config_free(&gen->conf);
+	free(gen);
+}
+
+static void generation_stop(struct generation *gen, bool kill_children)
+{
+	log_info("authd: configuration generation with %zu authenticators stopped",
+		 gen->nauths);
+	stop_auths(gen, gen->nauths, kill_children);
+}
+
+struct generation *generation_start(struct config *conf, char *error, size_t size)
+{
+	struct generation *gen = xcalloc(1, sizeof(*gen));
+	sigset_t all, old;
+	char err[512];
+
+	gen->conf = conf;
+	gen->auths = xcalloc(conf->nauths, sizeof(*gen->auths));
 	/* Workers never take signals: the loop thread handles them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (size_t i = 0; i < conf->nauths; i++) {
-		struct authenticator *a = &auths[i];
+		struct authenticator *a = &gen->auths[i];
 
+		a->gen = gen;
 		a->conf = &conf->auths[i];
 		a->chain_pos = i;
 		a->ops = ops_for(a->conf->type);
 		TAILQ_INIT(&a->queue);
 		pthread_mutex_init(&a->lock, NULL);
 		pthread_cond_init(&a->cond, NULL);
-		if (a->ops->init != NULL && a->ops->init(a, err, sizeof(err)) == -1)
-			fatalx("authenticator %s: %s", a->conf->name, err);
+		if (a->ops->init != NULL && a->ops->init(a, err, sizeof(err)) == -1) {
+			snprintf(error, size, "authenticator %s: %s", a->conf->name, err);
+			pthread_mutex_destroy(&a->lock);
+			pthread_cond_destroy(&a->cond);
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			gen->conf = NULL;	/* the caller keeps it */
+			stop_auths(gen, i, false);
+			return NULL;
+		}
 		a->nworkers = a->conf->workers;
 		a->workers = xcalloc(a->nworkers, sizeof(*a->workers));
 		for (unsigned w = 0; w < a->nworkers; w++) {
@@ -184,40 +261,42 @@ struct authenticator *authenticators_start(const struct config *conf, struct eve
 			 (unsigned long long)a->conf->timeout_ms);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return auths;
+	gen->nauths = conf->nauths;
+	return gen;
 }
 
-void authenticators_stop(struct authenticator *auths, size_t n)
+void generation_retire(struct generation *gen)
+{
+	gen->retired = true;
+	if (gen->jobs == 0) {
+		generation_stop(gen, false);
+		return;
+	}
+	for (size_t i = 0; i < MAX_RETIRING; i++)
+		if (retiring[i] == NULL) {
+			retiring[i] = gen;
+			return;
+		}
+	/* Sixteen reloads while one backend hangs: stop the oldest now; its
+	 * workers return at their deadlines. */
+	log_warnx("authd: too many configurations retiring; stopping the oldest");
+	struct generation *old = retiring[0];
+	memmove(retiring, retiring + 1, sizeof(retiring) - sizeof(retiring[0]));
+	retiring[MAX_RETIRING - 1] = gen;
+	generation_stop(old, false);
+}
+
+void authenticators_shutdown(struct generation *current)
 {
 	struct job *job;
 
-	if (auths == NULL)
-		return;
-	for (size_t i = 0; i < n; i++) {
-		pthread_mutex_lock(&auths[i].lock);
-		auths[i].stopping = true;
-		pthread_cond_broadcast(&auths[i].cond);
-		pthread_mutex_unlock(&auths[i].lock);
-	}
-	/* Workers blocked on a helper return as soon as it is gone. */
-	children_kill_all();
-	for (size_t i = 0; i < n; i++) {
-		struct authenticator *a = &auths[i];
-
-		/* A worker in the middle of a backend call returns at its
-		 * deadline at the latest (helpers are killed then). */
-		for (unsigned w = 0; w < a->nworkers; w++)
-			pthread_join(a->workers[w].thread, NULL);
-		while ((job = TAILQ_FIRST(&a->queue)) != NULL) {
-			TAILQ_REMOVE(&a->queue, job, entry);
-			job_free(job);
+	for (size_t i = 0; i < MAX_RETIRING; i++)
+		if (retiring[i] != NULL) {
+			generation_stop(retiring[i], true);
+			retiring[i] = NULL;
 		}
-		if (a->ops->deinit != NULL)
-			a->ops->deinit(a);
-		free(a->workers);
-		pthread_mutex_destroy(&a->lock);
-		pthread_cond_destroy(&a->cond);
-	}
+	if (current != NULL)
+		generation_stop(current, true);
 	while ((job = TAILQ_FIRST(&done_list)) != NULL) {
 		TAILQ_REMOVE(&done_list, job, entry);
 		job_free(job);
@@ -226,7 +305,6 @@ void authenticators_stop(struct authenticator *auths, size_t n)
 		event_free(done_ev);
 	if (done_fd != -1)
 		close(done_fd);
-	free(auths);
 }
 
 static unsigned stuck_locked(struct authenticator *auth, uint64_t now)
@@ -256,7 +334,7 @@ int authenticator_submit(struct authenticator *auth, struct job *job,
 	uint64_t now = mtime_ms();
 
 	job->auth = auth;
-	job->enqueued_ms = now;
+	job->enqueued_us = mtime_us();
 	job->deadline_ms = now + auth->conf->timeout_ms;
 	pthread_mutex_lock(&auth->lock);
 	if (auth->queued >= auth->conf->queue_limit ||
@@ -269,6 +347,7 @@ int authenticator_submit(struct authenticator *auth, struct job *job,
 	auth->queued++;
 	pthread_cond_signal(&auth->cond);
 	pthread_mutex_unlock(&auth->lock);
+	auth->gen->jobs++;
 	return 0;
 }
 

@@ -88,6 +88,7 @@ static void reply_error(struct client *c, const char *id, const char *reason)
 {
 	struct proto_line l;
 
+	authd_stats.errors++;
 	proto_line_start(&l, "ERROR");
 	proto_line_add(&l, id);
 	proto_line_kv(&l, "reason", reason);
@@ -261,8 +262,8 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	request_run(req);
 }
 
-/* FLUSH and CACHE: administration, for root and authd's own uid only (not
- * for the unprivileged pop3d front ends that share this socket). */
+/* FLUSH, CACHE and RELOAD: administration, for root and authd's own uid
+ * only (not for the unprivileged pop3d front ends that share this socket). */
 static void handle_admin(struct client *c, struct proto_msg *m)
 {
 	struct proto_line l;
@@ -277,6 +278,18 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 		log_warnx("client pid %ld uid %ld: %s refused (root or authd's uid only)",
 			  (long)c->pid, (long)c->uid, m->cmd);
 		reply_error(c, id, "not permitted");
+		return;
+	}
+	if (strcmp(m->cmd, "RELOAD") == 0) {
+		char err[1024];
+
+		if (authd_reload(err, sizeof(err)) == -1) {
+			reply_error(c, id, err);
+			return;
+		}
+		proto_line_start(&l, "DONE");
+		proto_line_add(&l, id);
+		send_line(c, &l);
 		return;
 	}
 	if (strcmp(m->cmd, "FLUSH") == 0) {
@@ -366,7 +379,8 @@ static int handle_line(struct client *c, char *line, size_t len)
 		handle_auth(c, &m);
 		return 0;
 	}
-	if (strcmp(m.cmd, "FLUSH") == 0 || strcmp(m.cmd, "CACHE") == 0) {
+	if (strcmp(m.cmd, "FLUSH") == 0 || strcmp(m.cmd, "CACHE") == 0 ||
+	    strcmp(m.cmd, "RELOAD") == 0) {
 		handle_admin(c, &m);
 		return 0;
 	}
@@ -477,7 +491,11 @@ void clients_init(struct event_base *b, const struct config *c, int listen_fd)
 	evconnlistener_set_error_cb(listener, on_accept_error);
 }
 
-unsigned clients_count(void);
+void clients_set_conf(const struct config *c)
+{
+	conf = c;
+}
+
 unsigned clients_count(void)
 {
 	return nclients;

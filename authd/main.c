@@ -18,11 +18,88 @@
 
 #include "authd/authd.h"
 #include "common/log.h"
+#include "common/mtime.h"
 #include "common/notify.h"
 #include "common/privsep.h"
+#include "common/proctitle.h"
 #include "common/sock.h"
 
 static struct event_base *base;
+static char *conf_path;			/* absolute, for reloads */
+static struct generation *current;	/* new requests go here */
+/* What cannot change without a restart: as started. */
+static char *sock_path, *master_path, *stats_path, *run_user;
+static bool cache_enabled;
+static uint64_t cache_size;
+
+struct generation *authd_generation(void)
+{
+	return current;
+}
+
+/* Reports keys of the new configuration that need a restart. */
+static void report_fixed(const struct config *n)
+{
+#define SAME(a, b) (strcmp((a) != NULL ? (a) : "", (b) != NULL ? (b) : "") == 0)
+	if (!SAME(n->authd.socket, sock_path))
+		log_warnx("reload: [authd] socket changed; restart authd to apply");
+	if (!SAME(n->authd.master_socket, master_path))
+		log_warnx("reload: [authd] master-socket changed; restart authd to apply");
+	if (!SAME(n->authd.stats_socket, stats_path))
+		log_warnx("reload: [authd] stats-socket changed; restart authd to apply");
+	if (!SAME(n->authd.user, run_user))
+		log_warnx("reload: [authd] user changed; restart authd to apply");
+	if (n->cache.enabled != cache_enabled || (cache_enabled && n->cache.size != cache_size))
+		log_warnx("reload: [cache] enabled or size changed; restart authd to apply "
+			  "(TTLs and refresh-ahead did change)");
+#undef SAME
+}
+
+int authd_reload(char *error, size_t size)
+{
+	struct config *n;
+	struct generation *gen;
+	char err[1024];
+
+	n = config_load(conf_path, err, sizeof(err));
+	if (n == NULL) {
+		authd_stats.reload_failures++;
+		log_error("reload refused, running configuration kept: %s", err);
+		snprintf(error, size, "%s", err);
+		return -1;
+	}
+	gen = generation_start(n, err, sizeof(err));
+	if (gen == NULL) {
+		authd_stats.reload_failures++;
+		log_error("reload refused, running configuration kept: %s", err);
+		snprintf(error, size, "%s", err);
+		config_free(&n);
+		return -1;
+	}
+	report_fixed(n);
+	/* Counters continue across reloads for authenticators that keep
+	 * their name. */
+	for (size_t i = 0; i < gen->nauths; i++)
+		for (size_t k = 0; k < current->nauths; k++)
+			if (strcmp(gen->auths[i].conf->name, current->auths[k].conf->name) == 0)
+				gen->auths[i].stats = current->auths[k].stats;
+	if (config_log_init("authd", &n->authd.log, true) == -1)
+		log_warn("reload: cannot open log file %s", n->authd.log.file);
+	requests_set_generation(gen);
+	clients_set_conf(n);
+	tickets_init(n);
+	generation_retire(current);
+	current = gen;
+	authd_stats.reloads++;
+	log_info("authd: configuration reloaded from %s (%zu authenticators)", conf_path,
+		 gen->nauths);
+	return 0;
+}
+
+static void on_title(evutil_socket_t fd, short what, void *arg)
+{
+	proctitle_set("authd: %u in flight", requests_in_flight());
+}
 
 static void usage(void)
 {
@@ -47,10 +124,10 @@ static void on_usr1(evutil_socket_t sig, short what, void *arg)
 
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-	/* passwd-files reload themselves when they change; a configuration
-	 * reload arrives with the operations work (authctl reload). */
-	log_warnx("authd: SIGHUP: configuration reload is not supported yet; "
-		  "restart authd to apply a changed configuration");
+	char err[1024];
+
+	log_info("authd: SIGHUP, reloading %s", conf_path);
+	authd_reload(err, sizeof(err));
 }
 
 static void daemonize(void)
@@ -82,10 +159,10 @@ int main(int argc, char **argv)
 	const char *path = NULL;
 	bool foreground = false, test_only = false;
 	struct config *conf;
-	struct authenticator *auths;
-	struct event *sigs[5];
-	char err[1024];
-	int ch, fd, mfd;
+	struct event *sigs[5], *title_ev;
+	struct timeval one_second = { 1, 0 };
+	char err[1024], *real;
+	int ch, fd, mfd, sfd = -1;
 
 	while ((ch = getopt(argc, argv, "c:ft")) != -1) {
 		switch (ch) {
@@ -111,6 +188,10 @@ int main(int argc, char **argv)
 	}
 	if (sodium_init() < 0)
 		fatalx("libsodium initialisation failed");
+	/* Keep what argv holds before the process title overwrites it. */
+	real = realpath(path, NULL);
+	conf_path = real != NULL ? real : xstrdup(path);
+	proctitle_init(argc, argv);
 	privsep_no_core();
 	signal(SIGPIPE, SIG_IGN);
 	if (config_log_init("authd", &conf->authd.log, foreground) == -1)
@@ -123,6 +204,24 @@ int main(int argc, char **argv)
 	mfd = sock_unix_listen(conf->authd.master_socket, 0600);
 	if (mfd == -1)
 		fatal("cannot listen on %s", conf->authd.master_socket);
+	if (conf->authd.stats_socket[0] != '\0') {
+		sfd = sock_unix_listen(conf->authd.stats_socket, 0660);
+		if (sfd == -1)
+			fatal("cannot listen on %s", conf->authd.stats_socket);
+		if (conf->authd.stats_group[0] != '\0') {
+			gid_t g;
+			if (privsep_lookup_group(conf->authd.stats_group, &g) == -1)
+				fatalx("[authd] stats-group %s: no such group", conf->authd.stats_group);
+			if (chown(conf->authd.stats_socket, (uid_t)-1, g) == -1)
+				fatal("cannot chgrp %s", conf->authd.stats_socket);
+		}
+	}
+	sock_path = xstrdup(conf->authd.socket);
+	master_path = xstrdup(conf->authd.master_socket);
+	stats_path = xstrdup(conf->authd.stats_socket);
+	run_user = xstrdup(conf->authd.user);
+	cache_enabled = conf->cache.enabled;
+	cache_size = conf->cache.size;
 
 	if (geteuid() == 0) {
 		uid_t uid;
@@ -134,7 +233,8 @@ int main(int argc, char **argv)
 			fatalx("[authd] user %s: no such user", conf->authd.user);
 		else {
 			if (chown(conf->authd.socket, uid, gid) == -1 ||
-			    chown(conf->authd.master_socket, uid, gid) == -1)
+			    chown(conf->authd.master_socket, uid, gid) == -1 ||
+			    (sfd != -1 && chown(conf->authd.stats_socket, uid, (gid_t)-1) == -1))
 				fatal("cannot chown the sockets to %s", conf->authd.user);
 			privsep_drop(uid, gid);
 		}
@@ -152,10 +252,18 @@ int main(int argc, char **argv)
 	tickets_init(conf);
 	requests_set_base(base);
 	requests_init(conf);
-	auths = authenticators_start(conf, base);
-	requests_set_chain(auths, conf->nauths);
+	authenticators_init(base);
+	current = generation_start(conf, err, sizeof(err));
+	if (current == NULL)
+		fatalx("%s", err);
+	requests_set_generation(current);
 	clients_init(base, conf, fd);
 	master_init(base, mfd);
+	if (sfd != -1)
+		stats_init(base, sfd);
+	title_ev = event_new(base, -1, EV_PERSIST, on_title, NULL);
+	event_add(title_ev, &one_second);
+	on_title(-1, 0, NULL);
 
 	sigs[0] = evsignal_new(base, SIGTERM, on_stop, NULL);
 	sigs[1] = evsignal_new(base, SIGINT, on_stop, NULL);
@@ -173,14 +281,23 @@ int main(int argc, char **argv)
 	clients_shutdown();
 	requests_shutdown();
 	master_shutdown();
-	authenticators_stop(auths, conf->nauths);
+	stats_shutdown();
+	authenticators_shutdown(current);	/* frees every configuration */
+	requests_cache_free();
 	tickets_shutdown();
 	for (int i = 0; sigs[i] != NULL; i++)
 		event_free(sigs[i]);
+	event_free(title_ev);
 	event_base_free(base);
-	unlink(conf->authd.socket);
-	unlink(conf->authd.master_socket);
-	config_free(&conf);
+	unlink(sock_path);
+	unlink(master_path);
+	if (sfd != -1)
+		unlink(stats_path);
+	free(sock_path);
+	free(master_path);
+	free(stats_path);
+	free(run_user);
+	free(conf_path);
 	log_info("authd: stopped");
 	return 0;
 }

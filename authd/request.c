@@ -52,19 +52,19 @@ struct flight {
 	size_t passlen;
 	char service[33], rip[64], lip[64];
 	bool secured;
-	size_t stage;			/* index in the chain */
+	struct generation *gen;		/* the chain it runs through */
+	size_t stage;			/* index in gen's chain */
 	struct job *job;		/* in flight, or NULL */
 	struct event *timer;
 };
 
 struct authd_stats authd_stats;
 
-static const struct config *conf;
-static struct authenticator *chain;
-static size_t chain_len;
+static struct generation *cur;		/* new flights start here */
+static const struct config *conf;	/* cur->conf (the first one until then) */
 static struct event_base *loop_base;
 static struct cache *cache;
-static bool chain_cacheable;	/* every authenticator has cache = yes */
+static unsigned in_flight;		/* requests waiting on a flight */
 static LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
 
 static const char *const reason_names[] = {
@@ -84,19 +84,30 @@ void requests_set_base(struct event_base *base)
 	loop_base = base;
 }
 
-void requests_set_chain(struct authenticator *auths, size_t n)
+void requests_set_generation(struct generation *gen)
 {
-	chain = auths;
-	chain_len = n;
+	cur = gen;
+	conf = gen->conf;
+}
+
+unsigned requests_in_flight(void)
+{
+	return in_flight;
+}
+
+/* Every authenticator of gen has cache = yes (so "unknown to the whole
+ * chain" may be cached). */
+static bool chain_cacheable(const struct generation *gen)
+{
+	for (size_t i = 0; i < gen->nauths; i++)
+		if (!gen->auths[i].conf->cache)
+			return false;
+	return true;
 }
 
 void requests_init(const struct config *c)
 {
 	conf = c;
-	chain_cacheable = true;
-	for (size_t i = 0; i < c->nauths; i++)
-		if (!c->auths[i].cache)
-			chain_cacheable = false;
 	for (size_t i = 0; i < FLIGHT_BUCKETS; i++)
 		LIST_INIT(&flights[i]);
 	if (!conf->cache.enabled) {
@@ -188,9 +199,12 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 
 	while ((req = TAILQ_FIRST(&f->waiters)) != NULL) {
 		TAILQ_REMOVE(&f->waiters, req, flight_entry);
+		if (req->flight != NULL)
+			in_flight--;
 		req->flight = NULL;
 		switch (result) {
 		case AUTH_RESULT_OK:
+			authd_stats.answered_ok++;
 			ticket_issue(req->user, udb, client_pid(req->client), ticket);
 			log_info("auth ok: user=%s service=%s rip=%s authenticator=%s time=%.1fms",
 				 req->user, req->service, req->rip, authname,
@@ -199,12 +213,14 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			sodium_memzero(ticket, sizeof(ticket));
 			break;
 		case AUTH_RESULT_TEMPFAIL:
+			authd_stats.answered_tempfail++;
 			log_warnx("auth tempfail: user=%s service=%s rip=%s authenticator=%s "
 				  "reason=%s time=%.1fms", req->user, req->service, req->rip,
 				  authname, reason_names[reason], elapsed_ms(req->started_us));
 			client_reply_tempfail(req->client, req->id, reason);
 			break;
 		default:
+			authd_stats.answered_fail++;
 			/* Fixed format for fail2ban: see authd(8). */
 			log_info("auth failed: user=%s service=%s rip=%s authenticator=%s "
 				 "time=%.1fms", req->user, req->service, req->rip, authname,
@@ -249,6 +265,8 @@ static void flight_tempfail(struct flight *f, struct authenticator *a, enum temp
 		a->stats.timeout++;
 	else if (reason == TEMPFAIL_OVERLOADED)
 		a->stats.overloaded++;
+	else
+		a->stats.unavailable++;
 	if (f->cacheable && !TAILQ_EMPTY(&f->waiters) &&
 	    cache_lookup_stale(cache, f->key, f->verifier, (int64_t)mtime_ms(), &e)) {
 		authd_stats.stale_answers++;
@@ -265,13 +283,13 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct flight *f = arg;
 
-	flight_tempfail(f, &chain[f->stage], TEMPFAIL_TIMEOUT);
+	flight_tempfail(f, &f->gen->auths[f->stage], TEMPFAIL_TIMEOUT);
 }
 
-/* Queues the flight on chain[f->stage]. */
+/* Queues the flight on its chain's authenticator number f->stage. */
 static void flight_dispatch(struct flight *f)
 {
-	struct authenticator *a = &chain[f->stage];
+	struct authenticator *a = &f->gen->auths[f->stage];
 	enum tempfail_reason reason;
 	struct job *job;
 	struct timeval tv;
@@ -341,7 +359,7 @@ static void cache_fill(struct job *job)
 		break;
 	case AUTH_RESULT_NOUSER:
 		/* Unknown to the whole chain only when the last one says so. */
-		if (a->chain_pos + 1 == chain_len && chain_cacheable)
+		if (a->chain_pos + 1 == a->gen->nauths && chain_cacheable(a->gen))
 			r = cache_insert(cache, job->key, NULL, CACHE_NOUSER, NULL, now, neg, 0);
 		break;
 	case AUTH_RESULT_TEMPFAIL:
@@ -378,7 +396,7 @@ void request_job_done(struct job *job)
 		break;
 	case AUTH_RESULT_NOUSER:
 		a->stats.nouser++;
-		if (f->stage + 1 < chain_len) {
+		if (f->stage + 1 < f->gen->nauths) {
 			f->stage++;
 			flight_dispatch(f);
 			return;
@@ -397,6 +415,7 @@ static struct flight *flight_new(const struct request *req, bool cacheable,
 	struct flight *f = xcalloc(1, sizeof(*f));
 
 	TAILQ_INIT(&f->waiters);
+	f->gen = cur;
 	f->cacheable = cacheable;
 	if (cacheable) {
 		memcpy(f->key, key, CACHE_KEY_LEN);
@@ -422,6 +441,7 @@ struct request *request_new(struct client *c, const struct request_params *p)
 {
 	struct request *req = xcalloc(1, sizeof(*req));
 
+	authd_stats.requests++;
 	req->client = c;
 	req->started_us = mtime_us();
 	snprintf(req->id, sizeof(req->id), "%s", p->id);
@@ -436,6 +456,7 @@ struct request *request_new(struct client *c, const struct request_params *p)
 	    req->passlen == 0) {
 		/* No such name can exist, or an empty password: reject without
 		 * asking any backend.  Logged like any other failure. */
+		authd_stats.invalid++;
 		log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
 			 "time=0.0ms", req->service, req->rip);
 		client_reply_fail(c, req->id);
@@ -492,6 +513,7 @@ void request_run(struct request *req)
 		if (f != NULL)
 			authd_stats.coalesced++;
 	}
+	in_flight++;
 	if (f == NULL) {
 		f = flight_new(req, cache != NULL, key, verifier);
 		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
@@ -511,6 +533,7 @@ void request_cancel(struct request *req)
 	struct flight *f = req->flight;
 
 	if (f != NULL) {
+		in_flight--;
 		TAILQ_REMOVE(&f->waiters, req, flight_entry);
 		if (TAILQ_EMPTY(&f->waiters) && !f->refresh)
 			flight_free(f);
@@ -535,5 +558,9 @@ void requests_shutdown(void)
 	for (size_t i = 0; i < FLIGHT_BUCKETS; i++)
 		while (!LIST_EMPTY(&flights[i]))
 			flight_free(LIST_FIRST(&flights[i]));
+}
+
+void requests_cache_free(void)
+{
 	cache_free(&cache);
 }

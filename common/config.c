@@ -52,6 +52,7 @@ static const struct key_def authd_keys[] = {
 	{ "socket", K_STRING, C(authd.socket), NULL, 0, 0, 0 },
 	{ "master-socket", K_STRING, C(authd.master_socket), NULL, 0, 0, 0 },
 	{ "stats-socket", K_STRING, C(authd.stats_socket), OPTIONAL, 0, 0, 0 },
+	{ "stats-group", K_STRING, C(authd.stats_group), OPTIONAL, 0, 0, 0 },
 	{ "user", K_STRING, C(authd.user), OPTIONAL, 0, 0, 0 },
 	{ "log-level", K_LOGLEVEL, C(authd.log.level), "info", 0, 0, 0 },
 	{ "log-target", K_LOGTARGET, C(authd.log.target), "stderr", 0, 0, 0 },
@@ -102,6 +103,23 @@ static const struct key_def pop3d_keys[] = {
 	{ "expire", K_STRING, C(pop3d.expire), OPTIONAL, 0, 0, 0 },
 	{ "login-delay", K_STRING, C(pop3d.login_delay), OPTIONAL, 0, 0, 0 },
 	{ "implementation", K_BOOL, C(pop3d.implementation), "no", 0, 0, 0 },
+	{ "listen-tls", K_STRING, C(pop3d.listen_tls), OPTIONAL, 0, 0, 0 },
+	{ "starttls", K_BOOL, C(pop3d.starttls), "no", 0, 0, 0 },
+	{ "require-tls", K_BOOL, C(pop3d.require_tls), "no", 0, 0, 0 },
+	{ "require-tls-disconnect", K_BOOL, C(pop3d.require_tls_disconnect), "no", 0, 0, 0 },
+	{ "require-tls-exempt", K_STRING, C(pop3d.require_tls_exempt), OPTIONAL, 0, 0, 0 },
+	{ "tls-cert-file", K_STRING, C(pop3d.tls_cert_file), OPTIONAL, 0, 0, 0 },
+	{ "tls-key-file", K_STRING, C(pop3d.tls_key_file), OPTIONAL, 0, 0, 0 },
+	{ "tls-min-version", K_STRING, C(pop3d.tls_min_version), "TLSv1.2", 0, 0, 0 },
+	/* Mozilla "intermediate" without the finite-field DHE suites. */
+	{ "tls-ciphers", K_STRING, C(pop3d.tls_ciphers),
+	  "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+	  "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+	  "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305", 0, 0, 0 },
+	{ "tls-ciphersuites", K_STRING, C(pop3d.tls_ciphersuites),
+	  "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", 0, 0, 0 },
+	{ "tls-groups", K_STRING, C(pop3d.tls_groups), "X25519:P-256:X448:P-384", 0, 0, 0 },
+	{ "tls-session-tickets", K_BOOL, C(pop3d.tls_session_tickets), "yes", 0, 0, 0 },
 	{ NULL, 0, 0, NULL, 0, 0, 0 }
 };
 
@@ -231,11 +249,14 @@ static char *counting_reader(char *str, int num, void *stream)
 	return r;
 }
 
+/* Names fit a cache entry's authenticator field (CACHE_AUTHENTICATOR_MAX). */
+#define AUTH_NAME_MAX 23
+
 static bool valid_auth_name(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > 32)
+	if (n == 0 || n > AUTH_NAME_MAX)
 		return false;
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
@@ -263,8 +284,8 @@ static struct section *enter_section(struct load_ctx *ctx, const char *name)
 		while (*an == ' ')
 			an++;
 		if (!valid_auth_name(an)) {
-			set_error(ctx, ctx->line, "[%s]: authenticator names are 1-32 "
-				  "characters of A-Z a-z 0-9 - _", name);
+			set_error(ctx, ctx->line, "[%s]: authenticator names are 1-%d "
+				  "characters of A-Z a-z 0-9 - _", name, AUTH_NAME_MAX);
 			return NULL;
 		}
 		for (size_t i = 0; i < ctx->nauths; i++)

@@ -75,6 +75,7 @@ struct config {
 		char *socket;
 		char *master_socket;
 		char *stats_socket;
+		char *stats_group;		/* group of the stats socket (mode 0660) */
 		char *user;
 		struct log_conf log;
 		bool lowercase_usernames;
@@ -119,6 +120,19 @@ struct config {
 		char *expire;			/* EXPIRE capability value, empty = not sent */
 		char *login_delay;		/* LOGIN-DELAY capability value */
 		bool implementation;		/* IMPLEMENTATION capability */
+		/* TLS (pop3d/tls.c; docs/pop3d.md has the reasons) */
+		char *listen_tls;		/* implicit-TLS ADDR:PORT list, as written */
+		bool starttls;			/* offer STLS on the listen ports */
+		bool require_tls;		/* no USER/PASS/AUTH before TLS */
+		bool require_tls_disconnect;	/* ... and close the connection */
+		char *require_tls_exempt;	/* CIDR list exempt from require-tls */
+		char *tls_cert_file;		/* PEM chain list, one per certificate */
+		char *tls_key_file;		/* PEM key list, paired with tls_cert_file */
+		char *tls_min_version;		/* TLSv1.2 or TLSv1.3 */
+		char *tls_ciphers;		/* TLS 1.2 cipher list (OpenSSL syntax) */
+		char *tls_ciphersuites;		/* TLS 1.3 ciphersuites */
+		char *tls_groups;		/* key exchange groups */
+		bool tls_session_tickets;	/* stateless resumption */
 	} pop3d;
 
 	struct auth_conf auths[CONFIG_MAX_AUTHENTICATORS];

@@ -3,7 +3,9 @@
  *
  * One message is formatted into a local buffer and written with a single
  * write(2), so lines from several threads or processes sharing the target
- * do not interleave.  Under systemd (JOURNAL_STREAM matches our stderr),
+ * do not interleave.  The settings are read under a read lock by every
+ * writer and changed under the write lock (log_init at a reload, while
+ * worker threads may be logging).  Under systemd (JOURNAL_STREAM matches our stderr),
  * each line starts with "<N>", the syslog priority journald understands.
  */
 #include <errno.h>
@@ -25,7 +27,7 @@ static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_fd = STDERR_FILENO;
 static char log_path[4096];
 static bool log_journal;
-static pthread_mutex_t log_reopen_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_rwlock_t log_lock = PTHREAD_RWLOCK_INITIALIZER;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 static const int level_prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG };
@@ -47,8 +49,9 @@ static bool stderr_is_journal(void)
 int log_init(const char *ident, enum log_level level, enum log_target target,
 	     const char *path, int syslog_facility)
 {
-	int fd;
+	int fd, rc = 0;
 
+	pthread_rwlock_wrlock(&log_lock);
 	log_ident = ident;
 	log_level = level;
 	log_journal = stderr_is_journal();
@@ -68,26 +71,29 @@ int log_init(const char *ident, enum log_level level, enum log_target target,
 		log_target = LOG_TARGET_SYSLOG;
 		break;
 	case LOG_TARGET_FILE:
-		if (path == NULL || strlen(path) >= sizeof(log_path))
-			return -1;
-		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-		if (fd == -1)
-			return -1;
+		if (path == NULL || strlen(path) >= sizeof(log_path) ||
+		    (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640)) == -1) {
+			rc = -1;
+			break;
+		}
 		snprintf(log_path, sizeof(log_path), "%s", path);
 		log_fd = fd;
 		log_target = LOG_TARGET_FILE;
 		break;
 	}
-	return 0;
+	pthread_rwlock_unlock(&log_lock);
+	return rc;
 }
 
 void log_reopen(void)
 {
 	int fd;
 
-	if (log_target != LOG_TARGET_FILE)
+	pthread_rwlock_wrlock(&log_lock);
+	if (log_target != LOG_TARGET_FILE) {
+		pthread_rwlock_unlock(&log_lock);
 		return;
-	pthread_mutex_lock(&log_reopen_lock);
+	}
 	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
 	if (fd != -1) {
 		/* dup2 swaps the file under log_fd atomically for other threads. */
@@ -95,17 +101,24 @@ void log_reopen(void)
 			log_warn("log: cannot reopen %s", log_path);
 		close(fd);
 	}
-	pthread_mutex_unlock(&log_reopen_lock);
+	pthread_rwlock_unlock(&log_lock);
 }
 
 void log_set_level(enum log_level level)
 {
+	pthread_rwlock_wrlock(&log_lock);
 	log_level = level;
+	pthread_rwlock_unlock(&log_lock);
 }
 
 bool log_enabled(enum log_level level)
 {
-	return level <= log_level;
+	bool on;
+
+	pthread_rwlock_rdlock(&log_lock);
+	on = level <= log_level;
+	pthread_rwlock_unlock(&log_lock);
+	return on;
 }
 
 int log_level_parse(const char *s)
@@ -137,8 +150,9 @@ static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list
 	char msg[2048], line[2300];
 	int n;
 
+	pthread_rwlock_rdlock(&log_lock);
 	if (level > log_level)
-		return;
+		goto out;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	/* Control characters (from a hostile peer) never reach the log raw. */
 	for (char *p = msg; *p != '\0'; p++)
@@ -150,7 +164,7 @@ static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list
 			syslog(level_prio[level], "%s: %s", msg, strerror(errnum));
 		else
 			syslog(level_prio[level], "%s", msg);
-		return;
+		goto out;
 	}
 
 	const char *err = errnum != 0 ? strerror(errnum) : NULL;
@@ -174,13 +188,15 @@ static void log_vemit(enum log_level level, int errnum, const char *fmt, va_list
 			     err ? err : "");
 	}
 	if (n < 0)
-		return;
+		goto out;
 	if ((size_t)n >= sizeof(line)) {
 		n = sizeof(line) - 1;
 		line[n - 1] = '\n';
 	}
 	while (write(log_fd, line, (size_t)n) == -1 && errno == EINTR)
 		;
+out:
+	pthread_rwlock_unlock(&log_lock);
 }
 
 #define LOG_FN(name, level, with_errno) \

@@ -26,6 +26,17 @@ int privsep_lookup(const char *user, uid_t *uid_r, gid_t *gid_r)
 	return 0;
 }
 
+int privsep_lookup_group(const char *group, gid_t *gid_r)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+
+	if (getgrnam_r(group, &gr, buf, sizeof(buf), &res) != 0 || res == NULL)
+		return -1;
+	*gid_r = gr.gr_gid;
+	return 0;
+}
+
 void privsep_drop(uid_t uid, gid_t gid)
 {
 	uid_t ru, eu, su;

@@ -10,6 +10,9 @@
 /* Looks up user and fills uid/gid.  Returns 0 or -1 (unknown user). */
 int privsep_lookup(const char *user, uid_t *uid_r, gid_t *gid_r);
 
+/* Looks up a group by name.  Returns 0 or -1 (unknown group). */
+int privsep_lookup_group(const char *group, gid_t *gid_r);
+
 /* Drops to uid/gid with supplementary groups cleared (or set to gid only),
  * then checks that no way back to root remains.  fatal() on any failure:
  * a half-dropped process must not go on. */

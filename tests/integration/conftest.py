@@ -38,16 +38,18 @@ class Authd:
         self.dir = str(tmpdir)
         self.socket = os.path.join(self.dir, "auth.sock")
         self.master_socket = os.path.join(self.dir, "master.sock")
+        self.stats_socket = os.path.join(self.dir, "authd-stats.sock")
         self.conf = os.path.join(self.dir, "authd.conf")
         self.log = os.path.join(self.dir, "authd.log")
         # The cache is off unless a test asks for it (a dict of [cache] keys),
         # so that tests of the backends see every request reach them.
         cache_keys = {"enabled": "no"} if cache is None else dict(cache, enabled="yes")
-        text = ("[authd]\nsocket = %s\nmaster-socket = %s\nlog-level = debug\n%s\n"
+        text = ("[authd]\nsocket = %s\nmaster-socket = %s\nstats-socket = %s\n"
+                "log-level = debug\n%s\n"
                 "[cache]\n%s\n"
                 "[pop3d]\nlisten = 127.0.0.1:1\nauth-socket = %s\n"
                 "master-auth-socket = %s\n\n"
-                % (self.socket, self.master_socket, extra,
+                % (self.socket, self.master_socket, self.stats_socket, extra,
                    "".join("%s = %s\n" % kv for kv in cache_keys.items()),
                    self.socket, self.master_socket))
         for name, keys in authenticators:
@@ -79,6 +81,20 @@ class Authd:
                 s.close()
         wait_until(ready, 20, "authd socket")
         return self
+
+    def scrape(self):
+        """The stats socket's text."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(10)
+        s.connect(self.stats_socket)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        return data.decode()
 
     def client(self, timeout=30):
         return AuthdClient(self.socket, timeout=timeout)

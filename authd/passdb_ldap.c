@@ -1,0 +1,1174 @@
+/*
+ * passdb_ldap.c - the LDAP authenticator (type = ldap).
+ *
+ * DESIGN
+ *
+ * Connections.  Each worker owns two libldap handles and shares neither
+ * (libldap 2.5 is thread-safe per handle, but a bind changes the identity
+ * of a whole connection):
+ *   - the service connection, bound once as bind-dn (anonymous without
+ *     one), runs every search;
+ *   - the bind connection, used by mode = bind only, binds as each user
+ *     in turn; a refused bind leaves it anonymous, which is harmless.
+ * Both open on the first request that needs them, trying `uris` in order
+ * (LDAPv3, referrals off; TLS for ldaps://, StartTLS on ldap:// with
+ * `starttls = yes`), and then stay open for the life of the worker.
+ *
+ * Deadlines.  Only asynchronous calls are made, each followed by
+ * ldap_result() with the time left before job->deadline_ms, so no call
+ * outlives its job: the loop answers TEMPFAIL at the deadline anyway, and
+ * authenticator.c counts a worker past its deadline as stuck.  Opening a
+ * connection is bounded by LDAP_OPT_NETWORK_TIMEOUT, set before each
+ * connect to the smaller of `network-timeout` and the time left; libldap
+ * applies it to connect() and to the TLS handshake (tls2.c).
+ *
+ * Failures.  After a timeout or a transport error the operation is
+ * abandoned and the handle dropped (ldap_abandon_ext, ldap_unbind_ext): a
+ * handle that missed a reply is not trusted with the next request.  The
+ * next request opens a new one, but not before a back-off
+ * (LDAP_BACKOFF_MIN_MS, doubling to LDAP_BACKOFF_MAX_MS, reset by the
+ * first answer); requests that come meanwhile get TEMPFAIL at once, so a
+ * dead directory costs a worker one timeout per back-off period, not one
+ * per request.  A connection that has answered before and is found closed
+ * (directory restarted, idle timeout) is reopened at once, once, within
+ * the same request.
+ *
+ * Results.
+ *   search (service connection, sizelimit 2, the mapped attributes):
+ *     no entry NOUSER; two or more FAIL, logged as "ambiguous".
+ *   mode = bind: simple bind as the entry's DN with the user's password
+ *     on the bind connection: success OK, invalidCredentials FAIL.
+ *   mode = compare: the entry's `password-attribute` values are checked
+ *     with password_verify() (the passwd-file schemes, which include
+ *     LDAP's {CRYPT}); unknown users are checked against a real hash seen
+ *     before, so that they cost about the same time.
+ *   Busy or unavailable directories, and anything unexpected, TEMPFAIL.
+ *
+ * Disabled accounts: FAIL, with the reason logged (never told to the
+ * client, which only sees FAIL).
+ *   - bind mode: the directory decides.  The bind carries the password
+ *     policy request control; a refusal that names accountLocked,
+ *     passwordExpired or changeAfterReset, or an Active Directory "data
+ *     533/775/532/701/773" diagnostic, or a refused bind of an entry that
+ *     has pwdAccountLockedTime, is logged as such.  unwillingToPerform,
+ *     inappropriateAuthentication and constraintViolation (389-DS
+ *     nsAccountLock, some lockout schemes) are logged as "bind refused".
+ *   - compare mode: an entry with any pwdAccountLockedTime value is
+ *     locked (there is no server policy to say when a lock expires), once
+ *     the password has matched: a wrong password is a plain FAIL, so the
+ *     lock state is not revealed to someone who does not know it.
+ *
+ * Secrets.  The user's password goes to libldap as a berval pointing into
+ * the job (which authenticator.c wipes); libldap copies it into its BER
+ * buffer, which it frees without wiping: a known limit of the library.
+ * Stored hashes copied out of entries are wiped after use.  The service
+ * password (bind-password, or bind-password-file read once at start-up)
+ * is wiped at shutdown.  Neither is ever logged.  Empty passwords are
+ * refused before anything is sent (request.c refuses them too): an LDAP
+ * simple bind with an empty password is an anonymous bind, which many
+ * servers report as a success.
+ *
+ * Files read at start-up (bind-password-file, ca-file) are opened after
+ * authd dropped privileges: they must be readable by [authd] user.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <ldap.h>
+#include <sodium.h>
+
+#include "authd/authd.h"
+#include "common/log.h"
+#include "common/mtime.h"
+
+/* Reconnection back-off: long enough that a dead directory does not cost
+ * a connection attempt per request, short enough that a restarted one is
+ * back in use within seconds. */
+#define LDAP_BACKOFF_MIN_MS	100
+#define LDAP_BACKOFF_MAX_MS	5000
+/* uris: a primary and a few replicas. */
+#define LDAP_MAX_URIS		8
+/* attributes: one per userdb field (uid, gid, home, maildrop). */
+#define LDAP_MAX_MAP		4
+/* A service password longer than this is a wrong file, not a password. */
+#define LDAP_MAX_SECRET		1024
+/* Longest stored password value compare mode looks at (argon2 strings
+ * are about 100 bytes; anything near this is not a hash). */
+#define LDAP_MAX_HASH		4096
+/* Longest diagnostic message from the directory we put in a log line. */
+#define LDAP_MAX_DIAG		200
+/* Password policy (draft-behera-ldap-password-policy): present when an
+ * account is locked. */
+#define LDAP_LOCK_ATTR		"pwdAccountLockedTime"
+
+struct ldap_map {
+	const char *field;		/* userdb key: uid, gid, home, maildrop */
+	char *attr;			/* LDAP attribute */
+};
+
+/* Shared by the workers; read-only once init() returned. */
+struct ldap_backend {
+	const char *name;
+	char *uris[LDAP_MAX_URIS];
+	size_t nuris;
+	bool starttls;
+	const char *ca_file;		/* NULL: libldap's default (ldap.conf) */
+	const char *bind_dn;		/* NULL: anonymous searches */
+	char *bind_pw;			/* wiped at deinit; never logged */
+	size_t bind_pwlen;
+	const char *base;
+	int scope;
+	const char *filter;		/* template with %u %n %d %% */
+	bool compare;
+	const char *pw_attr;		/* compare mode */
+	struct ldap_map map[LDAP_MAX_MAP];
+	size_t nmap;
+	char *attrs[LDAP_MAX_MAP + 3];	/* what searches ask for, NULL-ended */
+	uint64_t net_timeout_ms;
+};
+
+/* One connection of one worker. */
+struct ldap_conn {
+	LDAP *ld;			/* NULL: closed */
+	const char *role;		/* "service" or "bind", for logs */
+	bool answered;			/* has answered since it was opened */
+	uint64_t retry_ms;		/* no new connection before (monotonic) */
+	uint64_t backoff_ms;		/* the next back-off; 0 after an answer */
+};
+
+struct ldap_worker {
+	struct ldap_conn svc, usr;
+	char *dummy_hash;		/* compare mode: a real hash, for unknown users */
+};
+
+/* What a search found. */
+struct ldap_found {
+	LDAPMessage *entry;		/* inside the search result */
+	char *dn;			/* ldap_memfree */
+	struct userdb udb;
+	const char *bad_attr;		/* a mapped attribute with an unusable value */
+	bool locked;			/* LDAP_LOCK_ATTR present */
+};
+
+/* Ask for password policy details with every user bind.  Not critical:
+ * servers without password policies ignore it.  libldap only reads it,
+ * so every worker may pass the same one. */
+static LDAPControl ppolicy_request = {
+	.ldctl_oid = LDAP_CONTROL_PASSWORDPOLICYREQUEST,
+	.ldctl_value = { 0, NULL },
+	.ldctl_iscritical = 0,
+};
+static LDAPControl *bind_ctrls[] = { &ppolicy_request, NULL };
+
+/* ---- time --------------------------------------------------------------- */
+
+/* Milliseconds left before deadline (monotonic); 0 once it has passed. */
+static uint64_t left_ms(uint64_t deadline)
+{
+	uint64_t now = mtime_ms();
+
+	return now >= deadline ? 0 : deadline - now;
+}
+
+static void tv_from_ms(struct timeval *tv, uint64_t ms)
+{
+	tv->tv_sec = (time_t)(ms / 1000);
+	tv->tv_usec = (suseconds_t)((ms % 1000) * 1000);
+}
+
+/* ---- logging helpers ---------------------------------------------------- */
+
+/* Copies text from the directory into out (size bytes) for a log line:
+ * bounded, control characters replaced. */
+static void log_safe(char *out, size_t size, const char *text)
+{
+	size_t i = 0;
+
+	if (text != NULL)
+		for (; text[i] != '\0' && i + 1 < size; i++)
+			out[i] = (unsigned char)text[i] < 0x20 || text[i] == 0x7f ? '?' : text[i];
+	out[i] = '\0';
+}
+
+/* The handle's last error and diagnostic message, for a log line. */
+static void handle_error(LDAP *ld, char *out, size_t size)
+{
+	int err = LDAP_OTHER;
+	char *diag = NULL, safe[LDAP_MAX_DIAG];
+
+	ldap_get_option(ld, LDAP_OPT_RESULT_CODE, &err);
+	ldap_get_option(ld, LDAP_OPT_DIAGNOSTIC_MESSAGE, &diag);
+	log_safe(safe, sizeof(safe), diag);
+	snprintf(out, size, "%s%s%s", ldap_err2string(err), safe[0] != '\0' ? ": " : "", safe);
+	if (diag != NULL)
+		ldap_memfree(diag);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+/* Waits for the result of msgid until deadline.  Returns what ldap_result
+ * returns: > 0 with *res_r set (the caller frees it), 0 on timeout, -1 if
+ * the connection failed. */
+static int wait_result(LDAP *ld, int msgid, uint64_t deadline, LDAPMessage **res_r)
+{
+	struct timeval tv;
+	uint64_t ms = left_ms(deadline);
+
+	*res_r = NULL;
+	if (ms == 0)
+		return 0;
+	tv_from_ms(&tv, ms);
+	return ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, res_r);
+}
+
+/* Bounds the next connect() and TLS handshake of ld. */
+static int set_net_timeout(struct ldap_backend *b, LDAP *ld, uint64_t deadline)
+{
+	struct timeval tv;
+	uint64_t ms = left_ms(deadline);
+
+	if (ms > b->net_timeout_ms)
+		ms = b->net_timeout_ms;
+	if (ms == 0)
+		ms = 1;
+	tv_from_ms(&tv, ms);
+	return ldap_set_option(ld, LDAP_OPT_NETWORK_TIMEOUT, &tv) == LDAP_OPT_SUCCESS ? 0 : -1;
+}
+
+/* TLS settings of one handle: verify the server against ca-file. */
+static int tls_setup(struct ldap_backend *b, LDAP *ld, const char *uri)
+{
+	int demand = LDAP_OPT_X_TLS_DEMAND, client = 0;
+	char why[LDAP_MAX_DIAG + 64];
+
+	if (b->ca_file != NULL &&
+	    ldap_set_option(ld, LDAP_OPT_X_TLS_CACERTFILE, b->ca_file) != LDAP_OPT_SUCCESS)
+		goto fail;
+	if (ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS)
+		goto fail;
+	/* TLS options set on a handle only take effect in a new TLS context:
+	 * without NEWCTX the CA file would be silently ignored
+	 * (docs: dependencies.md section 5). */
+	if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &client) != LDAP_OPT_SUCCESS)
+		goto fail;
+	return 0;
+fail:
+	handle_error(ld, why, sizeof(why));
+	log_warnx("authenticator %s: %s: cannot set up TLS (ca-file %s): %s", b->name, uri,
+		  b->ca_file != NULL ? b->ca_file : "default", why);
+	return -1;
+}
+
+/* Opens a handle to uri before deadline: connect, StartTLS if asked and,
+ * for the service connection, the service bind.  Returns the handle, or
+ * NULL (logged). */
+static LDAP *handle_open(struct ldap_backend *b, const char *uri, bool service, uint64_t deadline)
+{
+	LDAP *ld = NULL;
+	LDAPMessage *res;
+	int v3 = LDAP_VERSION3, msgid, err, rc;
+	char *diag = NULL, why[LDAP_MAX_DIAG + 64], safe[LDAP_MAX_DIAG];
+	bool tls_uri = strncasecmp(uri, "ldaps://", 8) == 0;
+	bool starttls = b->starttls && strncasecmp(uri, "ldap://", 7) == 0;
+
+	rc = ldap_initialize(&ld, uri);
+	if (rc != LDAP_SUCCESS) {
+		log_warnx("authenticator %s: %s: %s", b->name, uri, ldap_err2string(rc));
+		return NULL;
+	}
+	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
+	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
+	    set_net_timeout(b, ld, deadline) == -1) {
+		log_warnx("authenticator %s: %s: cannot set connection options", b->name, uri);
+		goto out_unbind;
+	}
+	if ((tls_uri || starttls) && tls_setup(b, ld, uri) == -1)
+		goto out_unbind;
+	if (ldap_connect(ld) != LDAP_SUCCESS) {
+		handle_error(ld, why, sizeof(why));
+		log_warnx("authenticator %s: cannot connect to %s: %s", b->name, uri, why);
+		goto out_unbind;
+	}
+	if (starttls) {
+		rc = ldap_start_tls(ld, NULL, NULL, &msgid);
+		if (rc != LDAP_SUCCESS) {
+			log_warnx("authenticator %s: %s: StartTLS: %s", b->name, uri,
+				  ldap_err2string(rc));
+			goto out_unbind;
+		}
+		rc = wait_result(ld, msgid, deadline, &res);
+		if (rc <= 0) {
+			log_warnx("authenticator %s: %s: StartTLS: %s", b->name, uri,
+				  rc == 0 ? "no answer before the deadline" : "connection lost");
+			goto out_unbind;
+		}
+		err = LDAP_OTHER;
+		if (ldap_parse_result(ld, res, &err, NULL, &diag, NULL, NULL, 1) != LDAP_SUCCESS ||
+		    err != LDAP_SUCCESS) {
+			log_safe(safe, sizeof(safe), diag);
+			log_warnx("authenticator %s: %s refused StartTLS: %s %s", b->name, uri,
+				  ldap_err2string(err), safe);
+			goto out_unbind;
+		}
+		if (set_net_timeout(b, ld, deadline) == -1 || ldap_install_tls(ld) != LDAP_SUCCESS) {
+			handle_error(ld, why, sizeof(why));
+			log_warnx("authenticator %s: %s: TLS handshake failed: %s", b->name, uri, why);
+			goto out_unbind;
+		}
+	}
+	if (service && b->bind_dn != NULL) {
+		struct berval cred = { b->bind_pwlen, b->bind_pw };
+
+		rc = ldap_sasl_bind(ld, b->bind_dn, LDAP_SASL_SIMPLE, &cred, NULL, NULL, &msgid);
+		if (rc != LDAP_SUCCESS) {
+			log_warnx("authenticator %s: %s: service bind: %s", b->name, uri,
+				  ldap_err2string(rc));
+			goto out_unbind;
+		}
+		rc = wait_result(ld, msgid, deadline, &res);
+		if (rc <= 0) {
+			log_warnx("authenticator %s: %s: service bind: %s", b->name, uri,
+				  rc == 0 ? "no answer before the deadline" : "connection lost");
+			goto out_unbind;
+		}
+		err = LDAP_OTHER;
+		if (ldap_parse_result(ld, res, &err, NULL, &diag, NULL, NULL, 1) != LDAP_SUCCESS ||
+		    err != LDAP_SUCCESS) {
+			log_safe(safe, sizeof(safe), diag);
+			log_warnx("authenticator %s: %s refused the service bind as %s: %s %s",
+				  b->name, uri, b->bind_dn, ldap_err2string(err), safe);
+			goto out_unbind;
+		}
+	}
+	if (diag != NULL)
+		ldap_memfree(diag);
+	return ld;
+
+out_unbind:
+	if (diag != NULL)
+		ldap_memfree(diag);
+	ldap_unbind_ext(ld, NULL, NULL);
+	return NULL;
+}
+
+/* Closes c, first abandoning msgid if >= 0.  With backoff, no new
+ * connection is tried for the back-off period, which doubles each time
+ * until an answer resets it. */
+static void conn_drop(struct ldap_conn *c, int msgid, bool backoff)
+{
+	if (c->ld != NULL) {
+		if (msgid >= 0)
+			ldap_abandon_ext(c->ld, msgid, NULL, NULL);
+		ldap_unbind_ext(c->ld, NULL, NULL);
+		c->ld = NULL;
+	}
+	c->answered = false;
+	if (backoff) {
+		if (c->backoff_ms == 0)
+			c->backoff_ms = LDAP_BACKOFF_MIN_MS;
+		else if (c->backoff_ms * 2 <= LDAP_BACKOFF_MAX_MS)
+			c->backoff_ms *= 2;
+		else
+			c->backoff_ms = LDAP_BACKOFF_MAX_MS;
+		c->retry_ms = mtime_ms() + c->backoff_ms;
+	}
+}
+
+/* Opens c on the first of `uris` that works, before deadline.  Returns 0,
+ * or -1 with *reason_r (TIMEOUT if the deadline passed, else UNAVAILABLE;
+ * also while backing off). */
+static int conn_open(struct ldap_backend *b, struct ldap_conn *c, bool service,
+		     uint64_t deadline, enum tempfail_reason *reason_r)
+{
+	if (mtime_ms() < c->retry_ms) {
+		log_debug("authenticator %s: %s connection: waiting %llums before reconnecting",
+			  b->name, c->role, (unsigned long long)(c->retry_ms - mtime_ms()));
+		*reason_r = TEMPFAIL_UNAVAILABLE;
+		return -1;
+	}
+	for (size_t i = 0; i < b->nuris && left_ms(deadline) > 0; i++) {
+		c->ld = handle_open(b, b->uris[i], service, deadline);
+		if (c->ld != NULL) {
+			c->answered = false;
+			log_debug("authenticator %s: %s connection to %s open", b->name, c->role,
+				  b->uris[i]);
+			return 0;
+		}
+	}
+	*reason_r = left_ms(deadline) == 0 ? TEMPFAIL_TIMEOUT : TEMPFAIL_UNAVAILABLE;
+	conn_drop(c, -1, true);
+	return -1;
+}
+
+/* One request on a connection. */
+struct ldap_op {
+	bool bind;			/* else search */
+	const char *filter;		/* search */
+	const char *dn;			/* bind */
+	struct berval *cred;		/* bind */
+};
+
+static int op_start(struct ldap_backend *b, LDAP *ld, const struct ldap_op *op,
+		    uint64_t deadline, int *msgid_r)
+{
+	struct timeval limit;
+
+	if (op->bind)
+		return ldap_sasl_bind(ld, op->dn, LDAP_SASL_SIMPLE, op->cred, bind_ctrls, NULL,
+				      msgid_r);
+	/* The directory's own time limit, in whole seconds (at least 1: 0
+	 * would mean none); ldap_result() below enforces the real deadline. */
+	limit.tv_sec = (time_t)((left_ms(deadline) + 999) / 1000);
+	if (limit.tv_sec == 0)
+		limit.tv_sec = 1;
+	limit.tv_usec = 0;
+	return ldap_search_ext(ld, b->base, b->scope, op->filter, b->attrs, 0, NULL, NULL,
+			       &limit, 2, msgid_r);
+}
+
+/* True for ldap_search_ext/ldap_sasl_bind errors that mean nothing was
+ * sent because of the request itself (the connection is fine). */
+static bool local_request_error(int rc)
+{
+	return rc == LDAP_FILTER_ERROR || rc == LDAP_PARAM_ERROR || rc == LDAP_ENCODING_ERROR ||
+	       rc == LDAP_NO_MEMORY || rc == LDAP_NOT_SUPPORTED;
+}
+
+/* Runs op on c before deadline, opening c first if needed, and once more
+ * on a new connection if a connection that had answered before turns out
+ * to be closed.  Returns 0 with *res_r (the caller frees it with
+ * ldap_msgfree), or -1 with *reason_r; c is dropped after a timeout or a
+ * transport error. */
+static int conn_run(struct ldap_backend *b, struct ldap_conn *c, bool service,
+		    const struct ldap_op *op, uint64_t deadline, LDAPMessage **res_r,
+		    enum tempfail_reason *reason_r)
+{
+	char why[LDAP_MAX_DIAG + 64];
+	int msgid, rc;
+
+	*res_r = NULL;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (c->ld == NULL && conn_open(b, c, service, deadline, reason_r) == -1)
+			return -1;
+		bool reused = c->answered;
+
+		rc = op_start(b, c->ld, op, deadline, &msgid);
+		if (rc == LDAP_SUCCESS) {
+			rc = wait_result(c->ld, msgid, deadline, res_r);
+			if (rc > 0) {
+				c->answered = true;
+				c->backoff_ms = 0;
+				return 0;
+			}
+			if (rc == 0) {
+				log_warnx("authenticator %s: %s connection: no answer before the "
+					  "deadline; dropping it", b->name, c->role);
+				conn_drop(c, msgid, true);
+				*reason_r = TEMPFAIL_TIMEOUT;
+				return -1;
+			}
+		} else if (local_request_error(rc)) {
+			log_warnx("authenticator %s: cannot send the %s request: %s (check the "
+				  "configuration)", b->name, op->bind ? "bind" : "search",
+				  ldap_err2string(rc));
+			*reason_r = TEMPFAIL_INTERNAL;
+			return -1;
+		}
+		handle_error(c->ld, why, sizeof(why));
+		log_warnx("authenticator %s: %s connection lost: %s%s", b->name, c->role, why,
+			  reused ? "; reconnecting" : "");
+		/* A connection that worked before: the directory restarted or
+		 * closed an idle connection; try a new one right away. */
+		conn_drop(c, -1, !reused);
+		if (!reused) {
+			*reason_r = left_ms(deadline) == 0 ? TEMPFAIL_TIMEOUT : TEMPFAIL_UNAVAILABLE;
+			return -1;
+		}
+	}
+	*reason_r = TEMPFAIL_UNAVAILABLE;
+	return -1;
+}
+
+/* ---- filter ------------------------------------------------------------- */
+
+/* Checks a filter template: every '%' starts %u, %n, %d or %%. */
+static bool filter_template_ok(const char *tmpl)
+{
+	for (const char *p = tmpl; *p != '\0'; p++) {
+		if (*p != '%')
+			continue;
+		p++;
+		if (*p != 'u' && *p != 'n' && *p != 'd' && *p != '%')
+			return false;
+	}
+	return true;
+}
+
+/* Builds the search filter for user: the template with %u (the whole
+ * normalised name), %n (its local part: before the last '@', or all of
+ * it), %d (its domain, or empty) each escaped per RFC 4515 with
+ * ldap_bv2escaped_filter_value, and %% as %.  Returns a string the caller
+ * frees, or NULL. */
+static char *filter_build(const char *tmpl, char *user)
+{
+	char *at = strrchr(user, '@');
+	size_t ulen = strlen(user);
+	struct berval in[3], esc[3] = { { 0, NULL }, { 0, NULL }, { 0, NULL } };
+	char *out = NULL;
+	size_t len = 0, pos = 0;
+
+	in[0].bv_val = user;
+	in[0].bv_len = ulen;
+	in[1].bv_val = user;
+	in[1].bv_len = at != NULL ? (size_t)(at - user) : ulen;
+	in[2].bv_val = at != NULL ? at + 1 : user + ulen;
+	in[2].bv_len = at != NULL ? ulen - (size_t)(at + 1 - user) : 0;
+	for (int i = 0; i < 3; i++)
+		if (in[i].bv_len > 0 && ldap_bv2escaped_filter_value(&in[i], &esc[i]) != 0)
+			goto out;
+	/* Two passes over the template: measure, then copy. */
+	for (int pass = 0; pass < 2; pass++) {
+		for (const char *p = tmpl; *p != '\0'; p++) {
+			const struct berval *v = NULL;
+			char ch = *p;
+
+			if (ch == '%') {
+				p++;
+				if (*p == 'u')
+					v = &esc[0];
+				else if (*p == 'n')
+					v = &esc[1];
+				else if (*p == 'd')
+					v = &esc[2];
+				else if (*p == '%')
+					ch = '%';
+				else
+					goto out;	/* filter_template_ok() ran at init */
+			}
+			if (v != NULL) {
+				if (pass == 1 && v->bv_len > 0)
+					memcpy(out + pos, v->bv_val, v->bv_len);
+				pos += v->bv_len;
+			} else {
+				if (pass == 1)
+					out[pos] = ch;
+				pos++;
+			}
+		}
+		if (pass == 0) {
+			len = pos;
+			out = xmalloc(len + 1);
+			pos = 0;
+		}
+	}
+	out[len] = '\0';
+out:
+	for (int i = 0; i < 3; i++)
+		if (esc[i].bv_val != NULL)
+			ber_memfree(esc[i].bv_val);
+	if (out != NULL && pos != len) {
+		free(out);
+		out = NULL;
+	}
+	return out;
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+/* Reads entry's mapped attributes into f->udb; the first unusable one
+ * (multi-line, too long, not a number) is noted in f->bad_attr. */
+static void read_fields(struct ldap_backend *b, LDAP *ld, struct ldap_found *f)
+{
+	char value[USERDB_MAX_FIELD];
+
+	for (size_t i = 0; i < b->nmap; i++) {
+		struct berval **vals = ldap_get_values_len(ld, f->entry, b->map[i].attr);
+
+		if (vals == NULL)
+			continue;	/* missing: default-* applies */
+		if (vals[0] == NULL || vals[0]->bv_len >= sizeof(value) ||
+		    memchr(vals[0]->bv_val, '\0', vals[0]->bv_len) != NULL) {
+			if (f->bad_attr == NULL)
+				f->bad_attr = b->map[i].attr;
+		} else {
+			memcpy(value, vals[0]->bv_val, vals[0]->bv_len);
+			value[vals[0]->bv_len] = '\0';
+			if (userdb_set_field(&f->udb, b->map[i].field, value) == -1 &&
+			    f->bad_attr == NULL)
+				f->bad_attr = b->map[i].attr;
+		}
+		ldap_value_free_len(vals);
+	}
+	struct berval **lock = ldap_get_values_len(ld, f->entry, LDAP_LOCK_ATTR);
+	if (lock != NULL) {
+		f->locked = lock[0] != NULL;
+		ldap_value_free_len(lock);
+	}
+}
+
+/* Interprets a search result (res stays the caller's).  Returns OK with
+ * f filled (exactly one entry), NOUSER, FAIL (ambiguous) or TEMPFAIL
+ * (*reason_r set); *drop_r asks the caller to drop the connection. */
+static enum auth_result search_result(struct ldap_backend *b, LDAP *ld, LDAPMessage *res,
+				      const char *user, const char *filter,
+				      struct ldap_found *f, enum tempfail_reason *reason_r,
+				      bool *drop_r)
+{
+	int err = LDAP_OTHER, n;
+	char *diag = NULL, safe[LDAP_MAX_DIAG];
+
+	*drop_r = false;
+	if (ldap_parse_result(ld, res, &err, NULL, &diag, NULL, NULL, 0) != LDAP_SUCCESS) {
+		log_warnx("authenticator %s: user %s: unreadable search result", b->name, user);
+		*reason_r = TEMPFAIL_UNAVAILABLE;
+		*drop_r = true;
+		return AUTH_RESULT_TEMPFAIL;
+	}
+	log_safe(safe, sizeof(safe), diag);
+	if (diag != NULL)
+		ldap_memfree(diag);
+	n = ldap_count_entries(ld, res);
+	if (n > 1 || err == LDAP_SIZELIMIT_EXCEEDED) {
+		log_warnx("authenticator %s: user %s: ambiguous: %s matches more than one entry "
+			  "under %s; refused", b->name, user, filter, b->base);
+		return AUTH_RESULT_FAIL;
+	}
+	if (err == LDAP_NO_SUCH_OBJECT) {
+		log_warnx("authenticator %s: base %s does not exist", b->name, b->base);
+		return AUTH_RESULT_NOUSER;
+	}
+	if (err != LDAP_SUCCESS) {
+		log_warnx("authenticator %s: user %s: search failed: %s %s", b->name, user,
+			  ldap_err2string(err), safe);
+		*reason_r = TEMPFAIL_UNAVAILABLE;
+		return AUTH_RESULT_TEMPFAIL;
+	}
+	if (n <= 0)
+		return AUTH_RESULT_NOUSER;
+	f->entry = ldap_first_entry(ld, res);
+	f->dn = f->entry != NULL ? ldap_get_dn(ld, f->entry) : NULL;
+	if (f->dn == NULL) {
+		log_warnx("authenticator %s: user %s: entry without a DN", b->name, user);
+		*reason_r = TEMPFAIL_UNAVAILABLE;
+		return AUTH_RESULT_TEMPFAIL;
+	}
+	read_fields(b, ld, f);
+	return AUTH_RESULT_OK;
+}
+
+/* Why a directory refused a bind, if it says: password policy error,
+ * Active Directory's "data NNN" sub-code, or the lock attribute.  Returns
+ * a static string, or NULL for a plain wrong password. */
+static const char *refusal_reason(LDAPPasswordPolicyError pperr, const char *diag, bool locked)
+{
+	static const struct { const char *code, *text; } ad[] = {
+		{ "533", "account disabled (Active Directory)" },
+		{ "775", "account locked (Active Directory)" },
+		{ "532", "password expired (Active Directory)" },
+		{ "701", "account expired (Active Directory)" },
+		{ "773", "password must be changed (Active Directory)" },
+		{ "530", "not permitted at this time (Active Directory)" },
+	};
+	const char *p;
+
+	if (pperr == PP_accountLocked)
+		return "account locked (password policy)";
+	if (pperr == PP_passwordExpired)
+		return "password expired (password policy)";
+	if (pperr == PP_changeAfterReset)
+		return "password must be changed (password policy)";
+	if (diag != NULL && (p = strstr(diag, " data ")) != NULL)
+		for (size_t i = 0; i < sizeof(ad) / sizeof(ad[0]); i++)
+			if (strncmp(p + 6, ad[i].code, 3) == 0)
+				return ad[i].text;
+	if (locked)
+		return "account locked (" LDAP_LOCK_ATTR " is set)";
+	return NULL;
+}
+
+/* Interprets the result of the user's bind (res is freed) into job. */
+static void bind_result(struct authenticator *auth, LDAP *ld, LDAPMessage *res,
+			const struct ldap_found *f, struct job *job, bool *drop_r)
+{
+	struct ldap_backend *b = auth->backend;
+	int err = LDAP_OTHER;
+	char *diag = NULL, safe[LDAP_MAX_DIAG];
+	LDAPControl **ctrls = NULL, *pp;
+	ber_int_t expire = -1, grace = -1;
+	LDAPPasswordPolicyError pperr = PP_noError;
+	const char *why;
+
+	*drop_r = false;
+	if (ldap_parse_result(ld, res, &err, NULL, &diag, NULL, &ctrls, 1) != LDAP_SUCCESS) {
+		log_warnx("authenticator %s: user %s: unreadable bind result", b->name, job->user);
+		job->reason = TEMPFAIL_UNAVAILABLE;
+		*drop_r = true;
+		return;
+	}
+	if (ctrls != NULL &&
+	    (pp = ldap_control_find(LDAP_CONTROL_PASSWORDPOLICYRESPONSE, ctrls, NULL)) != NULL &&
+	    ldap_parse_passwordpolicy_control(ld, pp, &expire, &grace, &pperr) != LDAP_SUCCESS)
+		pperr = PP_noError;
+	log_safe(safe, sizeof(safe), diag);
+
+	switch (err) {
+	case LDAP_SUCCESS:
+		if (pperr == PP_changeAfterReset) {
+			job->result = AUTH_RESULT_FAIL;
+			log_info("authenticator %s: user %s refused: %s", b->name, job->user,
+				 refusal_reason(pperr, NULL, false));
+			break;
+		}
+		if (expire >= 0)
+			log_info("authenticator %s: user %s: password expires in %ds", b->name,
+				 job->user, (int)expire);
+		if (grace >= 0)
+			log_info("authenticator %s: user %s: password expired, %d grace logins left",
+				 b->name, job->user, (int)grace);
+		if (f->bad_attr != NULL) {
+			log_warnx("authenticator %s: user %s: unusable value of %s in %s",
+				  b->name, job->user, f->bad_attr, f->dn);
+			job->reason = TEMPFAIL_INTERNAL;
+			break;
+		}
+		job->result = AUTH_RESULT_OK;
+		job->udb = f->udb;
+		break;
+	case LDAP_INVALID_CREDENTIALS:
+		job->result = AUTH_RESULT_FAIL;
+		why = refusal_reason(pperr, diag, f->locked);
+		if (why != NULL)
+			log_info("authenticator %s: user %s refused: %s", b->name, job->user, why);
+		break;
+	case LDAP_UNWILLING_TO_PERFORM:
+	case LDAP_INAPPROPRIATE_AUTH:
+	case LDAP_CONSTRAINT_VIOLATION:
+		/* Not a wrong password: the directory will not let this
+		 * account in (389-DS nsAccountLock, lockout schemes). */
+		job->result = AUTH_RESULT_FAIL;
+		why = refusal_reason(pperr, diag, f->locked);
+		log_info("authenticator %s: user %s refused: %s (bind refused: %s%s%s)", b->name,
+			 job->user, why != NULL ? why : "account disabled", ldap_err2string(err),
+			 safe[0] != '\0' ? ": " : "", safe);
+		break;
+	default:
+		log_warnx("authenticator %s: user %s: bind as %s: %s %s", b->name, job->user,
+			  f->dn, ldap_err2string(err), safe);
+		job->reason = TEMPFAIL_UNAVAILABLE;
+		break;
+	}
+	if (diag != NULL)
+		ldap_memfree(diag);
+	if (ctrls != NULL)
+		ldap_controls_free(ctrls);
+}
+
+/* Keeps a copy of hash (a verifier, not a password) for unknown users. */
+static void remember_hash(struct ldap_worker *w, const char *hash)
+{
+	if (w->dummy_hash != NULL) {
+		if (strcmp(w->dummy_hash, hash) == 0)
+			return;
+		sodium_memzero(w->dummy_hash, strlen(w->dummy_hash));
+		free(w->dummy_hash);
+	}
+	w->dummy_hash = xstrdup(hash);
+}
+
+/* Compare mode: checks the password against the entry's password
+ * attribute (every value; any may match). */
+static enum pw_check compare_check(struct ldap_backend *b, struct ldap_worker *w, LDAP *ld,
+				   const struct ldap_found *f, const char *password)
+{
+	struct berval **vals = ldap_get_values_len(ld, f->entry, b->pw_attr);
+	enum pw_check r = PW_BAD_HASH;
+
+	if (vals == NULL)
+		return PW_BAD_HASH;
+	for (size_t i = 0; vals[i] != NULL && r != PW_MATCH; i++) {
+		struct berval *v = vals[i];
+		char *hash;
+
+		if (v->bv_len == 0 || v->bv_len > LDAP_MAX_HASH ||
+		    memchr(v->bv_val, '\0', v->bv_len) != NULL)
+			continue;
+		hash = xstrndup(v->bv_val, v->bv_len);
+		if (password_scheme_known(hash)) {
+			enum pw_check one = password_verify(hash, password);
+			if (one == PW_MATCH || one == PW_MISMATCH) {
+				r = one;
+				remember_hash(w, hash);
+			}
+		}
+		sodium_memzero(hash, v->bv_len);
+		free(hash);
+	}
+	for (size_t i = 0; vals[i] != NULL; i++)
+		sodium_memzero(vals[i]->bv_val, vals[i]->bv_len);
+	ldap_value_free_len(vals);
+	return r;
+}
+
+/* ---- the backend -------------------------------------------------------- */
+
+static void ldap_verify(struct authenticator *auth, void *state, struct job *job)
+{
+	struct ldap_backend *b = auth->backend;
+	struct ldap_worker *w = state;
+	struct ldap_found f;
+	struct ldap_op op;
+	LDAPMessage *res = NULL;
+	enum tempfail_reason reason = TEMPFAIL_UNAVAILABLE;
+	enum auth_result r;
+	char *filter;
+	bool drop;
+
+	memset(&f, 0, sizeof(f));
+	job->result = AUTH_RESULT_TEMPFAIL;
+	job->reason = TEMPFAIL_UNAVAILABLE;
+	/* An empty simple-bind password is an anonymous bind: many servers
+	 * call it a success.  request.c refuses it; so do we. */
+	if (job->password == NULL || job->passlen == 0 || job->password[0] == '\0' ||
+	    strlen(job->password) != job->passlen) {
+		log_debug("authenticator %s: user %s: empty password refused", b->name, job->user);
+		job->result = AUTH_RESULT_FAIL;
+		return;
+	}
+	filter = filter_build(b->filter, job->user);
+	if (filter == NULL) {
+		log_warnx("authenticator %s: user %s: cannot build the filter", b->name, job->user);
+		job->reason = TEMPFAIL_INTERNAL;
+		return;
+	}
+
+	memset(&op, 0, sizeof(op));
+	op.filter = filter;
+	if (conn_run(b, &w->svc, true, &op, job->deadline_ms, &res, &reason) == -1) {
+		job->reason = reason;
+		goto out;
+	}
+	r = search_result(b, w->svc.ld, res, job->user, filter, &f, &job->reason, &drop);
+	if (drop)
+		conn_drop(&w->svc, -1, false);
+	if (r != AUTH_RESULT_OK) {
+		if (r == AUTH_RESULT_NOUSER && b->compare && w->dummy_hash != NULL)
+			(void)password_verify(w->dummy_hash, job->password);
+		job->result = r;
+		goto out;
+	}
+	log_debug("authenticator %s: user %s is %s", b->name, job->user, f.dn);
+
+	if (b->compare) {
+		switch (compare_check(b, w, w->svc.ld, &f, job->password)) {
+		case PW_MATCH:
+			if (f.locked) {
+				log_info("authenticator %s: user %s refused: account locked "
+					 "(" LDAP_LOCK_ATTR " is set)", b->name, job->user);
+				job->result = AUTH_RESULT_FAIL;
+			} else if (f.bad_attr != NULL) {
+				log_warnx("authenticator %s: user %s: unusable value of %s in %s",
+					  b->name, job->user, f.bad_attr, f.dn);
+				job->reason = TEMPFAIL_INTERNAL;
+			} else {
+				job->result = AUTH_RESULT_OK;
+				job->udb = f.udb;
+			}
+			break;
+		case PW_MISMATCH:
+			job->result = AUTH_RESULT_FAIL;
+			break;
+		case PW_BAD_HASH:
+			log_warnx("authenticator %s: user %s: no usable password hash in %s of %s",
+				  b->name, job->user, b->pw_attr, f.dn);
+			job->result = AUTH_RESULT_FAIL;
+			break;
+		}
+		goto out;
+	}
+
+	/* Bind mode: the user's password against the DN found. */
+	struct berval cred = { job->passlen, job->password };
+	LDAPMessage *bres = NULL;
+
+	op.bind = true;
+	op.dn = f.dn;
+	op.cred = &cred;
+	if (conn_run(b, &w->usr, false, &op, job->deadline_ms, &bres, &reason) == -1) {
+		job->reason = reason;
+		goto out;
+	}
+	bind_result(auth, w->usr.ld, bres, &f, job, &drop);
+	if (drop)
+		conn_drop(&w->usr, -1, false);
+out:
+	if (f.dn != NULL)
+		ldap_memfree(f.dn);
+	if (res != NULL)
+		ldap_msgfree(res);
+	free(filter);
+}
+
+static void *ldap_worker_init(struct authenticator *auth, unsigned index)
+{
+	struct ldap_worker *w = xcalloc(1, sizeof(*w));
+
+	w->svc.role = "service";
+	w->usr.role = "bind";
+	/* Connections open with the first request. */
+	return w;
+}
+
+static void ldap_worker_deinit(struct authenticator *auth, void *state)
+{
+	struct ldap_worker *w = state;
+
+	conn_drop(&w->svc, -1, false);
+	conn_drop(&w->usr, -1, false);
+	if (w->dummy_hash != NULL) {
+		sodium_memzero(w->dummy_hash, strlen(w->dummy_hash));
+		free(w->dummy_hash);
+	}
+	free(w);
+}
+
+/* Reads the service password from path: one line, its newline dropped.
+ * Returns 0 with *pw_r (xmalloc'd, NUL-terminated) and *len_r, or -1. */
+static int read_secret(const char *path, char **pw_r, size_t *len_r, char *error, size_t size)
+{
+	char buf[LDAP_MAX_SECRET + 2];
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		snprintf(error, size, "bind-password-file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			snprintf(error, size, "bind-password-file %s: %s", path, strerror(errno));
+			goto out_wipe;
+		}
+		len += (size_t)n;
+	}
+	if (len > 0 && buf[len - 1] == '\n')
+		len--;
+	if (len > 0 && buf[len - 1] == '\r')
+		len--;
+	if (len == 0 || len > LDAP_MAX_SECRET || memchr(buf, '\0', len) != NULL ||
+	    memchr(buf, '\n', len) != NULL) {
+		snprintf(error, size, "bind-password-file %s: expected one line of at most %d "
+			 "bytes", path, LDAP_MAX_SECRET);
+		goto out_wipe;
+	}
+	*pw_r = xmalloc(len + 1);
+	memcpy(*pw_r, buf, len);
+	(*pw_r)[len] = '\0';
+	*len_r = len;
+	sodium_memzero(buf, sizeof(buf));
+	close(fd);
+	config_check_private("bind password file", path);
+	return 0;
+out_wipe:
+	sodium_memzero(buf, sizeof(buf));
+	close(fd);
+	return -1;
+}
+
+/* True for a host name that never leaves the machine. */
+static bool host_is_local(const char *host)
+{
+	return host == NULL || host[0] == '\0' || strcmp(host, "localhost") == 0 ||
+	       strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
+}
+
+/* Splits and checks `uris` into b->uris. */
+static int parse_uris(struct ldap_backend *b, const char *list, char *error, size_t size)
+{
+	char *copy = xstrdup(list), *save = NULL;
+	int rc = -1;
+
+	for (char *u = strtok_r(copy, ", \t", &save); u != NULL; u = strtok_r(NULL, ", \t", &save)) {
+		LDAPURLDesc *lud = NULL;
+
+		if (b->nuris == LDAP_MAX_URIS) {
+			snprintf(error, size, "uris: at most %d", LDAP_MAX_URIS);
+			goto out;
+		}
+		if (ldap_url_parse(u, &lud) != LDAP_URL_SUCCESS) {
+			snprintf(error, size, "uris: %s is not an ldap://, ldaps:// or ldapi:// URI", u);
+			goto out;
+		}
+		if (strcasecmp(lud->lud_scheme, "ldap") == 0 && !b->starttls &&
+		    !host_is_local(lud->lud_host))
+			log_warnx("authenticator %s: %s without starttls: passwords cross the "
+				  "network in clear text", b->name, u);
+		ldap_free_urldesc(lud);
+		b->uris[b->nuris++] = xstrdup(u);
+	}
+	if (b->nuris == 0) {
+		snprintf(error, size, "uris: no URI given");
+		goto out;
+	}
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+/* Parses `attributes` ("uid=uidNumber, home=homeDirectory") into b->map
+ * and fills b->attrs with what searches ask for. */
+static int parse_attributes(struct ldap_backend *b, const char *list, char *error, size_t size)
+{
+	static const char *const fields[] = { "uid", "gid", "home", "maildrop" };
+	char *copy = xstrdup(list), *save = NULL;
+	size_t n = 0;
+	int rc = -1;
+
+	for (char *it = strtok_r(copy, ", \t", &save); it != NULL; it = strtok_r(NULL, ", \t", &save)) {
+		char *eq = strchr(it, '=');
+		const char *field = NULL;
+
+		if (eq == NULL || eq[1] == '\0' || b->nmap == LDAP_MAX_MAP) {
+			snprintf(error, size, "attributes: expected at most %d FIELD=ldapAttribute",
+				 LDAP_MAX_MAP);
+			goto out;
+		}
+		*eq = '\0';
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			if (strcmp(it, fields[i]) == 0)
+				field = fields[i];
+		for (size_t i = 0; i < b->nmap; i++)
+			if (field != NULL && strcmp(b->map[i].field, field) == 0)
+				field = NULL;
+		if (field == NULL) {
+			snprintf(error, size, "attributes: %s: unknown or repeated field", it);
+			goto out;
+		}
+		for (const char *p = eq + 1; *p != '\0'; p++)
+			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			      (*p >= '0' && *p <= '9') || *p == '-' || *p == ';' || *p == '.')) {
+				snprintf(error, size, "attributes: %s is not an attribute name", eq + 1);
+				goto out;
+			}
+		b->map[b->nmap].field = field;
+		b->map[b->nmap].attr = xstrdup(eq + 1);
+		b->attrs[n++] = b->map[b->nmap].attr;
+		b->nmap++;
+	}
+	if (b->compare)
+		b->attrs[n++] = xstrdup(b->pw_attr);
+	b->attrs[n++] = xstrdup(LDAP_LOCK_ATTR);
+	b->attrs[n] = NULL;
+	rc = 0;
+out:
+	free(copy);
+	return rc;
+}
+
+static void ldap_deinit(struct authenticator *auth)
+{
+	struct ldap_backend *b = auth->backend;
+
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->nuris; i++)
+		free(b->uris[i]);
+	/* attrs holds each map[].attr once, then copies: free each once. */
+	for (size_t i = 0; b->attrs[i] != NULL; i++)
+		free(b->attrs[i]);
+	if (b->bind_pw != NULL) {
+		sodium_memzero(b->bind_pw, b->bind_pwlen);
+		free(b->bind_pw);
+	}
+	free(b);
+	auth->backend = NULL;
+}
+
+static int ldap_init(struct authenticator *auth, char *error, size_t size)
+{
+	const struct auth_conf *ac = auth->conf;
+	struct ldap_backend *b = xcalloc(1, sizeof(*b));
+	struct ldap_conn probe = { .role = "service" };
+	enum tempfail_reason reason;
+
+	auth->backend = b;
+	b->name = ac->name;
+	b->starttls = ac->ldap_starttls;
+	b->ca_file = ac->ldap_ca_file[0] != '\0' ? ac->ldap_ca_file : NULL;
+	b->bind_dn = ac->ldap_bind_dn[0] != '\0' ? ac->ldap_bind_dn : NULL;
+	b->base = ac->ldap_base;
+	b->filter = ac->ldap_filter;
+	b->compare = strcmp(ac->ldap_mode, "compare") == 0;
+	b->pw_attr = ac->ldap_password_attribute;
+	b->net_timeout_ms = ac->ldap_network_timeout_ms;
+	if (strcmp(ac->ldap_scope, "base") == 0)
+		b->scope = LDAP_SCOPE_BASE;
+	else if (strcmp(ac->ldap_scope, "one") == 0)
+		b->scope = LDAP_SCOPE_ONELEVEL;
+	else
+		b->scope = LDAP_SCOPE_SUBTREE;
+
+	if (parse_uris(b, ac->ldap_uris, error, size) == -1 ||
+	    parse_attributes(b, ac->ldap_attributes, error, size) == -1)
+		goto fail;
+	if (!filter_template_ok(b->filter)) {
+		snprintf(error, size, "filter: only %%u, %%n, %%d and %%%% may follow a %%");
+		goto fail;
+	}
+	if (b->ca_file != NULL && access(b->ca_file, R_OK) == -1) {
+		snprintf(error, size, "ca-file %s: %s", b->ca_file, strerror(errno));
+		goto fail;
+	}
+	if (ac->ldap_bind_password_file[0] != '\0') {
+		if (read_secret(ac->ldap_bind_password_file, &b->bind_pw, &b->bind_pwlen,
+				error, size) == -1)
+			goto fail;
+	} else if (ac->ldap_bind_password[0] != '\0') {
+		b->bind_pw = xstrdup(ac->ldap_bind_password);
+		b->bind_pwlen = strlen(b->bind_pw);
+	}
+	if (b->bind_dn != NULL && b->bind_pw == NULL) {
+		snprintf(error, size, "bind-dn needs bind-password or bind-password-file");
+		goto fail;
+	}
+	if (b->bind_dn == NULL && b->bind_pw != NULL) {
+		snprintf(error, size, "a bind password without bind-dn");
+		goto fail;
+	}
+
+	/* One connection now, on this thread: it reports a wrong service
+	 * password or CA at start-up rather than at the first login, and it
+	 * runs libldap's and the TLS library's one-time initialisation before
+	 * several workers could race through it.  A directory that is down
+	 * now is not fatal: workers connect when it is back. */
+	if (conn_open(b, &probe, true, mtime_ms() + b->net_timeout_ms, &reason) == 0) {
+		log_info("authenticator %s: connected to the directory as %s", b->name,
+			 b->bind_dn != NULL ? b->bind_dn : "anonymous");
+		conn_drop(&probe, -1, false);
+	} else {
+		log_warnx("authenticator %s: directory not reachable at start-up; answering "
+			  "TEMPFAIL until it is", b->name);
+	}
+	return 0;
+fail:
+	ldap_deinit(auth);
+	return -1;
+}
+
+const struct passdb_ops passdb_ldap = {
+	.type = "ldap",
+	.init = ldap_init,
+	.worker_init = ldap_worker_init,
+	.verify = ldap_verify,
+	.worker_deinit = ldap_worker_deinit,
+	.deinit = ldap_deinit,
+};

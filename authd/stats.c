@@ -1,0 +1,232 @@
+/*
+ * stats.c - authd's stats socket: connect, read the metrics in the
+ * Prometheus text format, get EOF.  Served from the loop thread; counters
+ * are the loop's own (no lock), worker states are read under each
+ * authenticator's lock for an instant.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "authd/authd.h"
+#include "cache/cache.h"
+#include "common/log.h"
+#include "common/metrics.h"
+#include "common/mtime.h"
+
+#define STATS_MAX_CONNS 32
+
+struct sconn {
+	LIST_ENTRY(sconn) entry;
+	struct bufferevent *bev;
+};
+
+static struct evconnlistener *listener;
+static struct event_base *base;
+static LIST_HEAD(, sconn) conns = LIST_HEAD_INITIALIZER(conns);
+static unsigned nconns;
+
+static void sconn_free(struct sconn *c)
+{
+	LIST_REMOVE(c, entry);
+	bufferevent_free(c->bev);
+	free(c);
+	nconns--;
+}
+
+static void render_authenticators(struct evbuffer *out, struct generation *gen)
+{
+	char labels[160];
+	uint64_t now = mtime_ms();
+
+#define EACH_AUTH(metric, type, help, expr) do { \
+	metrics_header(out, metric, type, help); \
+	for (size_t i = 0; i < gen->nauths; i++) { \
+		struct authenticator *a = &gen->auths[i]; \
+		snprintf(labels, sizeof(labels), "authenticator=\"%s\"", a->conf->name); \
+		metrics_value(out, metric, labels, (expr)); \
+	} \
+} while (0)
+
+	unsigned queued[CONFIG_MAX_AUTHENTICATORS], busy[CONFIG_MAX_AUTHENTICATORS];
+	for (size_t i = 0; i < gen->nauths; i++) {
+		pthread_mutex_lock(&gen->auths[i].lock);
+		queued[i] = gen->auths[i].queued;
+		busy[i] = gen->auths[i].busy;
+		pthread_mutex_unlock(&gen->auths[i].lock);
+	}
+	EACH_AUTH("authd_queue_depth", "gauge", "Requests waiting for a worker.", queued[i]);
+	EACH_AUTH("authd_in_flight", "gauge", "Requests a worker is working on.", busy[i]);
+	EACH_AUTH("authd_workers", "gauge", "Worker threads.", a->nworkers);
+	EACH_AUTH("authd_workers_stuck", "gauge", "Workers past their request's deadline.",
+		  authenticator_stuck(a, now));
+	EACH_AUTH("authd_authenticator_requests_total", "counter",
+		  "Requests given to the authenticator.", a->stats.requests);
+
+	metrics_header(out, "authd_authenticator_results_total", "counter",
+		       "Results by kind (timeout and overloaded are tempfails too).");
+	for (size_t i = 0; i < gen->nauths; i++) {
+		struct authenticator *a = &gen->auths[i];
+		const struct { const char *kind; uint64_t v; } r[] = {
+			{ "ok", a->stats.ok }, { "fail", a->stats.fail },
+			{ "nouser", a->stats.nouser }, { "tempfail", a->stats.tempfail },
+			{ "timeout", a->stats.timeout }, { "overloaded", a->stats.overloaded },
+			{ "unavailable", a->stats.unavailable },
+		};
+		for (size_t k = 0; k < sizeof(r) / sizeof(r[0]); k++) {
+			snprintf(labels, sizeof(labels), "authenticator=\"%s\",result=\"%s\"",
+				 a->conf->name, r[k].kind);
+			metrics_value(out, "authd_authenticator_results_total", labels, r[k].v);
+		}
+	}
+	metrics_header(out, "authd_queue_wait_seconds", "histogram",
+		       "Time from queued to taken by a worker.");
+	for (size_t i = 0; i < gen->nauths; i++) {
+		snprintf(labels, sizeof(labels), "authenticator=\"%s\"", gen->auths[i].conf->name);
+		metrics_hist(out, "authd_queue_wait_seconds", labels, &gen->auths[i].stats.queue_wait);
+	}
+	metrics_header(out, "authd_service_seconds", "histogram",
+		       "Time a worker spent on a request (the backend's latency).");
+	for (size_t i = 0; i < gen->nauths; i++) {
+		snprintf(labels, sizeof(labels), "authenticator=\"%s\"", gen->auths[i].conf->name);
+		metrics_hist(out, "authd_service_seconds", labels, &gen->auths[i].stats.service);
+	}
+#undef EACH_AUTH
+}
+
+static void render_cache(struct evbuffer *out)
+{
+	struct cache *cache = requests_cache();
+	struct cache_summary sum;
+
+	metrics_header(out, "authd_cache_enabled", "gauge", "1 if the credential cache is on.");
+	metrics_value(out, "authd_cache_enabled", NULL, cache != NULL);
+	if (cache == NULL)
+		return;
+	cache_summarize(cache, (int64_t)mtime_ms(), &sum);
+#define C(metric, type, help, v) do { \
+	metrics_header(out, metric, type, help); \
+	metrics_value(out, metric, NULL, (v)); \
+} while (0)
+	C("authd_cache_capacity", "gauge", "Slots in the cache table.", sum.capacity);
+	metrics_header(out, "authd_cache_entries", "gauge", "Cache entries by kind.");
+	metrics_value(out, "authd_cache_entries", "kind=\"ok_fresh\"", sum.ok_fresh);
+	metrics_value(out, "authd_cache_entries", "kind=\"ok_stale\"", sum.ok_stale);
+	metrics_value(out, "authd_cache_entries", "kind=\"fail\"", sum.fail);
+	metrics_value(out, "authd_cache_entries", "kind=\"nouser\"", sum.nouser);
+	metrics_value(out, "authd_cache_entries", "kind=\"expired\"", sum.expired);
+	C("authd_cache_hits_total", "counter", "Fresh positive hits.", sum.stats.hits);
+	C("authd_cache_negative_hits_total", "counter", "Fresh negative hits.",
+	  sum.stats.negative_hits);
+	C("authd_cache_misses_total", "counter", "Lookups that found nothing fresh.",
+	  sum.stats.misses);
+	C("authd_cache_stale_served_total", "counter", "Answers from stale entries.",
+	  sum.stats.stale_served);
+	C("authd_cache_refreshes_total", "counter", "Background revalidations signalled.",
+	  sum.stats.refreshes);
+	C("authd_cache_inserts_total", "counter", "Entries written.", sum.stats.inserts);
+	metrics_header(out, "authd_cache_evictions_total", "counter", "Evictions by kind.");
+	metrics_value(out, "authd_cache_evictions_total", "kind=\"expired\"",
+		      sum.stats.evict_expired);
+	metrics_value(out, "authd_cache_evictions_total", "kind=\"negative\"",
+		      sum.stats.evict_negative);
+	metrics_value(out, "authd_cache_evictions_total", "kind=\"clock\"", sum.stats.evict_clock);
+	metrics_header(out, "authd_cache_insert_failures_total", "counter",
+		       "Results not cached, by reason.");
+	metrics_value(out, "authd_cache_insert_failures_total", "reason=\"busy\"",
+		      sum.stats.insert_busy);
+	metrics_value(out, "authd_cache_insert_failures_total", "reason=\"too_long\"",
+		      sum.stats.insert_too_long);
+	C("authd_cache_slot_retries_total", "counter", "Slot reads repeated for a writer.",
+	  sum.stats.read_retries);
+	C("authd_cache_coalesced_total", "counter", "Requests that joined one in flight.",
+	  authd_stats.coalesced);
+	C("authd_cache_late_fills_total", "counter", "Results cached after their timeout.",
+	  authd_stats.late_fills);
+#undef C
+}
+
+static void render(struct evbuffer *out)
+{
+	metrics_header(out, "authd_clients_connected", "gauge", "Protocol clients connected.");
+	metrics_value(out, "authd_clients_connected", NULL, clients_count());
+	metrics_header(out, "authd_requests_in_flight", "gauge", "Requests waiting for an answer.");
+	metrics_value(out, "authd_requests_in_flight", NULL, requests_in_flight());
+	metrics_header(out, "authd_requests_total", "counter", "AUTH requests accepted.");
+	metrics_value(out, "authd_requests_total", NULL, authd_stats.requests);
+	metrics_header(out, "authd_answers_total", "counter", "Answers by result.");
+	metrics_value(out, "authd_answers_total", "result=\"ok\"", authd_stats.answered_ok);
+	metrics_value(out, "authd_answers_total", "result=\"fail\"",
+		      authd_stats.answered_fail + authd_stats.invalid);
+	metrics_value(out, "authd_answers_total", "result=\"tempfail\"",
+		      authd_stats.answered_tempfail);
+	metrics_value(out, "authd_answers_total", "result=\"error\"", authd_stats.errors);
+	metrics_header(out, "authd_answers_by_source_total", "counter",
+		       "Answers that did not need a backend call, by source.");
+	metrics_value(out, "authd_answers_by_source_total", "source=\"cache\"",
+		      authd_stats.cache_answers);
+	metrics_value(out, "authd_answers_by_source_total", "source=\"stale\"",
+		      authd_stats.stale_answers);
+	metrics_value(out, "authd_answers_by_source_total", "source=\"invalid\"",
+		      authd_stats.invalid);
+	metrics_header(out, "authd_reloads_total", "counter", "Configuration reloads by result.");
+	metrics_value(out, "authd_reloads_total", "result=\"ok\"", authd_stats.reloads);
+	metrics_value(out, "authd_reloads_total", "result=\"failed\"",
+		      authd_stats.reload_failures);
+	render_authenticators(out, authd_generation());
+	render_cache(out);
+}
+
+static void on_write(struct bufferevent *bev, void *arg)
+{
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		sconn_free(arg);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+	sconn_free(arg);
+}
+
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+		      int socklen, void *arg)
+{
+	struct sconn *c;
+
+	if (nconns >= STATS_MAX_CONNS) {
+		close(fd);
+		return;
+	}
+	c = xcalloc(1, sizeof(*c));
+	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("out of memory (bufferevent)");
+	LIST_INSERT_HEAD(&conns, c, entry);
+	nconns++;
+	render(bufferevent_get_output(c->bev));
+	bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
+	bufferevent_enable(c->bev, EV_WRITE);
+}
+
+void stats_init(struct event_base *b, int listen_fd)
+{
+	base = b;
+	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
+				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
+	if (listener == NULL)
+		fatalx("cannot listen on the stats socket");
+}
+
+void stats_shutdown(void)
+{
+	if (listener != NULL)
+		evconnlistener_free(listener);
+	listener = NULL;
+	while (!LIST_EMPTY(&conns))
+		sconn_free(LIST_FIRST(&conns));
+}
