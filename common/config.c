@@ -226,6 +226,26 @@ static void set_error(struct load_ctx *ctx, unsigned line, const char *fmt, ...)
 	ctx->failed = true;
 }
 
+static struct section *enter_section(struct load_ctx *ctx, const char *name);
+
+/* inih reports a section only with its first key, so a section with no
+ * keys, or one opened twice in a row, would go unnoticed and errors would
+ * name the first key's line.  Spot "[name]" lines here instead, the way
+ * inih parses them (blanks skipped, up to the first ']', at most 49 bytes). */
+static void note_section(struct load_ctx *ctx, const char *line)
+{
+	const char *p = line, *end;
+
+	if (ctx->line == 1 && strncmp(p, "\xef\xbb\xbf", 3) == 0)
+		p += 3;
+	while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n' || *p == '\v' || *p == '\f')
+		p++;
+	if (*p != '[' || (end = strchr(p + 1, ']')) == NULL)
+		return;		/* not a header; a bad one is inih's syntax error */
+	snprintf(ctx->cur_section, 50, "%.*s", (int)(end - p - 1), p + 1);
+	ctx->cur = enter_section(ctx, ctx->cur_section);
+}
+
 /* fgets-like reader for inih that counts lines and spots long ones. */
 static char *counting_reader(char *str, int num, void *stream)
 {
@@ -246,6 +266,7 @@ static char *counting_reader(char *str, int num, void *stream)
 		ctx->line_too_long = true;
 		return NULL;
 	}
+	note_section(ctx, str);
 	return r;
 }
 
@@ -323,15 +344,9 @@ static int on_ini_entry(void *user, const char *section, const char *name, const
 
 	if (ctx->failed)
 		return 0;
-	if (strcmp(section, ctx->cur_section) != 0 || (ctx->cur == NULL && name == NULL)) {
-		snprintf(ctx->cur_section, sizeof(ctx->cur_section), "%s", section);
-		ctx->cur = section[0] == '\0' ? NULL : enter_section(ctx, section);
-		if (ctx->failed)
-			return 0;
-	}
 	if (name == NULL)	/* INI_CALL_HANDLER_ON_NEW_SECTION, if built so */
 		return 1;
-	s = ctx->cur;
+	s = section[0] == '\0' ? NULL : ctx->cur;
 	if (s == NULL) {
 		set_error(ctx, ctx->line, "key \"%s\" outside any section", name);
 		return 0;
@@ -468,6 +483,10 @@ static void apply_section(struct load_ctx *ctx, const char *secname, struct sect
 		for (size_t i = 0; i < s->n; i++)
 			if (strcmp(s->entries[i].def->name, def->name) == 0)
 				e = &s->entries[i];
+		if (e != NULL && def->def == NULL && e->value[0] == '\0') {
+			set_error(ctx, e->line, "[%s] %s: a value is required", secname, def->name);
+			return;
+		}
 		if (e != NULL) {
 			if (store_value(def, e->value, base, why, sizeof(why)) == -1) {
 				set_error(ctx, e->line, "[%s] %s = %s: %s", secname, def->name,
@@ -561,6 +580,15 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 	return 0;
 }
 
+/* The line key was set on in s, or the section's line if it was not set. */
+static unsigned entry_line(const struct section *s, const char *key)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->entries[i].def->name, key) == 0)
+			return s->entries[i].line;
+	return s->line;
+}
+
 static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 {
 	struct section *s = &ctx->auths[i];
@@ -589,19 +617,20 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 	if (ctx->failed)
 		return;
 	if (a->program != NULL) {
-		char *copy = xstrdup(a->program);
-		if (split_list(copy, a->argv, CONFIG_MAX_ARGS, &argc, " \t") == -1 || argc == 0) {
-			set_error(ctx, s->line, "[%s]: program: expected a command and at most "
-				  "%d arguments", secname, CONFIG_MAX_ARGS - 1);
+		char *copy = xstrdup(a->program), *words[CONFIG_MAX_ARGS];
+		if (split_list(copy, words, CONFIG_MAX_ARGS, &argc, " \t") == -1 || argc == 0) {
+			set_error(ctx, entry_line(s, "program"), "[%s]: program: expected a command "
+				  "and at most %d arguments", secname, CONFIG_MAX_ARGS - 1);
 			free(copy);
 			return;
 		}
 		for (size_t k = 0; k < argc; k++)
-			a->argv[k] = xstrdup(a->argv[k]);
+			a->argv[k] = xstrdup(words[k]);
 		a->argv[argc] = NULL;
 		free(copy);
 		if (a->argv[0][0] != '/') {
-			set_error(ctx, s->line, "[%s]: program must be an absolute path", secname);
+			set_error(ctx, entry_line(s, "program"), "[%s]: program must be an absolute "
+				  "path", secname);
 			return;
 		}
 	}
@@ -630,12 +659,14 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 	}
 	if (a->default_uid != NULL && a->default_uid[0] != '\0' &&
 	    num_parse_u64(a->default_uid, 0, 4294967294u, &(uint64_t){0}) == -1) {
-		set_error(ctx, s->line, "[%s]: default-uid must be a number", secname);
+		set_error(ctx, entry_line(s, "default-uid"), "[%s]: default-uid must be a number",
+			  secname);
 		return;
 	}
 	if (a->default_gid != NULL && a->default_gid[0] != '\0' &&
 	    num_parse_u64(a->default_gid, 0, 4294967294u, &(uint64_t){0}) == -1) {
-		set_error(ctx, s->line, "[%s]: default-gid must be a number", secname);
+		set_error(ctx, entry_line(s, "default-gid"), "[%s]: default-gid must be a number",
+			  secname);
 		return;
 	}
 }
@@ -661,8 +692,8 @@ static void validate(struct load_ctx *ctx, struct config *conf)
 	char *copy = xstrdup(conf->pop3d.listen);
 	if (split_list(copy, conf->pop3d.listen_addrs, CONFIG_MAX_LISTEN,
 		       &conf->pop3d.nlisten, ", \t") == -1 || conf->pop3d.nlisten == 0) {
-		set_error(ctx, ctx->pop3d.line, "[pop3d] listen: expected 1 to %d ADDR:PORT "
-			  "entries", CONFIG_MAX_LISTEN);
+		set_error(ctx, entry_line(&ctx->pop3d, "listen"), "[pop3d] listen: expected 1 to "
+			  "%d ADDR:PORT entries", CONFIG_MAX_LISTEN);
 		free(copy);
 		return;
 	}

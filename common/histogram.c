@@ -67,7 +67,7 @@ uint64_t histogram_quantile(const struct histogram *h, double q)
 
 	if (h->count == 0)
 		return 0;
-	if (q <= 0)
+	if (!(q > 0))	/* also NaN */
 		q = 0;
 	if (q >= 1)
 		return h->max;

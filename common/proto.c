@@ -38,14 +38,14 @@ int proto_parse(char *line, size_t len, struct proto_msg *msg, const char **erro
 {
 	char *p = line, *tab;
 	size_t nfields = 0;
-	char *fields[AUTHD_MAX_FIELDS + 1];
+	char *fields[AUTHD_MAX_FIELDS];
 
 	if (memchr(line, '\0', len) != NULL || line[len] != '\0') {
 		*error_r = "NUL byte in line";
 		return -1;
 	}
 	for (;;) {
-		if (nfields == AUTHD_MAX_FIELDS + 1) {
+		if (nfields == AUTHD_MAX_FIELDS) {
 			*error_r = "too many fields";
 			return -1;
 		}
