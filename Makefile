@@ -92,8 +92,14 @@ unit: programs
 integration: programs
 	BUILD_DIR=$(CURDIR)/$(B) SANITIZER=$(SANITIZER) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
+# libFuzzer harnesses of every parser (tests/fuzz/run), FUZZ_SECONDS each.
+FUZZ_SECONDS ?= 30
+fuzz:
+	tests/fuzz/run $(FUZZ_SECONDS)
+
 # The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
-# parts (cache and authd).  Sub-makes keep the builds apart (build/, build/address/, build/thread/).
+# parts (cache and authd), then a short fuzzing pass.  Sub-makes keep the
+# builds apart (build/, build/address/, build/thread/).
 check: deps
 	$(MAKE) programs
 	$(MAKE) unit
@@ -104,6 +110,7 @@ check: deps
 	$(MAKE) SANITIZER=thread programs
 	$(MAKE) SANITIZER=thread unit
 	$(MAKE) SANITIZER=thread integration PYTEST_ARGS="-m threaded"
+	$(MAKE) fuzz FUZZ_SECONDS=5
 
 run: deps $(PROGRAMS)
 	@scripts/demo
@@ -122,4 +129,4 @@ install: programs
 clean:
 	rm -rf build
 
-.PHONY: all programs deps unit integration check run install clean
+.PHONY: all programs deps unit integration check run install clean fuzz
