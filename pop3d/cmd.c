@@ -88,15 +88,17 @@ int pop3_cmd_split2(char *s, char **a_r, char **b_r)
 	return 2;
 }
 
-void pop3_capa(struct evbuffer *out, const struct config *conf, bool preauth)
+void pop3_capa(struct evbuffer *out, const struct config *conf, unsigned flags)
 {
 	evbuffer_add_printf(out, "+OK Capability list follows\r\n"
 			    "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
-	if (preauth) {
+	if (flags & POP3_CAPA_LOGIN) {
 		if (conf->pop3d.user_command)
 			evbuffer_add_printf(out, "USER\r\n");
 		evbuffer_add_printf(out, "SASL PLAIN\r\n");
 	}
+	if (flags & POP3_CAPA_STLS)
+		evbuffer_add_printf(out, "STLS\r\n");
 	if (conf->pop3d.login_delay != NULL && conf->pop3d.login_delay[0] != '\0')
 		evbuffer_add_printf(out, "LOGIN-DELAY %s\r\n", conf->pop3d.login_delay);
 	if (conf->pop3d.expire != NULL && conf->pop3d.expire[0] != '\0')

@@ -65,11 +65,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case IPC_HANDOFF:
 			if (fd == -1 || m.data_len > POP3D_HANDOFF_MAX_DATA ||
 			    memchr(m.ticket, '\0', sizeof(m.ticket)) == NULL ||
-			    memchr(m.method, '\0', sizeof(m.method)) == NULL)
+			    memchr(m.method, '\0', sizeof(m.method)) == NULL ||
+			    memchr(m.tls_info, '\0', sizeof(m.tls_info)) == NULL ||
+			    m.secured > 1 || (m.secured == 1) != (m.tls_info[0] != '\0') ||
+			    strpbrk(m.tls_info, " \t\r\n") != NULL)
 				abort();
 			break;
 		case IPC_NEWCONN:
-			if (fd == -1)
+			if (fd == -1 || m.tls_port > 1)
 				abort();
 			break;
 		case IPC_CLOSED:

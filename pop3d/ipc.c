@@ -44,6 +44,14 @@ static bool ticket_ok(const char *t)
 	return strspn(t, "0123456789abcdefABCDEF") == IPC_TICKET_LEN;
 }
 
+/* "TLSv1.3/TLS_AES_256_GCM_SHA384": one printable token, logged as is. */
+static bool tls_info_ok(const char *s)
+{
+	return s[0] != '\0' &&
+	       strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._/-") ==
+	       strlen(s);
+}
+
 int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 {
 	ssize_t n;
@@ -57,7 +65,8 @@ int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 		goto bad;
 	switch (m->type) {
 	case IPC_NEWCONN:
-		if (fd == -1 || m->data_len != 0 || (size_t)n != IPC_HEADER_LEN)
+		if (fd == -1 || m->data_len != 0 || (size_t)n != IPC_HEADER_LEN ||
+		    m->tls_port > 1 || m->secured != 0)
 			goto bad;
 		break;
 	case IPC_CLOSED:
@@ -71,7 +80,9 @@ int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 		    !terminated(m->method, sizeof(m->method)) ||
 		    !terminated(m->ticket, sizeof(m->ticket)) || !ticket_ok(m->ticket) ||
 		    (strcmp(m->method, "USER") != 0 && strcmp(m->method, "PLAIN") != 0) ||
-		    m->secured > 1)
+		    m->secured > 1 || m->tls_port != 0 ||
+		    !terminated(m->tls_info, sizeof(m->tls_info)) ||
+		    (m->secured ? !tls_info_ok(m->tls_info) : m->tls_info[0] != '\0'))
 			goto bad;
 		break;
 	default:

@@ -18,9 +18,38 @@
  *   loop) before the -ERR, and max-auth-failures closes the connection.
  * - Passwords live only in the line buffer, the authd request line and
  *   libevent's output buffer; the first two are wiped after use.
- * - TLS (a later issue) slots in here: the front end would terminate TLS
- *   and hand the master one end of a socketpair instead of the client
- *   socket, proxying between the two; nothing after the handoff changes.
+ * - TLS.  A connection from a listen-tls port, or one that sent STLS,
+ *   gets an OpenSSL filter bufferevent (tls.c's contexts) on top of its
+ *   socket bufferevent, and everything above reads and writes the filter.
+ *   A filter rather than an OpenSSL socket bufferevent: STLS keeps the
+ *   socket bufferevent it already has, and a filter never strands
+ *   decrypted bytes inside OpenSSL when reading resumes (the socket
+ *   variant only re-arms the socket, which may stay quiet).  The handshake
+ *   is bounded by preauth-timeout like the rest of the AUTHORIZATION
+ *   state, and a failing one costs only its own connection.
+ * - STLS: the "+OK" goes out in plain text; whatever the client sent after
+ *   the STLS line is still in the input buffer and is dropped before the
+ *   filter goes on, and so is what it told us before (USER): nothing sent
+ *   in plain text is ever read as if it had come protected (RFC 2595
+ *   section 4; the STARTTLS command injection bugs).  Bytes the client
+ *   sent after STLS that had not reached us yet go to OpenSSL as handshake
+ *   data, which fails.
+ * - A TLS login cannot give the master the socket: the session speaks
+ *   plain POP3 and must never see TLS state or keys.  We hand over one end
+ *   of a socketpair instead and relay between it and the TLS connection
+ *   (ST_PROXY) for the rest of the session; pipelined bytes simply flow
+ *   through the relay.  Each direction stops reading at POP3D_PROXY_HIGH
+ *   bytes queued for the other side and resumes at POP3D_PROXY_LOW.  The
+ *   session keeps its own timeouts.  When it closes its end we flush to
+ *   the client and close with close_notify; a client that takes nothing
+ *   for session-timeout is dropped.  When the client goes, the bytes it
+ *   sent are delivered to the session (a final QUIT still counts) and the
+ *   session's end is closed (ST_DRAIN).
+ * - Closing over TLS: replies pass from the filter's output through
+ *   OpenSSL into the socket bufferevent's output, so "written" means both
+ *   are empty; then close_notify (SSL_shutdown), then the socket's output
+ *   empty again.  A callback on the socket's output buffer reports the
+ *   progress (on_sock_output).
  */
 #include <errno.h>
 #include <signal.h>
@@ -33,7 +62,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sodium.h>
 
 #include "common/config.h"
@@ -46,19 +78,32 @@
 #define CLIENT_BUCKETS 1024
 
 enum client_state {
+	ST_TLS_HANDSHAKE,	/* TLS handshake (listen-tls port, or after STLS) */
 	ST_AUTHORIZATION,	/* reading commands */
 	ST_SASL,		/* AUTH PLAIN sent "+ ", waiting for the response */
 	ST_AWAITING,		/* request at authd; input not processed */
 	ST_DELAY,		/* failed; waiting auth-failure-delay */
-	ST_HANDOFF,		/* OK; flushing our replies before the handoff */
+	ST_HANDOFF,		/* OK, plain: flushing our replies before the handoff */
+	ST_PROXY,		/* handed off, TLS: relaying client <-> session */
+	ST_DRAIN,		/* relay, client gone: flushing its last bytes to the session */
 	ST_CLOSING,		/* flushing the last reply, then close */
 };
 
 struct client {
 	uint64_t conn_id;
-	struct bufferevent *bev;
+	struct bufferevent *bev;	/* what we read and write: the socket or the TLS filter */
+	struct bufferevent *sock;	/* TLS: the socket bufferevent under bev (bev owns it) */
+	struct evbuffer_cb_entry *sock_cb;	/* TLS: on_sock_output on sock's output */
+	struct bufferevent *pair;	/* ST_PROXY: our end of the session's socketpair */
 	struct event *timer;
+	struct event *kick;		/* runs closing_step outside libevent's buffer code */
 	enum client_state state;
+	bool tls_port;		/* accepted on a listen-tls port: TLS from the first byte */
+	bool tls;		/* TLS handshake done */
+	bool tls_failed;	/* TLS error: no close_notify */
+	bool shutdown_sent;	/* close_notify queued */
+	bool handed_off;	/* the master has the connection (no IPC_CLOSED) */
+	bool exempt;		/* from require-tls (require-tls-exempt) */
 	bool skipping;		/* dropping the rest of an over-long line */
 	bool have_user;
 	unsigned bad, failures;
@@ -66,6 +111,7 @@ struct client {
 	const char *method;
 	char user[AUTH_MAX_USER + 1];
 	char ticket[IPC_TICKET_LEN + 1];
+	char tls_info[POP3D_TLS_INFO_MAX];
 	char rip[64], lip[64];
 	unsigned rport, lport;
 	struct client *next;	/* hash chain */
@@ -81,7 +127,8 @@ struct login {
 	uint64_t reconnect_ms;
 	bool asked_replacement;	/* sent IPC_RETIRE */
 	bool retired;		/* the master's IPC_RETIRE came: leave when idle */
-	size_t nclients;
+	size_t nclients;	/* including TLS relays */
+	struct netlist exempt;	/* require-tls-exempt */
 	struct client *buckets[CLIENT_BUCKETS];
 };
 
@@ -110,10 +157,11 @@ static void maybe_exit(void)
 	}
 }
 
-/* Frees c; tells the master unless the connection was handed off. */
-static void client_free(struct client *c, bool handed_off)
+/* Frees c (and, over TLS, its socket and relay); tells the master unless
+ * the connection was handed off. */
+static void client_free(struct client *c)
 {
-	if (!handed_off) {
+	if (!c->handed_off) {
 		struct ipc_msg m = { .type = IPC_CLOSED, .conn_id = c->conn_id };
 		if (ipc_send(L.chan, &m, -1) == -1)
 			log_warn("front end: cannot report a closed connection");
@@ -122,7 +170,12 @@ static void client_free(struct client *c, bool handed_off)
 		authc_cancel(L.authc, c->auth_handle);
 	client_unlink(c);
 	event_free(c->timer);
-	bufferevent_free(c->bev);
+	event_free(c->kick);
+	if (c->sock_cb != NULL)
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock), c->sock_cb);
+	if (c->pair != NULL)
+		bufferevent_free(c->pair);
+	bufferevent_free(c->bev);	/* a TLS filter frees the socket under it */
 	sodium_memzero(c->user, sizeof(c->user));
 	free(c);
 	maybe_exit();
@@ -150,15 +203,51 @@ static void reply(struct client *c, const char *fmt, ...)
 	evbuffer_add(out, "\r\n", 2);
 }
 
-/* Sends the last reply and closes once it is written (from the write
- * callback or the timer: never synchronously, so callers may still look
- * at c). */
+/* Bytes queued for the client: in bev, and over TLS also the encrypted
+ * ones in the socket bufferevent. */
+static size_t client_queued(const struct client *c)
+{
+	size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	if (c->sock != NULL)
+		n += evbuffer_get_length(bufferevent_get_output(c->sock));
+	return n;
+}
+
+/* Advances a close: once our replies are written (over TLS: then
+ * close_notify, written too), arms the timer to free c at once.  Never
+ * frees synchronously, so callers may still look at c. */
+static void closing_step(struct client *c)
+{
+	if (evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+		return;		/* on_client_write calls again */
+	if (c->sock != NULL) {
+		if (c->tls && !c->tls_failed && !c->shutdown_sent) {
+			SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+			int r;
+
+			ERR_clear_error();
+			r = SSL_shutdown(ssl);
+			if (r < 0 && SSL_get_error(ssl, r) == SSL_ERROR_WANT_WRITE)
+				return;	/* socket output full: on_sock_output calls again */
+			c->shutdown_sent = true;
+		}
+		if (evbuffer_get_length(bufferevent_get_output(c->sock)) > 0)
+			return;	/* on_sock_output calls again */
+	}
+	set_timer(c, 0);
+}
+
+/* Sends the last reply and closes once it is written, within
+ * preauth-timeout (session-timeout for a relay). */
 static void client_close(struct client *c)
 {
 	c->state = ST_CLOSING;
 	bufferevent_disable(c->bev, EV_READ);
-	set_timer(c, evbuffer_get_length(bufferevent_get_output(c->bev)) == 0 ? 0 :
+	bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
+	set_timer(c, c->handed_off ? L.conf->pop3d.session_timeout_ms :
 		  L.conf->pop3d.preauth_timeout_ms);
+	closing_step(c);
 }
 
 static void bad_command(struct client *c, const char *msg)
@@ -179,13 +268,250 @@ static void resume(struct client *c)
 	client_process(c);
 }
 
+/* ---- TLS ---------------------------------------------------------------------- */
+
+static void on_client_read(struct bufferevent *bev, void *arg);
+static void on_client_write(struct bufferevent *bev, void *arg);
+static void on_client_event(struct bufferevent *bev, short what, void *arg);
+
+/* Progress on the socket's output (encrypted bytes written to the
+ * kernel).  Called from inside libevent's buffer code: only timers and
+ * events are touched here. */
+static void on_sock_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct client *c = arg;
+
+	if (info->n_deleted == 0)
+		return;
+	if (c->state == ST_CLOSING) {
+		event_active(c->kick, EV_TIMEOUT, 0);
+	} else if (c->state == ST_PROXY) {
+		/* the client takes data: restart its session-timeout */
+		if (client_queued(c) > 0)
+			set_timer(c, L.conf->pop3d.session_timeout_ms);
+		else
+			evtimer_del(c->timer);
+	}
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->state == ST_CLOSING)
+		closing_step(c);
+}
+
+/* Puts TLS on c: an OpenSSL filter over its socket bufferevent, accepting.
+ * The handshake runs by itself; on_client_event hears BEV_EVENT_CONNECTED
+ * when it is done. */
+static void tls_start(struct client *c)
+{
+	SSL *ssl = tls_ssl_new();
+	struct bufferevent *f;
+
+	if (ssl == NULL)
+		fatalx("front end: SSL_new failed (out of memory)");
+	f = bufferevent_openssl_filter_new(L.base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
+					   BEV_OPT_CLOSE_ON_FREE);
+	if (f == NULL)
+		fatalx("front end: bufferevent_openssl_filter_new failed (out of memory)");
+	c->sock = c->bev;
+	c->bev = f;
+	c->state = ST_TLS_HANDSHAKE;
+	/* a TCP close without close_notify is an EOF, not an error: POP3
+	 * has its own end (QUIT), so no truncation attack to guard against */
+	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
+	bufferevent_setcb(f, on_client_read, on_client_write, on_client_event, c);
+	bufferevent_setwatermark(f, EV_READ, 0, POP3D_HANDOFF_MAX_DATA);
+	bufferevent_setwatermark(c->sock, EV_WRITE, 0, POP3D_TLS_MAX_QUEUED);
+	c->sock_cb = evbuffer_add_cb(bufferevent_get_output(c->sock), on_sock_output, c);
+	if (c->sock_cb == NULL)
+		fatalx("front end: evbuffer_add_cb failed (out of memory)");
+	bufferevent_enable(f, EV_READ | EV_WRITE);
+	set_timer(c, L.conf->pop3d.preauth_timeout_ms);
+}
+
+static void tls_connected(struct client *c)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+	c->tls = true;
+	tls_describe(ssl, c->tls_info, sizeof(c->tls_info));
+	log_debug("TLS: rip=%s %s%s", c->rip, c->tls_info,
+		  SSL_session_reused(ssl) ? " resumed" : "");
+	if (c->tls_port)
+		reply(c, "+OK %s", L.conf->pop3d.greeting);
+	c->state = ST_AUTHORIZATION;
+	set_timer(c, L.conf->pop3d.preauth_timeout_ms);
+	client_process(c);
+}
+
+/* The earliest OpenSSL error libevent kept for bev (usually the cause),
+ * or a generic text. */
+static const char *tls_bev_error(struct bufferevent *bev, char *buf, size_t size)
+{
+	unsigned long e, first = 0;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		first = e;	/* handed out latest first */
+	if (first == 0) {
+		snprintf(buf, size, "connection closed or reset");
+		return buf;
+	}
+	return tls_error_string(first, buf, size);
+}
+
+/* STLS: reply in plain text, forget everything the client sent so far,
+ * and start the handshake. */
+static void cmd_stls(struct client *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t junk = evbuffer_get_length(in);
+
+	reply(c, "+OK Begin TLS negotiation");
+	if (junk > 0) {
+		log_info("STLS: rip=%s: dropped %zu byte%s sent in plain text after STLS",
+			 c->rip, junk, junk == 1 ? "" : "s");
+		evbuffer_drain(in, junk);
+	}
+	c->have_user = false;
+	sodium_memzero(c->user, sizeof(c->user));
+	tls_start(c);
+}
+
+/* require-tls: logins need TLS unless the client's network is exempt. */
+static bool login_allowed(const struct client *c)
+{
+	return !L.conf->pop3d.require_tls || c->tls || c->exempt;
+}
+
+static bool stls_offered(const struct client *c)
+{
+	return L.conf->pop3d.starttls && c->sock == NULL;
+}
+
+/* USER, PASS or AUTH without TLS where TLS is required. */
+static void refuse_plaintext(struct client *c)
+{
+	log_info("login without TLS refused: rip=%s", c->rip);
+	if (L.conf->pop3d.require_tls_disconnect) {
+		reply(c, "-ERR [AUTH] TLS is required to log in; closing");
+		client_close(c);
+	} else {
+		bad_command(c, stls_offered(c) ? "[AUTH] TLS is required to log in: use STLS first" :
+			    "[AUTH] TLS is required to log in: use the POP3S port");
+	}
+}
+
+/* ---- the TLS relay (after a TLS login's handoff) --------------------------------- */
+
+static void on_pair_read(struct bufferevent *bev, void *arg);
+static void on_pair_write(struct bufferevent *bev, void *arg);
+static void on_pair_event(struct bufferevent *bev, short what, void *arg);
+
+/* Client -> session: everything decrypted so far. */
+static void relay_to_session(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->pair);
+
+	evbuffer_add_buffer(out, bufferevent_get_input(c->bev));
+	if (evbuffer_get_length(out) >= POP3D_PROXY_HIGH)
+		bufferevent_disable(c->bev, EV_READ);	/* on_pair_write resumes */
+}
+
+/* Session -> client. */
+static void relay_to_client(struct client *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	evbuffer_add_buffer(out, bufferevent_get_input(c->pair));
+	if (evbuffer_get_length(out) >= POP3D_PROXY_HIGH)
+		bufferevent_disable(c->pair, EV_READ);	/* on_client_write resumes */
+	/* bounded: the client must take something within session-timeout
+	 * (on_sock_output restarts it on progress) */
+	if (client_queued(c) > 0 && !evtimer_pending(c->timer, NULL))
+		set_timer(c, L.conf->pop3d.session_timeout_ms);
+}
+
+/* Turns c into a relay between its TLS connection and fd, the front
+ * end's end of the socketpair whose other end went to the master. */
+static void relay_start(struct client *c, int fd)
+{
+	c->pair = bufferevent_socket_new(L.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->pair == NULL)
+		fatalx("front end: bufferevent_socket_new failed (out of memory)");
+	c->handed_off = true;
+	c->state = ST_PROXY;
+	evtimer_del(c->timer);
+	bufferevent_setcb(c->pair, on_pair_read, on_pair_write, on_pair_event, c);
+	bufferevent_setwatermark(c->pair, EV_WRITE, POP3D_PROXY_LOW, 0);
+	bufferevent_setwatermark(c->bev, EV_WRITE, POP3D_PROXY_LOW, 0);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	bufferevent_enable(c->pair, EV_READ | EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
+	relay_to_session(c);	/* what the client pipelined after its login */
+}
+
+/* The client went away (EOF or error): deliver what it sent, then close
+ * the session's end. */
+static void relay_client_gone(struct client *c)
+{
+	evbuffer_add_buffer(bufferevent_get_output(c->pair), bufferevent_get_input(c->bev));
+	bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+	c->state = ST_DRAIN;
+	bufferevent_setwatermark(c->pair, EV_WRITE, 0, 0);
+	bufferevent_enable(c->pair, EV_READ);	/* to see the session go, too */
+	set_timer(c, evbuffer_get_length(bufferevent_get_output(c->pair)) == 0 ? 0 :
+		  L.conf->pop3d.session_timeout_ms);
+}
+
+static void on_pair_read(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->state == ST_PROXY)
+		relay_to_client(c);
+	else
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(
+				       bufferevent_get_input(bev)));
+}
+
+static void on_pair_write(struct bufferevent *bev, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->state == ST_PROXY)
+		bufferevent_enable(c->bev, EV_READ);
+	else if (c->state == ST_DRAIN && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		set_timer(c, 0);
+}
+
+/* The session closed its end (or it broke): flush to the client, then
+ * close the TLS connection cleanly. */
+static void on_pair_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct client *c = arg;
+
+	if (c->state != ST_PROXY) {
+		set_timer(c, 0);
+		return;
+	}
+	evbuffer_add_buffer(bufferevent_get_output(c->bev), bufferevent_get_input(bev));
+	bufferevent_free(c->pair);
+	c->pair = NULL;
+	client_close(c);
+}
+
 /* ---- the handoff ------------------------------------------------------------ */
 
 static void do_handoff(struct client *c)
 {
 	static struct ipc_msg m;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t n = evbuffer_get_length(in);
+	/* Over TLS the pipelined bytes flow through the relay instead. */
+	size_t n = c->tls ? 0 : evbuffer_get_length(in);
+	int sv[2] = { -1, -1 }, fd;
 
 	if (n > POP3D_HANDOFF_MAX_DATA) {
 		/* cannot happen: the read watermark stops at this size */
@@ -194,22 +520,47 @@ static void do_handoff(struct client *c)
 		client_close(c);
 		return;
 	}
+	if (c->tls) {
+		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == -1) {
+			log_warn("front end: socketpair for the TLS relay of %s", c->user);
+			reply(c, "-ERR [SYS/TEMP] Internal error, try again");
+			client_close(c);
+			return;
+		}
+		fd = sv[1];
+	} else {
+		fd = bufferevent_getfd(c->bev);
+	}
 	memset(&m, 0, IPC_HEADER_LEN);
 	m.type = IPC_HANDOFF;
 	m.conn_id = c->conn_id;
 	m.data_len = (uint32_t)n;
+	m.secured = c->tls;
+	if (c->tls)
+		snprintf(m.tls_info, sizeof(m.tls_info), "%s", c->tls_info);
 	snprintf(m.method, sizeof(m.method), "%s", c->method);
 	memcpy(m.ticket, c->ticket, sizeof(m.ticket));
 	if (n > 0)
 		evbuffer_remove(in, m.data, n);
-	if (ipc_send(L.chan, &m, bufferevent_getfd(c->bev)) == -1) {
+	if (ipc_send(L.chan, &m, fd) == -1) {
 		log_warn("front end: handoff of %s failed", c->user);
+		sodium_memzero(m.data, n);
+		if (sv[0] != -1) {
+			close(sv[0]);
+			close(sv[1]);
+		}
 		reply(c, "-ERR [SYS/TEMP] Internal error, try again");
 		client_close(c);
 		return;
 	}
 	sodium_memzero(m.data, n);
-	client_free(c, true);
+	if (!c->tls) {
+		c->handed_off = true;
+		client_free(c);
+		return;
+	}
+	close(sv[1]);
+	relay_start(c, sv[0]);
 }
 
 /* ---- authd replies ------------------------------------------------------------ */
@@ -224,7 +575,9 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 		snprintf(c->user, sizeof(c->user), "%s", r->user);
 		snprintf(c->ticket, sizeof(c->ticket), "%s", r->ticket);
 		c->state = ST_HANDOFF;
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+		/* Over TLS our replies stay queued in front of the session's
+		 * on the same connection, so there is nothing to wait for. */
+		if (c->tls || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 			do_handoff(c);
 		else
 			set_timer(c, L.conf->pop3d.preauth_timeout_ms);
@@ -249,7 +602,7 @@ static void send_auth(struct client *c, const char *pass, const char *plain)
 	c->method = plain != NULL ? "PLAIN" : "USER";
 	c->auth_handle = L.authc == NULL ? 0 :
 		authc_auth(L.authc, c->user, pass, plain, c->rip, c->rport, c->lip,
-			   c->lport, false, on_auth_reply, c);
+			   c->lport, c->tls, on_auth_reply, c);
 	if (c->auth_handle == 0) {
 		reply(c, "-ERR [SYS/TEMP] Authentication service unavailable, try again later");
 		return;
@@ -314,7 +667,9 @@ static void dispatch(struct client *c, char *line, size_t len)
 	}
 	switch (cmd.id) {
 	case CMD_CAPA:
-		pop3_capa(bufferevent_get_output(c->bev), L.conf, true);
+		pop3_capa(bufferevent_get_output(c->bev), L.conf,
+			  (login_allowed(c) ? POP3_CAPA_LOGIN : 0) |
+			  (stls_offered(c) ? POP3_CAPA_STLS : 0));
 		break;
 	case CMD_NOOP:
 		reply(c, "+OK");
@@ -324,7 +679,9 @@ static void dispatch(struct client *c, char *line, size_t len)
 		client_close(c);
 		break;
 	case CMD_USER:
-		if (!L.conf->pop3d.user_command) {
+		if (!login_allowed(c)) {
+			refuse_plaintext(c);
+		} else if (!L.conf->pop3d.user_command) {
 			reply(c, "-ERR USER is disabled; use AUTH PLAIN");
 		} else if (cmd.arg == NULL || cmd.arg[0] == '\0' ||
 			   strlen(cmd.arg) > AUTH_MAX_USER) {
@@ -336,7 +693,9 @@ static void dispatch(struct client *c, char *line, size_t len)
 		}
 		break;
 	case CMD_PASS:
-		if (!c->have_user) {
+		if (!login_allowed(c)) {
+			refuse_plaintext(c);
+		} else if (!c->have_user) {
 			bad_command(c, "USER first");
 		} else if (cmd.arg == NULL || strlen(cmd.arg) > AUTH_MAX_PASSWORD) {
 			bad_command(c, "Syntax: PASS password");
@@ -346,13 +705,23 @@ static void dispatch(struct client *c, char *line, size_t len)
 		}
 		break;
 	case CMD_AUTH:
-		cmd_auth(c, cmd.arg);
+		if (!login_allowed(c))
+			refuse_plaintext(c);
+		else
+			cmd_auth(c, cmd.arg);
 		break;
 	case CMD_APOP:
 		reply(c, "-ERR APOP is not supported");
 		break;
 	case CMD_STLS:
-		reply(c, "-ERR STLS is not available");
+		if (c->sock != NULL)
+			reply(c, "-ERR Already using TLS");
+		else if (!L.conf->pop3d.starttls)
+			reply(c, "-ERR STLS is not available");
+		else if (cmd.arg != NULL)
+			bad_command(c, "Syntax: STLS");
+		else
+			cmd_stls(c);
 		break;
 	case CMD_STAT: case CMD_LIST: case CMD_UIDL: case CMD_RETR: case CMD_TOP:
 	case CMD_DELE: case CMD_RSET: case CMD_LAST:
@@ -368,9 +737,9 @@ static void dispatch(struct client *c, char *line, size_t len)
 static void client_process(struct client *c)
 {
 	static char line[POP3_MAX_SASL_LINE + 1];
-	struct evbuffer *in = bufferevent_get_input(c->bev);
 
 	while (c->state == ST_AUTHORIZATION || c->state == ST_SASL) {
+		struct evbuffer *in = bufferevent_get_input(c->bev);
 		size_t len;
 		bool has_nul;
 		enum line_status st;
@@ -413,17 +782,22 @@ static void client_process(struct client *c)
 
 static void on_client_read(struct bufferevent *bev, void *arg)
 {
-	client_process(arg);
+	struct client *c = arg;
+
+	if (c->state == ST_PROXY)
+		relay_to_session(c);
+	else
+		client_process(c);
 }
 
 static void on_client_write(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 
-	/* output drained (the low write watermark is 0) */
+	/* output drained to the low write watermark */
 	switch (c->state) {
 	case ST_CLOSING:
-		client_free(c, false);
+		closing_step(c);
 		break;
 	case ST_HANDOFF:
 		do_handoff(c);
@@ -433,6 +807,9 @@ static void on_client_write(struct bufferevent *bev, void *arg)
 		bufferevent_enable(c->bev, EV_READ);
 		client_process(c);
 		break;
+	case ST_PROXY:
+		bufferevent_enable(c->pair, EV_READ);
+		break;
 	default:
 		break;
 	}
@@ -440,7 +817,26 @@ static void on_client_write(struct bufferevent *bev, void *arg)
 
 static void on_client_event(struct bufferevent *bev, short what, void *arg)
 {
-	client_free(arg, false);
+	struct client *c = arg;
+	char ebuf[256];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		tls_connected(c);
+		return;
+	}
+	if (c->sock != NULL && (what & BEV_EVENT_ERROR)) {
+		c->tls_failed = true;
+		if (c->state == ST_TLS_HANDSHAKE)
+			log_info("TLS handshake failed: rip=%s: %s", c->rip,
+				 tls_bev_error(bev, ebuf, sizeof(ebuf)));
+		else
+			log_debug("TLS connection failed: rip=%s: %s", c->rip,
+				  tls_bev_error(bev, ebuf, sizeof(ebuf)));
+	}
+	if (c->state == ST_PROXY)
+		relay_client_gone(c);
+	else if (c->state != ST_DRAIN)
+		client_free(c);
 }
 
 static void on_client_timer(evutil_socket_t fd, short what, void *arg)
@@ -464,9 +860,19 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 		reply(c, "-ERR [SYS/TEMP] Authentication timed out, try again later");
 		resume(c);
 		break;
+	case ST_TLS_HANDSHAKE:
+		log_info("TLS handshake timed out: rip=%s", c->rip);
+		client_free(c);
+		break;
+	case ST_PROXY:
+		log_info("TLS relay: rip=%s user=%s: client took nothing for session-timeout, "
+			 "closing", c->rip, c->user);
+		client_free(c);
+		break;
 	case ST_CLOSING:
 	case ST_HANDOFF:
-		client_free(c, false);	/* the client does not read */
+	case ST_DRAIN:
+		client_free(c);	/* done, or the client does not read */
 		break;
 	default:
 		reply(c, "-ERR Disconnected for inactivity");
@@ -475,7 +881,7 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void new_client(int fd, uint64_t conn_id)
+static void new_client(int fd, uint64_t conn_id, bool tls_port)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -484,10 +890,12 @@ static void new_client(int fd, uint64_t conn_id)
 	c = xcalloc(1, sizeof(*c));
 	c->conn_id = conn_id;
 	sl = sizeof(ss);
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0)
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
 		sock_addr_str((struct sockaddr *)&ss, c->rip, sizeof(c->rip), &c->rport);
-	else
+		c->exempt = netlist_match(&L.exempt, (struct sockaddr *)&ss);
+	} else {
 		snprintf(c->rip, sizeof(c->rip), "?");
+	}
 	sl = sizeof(ss);
 	if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
 		sock_addr_str((struct sockaddr *)&ss, c->lip, sizeof(c->lip), &c->lport);
@@ -496,13 +904,20 @@ static void new_client(int fd, uint64_t conn_id)
 	evutil_make_socket_nonblocking(fd);
 	c->bev = bufferevent_socket_new(L.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(L.base, on_client_timer, c);
-	if (c->bev == NULL || c->timer == NULL)
+	c->kick = event_new(L.base, -1, 0, on_kick, c);
+	if (c->bev == NULL || c->timer == NULL || c->kick == NULL)
 		fatalx("front end: out of memory");
 	bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, POP3D_HANDOFF_MAX_DATA);
 	c->next = L.buckets[conn_id % CLIENT_BUCKETS];
 	L.buckets[conn_id % CLIENT_BUCKETS] = c;
 	L.nclients++;
+	if (tls_port) {
+		/* POP3S: the greeting waits for the handshake */
+		c->tls_port = true;
+		tls_start(c);
+		return;
+	}
 	reply(c, "+OK %s", L.conf->pop3d.greeting);
 	c->state = ST_AUTHORIZATION;
 	set_timer(c, L.conf->pop3d.preauth_timeout_ms);
@@ -535,7 +950,7 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
 				close(cfd);
 			continue;
 		}
-		new_client(cfd, m.conn_id);
+		new_client(cfd, m.conn_id, m.tls_port != 0);
 	}
 }
 
@@ -591,6 +1006,18 @@ void login_main(const struct config *conf, int chan, int authfd, uid_t uid, gid_
 	L.chan = chan;
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
+	{
+		char err[256];
+		if (netlist_parse(conf->pop3d.require_tls_exempt, &L.exempt, err,
+				  sizeof(err)) == -1)
+			fatalx("front end: require-tls-exempt: %s", err);	/* checked */
+	}
+	/* Certificates and keys are read as root, before the chroot: they
+	 * need not be reachable from login-chroot nor readable by login-user. */
+	if (tls_configured(conf) && tls_server_init(conf) == -1) {
+		log_warnx("front end: cannot set up TLS; exiting");
+		exit(1);
+	}
 	if (privdrop_login(conf->pop3d.login_chroot, uid, gid) == -1)
 		exit(1);
 	L.base = event_base_new();

@@ -19,6 +19,13 @@
  * - A front end that dies or retires (lost authd) is replaced, with a
  *   back-off that doubles while replacements die young.  Sessions are the
  *   master's children, so they outlive any front end.
+ * - TLS lives in the front ends.  A connection from a listen-tls port
+ *   goes to a front end marked as such (we cannot speak TLS, so a refused
+ *   one is just closed).  A TLS login hands us one end of a socketpair
+ *   that its front end relays; the connection stays counted on that front
+ *   end (its load) until the session ends.  The master never loads a
+ *   certificate or key (tls.c explains why); it only checks them at
+ *   start-up in a child that exits.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -57,7 +64,7 @@ struct frontend;
 struct conn {
 	uint32_t gen;
 	enum conn_state state;
-	struct frontend *fe;		/* C_PREAUTH */
+	struct frontend *fe;		/* C_PREAUTH; later if it relays TLS */
 	char rip[64];
 	unsigned rport;
 	/* C_REDEEM */
@@ -68,6 +75,7 @@ struct conn {
 	size_t data_len;
 	char method[8];
 	bool secured;
+	char tls_info[POP3D_TLS_INFO_MAX];
 	/* C_SESSION */
 	pid_t pid;
 	char *user;
@@ -108,9 +116,12 @@ struct stats {
 static struct {
 	const struct config *conf;
 	struct event_base *base;
-	int listen_fds[CONFIG_MAX_LISTEN];
-	struct event *listen_evs[CONFIG_MAX_LISTEN];
+	int listen_fds[2 * CONFIG_MAX_LISTEN];		/* listen, then listen-tls */
+	bool listen_tls[2 * CONFIG_MAX_LISTEN];
+	struct event *listen_evs[2 * CONFIG_MAX_LISTEN];
 	size_t nlisten;
+	char *tls_addrs[CONFIG_MAX_LISTEN];		/* listen-tls, split */
+	size_t ntls_addrs;
 	int stats_fd;
 	struct event *stats_ev;
 	struct slot *slots;
@@ -268,7 +279,7 @@ static struct conn *conn_new(const char *rip, unsigned rport)
 
 static void conn_release(struct conn *c)
 {
-	if (c->state == C_PREAUTH && c->fe != NULL)
+	if (c->fe != NULL)
 		c->fe->nconns--;
 	if (c->state == C_SESSION && c->user != NULL)
 		count_add(M.users, c->user, -1);
@@ -313,8 +324,18 @@ static struct frontend *pick_frontend(void)
 	return best;
 }
 
+/* A one-line answer to a client we do not serve, where it can be read:
+ * on a listen-tls port the client expects a TLS handshake, not text. */
+static void refuse_new(int fd, bool tls, const char *line)
+{
+	if (!tls)
+		refuse(fd, line);
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
+	bool tls = arg != NULL;
+
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
@@ -337,27 +358,28 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (M.nactive >= M.conf->pop3d.max_connections) {
 			log_warnx("refused %s: max-connections (%u) reached", rip,
 				  M.conf->pop3d.max_connections);
-			refuse(fd, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
 			goto refused;
 		}
 		if (count_get(M.ips, rip) >= M.conf->pop3d.max_connections_per_ip) {
 			log_warnx("refused %s: max-connections-per-ip (%u) reached", rip,
 				  M.conf->pop3d.max_connections_per_ip);
-			refuse(fd, "-ERR [SYS/TEMP] Too many connections from your address\r\n");
+			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections from your address\r\n");
 			goto refused;
 		}
 		fe = pick_frontend();
 		if (fe == NULL) {
-			refuse(fd, "-ERR [SYS/TEMP] Server is restarting, try again later\r\n");
+			refuse_new(fd, tls, "-ERR [SYS/TEMP] Server is restarting, try again later\r\n");
 			goto refused;
 		}
 		c = conn_new(rip, rport);
 		memset(&m, 0, IPC_HEADER_LEN);
 		m.type = IPC_NEWCONN;
 		m.conn_id = conn_id(c);
+		m.tls_port = tls;
 		if (ipc_send(fe->chan, &m, fd) == -1) {
 			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
-			refuse(fd, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
+			refuse_new(fd, tls, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
 			conn_release(c);
 			goto refused;
 		}
@@ -461,6 +483,7 @@ static void __attribute__((noreturn)) session_child(struct conn *c, const struct
 	int fd = c->fd;
 
 	child_signals();
+	tls_ticket_keys_wipe();
 	c->fd = -1;	/* keep it open through close_master_fds */
 	close_master_fds();
 	if (privdrop_session(u->uid, u->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
@@ -482,6 +505,8 @@ static void __attribute__((noreturn)) session_child(struct conn *c, const struct
 	p.rip = c->rip;
 	p.data = c->data;
 	p.data_len = c->data_len;
+	p.secured = c->secured;
+	p.tls_info = c->tls_info;
 	p.conf = M.conf;
 	_exit(session_run(&p));
 }
@@ -523,8 +548,9 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 	}
 	if (pid == 0)
 		session_child(c, &u);
-	log_info("login: user=%s rip=%s method=%s secured=%s pid=%ld", u.user, c->rip,
-		 c->method, c->secured ? "yes" : "no", (long)pid);
+	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", u.user, c->rip,
+		 c->method, c->secured ? "yes" : "no", c->secured ? " tls=" : "",
+		 c->secured ? c->tls_info : "", (long)pid);
 	M.st.logins++;
 	close(c->fd);
 	c->fd = -1;
@@ -620,12 +646,16 @@ static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
 		close(fd);
 		return;
 	}
-	fe->nconns--;
-	c->fe = NULL;
+	if (!m->secured) {
+		/* a TLS connection stays on fe, which relays it */
+		fe->nconns--;
+		c->fe = NULL;
+	}
 	c->state = C_REDEEM;
 	c->fd = fd;
 	c->fe_pid = fe->pid;
 	c->secured = m->secured != 0;
+	snprintf(c->tls_info, sizeof(c->tls_info), "%s", m->tls_info);
 	snprintf(c->method, sizeof(c->method), "%s", m->method);
 	if (m->data_len > 0) {
 		c->data = xmalloc(m->data_len);
@@ -706,9 +736,16 @@ static void fe_gone(struct frontend *fe)
 		M.slots[slot].fe = NULL;
 		fe_schedule_restart(slot, mtime_ms() - fe->started_ms);
 	}
-	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i]->state == C_PREAUTH && M.conns[i]->fe == fe)
+	for (uint32_t i = 0; i < M.nconns_cap; i++) {
+		if (M.conns[i]->fe != fe)
+			continue;
+		if (M.conns[i]->state == C_PREAUTH) {
 			conn_release(M.conns[i]);
+		} else {
+			/* its relay is gone; the session sees EOF and ends */
+			M.conns[i]->fe = NULL;
+		}
+	}
 	for (pp = &M.fes; *pp != fe; pp = &(*pp)->next)
 		;
 	*pp = fe->next;
@@ -926,6 +963,29 @@ static int check_conf(const struct config *conf, char *err, size_t size)
 				 "ADDR:PORT or [V6ADDR]:PORT)", conf->pop3d.listen_addrs[i]);
 			return -1;
 		}
+	if (conf->pop3d.listen_tls != NULL && conf->pop3d.listen_tls[0] != '\0') {
+		char *copy = xstrdup(conf->pop3d.listen_tls), *save = NULL;
+
+		for (char *t = strtok_r(copy, ", \t", &save); t != NULL;
+		     t = strtok_r(NULL, ", \t", &save)) {
+			if (M.ntls_addrs == CONFIG_MAX_LISTEN) {
+				snprintf(err, size, "[pop3d] listen-tls: at most %d entries",
+					 CONFIG_MAX_LISTEN);
+				free(copy);
+				return -1;
+			}
+			if (sock_parse_addrport(t, &ss, &sl) == -1) {
+				snprintf(err, size, "[pop3d] listen-tls: bad address \"%s\" "
+					 "(expected ADDR:PORT or [V6ADDR]:PORT)", t);
+				free(copy);
+				return -1;
+			}
+			M.tls_addrs[M.ntls_addrs++] = xstrdup(t);
+		}
+		free(copy);
+	}
+	if (tls_check_conf(conf, err, size) == -1)
+		return -1;
 	if (conf->pop3d.login_delay != NULL && conf->pop3d.login_delay[0] != '\0' &&
 	    num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &u) == -1) {
 		snprintf(err, size, "[pop3d] login-delay: expected a number of seconds");
@@ -969,6 +1029,27 @@ static void usage(void)
 		"  -f       stay in the foreground\n"
 		"  -t       check the configuration and exit\n");
 	exit(2);
+}
+
+/* Loads and checks the certificates and keys in a child, so that the
+ * master never holds key material (tls.c).  With -t the process exits
+ * right after, so it checks in place.  Returns 0 or -1 (logged). */
+static int check_tls_files(const struct config *conf, bool test)
+{
+	int status;
+	pid_t pid;
+
+	if (test)
+		return tls_check_files(conf);
+	pid = fork();
+	if (pid == -1)
+		fatal("fork");
+	if (pid == 0)
+		_exit(tls_check_files(conf) == 0 ? 0 : 1);
+	while (waitpid(pid, &status, 0) == -1)
+		if (errno != EINTR)
+			fatal("waitpid");
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
 static void daemonize(void)
@@ -1037,6 +1118,8 @@ int main(int argc, char **argv)
 			fatalx("%s: [pop3d] login-chroot %s must not be writable by the "
 			       "login user or others", path, conf->pop3d.login_chroot);
 	}
+	if (tls_configured(conf) && check_tls_files(conf, test) == -1)
+		fatalx("%s: TLS certificates or keys unusable (see above)", path);
 	if (test) {
 		printf("%s: configuration OK\n", path);
 		config_free(&conf);
@@ -1066,6 +1149,18 @@ int main(int argc, char **argv)
 			fatal("cannot listen on %s", conf->pop3d.listen_addrs[i]);
 		M.nlisten++;
 	}
+	for (size_t i = 0; i < M.ntls_addrs; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+
+		sock_parse_addrport(M.tls_addrs[i], &ss, &sl);
+		M.listen_fds[M.nlisten] = sock_tcp_listen(&ss, sl, 511);
+		if (M.listen_fds[M.nlisten] == -1)
+			fatal("cannot listen on %s (listen-tls)", M.tls_addrs[i]);
+		M.listen_tls[M.nlisten++] = true;
+	}
+	if (tls_configured(conf))
+		tls_ticket_keys_init();
 	if (conf->pop3d.stats_socket != NULL && conf->pop3d.stats_socket[0] != '\0') {
 		M.stats_fd = sock_unix_listen(conf->pop3d.stats_socket, 0660);
 		if (M.stats_fd == -1)
@@ -1079,8 +1174,9 @@ int main(int argc, char **argv)
 	if (M.base == NULL)
 		fatalx("event_base_new");
 	for (size_t i = 0; i < M.nlisten; i++) {
+		/* on_accept's argument: non-NULL for a listen-tls port */
 		M.listen_evs[i] = event_new(M.base, M.listen_fds[i], EV_READ | EV_PERSIST,
-					    on_accept, NULL);
+					    on_accept, M.listen_tls[i] ? &M : NULL);
 		if (M.listen_evs[i] == NULL)
 			fatalx("event_new");
 		event_add(M.listen_evs[i], NULL);
@@ -1109,7 +1205,8 @@ int main(int argc, char **argv)
 		M.slots[i].restart_ev = evtimer_new(M.base, on_restart, (void *)(uintptr_t)i);
 		spawn_frontend(i);
 	}
-	log_info("pop3d started: %zu listener(s), %u front end(s)", M.nlisten, M.nslots);
+	log_info("pop3d started: %zu listener(s) (%zu TLS), %u front end(s)%s", M.nlisten,
+		 M.ntls_addrs, M.nslots, conf->pop3d.starttls ? ", STLS offered" : "");
 	notify_systemd("READY=1");
 	event_base_dispatch(M.base);
 	log_info("pop3d stopped");

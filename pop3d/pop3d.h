@@ -7,14 +7,18 @@
  *             listeners, accepts, enforces the connection limits, passes each
  *             connection to a front end, redeems tickets with authd and forks
  *             sessions.  Never parses client input, never sees a password.
- *   front end (login.c, authc.c, cmd.c)  login-user in login-chroot.  The
- *             AUTHORIZATION state for many clients in one libevent loop.
+ *   front end (login.c, authc.c, cmd.c, tls.c, netlist.c)  login-user in
+ *             login-chroot.  The AUTHORIZATION state for many clients in one
+ *             libevent loop; the TLS endpoint, and after a TLS login the relay
+ *             between the client and its session.
  *   session   (session.c, maildir.c)  the mailbox owner.  TRANSACTION and
  *             UPDATE states for one client, blocking I/O with deadlines.
  *
  * What may run as root: master.c (accept, fork, waitpid, the handoff
- * decoder ipc.c) and privdrop.c (the drops).  Nothing that reads a byte sent
- * by a client runs as root.
+ * decoder ipc.c) and privdrop.c (the drops); tls.c loads certificates and
+ * keys as root, in a front end before its chroot and in the master's
+ * throw-away start-up check child, never in the master itself.  Nothing
+ * that reads a byte sent by a client runs as root.
  */
 #ifndef POP3D_POP3D_H
 #define POP3D_POP3D_H
@@ -29,6 +33,8 @@
 struct config;
 struct evbuffer;
 struct event_base;
+struct sockaddr;
+struct ssl_st;
 
 /* ---- fixed limits, each with its reason ------------------------------- */
 
@@ -54,6 +60,25 @@ struct event_base;
 /* Session output is flushed once this much is buffered (and before the
  * session waits for input), so RETR of a huge message streams. */
 #define POP3D_SESSION_FLUSH	65536
+
+/* TLS.  Certificates one front end serves, chosen by SNI (a handful of
+ * names; each is a full OpenSSL context). */
+#define POP3D_TLS_MAX_CERTS	8
+/* A private key file larger than this is not a key (read whole, wiped). */
+#define POP3D_TLS_MAX_KEY_FILE	(1024 * 1024)
+/* Start-up warns about a certificate that expires within this many days. */
+#define POP3D_TLS_EXPIRY_WARN_DAYS 30
+/* "TLSv1.3/TLS_CHACHA20_POLY1305_SHA256" and the like, with room. */
+#define POP3D_TLS_INFO_MAX	64
+/* Encrypted bytes a front end queues for one client socket before it
+ * stops encrypting (back-pressure from a client that does not read). */
+#define POP3D_TLS_MAX_QUEUED	65536
+/* The TLS relay after the handoff: a direction stops reading at HIGH
+ * bytes queued for the other side and resumes at LOW. */
+#define POP3D_PROXY_HIGH	65536
+#define POP3D_PROXY_LOW		16384
+/* Networks in require-tls-exempt. */
+#define POP3D_MAX_NETS		32
 
 /* ---- cmd.c: the POP3 command tokenizer (both states) ------------------- */
 
@@ -84,10 +109,14 @@ int pop3_cmd_msgnum(const char *s, unsigned max, unsigned *num_r);
  * of tokens (0, 1 or 2), or -1 if there are more than two. */
 int pop3_cmd_split2(char *s, char **a_r, char **b_r);
 
-/* Appends the CAPA reply body (capability lines, each CRLF-ended, and the
- * final "."), for the AUTHORIZATION state (preauth) or the TRANSACTION
- * state, as configured. */
-void pop3_capa(struct evbuffer *out, const struct config *conf, bool preauth);
+/* pop3_capa flags: what this connection may do next. */
+#define POP3_CAPA_LOGIN	0x1	/* AUTHORIZATION and logins allowed: USER, SASL */
+#define POP3_CAPA_STLS	0x2	/* STLS offered */
+
+/* Appends the CAPA reply (the +OK line, capability lines, each CRLF-ended,
+ * and the final ".") with the configured capabilities and, per flags,
+ * USER/SASL and STLS. */
+void pop3_capa(struct evbuffer *out, const struct config *conf, unsigned flags);
 
 /* ---- maildir.c --------------------------------------------------------- */
 
@@ -173,6 +202,8 @@ struct session_params {
 	const char *rip;		/* for the logout line */
 	const uint8_t *data;		/* client bytes already read (pipelined) */
 	size_t data_len;
+	bool secured;			/* fd is the front end's TLS relay */
+	const char *tls_info;		/* "TLSv1.3/CIPHER" when secured, else "" */
 	const struct config *conf;
 };
 
@@ -215,9 +246,13 @@ struct ipc_msg {
 	uint32_t type;
 	uint32_t data_len;		/* IPC_HANDOFF: bytes used in data */
 	uint64_t conn_id;
-	uint8_t secured;		/* IPC_HANDOFF */
+	uint8_t secured;		/* IPC_HANDOFF: TLS; the fd is then one end
+					 * of a socketpair the front end relays */
+	uint8_t tls_port;		/* IPC_NEWCONN: from a listen-tls port */
 	char method[8];			/* IPC_HANDOFF: "USER" or "PLAIN" */
 	char ticket[IPC_TICKET_LEN + 1];/* IPC_HANDOFF */
+	char tls_info[POP3D_TLS_INFO_MAX];/* IPC_HANDOFF: "TLSv1.3/CIPHER" if secured,
+					 * else "" */
 	uint8_t data[POP3D_HANDOFF_MAX_DATA];
 };
 
@@ -230,6 +265,58 @@ int ipc_send(int sock, const struct ipc_msg *m, int fd);
  * Returns 1 with *fd_r (or -1), 0 on EOF, -1 on a broken or malformed
  * message (errno EAGAIN when nothing is pending). */
 int ipc_recv(int sock, struct ipc_msg *m, int *fd_r);
+
+/* ---- tls.c: OpenSSL server contexts and start-up checks ---------------- */
+
+/* True if the configuration asks for TLS (listen-tls or starttls). */
+bool tls_configured(const struct config *conf);
+/* Checks the TLS keys that need no file: pairs of certificate and key
+ * files, the version name, require-tls-exempt.  Returns 0, or -1 with a
+ * message naming the key in err. */
+int tls_check_conf(const struct config *conf, char *err, size_t size);
+/* Loads every certificate chain and key as a front end would and checks
+ * them: key file mode (no access for group or others), key matching its
+ * certificate, cipher lists; warns about a certificate expiring within
+ * POP3D_TLS_EXPIRY_WARN_DAYS.  Logs each problem naming the file.  The
+ * master runs this in a child that exits at once, so that it never holds
+ * key material its sessions would inherit.  Returns 0 or -1. */
+int tls_check_files(const struct config *conf);
+/* Master: draws the session-ticket keys every front end shares (so that a
+ * ticket from one front end resumes on another). */
+void tls_ticket_keys_init(void);
+/* Session child: wipes the inherited ticket keys. */
+void tls_ticket_keys_wipe(void);
+/* Front end, before its chroot: builds one server context per certificate
+ * (the first is the default; SNI picks another whose names match).
+ * Returns 0, or -1 (logged). */
+int tls_server_init(const struct config *conf);
+/* A new server connection object for tls_server_init's contexts, or NULL
+ * (out of memory).  The caller owns it. */
+struct ssl_st *tls_ssl_new(void);
+/* Writes "PROTOCOL/CIPHER" of an established connection into buf. */
+void tls_describe(const struct ssl_st *ssl, char *buf, size_t size);
+/* OpenSSL's text for err (from ERR_get_error and the like) into buf;
+ * returns buf. */
+const char *tls_error_string(unsigned long err, char *buf, size_t size);
+
+/* ---- netlist.c: address lists (require-tls-exempt) ---------------------- */
+
+struct netlist {
+	struct {
+		int family;		/* AF_INET or AF_INET6 */
+		uint8_t addr[16];	/* network byte order, host bits zero */
+		unsigned prefix;
+	} nets[POP3D_MAX_NETS];
+	size_t n;
+};
+
+/* Parses a comma- or blank-separated list of ADDR or ADDR/PREFIX (IPv4 or
+ * IPv6) into nl; an empty string gives an empty list.  Returns 0, or -1
+ * with a message in err. */
+int netlist_parse(const char *s, struct netlist *nl, char *err, size_t size);
+/* True if sa (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
+ * IPv4) lies in one of nl's networks. */
+bool netlist_match(const struct netlist *nl, const struct sockaddr *sa);
 
 /* ---- login.c / authc.c: the front end ---------------------------------- */
 

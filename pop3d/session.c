@@ -338,7 +338,7 @@ static void dispatch(struct session *s, char *line)
 		cmd_quit(s);
 		break;
 	case CMD_CAPA:
-		pop3_capa(s->out, s->p->conf, false);
+		pop3_capa(s->out, s->p->conf, 0);
 		break;
 	case CMD_USER: case CMD_PASS: case CMD_AUTH: case CMD_APOP: case CMD_STLS:
 		bad_command(s, "Already logged in");
@@ -352,11 +352,13 @@ static void dispatch(struct session *s, char *line)
 static void log_logout(const struct session *s)
 {
 	log_info("logout: user=%s rip=%s reason=%s retr=%u/%llu top=%u/%llu del=%u/%llu "
-		 "size=%u/%llu", s->p->user, s->p->rip, end_names[s->end],
+		 "size=%u/%llu secured=%s%s%s", s->p->user, s->p->rip, end_names[s->end],
 		 s->retr.n, (unsigned long long)s->retr.bytes,
 		 s->top.n, (unsigned long long)s->top.bytes,
 		 s->del.n, (unsigned long long)s->del.bytes,
-		 s->size.n, (unsigned long long)s->size.bytes);
+		 s->size.n, (unsigned long long)s->size.bytes,
+		 s->p->secured ? "yes" : "no", s->p->secured ? " tls=" : "",
+		 s->p->secured && s->p->tls_info != NULL ? s->p->tls_info : "");
 }
 
 int session_run(const struct session_params *p)

@@ -69,13 +69,13 @@ static void test_split_and_numbers(void)
 	CHECK_INT(pop3_cmd_msgnum("1", 0, &n), -1);
 }
 
-static char *capa(const struct config *conf, bool preauth)
+static char *capa(const struct config *conf, unsigned flags)
 {
 	struct evbuffer *b = evbuffer_new();
 	size_t n;
 	char *s;
 
-	pop3_capa(b, conf, preauth);
+	pop3_capa(b, conf, flags);
 	n = evbuffer_get_length(b);
 	s = xmalloc(n + 1);
 	evbuffer_remove(b, s, n);
@@ -91,16 +91,28 @@ static void test_capa(void)
 
 	memset(&conf, 0, sizeof(conf));
 	conf.pop3d.user_command = true;
-	s = capa(&conf, true);
+	s = capa(&conf, POP3_CAPA_LOGIN);
 	CHECK(strstr(s, "\r\nUSER\r\n") != NULL);
 	CHECK(strstr(s, "\r\nSASL PLAIN\r\n") != NULL);
 	CHECK(strstr(s, "LOGIN-DELAY") == NULL);
+	CHECK(strstr(s, "STLS") == NULL);
+	free(s);
+	/* require-tls before TLS: STLS, and no way to log in */
+	s = capa(&conf, POP3_CAPA_STLS);
+	CHECK(strstr(s, "\r\nSTLS\r\n") != NULL);
+	CHECK(strstr(s, "USER") == NULL);
+	CHECK(strstr(s, "SASL") == NULL);
+	CHECK(strstr(s, "\r\n.\r\n") != NULL);
+	free(s);
+	s = capa(&conf, POP3_CAPA_LOGIN | POP3_CAPA_STLS);
+	CHECK(strstr(s, "\r\nSTLS\r\n") != NULL);
+	CHECK(strstr(s, "\r\nUSER\r\n") != NULL);
 	CHECK(strstr(s, "\r\n.\r\n") != NULL);
 	free(s);
 	conf.pop3d.login_delay = (char *)(uintptr_t)"900";
 	conf.pop3d.expire = (char *)(uintptr_t)"NEVER";
 	conf.pop3d.implementation = true;
-	s = capa(&conf, false);
+	s = capa(&conf, 0);
 	CHECK(strstr(s, "USER") == NULL);
 	CHECK(strstr(s, "SASL") == NULL);
 	CHECK(strstr(s, "\r\nTOP\r\n") != NULL);
@@ -166,6 +178,39 @@ static void test_ipc_decoder(void)
 	m.ticket[0] = 'a';
 	snprintf(m.method, sizeof(m.method), "APOP");
 	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), -1);
+	snprintf(m.method, sizeof(m.method), "PLAIN");
+	/* secured: a protocol/cipher is due, and only then; no tls_port */
+	m.secured = 1;
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), -1);
+	snprintf(m.tls_info, sizeof(m.tls_info), "TLSv1.3/TLS_AES_256_GCM_SHA384");
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), 1);
+	m.secured = 2;
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), -1);
+	m.secured = 0;
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), -1);
+	m.secured = 1;
+	m.tls_info[3] = ' ';
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), -1);
+	memset(m.tls_info, 'A', sizeof(m.tls_info));
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), -1);
+	snprintf(m.tls_info, sizeof(m.tls_info), "TLSv1.2/ECDHE-RSA-AES128-GCM-SHA256");
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), 1);
+	m.tls_port = 1;
+	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN + 3, true), -1);
+	m.tls_port = 0;
+	/* NEWCONN: tls_port is a flag */
+	{
+		struct ipc_msg n;
+		memset(&n, 0, sizeof(n));
+		n.type = IPC_NEWCONN;
+		n.tls_port = 1;
+		CHECK_INT(recv_raw(&n, IPC_HEADER_LEN, true), 1);
+		n.tls_port = 2;
+		CHECK_INT(recv_raw(&n, IPC_HEADER_LEN, true), -1);
+		n.tls_port = 0;
+		n.secured = 1;
+		CHECK_INT(recv_raw(&n, IPC_HEADER_LEN, true), -1);
+	}
 	/* short header, unknown type, CLOSED with a descriptor */
 	CHECK_INT(recv_raw(&m, 4, false), -1);
 	memset(&m, 0, sizeof(m));

@@ -7,6 +7,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
@@ -190,13 +191,25 @@ class Pop3d:
 
 
 class Client:
-    """A raw POP3 client: bytes in, lines out, every wait bounded."""
+    """A raw POP3 client: bytes in, lines out, every wait bounded.  With
+    tls (an ssl.SSLContext) the connection is TLS from the start (POP3S);
+    starttls() upgrades a plain one after STLS."""
 
-    def __init__(self, port, timeout=10, greet=True):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10, greet=True, tls=None, server_hostname="localhost",
+                 host="127.0.0.1"):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
         self.timeout = timeout
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname)
         self.greeting = self.line() if greet else None
+
+    def starttls(self, ctx, server_hostname="localhost"):
+        """TLS handshake on the connection (after "+OK" to STLS).  Anything
+        the server sent in plain text after that reply is an error."""
+        assert self.buf == b"", "plain text after the STLS reply: %r" % self.buf
+        self.sock.settimeout(self.timeout)
+        self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
 
     def send(self, data):
         if isinstance(data, str):
@@ -239,7 +252,7 @@ class Client:
                 d = self.sock.recv(65536)
             except socket.timeout:
                 return False
-            except ConnectionResetError:
+            except (ConnectionResetError, ssl.SSLError):
                 return True
             if not d:
                 return True

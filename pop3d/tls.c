@@ -1,0 +1,442 @@
+/*
+ * tls.c - pop3d's TLS: OpenSSL 3 server contexts for the front ends and
+ * the start-up checks of certificates and keys.
+ *
+ * DESIGN
+ * - Who holds key material.  Only front ends: each loads the certificates
+ *   and keys itself, as root, after the fork from the master and before its
+ *   chroot and privilege drop (tls_server_init), and keeps them for its
+ *   life.  The master never reads a key file: its start-up check
+ *   (tls_check_files) runs in a child that exits right after, so sessions,
+ *   which the master forks, inherit no key, no key file descriptor and no
+ *   stdio buffer that held one.  Key files are read whole into a buffer
+ *   that is wiped after parsing.
+ * - The one secret the master does hold is the session-ticket key, drawn
+ *   at start-up so that every front end (and every replacement) encrypts
+ *   and accepts the same tickets; a session child wipes its copy first
+ *   thing (tls_ticket_keys_wipe).  It lives as long as the master: restart
+ *   pop3d to rotate it.
+ * - One SSL_CTX per certificate.  Connections start on the first; a
+ *   client's SNI name that one of the others' certificates covers
+ *   (X509_check_host: subjectAltName DNS names, wildcards) switches the
+ *   connection to it.  Tickets stay valid across the switch: OpenSSL
+ *   encrypts them with the initial context's key, which is the same key
+ *   everywhere anyway.
+ * - Defaults: TLS 1.2 at least, ECDHE key exchange only (no finite-field
+ *   DH parameters to manage), AEAD ciphers, no renegotiation at all
+ *   (SSL_OP_NO_RENEGOTIATION: a client's request gets a warning alert and
+ *   the connection carries on), no compression, buffers released while a
+ *   connection is idle (a front end holds many).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sodium.h>
+
+#include "common/config.h"
+#include "common/log.h"
+#include "pop3d/pop3d.h"
+
+/* SSL_CTX_set_tlsext_ticket_keys: 16 bytes of key name, 32 of HMAC key,
+ * 32 of AES key. */
+#define TICKET_KEYS_LEN 80
+
+static struct {
+	SSL_CTX *ctx[POP3D_TLS_MAX_CERTS];
+	size_t n;
+} T;
+
+static uint8_t ticket_keys[TICKET_KEYS_LEN];
+static bool ticket_keys_set;
+
+bool tls_configured(const struct config *conf)
+{
+	return (conf->pop3d.listen_tls != NULL && conf->pop3d.listen_tls[0] != '\0') ||
+	       conf->pop3d.starttls;
+}
+
+const char *tls_error_string(unsigned long err, char *buf, size_t size)
+{
+	const char *reason = ERR_reason_error_string(err);
+
+	if (err == 0)
+		snprintf(buf, size, "unknown error");
+	else if (reason != NULL)
+		snprintf(buf, size, "%s", reason);
+	else
+		ERR_error_string_n(err, buf, size);
+	return buf;
+}
+
+/* The most specific OpenSSL error queued (the last), for a message;
+ * empties the queue. */
+static const char *last_error(char *buf, size_t size)
+{
+	unsigned long e, last = 0;
+
+	while ((e = ERR_get_error()) != 0)
+		last = e;
+	return tls_error_string(last, buf, size);
+}
+
+/* Splits a comma-separated list of paths (blanks around each trimmed)
+ * into at most max items pointing into s, which is modified.  Returns the
+ * count, or -1 if there are more than max or an item is empty. */
+static int split_paths(char *s, char **items, size_t max)
+{
+	size_t n = 0;
+	char *p = s;
+
+	if (s == NULL || s[strspn(s, " \t")] == '\0')
+		return 0;
+	for (;;) {
+		char *comma = strchr(p, ',');
+		char *end;
+
+		if (comma != NULL)
+			*comma = '\0';
+		p += strspn(p, " \t");
+		end = p + strlen(p);
+		while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (*p == '\0' || n == max)
+			return -1;
+		items[n++] = p;
+		if (comma == NULL)
+			return (int)n;
+		p = comma + 1;
+	}
+}
+
+int tls_check_conf(const struct config *conf, char *err, size_t size)
+{
+	char *certs = xstrdup(conf->pop3d.tls_cert_file), *keys = xstrdup(conf->pop3d.tls_key_file);
+	char *c[POP3D_TLS_MAX_CERTS], *k[POP3D_TLS_MAX_CERTS], why[256];
+	struct netlist nl;
+	int nc, nk, rc = -1;
+
+	if (strcmp(conf->pop3d.tls_min_version, "TLSv1.2") != 0 &&
+	    strcmp(conf->pop3d.tls_min_version, "TLSv1.3") != 0) {
+		snprintf(err, size, "[pop3d] tls-min-version: expected TLSv1.2 or TLSv1.3");
+		goto out;
+	}
+	if (netlist_parse(conf->pop3d.require_tls_exempt, &nl, why, sizeof(why)) == -1) {
+		snprintf(err, size, "[pop3d] require-tls-exempt: %s", why);
+		goto out;
+	}
+	if (!tls_configured(conf)) {
+		if (conf->pop3d.require_tls) {
+			snprintf(err, size, "[pop3d] require-tls = yes needs starttls = yes or "
+				 "listen-tls");
+			goto out;
+		}
+		rc = 0;
+		goto out;
+	}
+	nc = split_paths(certs, c, POP3D_TLS_MAX_CERTS);
+	nk = split_paths(keys, k, POP3D_TLS_MAX_CERTS);
+	if (nc <= 0) {
+		snprintf(err, size, "[pop3d] tls-cert-file: %s", nc == 0 ?
+			 "required with listen-tls or starttls = yes" :
+			 "expected 1 to 8 comma-separated files");
+		goto out;
+	}
+	if (nk != nc) {
+		snprintf(err, size, "[pop3d] tls-key-file: expected one key file per "
+			 "tls-cert-file entry (%d), in the same order", nc);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(certs);
+	free(keys);
+	return rc;
+}
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	return -1;	/* never prompt: encrypted keys are refused */
+}
+
+/* Reads the PEM private key at path, refusing a file that group or others
+ * may access.  The file's bytes are wiped after parsing.  Returns the key
+ * or NULL (logged). */
+static EVP_PKEY *load_key(const char *path)
+{
+	EVP_PKEY *pkey = NULL;
+	struct stat st;
+	char ebuf[256];
+	uint8_t *buf;
+	size_t len = 0;
+	BIO *bio;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		log_warn("[pop3d] tls-key-file %s: cannot open", path);
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		log_warnx("[pop3d] tls-key-file %s: not a regular file", path);
+		goto out_close;
+	}
+	if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+		log_warnx("[pop3d] tls-key-file %s is accessible by group or others "
+			  "(mode %04o); make it mode 0600 or 0400", path,
+			  (unsigned)(st.st_mode & 07777));
+		goto out_close;
+	}
+	if (st.st_size > POP3D_TLS_MAX_KEY_FILE) {
+		log_warnx("[pop3d] tls-key-file %s: larger than %d bytes, not a key", path,
+			  POP3D_TLS_MAX_KEY_FILE);
+		goto out_close;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	while (len < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + len, (size_t)st.st_size - len);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		len += (size_t)r;
+	}
+	if (len != (size_t)st.st_size) {
+		log_warn("[pop3d] tls-key-file %s: cannot read", path);
+		goto out_wipe;
+	}
+	bio = BIO_new_mem_buf(buf, (int)len);
+	if (bio == NULL)
+		fatalx("BIO_new_mem_buf: out of memory");
+	ERR_clear_error();
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	BIO_free(bio);
+	if (pkey == NULL)
+		log_warnx("[pop3d] tls-key-file %s: no usable private key (PEM, not "
+			  "encrypted): %s", path, last_error(ebuf, sizeof(ebuf)));
+out_wipe:
+	sodium_memzero(buf, (size_t)st.st_size + 1);
+	free(buf);
+out_close:
+	close(fd);
+	return pkey;
+}
+
+static void time_str(const ASN1_TIME *t, char *buf, size_t size)
+{
+	BIO *b = BIO_new(BIO_s_mem());
+	int n = 0;
+
+	buf[0] = '\0';
+	if (b == NULL)
+		return;
+	if (ASN1_TIME_print(b, t) == 1)
+		n = BIO_read(b, buf, (int)size - 1);
+	buf[n > 0 ? n : 0] = '\0';
+	BIO_free(b);
+}
+
+/* Warns about a certificate that expires soon, has expired or is not valid
+ * yet (the operator should know before clients complain). */
+static void check_dates(SSL_CTX *ctx, const char *path)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx);
+	char when[64];
+	int days, secs;
+
+	if (x == NULL)
+		return;
+	if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+		time_str(X509_get0_notBefore(x), when, sizeof(when));
+		log_warnx("[pop3d] tls-cert-file %s: certificate not valid before %s", path, when);
+	}
+	if (ASN1_TIME_diff(&days, &secs, NULL, X509_get0_notAfter(x)) != 1)
+		return;
+	time_str(X509_get0_notAfter(x), when, sizeof(when));
+	if (days < 0 || secs < 0 || (days == 0 && secs == 0))
+		log_warnx("[pop3d] tls-cert-file %s: certificate expired on %s", path, when);
+	else if (days < POP3D_TLS_EXPIRY_WARN_DAYS)
+		log_warnx("[pop3d] tls-cert-file %s: certificate expires in %d day%s (%s)", path,
+			  days, days == 1 ? "" : "s", when);
+}
+
+/* One server context for the certificate chain in cert and the key in
+ * key.  Returns it, or NULL (logged). */
+static SSL_CTX *build_ctx(const struct config *conf, const char *cert, const char *key,
+			  bool startup)
+{
+	SSL_CTX *ctx;
+	EVP_PKEY *pkey;
+	char ebuf[256];
+	int fd;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		log_warnx("SSL_CTX_new: %s", last_error(ebuf, sizeof(ebuf)));
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, strcmp(conf->pop3d.tls_min_version, "TLSv1.3") == 0 ?
+				      TLS1_3_VERSION : TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+			    (conf->pop3d.tls_session_tickets ? 0 : SSL_OP_NO_TICKET));
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_set_cipher_list(ctx, conf->pop3d.tls_ciphers) != 1) {
+		log_warnx("[pop3d] tls-ciphers: no usable cipher in \"%s\"", conf->pop3d.tls_ciphers);
+		goto fail;
+	}
+	if (SSL_CTX_set_ciphersuites(ctx, conf->pop3d.tls_ciphersuites) != 1) {
+		log_warnx("[pop3d] tls-ciphersuites: cannot use \"%s\"",
+			  conf->pop3d.tls_ciphersuites);
+		goto fail;
+	}
+	if (SSL_CTX_set1_groups_list(ctx, conf->pop3d.tls_groups) != 1) {
+		log_warnx("[pop3d] tls-groups: cannot use \"%s\"", conf->pop3d.tls_groups);
+		goto fail;
+	}
+	/* Our own open first, for a plain "No such file" instead of a
+	 * chain of OpenSSL errors. */
+	fd = open(cert, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd == -1) {
+		log_warn("[pop3d] tls-cert-file %s: cannot open", cert);
+		goto fail;
+	}
+	close(fd);
+	ERR_clear_error();
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		log_warnx("[pop3d] tls-cert-file %s: no usable PEM certificate chain: %s", cert,
+			  last_error(ebuf, sizeof(ebuf)));
+		goto fail;
+	}
+	pkey = load_key(key);
+	if (pkey == NULL)
+		goto fail;
+	ERR_clear_error();
+	if (SSL_CTX_use_PrivateKey(ctx, pkey) != 1 || SSL_CTX_check_private_key(ctx) != 1) {
+		log_warnx("[pop3d] tls-key-file %s does not belong to the certificate in %s: %s",
+			  key, cert, last_error(ebuf, sizeof(ebuf)));
+		EVP_PKEY_free(pkey);
+		goto fail;
+	}
+	EVP_PKEY_free(pkey);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pop3d", 5);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	if (ticket_keys_set && conf->pop3d.tls_session_tickets &&
+	    SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof(ticket_keys)) != 1) {
+		log_warnx("cannot set the session ticket keys");
+		goto fail;
+	}
+	if (startup)
+		check_dates(ctx, cert);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+/* SNI: moves the connection to the first context whose certificate covers
+ * the name the client asked for; unknown names keep the default. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_NOACK;
+	for (size_t i = 0; i < T.n; i++) {
+		X509 *x = SSL_CTX_get0_certificate(T.ctx[i]);
+		if (x != NULL && X509_check_host(x, name, strlen(name), 0, NULL) == 1) {
+			if (i > 0 && SSL_set_SSL_CTX(ssl, T.ctx[i]) == NULL)
+				return SSL_TLSEXT_ERR_ALERT_FATAL;
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_NOACK;
+}
+
+/* Builds the contexts of every configured certificate into T.  Returns 0
+ * or -1 (logged; nothing kept). */
+static int load_all(const struct config *conf, bool startup)
+{
+	char *certs = xstrdup(conf->pop3d.tls_cert_file), *keys = xstrdup(conf->pop3d.tls_key_file);
+	char *c[POP3D_TLS_MAX_CERTS], *k[POP3D_TLS_MAX_CERTS];
+	int n = split_paths(certs, c, POP3D_TLS_MAX_CERTS), rc = 0;
+
+	/* tls_check_conf vouched for the lists */
+	if (n <= 0 || split_paths(keys, k, POP3D_TLS_MAX_CERTS) != n)
+		fatalx("tls: certificate and key lists do not match");
+	for (int i = 0; i < n && rc == 0; i++) {
+		T.ctx[i] = build_ctx(conf, c[i], k[i], startup);
+		if (T.ctx[i] == NULL)
+			rc = -1;
+		else
+			T.n++;
+	}
+	if (rc == -1) {
+		for (size_t i = 0; i < T.n; i++)
+			SSL_CTX_free(T.ctx[i]);
+		T.n = 0;
+	} else {
+		SSL_CTX_set_tlsext_servername_callback(T.ctx[0], on_servername);
+	}
+	free(certs);
+	free(keys);
+	return rc;
+}
+
+int tls_check_files(const struct config *conf)
+{
+	if (load_all(conf, true) == -1)
+		return -1;
+	for (size_t i = 0; i < T.n; i++)
+		SSL_CTX_free(T.ctx[i]);
+	T.n = 0;
+	return 0;
+}
+
+void tls_ticket_keys_init(void)
+{
+	randombytes_buf(ticket_keys, sizeof(ticket_keys));
+	ticket_keys_set = true;
+}
+
+void tls_ticket_keys_wipe(void)
+{
+	sodium_memzero(ticket_keys, sizeof(ticket_keys));
+	ticket_keys_set = false;
+}
+
+int tls_server_init(const struct config *conf)
+{
+	int rc;
+
+	/* Everything OpenSSL reads from the file system (its configuration,
+	 * providers) is read now, before the chroot. */
+	if (OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, NULL) != 1) {
+		log_warnx("front end: cannot initialise OpenSSL");
+		return -1;
+	}
+	rc = load_all(conf, false);
+	tls_ticket_keys_wipe();		/* the contexts hold their own copy */
+	return rc;
+}
+
+struct ssl_st *tls_ssl_new(void)
+{
+	return T.n > 0 ? SSL_new(T.ctx[0]) : NULL;
+}
+
+void tls_describe(const struct ssl_st *ssl, char *buf, size_t size)
+{
+	const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+
+	snprintf(buf, size, "%s/%s", SSL_get_version(ssl),
+		 cipher != NULL ? SSL_CIPHER_get_name(cipher) : "none");
+}
