@@ -115,18 +115,49 @@ check: deps
 run: deps $(PROGRAMS)
 	@scripts/demo
 
-install: programs
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+TMPFILESDIR ?= $(PREFIX)/lib/tmpfiles.d
+CONFDIR     := $(SYSCONFDIR)/pop3d
+
+# Installs programs, units, sysusers/tmpfiles entries, man pages and the
+# example configuration; pop3d.conf itself only if there is none yet.
+install: $(PROGRAMS)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
-		$(DESTDIR)$(MANDIR)/man8 \
-		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(SYSCONFDIR)/pop3d
+		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(CONFDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(TMPFILESDIR)
 	install -m 0755 $(INSTALL_SBIN) $(DESTDIR)$(SBINDIR)/
 	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(INSTALL_LIBEXEC) $(DESTDIR)$(LIBEXECDIR)/
-	install -m 0644 man/*.8 $(DESTDIR)$(MANDIR)/man8/
-	install -m 0644 man/*.5 $(DESTDIR)$(MANDIR)/man5/
-	install -m 0640 conf/pop3d.conf.example $(DESTDIR)$(SYSCONFDIR)/pop3d/pop3d.conf.example
+	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 $(wildcard man/*.8) $(DESTDIR)$(MANDIR)/man8/
+	install -m 0640 conf/pop3d.conf.example $(DESTDIR)$(CONFDIR)/pop3d.conf.example
+	[ -e $(DESTDIR)$(CONFDIR)/pop3d.conf ] || \
+		install -m 0640 conf/pop3d.conf.example $(DESTDIR)$(CONFDIR)/pop3d.conf
+	for u in authd pop3d; do \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+			conf/systemd/$$u.service.in > $(DESTDIR)$(UNITDIR)/$$u.service; \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service; \
+	done
+	install -m 0644 conf/systemd/pop3d.sysusers $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf
+	install -m 0644 conf/systemd/pop3d.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pop3d.conf
+
+# Removes what install put there, except the configuration.
+uninstall:
+	rm -f $(foreach p,$(INSTALL_SBIN),$(DESTDIR)$(SBINDIR)/$(notdir $(p))) \
+		$(foreach p,$(INSTALL_BIN),$(DESTDIR)$(BINDIR)/$(notdir $(p))) \
+		$(foreach p,$(INSTALL_LIBEXEC),$(DESTDIR)$(LIBEXECDIR)/$(notdir $(p))) \
+		$(foreach m,$(wildcard man/*.1),$(DESTDIR)$(MANDIR)/man1/$(notdir $(m))) \
+		$(foreach m,$(wildcard man/*.5),$(DESTDIR)$(MANDIR)/man5/$(notdir $(m))) \
+		$(foreach m,$(wildcard man/*.8),$(DESTDIR)$(MANDIR)/man8/$(notdir $(m))) \
+		$(DESTDIR)$(UNITDIR)/authd.service $(DESTDIR)$(UNITDIR)/pop3d.service \
+		$(DESTDIR)$(SYSUSERSDIR)/pop3d.conf $(DESTDIR)$(TMPFILESDIR)/pop3d.conf \
+		$(DESTDIR)$(CONFDIR)/pop3d.conf.example
+	-rmdir $(DESTDIR)$(LIBEXECDIR)
 
 clean:
 	rm -rf build
 
-.PHONY: all programs deps unit integration check run install clean fuzz
+.PHONY: all programs deps unit integration check run install uninstall clean fuzz
