@@ -189,3 +189,428 @@ def test_stls_not_offered_without_starttls(world, pki):
     c.user("bob")
     c.pass_("bob-pw")
     c.quit()
+
+
+def s_client(args, stdin, timeout=30):
+    r = subprocess.run([OPENSSL, "s_client", "-ign_eof", "-crlf", "-verify_return_error"] + args,
+                       input=stdin, capture_output=True, timeout=timeout)
+    return r.returncode, r.stdout.decode("latin-1"), r.stderr.decode("latin-1")
+
+
+def test_openssl_s_client_starttls_and_pop3s(world, pki):
+    p = world(pop3d_keys=tls_keys(pki))
+    session = b"USER alice\nPASS alice-pw\nSTAT\nRETR 2\nQUIT\n"
+    for args in (["-starttls", "pop3", "-connect", "127.0.0.1:%d" % p.port],
+                 ["-connect", "127.0.0.1:%d" % tls_port(p)]):
+        rc, out, err = s_client(args + ["-CAfile", pki.ca, "-verify_hostname", "localhost"],
+                                session)
+        assert rc == 0, (args, out, err)
+        assert "Verify return code: 0 (ok)" in out, out
+        # the chain: leaf and intermediate sent, root from the CA file
+        assert "1 s:CN = pop3d test intermediate" in out, out
+        assert "+OK Logged in, 3 messages" in out
+        assert "\n+OK 3 %d" % sum(len(wire(m)) for m in (PLAIN_MSG, CRLF_MSG, BINARY_MSG)) \
+            in out.replace("\r", "")
+        assert wire(CRLF_MSG).decode() in out
+        assert "+OK Logging out" in out
+        assert "New, TLSv1.3, Cipher is TLS_" in out
+    # TLS 1.2 when the client asks for it: an ECDHE suite, never plain DH
+    rc, out, err = s_client(["-connect", "127.0.0.1:%d" % tls_port(p), "-tls1_2",
+                             "-CAfile", pki.ca], b"QUIT\n")
+    assert rc == 0, out + err
+    assert re.search(r"New, TLSv1\.2, Cipher is ECDHE-ECDSA-", out), out
+    # TLS 1.1 is refused
+    rc, out, err = s_client(["-connect", "127.0.0.1:%d" % tls_port(p), "-tls1_1",
+                             "-CAfile", pki.ca], b"QUIT\n")
+    assert rc != 0
+
+
+def test_curl_pop3s_and_ssl_reqd(world, pki):
+    p = world(pop3d_keys=tls_keys(pki))
+    base = ["curl", "-sS", "--max-time", "20", "--cacert", pki.ca, "-u", "alice:alice-pw"]
+    r = subprocess.run(base + ["pop3s://127.0.0.1:%d/1" % tls_port(p)], capture_output=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == wire(PLAIN_MSG)
+    r = subprocess.run(base + ["--ssl-reqd", "pop3://127.0.0.1:%d/3" % p.port],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == wire(BINARY_MSG)
+    # and SASL PLAIN over STLS
+    r = subprocess.run(base + ["--ssl-reqd", "--login-options", "AUTH=PLAIN",
+                               "pop3://127.0.0.1:%d/" % p.port], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(b"1 %d\r\n" % len(wire(PLAIN_MSG)))
+    assert len(re.findall(r"login: user=alice .*secured=yes tls=TLSv1\.3/", p.log_text())) == 3
+
+
+def test_curl_ssl_reqd_without_stls_sends_nothing(world, pki):
+    q = world(pop3d_keys=tls_keys(pki, starttls="no"))
+    r = subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", pki.ca, "-u",
+                        "alice:alice-pw", "--ssl-reqd", "pop3://127.0.0.1:%d/" % q.port],
+                       capture_output=True, timeout=30)
+    assert r.returncode != 0
+    assert "login: user=alice" not in q.log_text()
+
+
+def test_fetchmail_pop3s_and_mpop_stls(world, pki, tmp_path):
+    msgs = [("new/1000000001.T%d.host" % i,
+             b"From: t%d@example.org\nSubject: m%d\n\nline\n.\n..x\n" % (i, i))
+            for i in range(3)]
+    p = world(pop3d_keys=tls_keys(pki), users={"alice": msgs, "bob": msgs})
+    mbox = tmp_path / "mbox"
+    rc = tmp_path / "fetchmailrc"
+    # fetchmail checks names only, not IP addresses: sslcommonname
+    rc.write_text("poll 127.0.0.1 port %d proto pop3 auth password timeout 20\n"
+                  "  user alice password alice-pw is root here\n"
+                  "  ssl sslproto TLS1.2+ sslcertck sslcertfile %s sslcommonname localhost\n"
+                  "  mda \"/bin/sh -c 'cat >> %s'\"\n" % (tls_port(p), pki.ca, mbox))
+    rc.chmod(0o600)
+    env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--nosyslog", "-N", "-v"],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = mbox.read_bytes().replace(b"\r\n", b"\n")
+    for _, m in msgs:
+        assert m.split(b"\n\n", 1)[1] in got
+    assert os.listdir(os.path.join(p.maildirs["alice"], "new")) == []
+    # mpop: STLS on the plain port, certificate checked against the test CA
+    out = tmp_path / "mpop-mbox"
+    out.write_bytes(b"")
+    mrc = tmp_path / "mpoprc"
+    mrc.write_text("account default\nhost 127.0.0.1\nport %d\nuser bob\n"
+                   "password bob-pw\nauth user\ntls on\ntls_starttls on\n"
+                   "tls_trust_file %s\ntimeout 20\n"
+                   "delivery mbox %s\nuidls_file %s\nkeep off\n"
+                   % (p.port, pki.ca, out, tmp_path / "uidls"))
+    mrc.chmod(0o600)
+    r = subprocess.run(["mpop", "-C", str(mrc), "-q"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for _, m in msgs:
+        assert m.split(b"\n\n", 1)[1] in out.read_bytes()
+    assert os.listdir(os.path.join(p.maildirs["bob"], "new")) == []
+    log = p.log_text()
+    assert re.search(r"login: user=alice .*secured=yes tls=TLSv1\.[23]/", log)
+    assert re.search(r"login: user=bob .*secured=yes tls=TLSv1\.[23]/", log)
+
+
+# ---- the protocol corners --------------------------------------------------------------
+
+
+def test_stls_injection_is_discarded(world, pki):
+    p = world(pop3d_keys=tls_keys(pki))
+    # Commands pipelined after STLS in the same packet never run: here a
+    # USER that, if kept, would make the PASS after the handshake succeed.
+    c = Client(p.port)
+    c.send("STLS\r\nUSER alice\r\nCAPA\r\n")
+    assert c.line() == "+OK Begin TLS negotiation"
+    c.starttls(pki.context())
+    assert c.cmd("PASS alice-pw") == "-ERR USER first"
+    assert c.cmd("NOOP") == "+OK"
+    c.close()
+    wait_until(lambda: "dropped 18 bytes sent in plain text after STLS" in p.log_text(), 10,
+               "the log line about dropped bytes")
+    # what the client said before STLS is forgotten too
+    c = Client(p.port)
+    assert c.cmd("USER alice") == "+OK"
+    assert c.cmd("STLS") == "+OK Begin TLS negotiation"
+    c.starttls(pki.context())
+    assert c.cmd("PASS alice-pw") == "-ERR USER first"
+    assert c.cmd("USER alice") == "+OK"
+    assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
+    c.cmd("QUIT")
+    c.close()
+    # plain bytes that had not arrived yet when STLS was read go to the
+    # TLS engine, which fails: the injected command is still not run
+    c = Client(p.port)
+    c.send("STLS\r\n")
+    assert c.line() == "+OK Begin TLS negotiation"
+    c.send("USER alice\r\nPASS alice-pw\r\n")
+    assert c.closed(10)
+    assert c.buf == b"" or not c.buf.startswith(b"+OK"), c.buf
+    assert "login: user=alice" in p.log_text()  # only the good one above
+    assert len(re.findall(r"login: user=alice", p.log_text())) == 1
+
+
+def test_pipelining_over_tls_across_the_handoff(world, pki):
+    p = world(pop3d_keys=tls_keys(pki))
+    c = Client(tls_port(p), tls=pki.context())
+    c.send("CAPA\r\nUSER alice\r\nPASS alice-pw\r\nSTAT\r\nUIDL 1\r\nRETR 1\r\nNOOP\r\nQUIT\r\n")
+    assert c.line().startswith("+OK")
+    while c.line() != ".":
+        pass
+    assert c.line() == "+OK"
+    assert c.line().startswith("+OK Logged in, 3 messages")
+    assert c.line().startswith("+OK 3 ")
+    assert c.line() == "+OK 1 1000000001.M1.host"
+    assert c.line().startswith("+OK %d octets" % len(wire(PLAIN_MSG)))
+    assert c.multiline() == wire(PLAIN_MSG)
+    assert c.line() == "+OK"
+    assert c.line() == "+OK Logging out"
+    assert c.closed()
+
+
+def test_require_tls(world, pki):
+    p = world(pop3d_keys=tls_keys(pki, require_tls="yes", max_bad_commands="5"))
+    c = Client(p.port)
+    caps = capa_list(c)
+    assert "STLS" in caps and "USER" not in caps and "SASL PLAIN" not in caps
+    for cmd in ("USER alice", "PASS alice-pw", "AUTH PLAIN " +
+                base64.b64encode(b"\0alice\0alice-pw").decode(), "AUTH"):
+        assert c.cmd(cmd) == "-ERR [AUTH] TLS is required to log in: use STLS first", cmd
+    assert c.cmd("STLS") == "+OK Begin TLS negotiation"
+    c.starttls(pki.context())
+    caps = capa_list(c)
+    assert "STLS" not in caps and "USER" in caps and "SASL PLAIN" in caps
+    assert c.cmd("USER alice") == "+OK"
+    assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
+    c.cmd("QUIT")
+    # POP3S needs nothing more
+    c = pop3s(p, pki)
+    c.user("bob")
+    c.pass_("bob-pw")
+    c.quit()
+    # curl without TLS gets nowhere
+    r = subprocess.run(["curl", "-sS", "--max-time", "20", "-u", "alice:alice-pw",
+                        "pop3://127.0.0.1:%d/" % p.port], capture_output=True, timeout=30)
+    assert r.returncode != 0
+    assert len(re.findall(r"login: user=\S+ .*secured=yes", p.log_text())) == 2
+    assert "secured=no" not in p.log_text()
+
+
+def test_require_tls_disconnect(world, pki):
+    p = world(pop3d_keys=tls_keys(pki, require_tls="yes", require_tls_disconnect="yes",
+                                  starttls="no"))
+    c = Client(p.port)
+    assert "STLS" not in capa_list(c)
+    assert c.cmd("USER alice") == "-ERR [AUTH] TLS is required to log in; closing"
+    assert c.closed()
+    c = Client(p.port)
+    assert c.cmd("AUTH PLAIN") == "-ERR [AUTH] TLS is required to log in; closing"
+    assert c.closed()
+    assert "login: " not in p.log_text()
+
+
+def test_require_tls_exempt_networks(world, pki):
+    # loopback exempt: plain logins work and are advertised, STLS still on offer
+    q = world(pop3d_keys=tls_keys(pki, require_tls="yes", require_tls_exempt="10.0.0.0/8, "
+                                  "127.0.0.0/8"))
+    c = Client(q.port)
+    caps = capa_list(c)
+    assert "USER" in caps and "STLS" in caps
+    assert c.cmd("USER alice") == "+OK"
+    assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
+    c.cmd("QUIT")
+    assert "login: user=alice rip=127.0.0.1 method=USER secured=no pid=" in q.log_text()
+
+
+def test_require_tls_exempt_other_network(world, pki):
+    # a list that does not cover 127.0.0.1 does not exempt it
+    r = world(pop3d_keys=tls_keys(pki, require_tls="yes", require_tls_exempt="::1/128"))
+    c = Client(r.port)
+    assert c.cmd("USER alice").startswith("-ERR [AUTH] TLS is required")
+    c.close()
+
+
+SECURED_HELPER = r'''#!/usr/bin/python3
+# An external authenticator that wants TLS: OK only with secured=yes.
+import sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+seen, homes, uid = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def request():
+    recs, cur = [], b""
+    while True:
+        c = inp.read(1)
+        if not c:
+            return None
+        if c == b"\0":
+            if cur == b"":
+                return dict(r.decode().split("=", 1) for r in recs)
+            recs.append(cur)
+            cur = b""
+        else:
+            cur += c
+
+
+while True:
+    r = request()
+    if r is None:
+        break
+    with open(seen, "a") as f:
+        f.write("%s secured=%s\n" % (r["user"], r.get("secured")))
+    home = dict(l.split(":", 1) for l in open(homes).read().split())
+    if r.get("secured") == "yes" and r["password"] == r["user"] + "-pw":
+        out.write(b"result=OK\0uid=%s\0home=%s\0\0" % (uid.encode(), home[r["user"]].encode()))
+    else:
+        out.write(b"result=FAIL\0\0")
+    out.flush()
+'''
+
+
+def test_authd_gets_secured_and_can_require_it(world, pki, tmp_path):
+    helper = tmp_path / "secured_helper.py"
+    helper.write_text(SECURED_HELPER)
+    seen, homes = tmp_path / "seen", tmp_path / "homes"
+    p = world(pop3d_keys=tls_keys(pki), start=False,
+              auths=[("tlsonly", {"type": "external", "workers": "1",
+                                  "default-gid": str(TEST_GID if IS_ROOT else os.getgid()),
+                                  "program": "%s %s %s %s %d" % (PYTHON, helper, seen, homes,
+                                                                 user_uid())})])
+    homes.write_text("".join("%s:%s\n" % (u, os.path.dirname(md))
+                             for u, md in p.maildirs.items()))
+    p.start()
+    c = Client(p.port)
+    c.cmd("USER alice")
+    assert c.cmd("PASS alice-pw") == "-ERR [AUTH] Authentication failed"
+    c.close()
+    c = Client(p.port)
+    c.cmd("STLS")
+    c.starttls(pki.context())
+    c.cmd("USER alice")
+    assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
+    c.cmd("QUIT")
+    c = Client(tls_port(p), tls=pki.context())
+    assert c.cmd("AUTH PLAIN " + base64.b64encode(b"\0bob\0bob-pw").decode()) \
+        .startswith("+OK Logged in")
+    c.cmd("QUIT")
+    assert seen.read_text().splitlines() == ["alice secured=no", "alice secured=yes",
+                                             "bob secured=yes"]
+
+
+def test_sni_picks_the_certificate(world, pki):
+    mail_cert, mail_key = pki.leaf("mail.example.test", ["DNS:mail.example.test",
+                                                         "DNS:*.pop.example.test"])
+    p = world(pop3d_keys=tls_keys(pki, tls_cert_file="%s, %s" % (pki.cert, mail_cert),
+                                  tls_key_file="%s,%s" % (pki.key, mail_key)))
+    ctx = pki.context()
+
+    def served_cn(name, check=True):
+        cx = ctx if check else ssl.create_default_context(cafile=pki.ca)
+        if not check:
+            cx.check_hostname = False
+        c = Client(tls_port(p), tls=cx, server_hostname=name)
+        assert c.greeting.startswith("+OK")
+        cn = dict(x[0] for x in c.sock.getpeercert()["subject"])["commonName"]
+        c.close()
+        return cn
+    assert served_cn("mail.example.test") == "mail.example.test"
+    assert served_cn("x.pop.example.test") == "mail.example.test"
+    assert served_cn("localhost") == "localhost"
+    assert served_cn("unknown.example.test", check=False) == "localhost"
+    # and through STLS
+    c = Client(p.port)
+    c.cmd("STLS")
+    c.starttls(ctx, server_hostname="mail.example.test")
+    c.cmd("USER carol")
+    assert c.cmd("PASS carol-pw").startswith("+OK Logged in")
+    c.cmd("QUIT")
+
+
+def test_session_resumes_on_another_front_end(world, pki):
+    p = world(pop3d_keys=tls_keys(pki, login_processes="2"))
+    ctx = pki.context()
+    first = Client(tls_port(p), tls=ctx)
+    session = first.sock.session
+    assert session is not None and session.has_ticket
+    # first is held open, so the master's least-busy choice sends the next
+    # connection to the other front end: the ticket is valid there too
+    sock = socket.create_connection(("127.0.0.1", tls_port(p)), timeout=10)
+    second = ctx.wrap_socket(sock, server_hostname="localhost", session=session)
+    assert second.session_reused
+    assert second.recv(100).startswith(b"+OK")
+    second.close()
+    first.close()
+    pids = re.findall(r"pop3d\[(\d+)\]: debug: TLS: rip=127\.0\.0\.1 (\S+)( resumed)?$",
+                      p.log_text(), re.M)
+    assert len(pids) == 2 and pids[0][2] == "" and pids[1][2] == " resumed", pids
+    assert pids[0][0] != pids[1][0]
+
+
+def test_tickets_off(world, pki):
+    p = world(pop3d_keys=tls_keys(pki, tls_session_tickets="no", tls_min_version="TLSv1.3"))
+    ctx = pki.context()
+    c = Client(tls_port(p), tls=ctx)
+    assert c.sock.version() == "TLSv1.3"
+    c.close()
+    rc, out, err = s_client(["-connect", "127.0.0.1:%d" % tls_port(p), "-tls1_2",
+                             "-CAfile", pki.ca], b"QUIT\n")
+    assert rc != 0      # below tls-min-version
+
+
+# ---- start-up checks -----------------------------------------------------------------
+
+
+def check(p):
+    return subprocess.run([os.path.join(BUILD, "pop3d"), "-t", "-c", p.conf],
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_startup_refuses_bad_keys_and_certificates(world, pki, tmp_path):
+    bad = tmp_path / "bad.pem"
+    bad.write_text("-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n")
+    other_cert, other_key = pki.leaf("other.example.test", ["DNS:other.example.test"])
+    loose = tmp_path / "loose.key"
+    loose.write_bytes(open(pki.key, "rb").read())
+    loose.chmod(0o644)
+    grp = tmp_path / "group.key"
+    grp.write_bytes(open(pki.key, "rb").read())
+    grp.chmod(0o640)
+    enc = tmp_path / "enc.key"
+    run([OPENSSL, "pkey", "-in", pki.key, "-aes128", "-passout", "pass:x", "-out", str(enc)])
+    enc.chmod(0o600)
+    cases = [
+        ({"tls_key_file": str(loose)}, "tls-key-file %s is accessible by group or others "
+         "(mode 0644)" % loose),
+        ({"tls_key_file": str(grp)}, "tls-key-file %s is accessible by group or others "
+         "(mode 0640)" % grp),
+        ({"tls_key_file": other_key}, "tls-key-file %s does not belong to the certificate"
+         % other_key),
+        ({"tls_cert_file": str(bad)}, "tls-cert-file %s: no usable PEM certificate chain"
+         % bad),
+        ({"tls_cert_file": str(tmp_path / "missing.pem")}, "cannot open: No such file"),
+        ({"tls_key_file": str(enc)}, "tls-key-file %s: no usable private key" % enc),
+        ({"tls_key_file": ""}, "tls-key-file: expected one key file per tls-cert-file"),
+        ({"tls_ciphers": "NOPE-NOTHING"}, "tls-ciphers: no usable cipher"),
+        ({"tls_groups": "ffdhe13"}, "tls-groups: cannot use"),
+        ({"tls_min_version": "TLSv1.1"}, "tls-min-version: expected TLSv1.2 or TLSv1.3"),
+        ({"require_tls_exempt": "127.0.0.1/8"}, "require-tls-exempt"),
+        ({"listen_tls": "localhost:995"}, "listen-tls: bad address"),
+    ]
+    p = world(pop3d_keys=tls_keys(pki), start=False)
+    text = open(p.conf).read()
+    assert check(p).returncode == 0, check(p).stderr
+    for keys, msg in cases:
+        t = text
+        for k, v in keys.items():
+            k = k.replace("_", "-")
+            if re.search(r"^%s = .*$" % k, t, re.M):
+                t = re.sub(r"^%s = .*$" % k, lambda m: "%s = %s" % (k, v), t, flags=re.M)
+            else:
+                t = t.replace("[pop3d]\n", "[pop3d]\n%s = %s\n" % (k, v), 1)
+        open(p.conf, "w").write(t)
+        r = check(p)
+        assert r.returncode != 0 and msg in r.stderr, (keys, r.stderr)
+    # and a real start with a key file of mode 0644 stops with that message
+    open(p.conf, "w").write(text.replace(pki.key, str(loose)))
+    p.logf = open(p.log, "ab")
+    proc = subprocess.run([os.path.join(BUILD, "pop3d"), "-f", "-c", p.conf],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert "(mode 0644)" in proc.stderr and "TLS certificates or keys unusable" in proc.stderr
+    # require-tls with no TLS at all cannot be satisfied
+    open(p.conf, "w").write(re.sub(r"^(listen-tls|starttls) = .*\n", "", text, flags=re.M)
+                            .replace("[pop3d]\n", "[pop3d]\nrequire-tls = yes\n", 1))
+    r = check(p)
+    assert r.returncode != 0 and "require-tls = yes needs starttls" in r.stderr, r.stderr
+
+
+def test_startup_warns_about_expiring_certificate(world, pki):
+    soon_cert, soon_key = pki.leaf("soon.example.test", ["IP:127.0.0.1"], days=5)
+    p = world(pop3d_keys=tls_keys(pki, tls_cert_file=soon_cert, tls_key_file=soon_key))
+    assert re.search(r"tls-cert-file %s: certificate expires in [45] days" % re.escape(soon_cert),
+                     p.log_text()), p.log_text()
+    c = pop3s(p, pki)       # and it serves
+    c.quit()
