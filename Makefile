@@ -130,14 +130,14 @@ install: $(PROGRAMS)
 	install -m 0755 $(INSTALL_SBIN) $(DESTDIR)$(SBINDIR)/
 	install -m 0755 $(INSTALL_BIN) $(DESTDIR)$(BINDIR)/
 	install -m 0755 $(INSTALL_LIBEXEC) $(DESTDIR)$(LIBEXECDIR)/
-	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/
-	install -m 0644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5/
-	install -m 0644 $(wildcard man/*.8) $(DESTDIR)$(MANDIR)/man8/
+	$(if $(wildcard man/*.1),install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/)
+	$(if $(wildcard man/*.5),install -m 0644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5/)
+	$(if $(wildcard man/*.8),install -m 0644 $(wildcard man/*.8) $(DESTDIR)$(MANDIR)/man8/)
 	install -m 0640 conf/pop3d.conf.example $(DESTDIR)$(CONFDIR)/pop3d.conf.example
 	[ -e $(DESTDIR)$(CONFDIR)/pop3d.conf ] || \
 		install -m 0640 conf/pop3d.conf.example $(DESTDIR)$(CONFDIR)/pop3d.conf
 	for u in authd pop3d; do \
-		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
 			conf/systemd/$$u.service.in > $(DESTDIR)$(UNITDIR)/$$u.service; \
 		chmod 0644 $(DESTDIR)$(UNITDIR)/$$u.service; \
 	done

@@ -1,0 +1,85 @@
+"""make install / uninstall, the systemd units (systemd-analyze verify) and
+the manual pages (groff -wall, man --warnings)."""
+
+import glob
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import BUILD, REPO
+
+
+def make(*args):
+    san = os.environ.get("SANITIZER", "")
+    cmd = ["make", "-s", "-C", REPO] + (["SANITIZER=" + san] if san else []) + list(args)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def tree(root):
+    return sorted(os.path.relpath(os.path.join(d, f), root)
+                  for d, _, files in os.walk(root) for f in files)
+
+
+def test_install_tree_and_uninstall(tmp_path):
+    dest = str(tmp_path / "stage")
+    r = make("install", "DESTDIR=" + dest, "PREFIX=/usr/local")
+    assert r.returncode == 0, r.stderr
+    files = tree(dest)
+    for f in ["usr/local/sbin/authd", "usr/local/sbin/pop3d", "usr/local/bin/authctl",
+              "usr/local/libexec/authd/authd-pam-helper",
+              "etc/pop3d/pop3d.conf", "etc/pop3d/pop3d.conf.example",
+              "usr/local/lib/systemd/system/authd.service",
+              "usr/local/lib/systemd/system/pop3d.service",
+              "usr/local/lib/sysusers.d/pop3d.conf", "usr/local/lib/tmpfiles.d/pop3d.conf",
+              "usr/local/share/man/man8/authd.8", "usr/local/share/man/man8/pop3d.8",
+              "usr/local/share/man/man5/pop3d.conf.5"]:
+        assert f in files, (f, files)
+    assert any(f.startswith("usr/local/share/man/man1/authctl.1") or
+               f.startswith("usr/local/share/man/man8/authctl.8") for f in files)
+    unit = open(os.path.join(dest, "usr/local/lib/systemd/system/authd.service")).read()
+    assert "ExecStart=/usr/local/sbin/authd -f -c /etc/pop3d/pop3d.conf" in unit
+    assert "@" not in unit.replace("$MAINPID", "")
+    assert os.stat(os.path.join(dest, "etc/pop3d/pop3d.conf")).st_mode & 0o007 == 0
+    # a second install never overwrites the operator's configuration
+    conf = os.path.join(dest, "etc/pop3d/pop3d.conf")
+    with open(conf, "a") as f:
+        f.write("# mine\n")
+    assert make("install", "DESTDIR=" + dest, "PREFIX=/usr/local").returncode == 0
+    assert open(conf).read().endswith("# mine\n")
+    # uninstall removes everything but the configuration
+    r = make("uninstall", "DESTDIR=" + dest, "PREFIX=/usr/local")
+    assert r.returncode == 0, r.stderr
+    assert tree(dest) == ["etc/pop3d/pop3d.conf"]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
+def test_systemd_units_verify(tmp_path):
+    root = str(tmp_path / "root")
+    r = make("install", "PREFIX=%s/usr" % root, "SYSCONFDIR=%s/etc" % root)
+    assert r.returncode == 0, r.stderr
+    units = glob.glob(root + "/usr/lib/systemd/system/*.service")
+    assert len(units) == 2
+    r = subprocess.run(["systemd-analyze", "verify", "--man=no"] + units,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+
+def test_example_config_is_valid():
+    """The commented example that make install puts in place parses."""
+    r = subprocess.run([os.path.join(BUILD, "authd"), "-t", "-c",
+                        REPO + "/conf/pop3d.conf.example"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("page", sorted(glob.glob(REPO + "/man/*.[158]")))
+def test_man_pages_lint_clean(page):
+    r = subprocess.run(["groff", "-wall", "-man", "-z", "-Tutf8", page],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = subprocess.run(["man", "--warnings", "-E", "UTF-8", "-l", page],
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
