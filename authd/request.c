@@ -153,12 +153,14 @@ static unsigned bucket_of(const uint8_t *key, const uint8_t *verifier)
 	       FLIGHT_BUCKETS;
 }
 
-static struct flight *flight_find(const uint8_t *key, const uint8_t *verifier)
+/* The flight for (key, verifier) in progress, if any.  Requests join only
+ * flights of the same "secured" state (an authenticator may require it). */
+static struct flight *flight_find(const uint8_t *key, const uint8_t *verifier, bool secured)
 {
 	struct flight *f;
 
 	LIST_FOREACH(f, &flights[bucket_of(key, verifier)], hash_entry)
-		if (sodium_memcmp(f->key, key, CACHE_KEY_LEN) == 0 &&
+		if (f->secured == secured && sodium_memcmp(f->key, key, CACHE_KEY_LEN) == 0 &&
 		    sodium_memcmp(f->verifier, verifier, CACHE_VERIFIER_LEN) == 0)
 			return f;
 	return NULL;
@@ -286,6 +288,16 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	flight_tempfail(f, &f->gen->auths[f->stage], TEMPFAIL_TIMEOUT);
 }
 
+/* True if the authenticator called name (in the current chain) accepts
+ * only secured (TLS) connections. */
+static bool requires_secured(const char *name)
+{
+	for (size_t i = 0; i < cur->nauths; i++)
+		if (strcmp(cur->auths[i].conf->name, name) == 0)
+			return cur->auths[i].conf->require_secured;
+	return false;
+}
+
 /* Queues the flight on its chain's authenticator number f->stage. */
 static void flight_dispatch(struct flight *f)
 {
@@ -295,6 +307,15 @@ static void flight_dispatch(struct flight *f)
 	struct timeval tv;
 
 	a->stats.requests++;
+	if (a->conf->require_secured && !f->secured) {
+		/* Not even asked: a password sent in clear text is refused
+		 * here whether it is right or not. */
+		log_info("authenticator %s: user %s: refused, the connection is not secured "
+			 "(require-secured = yes)", a->conf->name, f->user);
+		a->stats.fail++;
+		flight_answer(f, AUTH_RESULT_FAIL, 0, NULL, a->conf->name);
+		return;
+	}
 	job = xcalloc(1, sizeof(*job));
 	job->flight = f;
 	job->cacheable = f->cacheable;
@@ -496,7 +517,10 @@ void request_run(struct request *req)
 		cache_key(cache, CACHE_SCOPE, req->user, key);
 		cache_verifier(cache, key, req->password, verifier);
 		cr = cache_lookup(cache, key, verifier, (int64_t)mtime_ms(), &e);
-		if (cr == CACHE_HIT_REFRESH && flight_find(key, verifier) == NULL) {
+		if (cr != CACHE_MISS && e.kind == CACHE_OK && !req->secured &&
+		    requires_secured(e.authenticator))
+			cr = CACHE_MISS;	/* let that authenticator refuse it */
+		if (cr == CACHE_HIT_REFRESH && flight_find(key, verifier, req->secured) == NULL) {
 			/* Hot user near the end of its fresh time: answer now,
 			 * revalidate behind its back so it never sees a miss. */
 			struct flight *rf = flight_new(req, true, key, verifier);
@@ -509,7 +533,7 @@ void request_run(struct request *req)
 			sodium_memzero(verifier, sizeof(verifier));
 			return;
 		}
-		f = flight_find(key, verifier);
+		f = flight_find(key, verifier, req->secured);
 		if (f != NULL)
 			authd_stats.coalesced++;
 	}

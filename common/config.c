@@ -131,6 +131,7 @@ static const struct key_def auth_keys[] = {
 	{ "queue-limit", K_UINT, A(queue_limit), "256", 1, 1000000, T_ALL },
 	{ "timeout", K_DURATION, A(timeout_ms), "5s", 10, 600000, T_ALL },
 	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
+	{ "require-secured", K_BOOL, A(require_secured), "no", 0, 0, T_ALL },
 	{ "hash-concurrency", K_UINT, A(hash_concurrency), "2", 1, 256, T_PW },
 	{ "max-requests", K_UINT, A(max_requests), "0", 0, 100000000, T_EXT },
 	/* pam: its own max-requests default, since PAM modules leak.  A name may

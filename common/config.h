@@ -47,6 +47,7 @@ struct auth_conf {
 	unsigned queue_limit;
 	uint64_t timeout_ms;
 	bool cache;
+	bool require_secured;		/* refuse requests with secured=no */
 	unsigned hash_concurrency;	/* passwd-file: concurrent hash checks */
 	unsigned max_requests;		/* external, pam: recycle helper after N (0 = never) */
 	char *default_uid, *default_gid, *default_home, *default_maildrop;

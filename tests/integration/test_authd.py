@@ -452,3 +452,16 @@ def test_username_normalisation(authd_factory, tmp_path):
     r = c.auth("  KIM ", "k")
     assert r.cmd == "OK" and r.kv["user"] == "kim@example.org"
     assert c.auth("kim\x01", "k").cmd == "FAIL"
+
+
+def test_require_secured(authd_factory, pwfile):
+    a = authd_factory([("pw", {"type": "passwd-file", "path": pwfile,
+                               "require-secured": "yes"})], cache={})
+    c = a.client()
+    assert c.auth("alice", "alice-pw", secured="yes").cmd == "OK"
+    # the same right password over a connection that is not secured: refused,
+    # even though a cached OK exists for it
+    assert c.auth("alice", "alice-pw", secured="no").cmd == "FAIL"
+    assert c.auth("alice", "alice-pw").cmd == "FAIL"
+    assert "not secured" in a.log_text()
+    assert c.auth("alice", "alice-pw", secured="yes").cmd == "OK"
