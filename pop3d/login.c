@@ -348,18 +348,23 @@ static void tls_connected(struct client *c)
 }
 
 /* The earliest OpenSSL error libevent kept for bev (usually the cause),
- * or a generic text. */
+ * or a generic text.  libevent also keeps SSL_get_error's code among
+ * them (small numbers, library 0). */
 static const char *tls_bev_error(struct bufferevent *bev, char *buf, size_t size)
 {
-	unsigned long e, first = 0;
+	unsigned long e, first = 0, code = 0;
 
-	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		first = e;	/* handed out latest first */
-	if (first == 0) {
-		snprintf(buf, size, "connection closed or reset");
-		return buf;
+	while ((e = bufferevent_get_openssl_error(bev)) != 0) {
+		if (ERR_GET_LIB(e) == 0 && e <= SSL_ERROR_WANT_CLIENT_HELLO_CB)
+			code = e;
+		else
+			first = e;	/* handed out latest first */
 	}
-	return tls_error_string(first, buf, size);
+	if (first != 0)
+		return tls_error_string(first, buf, size);
+	snprintf(buf, size, "%s", code == SSL_ERROR_SSL ? "TLS protocol error" :
+		 "connection closed or reset");
+	return buf;
 }
 
 /* STLS: reply in plain text, forget everything the client sent so far,

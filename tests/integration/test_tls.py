@@ -614,3 +614,263 @@ def test_startup_warns_about_expiring_certificate(world, pki):
                      p.log_text()), p.log_text()
     c = pop3s(p, pki)       # and it serves
     c.quit()
+
+
+# ---- bad input and faults -----------------------------------------------------------------
+
+# The first bytes of a TLS 1.2+ ClientHello record: handshake, version, length.
+HELLO_START = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+
+
+def timed_pop3s_login(p, pki, user="bob"):
+    t = time.monotonic()
+    c = pop3s(p, pki)
+    c.user(user)
+    c.pass_(user + "-pw")
+    c.stat()
+    c.quit()
+    return time.monotonic() - t
+
+
+def test_handshake_faults_do_not_block_others(world, pki):
+    # one front end: anything that blocked its loop would block everyone
+    p = world(pop3d_keys=tls_keys(pki, login_processes="1", preauth_timeout="3s"))
+    port = tls_port(p)
+    t0 = time.monotonic()
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(4)]
+    partial = socket.create_connection(("127.0.0.1", port), timeout=10)
+    partial.sendall(HELLO_START)
+    # garbage instead of a ClientHello, a plain POP3 client on the POP3S
+    # port, and a client that drops half-way through its ClientHello
+    garbage = socket.create_connection(("127.0.0.1", port), timeout=10)
+    garbage.sendall(b"\x16\x03\x01\x00\x05hello" + os.urandom(3000))
+    plain = socket.create_connection(("127.0.0.1", port), timeout=10)
+    plain.sendall(b"CAPA\r\nUSER alice\r\n")
+    dropper = socket.create_connection(("127.0.0.1", port), timeout=10)
+    dropper.sendall(HELLO_START)
+    dropper.close()
+    # a TLS client on the plain port: its ClientHello is garbage to POP3
+    raw = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    with pytest.raises((ssl.SSLError, OSError)):
+        pki.context().wrap_socket(raw, server_hostname="localhost")
+    raw.close()
+    # meanwhile a real client logs in at once, over POP3S and over STLS
+    assert timed_pop3s_login(p, pki) < 1.5
+    t = time.monotonic()
+    c = poplib.POP3("127.0.0.1", p.port, timeout=10)
+    c.stls(context=pki.context())
+    c.user("carol")
+    c.pass_("carol-pw")
+    c.quit()
+    assert time.monotonic() - t < 1.5
+    # the broken handshakes were closed right away ...
+    for s in (garbage, plain):
+        s.settimeout(5)
+        data = b""
+        try:
+            while True:
+                d = s.recv(4096)
+                if not d:
+                    break
+                data += d
+        except ConnectionResetError:
+            pass
+        assert not data.startswith(b"+OK"), data   # at most a TLS alert
+    # ... and the stalled ones when preauth-timeout (3 s) ran out
+    for s in stalled + [partial]:
+        s.settimeout(10)
+        try:
+            assert s.recv(4096) == b""
+        except ConnectionResetError:
+            pass
+    assert 2.5 < time.monotonic() - t0 < 8
+    log = p.log_text()
+    assert log.count("TLS handshake timed out: rip=127.0.0.1") == 5, log
+    assert "TLS handshake failed: rip=127.0.0.1: " in log
+    for s in stalled + [partial, garbage, plain]:
+        s.close()
+    wait_until(lambda: p.stats_dump()["connections"] == "0", 10, "connections released")
+    assert p.proc.poll() is None
+
+
+def test_renegotiation_is_refused(world, pki):
+    p = world(pop3d_keys=tls_keys(pki, login_processes="1"))
+    # s_client's interactive "R" asks for a TLS 1.2 renegotiation
+    proc = subprocess.Popen([OPENSSL, "s_client", "-tls1_2", "-connect",
+                             "127.0.0.1:%d" % tls_port(p), "-CAfile", pki.ca, "-crlf"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        out = b""
+        deadline = time.monotonic() + 15
+
+        def read_until(marker):
+            nonlocal out
+            while marker not in out:
+                left = deadline - time.monotonic()
+                assert left > 0, out
+                if select.select([proc.stdout], [], [], left)[0]:
+                    d = os.read(proc.stdout.fileno(), 65536)
+                    if not d:
+                        return False
+                    out += d
+            return True
+        assert read_until(b"+OK POP3 server ready")
+        proc.stdin.write(b"NOOP\n")
+        proc.stdin.flush()
+        assert read_until(b"+OK\r\n")
+        proc.stdin.write(b"R\n")
+        proc.stdin.flush()
+        read_until(b"never printed")       # until s_client gives up
+        assert b"RENEGOTIATING" in out and b"no renegotiation" in out, out
+    finally:
+        proc.kill()
+        proc.wait()
+    # the front end goes on serving
+    assert timed_pop3s_login(p, pki) < 1.5
+
+
+def big_message():
+    return b"Subject: big\n\n" + (b"0123456789" * 7 + b"\n.dot line\n") * 100000
+
+
+def test_client_vanishes_during_retr_over_tls(world, pki):
+    big = big_message()
+    p = world(pop3d_keys=tls_keys(pki, login_processes="1"),
+              users={"alice": [("new/1.big", big), ("new/2.small", b"S: s\n\ns\n")]})
+    c = Client(tls_port(p), tls=pki.context())
+    c.cmd("USER alice")
+    assert c.cmd("PASS alice-pw").startswith("+OK")
+    c.cmd("DELE 2")
+    c.send("RETR 1\r\n")
+    assert c.line().startswith("+OK")
+    c.sock.recv(1000)
+    c.sock.close()      # mid-transfer, no close_notify
+    wait_until(lambda: "reason=disconnected" in p.log_text() or
+               "reason=I/O error" in p.log_text(), 10, "session end")
+    wait_until(lambda: p.stats_dump()["connections"] == "0", 10, "connection released")
+    # nothing deleted, and a whole RETR streams intact through the relay
+    d = pop3s(p, pki)
+    d.user("alice")
+    d.pass_("alice-pw")
+    assert d.stat()[0] == 2
+    resp, lines, octets = d.retr(1)
+    assert b"\r\n".join(lines) + b"\r\n" == wire(big)
+    d.quit()
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def tcp_sockets(pid):
+    """How many TCP sockets (client connections) pid holds."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                inodes.add(line.split()[9])
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:[") and link[8:-1] in inodes:
+            n += 1
+    return n
+
+
+def test_tls_client_that_stops_reading_is_dropped(world, pki):
+    p = world(pop3d_keys=tls_keys(pki, login_processes="1", session_timeout="1s"),
+              users={"alice": [("new/1.big", big_message())], "carol": []})
+    fe = [int(x) for x in re.findall(r"front end (\d+) started", p.log_text())][0]
+    # (the start-up probe's connection must be gone first)
+    wait_until(lambda: tcp_sockets(fe) == 0, 10, "probe connection closed")
+    idle_fds = fd_count(fe)
+    c = Client(tls_port(p), tls=pki.context())
+    c.cmd("USER alice")
+    assert c.cmd("PASS alice-pw").startswith("+OK")
+    c.send("RETR 1\r\n")        # and never read the 8 MB
+    t0 = time.monotonic()
+    # the relay gives up on the client, or the session on writing (both
+    # after session-timeout), and then the other one follows
+    wait_until(lambda: "logout: user=alice" in p.log_text(), 10, "session end")
+    assert re.search(r"logout: user=alice .*reason=(autologout|disconnected) retr=0/0",
+                     p.log_text())
+    wait_until(lambda: tcp_sockets(fe) == 0 and fd_count(fe) == idle_fds, 10, "relay closed")
+    assert time.monotonic() - t0 < 6
+    assert p.stats_dump()["connections"] == "0"
+    # and the front end is fine
+    assert timed_pop3s_login(p, pki, "carol") < 1.5
+    c.close()
+
+
+# ---- who holds the key ------------------------------------------------------------------
+
+
+def ec_private_scalar(key_path):
+    text = run([OPENSSL, "pkey", "-in", key_path, "-text", "-noout"]).stdout.decode()
+    hexpart = text.split("priv:", 1)[1].split("pub:", 1)[0]
+    return bytes.fromhex("".join(hexpart.split()).replace(":", ""))[-32:]
+
+
+def memory_holds(pid, needles):
+    """True if one of needles occurs in pid's readable memory."""
+    longest = max(len(n) for n in needles)
+    with open("/proc/%d/maps" % pid) as f:
+        maps = f.read().splitlines()
+    with open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            name = fields[5] if len(fields) > 5 else ""
+            if "r" not in fields[1] or name in ("[vvar]", "[vsyscall]") or \
+                    end - start > 256 << 20:
+                continue
+            pos, tail = start, b""
+            while pos < end:
+                try:
+                    mem.seek(pos)
+                    chunk = mem.read(min(1 << 20, end - pos))
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                data = tail + chunk
+                if any(n in data for n in needles):
+                    return True
+                tail = data[-longest:]
+                pos += len(chunk)
+    return False
+
+
+@pytest.mark.root
+@pytest.mark.skipif(not IS_ROOT, reason="reading another user's memory needs root")
+def test_session_holds_no_key_material(world, pki):
+    p = world(pop3d_keys=tls_keys(pki, login_processes="1"))
+    fe = int(re.findall(r"front end (\d+) started", p.log_text())[0])
+    c = Client(tls_port(p), tls=pki.context())
+    c.cmd("USER alice")
+    assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
+    assert c.cmd("RETR 1").startswith("+OK")   # the relay has been busy
+    c.multiline()
+    session = int(re.search(r"login: user=alice .* pid=(\d+)", p.log_text()).group(1))
+    key = os.path.realpath(pki.key)
+    scalar = ec_private_scalar(key)
+    pem = open(key).read().splitlines()
+    needles = [scalar, scalar[::-1]] + [l.encode() for l in pem[1:-1] if len(l) >= 40]
+    for pid in (session, p.proc.pid):
+        with open("/proc/%d/maps" % pid) as f:
+            assert key not in f.read()
+        fds = []
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                fds.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+            except OSError:
+                pass
+        assert key not in fds and pki.cert not in fds, fds
+        assert not memory_holds(pid, needles), "key material in pid %d" % pid
+    # the same search finds the key where it is expected: in the front end
+    assert memory_holds(fe, [scalar, scalar[::-1]])
+    assert c.cmd("QUIT") == "+OK Logging out"
