@@ -152,8 +152,11 @@ void authenticators_init(struct event_base *base);
  * workers (taking over conf).  Returns NULL with a message in error if a
  * backend cannot start (e.g. an unreadable passwd-file). */
 struct generation *generation_start(struct config *conf, char *error, size_t size);
+/* True if another generation may be retired now (at most 16 wait for
+ * their last jobs; past that a reload is refused, not forced). */
+bool generation_can_retire(void);
 /* Marks gen as replaced; it stops (and is freed) when its last job has
- * come back, maybe at once. */
+ * come back, maybe at once.  Call only if generation_can_retire(). */
 void generation_retire(struct generation *gen);
 /* Stops everything at shutdown: kills helper processes, joins workers,
  * frees the generations (the current one and any retiring). */
@@ -277,6 +280,8 @@ int user_normalize(const struct config *conf, const char *in, char *out, size_t 
 
 /* ticket.c */
 void tickets_init(const struct config *conf);
+/* At a reload: the new ticket-lifetime, outstanding tickets kept. */
+void tickets_set_lifetime(const struct config *conf);
 /* Issues a ticket for (user, udb) bound to pid; writes its hex form into
  * hex (2 * AUTHD_TICKET_BYTES + 1 bytes). */
 void ticket_issue(const char *user, const struct userdb *udb, pid_t pid, char *hex);
@@ -309,6 +314,8 @@ struct child {
  * unblocked, and a small environment.  Returns 0 or -1 (errno set). */
 int child_spawn(struct child *ch, char *const argv[], int in_fd, int out_fd, int fd3,
 		char *const envp[]);
+/* True if the child has exited (not yet reaped): never blocks. */
+bool child_exited(const struct child *ch);
 /* Kills the process group of every child still running (shutdown). */
 void children_kill_all(void);
 /* Kills the child's process group and reaps the child. */

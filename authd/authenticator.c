@@ -265,6 +265,14 @@ struct generation *generation_start(struct config *conf, char *error, size_t siz
 	return gen;
 }
 
+bool generation_can_retire(void)
+{
+	for (size_t i = 0; i < MAX_RETIRING; i++)
+		if (retiring[i] == NULL)
+			return true;
+	return false;
+}
+
 void generation_retire(struct generation *gen)
 {
 	gen->retired = true;
@@ -277,13 +285,7 @@ void generation_retire(struct generation *gen)
 			retiring[i] = gen;
 			return;
 		}
-	/* Sixteen reloads while one backend hangs: stop the oldest now; its
-	 * workers return at their deadlines. */
-	log_warnx("authd: too many configurations retiring; stopping the oldest");
-	struct generation *old = retiring[0];
-	memmove(retiring, retiring + 1, sizeof(retiring) - sizeof(retiring[0]));
-	retiring[MAX_RETIRING - 1] = gen;
-	generation_stop(old, false);
+	fatalx("generation_retire: no free slot (callers check generation_can_retire)");
 }
 
 void authenticators_shutdown(struct generation *current)

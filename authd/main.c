@@ -29,8 +29,9 @@ static char *conf_path;			/* absolute, for reloads */
 static struct generation *current;	/* new requests go here */
 /* What cannot change without a restart: as started. */
 static char *sock_path, *master_path, *stats_path, *run_user;
-static bool cache_enabled;
+static bool cache_enabled, foreground;
 static uint64_t cache_size;
+static unsigned refresh_pct;
 
 struct generation *authd_generation(void)
 {
@@ -49,9 +50,10 @@ static void report_fixed(const struct config *n)
 		log_warnx("reload: [authd] stats-socket changed; restart authd to apply");
 	if (!SAME(n->authd.user, run_user))
 		log_warnx("reload: [authd] user changed; restart authd to apply");
-	if (n->cache.enabled != cache_enabled || (cache_enabled && n->cache.size != cache_size))
-		log_warnx("reload: [cache] enabled or size changed; restart authd to apply "
-			  "(TTLs and refresh-ahead did change)");
+	if (n->cache.enabled != cache_enabled || (cache_enabled && n->cache.size != cache_size) ||
+	    n->cache.refresh_ahead_pct != refresh_pct)
+		log_warnx("reload: [cache] enabled, size or refresh-ahead changed; restart authd "
+			  "to apply (the TTLs did change)");
 #undef SAME
 }
 
@@ -61,6 +63,13 @@ int authd_reload(char *error, size_t size)
 	struct generation *gen;
 	char err[1024];
 
+	if (!generation_can_retire()) {
+		authd_stats.reload_failures++;
+		snprintf(error, size, "too many reloads while requests of older configurations "
+			 "are still pending; try again when they are done");
+		log_error("reload refused: %s", error);
+		return -1;
+	}
 	n = config_load(conf_path, err, sizeof(err));
 	if (n == NULL) {
 		authd_stats.reload_failures++;
@@ -83,11 +92,11 @@ int authd_reload(char *error, size_t size)
 		for (size_t k = 0; k < current->nauths; k++)
 			if (strcmp(gen->auths[i].conf->name, current->auths[k].conf->name) == 0)
 				gen->auths[i].stats = current->auths[k].stats;
-	if (config_log_init("authd", &n->authd.log, true) == -1)
+	if (config_log_init("authd", &n->authd.log, foreground) == -1)
 		log_warn("reload: cannot open log file %s", n->authd.log.file);
 	requests_set_generation(gen);
 	clients_set_conf(n);
-	tickets_init(n);
+	tickets_set_lifetime(n);
 	generation_retire(current);
 	current = gen;
 	authd_stats.reloads++;
@@ -157,7 +166,7 @@ static void daemonize(void)
 int main(int argc, char **argv)
 {
 	const char *path = NULL;
-	bool foreground = false, test_only = false;
+	bool test_only = false;
 	struct config *conf;
 	struct event *sigs[5], *title_ev;
 	struct timeval one_second = { 1, 0 };
@@ -222,6 +231,7 @@ int main(int argc, char **argv)
 	run_user = xstrdup(conf->authd.user);
 	cache_enabled = conf->cache.enabled;
 	cache_size = conf->cache.size;
+	refresh_pct = conf->cache.refresh_ahead_pct;
 
 	if (geteuid() == 0) {
 		uid_t uid;

@@ -292,6 +292,13 @@ void external_verify(struct authenticator *auth, void *state, struct job *job)
 
 	job->result = AUTH_RESULT_TEMPFAIL;
 	job->reason = TEMPFAIL_UNAVAILABLE;
+	/* A helper that died since its last request (killed by an operator,
+	 * crashed on its own) is replaced before this request, not after. */
+	if (h->child.pid != -1 && child_exited(&h->child)) {
+		log_warnx("authenticator %s: helper pid %ld exited while idle; restarting it",
+			  auth->conf->name, (long)h->child.pid);
+		helper_stop(h);
+	}
 	if (h->child.pid == -1) {
 		if (mtime_ms() < h->next_spawn_ms)
 			return;

@@ -18,9 +18,10 @@
  * ldap_result() with the time left before job->deadline_ms, so no call
  * outlives its job: the loop answers TEMPFAIL at the deadline anyway, and
  * authenticator.c counts a worker past its deadline as stuck.  Opening a
- * connection is bounded by LDAP_OPT_NETWORK_TIMEOUT, set before each
- * connect to the smaller of `network-timeout` and the time left; libldap
- * applies it to connect() and to the TLS handshake (tls2.c).
+ * connection is bounded by the smaller of `network-timeout` and the time
+ * left: tcp_connect() connects the socket itself (non-blocking, poll), and
+ * the TLS handshake is bounded by LDAP_OPT_NETWORK_TIMEOUT, which libldap
+ * 2.5 honours there only in its asynchronous mode (see handle_open()).
  *
  * Failures.  After a timeout or a transport error the operation is
  * abandoned and the handle dropped (ldap_abandon_ext, ldap_unbind_ext): a
@@ -73,13 +74,17 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <ldap.h>
+#include <openldap.h>
 #include <sodium.h>
 
 #include "authd/authd.h"
@@ -111,11 +116,20 @@ struct ldap_map {
 	char *attr;			/* LDAP attribute */
 };
 
+/* One of `uris`, parsed at start-up. */
+struct ldap_server {
+	char *uri;
+	char *host;			/* NULL for ldapi:// */
+	char port[8];
+	bool ldaps;			/* TLS from the first byte */
+	bool ldapi;			/* local socket: libldap connects */
+};
+
 /* Shared by the workers; read-only once init() returned. */
 struct ldap_backend {
 	const char *name;
-	char *uris[LDAP_MAX_URIS];
-	size_t nuris;
+	struct ldap_server servers[LDAP_MAX_URIS];
+	size_t nservers;
 	bool starttls;
 	const char *ca_file;		/* NULL: libldap's default (ldap.conf) */
 	const char *bind_dn;		/* NULL: anonymous searches */
@@ -264,32 +278,110 @@ fail:
 	return -1;
 }
 
-/* Opens a handle to uri before deadline: connect, StartTLS if asked and,
- * for the service connection, the service bind.  Returns the handle, or
- * NULL (logged). */
-static LDAP *handle_open(struct ldap_backend *b, const char *uri, bool service, uint64_t deadline)
+/* Connects a non-blocking TCP socket to srv (each address in turn) before
+ * deadline, network-timeout at most.  Returns the socket, or -1 (logged).
+ * Done here rather than by libldap so that the connection can be handed to
+ * libldap already non-blocking: see handle_open(). */
+static int tcp_connect(struct ldap_backend *b, const struct ldap_server *srv, uint64_t deadline)
+{
+	struct addrinfo hints, *res, *ai;
+	uint64_t by, ms = left_ms(deadline);
+	int fd = -1, err = ETIMEDOUT, rc;
+
+	by = mtime_ms() + (ms < b->net_timeout_ms ? ms : b->net_timeout_ms);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	/* Name resolution has no timeout: name directories by address or in
+	 * /etc/hosts where that matters. */
+	rc = getaddrinfo(srv->host, srv->port, &hints, &res);
+	if (rc != 0) {
+		log_warnx("authenticator %s: cannot connect to %s: %s", b->name, srv->uri,
+			  gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL && fd == -1 && left_ms(by) > 0; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd == -1) {
+			err = errno;
+			continue;
+		}
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		err = errno;
+		if (err == EINPROGRESS) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			socklen_t len = sizeof(err);
+
+			do
+				rc = poll(&pfd, 1, (int)left_ms(by));
+			while (rc == -1 && errno == EINTR);
+			if (rc == 0)
+				err = ETIMEDOUT;
+			else if (rc == -1)
+				err = errno;
+			else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+				err = errno;
+			if (err == 0)
+				break;
+		}
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd == -1) {
+		errno = err;
+		log_warn("authenticator %s: cannot connect to %s", b->name, srv->uri);
+	}
+	return fd;
+}
+
+/* Opens a handle to srv before deadline: connect, TLS (ldaps:// or
+ * StartTLS) and, for the service connection, the service bind.  Returns
+ * the handle, or NULL (logged).
+ *
+ * libldap 2.5 bounds a TLS handshake by LDAP_OPT_NETWORK_TIMEOUT only in
+ * its asynchronous mode: in the default mode it spins on the non-blocking
+ * socket, forever if the directory is stopped (SIGSTOP) after accepting.
+ * So ldap:// and ldaps:// connections are made here, non-blocking, handed
+ * over with ldap_init_fd(), and used with LDAP_OPT_CONNECT_ASYNC, which
+ * libldap's reads and writes handle (EAGAIN: wait in ldap_result()).
+ * ldapi:// (a local socket, never TLS) is left to libldap. */
+static LDAP *handle_open(struct ldap_backend *b, const struct ldap_server *srv, bool service,
+			 uint64_t deadline)
 {
 	LDAP *ld = NULL;
 	LDAPMessage *res;
-	int v3 = LDAP_VERSION3, msgid, err, rc;
+	int v3 = LDAP_VERSION3, msgid, err, rc, fd;
 	char *diag = NULL, why[LDAP_MAX_DIAG + 64], safe[LDAP_MAX_DIAG];
-	bool tls_uri = strncasecmp(uri, "ldaps://", 8) == 0;
-	bool starttls = b->starttls && strncasecmp(uri, "ldap://", 7) == 0;
+	bool starttls = b->starttls && !srv->ldaps && !srv->ldapi;
+	const char *uri = srv->uri;
 
-	rc = ldap_initialize(&ld, uri);
+	if (srv->ldapi) {
+		rc = ldap_initialize(&ld, uri);
+	} else {
+		fd = tcp_connect(b, srv, deadline);
+		if (fd == -1)
+			return NULL;
+		rc = ldap_init_fd(fd, LDAP_PROTO_TCP, uri, &ld);
+		if (rc != LDAP_SUCCESS)
+			close(fd);
+	}
 	if (rc != LDAP_SUCCESS) {
 		log_warnx("authenticator %s: %s: %s", b->name, uri, ldap_err2string(rc));
 		return NULL;
 	}
 	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
+	    (!srv->ldapi &&
+	     ldap_set_option(ld, LDAP_OPT_CONNECT_ASYNC, LDAP_OPT_ON) != LDAP_OPT_SUCCESS) ||
 	    set_net_timeout(b, ld, deadline) == -1) {
 		log_warnx("authenticator %s: %s: cannot set connection options", b->name, uri);
 		goto out_unbind;
 	}
-	if ((tls_uri || starttls) && tls_setup(b, ld, uri) == -1)
+	if ((srv->ldaps || starttls) && tls_setup(b, ld, uri) == -1)
 		goto out_unbind;
-	if (ldap_connect(ld) != LDAP_SUCCESS) {
+	if (srv->ldapi && ldap_connect(ld) != LDAP_SUCCESS) {
 		handle_error(ld, why, sizeof(why));
 		log_warnx("authenticator %s: cannot connect to %s: %s", b->name, uri, why);
 		goto out_unbind;
@@ -315,6 +407,9 @@ static LDAP *handle_open(struct ldap_backend *b, const char *uri, bool service, 
 				  ldap_err2string(err), safe);
 			goto out_unbind;
 		}
+	}
+	if (srv->ldaps || starttls) {
+		/* The handshake, bounded by LDAP_OPT_NETWORK_TIMEOUT (async mode). */
 		if (set_net_timeout(b, ld, deadline) == -1 || ldap_install_tls(ld) != LDAP_SUCCESS) {
 			handle_error(ld, why, sizeof(why));
 			log_warnx("authenticator %s: %s: TLS handshake failed: %s", b->name, uri, why);
@@ -391,12 +486,12 @@ static int conn_open(struct ldap_backend *b, struct ldap_conn *c, bool service,
 		*reason_r = TEMPFAIL_UNAVAILABLE;
 		return -1;
 	}
-	for (size_t i = 0; i < b->nuris && left_ms(deadline) > 0; i++) {
-		c->ld = handle_open(b, b->uris[i], service, deadline);
+	for (size_t i = 0; i < b->nservers && left_ms(deadline) > 0; i++) {
+		c->ld = handle_open(b, &b->servers[i], service, deadline);
 		if (c->ld != NULL) {
 			c->answered = false;
 			log_debug("authenticator %s: %s connection to %s open", b->name, c->role,
-				  b->uris[i]);
+				  b->servers[i].uri);
 			return 0;
 		}
 	}
@@ -990,16 +1085,17 @@ static bool host_is_local(const char *host)
 	       strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
 }
 
-/* Splits and checks `uris` into b->uris. */
+/* Splits and checks `uris` into b->servers. */
 static int parse_uris(struct ldap_backend *b, const char *list, char *error, size_t size)
 {
 	char *copy = xstrdup(list), *save = NULL;
 	int rc = -1;
 
 	for (char *u = strtok_r(copy, ", \t", &save); u != NULL; u = strtok_r(NULL, ", \t", &save)) {
+		struct ldap_server *srv = &b->servers[b->nservers];
 		LDAPURLDesc *lud = NULL;
 
-		if (b->nuris == LDAP_MAX_URIS) {
+		if (b->nservers == LDAP_MAX_URIS) {
 			snprintf(error, size, "uris: at most %d", LDAP_MAX_URIS);
 			goto out;
 		}
@@ -1007,14 +1103,22 @@ static int parse_uris(struct ldap_backend *b, const char *list, char *error, siz
 			snprintf(error, size, "uris: %s is not an ldap://, ldaps:// or ldapi:// URI", u);
 			goto out;
 		}
-		if (strcasecmp(lud->lud_scheme, "ldap") == 0 && !b->starttls &&
-		    !host_is_local(lud->lud_host))
+		srv->ldaps = strcasecmp(lud->lud_scheme, "ldaps") == 0;
+		srv->ldapi = strcasecmp(lud->lud_scheme, "ldapi") == 0;
+		if (!srv->ldapi) {
+			srv->host = xstrdup(lud->lud_host != NULL && lud->lud_host[0] != '\0' ?
+					    lud->lud_host : "localhost");
+			snprintf(srv->port, sizeof(srv->port), "%d",
+				 lud->lud_port != 0 ? lud->lud_port : srv->ldaps ? 636 : 389);
+		}
+		if (!srv->ldaps && !srv->ldapi && !b->starttls && !host_is_local(srv->host))
 			log_warnx("authenticator %s: %s without starttls: passwords cross the "
 				  "network in clear text", b->name, u);
 		ldap_free_urldesc(lud);
-		b->uris[b->nuris++] = xstrdup(u);
+		srv->uri = xstrdup(u);
+		b->nservers++;
 	}
-	if (b->nuris == 0) {
+	if (b->nservers == 0) {
 		snprintf(error, size, "uris: no URI given");
 		goto out;
 	}
@@ -1080,8 +1184,10 @@ static void ldap_deinit(struct authenticator *auth)
 
 	if (b == NULL)
 		return;
-	for (size_t i = 0; i < b->nuris; i++)
-		free(b->uris[i]);
+	for (size_t i = 0; i < b->nservers; i++) {
+		free(b->servers[i].uri);
+		free(b->servers[i].host);
+	}
 	/* attrs holds each map[].attr once, then copies: free each once. */
 	for (size_t i = 0; b->attrs[i] != NULL; i++)
 		free(b->attrs[i]);
@@ -1099,6 +1205,8 @@ static int ldap_init(struct authenticator *auth, char *error, size_t size)
 	struct ldap_backend *b = xcalloc(1, sizeof(*b));
 	struct ldap_conn probe = { .role = "service" };
 	enum tempfail_reason reason;
+	bool tls_used = false;
+	LDAP *ld;
 
 	auth->backend = b;
 	b->name = ac->name;
@@ -1145,10 +1253,26 @@ static int ldap_init(struct authenticator *auth, char *error, size_t size)
 		goto fail;
 	}
 
-	/* One connection now, on this thread: it reports a wrong service
-	 * password or CA at start-up rather than at the first login, and it
-	 * runs libldap's and the TLS library's one-time initialisation before
-	 * several workers could race through it.  A directory that is down
+	/* libldap's and the TLS library's one-time initialisation run on
+	 * first use, and libldap 2.5 does not lock all of it (tls_init()):
+	 * run them here, on one thread, before the workers start.  This also
+	 * checks that the CA file loads. */
+	if (ldap_initialize(&ld, b->servers[0].uri) != LDAP_SUCCESS) {
+		snprintf(error, size, "cannot initialise libldap");
+		goto fail;
+	}
+	for (size_t i = 0; i < b->nservers; i++)
+		tls_used |= b->servers[i].ldaps || (b->starttls && !b->servers[i].ldapi);
+	if (tls_used && tls_setup(b, ld, b->servers[0].uri) == -1) {
+		ldap_unbind_ext(ld, NULL, NULL);
+		snprintf(error, size, "cannot set up TLS (ca-file %s)",
+			 b->ca_file != NULL ? b->ca_file : "default");
+		goto fail;
+	}
+	ldap_unbind_ext(ld, NULL, NULL);
+
+	/* One connection now: a wrong service password or CA shows at
+	 * start-up rather than at the first login.  A directory that is down
 	 * now is not fatal: workers connect when it is back. */
 	if (conn_open(b, &probe, true, mtime_ms() + b->net_timeout_ms, &reason) == 0) {
 		log_info("authenticator %s: connected to the directory as %s", b->name,

@@ -56,6 +56,7 @@ struct pwfile {
 	struct pw_db *db;
 	/* the watcher thread */
 	pthread_t watcher;
+	bool missing;			/* watcher only: stat failed last time */
 	pthread_cond_t watcher_cond;	/* with lock; signalled to stop */
 	bool stopping;
 	/* hash concurrency cap */
@@ -299,10 +300,19 @@ static void maybe_reload(struct pwfile *pf)
 	pthread_mutex_unlock(&pf->lock);
 
 	db = NULL;
-	if (stat(pf->path, &st) == -1)
-		log_warn("authenticator %s: stat %s (keeping the loaded version)", pf->name, pf->path);
-	else if (!same_file(&st, &cur->st))
-		db = db_load(pf->name, pf->path);
+	if (stat(pf->path, &st) == -1) {
+		/* Said once, not every second. */
+		if (!pf->missing)
+			log_warn("authenticator %s: stat %s (keeping the loaded version)",
+				 pf->name, pf->path);
+		pf->missing = true;
+	} else {
+		if (pf->missing)
+			log_info("authenticator %s: %s is back", pf->name, pf->path);
+		pf->missing = false;
+		if (!same_file(&st, &cur->st))
+			db = db_load(pf->name, pf->path);
+	}
 	db_unref(pf, cur);
 
 	pthread_mutex_lock(&pf->lock);

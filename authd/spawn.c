@@ -163,6 +163,17 @@ int child_wait(struct child *ch, uint64_t deadline_ms, int *status_r)
 	return 0;
 }
 
+bool child_exited(const struct child *ch)
+{
+	struct pollfd p = { .fd = ch->pidfd, .events = POLLIN };
+
+	if (ch->pid == -1)
+		return true;
+	if (ch->pidfd == -1)
+		return kill(ch->pid, 0) == -1 && errno == ESRCH;
+	return poll(&p, 1, 0) == 1;
+}
+
 void child_kill(struct child *ch)
 {
 	int status;

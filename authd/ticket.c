@@ -45,6 +45,12 @@ void tickets_init(const struct config *conf)
 		LIST_INIT(&buckets[i]);
 }
 
+void tickets_set_lifetime(const struct config *conf)
+{
+	/* Applies to tickets issued from now on. */
+	lifetime_ms = conf->authd.ticket_lifetime_ms;
+}
+
 static void ticket_drop(struct ticket *t)
 {
 	TAILQ_REMOVE(&fifo, t, fifo);

@@ -262,7 +262,13 @@ static char *counting_reader(char *str, int num, void *stream)
 		return NULL;
 	ctx->line++;
 	len = strlen(str);
-	if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(f)) {
+	bool complete = len > 0 && str[len - 1] == '\n';
+	if (complete)
+		len--;
+	if (len > 0 && str[len - 1] == '\r')
+		len--;
+	/* inih needs 3 bytes beyond the text (CR, LF, NUL). */
+	if ((!complete && !feof(f)) || len > (size_t)CONFIG_MAX_LINE - 3) {
 		set_error(ctx, ctx->line, "line longer than %d bytes", CONFIG_MAX_LINE - 3);
 		ctx->line_too_long = true;
 		return NULL;

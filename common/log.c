@@ -87,21 +87,29 @@ int log_init(const char *ident, enum log_level level, enum log_target target,
 
 void log_reopen(void)
 {
-	int fd;
+	char path[sizeof(log_path)];
+	int fd, err = 0;
 
 	pthread_rwlock_wrlock(&log_lock);
 	if (log_target != LOG_TARGET_FILE) {
 		pthread_rwlock_unlock(&log_lock);
 		return;
 	}
+	memcpy(path, log_path, sizeof(path));
 	fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd != -1) {
+	if (fd == -1) {
+		err = errno;
+	} else {
 		/* dup2 swaps the file under log_fd atomically for other threads. */
 		if (dup2(fd, log_fd) == -1)
-			log_warn("log: cannot reopen %s", log_path);
+			err = errno;
 		close(fd);
 	}
 	pthread_rwlock_unlock(&log_lock);
+	if (err != 0) {
+		errno = err;
+		log_warn("log: cannot reopen %s", path);
+	}
 }
 
 void log_set_level(enum log_level level)

@@ -465,3 +465,16 @@ def test_require_secured(authd_factory, pwfile):
     assert c.auth("alice", "alice-pw").cmd == "FAIL"
     assert "not secured" in a.log_text()
     assert c.auth("alice", "alice-pw", secured="yes").cmd == "OK"
+
+
+def test_helper_killed_while_idle_is_replaced_first(authd_factory, helper_users):
+    users, piddir = helper_users
+    a = authd_factory([("ext", ext_auth(helper_users, workers="1"))])
+    c = a.client()
+    assert c.auth("dave", "dave-pw").cmd == "OK"
+    pid = int([n for n in os.listdir(piddir) if n.startswith("helper.")][0].split(".")[1])
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(pid), 10, "helper dead")
+    # the next request gets a new helper, not a TEMPFAIL
+    assert c.auth("dave", "dave-pw").cmd == "OK"
+    assert "exited while idle" in a.log_text()

@@ -164,3 +164,13 @@ def test_process_title(authd_factory, helper):
     c = a.client()
     c.send_auth("carol", "carol-pw")
     wait_until(lambda: title() == "authd: 1 in flight", 5, "title with one in flight")
+
+
+def test_ticket_survives_reload(authd_factory, helper):
+    from authdlib import master_redeem
+    a = authd_factory([("ext", ext(helper))])
+    c = a.client()
+    ticket = c.auth("carol", "carol-pw").kv["ticket"]
+    assert authctl("-s", a.socket, "reload").returncode == 0
+    r = master_redeem(a.master_socket, ticket, os.getpid())
+    assert r.cmd == "USER" and r.kv["user"] == "carol", r
