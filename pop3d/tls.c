@@ -286,7 +286,10 @@ static SSL_CTX *build_ctx(const struct config *conf, const char *cert, const cha
 	}
 	SSL_CTX_set_min_proto_version(ctx, strcmp(conf->pop3d.tls_min_version, "TLSv1.3") == 0 ?
 				      TLS1_3_VERSION : TLS1_2_VERSION);
+	/* A TCP close without close_notify is an ordinary end: POP3 frames
+	 * its own data, so there is no truncation to detect. */
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+			    SSL_OP_IGNORE_UNEXPECTED_EOF |
 			    (conf->pop3d.tls_session_tickets ? 0 : SSL_OP_NO_TICKET));
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_set_cipher_list(ctx, conf->pop3d.tls_ciphers) != 1) {
