@@ -196,7 +196,8 @@ int maildir_expand(const char *tmpl, const char *user, const char *home,
 /* ---- session.c --------------------------------------------------------- */
 
 struct session_params {
-	int fd;				/* the client connection */
+	int fd;				/* the client connection, or for a TLS
+					 * client the front end's relay socketpair */
 	const char *user;
 	const char *maildrop;		/* expanded path */
 	const char *rip;		/* for the logout line */

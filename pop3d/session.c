@@ -10,6 +10,9 @@
  * POP3D_SESSION_FLUSH, so pipelined commands get batched replies and RETR
  * of a big message streams in bounded memory.  A dropped connection or a
  * timeout ends the session without the UPDATE state: nothing is deleted.
+ * For a TLS client the descriptor is a socketpair whose other end the
+ * front end relays to the TLS connection: the session speaks plain POP3
+ * either way and never sees TLS state or keys.
  */
 #include <errno.h>
 #include <poll.h>
