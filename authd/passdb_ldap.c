@@ -30,7 +30,7 @@
  * (LDAP_BACKOFF_MIN_MS, doubling to LDAP_BACKOFF_MAX_MS, reset by the
  * first answer); requests that come meanwhile get TEMPFAIL at once, so a
  * dead directory costs a worker one timeout per back-off period, not one
- * per request.  A connection that has answered before and is found closed
+ * per request.  A connection opened by an earlier request and found closed
  * (directory restarted, idle timeout) is reopened at once, once, within
  * the same request.
  *
@@ -150,7 +150,6 @@ struct ldap_backend {
 struct ldap_conn {
 	LDAP *ld;			/* NULL: closed */
 	const char *role;		/* "service" or "bind", for logs */
-	bool answered;			/* has answered since it was opened */
 	uint64_t retry_ms;		/* no new connection before (monotonic) */
 	uint64_t backoff_ms;		/* the next back-off; 0 after an answer */
 };
@@ -266,8 +265,8 @@ static int tls_setup(struct ldap_backend *b, LDAP *ld, const char *uri)
 	if (ldap_set_option(ld, LDAP_OPT_X_TLS_REQUIRE_CERT, &demand) != LDAP_OPT_SUCCESS)
 		goto fail;
 	/* TLS options set on a handle only take effect in a new TLS context:
-	 * without NEWCTX the CA file would be silently ignored
-	 * (docs: dependencies.md section 5). */
+	 * without NEWCTX the CA file is silently ignored and verification
+	 * fails ("Connect error"), as measured with libldap 2.5.13. */
 	if (ldap_set_option(ld, LDAP_OPT_X_TLS_NEWCTX, &client) != LDAP_OPT_SUCCESS)
 		goto fail;
 	return 0;
@@ -410,9 +409,11 @@ static LDAP *handle_open(struct ldap_backend *b, const struct ldap_server *srv, 
 	}
 	if (srv->ldaps || starttls) {
 		/* The handshake, bounded by LDAP_OPT_NETWORK_TIMEOUT (async mode). */
-		if (set_net_timeout(b, ld, deadline) == -1 || ldap_install_tls(ld) != LDAP_SUCCESS) {
+		if (set_net_timeout(b, ld, deadline) == -1 ||
+		    ldap_install_tls(ld) != LDAP_SUCCESS) {
 			handle_error(ld, why, sizeof(why));
-			log_warnx("authenticator %s: %s: TLS handshake failed: %s", b->name, uri, why);
+			log_warnx("authenticator %s: %s: TLS handshake failed: %s", b->name, uri,
+				  why);
 			goto out_unbind;
 		}
 	}
@@ -462,7 +463,6 @@ static void conn_drop(struct ldap_conn *c, int msgid, bool backoff)
 		ldap_unbind_ext(c->ld, NULL, NULL);
 		c->ld = NULL;
 	}
-	c->answered = false;
 	if (backoff) {
 		if (c->backoff_ms == 0)
 			c->backoff_ms = LDAP_BACKOFF_MIN_MS;
@@ -489,7 +489,6 @@ static int conn_open(struct ldap_backend *b, struct ldap_conn *c, bool service,
 	for (size_t i = 0; i < b->nservers && left_ms(deadline) > 0; i++) {
 		c->ld = handle_open(b, &b->servers[i], service, deadline);
 		if (c->ld != NULL) {
-			c->answered = false;
 			log_debug("authenticator %s: %s connection to %s open", b->name, c->role,
 				  b->servers[i].uri);
 			return 0;
@@ -535,7 +534,7 @@ static bool local_request_error(int rc)
 }
 
 /* Runs op on c before deadline, opening c first if needed, and once more
- * on a new connection if a connection that had answered before turns out
+ * on a new connection if a connection opened by an earlier request turns out
  * to be closed.  Returns 0 with *res_r (the caller frees it with
  * ldap_msgfree), or -1 with *reason_r; c is dropped after a timeout or a
  * transport error. */
@@ -548,15 +547,15 @@ static int conn_run(struct ldap_backend *b, struct ldap_conn *c, bool service,
 
 	*res_r = NULL;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if (c->ld == NULL && conn_open(b, c, service, deadline, reason_r) == -1)
+		bool reused = c->ld != NULL;
+
+		if (!reused && conn_open(b, c, service, deadline, reason_r) == -1)
 			return -1;
-		bool reused = c->answered;
 
 		rc = op_start(b, c->ld, op, deadline, &msgid);
 		if (rc == LDAP_SUCCESS) {
 			rc = wait_result(c->ld, msgid, deadline, res_r);
 			if (rc > 0) {
-				c->answered = true;
 				c->backoff_ms = 0;
 				return 0;
 			}
@@ -581,7 +580,8 @@ static int conn_run(struct ldap_backend *b, struct ldap_conn *c, bool service,
 		 * closed an idle connection; try a new one right away. */
 		conn_drop(c, -1, !reused);
 		if (!reused) {
-			*reason_r = left_ms(deadline) == 0 ? TEMPFAIL_TIMEOUT : TEMPFAIL_UNAVAILABLE;
+			*reason_r = left_ms(deadline) == 0 ? TEMPFAIL_TIMEOUT :
+							     TEMPFAIL_UNAVAILABLE;
 			return -1;
 		}
 	}
@@ -823,8 +823,8 @@ static void bind_result(struct authenticator *auth, LDAP *ld, LDAPMessage *res,
 			log_info("authenticator %s: user %s: password expires in %ds", b->name,
 				 job->user, (int)expire);
 		if (grace >= 0)
-			log_info("authenticator %s: user %s: password expired, %d grace logins left",
-				 b->name, job->user, (int)grace);
+			log_info("authenticator %s: user %s: password expired, %d grace logins "
+				 "left", b->name, job->user, (int)grace);
 		if (f->bad_attr != NULL) {
 			log_warnx("authenticator %s: user %s: unusable value of %s in %s",
 				  b->name, job->user, f->bad_attr, f->dn);
@@ -917,7 +917,8 @@ static void ldap_verify(struct authenticator *auth, void *state, struct job *job
 	struct ldap_worker *w = state;
 	struct ldap_found f;
 	struct ldap_op op;
-	LDAPMessage *res = NULL;
+	struct berval cred;
+	LDAPMessage *res = NULL, *bres = NULL;
 	enum tempfail_reason reason = TEMPFAIL_UNAVAILABLE;
 	enum auth_result r;
 	char *filter;
@@ -986,10 +987,10 @@ static void ldap_verify(struct authenticator *auth, void *state, struct job *job
 		goto out;
 	}
 
-	/* Bind mode: the user's password against the DN found. */
-	struct berval cred = { job->passlen, job->password };
-	LDAPMessage *bres = NULL;
-
+	/* Bind mode: the user's password against the DN found.  cred points
+	 * into the job, which authenticator.c wipes. */
+	cred.bv_len = job->passlen;
+	cred.bv_val = job->password;
 	op.bind = true;
 	op.dn = f.dn;
 	op.cred = &cred;
@@ -1010,11 +1011,26 @@ out:
 
 static void *ldap_worker_init(struct authenticator *auth, unsigned index)
 {
+	struct ldap_backend *b = auth->backend;
 	struct ldap_worker *w = xcalloc(1, sizeof(*w));
+	enum tempfail_reason reason;
 
 	w->svc.role = "service";
 	w->usr.role = "bind";
-	/* Connections open with the first request. */
+	/* Connections open with the first request that needs them, but the
+	 * first worker opens its service connection now, so that a wrong
+	 * service password or CA shows at start-up rather than at the first
+	 * login.  (Here, not in init(), which a reload runs on the event
+	 * loop.)  A directory that is down is not fatal: requests get
+	 * TEMPFAIL until it is back. */
+	if (index == 0) {
+		if (conn_open(b, &w->svc, true, mtime_ms() + b->net_timeout_ms, &reason) == 0)
+			log_info("authenticator %s: connected to the directory as %s", b->name,
+				 b->bind_dn != NULL ? b->bind_dn : "anonymous");
+		else
+			log_warnx("authenticator %s: directory not reachable; answering TEMPFAIL "
+				  "until it is", b->name);
+	}
 	return w;
 }
 
@@ -1091,7 +1107,8 @@ static int parse_uris(struct ldap_backend *b, const char *list, char *error, siz
 	char *copy = xstrdup(list), *save = NULL;
 	int rc = -1;
 
-	for (char *u = strtok_r(copy, ", \t", &save); u != NULL; u = strtok_r(NULL, ", \t", &save)) {
+	for (char *u = strtok_r(copy, ", \t", &save); u != NULL;
+	     u = strtok_r(NULL, ", \t", &save)) {
 		struct ldap_server *srv = &b->servers[b->nservers];
 		LDAPURLDesc *lud = NULL;
 
@@ -1100,7 +1117,8 @@ static int parse_uris(struct ldap_backend *b, const char *list, char *error, siz
 			goto out;
 		}
 		if (ldap_url_parse(u, &lud) != LDAP_URL_SUCCESS) {
-			snprintf(error, size, "uris: %s is not an ldap://, ldaps:// or ldapi:// URI", u);
+			snprintf(error, size, "uris: %s is not an ldap://, ldaps:// or ldapi:// "
+				 "URI", u);
 			goto out;
 		}
 		srv->ldaps = strcasecmp(lud->lud_scheme, "ldaps") == 0;
@@ -1137,7 +1155,8 @@ static int parse_attributes(struct ldap_backend *b, const char *list, char *erro
 	size_t n = 0;
 	int rc = -1;
 
-	for (char *it = strtok_r(copy, ", \t", &save); it != NULL; it = strtok_r(NULL, ", \t", &save)) {
+	for (char *it = strtok_r(copy, ", \t", &save); it != NULL;
+	     it = strtok_r(NULL, ", \t", &save)) {
 		char *eq = strchr(it, '=');
 		const char *field = NULL;
 
@@ -1160,7 +1179,8 @@ static int parse_attributes(struct ldap_backend *b, const char *list, char *erro
 		for (const char *p = eq + 1; *p != '\0'; p++)
 			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			      (*p >= '0' && *p <= '9') || *p == '-' || *p == ';' || *p == '.')) {
-				snprintf(error, size, "attributes: %s is not an attribute name", eq + 1);
+				snprintf(error, size, "attributes: %s is not an attribute name",
+					 eq + 1);
 				goto out;
 			}
 		b->map[b->nmap].field = field;
@@ -1199,12 +1219,12 @@ static void ldap_deinit(struct authenticator *auth)
 	auth->backend = NULL;
 }
 
+/* Runs on the main thread: at start-up, and on the event loop for a
+ * reload, so nothing here waits for the network. */
 static int ldap_init(struct authenticator *auth, char *error, size_t size)
 {
 	const struct auth_conf *ac = auth->conf;
 	struct ldap_backend *b = xcalloc(1, sizeof(*b));
-	struct ldap_conn probe = { .role = "service" };
-	enum tempfail_reason reason;
 	bool tls_used = false;
 	LDAP *ld;
 
@@ -1270,18 +1290,6 @@ static int ldap_init(struct authenticator *auth, char *error, size_t size)
 		goto fail;
 	}
 	ldap_unbind_ext(ld, NULL, NULL);
-
-	/* One connection now: a wrong service password or CA shows at
-	 * start-up rather than at the first login.  A directory that is down
-	 * now is not fatal: workers connect when it is back. */
-	if (conn_open(b, &probe, true, mtime_ms() + b->net_timeout_ms, &reason) == 0) {
-		log_info("authenticator %s: connected to the directory as %s", b->name,
-			 b->bind_dn != NULL ? b->bind_dn : "anonymous");
-		conn_drop(&probe, -1, false);
-	} else {
-		log_warnx("authenticator %s: directory not reachable at start-up; answering "
-			  "TEMPFAIL until it is", b->name);
-	}
 	return 0;
 fail:
 	ldap_deinit(auth);
