@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include <ini.h>
 
@@ -540,6 +541,15 @@ static int split_list(char *s, char **items, size_t max, size_t *n_r, const char
 	return 0;
 }
 
+/* The line key was set on in s, or the section's line if it was not set. */
+static unsigned entry_line(const struct section *s, const char *key)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->entries[i].def->name, key) == 0)
+			return s->entries[i].line;
+	return s->line;
+}
+
 /* Checks the LDAP keys that have a fixed vocabulary or depend on each
  * other, so that `-t` catches them. */
 static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *secname,
@@ -563,7 +573,26 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 		return -1;
 	}
 	if (strstr(a->ldap_filter, "%u") == NULL && strstr(a->ldap_filter, "%n") == NULL) {
-		set_error(ctx, s->line, "[%s]: filter must contain %%u or %%n", secname);
+		set_error(ctx, entry_line(s, "filter"), "[%s]: filter must contain %%u or %%n",
+			  secname);
+		return -1;
+	}
+	for (const char *p = strchr(a->ldap_filter, '%'); p != NULL; p = strchr(p + 2, '%')) {
+		if (p[1] != 'u' && p[1] != 'n' && p[1] != 'd' && p[1] != '%') {
+			set_error(ctx, entry_line(s, "filter"), "[%s]: filter: %%%c is not one of "
+				  "%%u, %%n, %%d, %%%%", secname, p[1] != '\0' ? p[1] : ' ');
+			return -1;
+		}
+	}
+	bool has_pw = a->ldap_bind_password[0] != '\0' || a->ldap_bind_password_file[0] != '\0';
+	if (has_pw != (a->ldap_bind_dn[0] != '\0')) {
+		set_error(ctx, s->line, "[%s]: bind-dn and bind-password (or bind-password-file) "
+			  "go together", secname);
+		return -1;
+	}
+	if (a->ldap_ca_file[0] != '\0' && access(a->ldap_ca_file, R_OK) == -1) {
+		set_error(ctx, entry_line(s, "ca-file"), "[%s]: ca-file %s: %s", secname,
+			  a->ldap_ca_file, strerror(errno));
 		return -1;
 	}
 	copy = xstrdup(a->ldap_attributes);
@@ -587,14 +616,6 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 	return 0;
 }
 
-/* The line key was set on in s, or the section's line if it was not set. */
-static unsigned entry_line(const struct section *s, const char *key)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (strcmp(s->entries[i].def->name, key) == 0)
-			return s->entries[i].line;
-	return s->line;
-}
 
 static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 {
