@@ -412,7 +412,7 @@ def test_config_errors_stop_startup(slapd, tmp_path):
     for keys, expect in [
             ("uris = http://x/\n", "uris"),
             ("uris = %s\nfilter = (uid=%%x)\n" % slapd.uri, "filter"),
-            ("uris = %s\nbind-dn = %s\n" % (slapd.uri, SERVICE_DN), "bind-dn needs"),
+            ("uris = %s\nbind-dn = %s\n" % (slapd.uri, SERVICE_DN), "go together"),
             ("uris = %s\nca-file = %s/none.pem\n" % (slapd.uri, tmp_path), "ca-file"),
             ("uris = %s\nbind-dn = x\nbind-password-file = %s/none\n" % (slapd.uri, tmp_path),
              "bind-password-file"),
