@@ -78,7 +78,7 @@ static const struct key_def cache_keys[] = {
 };
 
 static const struct key_def pop3d_keys[] = {
-	{ "listen", K_STRING, C(pop3d.listen), NULL, 0, 0, 0 },
+	{ "listen", K_STRING, C(pop3d.listen), OPTIONAL, 0, 0, 0 },
 	{ "auth-socket", K_STRING, C(pop3d.auth_socket), NULL, 0, 0, 0 },
 	{ "master-auth-socket", K_STRING, C(pop3d.master_auth_socket), NULL, 0, 0, 0 },
 	{ "maildrop", K_STRING, C(pop3d.maildrop), "maildir:%h/Maildir", 0, 0, 0 },
@@ -717,9 +717,16 @@ static void validate(struct load_ctx *ctx, struct config *conf)
 	if (ctx->failed)
 		return;
 
+	/* A POP3S-only server needs no plain port; one of the two is required. */
+	if (conf->pop3d.listen[0] == '\0' && conf->pop3d.listen_tls[0] == '\0') {
+		set_error(ctx, entry_line(&ctx->pop3d, "listen"), "[pop3d]: set listen (plain "
+			  "POP3), listen-tls (POP3S) or both");
+		return;
+	}
 	char *copy = xstrdup(conf->pop3d.listen);
 	if (split_list(copy, conf->pop3d.listen_addrs, CONFIG_MAX_LISTEN,
-		       &conf->pop3d.nlisten, ", \t") == -1 || conf->pop3d.nlisten == 0) {
+		       &conf->pop3d.nlisten, ", \t") == -1 ||
+	    (conf->pop3d.nlisten == 0 && conf->pop3d.listen[0] != '\0')) {
 		set_error(ctx, entry_line(&ctx->pop3d, "listen"), "[pop3d] listen: expected 1 to "
 			  "%d ADDR:PORT entries", CONFIG_MAX_LISTEN);
 		free(copy);
