@@ -150,23 +150,35 @@ static int transact(int fd, struct proto_line *l, char *line, size_t size, struc
 	return 0;
 }
 
-static int cmd_flush(const char *sock, const char *user)
+/* Sends one administration command (FLUSH, CACHE, RELOAD; with user=
+ * when user is not NULL) and parses the reply into m (kept in line).
+ * Returns 0, EX_UNAVAIL if authd cannot be reached, or EX_REJECT if it
+ * refused (the reason printed). */
+static int admin_request(const char *sock, const char *cmd, const char *user, char *line,
+			 size_t size, struct proto_msg *m)
 {
-	char line[AUTHD_MAX_LINE + 1];
 	struct proto_line l;
-	struct proto_msg m;
 	int fd = connect_authd(sock), rc;
 
 	if (fd == -1)
 		return EX_UNAVAIL;
-	proto_line_start(&l, "FLUSH");
+	proto_line_start(&l, cmd);
 	proto_line_add(&l, "1");
 	if (user != NULL)
 		proto_line_kv(&l, "user", user);
-	rc = transact(fd, &l, line, sizeof(line), &m);
+	rc = transact(fd, &l, line, size, m);
 	close(fd);
-	if (rc == -1)
-		return EX_UNAVAIL;
+	return rc == -1 ? EX_REJECT : 0;
+}
+
+static int cmd_flush(const char *sock, const char *user)
+{
+	char line[AUTHD_MAX_LINE + 1];
+	struct proto_msg m;
+	int rc = admin_request(sock, "FLUSH", user, line, sizeof(line), &m);
+
+	if (rc != 0)
+		return rc;
 	printf("flushed %s entries%s%s\n", proto_get(&m, "removed") ? proto_get(&m, "removed") : "?",
 	       user ? " of " : "", user ? user : "");
 	return EX_OK_;
@@ -182,18 +194,11 @@ static unsigned long long kvnum(const struct proto_msg *m, const char *key)
 static int cmd_cache(const char *sock)
 {
 	char line[AUTHD_MAX_LINE + 1];
-	struct proto_line l;
 	struct proto_msg m;
-	int fd = connect_authd(sock), rc;
+	int rc = admin_request(sock, "CACHE", NULL, line, sizeof(line), &m);
 
-	if (fd == -1)
-		return EX_UNAVAIL;
-	proto_line_start(&l, "CACHE");
-	proto_line_add(&l, "1");
-	rc = transact(fd, &l, line, sizeof(line), &m);
-	close(fd);
-	if (rc == -1)
-		return EX_UNAVAIL;
+	if (rc != 0)
+		return rc;
 	if (proto_get(&m, "enabled") == NULL || strcmp(proto_get(&m, "enabled"), "yes") != 0) {
 		printf("cache: disabled\n");
 		return EX_OK_;
@@ -216,18 +221,11 @@ static int cmd_cache(const char *sock)
 static int cmd_reload(const char *sock)
 {
 	char line[AUTHD_MAX_LINE + 1];
-	struct proto_line l;
 	struct proto_msg m;
-	int fd = connect_authd(sock), rc;
+	int rc = admin_request(sock, "RELOAD", NULL, line, sizeof(line), &m);
 
-	if (fd == -1)
-		return EX_UNAVAIL;
-	proto_line_start(&l, "RELOAD");
-	proto_line_add(&l, "1");
-	rc = transact(fd, &l, line, sizeof(line), &m);
-	close(fd);
-	if (rc == -1)
-		return EX_REJECT;	/* the reason was printed */
+	if (rc != 0)
+		return rc;
 	printf("authd: configuration reloaded\n");
 	return EX_OK_;
 }

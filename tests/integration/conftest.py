@@ -157,5 +157,36 @@ def authd_factory(tmp_path):
 
 
 @pytest.fixture
-def tmpdir_path(tmp_path):
-    return tmp_path
+def helper_users(tmp_path):
+    """(users file, pid dir) for helpers/ext_helper.py: carol has a uid and a
+    home, dave only a password."""
+    path = tmp_path / "ext-users"
+    path.write_text("carol:carol-pw:2001:/home/carol\ndave:dave-pw\n")
+    piddir = tmp_path / "pids"
+    piddir.mkdir()
+    return str(path), str(piddir)
+
+
+def ext_auth(helper_users, **keys):
+    """An [authenticator] of type external running helpers/ext_helper.py."""
+    users, piddir = helper_users
+    d = {"type": "external",
+         "program": "%s %s/ext_helper.py %s %s" % (PYTHON, HELPERS, users, piddir),
+         "workers": "2", "timeout": "2s"}
+    d.update(keys)
+    return d
+
+
+def helper_calls(helper_users):
+    """The user names the external helpers were asked about, in order."""
+    try:
+        with open(os.path.join(helper_users[1], "calls")) as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
+
+
+def authctl(*args, password=None):
+    return subprocess.run([os.path.join(BUILD, "authctl")] + list(args),
+                          input=(password + "\n") if password is not None else "",
+                          capture_output=True, text=True, timeout=30)

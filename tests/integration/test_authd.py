@@ -11,7 +11,7 @@ import time
 import pytest
 
 from authdlib import AuthdClient, master_redeem, wait_until
-from conftest import BUILD, HELPERS, PYTHON
+from conftest import BUILD, HELPERS, PYTHON, ext_auth
 
 pytestmark = pytest.mark.threaded
 
@@ -42,24 +42,6 @@ def pwfile(tmp_path):
     write_passwd(path, [("alice", sha512("alice-pw"), 1001),
                         ("bob", "{PLAIN}bob-pw", 1002)])
     return path
-
-
-@pytest.fixture
-def helper_users(tmp_path):
-    path = tmp_path / "ext-users"
-    path.write_text("carol:carol-pw:2001:/home/carol\ndave:dave-pw\n")
-    piddir = tmp_path / "pids"
-    piddir.mkdir()
-    return str(path), str(piddir)
-
-
-def ext_auth(helper_users, **keys):
-    users, piddir = helper_users
-    d = {"type": "external",
-         "program": "%s %s/ext_helper.py %s %s" % (PYTHON, HELPERS, users, piddir),
-         "workers": "2", "timeout": "2s"}
-    d.update(keys)
-    return d
 
 
 def test_authctl_accepts_and_rejects(authd_factory, pwfile):

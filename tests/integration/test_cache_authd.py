@@ -10,64 +10,33 @@ import time
 import pytest
 
 from authdlib import wait_until
-from conftest import BUILD, HELPERS, PYTHON
+from conftest import ext_auth, helper_calls, authctl
 
 pytestmark = pytest.mark.threaded
 
 
-@pytest.fixture
-def helper(tmp_path):
-    users = tmp_path / "ext-users"
-    users.write_text("carol:carol-pw:2001:/home/carol\n")
-    piddir = tmp_path / "pids"
-    piddir.mkdir()
-    return str(users), str(piddir)
-
-
-def ext(helper, **keys):
-    users, piddir = helper
-    d = {"type": "external", "workers": "4", "timeout": "1s",
-         "program": "%s %s/ext_helper.py %s %s" % (PYTHON, HELPERS, users, piddir)}
-    d.update(keys)
-    return d
-
-
-def calls(helper):
-    try:
-        with open(os.path.join(helper[1], "calls")) as f:
-            return f.read().split()
-    except FileNotFoundError:
-        return []
-
-
-def authctl(a, *args, password=None):
-    return subprocess.run([os.path.join(BUILD, "authctl"), "-s", a.socket] + list(args),
-                          input=(password + "\n") if password is not None else "",
-                          capture_output=True, text=True, timeout=30)
-
-
-def test_fresh_hit_skips_backend(authd_factory, helper):
-    a = authd_factory([("ext", ext(helper))], cache={"positive-ttl": "1h"})
+def test_fresh_hit_skips_backend(authd_factory, helper_users):
+    a = authd_factory([("ext", ext_auth(helper_users))], cache={"positive-ttl": "1h"})
     c = a.client()
     for _ in range(20):
         r = c.auth("carol", "carol-pw")
         assert r.cmd == "OK" and r.kv["uid"] == "2001" and r.kv["home"] == "/home/carol"
         assert r.kv["authenticator"] == "ext" and len(r.kv["ticket"]) == 32
-    assert calls(helper) == ["carol"]
+    assert helper_calls(helper_users) == ["carol"]
     # a different password is a miss, not a hit: the backend decides
     assert c.auth("carol", "other").cmd == "FAIL"
-    assert calls(helper) == ["carol", "carol"]
-    out = authctl(a, "cache").stdout
+    assert helper_calls(helper_users) == ["carol", "carol"]
+    out = authctl("-s", a.socket, "cache").stdout
     assert "hit ratio" in out and "ok_fresh" in out
 
 
-def test_stale_if_error_when_helper_hangs(authd_factory, helper):
+def test_stale_if_error_when_helper_hangs(authd_factory, helper_users):
     # positive-ttl 0: never fresh, always asked; stale-usable for an hour
-    a = authd_factory([("ext", ext(helper, timeout="500ms"))],
+    a = authd_factory([("ext", ext_auth(helper_users, timeout="500ms"))],
                       cache={"positive-ttl": "0s", "stale-ttl": "1h"})
     c = a.client()
     assert c.auth("carol", "carol-pw").cmd == "OK"
-    open(os.path.join(helper[1], "HANG"), "w").close()
+    open(os.path.join(helper_users[1], "HANG"), "w").close()
     t0 = time.monotonic()
     r = c.auth("carol", "carol-pw", timeout=10)
     assert r.cmd == "OK" and r.kv["uid"] == "2001", r
@@ -95,32 +64,32 @@ def test_changed_password_takes_effect(authd_factory, tmp_path):
     assert "cache flushed" in a.log_text()
 
 
-def test_wrong_password_storm_one_backend_call(authd_factory, helper):
-    a = authd_factory([("ext", ext(helper))], cache={"negative-ttl": "1h"})
+def test_wrong_password_storm_one_backend_call(authd_factory, helper_users):
+    a = authd_factory([("ext", ext_auth(helper_users))], cache={"negative-ttl": "1h"})
     c = a.client()
     for _ in range(50):
         assert c.auth("carol", "guess").cmd == "FAIL"
-    assert calls(helper) == ["carol"]
+    assert helper_calls(helper_users) == ["carol"]
     # the right password is not shadowed by the negative entry
     assert c.auth("carol", "carol-pw").cmd == "OK"
     # unknown users are cached as well
     for _ in range(10):
         assert c.auth("nosuch", "x").cmd == "FAIL"
-    assert calls(helper) == ["carol", "carol", "nosuch"]
+    assert helper_calls(helper_users) == ["carol", "carol", "nosuch"]
 
 
-def test_hundred_concurrent_first_logins_one_call(authd_factory, helper):
-    with open(os.path.join(helper[1], "DELAY"), "w") as f:
+def test_hundred_concurrent_first_logins_one_call(authd_factory, helper_users):
+    with open(os.path.join(helper_users[1], "DELAY"), "w") as f:
         f.write("0.3")
-    a = authd_factory([("ext", ext(helper, timeout="5s"))], cache={})
+    a = authd_factory([("ext", ext_auth(helper_users, timeout="5s"))], cache={})
     clients = [a.client() for _ in range(10)]
     for cl in clients:
         for _ in range(10):
             cl.send_auth("carol", "carol-pw")
     results = [cl.read_reply(timeout=10).cmd for cl in clients for _ in range(10)]
     assert results == ["OK"] * 100
-    assert calls(helper) == ["carol"]
-    assert "coalesced        99" in authctl(a, "cache").stdout
+    assert helper_calls(helper_users) == ["carol"]
+    assert "coalesced        99" in authctl("-s", a.socket, "cache").stdout
 
 
 def test_late_result_fills_cache(authd_factory, tmp_path):
@@ -138,24 +107,24 @@ def test_late_result_fills_cache(authd_factory, tmp_path):
     assert c.auth("slowhash", "right", timeout=5).kv["reason"] == "timeout"
     wait_until(lambda: c.auth("slowhash", "right", timeout=5).cmd == "OK", 20,
                "late fill", interval=0.1)
-    assert "late_fills       1" in authctl(a, "cache").stdout
+    assert "late_fills       1" in authctl("-s", a.socket, "cache").stdout
 
 
-def test_flush_all_and_permissions(authd_factory, helper):
-    a = authd_factory([("ext", ext(helper))], cache={"positive-ttl": "1h"})
+def test_flush_all_and_permissions(authd_factory, helper_users):
+    a = authd_factory([("ext", ext_auth(helper_users))], cache={"positive-ttl": "1h"})
     c = a.client()
     assert c.auth("carol", "carol-pw").cmd == "OK"
-    r = authctl(a, "flush")
+    r = authctl("-s", a.socket, "flush")
     assert r.returncode == 0 and "flushed 1 entries" in r.stdout
     assert c.auth("carol", "carol-pw").cmd == "OK"
-    assert calls(helper) == ["carol", "carol"]
-    r = authctl(a, "flush", "bad\x01name")
+    assert helper_calls(helper_users) == ["carol", "carol"]
+    r = authctl("-s", a.socket, "flush", "bad\x01name")
     assert r.returncode != 0
 
 
-def test_cache_disabled_per_authenticator(authd_factory, helper):
-    a = authd_factory([("ext", ext(helper, cache="no"))], cache={})
+def test_cache_disabled_per_authenticator(authd_factory, helper_users):
+    a = authd_factory([("ext", ext_auth(helper_users, cache="no"))], cache={})
     c = a.client()
     for _ in range(3):
         assert c.auth("carol", "carol-pw").cmd == "OK"
-    assert calls(helper) == ["carol"] * 3
+    assert helper_calls(helper_users) == ["carol"] * 3

@@ -8,48 +8,18 @@ import subprocess
 import pytest
 
 from authdlib import wait_until
-from conftest import BUILD, HELPERS, PYTHON
+from conftest import ext_auth, helper_calls, authctl
 from promparse import parse, value
 
 pytestmark = pytest.mark.threaded
 
 
-@pytest.fixture
-def helper(tmp_path):
-    users = tmp_path / "ext-users"
-    users.write_text("carol:carol-pw:2001:/home/carol\n")
-    piddir = tmp_path / "pids"
-    piddir.mkdir()
-    return str(users), str(piddir)
-
-
-def ext(helper, **keys):
-    users, piddir = helper
-    d = {"type": "external", "workers": "2", "timeout": "2s",
-         "program": "%s %s/ext_helper.py %s %s" % (PYTHON, HELPERS, users, piddir)}
-    d.update(keys)
-    return d
-
-
-def calls(helper):
-    try:
-        with open(os.path.join(helper[1], "calls")) as f:
-            return len(f.read().split())
-    except FileNotFoundError:
-        return 0
-
-
-def authctl(*args):
-    return subprocess.run([os.path.join(BUILD, "authctl")] + list(args), capture_output=True,
-                          text=True, timeout=30)
-
-
-def test_stats_counters_move(authd_factory, helper, tmp_path):
+def test_stats_counters_move(authd_factory, helper_users, tmp_path):
     path = tmp_path / "users"
     path.write_text("bob:{PLAIN}bob-pw:1:1::/h::\n")
     os.chmod(path, 0o600)
     a = authd_factory([("pw", {"type": "passwd-file", "path": str(path)}),
-                       ("ext", ext(helper))])
+                       ("ext", ext_auth(helper_users))])
     before, types = parse(a.scrape())
     assert types["authd_service_seconds"] == "histogram"
     c = a.client()
@@ -103,12 +73,12 @@ def test_stats_show_stuck_workers_and_timeouts(authd_factory, tmp_path):
                              authenticator="pw") == 0, 20, "worker back")
 
 
-def test_reload_changes_ttl_and_refuses_broken_config(authd_factory, helper):
-    a = authd_factory([("ext", ext(helper))], cache={"positive-ttl": "0s"})
+def test_reload_changes_ttl_and_refuses_broken_config(authd_factory, helper_users):
+    a = authd_factory([("ext", ext_auth(helper_users))], cache={"positive-ttl": "0s"})
     c = a.client()
     for i in range(3):
         assert c.auth("carol", "carol-pw").cmd == "OK"
-    assert calls(helper) == 3      # never fresh: every login asks the helper
+    assert len(helper_calls(helper_users)) == 3      # never fresh: every login asks the helper
     text = open(a.conf).read()
     with open(a.conf, "w") as f:
         f.write(text.replace("positive-ttl = 0s", "positive-ttl = 1h"))
@@ -117,7 +87,7 @@ def test_reload_changes_ttl_and_refuses_broken_config(authd_factory, helper):
     assert c.auth("carol", "carol-pw").cmd == "OK"   # fills with the new TTL
     for i in range(5):
         assert c.auth("carol", "carol-pw").cmd == "OK"
-    assert calls(helper) == 4
+    assert len(helper_calls(helper_users)) == 4
     # a broken configuration is refused; the running one stays
     with open(a.conf, "w") as f:
         f.write(text.replace("positive-ttl = 0s", "positive-ttl = soon"))
@@ -137,13 +107,13 @@ def test_reload_changes_ttl_and_refuses_broken_config(authd_factory, helper):
     assert a.client().auth("carol", "carol-pw").cmd == "OK"
 
 
-def test_reload_keeps_requests_in_flight(authd_factory, helper):
-    with open(os.path.join(helper[1], "DELAY"), "w") as f:
+def test_reload_keeps_requests_in_flight(authd_factory, helper_users):
+    with open(os.path.join(helper_users[1], "DELAY"), "w") as f:
         f.write("0.5")
-    a = authd_factory([("ext", ext(helper, timeout="5s"))])
+    a = authd_factory([("ext", ext_auth(helper_users, timeout="5s"))])
     c = a.client()
     ids = [c.send_auth("carol", "carol-pw") for _ in range(2)]
-    wait_until(lambda: calls(helper) >= 2, 10, "requests at the helper")
+    wait_until(lambda: len(helper_calls(helper_users)) >= 2, 10, "requests at the helper")
     assert authctl("-s", a.socket, "reload").returncode == 0
     got = sorted((c.read_reply(timeout=10).id, "OK") for _ in ids)
     assert got == sorted((i, "OK") for i in ids)
@@ -153,22 +123,22 @@ def test_reload_keeps_requests_in_flight(authd_factory, helper):
     assert c.auth("carol", "carol-pw", timeout=10).cmd == "OK"
 
 
-def test_process_title(authd_factory, helper):
-    a = authd_factory([("ext", ext(helper))])
+def test_process_title(authd_factory, helper_users):
+    a = authd_factory([("ext", ext_auth(helper_users))])
 
     def title():
         with open("/proc/%d/cmdline" % a.proc.pid, "rb") as f:
             return f.read().split(b"\0")[0].decode()
     wait_until(lambda: title() == "authd: 0 in flight", 5, "title")
-    open(os.path.join(helper[1], "HANG"), "w").close()
+    open(os.path.join(helper_users[1], "HANG"), "w").close()
     c = a.client()
     c.send_auth("carol", "carol-pw")
     wait_until(lambda: title() == "authd: 1 in flight", 5, "title with one in flight")
 
 
-def test_ticket_survives_reload(authd_factory, helper):
+def test_ticket_survives_reload(authd_factory, helper_users):
     from authdlib import master_redeem
-    a = authd_factory([("ext", ext(helper))])
+    a = authd_factory([("ext", ext_auth(helper_users))])
     c = a.client()
     ticket = c.auth("carol", "carol-pw").kv["ticket"]
     assert authctl("-s", a.socket, "reload").returncode == 0
