@@ -30,7 +30,7 @@ $(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests of authd modules: each links the module under test alone.
-AUTHD_TESTS := test-password test-normalize
+AUTHD_TESTS := test-password test-normalize test-queue test-passwd-file
 UNIT_TESTS += $(AUTHD_TESTS:%=$(B)/%)
 ALL_OBJS += $(AUTHD_TESTS:%=$(B)/obj/authd/%.o)
 
@@ -38,4 +38,12 @@ $(B)/test-password: $(B)/obj/authd/test-password.o $(B)/obj/authd/password.o $(C
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/test-normalize: $(B)/obj/authd/test-normalize.o $(B)/obj/authd/normalize.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/test-passwd-file: $(B)/obj/authd/test-passwd-file.o $(B)/obj/authd/passdb_passwd_file.o \
+		$(B)/obj/authd/password.o $(COMMON_OBJS) $(CACHE_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# authenticator.c with a scripted backend (the test defines the passdb_* ops).
+$(B)/test-queue: $(B)/obj/authd/test-queue.o $(B)/obj/authd/authenticator.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
