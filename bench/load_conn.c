@@ -95,7 +95,7 @@ struct load_conn {
 	struct load_run *run;
 	struct load_stats *st;
 	struct load_target *target;
-	const struct load_user *user;
+	struct load_user *user;
 	struct bufferevent *bev;	/* the socket, or the TLS filter on it */
 	struct event *timer;		/* reply deadline; idle NOOP/hold timer */
 	enum step step;
@@ -123,6 +123,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg);
 
 static void conn_free(struct load_conn *c)
 {
+	c->user->busy = false;
 	if (c->holding)
 		c->st->held--;
 	if (c->connected)
@@ -789,6 +790,8 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (what & BEV_EVENT_ERROR) {
+		/* Read right away: libevent calls us just after the failed call. */
+		int err = EVUTIL_SOCKET_ERROR();
 		if (c->step == STEP_CONNECT)
 			fail(c, ERR_CONNECT);
 		else if (c->step == STEP_TLS || c->step == STEP_STLS_HANDSHAKE ||
@@ -797,7 +800,9 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		else if (c->step == STEP_CLOSE_WAIT)
 			finish(c);	/* a reset after our QUIT: closed all the same */
 		else
-			fail(c, ERR_RESET);
+			/* A reset is how a server that closed with our command
+			 * unread ends the connection: closed all the same. */
+			fail(c, err == ECONNRESET || err == EPIPE ? ERR_CLOSED : ERR_IO);
 		return;
 	}
 	if (what & BEV_EVENT_EOF) {
@@ -852,7 +857,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 /* ---- start ------------------------------------------------------------------ */
 
 void load_conn_start(struct load_slot *slot, unsigned target,
-		     const struct load_user *user)
+		     struct load_user *user)
 {
 	struct load_pop *pop = slot->pop;
 	struct load_run *run = pop->run;
@@ -867,6 +872,7 @@ void load_conn_start(struct load_slot *slot, unsigned target,
 	c->st = &pop->st;
 	c->target = &run->targets[target];
 	c->user = user;
+	user->busy = true;
 	c->step = STEP_CONNECT;
 	c->mode = MODE_NONE;
 	c->t_start = mtime_us();

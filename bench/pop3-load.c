@@ -14,9 +14,10 @@
  *   optional "slow" one with its own users and concurrency, reported
  *   apart) has one slot per unit of concurrency; a slot runs one session
  *   after another, so the number of sessions in flight stays at -c.
- * - Users are taken round-robin from the population's list, so with as
- *   many users as slots no user has two sessions at once (servers lock a
- *   maildrop per session).  Targets are taken round-robin too.
+ * - Users are taken round-robin from the population's list, skipping
+ *   those in a session: with at least as many users as slots no user has
+ *   two sessions at once (servers lock a maildrop per session).  Targets
+ *   are taken round-robin.
  * - The connect rate limit (--rate) spaces connects 1/rate apart: a slot
  *   whose turn is later waits on its own timer.  A slot whose session
  *   failed waits LOAD_ERROR_BACKOFF_US before the next one.
@@ -48,6 +49,8 @@
 #include "common/num.h"
 
 static struct load_run R;
+
+static void check_end(void);
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -280,8 +283,15 @@ static void arm_us(struct event *ev, uint64_t us)
 static void launch(struct load_slot *slot)
 {
 	struct load_pop *pop = slot->pop;
-	const struct load_user *user = &pop->users[pop->next_user++ % pop->nusers];
+	struct load_user *user = NULL;
 	unsigned target = R.next_target++ % R.ntargets;
+
+	/* The next user not in a session (any, if all are). */
+	for (size_t k = 0; k < pop->nusers; k++) {
+		user = &pop->users[pop->next_user++ % pop->nusers];
+		if (!user->busy)
+			break;
+	}
 
 	pop->active++;
 	load_conn_start(slot, target, user);
@@ -321,12 +331,13 @@ static void on_slot_timer(evutil_socket_t fd, short what, void *arg)
 
 	slot->pending = false;
 	slot->pop->pending--;
-	if (R.stopping)
-		return;
-	if (slot->reserved)
-		launch(slot);
-	else
-		slot_next(slot);
+	if (!R.stopping) {
+		if (slot->reserved)
+			launch(slot);
+		else
+			slot_next(slot);
+	}
+	check_end();
 }
 
 static void pop_cancel_pending(struct load_pop *pop)
@@ -406,7 +417,7 @@ void load_slot_done(struct load_slot *slot, bool failed)
 	struct load_pop *pop = slot->pop;
 
 	pop->active--;
-	if (!R.stopping) {
+	if (!R.stopping && (pop->limit == 0 || pop->reserved < pop->limit)) {
 		if (failed)
 			delay(slot, LOAD_ERROR_BACKOFF_US, false);
 		else

@@ -69,8 +69,8 @@ enum load_tls { TLS_NONE, TLS_STLS, TLS_IMPLICIT };
 enum load_error {
 	ERR_CONNECT,		/* connect() failed (refused, unreachable, no ports) */
 	ERR_TIMEOUT,		/* no complete status line within --timeout */
-	ERR_CLOSED,		/* the server closed while a reply was due */
-	ERR_RESET,		/* read or write error (connection reset) */
+	ERR_CLOSED,		/* the server closed (or reset) while a reply was due */
+	ERR_IO,			/* another read or write error */
 	ERR_TLS,		/* TLS handshake or record failure */
 	ERR_GREETING,		/* greeting not "+OK" */
 	ERR_BAD_STATUS,		/* a status line neither "+OK" nor "-ERR" */
@@ -134,6 +134,7 @@ void load_stats_report_error(FILE *out, const char *msg);
 struct load_user {
 	char *name;
 	char *pass;
+	bool busy;			/* in a session now */
 };
 
 struct load_pop;
@@ -142,10 +143,10 @@ struct load_slot;
 
 /* Starts one session in slot: connects to target (an index into the
  * run's targets), then runs the script as user (which must outlive the
- * run).  Sets slot->conn; the session reports its end, whatever it is,
+ * run, and is marked busy until the session ends).  Sets slot->conn; the session reports its end, whatever it is,
  * through load_slot_done() from the event loop, never from here. */
 void load_conn_start(struct load_slot *slot, unsigned target,
-		     const struct load_user *user);
+		     struct load_user *user);
 /* Ends the session now without counting an error (the run is over): it
  * counts as aborted.  Frees it and clears slot->conn; load_slot_done() is
  * not called. */
