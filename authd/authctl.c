@@ -409,8 +409,105 @@ static void show_authd(const struct metrics *m)
 	}
 }
 
+/* The value of label key in a sample's labels ("" if absent) into buf. */
+static const char *show_pop3d_label(const struct sample *x, const char *key, char *buf,
+				    size_t size)
+{
+	char want[64];
+	const char *p;
+
+	snprintf(want, sizeof(want), "%s=\"", key);
+	p = strstr(x->labels, want);
+	if (p == NULL) {
+		snprintf(buf, size, "%s", "");
+		return buf;
+	}
+	p += strlen(want);
+	snprintf(buf, size, "%.*s", (int)strcspn(p, "\""), p);
+	return buf;
+}
+
+/* One line of "NAME count" pairs for the non-zero series of name whose
+ * labels contain want, named by label key. */
+static void show_pop3d_list(const struct metrics *m, const char *title, const char *name,
+			    const char *want, const char *key)
+{
+	char v[64];
+	bool any = false;
+
+	printf("  %-22s", title);
+	for (size_t i = 0; i < m->n; i++) {
+		if (strcmp(m->s[i].name, name) != 0 || strstr(m->s[i].labels, want) == NULL ||
+		    m->s[i].value == 0)
+			continue;
+		printf(" %s %.0f", show_pop3d_label(&m->s[i], key, v, sizeof(v)), m->s[i].value);
+		any = true;
+	}
+	printf("%s\n", any ? "" : " -");
+}
+
+static void show_pop3d(const struct metrics *m)
+{
+	double up = get(m, "pop3d_uptime_seconds", NULL);
+
+	printf("pop3d: %.0f connections (%.0f pre-auth, %.0f awaiting auth, %.0f in session), "
+	       "%.0f front ends (%.0f retiring), up %.0fh%02.0fm\n",
+	       get(m, "pop3d_connections", NULL),
+	       get(m, "pop3d_connections", "state=\"preauth\""),
+	       get(m, "pop3d_connections", "state=\"awaiting_auth\""),
+	       get(m, "pop3d_connections", "state=\"session\""),
+	       get(m, "pop3d_frontends", "state=\"active\""),
+	       get(m, "pop3d_frontends", "state=\"retiring\""), (double)((long)up / 3600),
+	       (double)(((long)up % 3600) / 60));
+	printf("  %-22s %.0f accepted, %.0f refused (%.0f max-connections, %.0f per-ip, "
+	       "%.0f no front end, %.0f internal)\n", "connections:",
+	       get(m, "pop3d_connections_accepted_total", NULL),
+	       get(m, "pop3d_connections_refused_total", NULL),
+	       get(m, "pop3d_connections_refused_total", "\"max_connections\""),
+	       get(m, "pop3d_connections_refused_total", "\"max_connections_per_ip\""),
+	       get(m, "pop3d_connections_refused_total", "\"no_frontend\""),
+	       get(m, "pop3d_connections_refused_total", "\"internal\""));
+	printf("  %-22s %.0f ok, %.0f failed, %.0f tempfailed, %.0f refused; handoffs %.0f ok, "
+	       "%.0f failed; authd p50 %.2f ms, p99 %.2f ms\n", "logins:",
+	       get(m, "pop3d_logins_total", "\"ok\""), get(m, "pop3d_logins_total", "\"failed\""),
+	       get(m, "pop3d_logins_total", "\"tempfailed\""),
+	       get(m, "pop3d_logins_total", "\"refused\""),
+	       get(m, "pop3d_handoffs_total", "\"ok\""), get(m, "pop3d_handoffs_total", "\"failed\""),
+	       quantile_ms(m, "pop3d_auth_seconds", "", 0.5),
+	       quantile_ms(m, "pop3d_auth_seconds", "", 0.99));
+	printf("  %-22s %.0f running, %.0f ended; duration p50 %.1f s, p99 %.1f s\n", "sessions:",
+	       get(m, "pop3d_sessions", NULL), get(m, "pop3d_sessions_ended_total", NULL),
+	       quantile_ms(m, "pop3d_session_duration_seconds", "", 0.5) / 1000,
+	       quantile_ms(m, "pop3d_session_duration_seconds", "", 0.99) / 1000);
+	show_pop3d_list(m, "sessions ended:", "pop3d_sessions_ended_total", "", "reason");
+	printf("  %-22s %.0f retrieved, %.0f TOP, %.0f deleted; %.0f bytes sent\n", "messages:",
+	       get(m, "pop3d_messages_total", "\"retr\""), get(m, "pop3d_messages_total", "\"top\""),
+	       get(m, "pop3d_messages_total", "\"dele\""), get(m, "pop3d_bytes_sent_total", NULL));
+	printf("  %-22s %.0f ok, %.0f failed, %.0f timed out, %.0f resumed\n", "TLS handshakes:",
+	       get(m, "pop3d_tls_handshakes_total", "\"ok\""),
+	       get(m, "pop3d_tls_handshakes_total", "\"failed\""),
+	       get(m, "pop3d_tls_handshakes_total", "\"timeout\""),
+	       get(m, "pop3d_tls_resumed_total", NULL));
+	printf("  %-22s %.0f disconnects, %.0f reconnects; %.0f front-end restarts; "
+	       "%.0f reloads, %.0f refused\n", "authd:",
+	       get(m, "pop3d_authd_disconnects_total", NULL),
+	       get(m, "pop3d_authd_reconnects_total", NULL),
+	       get(m, "pop3d_frontend_restarts_total", NULL),
+	       get(m, "pop3d_reloads_total", "\"ok\""), get(m, "pop3d_reloads_total", "\"failed\""));
+	show_pop3d_list(m, "commands before login:", "pop3d_commands_total",
+			"state=\"authorization\"", "command");
+	show_pop3d_list(m, "commands after login:", "pop3d_commands_total",
+			"state=\"transaction\"", "command");
+}
+
 static void show_generic(const char *who, const struct metrics *m)
 {
+	/* pop3d's own metrics get a table; anything else (an older pop3d)
+	 * the plain list below */
+	if (strcmp(who, "pop3d") == 0 && m->n > 0 && strncmp(m->s[0].name, "pop3d_", 6) == 0) {
+		show_pop3d(m);
+		return;
+	}
 	printf("%s:\n", who);
 	for (size_t i = 0; i < m->n; i++) {
 		if (strstr(m->s[i].name, "_bucket") != NULL)

@@ -86,6 +86,7 @@ static const struct key_def pop3d_keys[] = {
 	{ "login-user", K_STRING, C(pop3d.login_user), "pop3d", 0, 0, 0 },
 	{ "login-chroot", K_STRING, C(pop3d.login_chroot), "/var/empty", 0, 0, 0 },
 	{ "stats-socket", K_STRING, C(pop3d.stats_socket), OPTIONAL, 0, 0, 0 },
+	{ "stats-group", K_STRING, C(pop3d.stats_group), OPTIONAL, 0, 0, 0 },
 	{ "log-level", K_LOGLEVEL, C(pop3d.log.level), "info", 0, 0, 0 },
 	{ "log-target", K_LOGTARGET, C(pop3d.log.target), "stderr", 0, 0, 0 },
 	{ "log-file", K_STRING, C(pop3d.log.file), OPTIONAL, 0, 0, 0 },

@@ -106,6 +106,7 @@ struct config {
 		char *login_user;
 		char *login_chroot;
 		char *stats_socket;
+		char *stats_group;		/* group of the stats socket (mode 0660) */
 		struct log_conf log;
 		uint64_t preauth_timeout_ms;
 		uint64_t session_timeout_ms;

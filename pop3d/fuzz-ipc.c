@@ -80,6 +80,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (fd != -1)
 				abort();
 			break;
+		case IPC_STATS:
+			if (fd != -1 || m.data_len != sizeof(struct fe_stats))
+				abort();
+			break;
 		default:
 			abort();
 		}

@@ -74,6 +74,12 @@ int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 		if (fd != -1 || m->data_len != 0 || (size_t)n != IPC_HEADER_LEN)
 			goto bad;
 		break;
+	case IPC_STATS:
+		/* the counters themselves are only counts: any value will do */
+		if (fd != -1 || m->data_len != sizeof(struct fe_stats) ||
+		    (size_t)n != IPC_HEADER_LEN + m->data_len)
+			goto bad;
+		break;
 	case IPC_HANDOFF:
 		if (fd == -1 || m->data_len > POP3D_HANDOFF_MAX_DATA ||
 		    (size_t)n != IPC_HEADER_LEN + m->data_len ||

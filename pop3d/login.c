@@ -50,6 +50,14 @@
  *   are empty; then close_notify (SSL_shutdown), then the socket's output
  *   empty again.  A callback on the socket's output buffer reports the
  *   progress (on_sock_output).
+ * - Monitoring.  The counters of struct fe_stats live in L.st, touched
+ *   only by this loop.  A timer every POP3D_STATS_INTERVAL_MS sends them
+ *   whole to the master (IPC_STATS) if they changed, and refreshes the
+ *   process title ("pop3d: login [N connections, M awaiting auth]") if it
+ *   changed; a retired front end sends a last snapshot before it leaves.
+ *   Bytes sent are counted where they leave for the kernel: the callback
+ *   on each client's socket output buffer (n_deleted), so a TLS client's
+ *   count is of encrypted bytes, the relay to its session included.
  */
 #include <errno.h>
 #include <signal.h>
@@ -72,6 +80,7 @@
 #include "common/line.h"
 #include "common/log.h"
 #include "common/mtime.h"
+#include "common/proctitle.h"
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
 
@@ -93,7 +102,7 @@ struct client {
 	uint64_t conn_id;
 	struct bufferevent *bev;	/* what we read and write: the socket or the TLS filter */
 	struct bufferevent *sock;	/* TLS: the socket bufferevent under bev (bev owns it) */
-	struct evbuffer_cb_entry *sock_cb;	/* TLS: on_sock_output on sock's output */
+	struct evbuffer_cb_entry *sock_cb;	/* on_sock_output on the socket's output */
 	struct bufferevent *pair;	/* ST_PROXY: our end of the session's socketpair */
 	struct event *timer;
 	struct event *kick;		/* runs closing_step outside libevent's buffer code */
@@ -108,6 +117,7 @@ struct client {
 	bool have_user;
 	unsigned bad, failures;
 	uint64_t auth_handle;
+	uint64_t auth_sent_us;	/* when the AUTH request went to authd */
 	const char *method;
 	char user[AUTH_MAX_USER + 1];
 	char ticket[IPC_TICKET_LEN + 1];
@@ -129,12 +139,25 @@ struct login {
 	bool retired;		/* the master's IPC_RETIRE came: leave when idle */
 	size_t nclients;	/* including TLS relays */
 	struct netlist exempt;	/* require-tls-exempt */
+	struct fe_stats st;	/* our counters (the master adds them up) */
+	struct fe_stats sent;	/* as last sent to the master */
+	struct event *tick;	/* every POP3D_STATS_INTERVAL_MS: stats, title */
+	size_t title_clients;	/* what the title shows */
+	unsigned title_awaiting;
 	struct client *buckets[CLIENT_BUCKETS];
 };
 
 static struct login L;
 
 static void client_process(struct client *c);
+
+/* c's user name as a log token (pop3_log_token); valid until the next call. */
+static const char *user_tok(const struct client *c)
+{
+	static char buf[POP3D_LOG_USER_MAX];
+
+	return pop3_log_token(c->user, buf, sizeof(buf));
+}
 
 /* ---- bookkeeping --------------------------------------------------------- */
 
@@ -149,9 +172,51 @@ static void client_unlink(struct client *c)
 	L.nclients--;
 }
 
+static unsigned count_awaiting(void)
+{
+	unsigned n = 0;
+
+	for (size_t b = 0; b < CLIENT_BUCKETS; b++)
+		for (const struct client *c = L.buckets[b]; c != NULL; c = c->next)
+			n += c->state == ST_AWAITING;
+	return n;
+}
+
+/* Sends our counters to the master if they changed since the last time. */
+static void stats_flush(void)
+{
+	static struct ipc_msg m;
+
+	L.st.clients = (uint32_t)L.nclients;
+	L.st.awaiting = count_awaiting();
+	if (memcmp(&L.st, &L.sent, sizeof(L.st)) == 0)
+		return;
+	memset(&m, 0, IPC_HEADER_LEN);
+	m.type = IPC_STATS;
+	m.data_len = sizeof(L.st);
+	memcpy(m.data, &L.st, sizeof(L.st));
+	if (ipc_send(L.chan, &m, -1) == -1) {
+		log_warn("front end: cannot send counters to the master");
+		return;
+	}
+	L.sent = L.st;
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	stats_flush();
+	if (L.st.clients != L.title_clients || L.st.awaiting != L.title_awaiting) {
+		L.title_clients = L.st.clients;
+		L.title_awaiting = L.st.awaiting;
+		proctitle_set("pop3d: login [%zu connections, %u awaiting auth]", L.title_clients,
+			      L.title_awaiting);
+	}
+}
+
 static void maybe_exit(void)
 {
 	if (L.retired && L.nclients == 0) {
+		stats_flush();	/* the master adds our last counts to its totals */
 		log_info("front end: retired and idle, exiting");
 		exit(0);
 	}
@@ -172,7 +237,8 @@ static void client_free(struct client *c)
 	event_free(c->timer);
 	event_free(c->kick);
 	if (c->sock_cb != NULL)
-		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock), c->sock_cb);
+		evbuffer_remove_cb_entry(bufferevent_get_output(c->sock != NULL ? c->sock : c->bev),
+					 c->sock_cb);
 	if (c->pair != NULL)
 		bufferevent_free(c->pair);
 	bufferevent_free(c->bev);	/* a TLS filter frees the socket under it */
@@ -274,15 +340,18 @@ static void on_client_read(struct bufferevent *bev, void *arg);
 static void on_client_write(struct bufferevent *bev, void *arg);
 static void on_client_event(struct bufferevent *bev, short what, void *arg);
 
-/* Progress on the socket's output (encrypted bytes written to the
- * kernel).  Called from inside libevent's buffer code: only timers and
- * events are touched here. */
+/* Progress on the socket's output (bytes written to the kernel: over TLS
+ * encrypted ones).  Called from inside libevent's buffer code: only
+ * counters, timers and events are touched here. */
 static void on_sock_output(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
 	struct client *c = arg;
 
 	if (info->n_deleted == 0)
 		return;
+	L.st.bytes_sent += info->n_deleted;
+	if (c->sock == NULL)
+		return;		/* plain: on_client_write drives everything */
 	if (c->state == ST_CLOSING) {
 		event_active(c->kick, EV_TIMEOUT, 0);
 	} else if (c->state == ST_PROXY) {
@@ -325,9 +394,6 @@ static void tls_start(struct client *c)
 	bufferevent_setcb(f, on_client_read, on_client_write, on_client_event, c);
 	bufferevent_setwatermark(f, EV_READ, 0, POP3D_HANDOFF_MAX_DATA);
 	bufferevent_setwatermark(c->sock, EV_WRITE, 0, POP3D_TLS_MAX_QUEUED);
-	c->sock_cb = evbuffer_add_cb(bufferevent_get_output(c->sock), on_sock_output, c);
-	if (c->sock_cb == NULL)
-		fatalx("front end: evbuffer_add_cb failed (out of memory)");
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	set_timer(c, L.conf->pop3d.preauth_timeout_ms);
 }
@@ -337,6 +403,9 @@ static void tls_connected(struct client *c)
 	SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
 
 	c->tls = true;
+	L.st.tls_ok++;
+	if (SSL_session_reused(ssl))
+		L.st.tls_resumed++;
 	tls_describe(ssl, c->tls_info, sizeof(c->tls_info));
 	log_debug("TLS: rip=%s %s%s", c->rip, c->tls_info,
 		  SSL_session_reused(ssl) ? " resumed" : "");
@@ -527,7 +596,7 @@ static void do_handoff(struct client *c)
 	}
 	if (c->tls) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == -1) {
-			log_warn("front end: socketpair for the TLS relay of %s", c->user);
+			log_warn("front end: socketpair for the TLS relay of %s", user_tok(c));
 			reply(c, "-ERR [SYS/TEMP] Internal error, try again");
 			client_close(c);
 			return;
@@ -548,7 +617,7 @@ static void do_handoff(struct client *c)
 	if (n > 0)
 		evbuffer_remove(in, m.data, n);
 	if (ipc_send(L.chan, &m, fd) == -1) {
-		log_warn("front end: handoff of %s failed", c->user);
+		log_warn("front end: handoff of %s failed", user_tok(c));
 		sodium_memzero(m.data, n);
 		if (sv[0] != -1) {
 			close(sv[0]);
@@ -573,8 +642,10 @@ static void do_handoff(struct client *c)
 static void on_auth_reply(void *ctx, const struct authc_reply *r)
 {
 	struct client *c = ctx;
+	char reason[128];
 
 	evtimer_del(c->timer);
+	metrics_hist_add(&L.st.auth_latency, mtime_us() - c->auth_sent_us);
 	switch (r->result) {
 	case AUTHC_OK:
 		snprintf(c->user, sizeof(c->user), "%s", r->user);
@@ -589,29 +660,65 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 		return;
 	case AUTHC_FAIL:
 		c->failures++;
-		log_info("login failed: user=%s rip=%s method=%s", c->user, c->rip, c->method);
+		L.st.logins_failed++;
+		/* fixed format, documented in pop3d(8) (LOGGING) for fail2ban */
+		log_info("login failed: user=%s rip=%s method=%s",
+			 user_tok(c), c->rip, c->method);
 		c->state = ST_DELAY;
 		set_timer(c, L.conf->pop3d.auth_failure_delay_ms);
 		return;
 	case AUTHC_TEMPFAIL:
-		log_warnx("login tempfail: user=%s rip=%s reason=%s", c->user, c->rip,
-			  r->reason);
+		L.st.logins_tempfailed++;
+		log_warnx("login tempfail: user=%s rip=%s method=%s reason=%s",
+			  user_tok(c), c->rip, c->method,
+			  pop3_log_token(r->reason, reason, sizeof(reason)));
 		reply(c, "-ERR [SYS/TEMP] Temporary authentication failure, try again later");
 		resume(c);
 		return;
 	}
 }
 
+/* For the log lines only: the authentication identity in an AUTH PLAIN
+ * response (RFC 4616: authzid NUL authcid NUL passwd, base64), or
+ * "(sasl)" if it cannot be read.  authd decodes and checks the response
+ * itself; the decoded copy here, password included, is wiped at once. */
+static void plain_user(struct client *c, const char *resp)
+{
+	static uint8_t bin[POP3_MAX_SASL_LINE];
+	size_t len = 0;
+	const uint8_t *id, *end;
+
+	snprintf(c->user, sizeof(c->user), "(sasl)");
+	if (sodium_base642bin(bin, sizeof(bin), resp, strlen(resp), NULL, &len, NULL,
+			      sodium_base64_VARIANT_ORIGINAL) != 0)
+		goto out_wipe;
+	id = memchr(bin, '\0', len);
+	if (id == NULL)
+		goto out_wipe;
+	id++;
+	end = memchr(id, '\0', len - (size_t)(id - bin));
+	if (end != NULL && end > id && (size_t)(end - id) <= AUTH_MAX_USER)
+		snprintf(c->user, sizeof(c->user), "%.*s", (int)(end - id), (const char *)id);
+out_wipe:
+	sodium_memzero(bin, sizeof(bin));
+}
+
 static void send_auth(struct client *c, const char *pass, const char *plain)
 {
 	c->method = plain != NULL ? "PLAIN" : "USER";
+	if (plain != NULL)
+		plain_user(c, plain);
 	c->auth_handle = L.authc == NULL ? 0 :
 		authc_auth(L.authc, c->user, pass, plain, c->rip, c->rport, c->lip,
 			   c->lport, c->tls, on_auth_reply, c);
 	if (c->auth_handle == 0) {
+		L.st.logins_tempfailed++;
+		log_warnx("login tempfail: user=%s rip=%s method=%s reason=authd-unavailable",
+			  user_tok(c), c->rip, c->method);
 		reply(c, "-ERR [SYS/TEMP] Authentication service unavailable, try again later");
 		return;
 	}
+	c->auth_sent_us = mtime_us();
 	c->state = ST_AWAITING;
 	bufferevent_disable(c->bev, EV_READ);
 	set_timer(c, POP3D_AUTH_TIMEOUT_MS);
@@ -636,7 +743,6 @@ static void cmd_auth(struct client *c, char *arg)
 		reply(c, "-ERR Unsupported authentication mechanism");
 		return;
 	}
-	snprintf(c->user, sizeof(c->user), "(sasl)");
 	if (ir == NULL) {
 		c->state = ST_SASL;
 		reply(c, "+ ");
@@ -665,6 +771,7 @@ static void dispatch(struct client *c, char *line, size_t len)
 		return;
 	}
 	pop3_cmd_parse(line, &cmd);
+	L.st.commands[cmd.id]++;
 	/* Only AUTH (with an initial response) may exceed the RFC's 255. */
 	if (len + 2 > POP3_MAX_COMMAND && cmd.id != CMD_AUTH) {
 		bad_command(c, "Line too long");
@@ -767,6 +874,8 @@ static void client_process(struct client *c)
 		set_timer(c, L.conf->pop3d.preauth_timeout_ms);
 		if (st == LINE_TOOLONG) {
 			c->skipping = true;
+			if (c->state != ST_SASL)
+				L.st.commands[CMD_UNKNOWN]++;
 			if (c->state == ST_SASL) {
 				c->state = ST_AUTHORIZATION;
 				reply(c, "-ERR Authentication response too long");
@@ -775,10 +884,13 @@ static void client_process(struct client *c)
 			}
 			continue;
 		}
-		if (has_nul)
+		if (has_nul) {
+			if (c->state != ST_SASL)
+				L.st.commands[CMD_UNKNOWN]++;
 			bad_command(c, "NUL byte in command");
-		else
+		} else {
 			dispatch(c, line, len);
+		}
 		sodium_memzero(line, len);
 	}
 }
@@ -829,6 +941,8 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
 		tls_connected(c);
 		return;
 	}
+	if (c->state == ST_TLS_HANDSHAKE)
+		L.st.tls_failed++;	/* an error, or the client left mid-way */
 	if (c->sock != NULL && (what & BEV_EVENT_ERROR)) {
 		c->tls_failed = true;
 		if (c->state == ST_TLS_HANDSHAKE)
@@ -860,18 +974,20 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case ST_AWAITING:
 		authc_cancel(L.authc, c->auth_handle);
-		log_warnx("login tempfail: user=%s rip=%s reason=no answer from authd",
-			  c->user, c->rip);
+		L.st.logins_tempfailed++;
+		log_warnx("login tempfail: user=%s rip=%s method=%s reason=authd-timeout",
+			  user_tok(c), c->rip, c->method);
 		reply(c, "-ERR [SYS/TEMP] Authentication timed out, try again later");
 		resume(c);
 		break;
 	case ST_TLS_HANDSHAKE:
+		L.st.tls_timeout++;
 		log_info("TLS handshake timed out: rip=%s", c->rip);
 		client_free(c);
 		break;
 	case ST_PROXY:
 		log_info("TLS relay: rip=%s user=%s: client took nothing for session-timeout, "
-			 "closing", c->rip, c->user);
+			 "closing", c->rip, user_tok(c));
 		client_free(c);
 		break;
 	case ST_CLOSING:
@@ -914,6 +1030,10 @@ static void new_client(int fd, uint64_t conn_id, bool tls_port)
 		fatalx("front end: out of memory");
 	bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0, POP3D_HANDOFF_MAX_DATA);
+	/* stays on the socket's output when a TLS filter goes on top */
+	c->sock_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), on_sock_output, c);
+	if (c->sock_cb == NULL)
+		fatalx("front end: evbuffer_add_cb failed (out of memory)");
 	c->next = L.buckets[conn_id % CLIENT_BUCKETS];
 	L.buckets[conn_id % CLIENT_BUCKETS] = c;
 	L.nclients++;
@@ -965,6 +1085,7 @@ static void try_reconnect(evutil_socket_t fd, short what, void *arg)
 
 	if (afd != -1) {
 		log_info("front end: reconnected to authd");
+		L.st.authd_reconnects++;
 		L.reconnect_ms = 0;
 		authc_set_fd(L.authc, afd);
 		return;
@@ -982,7 +1103,7 @@ static void try_reconnect(evutil_socket_t fd, short what, void *arg)
  * for a replacement, which connects before it drops its privileges.  We
  * keep serving (logins get [SYS/TEMP]) until the master says we have been
  * replaced, then leave once our clients are done. */
-static void on_authd_lost(void *arg)
+static void authd_unreachable(void)
 {
 	struct ipc_msg m = { .type = IPC_RETIRE };
 
@@ -997,6 +1118,12 @@ static void on_authd_lost(void *arg)
 		exit(1);
 }
 
+static void on_authd_lost(void *arg)
+{
+	L.st.authd_lost++;
+	authd_unreachable();
+}
+
 static void on_term(evutil_socket_t fd, short what, void *arg)
 {
 	exit(0);
@@ -1005,6 +1132,7 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
 void login_main(const struct config *conf, int chan, int authfd, uid_t uid, gid_t gid)
 {
 	struct event *sig;
+	struct timeval tick;
 
 	memset(&L, 0, sizeof(L));
 	L.conf = conf;
@@ -1031,14 +1159,18 @@ void login_main(const struct config *conf, int chan, int authfd, uid_t uid, gid_
 	sock_set_nonblock(chan, true);
 	L.chan_ev = event_new(L.base, chan, EV_READ | EV_PERSIST, on_chan, NULL);
 	L.reconnect_ev = evtimer_new(L.base, try_reconnect, NULL);
+	L.tick = event_new(L.base, -1, EV_PERSIST, on_tick, NULL);
 	sig = evsignal_new(L.base, SIGTERM, on_term, NULL);
-	if (L.chan_ev == NULL || L.reconnect_ev == NULL || sig == NULL)
+	if (L.chan_ev == NULL || L.reconnect_ev == NULL || L.tick == NULL || sig == NULL)
 		fatalx("front end: event_new");
 	event_add(L.chan_ev, NULL);
 	event_add(sig, NULL);
+	MTIME_TV(tick, POP3D_STATS_INTERVAL_MS);
+	event_add(L.tick, &tick);
+	proctitle_set("pop3d: login [0 connections, 0 awaiting auth]");
 	L.authc = authc_new(L.base, authfd, on_authd_lost, NULL);
 	if (authfd == -1)
-		on_authd_lost(NULL);
+		authd_unreachable();
 	event_base_dispatch(L.base);
 	exit(0);
 }

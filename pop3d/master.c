@@ -25,10 +25,32 @@
  *   that its front end relays; the connection stays counted on that front
  *   end (its load) until the session ends.  The master never loads a
  *   certificate or key (tls.c explains why); it only checks them at
- *   start-up in a child that exits.
+ *   start-up (and before a reload) in a child that exits.
+ * - Counters: the master counts what it sees in master_stats; front ends
+ *   send snapshots of theirs over their channel (IPC_STATS) and sessions a
+ *   report when they end, on one SOCK_SEQPACKET socket they all share
+ *   (report_fd), the sender named by the kernel (SCM_CREDENTIALS).
+ *   stats.c explains the whole scheme.
+ * - Reload (SIGHUP): the file is loaded and checked in full (TLS files in
+ *   a child, as at start-up) before anything changes; a bad one is refused
+ *   and logged, and the running configuration stays.  What the master
+ *   applies itself (limits, login-delay, logging, the maildrop template
+ *   and first-valid-uid for new sessions, the stats socket's group) takes
+ *   effect at once.  Front ends, whose settings were fixed when they were
+ *   forked, are all replaced: each slot gets a new front end, which takes
+ *   every new connection from then on and reads the certificates again,
+ *   while the old ones are retired (IPC_RETIRE) and leave once their
+ *   clients are done, TLS relays included.  Sessions keep running with
+ *   the settings they started with.  What cannot change without a restart
+ *   (listeners, socket paths, login-user, login-chroot: bound or looked up
+ *   as root at start-up) keeps its running value and is named in the log.
+ *   SIGUSR1 reopens the log file and, with log-target = file, replaces the
+ *   front ends the same way, since they hold the old file open and cannot
+ *   reopen it from their chroot.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,6 +73,7 @@
 #include "common/notify.h"
 #include "common/num.h"
 #include "common/privsep.h"
+#include "common/proctitle.h"
 #include "common/proto.h"
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
@@ -79,6 +102,8 @@ struct conn {
 	/* C_SESSION */
 	pid_t pid;
 	char *user;
+	uint64_t started_ms;		/* fork of the session */
+	bool reported;			/* its report came */
 	uint32_t idx;			/* own slot in M.conns */
 	uint32_t next_free;
 };
@@ -90,6 +115,7 @@ struct frontend {
 	bool retired;
 	size_t nconns;
 	uint64_t started_ms;
+	struct fe_stats st;		/* its latest IPC_STATS snapshot */
 	struct frontend *next;
 };
 
@@ -108,13 +134,10 @@ struct slot {
 	uint64_t backoff_ms;
 };
 
-struct stats {
-	uint64_t accepted, refused, logins, redeem_failed, fe_restarts;
-	uint64_t sessions_refused;
-};
-
 static struct {
-	const struct config *conf;
+	struct config *conf;		/* replaced by a reload */
+	char *conf_path;		/* absolute, for reloads */
+	bool foreground;
 	struct event_base *base;
 	int listen_fds[2 * CONFIG_MAX_LISTEN];		/* listen, then listen-tls */
 	bool listen_tls[2 * CONFIG_MAX_LISTEN];
@@ -122,8 +145,10 @@ static struct {
 	size_t nlisten;
 	char *tls_addrs[CONFIG_MAX_LISTEN];		/* listen-tls, split */
 	size_t ntls_addrs;
-	int stats_fd;
-	struct event *stats_ev;
+	int stats_fd;			/* owned by stats.c once served */
+	gid_t stats_gid;		/* (gid_t)-1: stats-group not set */
+	int report_fd[2];		/* sessions write [1], the master reads [0] */
+	struct event *report_ev;
 	struct slot *slots;
 	unsigned nslots;
 	struct frontend *fes;		/* all live front ends */
@@ -134,9 +159,9 @@ static struct {
 	size_t nlast_login;
 	uint64_t login_delay_ms;	/* 0: no LOGIN-DELAY */
 	struct bufferevent *authd;	/* master socket, NULL if not connected */
+	bool authd_lost;		/* it was connected once and broke */
 	uid_t login_uid;
 	gid_t login_gid;
-	struct stats st;
 	uint64_t started_ms;
 } M;
 
@@ -308,8 +333,12 @@ static void conn_release(struct conn *c)
  * the socket is non-blocking and the line is far below its buffer. */
 static void refuse(int fd, const char *line)
 {
-	if (send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
+	ssize_t n = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
+
+	if (n == -1)
 		log_debug("refuse: %s", strerror(errno));
+	else
+		master_stats.bytes_sent += (uint64_t)n;
 }
 
 /* ---- accepting -------------------------------------------------------------- */
@@ -342,6 +371,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		struct ipc_msg m;
 		struct frontend *fe;
 		struct conn *c;
+		enum refuse_reason why;
 		char rip[64];
 		unsigned rport;
 		int fd;
@@ -353,23 +383,25 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 				log_warn("accept");
 			return;
 		}
-		M.st.accepted++;
 		sock_addr_str((struct sockaddr *)&ss, rip, sizeof(rip), &rport);
 		if (M.nactive >= M.conf->pop3d.max_connections) {
 			log_warnx("refused %s: max-connections (%u) reached", rip,
 				  M.conf->pop3d.max_connections);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+			why = REFUSE_MAX_CONNECTIONS;
 			goto refused;
 		}
 		if (count_get(M.ips, rip) >= M.conf->pop3d.max_connections_per_ip) {
 			log_warnx("refused %s: max-connections-per-ip (%u) reached", rip,
 				  M.conf->pop3d.max_connections_per_ip);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections from your address\r\n");
+			why = REFUSE_PER_IP;
 			goto refused;
 		}
 		fe = pick_frontend();
 		if (fe == NULL) {
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Server is restarting, try again later\r\n");
+			why = REFUSE_NO_FRONTEND;
 			goto refused;
 		}
 		c = conn_new(rip, rport);
@@ -381,26 +413,36 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
 			conn_release(c);
+			why = REFUSE_INTERNAL;
 			goto refused;
 		}
 		c->fe = fe;
 		fe->nconns++;
+		master_stats.accepted++;
 		close(fd);
 		continue;
 refused:
-		M.st.refused++;
+		master_stats.refused[why]++;
 		close(fd);
 	}
 }
 
 /* ---- the authd master socket: REDEEM --------------------------------------------- */
 
-static void redeem_fail(struct conn *c, const char *why)
+/* A login authd accepted that we cannot carry out now. */
+static void login_tempfail(struct conn *c, const char *why)
 {
 	log_warnx("handoff failed: rip=%s: %s", c->rip, why);
-	M.st.redeem_failed++;
+	master_stats.logins_tempfailed++;
 	refuse(c->fd, "-ERR [SYS/TEMP] Login failed temporarily, try again later\r\n");
 	conn_release(c);
+}
+
+/* The ticket could not be redeemed. */
+static void redeem_fail(struct conn *c, const char *why)
+{
+	master_stats.handoffs_failed++;
+	login_tempfail(c, why);
 }
 
 static void authd_drop(const char *why)
@@ -410,6 +452,8 @@ static void authd_drop(const char *why)
 	log_warnx("authd master connection lost: %s", why);
 	bufferevent_free(M.authd);
 	M.authd = NULL;
+	M.authd_lost = true;
+	master_stats.master_authd_lost++;
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
 		if (M.conns[i]->state == C_REDEEM)
 			redeem_fail(M.conns[i], "authd master connection lost");
@@ -449,12 +493,16 @@ static int parse_user(const struct proto_msg *msg, struct user_info *u)
 	return 0;
 }
 
-static void close_master_fds(void)
+/* In a child: closes what only the master may hold.  A session keeps the
+ * writing end of the report socket (keep_report). */
+static void close_master_fds(bool keep_report)
 {
 	for (size_t i = 0; i < M.nlisten; i++)
 		close(M.listen_fds[i]);
-	if (M.stats_fd != -1)
-		close(M.stats_fd);
+	stats_child_close();
+	close(M.report_fd[0]);
+	if (!keep_report)
+		close(M.report_fd[1]);
 	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
 		close(fe->chan);
 	if (M.authd != NULL)
@@ -469,9 +517,30 @@ static void child_signals(void)
 	signal(SIGCHLD, SIG_DFL);
 	signal(SIGTERM, SIG_DFL);
 	signal(SIGINT, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
-	signal(SIGUSR1, SIG_DFL);
+	/* Reload and log rotation are the master's business: a signal sent
+	 * to every pop3d process (pkill -HUP pop3d) must not end the others. */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
+}
+
+/* Session: sends its report to the master, waiting at most
+ * POP3D_REPORT_TIMEOUT_MS for room (the socket is shared by all sessions
+ * and the master may be busy; the counts are not worth more). */
+static void send_report(const struct session_report *r)
+{
+	for (int tries = 0; tries < 2; tries++) {
+		struct pollfd pfd = { .fd = M.report_fd[1], .events = POLLOUT };
+
+		if (send(M.report_fd[1], r, sizeof(*r), MSG_DONTWAIT | MSG_NOSIGNAL) ==
+		    (ssize_t)sizeof(*r))
+			return;
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+			break;
+		if (tries == 0 && poll(&pfd, 1, POP3D_REPORT_TIMEOUT_MS) == -1)
+			break;
+	}
+	log_debug("session: report to the master lost: %s", strerror(errno));
 }
 
 /* The session process: from here on, one client and one mailbox owner. */
@@ -480,21 +549,25 @@ static void __attribute__((noreturn)) session_child(struct conn *c, const struct
 	struct session_params p;
 	char path[4096];
 	const char *err;
-	int fd = c->fd;
+	struct session_report report;
+	char user[POP3D_LOG_USER_MAX];
+	int fd = c->fd, status;
 
 	child_signals();
 	tls_ticket_keys_wipe();
 	c->fd = -1;	/* keep it open through close_master_fds */
-	close_master_fds();
+	close_master_fds(true);
+	pop3_log_token(u->user, user, sizeof(user));
+	proctitle_set("pop3d: session %s %s", user, c->rip);
 	if (privdrop_session(u->uid, u->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
-		log_warnx("session: user=%s uid=%lu: %s", u->user, (unsigned long)u->uid, err);
+		log_warnx("session: user=%s uid=%lu: %s", user, (unsigned long)u->uid, err);
 		refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
 		_exit(1);
 	}
 	if (maildir_expand(u->maildrop != NULL && u->maildrop[0] != '\0' ? u->maildrop :
 			   M.conf->pop3d.maildrop, u->user, u->home, path, sizeof(path),
 			   &err) == -1) {
-		log_warnx("session: user=%s: maildrop: %s", u->user, err);
+		log_warnx("session: user=%s: maildrop: %s", user, err);
 		refuse(fd, "-ERR [SYS/PERM] Mailbox is not configured correctly\r\n");
 		_exit(1);
 	}
@@ -508,11 +581,14 @@ static void __attribute__((noreturn)) session_child(struct conn *c, const struct
 	p.secured = c->secured;
 	p.tls_info = c->tls_info;
 	p.conf = M.conf;
-	_exit(session_run(&p));
+	status = session_run(&p, &report);
+	send_report(&report);
+	_exit(status);
 }
 
 static void redeem_done(struct conn *c, const struct proto_msg *msg)
 {
+	char user[POP3D_LOG_USER_MAX];
 	struct user_info u;
 	pid_t pid;
 
@@ -524,18 +600,20 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 		redeem_fail(c, "malformed USER reply");
 		return;
 	}
+	master_stats.handoffs_ok++;
+	pop3_log_token(u.user, user, sizeof(user));
 	if (count_get(M.users, u.user) >= M.conf->pop3d.max_sessions_per_user) {
 		log_warnx("refused user=%s rip=%s: max-sessions-per-user (%u) reached",
-			  u.user, c->rip, M.conf->pop3d.max_sessions_per_user);
-		M.st.sessions_refused++;
+			  user, c->rip, M.conf->pop3d.max_sessions_per_user);
+		master_stats.logins_refused[LOGIN_REFUSED_PER_USER]++;
 		refuse(c->fd, "-ERR [IN-USE] Too many sessions for this user\r\n");
 		conn_release(c);
 		return;
 	}
 	if (login_too_soon(u.user)) {
-		log_info("refused user=%s rip=%s: login-delay (%s s) not over", u.user, c->rip,
+		log_info("refused user=%s rip=%s: login-delay (%s s) not over", user, c->rip,
 			 M.conf->pop3d.login_delay);
-		M.st.sessions_refused++;
+		master_stats.logins_refused[LOGIN_REFUSED_DELAY]++;
 		refuse(c->fd, "-ERR [LOGIN-DELAY] Too soon since your last login\r\n");
 		conn_release(c);
 		return;
@@ -543,15 +621,18 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 	pid = fork();
 	if (pid == -1) {
 		log_warn("fork");
-		redeem_fail(c, "cannot fork a session");
+		login_tempfail(c, "cannot fork a session");
 		return;
 	}
 	if (pid == 0)
 		session_child(c, &u);
-	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", u.user, c->rip,
+	/* fixed format, documented in pop3d(8) (LOGGING) */
+	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", user, c->rip,
 		 c->method, c->secured ? "yes" : "no", c->secured ? " tls=" : "",
 		 c->secured ? c->tls_info : "", (long)pid);
-	M.st.logins++;
+	master_stats.logins_ok++;
+	c->started_ms = mtime_ms();
+	c->reported = false;
 	close(c->fd);
 	c->fd = -1;
 	event_free(c->timer);
@@ -626,6 +707,10 @@ static int authd_connect(void)
 	proto_line_add(&l, "0");
 	proto_line_end(&l);
 	bufferevent_write(M.authd, l.buf, l.len);
+	if (M.authd_lost) {
+		M.authd_lost = false;
+		master_stats.master_authd_reconnects++;
+	}
 	return 0;
 }
 
@@ -700,7 +785,7 @@ static void fe_schedule_restart(unsigned slot, uint64_t lived_ms)
 									 : s->backoff_ms * 2;
 	MTIME_TV(tv, s->backoff_ms);
 	evtimer_add(s->restart_ev, &tv);
-	M.st.fe_restarts++;
+	master_stats.fe_restarts++;
 }
 
 static unsigned slot_of(const struct frontend *fe)
@@ -727,11 +812,21 @@ static void fe_retire(struct frontend *fe)
 		kill(fe->pid, SIGTERM);
 }
 
+static int fe_read(struct frontend *fe, int max);
+
+/* fe has been reaped: reads what it sent last (its final counters, any
+ * handoff), adds its counters to the totals, releases its connections
+ * and, if it still had a slot, restarts it. */
 static void fe_gone(struct frontend *fe)
 {
 	struct frontend **pp;
-	unsigned slot = slot_of(fe);
+	unsigned slot;
 
+	for (int i = 0; i < 1024 && fe_read(fe, 64) == 1; i++)
+		;	/* a dead peer sent a finite amount: bounded anyway */
+	fe->st.clients = fe->st.awaiting = 0;
+	stats_fe_add(&master_stats.fe_ended, &fe->st);
+	slot = slot_of(fe);
 	if (slot != NO_SLOT) {
 		M.slots[slot].fe = NULL;
 		fe_schedule_restart(slot, mtime_ms() - fe->started_ms);
@@ -754,25 +849,23 @@ static void fe_gone(struct frontend *fe)
 	free(fe);
 }
 
-static void on_fe_chan(evutil_socket_t fd, short what, void *arg)
+/* Handles up to max messages from fe.  Returns 1 if more may be pending,
+ * 0 if none is, -1 at EOF or on a malformed message. */
+static int fe_read(struct frontend *fe, int max)
 {
 	static struct ipc_msg m;
-	struct frontend *fe = arg;
 
-	for (int i = 0; i < 64; i++) {
+	for (int i = 0; i < max; i++) {
 		int cfd, r = ipc_recv(fe->chan, &m, &cfd);
 		struct conn *c;
 
 		if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
+			return 0;
 		if (r <= 0) {
 			if (r == -1)
 				log_warnx("front end %ld sent a malformed message; stopping it",
 					  (long)fe->pid);
-			kill(fe->pid, SIGTERM);
-			event_del(fe->ev);
-			fe->retired = true;
-			return;		/* released when waitpid reaps it */
+			return -1;
 		}
 		switch (m.type) {
 		case IPC_CLOSED:
@@ -785,17 +878,33 @@ static void on_fe_chan(evutil_socket_t fd, short what, void *arg)
 			 * replacement, which connects to authd afresh, is up. */
 			if (slot_of(fe) != NO_SLOT) {
 				log_info("front end %ld lost authd; replacing it", (long)fe->pid);
+				master_stats.authd_replacements++;
 				fe_schedule_restart(slot_of(fe), mtime_ms() - fe->started_ms);
 			}
 			break;
 		case IPC_HANDOFF:
 			handoff(fe, &m, cfd);
 			break;
+		case IPC_STATS:
+			memcpy(&fe->st, m.data, sizeof(fe->st));	/* size checked */
+			break;
 		default:
 			if (cfd != -1)
 				close(cfd);
 			break;
 		}
+	}
+	return 1;
+}
+
+static void on_fe_chan(evutil_socket_t fd, short what, void *arg)
+{
+	struct frontend *fe = arg;
+
+	if (fe_read(fe, 64) == -1) {
+		kill(fe->pid, SIGTERM);
+		event_del(fe->ev);
+		fe->retired = true;	/* released when waitpid reaps it */
 	}
 }
 
@@ -828,7 +937,7 @@ static void spawn_frontend(unsigned slot)
 		 * it is would unregister the master's events from it. */
 		event_reinit(M.base);
 		event_base_free(M.base);
-		close_master_fds();
+		close_master_fds(false);
 		/* Connected by the front end itself (authd binds tickets to
 		 * the connecting pid) and before the drop: the socket may be
 		 * out of reach for login-user inside the chroot. */
@@ -861,7 +970,72 @@ static void on_restart(evutil_socket_t fd, short what, void *arg)
 	spawn_frontend((unsigned)(uintptr_t)arg);
 }
 
-/* ---- signals, stats ------------------------------------------------------------------ */
+/* ---- session reports, signals --------------------------------------------------------- */
+
+static struct conn *session_of(pid_t pid)
+{
+	for (uint32_t i = 0; i < M.nconns_cap; i++)
+		if (M.conns[i]->state == C_SESSION && M.conns[i]->pid == pid)
+			return M.conns[i];
+	return NULL;
+}
+
+/* Reads the session reports queued on the report socket.  The sender is
+ * the pid the kernel names (SCM_CREDENTIALS); one report per live session
+ * counts, anything else is dropped. */
+static void reports_read(void)
+{
+	for (int i = 0; i < 256; i++) {
+		union {
+			struct cmsghdr h;
+			char buf[CMSG_SPACE(sizeof(struct ucred))];
+		} cm;
+		struct session_report r;
+		struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+				     .msg_controllen = sizeof(cm.buf) };
+		const struct ucred *cred = NULL;
+		struct ucred uc;
+		struct conn *c;
+		ssize_t n;
+
+		n = recvmsg(M.report_fd[0], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;		/* EAGAIN: all read */
+		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h != NULL; h = CMSG_NXTHDR(&mh, h)) {
+			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS &&
+			    h->cmsg_len == CMSG_LEN(sizeof(uc))) {
+				memcpy(&uc, CMSG_DATA(h), sizeof(uc));
+				cred = &uc;
+			} else if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+				/* nobody should send us descriptors: close them */
+				size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				for (size_t k = 0; k < nfd; k++) {
+					int fd;
+					memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(fd));
+					close(fd);
+				}
+			}
+		}
+		if (n != (ssize_t)sizeof(r) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+		    cred == NULL || r.end >= SESSION_END_COUNT || r.zero != 0) {
+			log_debug("session report: malformed, dropped");
+			continue;
+		}
+		c = session_of(cred->pid);
+		if (c == NULL || c->reported)
+			continue;
+		c->reported = true;
+		stats_session_add(&r, !c->secured);
+	}
+}
+
+static void on_report(evutil_socket_t fd, short what, void *arg)
+{
+	reports_read();
+}
 
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 {
@@ -870,6 +1044,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct frontend *fe;
+		struct conn *c;
 
 		for (fe = M.fes; fe != NULL; fe = fe->next)
 			if (fe->pid == pid)
@@ -880,16 +1055,23 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 			fe_gone(fe);
 			continue;
 		}
-		for (uint32_t i = 0; i < M.nconns_cap; i++) {
-			struct conn *c = M.conns[i];
-			if (c->state == C_SESSION && c->pid == pid) {
-				if (WIFSIGNALED(status))
-					log_warnx("session user=%s pid=%ld killed by signal %d",
-						  c->user, (long)pid, WTERMSIG(status));
-				conn_release(c);
-				break;
-			}
+		c = session_of(pid);
+		if (c == NULL)
+			continue;
+		/* Its report, if it sent one, is queued already (it was sent
+		 * before the exit we just reaped): count it before the slot,
+		 * and with it the pid, is released. */
+		reports_read();
+		stats_duration_add(mtime_ms() - c->started_ms);
+		if (WIFSIGNALED(status)) {
+			log_warnx("session user=%s pid=%ld killed by signal %d", c->user, (long)pid,
+				  WTERMSIG(status));
+			if (!c->reported)
+				master_stats.sessions_killed++;
+		} else if (!c->reported) {
+			master_stats.sessions_failed++;
 		}
+		conn_release(c);
 	}
 }
 
@@ -904,53 +1086,308 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 	event_base_loopbreak(M.base);
 }
 
+/* Replaces every front end: each slot gets a new one (forked now, so with
+ * the current configuration and log file), which takes the new
+ * connections, and the old one is retired and leaves once its clients
+ * are done.  A slot waiting out a restart back-off is left to its timer. */
+static void fe_replace_all(void)
+{
+	for (unsigned i = 0; i < M.nslots; i++) {
+		if (M.slots[i].fe == NULL)
+			continue;
+		evtimer_del(M.slots[i].restart_ev);
+		spawn_frontend(i);
+	}
+}
+
 static void on_sigusr1(evutil_socket_t sig, short what, void *arg)
 {
 	log_reopen();
-}
-
-static void on_stats(evutil_socket_t lfd, short what, void *arg)
-{
-	char buf[1024];
-	unsigned sessions = 0, preauth = 0, fes = 0;
-	int fd, n;
-
-	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd == -1)
-		return;
-	for (uint32_t i = 0; i < M.nconns_cap; i++) {
-		sessions += M.conns[i]->state == C_SESSION;
-		preauth += M.conns[i]->state == C_PREAUTH || M.conns[i]->state == C_REDEEM;
+	if (strcmp(M.conf->pop3d.log.target, "file") == 0) {
+		/* they write to the file they inherited, and cannot reopen it
+		 * from their chroot */
+		log_info("log file reopened; replacing the front ends");
+		fe_replace_all();
 	}
-	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
-		fes += !fe->retired;
-	n = snprintf(buf, sizeof(buf),
-		     "uptime_seconds %llu\nconnections %u\npreauth %u\nsessions %u\n"
-		     "frontends %u\naccepted_total %llu\nrefused_total %llu\n"
-		     "logins_total %llu\nhandoff_failed_total %llu\n"
-		     "sessions_refused_total %llu\nfrontend_restarts_total %llu\n",
-		     (unsigned long long)((mtime_ms() - M.started_ms) / 1000), M.nactive,
-		     preauth, sessions, fes, (unsigned long long)M.st.accepted,
-		     (unsigned long long)M.st.refused, (unsigned long long)M.st.logins,
-		     (unsigned long long)M.st.redeem_failed,
-		     (unsigned long long)M.st.sessions_refused,
-		     (unsigned long long)M.st.fe_restarts);
-	if (send(fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
-		log_debug("stats: %s", strerror(errno));
-	close(fd);
 }
 
-/* ---- start-up ------------------------------------------------------------------------- */
+/* ---- start-up and reload -------------------------------------------------------------- */
 
-static void setup_log(const struct config *conf, bool foreground)
+/* Sets up logging as the configuration says.  Returns 0, or -1 (errno
+ * set) if the log file cannot be opened. */
+static int setup_log(const struct config *conf)
 {
 	/* In the background (no -f), log-target = stderr means syslog. */
-	if (config_log_init("pop3d", &conf->pop3d.log, foreground) == -1)
-		log_warn("cannot open log file %s; logging to stderr", conf->pop3d.log.file);
+	return config_log_init("pop3d", &conf->pop3d.log, M.foreground);
 }
 
-/* Checks what config.c cannot know is pop3d's business.  Returns 0 or -1
+/* Whether setup_log would succeed, without changing anything: opens and
+ * closes the log file.  Returns 0, or -1 with a message in err. */
+static int check_log(const struct config *conf, char *err, size_t size)
+{
+	int fd;
+
+	if (strcmp(conf->pop3d.log.target, "file") != 0)
+		return 0;
+	fd = open(conf->pop3d.log.file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd == -1) {
+		snprintf(err, size, "[pop3d] log-file %s: cannot open: %s", conf->pop3d.log.file,
+			 strerror(errno));
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* The group of the stats socket.  Returns 0 with *gid_r ((gid_t)-1 for
+ * none), or -1 with a message in err. */
+static int stats_group(const struct config *conf, gid_t *gid_r, char *err, size_t size)
+{
+	*gid_r = (gid_t)-1;
+	if (conf->pop3d.stats_group[0] == '\0')
+		return 0;
+	if (privsep_lookup_group(conf->pop3d.stats_group, gid_r) == -1) {
+		snprintf(err, size, "[pop3d] stats-group %s: no such group",
+			 conf->pop3d.stats_group);
+		return -1;
+	}
+	return 0;
+}
+
+/* Gives the stats socket file to group gid (if set).  Returns 0 or -1
  * with a message in err. */
+static int stats_chgrp(const struct config *conf, gid_t gid, char *err, size_t size)
+{
+	if (M.stats_fd == -1 || gid == (gid_t)-1)
+		return 0;
+	if (chown(conf->pop3d.stats_socket, (uid_t)-1, gid) == -1) {
+		snprintf(err, size, "[pop3d] stats-group: cannot chgrp %s: %s",
+			 conf->pop3d.stats_socket, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static uint64_t login_delay_ms(const struct config *conf)
+{
+	unsigned secs = 0;
+
+	if (conf->pop3d.login_delay[0] != '\0')
+		num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &secs);	/* checked */
+	return (uint64_t)secs * 1000;
+}
+
+static bool same(const char *a, const char *b)
+{
+	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
+}
+
+/* What cannot change while pop3d runs (bound, connected or looked up as
+ * root at start-up): n gets the running values, swapped with o's so that
+ * each configuration still owns its strings.  The keys that differed are
+ * named in changed (at most max).  Returns their count. */
+static size_t keep_fixed(struct config *n, struct config *o, const char **changed, size_t max)
+{
+	size_t k = 0;
+
+#define KEEP(field, key) do { \
+	char *t_ = n->pop3d.field; \
+	if (!same(n->pop3d.field, o->pop3d.field) && k < max) \
+		changed[k++] = key; \
+	n->pop3d.field = o->pop3d.field; \
+	o->pop3d.field = t_; \
+} while (0)
+	KEEP(listen, "listen");
+	for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+		char *t = n->pop3d.listen_addrs[i];
+		n->pop3d.listen_addrs[i] = o->pop3d.listen_addrs[i];
+		o->pop3d.listen_addrs[i] = t;
+	}
+	{
+		size_t t = n->pop3d.nlisten;
+		n->pop3d.nlisten = o->pop3d.nlisten;
+		o->pop3d.nlisten = t;
+	}
+	KEEP(listen_tls, "listen-tls");
+	KEEP(auth_socket, "auth-socket");
+	KEEP(master_auth_socket, "master-auth-socket");
+	KEEP(stats_socket, "stats-socket");
+	KEEP(login_user, "login-user");
+	KEEP(login_chroot, "login-chroot");
+#undef KEEP
+	return k;
+}
+
+static int check_conf(const struct config *conf, char *err, size_t size);
+static int check_tls_files(const struct config *conf, bool test);
+
+/* Changes the number of front-end slots to n: new slots get a front end
+ * at once, removed ones have theirs retired. */
+static void slots_resize(unsigned n)
+{
+	unsigned old = M.nslots;
+
+	for (unsigned i = n; i < old; i++) {
+		if (M.slots[i].fe != NULL)
+			fe_retire(M.slots[i].fe);
+		event_free(M.slots[i].restart_ev);
+	}
+	M.slots = realloc(M.slots, n * sizeof(*M.slots));
+	if (M.slots == NULL)
+		fatal("realloc");
+	M.nslots = n;
+	for (unsigned i = old; i < n; i++) {
+		memset(&M.slots[i], 0, sizeof(M.slots[i]));
+		M.slots[i].restart_ev = evtimer_new(M.base, on_restart, (void *)(uintptr_t)i);
+		if (M.slots[i].restart_ev == NULL)
+			fatalx("evtimer_new");
+		spawn_frontend(i);
+	}
+}
+
+static unsigned slot_count(const struct config *conf)
+{
+	long n;
+
+	if (conf->pop3d.login_processes != 0)
+		return conf->pop3d.login_processes;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
+}
+
+/* SIGHUP: loads the configuration file again and, if all of it is good,
+ * applies it (see DESIGN at the top).  Returns 0, or -1 (logged; the
+ * running configuration stays). */
+static int reload(void)
+{
+	const char *changed[16];
+	struct config *n, *o = M.conf;
+	char err[1024];
+	size_t nchanged;
+	unsigned old_slots = M.nslots;
+	gid_t gid;
+
+	n = config_load(M.conf_path, err, sizeof(err));
+	if (n == NULL)
+		goto refused;
+	nchanged = keep_fixed(n, o, changed, sizeof(changed) / sizeof(changed[0]));
+	if (check_conf(n, err, sizeof(err)) == -1 || check_log(n, err, sizeof(err)) == -1 ||
+	    stats_group(n, &gid, err, sizeof(err)) == -1)
+		goto refused_free;
+	if (tls_configured(n) && check_tls_files(n, false) == -1) {
+		snprintf(err, sizeof(err), "TLS certificates or keys unusable (see above)");
+		goto refused_free;
+	}
+	/* the last step that may fail, and the first that changes anything */
+	if (!same(n->pop3d.stats_group, o->pop3d.stats_group) &&
+	    stats_chgrp(n, gid, err, sizeof(err)) == -1)
+		goto refused_free;
+
+	/* From here on nothing can fail: apply. */
+	if (setup_log(n) == -1)
+		log_warn("reload: cannot open log file %s", n->pop3d.log.file);
+	M.conf = n;
+	M.login_delay_ms = login_delay_ms(n);
+	if (tls_configured(n))
+		tls_ticket_keys_init();		/* once: STLS may just have been turned on */
+	if (slot_count(n) != old_slots)
+		slots_resize(slot_count(n));
+	for (unsigned i = 0; i < old_slots && i < M.nslots; i++) {
+		if (M.slots[i].fe == NULL)
+			continue;	/* its restart timer forks with the new settings */
+		evtimer_del(M.slots[i].restart_ev);
+		spawn_frontend(i);
+	}
+	for (size_t i = 0; i < nchanged; i++)
+		log_warnx("reload: [pop3d] %s changed; restart pop3d to apply", changed[i]);
+	config_free(&o);
+	master_stats.reloads_ok++;
+	log_info("configuration reloaded from %s; %u front end(s) replaced, running sessions "
+		 "keep their settings", M.conf_path, M.nslots);
+	return 0;
+
+refused_free:
+	keep_fixed(n, o, changed, 0);	/* the running values back to o */
+	config_free(&n);
+refused:
+	master_stats.reloads_failed++;
+	log_error("reload refused, running configuration kept: %s", err);
+	return -1;
+}
+
+static void on_sighup(evutil_socket_t sig, short what, void *arg)
+{
+	log_info("SIGHUP: reloading %s", M.conf_path);
+	reload();
+}
+
+void master_gauges(struct master_gauges *g)
+{
+	unsigned preauth = 0, redeem = 0, fe_awaiting = 0;
+
+	memset(g, 0, sizeof(*g));
+	for (uint32_t i = 0; i < M.nconns_cap; i++) {
+		preauth += M.conns[i]->state == C_PREAUTH;
+		redeem += M.conns[i]->state == C_REDEEM;
+		g->sessions += M.conns[i]->state == C_SESSION;
+	}
+	g->fe = master_stats.fe_ended;
+	for (const struct frontend *fe = M.fes; fe != NULL; fe = fe->next) {
+		if (fe->retired)
+			g->frontends_retiring++;
+		else
+			g->frontends++;
+		stats_fe_add(&g->fe, &fe->st);
+		/* a front end's word, bounded by what we know */
+		fe_awaiting += fe->st.awaiting < fe->nconns ? fe->st.awaiting : (unsigned)fe->nconns;
+	}
+	if (fe_awaiting > preauth)
+		fe_awaiting = preauth;	/* a snapshot older than a connection's end */
+	g->preauth = preauth - fe_awaiting;
+	g->awaiting = fe_awaiting + redeem;
+	g->uptime_s = (mtime_ms() - M.started_ms) / 1000;
+}
+
+/* Splits and checks listen-tls; with addrs, stores copies of the entries
+ * there (CONFIG_MAX_LISTEN room) and their count in *n_r.  Returns 0 or -1
+ * with a message in err. */
+static int split_listen_tls(const struct config *conf, char **addrs, size_t *n_r,
+			    char *err, size_t size)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char *copy, *save = NULL;
+	size_t n = 0;
+	int rc = 0;
+
+	if (conf->pop3d.listen_tls == NULL || conf->pop3d.listen_tls[0] == '\0')
+		return 0;
+	copy = xstrdup(conf->pop3d.listen_tls);
+	for (char *t = strtok_r(copy, ", \t", &save); t != NULL; t = strtok_r(NULL, ", \t", &save)) {
+		if (n == CONFIG_MAX_LISTEN) {
+			snprintf(err, size, "[pop3d] listen-tls: at most %d entries",
+				 CONFIG_MAX_LISTEN);
+			rc = -1;
+			break;
+		}
+		if (sock_parse_addrport(t, &ss, &sl) == -1) {
+			snprintf(err, size, "[pop3d] listen-tls: bad address \"%s\" "
+				 "(expected ADDR:PORT or [V6ADDR]:PORT)", t);
+			rc = -1;
+			break;
+		}
+		if (addrs != NULL)
+			addrs[n] = xstrdup(t);
+		n++;
+	}
+	free(copy);
+	if (rc == 0 && n_r != NULL)
+		*n_r = n;
+	return rc;
+}
+
+/* Checks what config.c cannot know is pop3d's business, changing nothing
+ * (a reload checks with it too).  Returns 0 or -1 with a message in err. */
 static int check_conf(const struct config *conf, char *err, size_t size)
 {
 	struct sockaddr_storage ss;
@@ -963,27 +1400,8 @@ static int check_conf(const struct config *conf, char *err, size_t size)
 				 "ADDR:PORT or [V6ADDR]:PORT)", conf->pop3d.listen_addrs[i]);
 			return -1;
 		}
-	if (conf->pop3d.listen_tls != NULL && conf->pop3d.listen_tls[0] != '\0') {
-		char *copy = xstrdup(conf->pop3d.listen_tls), *save = NULL;
-
-		for (char *t = strtok_r(copy, ", \t", &save); t != NULL;
-		     t = strtok_r(NULL, ", \t", &save)) {
-			if (M.ntls_addrs == CONFIG_MAX_LISTEN) {
-				snprintf(err, size, "[pop3d] listen-tls: at most %d entries",
-					 CONFIG_MAX_LISTEN);
-				free(copy);
-				return -1;
-			}
-			if (sock_parse_addrport(t, &ss, &sl) == -1) {
-				snprintf(err, size, "[pop3d] listen-tls: bad address \"%s\" "
-					 "(expected ADDR:PORT or [V6ADDR]:PORT)", t);
-				free(copy);
-				return -1;
-			}
-			M.tls_addrs[M.ntls_addrs++] = xstrdup(t);
-		}
-		free(copy);
-	}
+	if (split_listen_tls(conf, NULL, NULL, err, size) == -1)
+		return -1;
 	if (tls_check_conf(conf, err, size) == -1)
 		return -1;
 	if (conf->pop3d.login_delay != NULL && conf->pop3d.login_delay[0] != '\0' &&
@@ -1076,23 +1494,29 @@ static void daemonize(void)
 
 int main(int argc, char **argv)
 {
-	const char *path = NULL;
-	bool foreground = false, test = false;
+	bool test = false;
 	struct config *conf;
-	char err[1024];
+	const char *path;
+	char err[1024], *real;
 	struct event *ev;
+	gid_t stats_gid;
 	int opt;
 
 	while ((opt = getopt(argc, argv, "c:ft")) != -1) {
 		switch (opt) {
-		case 'c': path = optarg; break;
-		case 'f': foreground = true; break;
+		case 'c': M.conf_path = optarg; break;
+		case 'f': M.foreground = true; break;
 		case 't': test = true; break;
 		default: usage();
 		}
 	}
-	if (path == NULL || optind != argc)
+	if (M.conf_path == NULL || optind != argc)
 		usage();
+	/* Copied before the process title overwrites argv; absolute, since
+	 * a reload happens after daemonize() went to "/". */
+	real = realpath(M.conf_path, NULL);
+	M.conf_path = real != NULL ? real : xstrdup(M.conf_path);
+	path = M.conf_path;
 	log_init("pop3d", LOG_LEVEL_INFO, LOG_TARGET_STDERR, NULL, 0);
 	event_set_log_callback(libevent_log);
 	if (sodium_init() == -1)
@@ -1100,7 +1524,9 @@ int main(int argc, char **argv)
 	conf = config_load(path, err, sizeof(err));
 	if (conf == NULL)
 		fatalx("%s", err);
-	if (check_conf(conf, err, sizeof(err)) == -1)
+	if (check_conf(conf, err, sizeof(err)) == -1 ||
+	    split_listen_tls(conf, M.tls_addrs, &M.ntls_addrs, err, sizeof(err)) == -1 ||
+	    stats_group(conf, &stats_gid, err, sizeof(err)) == -1)
 		fatalx("%s: %s", path, err);
 	privdrop_init();
 	if (privdrop_enabled()) {
@@ -1125,18 +1551,18 @@ int main(int argc, char **argv)
 		config_free(&conf);
 		return 0;
 	}
-	setup_log(conf, foreground);
+	/* Before daemonize(): once detached, stderr is /dev/null, and a
+	 * daemon that logs nowhere must not start. */
+	if (setup_log(conf) == -1)
+		fatal("%s: [pop3d] log-file %s: cannot open", path, conf->pop3d.log.file);
+	proctitle_init(argc, argv);
 	if (!privdrop_enabled())
 		log_warnx("not running as root: privilege separation is off (no chroot, no "
 			  "user switch); sessions run as uid %lu", (unsigned long)getuid());
 
 	M.conf = conf;
 	M.stats_fd = -1;
-	if (conf->pop3d.login_delay != NULL && conf->pop3d.login_delay[0] != '\0') {
-		unsigned secs;
-		num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &secs);	/* checked */
-		M.login_delay_ms = (uint64_t)secs * 1000;
-	}
+	M.login_delay_ms = login_delay_ms(conf);
 	M.free_head = NO_SLOT;
 	M.started_ms = mtime_ms();
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++) {
@@ -1161,14 +1587,29 @@ int main(int argc, char **argv)
 	}
 	if (tls_configured(conf))
 		tls_ticket_keys_init();
-	if (conf->pop3d.stats_socket != NULL && conf->pop3d.stats_socket[0] != '\0') {
+	if (conf->pop3d.stats_socket[0] != '\0') {
 		M.stats_fd = sock_unix_listen(conf->pop3d.stats_socket, 0660);
 		if (M.stats_fd == -1)
 			fatal("cannot listen on %s", conf->pop3d.stats_socket);
+		if (stats_chgrp(conf, stats_gid, err, sizeof(err)) == -1)
+			fatalx("%s: %s", path, err);
 	}
-	if (!foreground)
+	/* The sessions' reports (stats.c): a connection-oriented socket, so
+	 * many sessions ending at once queue up to the send buffer instead
+	 * of a datagram queue's ten; SO_PASSCRED makes the kernel name each
+	 * sender. */
+	{
+		int on = 1;
+
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, M.report_fd) == -1 ||
+		    setsockopt(M.report_fd[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == -1 ||
+		    sock_set_nonblock(M.report_fd[0], true) == -1)
+			fatal("session report socket");
+	}
+	if (!M.foreground)
 		daemonize();
 	signal(SIGPIPE, SIG_IGN);
+	proctitle_set("pop3d: master");
 
 	M.base = event_base_new();
 	if (M.base == NULL)
@@ -1181,10 +1622,12 @@ int main(int argc, char **argv)
 			fatalx("event_new");
 		event_add(M.listen_evs[i], NULL);
 	}
-	if (M.stats_fd != -1) {
-		M.stats_ev = event_new(M.base, M.stats_fd, EV_READ | EV_PERSIST, on_stats, NULL);
-		event_add(M.stats_ev, NULL);
-	}
+	if (M.stats_fd != -1)
+		stats_init(M.base, M.stats_fd);
+	M.report_ev = event_new(M.base, M.report_fd[0], EV_READ | EV_PERSIST, on_report, NULL);
+	if (M.report_ev == NULL)
+		fatalx("event_new");
+	event_add(M.report_ev, NULL);
 	ev = evsignal_new(M.base, SIGCHLD, on_sigchld, NULL);
 	event_add(ev, NULL);
 	ev = evsignal_new(M.base, SIGTERM, on_sigterm, NULL);
@@ -1193,18 +1636,11 @@ int main(int argc, char **argv)
 	event_add(ev, NULL);
 	ev = evsignal_new(M.base, SIGUSR1, on_sigusr1, NULL);
 	event_add(ev, NULL);
-	signal(SIGHUP, SIG_IGN);
+	ev = evsignal_new(M.base, SIGHUP, on_sighup, NULL);
+	event_add(ev, NULL);
 
-	M.nslots = conf->pop3d.login_processes;
-	if (M.nslots == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-		M.nslots = n < 1 ? 1 : n > 64 ? 64 : (unsigned)n;
-	}
-	M.slots = xcalloc(M.nslots, sizeof(*M.slots));
-	for (unsigned i = 0; i < M.nslots; i++) {
-		M.slots[i].restart_ev = evtimer_new(M.base, on_restart, (void *)(uintptr_t)i);
-		spawn_frontend(i);
-	}
+	M.nslots = 0;
+	slots_resize(slot_count(conf));
 	log_info("pop3d started: %zu listener(s) (%zu TLS), %u front end(s)%s", M.nlisten,
 		 M.ntls_addrs, M.nslots, conf->pop3d.starttls ? ", STLS offered" : "");
 	notify_systemd("READY=1");

@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include "common/limits.h"
+#include "common/metrics.h"
 
 struct config;
 struct evbuffer;
@@ -80,6 +81,17 @@ struct ssl_st;
 /* Networks in require-tls-exempt. */
 #define POP3D_MAX_NETS		32
 
+/* Monitoring.  A front end sends its counters to the master and refreshes
+ * its process title at most this often (and only when something changed):
+ * a scrape sees front-end counters at most this late, and the master reads
+ * one small message per front end per interval at most. */
+#define POP3D_STATS_INTERVAL_MS	1000
+/* Stats socket clients served at once (a scrape is one short write). */
+#define POP3D_STATS_MAX_CONNS	32
+/* How long a session waits for room to send its report at exit; after
+ * that its counters are lost (the master is too busy to read them). */
+#define POP3D_REPORT_TIMEOUT_MS	100
+
 /* ---- cmd.c: the POP3 command tokenizer (both states) ------------------- */
 
 enum pop3_cmd_id {
@@ -87,6 +99,10 @@ enum pop3_cmd_id {
 	CMD_NOOP, CMD_STAT, CMD_LIST, CMD_UIDL, CMD_RETR, CMD_TOP, CMD_DELE,
 	CMD_RSET, CMD_LAST, CMD_STLS,
 };
+
+/* Commands counted per keyword (CMD_UNKNOWN: lines that are no known
+ * command: unknown keyword, too long, NUL byte). */
+#define POP3D_NCMDS		(CMD_STLS + 1)
 
 struct pop3_cmd {
 	enum pop3_cmd_id id;
@@ -100,6 +116,9 @@ struct pop3_cmd {
  * empty keyword gives CMD_UNKNOWN. */
 void pop3_cmd_parse(char *line, struct pop3_cmd *cmd);
 
+/* The canonical name of id ("USER"), or "unknown" for CMD_UNKNOWN. */
+const char *pop3_cmd_name(enum pop3_cmd_id id);
+
 /* Parses a message number argument "1".."max" (RFC 1939: decimal, no
  * sign).  Returns 0 and the 1-based number, or -1. */
 int pop3_cmd_msgnum(const char *s, unsigned max, unsigned *num_r);
@@ -108,6 +127,16 @@ int pop3_cmd_msgnum(const char *s, unsigned max, unsigned *num_r);
  * NULL if there is only one.  s is modified in place.  Returns the number
  * of tokens (0, 1 or 2), or -1 if there are more than two. */
 int pop3_cmd_split2(char *s, char **a_r, char **b_r);
+
+/* Room for pop3_log_token of a user name (every byte may become \xHH). */
+#define POP3D_LOG_USER_MAX	(4 * AUTH_MAX_USER + 1)
+
+/* Writes s into buf (size bytes) as one log token: bytes outside 0x21..0x7e
+ * and the backslash become \xHH, an empty or NULL s becomes "-", and what
+ * does not fit is cut.  So a client-chosen name can never add a field
+ * ("x rip=192.0.2.1") to a key=value log line that fail2ban parses.
+ * Returns buf. */
+const char *pop3_log_token(const char *s, char *buf, size_t size);
 
 /* pop3_capa flags: what this connection may do next. */
 #define POP3_CAPA_LOGIN	0x1	/* AUTHORIZATION and logins allowed: USER, SASL */
@@ -208,12 +237,36 @@ struct session_params {
 	const struct config *conf;
 };
 
+/* Why a session ended (the logout line's reason=, a label of
+ * pop3d_sessions_ended_total). */
+enum session_end {
+	SESSION_END_NONE, SESSION_END_QUIT, SESSION_END_DISCONNECT, SESSION_END_TIMEOUT,
+	SESSION_END_ERROR, SESSION_END_BAD, SESSION_END_MAILDROP,
+	SESSION_END_COUNT
+};
+
+/* What a session did: it fills this in and its process sends it to the
+ * master when it ends (master.c), so no counter is shared while it runs. */
+struct session_report {
+	uint32_t end;			/* enum session_end */
+	uint32_t zero;			/* padding, always 0 */
+	uint64_t commands[POP3D_NCMDS];	/* TRANSACTION-state command lines */
+	uint64_t bytes_sent;		/* written to p->fd (the relay for TLS) */
+	uint64_t retr, retr_bytes;	/* messages and octets retrieved */
+	uint64_t top, top_bytes;	/* ... listed with TOP */
+	uint64_t dele, dele_bytes;	/* ... deleted at QUIT */
+};
+
+/* The logout line's word for end ("QUIT", "io-error", ...; one token). */
+const char *session_end_name(enum session_end end);
+
 /* Runs a whole TRANSACTION + UPDATE session on p->fd: opens the maildrop,
  * sends "+OK", processes the pipelined bytes as if they had just arrived,
  * then the client, until QUIT, a timeout or a disconnect.  Blocking; the
- * caller is a dedicated process.  Closes p->fd.  Returns the exit status
- * for that process (0 on QUIT or a clean disconnect). */
-int session_run(const struct session_params *p);
+ * caller is a dedicated process.  Closes p->fd.  Fills *report_r (all of
+ * it, whatever happens).  Returns the exit status for that process (0 on
+ * QUIT or a clean disconnect). */
+int session_run(const struct session_params *p, struct session_report *report_r);
 
 /* ---- privdrop.c -------------------------------------------------------- */
 
@@ -239,6 +292,28 @@ enum ipc_type {
 	IPC_HANDOFF,		/* front end -> master, with the client fd */
 	IPC_RETIRE,		/* front end -> master: lost authd, replace me;
 				 * master -> front end: replaced, leave when idle */
+	IPC_STATS,		/* front end -> master: a struct fe_stats in data */
+};
+
+/* A front end's counters, sent whole (IPC_STATS) whenever they changed, at
+ * most every POP3D_STATS_INTERVAL_MS, and once more before a retired front
+ * end leaves.  Counters are cumulative over the front end's life; the
+ * master keeps the latest snapshot of each live front end and adds a
+ * front end's last one to its totals when it ends.  No counter is shared
+ * between processes, so nothing on a hot path takes a lock. */
+struct fe_stats {
+	uint64_t commands[POP3D_NCMDS];	/* AUTHORIZATION-state command lines */
+	uint64_t logins_failed;		/* authd said FAIL */
+	uint64_t logins_tempfailed;	/* TEMPFAIL, no answer, authd unreachable */
+	uint64_t bytes_sent;		/* written to client sockets (TLS: on the
+					 * wire, the relay to sessions included) */
+	uint64_t tls_ok, tls_failed, tls_timeout;	/* handshakes by outcome */
+	uint64_t tls_resumed;		/* ... of the ok ones, resumed sessions */
+	uint64_t authd_lost;		/* connection to authd's protocol socket lost */
+	uint64_t authd_reconnects;	/* ... and made again by this front end */
+	struct metrics_hist auth_latency;	/* AUTH sent -> authd's answer */
+	uint32_t clients;		/* gauge: connections held (relays included) */
+	uint32_t awaiting;		/* gauge: of them, waiting for authd */
 };
 
 #define IPC_TICKET_LEN	(2 * AUTHD_TICKET_BYTES)
@@ -283,7 +358,8 @@ int tls_check_conf(const struct config *conf, char *err, size_t size);
  * key material its sessions would inherit.  Returns 0 or -1. */
 int tls_check_files(const struct config *conf);
 /* Master: draws the session-ticket keys every front end shares (so that a
- * ticket from one front end resumes on another). */
+ * ticket from one front end resumes on another).  Only the first call
+ * draws them; later ones (a reload that turns TLS on) keep them. */
 void tls_ticket_keys_init(void);
 /* Session child: wipes the inherited ticket keys. */
 void tls_ticket_keys_wipe(void);
@@ -318,6 +394,84 @@ int netlist_parse(const char *s, struct netlist *nl, char *err, size_t size);
 /* True if sa (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
  * IPv4) lies in one of nl's networks. */
 bool netlist_match(const struct netlist *nl, const struct sockaddr *sa);
+
+/* ---- stats.c: the master's counters and the stats socket ------------- */
+
+enum refuse_reason {
+	REFUSE_MAX_CONNECTIONS, REFUSE_PER_IP, REFUSE_NO_FRONTEND, REFUSE_INTERNAL,
+	REFUSE_COUNT
+};
+enum login_refusal { LOGIN_REFUSED_PER_USER, LOGIN_REFUSED_DELAY, LOGIN_REFUSED_COUNT };
+
+/* Session durations: bounds in milliseconds (sessions last seconds to
+ * hours, far beyond common/metrics.h's latency buckets); +Inf follows. */
+#define STATS_DURATION_BUCKETS 12
+struct duration_hist {
+	uint64_t buckets[STATS_DURATION_BUCKETS + 1];	/* non-cumulative */
+	uint64_t count;
+	uint64_t sum_ms;
+};
+
+/* The master's own counters.  Only the master's event loop writes them
+ * (one writer, no lock); front ends and sessions never touch them: their
+ * counts arrive as messages (struct fe_stats, struct session_report). */
+struct master_stats {
+	uint64_t accepted;			/* connections passed to a front end */
+	uint64_t refused[REFUSE_COUNT];		/* closed at once, by reason */
+	uint64_t logins_ok;			/* sessions started */
+	uint64_t logins_tempfailed;		/* handoffs that failed (the front
+						 * ends count authd's TEMPFAILs) */
+	uint64_t logins_refused[LOGIN_REFUSED_COUNT];
+	uint64_t handoffs_ok, handoffs_failed;	/* tickets redeemed, or not */
+	uint64_t sessions_ended[SESSION_END_COUNT];	/* by their report */
+	uint64_t sessions_killed;		/* ended by a signal, no report */
+	uint64_t sessions_failed;		/* exited without a report (refused
+						 * uid, bad maildrop template) */
+	uint64_t bytes_sent;			/* refusals, plain sessions' bytes */
+	struct session_report sessions;		/* sum of all reports (bytes_sent
+						 * not used: see bytes_sent) */
+	struct fe_stats fe_ended;		/* sum of the last snapshots of
+						 * front ends that ended (gauges 0) */
+	struct duration_hist durations;		/* fork to reap of each session */
+	uint64_t fe_restarts;			/* after a crash or an authd loss */
+	uint64_t authd_replacements;		/* front ends replaced for an authd loss */
+	uint64_t master_authd_lost;		/* the master socket connection */
+	uint64_t master_authd_reconnects;
+	uint64_t reloads_ok, reloads_failed;
+};
+extern struct master_stats master_stats;
+
+/* Adds the counters of from to into (gauges are left alone). */
+void stats_fe_add(struct fe_stats *into, const struct fe_stats *from);
+/* Adds a session's report; bytes_sent only if plain (a TLS session's
+ * bytes are counted by the front end that relays them). */
+void stats_session_add(const struct session_report *r, bool plain);
+void stats_duration_add(uint64_t ms);
+
+/* Serves the stats socket listen_fd (non-blocking) on base: each client
+ * gets the metrics in the Prometheus text format, then EOF.  Takes fd. */
+void stats_init(struct event_base *base, int listen_fd);
+/* In a child the master forked: closes the stats socket and the
+ * connections of scrapes in progress (which would otherwise never see
+ * EOF while the child lives), leaving libevent's records alone. */
+void stats_child_close(void);
+void stats_shutdown(void);
+
+/* ---- master.c ----------------------------------------------------------- */
+
+/* What the master knows right now, for stats.c. */
+struct master_gauges {
+	unsigned preauth;		/* in the AUTHORIZATION dialogue */
+	unsigned awaiting;		/* waiting for authd: a front end's AUTH or
+					 * the master's REDEEM */
+	unsigned sessions;		/* in a session */
+	unsigned frontends;		/* front ends taking new connections */
+	unsigned frontends_retiring;	/* replaced, finishing their connections */
+	uint64_t uptime_s;
+	struct fe_stats fe;		/* every front end's counters: ended ones
+					 * plus each live one's latest snapshot */
+};
+void master_gauges(struct master_gauges *g);
 
 /* ---- login.c / authc.c: the front end ---------------------------------- */
 

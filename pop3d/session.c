@@ -32,13 +32,18 @@
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
 
-enum end_reason { END_NONE, END_QUIT, END_DISCONNECT, END_TIMEOUT, END_ERROR, END_BAD };
-
-static const char *const end_names[] = {
-	[END_NONE] = "", [END_QUIT] = "QUIT", [END_DISCONNECT] = "disconnected",
-	[END_TIMEOUT] = "autologout", [END_ERROR] = "I/O error",
-	[END_BAD] = "too many bad commands",
+/* One token each: the logout line is key=value pairs without blanks. */
+static const char *const end_names[SESSION_END_COUNT] = {
+	[SESSION_END_NONE] = "none", [SESSION_END_QUIT] = "QUIT",
+	[SESSION_END_DISCONNECT] = "disconnected", [SESSION_END_TIMEOUT] = "autologout",
+	[SESSION_END_ERROR] = "io-error", [SESSION_END_BAD] = "bad-commands",
+	[SESSION_END_MAILDROP] = "maildrop",
 };
+
+const char *session_end_name(enum session_end end)
+{
+	return end < SESSION_END_COUNT ? end_names[end] : "?";
+}
 
 struct counter {
 	unsigned n;
@@ -49,10 +54,12 @@ struct session {
 	const struct session_params *p;
 	struct evbuffer *in, *out;
 	struct maildir *md;
-	enum end_reason end;
+	enum session_end end;
 	unsigned bad;
 	bool skipping;		/* dropping the rest of an over-long line */
 	struct counter retr, top, del, size;
+	uint64_t commands[POP3D_NCMDS];	/* command lines by keyword */
+	uint64_t bytes_sent;
 };
 
 /* Waits up to session-timeout for fd to become ready for events.  Returns
@@ -63,11 +70,11 @@ static int wait_fd(struct session *s, short events)
 	int r = poll(&pfd, 1, (int)s->p->conf->pop3d.session_timeout_ms);
 
 	if (r == 0) {
-		s->end = END_TIMEOUT;
+		s->end = SESSION_END_TIMEOUT;
 		return -1;
 	}
 	if (r == -1 && errno != EINTR) {
-		s->end = END_ERROR;
+		s->end = SESSION_END_ERROR;
 		return -1;
 	}
 	return 0;
@@ -79,14 +86,18 @@ static int flush_out(struct session *s)
 {
 	while (evbuffer_get_length(s->out) > 0) {
 		int n = evbuffer_write(s->out, s->p->fd);
-		if (n > 0 || (n == -1 && errno == EINTR))
+		if (n > 0) {
+			s->bytes_sent += (uint64_t)n;
+			continue;
+		}
+		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 			if (wait_fd(s, POLLOUT) == -1)
 				return -1;
 			continue;
 		}
-		s->end = END_DISCONNECT;
+		s->end = SESSION_END_DISCONNECT;
 		return -1;
 	}
 	return 0;
@@ -111,7 +122,7 @@ static int fill_in(struct session *s)
 		if (n > 0)
 			return 0;
 		if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
-			s->end = END_DISCONNECT;
+			s->end = SESSION_END_DISCONNECT;
 			return -1;
 		}
 		if (errno != EINTR && wait_fd(s, POLLIN) == -1)
@@ -137,7 +148,7 @@ static void bad_command(struct session *s, const char *msg)
 	reply(s, "-ERR %s", msg);
 	if (++s->bad >= s->p->conf->pop3d.max_bad_commands) {
 		reply(s, "-ERR Too many bad commands, closing");
-		s->end = END_BAD;
+		s->end = SESSION_END_BAD;
 	}
 }
 
@@ -243,8 +254,8 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 		return;
 	}
 	if (r == -2) {
-		if (s->end == END_NONE)
-			s->end = END_ERROR;
+		if (s->end == SESSION_END_NONE)
+			s->end = SESSION_END_ERROR;
 		return;
 	}
 	reply(s, ".");
@@ -301,7 +312,7 @@ static void cmd_quit(struct session *s)
 		reply(s, "-ERR [SYS/TEMP] %u deleted messages could not be removed", failed);
 	else
 		reply(s, "+OK Logging out");
-	s->end = END_QUIT;
+	s->end = SESSION_END_QUIT;
 }
 
 static void dispatch(struct session *s, char *line)
@@ -309,6 +320,7 @@ static void dispatch(struct session *s, char *line)
 	struct pop3_cmd cmd;
 
 	pop3_cmd_parse(line, &cmd);
+	s->commands[cmd.id]++;
 	switch (cmd.id) {
 	case CMD_STAT:
 		if (cmd.arg != NULL)
@@ -352,10 +364,14 @@ static void dispatch(struct session *s, char *line)
 	}
 }
 
+/* The logout line; its format is documented in pop3d(8) (LOGGING). */
 static void log_logout(const struct session *s)
 {
+	char user[POP3D_LOG_USER_MAX];
+
 	log_info("logout: user=%s rip=%s reason=%s retr=%u/%llu top=%u/%llu del=%u/%llu "
-		 "size=%u/%llu secured=%s%s%s", s->p->user, s->p->rip, end_names[s->end],
+		 "size=%u/%llu secured=%s%s%s", pop3_log_token(s->p->user, user, sizeof(user)),
+		 s->p->rip, end_names[s->end],
 		 s->retr.n, (unsigned long long)s->retr.bytes,
 		 s->top.n, (unsigned long long)s->top.bytes,
 		 s->del.n, (unsigned long long)s->del.bytes,
@@ -364,7 +380,21 @@ static void log_logout(const struct session *s)
 		 s->p->secured && s->p->tls_info != NULL ? s->p->tls_info : "");
 }
 
-int session_run(const struct session_params *p)
+static void fill_report(const struct session *s, struct session_report *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->end = s->end;
+	memcpy(r->commands, s->commands, sizeof(r->commands));
+	r->bytes_sent = s->bytes_sent;
+	r->retr = s->retr.n;
+	r->retr_bytes = s->retr.bytes;
+	r->top = s->top.n;
+	r->top_bytes = s->top.bytes;
+	r->dele = s->del.n;
+	r->dele_bytes = s->del.bytes;
+}
+
+int session_run(const struct session_params *p, struct session_report *report_r)
 {
 	struct session s = { .p = p };
 	char line[POP3_MAX_COMMAND + 1];
@@ -386,9 +416,13 @@ int session_run(const struct session_params *p)
 			[MAILDIR_IN_USE] = "IN-USE", [MAILDIR_TEMP] = "SYS/TEMP",
 			[MAILDIR_PERM] = "SYS/PERM",
 		};
-		log_warnx("session: user=%s maildrop %s: %s", p->user, p->maildrop, error);
+		char user[POP3D_LOG_USER_MAX];
+
+		log_warnx("session: user=%s maildrop %s: %s",
+			  pop3_log_token(p->user, user, sizeof(user)), p->maildrop, error);
 		reply(&s, "-ERR [%s] %s", code[st], error);
 		flush_out(&s);
+		s.end = SESSION_END_MAILDROP;
 		goto out;
 	}
 	for (size_t i = 0; i < maildir_count(s.md); i++) {
@@ -398,7 +432,7 @@ int session_run(const struct session_params *p)
 	reply(&s, "+OK Logged in, %u messages (%llu octets)", s.size.n,
 	      (unsigned long long)s.size.bytes);
 
-	while (s.end == END_NONE) {
+	while (s.end == SESSION_END_NONE) {
 		size_t len;
 		bool has_nul;
 		enum line_status ls;
@@ -418,10 +452,12 @@ int session_run(const struct session_params *p)
 		}
 		if (ls == LINE_TOOLONG) {
 			s.skipping = true;
+			s.commands[CMD_UNKNOWN]++;
 			bad_command(&s, "Line too long");
 			continue;
 		}
 		if (has_nul) {
+			s.commands[CMD_UNKNOWN]++;
 			bad_command(&s, "NUL byte in command");
 			continue;
 		}
@@ -430,9 +466,10 @@ int session_run(const struct session_params *p)
 	flush_out(&s);
 	log_logout(&s);
 out:
+	fill_report(&s, report_r);
 	maildir_free(&s.md);
 	evbuffer_free(s.in);
 	evbuffer_free(s.out);
 	close(p->fd);
-	return s.end == END_QUIT || s.end == END_DISCONNECT || s.end == END_NONE ? 0 : 1;
+	return s.end == SESSION_END_QUIT || s.end == SESSION_END_DISCONNECT ? 0 : 1;
 }

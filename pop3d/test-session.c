@@ -75,6 +75,7 @@ static const char *run_n(const char *maildrop, const char *pre, const char *inpu
 			 size_t inlen)
 {
 	struct session_params p;
+	struct session_report report;
 	size_t len = 0;
 	int sv[2], status;
 	pid_t pid;
@@ -92,7 +93,7 @@ static const char *run_n(const char *maildrop, const char *pre, const char *inpu
 		p.data = (const uint8_t *)pre;
 		p.data_len = pre != NULL ? strlen(pre) : 0;
 		p.conf = &conf;
-		_exit(session_run(&p));
+		_exit(session_run(&p, &report));
 	}
 	close(sv[1]);
 	if (inlen > 0 && write(sv[0], input, inlen) == -1)

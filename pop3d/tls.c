@@ -406,6 +406,8 @@ int tls_check_files(const struct config *conf)
 
 void tls_ticket_keys_init(void)
 {
+	if (ticket_keys_set)
+		return;		/* a reload keeps them: tickets stay valid */
 	randombytes_buf(ticket_keys, sizeof(ticket_keys));
 	ticket_keys_set = true;
 }

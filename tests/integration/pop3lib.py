@@ -14,6 +14,7 @@ import time
 
 from authdlib import wait_until
 from conftest import BUILD, SANITIZER_MARKERS, sanitizer_env
+from promparse import parse, value
 
 IS_ROOT = os.geteuid() == 0
 # The mailbox owner of the test users when pop3d really drops privileges.
@@ -134,18 +135,27 @@ class Pop3d:
         with open(self.log, "r", errors="replace") as f:
             return f.read()
 
-    def stats_dump(self):
+    def scrape(self):
+        """The stats socket's text (Prometheus exposition format)."""
         s = socket.socket(socket.AF_UNIX)
-        s.settimeout(5)
+        s.settimeout(10)
         s.connect(self.stats)
         data = b""
         while True:
-            d = s.recv(4096)
+            d = s.recv(65536)
             if not d:
                 break
             data += d
         s.close()
-        return dict(line.split(" ", 1) for line in data.decode().splitlines())
+        return data.decode()
+
+    def metrics(self):
+        """The stats, strictly parsed: {(name, labels): value}."""
+        return parse(self.scrape())[0]
+
+    def metric(self, name, **labels):
+        """One value (the sum of the series of name with these labels)."""
+        return value(self.metrics(), name, **labels)
 
     def children(self):
         """(pid, comm-ish, uid) of pop3d's direct children."""
@@ -199,6 +209,7 @@ class Client:
                  host="127.0.0.1"):
         self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
+        self.received = 0       # bytes read from the server (decrypted, for TLS)
         self.timeout = timeout
         if tls is not None:
             self.sock = tls.wrap_socket(self.sock, server_hostname=server_hostname)
@@ -226,6 +237,7 @@ class Client:
             d = self.sock.recv(65536)
             if not d:
                 raise EOFError("connection closed; have %r" % self.buf)
+            self.received += len(d)
             self.buf += d
         line, _, self.buf = self.buf.partition(b"\r\n")
         return line.decode("latin-1")
@@ -256,6 +268,7 @@ class Client:
                 return True
             if not d:
                 return True
+            self.received += len(d)
             self.buf += d
         return False
 
