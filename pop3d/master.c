@@ -146,7 +146,6 @@ static struct {
 	char *tls_addrs[CONFIG_MAX_LISTEN];		/* listen-tls, split */
 	size_t ntls_addrs;
 	int stats_fd;			/* owned by stats.c once served */
-	gid_t stats_gid;		/* (gid_t)-1: stats-group not set */
 	int report_fd[2];		/* sessions write [1], the master reads [0] */
 	struct event *report_ev;
 	struct slot *slots;

@@ -23,6 +23,7 @@
 static char root[256];
 static struct config conf;
 static char out[1 << 20];
+static struct session_report report;	/* of the last run */
 
 static void mkmaildir(const char *md)
 {
@@ -75,16 +76,16 @@ static const char *run_n(const char *maildrop, const char *pre, const char *inpu
 			 size_t inlen)
 {
 	struct session_params p;
-	struct session_report report;
 	size_t len = 0;
-	int sv[2], status;
+	int sv[2], rp[2], status;
 	pid_t pid;
 
-	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1)
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == -1 || pipe(rp) == -1)
 		exit(2);
 	pid = fork();
 	if (pid == 0) {
 		close(sv[0]);
+		close(rp[0]);
 		memset(&p, 0, sizeof(p));
 		p.fd = sv[1];
 		p.user = "tester";
@@ -93,9 +94,13 @@ static const char *run_n(const char *maildrop, const char *pre, const char *inpu
 		p.data = (const uint8_t *)pre;
 		p.data_len = pre != NULL ? strlen(pre) : 0;
 		p.conf = &conf;
-		_exit(session_run(&p, &report));
+		status = session_run(&p, &report);
+		if (write(rp[1], &report, sizeof(report)) != (ssize_t)sizeof(report))
+			_exit(3);
+		_exit(status);
 	}
 	close(sv[1]);
+	close(rp[1]);
 	if (inlen > 0 && write(sv[0], input, inlen) == -1)
 		exit(2);
 	shutdown(sv[0], SHUT_WR);
@@ -112,6 +117,10 @@ static const char *run_n(const char *maildrop, const char *pre, const char *inpu
 	}
 	out[len] = '\0';
 	close(sv[0]);
+	memset(&report, 0xff, sizeof(report));
+	if (read(rp[0], &report, sizeof(report)) != (ssize_t)sizeof(report))
+		fprintf(stderr, "  no session report\n");
+	close(rp[0]);
 	waitpid(pid, &status, 0);
 	return out;
 }
@@ -140,6 +149,22 @@ static void test_pipelined_handoff_bytes(void)
 		  "+OK Logging out\r\n");
 	CHECK_INT(count(md, "cur"), 1);		/* 2.b seen */
 	CHECK_INT(count(md, "new"), 1);
+	/* what it reports to the master at exit */
+	CHECK_INT(report.end, SESSION_END_QUIT);
+	CHECK_INT(report.zero, 0);
+	CHECK_INT(report.bytes_sent, strlen(t));
+	CHECK_INT(report.commands[CMD_STAT], 1);
+	CHECK_INT(report.commands[CMD_LIST], 1);
+	CHECK_INT(report.commands[CMD_UIDL], 1);
+	CHECK_INT(report.commands[CMD_RETR], 1);
+	CHECK_INT(report.commands[CMD_TOP], 1);
+	CHECK_INT(report.commands[CMD_QUIT], 1);
+	CHECK_INT(report.commands[CMD_UNKNOWN], 0);
+	CHECK_INT(report.retr, 1);
+	CHECK_INT(report.retr_bytes, 14);
+	CHECK_INT(report.top, 1);
+	CHECK_INT(report.top_bytes, 14);
+	CHECK_INT(report.dele, 0);
 }
 
 static void test_dele_quit_vs_disconnect(void)
@@ -155,10 +180,16 @@ static void test_dele_quit_vs_disconnect(void)
 	CHECK(strstr(t, "+OK Message 1 deleted\r\n-ERR Message 1 already deleted\r\n"
 		     "+OK 1 3\r\n") != NULL);
 	CHECK_INT(count(md, "new"), 2);
+	CHECK_INT(report.end, SESSION_END_DISCONNECT);
+	CHECK_INT(report.commands[CMD_DELE], 2);
+	CHECK_INT(report.dele, 0);		/* nothing deleted without QUIT */
 	t = run(md, NULL, "DELE 1\r\nRSET\r\nDELE 2\r\nLIST 2\r\nQUIT\r\n");
 	CHECK(strstr(t, "+OK Maildrop has 2 messages (6 octets)\r\n") != NULL);
 	CHECK(strstr(t, "-ERR Message 2 already deleted\r\n") != NULL);
 	CHECK_INT(count(md, "new"), 1);
+	CHECK_INT(report.end, SESSION_END_QUIT);
+	CHECK_INT(report.dele, 1);
+	CHECK_INT(report.dele_bytes, 3);
 }
 
 static void test_bad_input(void)
