@@ -1511,6 +1511,10 @@ int main(int argc, char **argv)
 	}
 	if (M.conf_path == NULL || optind != argc)
 		usage();
+	/* Until the event loop handles them: a reload or log rotation asked
+	 * for during start-up must not kill us (their default action). */
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGUSR1, SIG_IGN);
 	/* Copied before the process title overwrites argv; absolute, since
 	 * a reload happens after daemonize() went to "/". */
 	real = realpath(M.conf_path, NULL);
@@ -1644,6 +1648,7 @@ int main(int argc, char **argv)
 		 M.ntls_addrs, M.nslots, conf->pop3d.starttls ? ", STLS offered" : "");
 	notify_systemd("READY=1");
 	event_base_dispatch(M.base);
+	stats_shutdown();
 	log_info("pop3d stopped");
 	return 0;
 }

@@ -446,6 +446,7 @@ void stats_fe_add(struct fe_stats *into, const struct fe_stats *from);
 /* Adds a session's report; bytes_sent only if plain (a TLS session's
  * bytes are counted by the front end that relays them). */
 void stats_session_add(const struct session_report *r, bool plain);
+/* Adds a session lifetime (fork to reap) to master_stats.durations. */
 void stats_duration_add(uint64_t ms);
 
 /* Serves the stats socket listen_fd (non-blocking) on base: each client
@@ -455,6 +456,7 @@ void stats_init(struct event_base *base, int listen_fd);
  * connections of scrapes in progress (which would otherwise never see
  * EOF while the child lives), leaving libevent's records alone. */
 void stats_child_close(void);
+/* Closes the stats socket and every scrape in progress (at exit). */
 void stats_shutdown(void);
 
 /* ---- master.c ----------------------------------------------------------- */
