@@ -97,6 +97,17 @@ FUZZ_SECONDS ?= 30
 fuzz:
 	tests/fuzz/run $(FUZZ_SECONDS)
 
+# Benchmarks (bench/run-bench, docs/benchmarks.md): the standard scenarios
+# against daemons started on loopback, about 7 minutes; bench-smoke is a
+# few seconds' check that the suite still works.
+bench: deps programs
+	$(PYTHON) bench/run-bench
+
+bench-smoke: programs
+	$(PYTHON) bench/run-bench --smoke
+
+.PHONY: bench bench-smoke
+
 # The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
 # parts (cache and authd), then a short fuzzing pass.  Sub-makes keep the
 # builds apart (build/, build/address/, build/thread/).
@@ -111,6 +122,7 @@ check: deps
 	$(MAKE) SANITIZER=thread unit
 	$(MAKE) SANITIZER=thread integration PYTEST_ARGS="-m threaded"
 	$(MAKE) fuzz FUZZ_SECONDS=5
+	$(MAKE) bench-smoke
 
 run: deps $(PROGRAMS)
 	@scripts/demo

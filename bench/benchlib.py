@@ -249,13 +249,18 @@ class DataSet:
         self.retr_octets = make_maildir(self.home[self.retr], self.retr_msgs,
                                         self.retr_size, 99999)
         hashes = argon2_hashes([self.password[u] for u in self.fast + [self.retr]], hash_cache)
-        # One passwd-file for both servers (Dovecot's format is ours).
-        self.passwd = os.path.join(self.root, "users.passwd")
-        with open(self.passwd, "w") as f:
-            for u in self.fast + [self.retr]:
-                f.write("%s:{ARGON2ID}%s:%d:%d::%s::\n"
-                        % (u, hashes[self.password[u]], self.uid, self.gid, self.home[u]))
-        os.chmod(self.passwd, 0o640)
+        # The same users twice, for both servers (Dovecot's format is
+        # ours): with argon2id hashes, and with {PLAIN} passwords, which
+        # take the hash out of the measurement of the login path.
+        self.passwd = {}
+        for scheme in ("argon2", "plain"):
+            p = self.passwd[scheme] = os.path.join(self.root, "users-%s.passwd" % scheme)
+            with open(p, "w") as f:
+                for u in self.fast + [self.retr]:
+                    pw = ("{ARGON2ID}" + hashes[self.password[u]] if scheme == "argon2"
+                          else "{PLAIN}" + self.password[u])
+                    f.write("%s:%s:%d:%d::%s::\n" % (u, pw, self.uid, self.gid, self.home[u]))
+            os.chmod(p, 0o640)
         # Dovecot's userdb needs the slow users too (its checkpassword
         # passdb gives no uid/home).
         self.userdb = os.path.join(self.root, "users.userdb")
@@ -302,6 +307,15 @@ def children_of(pid):
         if int(fields[1]) == pid and fields[0] != "Z":
             out.append(int(p))
     return out
+
+
+def ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            st = f.read()
+        return int(st[st.rindex(")") + 2:].split()[1])
+    except (OSError, ValueError):
+        return 0
 
 
 def descendants(pid):
@@ -367,6 +381,7 @@ SLOW_HELPER = os.path.join(REPO, "bench", "slow-helper")
 class Ours:
     """authd + pop3d on 127.0.0.1:port with a generated configuration.
 
+    scheme     "argon2" or "plain": which of the data set's passwd-files
     cache      the credential cache on or off
     slow       add the slow helper (type = external, 2 s per answer) first
                in the chain, for the slow users
@@ -374,7 +389,7 @@ class Ours:
 
     name = "pop3d"
 
-    def __init__(self, root, data, cache=True, slow=False, tag="ours"):
+    def __init__(self, root, data, scheme="argon2", cache=True, slow=False, tag="ours"):
         self.dir = os.path.join(root, tag)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -382,7 +397,7 @@ class Ours:
         self.port = free_port()
         self.conf = os.path.join(self.dir, "pop3d.conf")
         self.authd = self.pop3d = None
-        self.cache, self.slow = cache, slow
+        self.cache, self.slow, self.scheme = cache, slow, scheme
         chroot = os.path.join(self.dir, "empty")
         os.makedirs(chroot, exist_ok=True)
         os.chmod(chroot, 0o755)
@@ -444,7 +459,7 @@ hash-concurrency = {cores}
 queue-limit = 1024
 timeout = 10s
 cache = yes
-""".format(passwd=data.passwd, cores=os.cpu_count() or 2)
+""".format(passwd=data.passwd[scheme], cores=os.cpu_count() or 2)
         with open(self.conf, "w") as f:
             f.write(text)
         os.chmod(self.conf, 0o600)
@@ -489,6 +504,29 @@ cache = yes
 
     def master_pid(self):
         return self.pop3d.pid
+
+    def root_pid(self):
+        return self.pop3d.pid
+
+    def extra_pids(self):
+        """Processes outside root_pid's tree that serve logins: authd."""
+        return [self.authd.pid]
+
+    def authd_pid(self):
+        return self.authd.pid
+
+    def cpu_label(self, pid, comm):
+        """(label for pid's own CPU, label for its exited children's)."""
+        if pid == self.pop3d.pid:
+            return "pop3d master", "pop3d sessions (exited children of the master)"
+        if pid == self.authd.pid:
+            return "authd", "authd helpers (exited)"
+        if ppid(pid) == self.pop3d.pid:
+            return "pop3d front ends (and live sessions)", "(grandchildren)"
+        return comm, "exited children of " + comm
+
+    def frontend_pids(self):
+        return self.frontends()
 
     def stop(self):
         stop_pid(self.pop3d, "pop3d")

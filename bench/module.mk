@@ -17,3 +17,11 @@ INSTALL_BIN += $(B)/pop3-load
 $(B)/pop3-load: $(LOAD_OBJS) $(B)/obj/common/histogram.o $(B)/obj/common/num.o \
 		$(B)/obj/common/line.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LOAD_TLS_LIBS) $(LDLIBS)
+
+# fork-bench: what a process creation costs here, against handing a
+# connection to an existing process (docs/benchmarks.md).
+PROGRAMS += $(B)/fork-bench
+ALL_OBJS += $(B)/obj/bench/fork-bench.o
+
+$(B)/fork-bench: $(B)/obj/bench/fork-bench.o $(B)/obj/common/histogram.o
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
