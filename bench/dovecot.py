@@ -54,7 +54,7 @@ class Dovecot:
 
     def __init__(self, root, data, mode="tuned", scheme="argon2", tag=None):
         self.mode, self.scheme = mode, scheme
-        self.dir = os.path.join(root, tag or ("dovecot-" + mode))
+        self.dir = os.path.join(root, tag or ("dovecot-%s-%s" % (mode, scheme)))
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.port = bl.free_port()
@@ -157,7 +157,8 @@ userdb {{
     def cpu_label(self, pid, comm):
         if pid == self.proc.pid:
             return ("dovecot master",
-                    "exited children of the dovecot master (pop3, pop3-login, ...)")
+                    "pop3 processes that exited (each after %s), other exited children"
+                    % ("its session" if self.mode == "default" else "100 sessions"))
         return comm, "exited children of " + comm
 
     def frontend_pids(self):

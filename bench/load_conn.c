@@ -5,9 +5,10 @@
  * DESIGN
  * - A session is a list of steps (connect, TLS, greeting, STLS, USER,
  *   PASS or AUTH PLAIN, STAT, LIST, RETR, UIDL, idle, QUIT, wait for the
- *   close); each sends one command and reads one reply.  No pipelining:
- *   a command goes out when the previous reply is complete, as most
- *   clients do.
+ *   close); each sends one command and reads one reply.  No pipelining
+ *   by default: a command goes out when the previous reply is complete,
+ *   as most clients do.  --pipeline N keeps up to N RETR commands in
+ *   flight (RFC 2449 PIPELINING; the user asserts the server has it).
  * - Input is read in one of three modes: status lines (through
  *   common/line.c's bounded reader, at most LOAD_STATUS_MAX octets),
  *   listing lines (LIST, UIDL: the same reader, un-stuffed, until "."),
@@ -109,7 +110,8 @@ struct load_conn {
 	uint64_t stat_count, stat_octets;
 	uint64_t *sizes;		/* LIST: message sizes */
 	size_t nsizes, cap;
-	size_t retr;			/* 0-based message being retrieved */
+	size_t retr;			/* 0-based message whose reply is read */
+	size_t retr_sent;		/* RETR commands sent (--pipeline) */
 	uint64_t retr_announced;	/* "+OK N octets", or UINT64_MAX */
 	struct body_scan scan;
 };
@@ -196,14 +198,20 @@ static void send_cmd(struct load_conn *c, enum step step, enum mode mode,
 	arm(c, c->run->timeout_us);
 }
 
-static void send_retr(struct load_conn *c)
+/* Waits for the reply to RETR of message c->retr, after sending RETR
+ * commands up to --pipeline ahead of it.  The deadline runs from now:
+ * with pipelining, from the end of the previous reply. */
+static void retr_next(struct load_conn *c)
 {
-	char num[24];
+	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	snprintf(num, sizeof(num), "%zu", c->retr + 1);
+	while (c->retr_sent < c->nsizes && c->retr_sent - c->retr < c->run->pipeline)
+		evbuffer_add_printf(out, "RETR %zu\r\n", ++c->retr_sent);
 	memset(&c->scan, 0, sizeof(c->scan));
 	c->retr_announced = UINT64_MAX;
-	send_cmd(c, STEP_RETR, MODE_STATUS, "RETR", num);
+	c->step = STEP_RETR;
+	c->mode = MODE_STATUS;
+	arm(c, c->run->timeout_us);
 }
 
 static void send_quit(struct load_conn *c)
@@ -549,12 +557,12 @@ static bool on_listing_end(struct load_conn *c)
 		total += c->sizes[i];
 	if (c->nsizes != c->stat_count || total != c->stat_octets)
 		return fail(c, ERR_LIST_MISMATCH);
-	c->retr = 0;
+	c->retr = c->retr_sent = 0;
 	if (c->nsizes == 0) {
 		send_quit(c);
 		return true;
 	}
-	send_retr(c);
+	retr_next(c);
 	return true;
 }
 
@@ -567,7 +575,7 @@ static bool on_body_end(struct load_conn *c)
 	c->st->retr_octets += c->scan.octets;
 	c->st->messages++;
 	if (++c->retr < c->nsizes) {
-		send_retr(c);
+		retr_next(c);
 		return true;
 	}
 	send_quit(c);

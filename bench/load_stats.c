@@ -280,8 +280,8 @@ void load_stats_report(const struct load_run *run, FILE *out)
 	}
 	fprintf(out, "],\"elapsed_s\":%.3f,\"stop_reason\":", secs);
 	json_str(out, run->stop_reason);
-	fprintf(out, ",\"timeout_s\":%.3f,\"client_cpu_s\":{\"user\":%.3f,\"system\":%.3f},",
-		(double)run->timeout_us / 1e6, cpu_user, cpu_sys);
+	fprintf(out, ",\"timeout_s\":%.3f,\"pipeline\":%u,\"client_cpu_s\":{\"user\":%.3f,"
+		"\"system\":%.3f},", (double)run->timeout_us / 1e6, run->pipeline, cpu_user, cpu_sys);
 	json_pop(out, run, &run->main);
 	if (run->have_slow) {
 		fprintf(out, ",\"slow\":{");

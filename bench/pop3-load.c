@@ -7,7 +7,7 @@
  *             [--users FILE | --user-pattern PAT --password PASS [--user-count N]]
  *             [--script login|retr|idle|poll] [--method user|plain]
  *             [--tls none|stls|implicit] [--slow-users FILE --slow-concurrency N]
- *             [--rate N] [--timeout D] [--csv FILE] [-q] ...
+ *             [--rate N] [--timeout D] [--pipeline N] [--csv FILE] [-q] ...
  *
  * DESIGN
  * - One process, one libevent loop.  A population (the main one, and an
@@ -67,9 +67,11 @@ static void die(const char *fmt, ...)
 	exit(2);
 }
 
-static void usage(void)
+/* Bad usage: on standard error, then the JSON error line, exit 2; -h:
+ * on standard output, exit 0. */
+static void usage(bool help)
 {
-	fprintf(stderr,
+	fprintf(help ? stdout : stderr,
 "usage: pop3-load [options]\n"
 "  --host H            server address (default 127.0.0.1; may be repeated)\n"
 "  --port P            server port (default 110, 995 with --tls implicit)\n"
@@ -94,8 +96,11 @@ static void usage(void)
 "  --max-time D        hard bound of the whole run\n"
 "  --idle-time D       idle script: hold each connection D, then QUIT (default: to the end)\n"
 "  --noop D            idle script: send NOOP every D\n"
+"  --pipeline N        retr script: keep N RETR commands in flight (default 1)\n"
 "  --csv FILE          per-second time series\n"
 "  -q                  no progress lines\n");
+	if (help)
+		exit(0);
 	load_stats_report_error(stdout, "usage");
 	exit(2);
 }
@@ -518,7 +523,7 @@ enum {
 	OPT_HOST = 256, OPT_PORT, OPT_TARGET, OPT_USERS, OPT_PATTERN, OPT_COUNT,
 	OPT_FIRST, OPT_PASSWORD, OPT_SCRIPT, OPT_METHOD, OPT_TLS, OPT_TLS_CA,
 	OPT_SLOW_USERS, OPT_SLOW_C, OPT_RATE, OPT_TIMEOUT, OPT_GRACE, OPT_MAX_TIME,
-	OPT_IDLE_TIME, OPT_NOOP, OPT_CSV,
+	OPT_IDLE_TIME, OPT_NOOP, OPT_CSV, OPT_PIPELINE,
 };
 
 static const struct option longopts[] = {
@@ -546,6 +551,7 @@ static const struct option longopts[] = {
 	{ "idle-time", required_argument, NULL, OPT_IDLE_TIME },
 	{ "noop", required_argument, NULL, OPT_NOOP },
 	{ "csv", required_argument, NULL, OPT_CSV },
+	{ "pipeline", required_argument, NULL, OPT_PIPELINE },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
@@ -564,6 +570,7 @@ int main(int argc, char **argv)
 
 	R.script = SCRIPT_LOGIN;
 	R.timeout_us = 10000000;
+	R.pipeline = 1;
 	while ((opt = getopt_long(argc, argv, "c:n:d:qh", longopts, NULL)) != -1) {
 		switch (opt) {
 		case OPT_HOST:
@@ -667,15 +674,21 @@ int main(int argc, char **argv)
 		case OPT_CSV:
 			csv_file = optarg;
 			break;
+		case OPT_PIPELINE:
+			R.pipeline = opt_uint("--pipeline", optarg, 1, 1000);
+			break;
 		case 'q':
 			R.quiet = true;
 			break;
+		case 'h':
+			usage(true);
+			break;
 		default:
-			usage();
+			usage(false);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(false);
 	if (sessions == 0 && R.duration_us == 0)
 		R.duration_us = 10000000;
 	if (!have_grace)

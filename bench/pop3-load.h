@@ -202,6 +202,7 @@ struct load_run {
 	uint64_t timeout_us;		/* per reply */
 	uint64_t idle_us;		/* idle script: hold this long (0 = to the end) */
 	uint64_t noop_us;		/* idle script: NOOP this often (0 = never) */
+	unsigned pipeline;		/* retr script: RETR commands in flight */
 	double rate;			/* connects per second (0 = unlimited) */
 	double next_connect_us;		/* rate limit: earliest next connect */
 	uint64_t start_us, end_us;	/* run start; when the last session ended */

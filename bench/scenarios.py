@@ -135,12 +135,25 @@ def isolation_pair(srv, data, secs, with_slow):
                                                         else "alone"))
 
 
-def retrieval(srv, data, secs):
-    args = base_args(srv) + ["-c", 1, "-d", secs, "--users", data.load_retr,
-                             "--script", "retr", "--timeout", "60s"]
+# RETR commands in flight: 1 as most clients do, then pipelined (RFC 2449
+# PIPELINING, which both servers advertise), where the server's own cost
+# per message shows instead of the round trip.
+RETR_DEPTHS = (1, 4, 16)
+
+
+def retrieval(srv, data, secs, depths=RETR_DEPTHS):
+    """{depth: result}: LIST + RETR of the whole retr maildrop, -c 1, for
+    secs seconds at each pipeline depth, after one warm-up session."""
     run_load(base_args(srv) + ["-c", 1, "-n", 1, "--users", data.load_retr, "--script",
                                "retr", "--timeout", "60s"], label="%s retr warm-up" % srv.name)
-    return run_load(args, label="%s retr" % srv.name)
+    out = {}
+    for depth in depths:
+        args = base_args(srv) + ["-c", 1, "-d", secs, "--users", data.load_retr,
+                                 "--script", "retr", "--pipeline", depth, "--timeout", "60s"]
+        r = run_load(args, label="%s retr pipeline %d" % (srv.name, depth))
+        log("%s retr pipeline %d: %.1f MB/s" % (srv.name, depth, r["retr_mb_per_s"]))
+        out[depth] = r
+    return out
 
 
 def idle_capacity(srv, conns=IDLE_CONNS, hold=8, rate=IDLE_RATE):

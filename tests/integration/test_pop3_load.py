@@ -92,6 +92,21 @@ def test_clean_server(fake, users, script, method):
     assert srv.sessions == 20
 
 
+@pytest.mark.parametrize("depth", [2, 16])
+def test_pipelined_retr(fake, users, depth):
+    msgs = default_messages() * 7       # 21 messages, more than the depth
+    srv = fake(messages=msgs)
+    res, _, _ = run(srv.port, "-c", 2, "-n", 6, "--script", "retr", "--pipeline", depth,
+                    users=users(), expect_rc=0)
+    assert res["pipeline"] == depth and res["sessions"] == 6
+    assert res["messages"] == 6 * len(msgs)
+    assert res["retr_octets"] == 6 * sum(len(m) for m in msgs)
+    bad = fake(messages=msgs, retr_size_delta=-3)
+    res, _, _ = run(bad.port, "-c", 2, "-n", 4, "--script", "retr", "--pipeline", depth,
+                    users=users(), expect_rc=3)
+    only_errors(res, size_mismatch=4)
+
+
 def test_users_round_robin_and_pattern(fake, tmp_path):
     srv = fake()
     res, _, _ = run(srv.port, "-c", 2, "-n", 6, "--user-pattern", "bob%03d",
