@@ -129,6 +129,7 @@ static void user_add(struct load_user **users, size_t *n, size_t *cap,
 	}
 	(*users)[*n].name = strdup(name);
 	(*users)[*n].pass = strdup(pass);
+	(*users)[*n].busy = false;
 	if ((*users)[*n].name == NULL || (*users)[*n].pass == NULL)
 		die("out of memory");
 	(*n)++;
@@ -489,7 +490,7 @@ static void raise_nofile(uint64_t want)
 		return;
 	if (rl.rlim_max < want) {
 		struct rlimit up = { .rlim_cur = want, .rlim_max = want };
-		if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+		if (setrlimit(RLIMIT_NOFILE, &up) != -1)
 			return;
 	}
 	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
