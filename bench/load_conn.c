@@ -748,19 +748,24 @@ static bool process(struct load_conn *c)
 	}
 }
 
-static void on_read(struct bufferevent *bev, void *arg)
+/* Counts and processes what is buffered; returns false once c is gone. */
+static bool take_input(struct load_conn *c)
 {
-	struct load_conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t len = evbuffer_get_length(in);
+	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
 
 	if (len > c->left) {
 		c->st->bytes_in += len - c->left;
 		c->st->sec_bytes += len - c->left;
 	}
 	if (!process(c))
-		return;
+		return false;
 	c->left = evbuffer_get_length(bufferevent_get_input(c->bev));
+	return true;
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+	take_input(arg);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -784,7 +789,7 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 			c->step = STEP_GREETING;
 			c->mode = MODE_STATUS;
 			arm(c, c->run->timeout_us);
-			on_read(c->bev, c);
+			take_input(c);
 			return;
 		}
 		if (c->step == STEP_STLS_HANDSHAKE) {
@@ -797,9 +802,15 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 		}
 		return;
 	}
+	/* Read right away: libevent calls us just after the failed call. */
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/* The TLS filter may report the close with decrypted bytes still
+	 * unread (the reply to QUIT, typically): those come first. */
+	if ((what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) && c->step != STEP_CONNECT &&
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) != 0 && !take_input(c))
+		return;
 	if (what & BEV_EVENT_ERROR) {
-		/* Read right away: libevent calls us just after the failed call. */
-		int err = EVUTIL_SOCKET_ERROR();
 		if (c->step == STEP_CONNECT)
 			fail(c, ERR_CONNECT);
 		else if (c->step == STEP_TLS || c->step == STEP_STLS_HANDSHAKE ||

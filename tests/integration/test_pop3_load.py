@@ -14,7 +14,7 @@ import pytest
 
 from bench_fakepop3 import FakePop3, default_messages
 from conftest import BUILD, SANITIZER_MARKERS, sanitizer_env
-from pop3lib import MailRoot, Pop3d, passwd_line
+from pop3lib import MailRoot, Pop3d, free_port, passwd_line
 
 LOAD = os.path.join(BUILD, "pop3-load")
 # The histogram's relative error: 32 sub-buckets per power of two, and a
@@ -37,7 +37,8 @@ def run(port, *args, users=None, timeout=60, expect_rc=None):
     assert lines, "no output; stderr:\n" + err
     res = json.loads(lines[-1])
     if expect_rc is not None:
-        assert r.returncode == expect_rc, (r.returncode, out, err)
+        errs = {k: v for k, v in res.get("errors", {}).items() if v}
+        assert r.returncode == expect_rc, (r.returncode, errs, out, err)
     return res, wall, err
 
 
@@ -374,30 +375,63 @@ def test_usage_errors_end_with_json(args):
 
 # ---- the real daemons -------------------------------------------------------------
 
+def real_users(mr, tmp_path):
+    """Four users with two messages each; returns (passwd-file, load list)."""
+    msgs = [("new/1000000001.M1.host", b"Subject: a\n\nhello\n.\n..x\n"),
+            ("cur/1000000002.M2.host:2,", b"Subject: b\n\n" + b"y" * 5000 + b"\n")]
+    lines, ulist = "", ""
+    for i in range(4):
+        name = "load%d" % i
+        md = mr.maildir(name, msgs)
+        lines += passwd_line(name, "pw-%d" % i, os.path.dirname(md))
+        ulist += "%s pw-%d\n" % (name, i)
+    pw = tmp_path / "passwd"
+    pw.write_text(lines)
+    ul = tmp_path / "load-users"
+    ul.write_text(ulist)
+    return str(pw), str(ul)
+
+
+def test_real_daemons_tls(authd_factory, tmp_path):
+    """STLS on the plain port and POP3S on the TLS port of the real pop3d,
+    the certificate verified against --tls-ca."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+    os.chmod(key, 0o600)
+    mr = MailRoot()
+    try:
+        pw, ul = real_users(mr, tmp_path)
+        a = authd_factory([("pw", {"type": "passwd-file", "path": pw})], cache={"size": "1M"})
+        tls_port = free_port()
+        p = Pop3d(a, tmp_path, {"listen-tls": "127.0.0.1:%d" % tls_port, "starttls": "yes",
+                                "tls-cert-file": str(cert), "tls-key-file": str(key)}).start()
+        try:
+            for port, mode, method in [(p.port, "stls", "user"), (tls_port, "implicit", "plain")]:
+                res, _, err = run(port, "-c", 4, "-n", 12, "--tls", mode, "--method", method,
+                                  "--tls-ca", str(cert), "--script", "retr", users=ul,
+                                  expect_rc=0)
+                assert res["sessions"] == 12 and res["messages"] == 24, (res, err)
+            assert p.log_text().count("secured=yes") >= 24
+        finally:
+            p.stop()
+    finally:
+        mr.cleanup()
+
+
 def test_real_daemons(authd_factory, tmp_path):
     """Clean sessions against authd + pop3d: login, poll and retr with both
     login methods; sizes and the terminator checked on every message."""
     mr = MailRoot()
     try:
-        msgs = [("new/1000000001.M1.host", b"Subject: a\n\nhello\n.\n..x\n"),
-                ("cur/1000000002.M2.host:2,", b"Subject: b\n\n" + b"y" * 5000 + b"\n")]
-        lines, ulist = "", ""
-        for i in range(4):
-            name = "load%d" % i
-            md = mr.maildir(name, msgs)
-            lines += passwd_line(name, "pw-%d" % i, os.path.dirname(md))
-            ulist += "%s pw-%d\n" % (name, i)
-        pw = tmp_path / "passwd"
-        pw.write_text(lines)
-        ul = tmp_path / "load-users"
-        ul.write_text(ulist)
-        a = authd_factory([("pw", {"type": "passwd-file", "path": str(pw)})],
-                          cache={"size": "1M"})
+        pw, ul = real_users(mr, tmp_path)
+        a = authd_factory([("pw", {"type": "passwd-file", "path": pw})], cache={"size": "1M"})
         p = Pop3d(a, tmp_path).start()
         try:
             for script, method in [("login", "user"), ("poll", "plain"), ("retr", "user")]:
                 res, _, err = run(p.port, "-c", 4, "-n", 12, "--script", script,
-                                  "--method", method, users=str(ul), expect_rc=0)
+                                  "--method", method, users=ul, expect_rc=0)
                 assert res["sessions"] == 12 and res["error_total"] == 0, (res, err)
                 if script == "retr":
                     assert res["messages"] == 24
