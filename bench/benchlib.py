@@ -274,6 +274,14 @@ class DataSet:
                 f.write("%s %s %d %d %s\n" % (u, self.password[u], self.uid, self.gid,
                                               self.home[u]))
         os.chmod(self.slow_db, 0o644)
+        # A self-signed certificate for the POP3S runs (both servers).
+        self.tls_cert = os.path.join(self.root, "tls-cert.pem")
+        self.tls_key = os.path.join(self.root, "tls-key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", self.tls_key,
+                        "-out", self.tls_cert, "-days", "30", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True)
+        os.chmod(self.tls_key, 0o600)
         # pop3-load's user lists.
         self.load_fast = self._load_list("load-fast.txt", self.fast)
         self.load_slow = self._load_list("load-slow.txt", self.slow)
@@ -382,6 +390,7 @@ class Ours:
     """authd + pop3d on 127.0.0.1:port with a generated configuration.
 
     scheme     "argon2" or "plain": which of the data set's passwd-files
+    tls        also a POP3S listener (tls_port) with the data set's certificate
     cache      the credential cache on or off
     slow       add the slow helper (type = external, 2 s per answer) first
                in the chain, for the slow users
@@ -389,12 +398,14 @@ class Ours:
 
     name = "pop3d"
 
-    def __init__(self, root, data, scheme="argon2", cache=True, slow=False, tag="ours"):
+    def __init__(self, root, data, scheme="argon2", cache=True, slow=False, tls=False,
+                 tag="ours"):
         self.dir = os.path.join(root, tag)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.data = data
         self.port = free_port()
+        self.tls_port = free_port() if tls else None
         self.conf = os.path.join(self.dir, "pop3d.conf")
         self.authd = self.pop3d = None
         self.cache, self.slow, self.scheme = cache, slow, scheme
@@ -434,8 +445,10 @@ max-connections = 30000
 max-connections-per-ip = 30000
 max-sessions-per-user = 10
 first-valid-uid = {first_uid}
-
-""".format(d=d, cache="yes" if cache else "no", port=self.port, chroot=chroot,
+{tls}
+""".format(tls="" if not tls else
+           "listen-tls = 127.0.0.1:%d\ntls-cert-file = %s\ntls-key-file = %s\n"
+           % (self.tls_port, data.tls_cert, data.tls_key),d=d, cache="yes" if cache else "no", port=self.port, chroot=chroot,
            login_user="nobody" if IS_ROOT else pwd.getpwuid(os.getuid()).pw_name,
            first_uid=1000 if IS_ROOT else 1)
         if slow:

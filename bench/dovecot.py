@@ -52,12 +52,13 @@ def ensure_installed():
 class Dovecot:
     name = "Dovecot"
 
-    def __init__(self, root, data, mode="tuned", scheme="argon2", tag=None):
+    def __init__(self, root, data, mode="tuned", scheme="argon2", tls=False, tag=None):
         self.mode, self.scheme = mode, scheme
         self.dir = os.path.join(root, tag or ("dovecot-%s-%s" % (mode, scheme)))
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.port = bl.free_port()
+        self.tls_port = bl.free_port() if tls else None
         self.conf = os.path.join(self.dir, "dovecot.conf")
         self.proc = None
         self.data = data
@@ -77,7 +78,8 @@ class Dovecot:
         d = self.dir
         login = ("service pop3-login {\n"
                  "  inet_listener pop3 {\n    address = 127.0.0.1\n    port = %d\n  }\n"
-                 "  inet_listener pop3s {\n    port = 0\n  }\n" % self.port)
+                 "  inet_listener pop3s {\n    address = 127.0.0.1\n    port = %d\n  }\n"
+                 % (self.port, self.tls_port or 0))
         if mode in ("tuned", "nocache"):
             login += "  service_count = 0\n  process_min_avail = %d\n" % cores
         login += "}\n"
@@ -90,7 +92,7 @@ log_path = {d}/dovecot.log
 info_log_path = {d}/dovecot-info.log
 protocols = pop3
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain
 mail_location = maildir:~/Maildir
@@ -116,7 +118,9 @@ userdb {{
                         passwd=data.passwd[scheme], wrapper=wrapper,
                         verify_worker="auth_cache_verify_password_with_worker = yes\n"
                         if mode == "tuned" else "", userdb=data.userdb,
-                        login=login, pop3=pop3)
+                        login=login, pop3=pop3,
+                        ssl="ssl = no" if not tls else
+                        "ssl = yes\nssl_cert = <%s\nssl_key = <%s" % (data.tls_cert, data.tls_key))
         with open(self.conf, "w") as f:
             f.write(text)
 

@@ -127,6 +127,14 @@ def logins(srv, data, secs, conc=CONC, label="", meter=False):
     return r
 
 
+def logins_tls(srv, data, secs, conc=CONC):
+    """Cached logins over POP3S: a full TLS handshake per session (the
+    client keeps no session for resumption)."""
+    args = ["--port", srv.tls_port, "-q", "--tls", "implicit", "--tls-ca", data.tls_cert,
+            "-c", conc, "-d", secs, "--users", data.load_fast]
+    return run_load(args, label="%s POP3S" % srv.name)
+
+
 def isolation_pair(srv, data, secs, with_slow):
     args = base_args(srv) + ["-c", FAST_CONC, "-d", secs, "--users", data.load_fast]
     if with_slow:
