@@ -104,7 +104,9 @@ def machine():
     try:
         commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short=12", "HEAD"],
                                 capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
+        # The results file itself does not count (a previous script wrote it).
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no",
+                                "--", ".", ":!docs/benchmarks.md"],
                                capture_output=True, text=True).stdout.strip()
         if dirty:
             commit += " (with uncommitted changes)"
@@ -122,6 +124,22 @@ def machine():
         "commit": commit,
         "load": os.getloadavg()[0],
     }
+
+
+def cpu_ticks():
+    """(all ticks, steal ticks) of the machine since boot (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return sum(v[:8]), v[7]
+
+
+def steal_percent(since):
+    """CPU time the hypervisor took from this machine since `since` (a
+    cpu_ticks() value), in % of all CPU time: the noise a virtual machine
+    adds to every measurement."""
+    now = cpu_ticks()
+    total = now[0] - since[0]
+    return 100.0 * (now[1] - since[1]) / total if total else 0.0
 
 
 # ---- the data set -----------------------------------------------------------

@@ -149,11 +149,13 @@ def isolation_pair(srv, data, secs, with_slow):
 RETR_DEPTHS = (1, 4, 16)
 
 
-def retrieval(srv, data, secs, depths=RETR_DEPTHS):
+def retrieval(srv, data, secs, depths=RETR_DEPTHS, warm=True):
     """{depth: result}: LIST + RETR of the whole retr maildrop, -c 1, for
     secs seconds at each pipeline depth, after one warm-up session."""
-    run_load(base_args(srv) + ["-c", 1, "-n", 1, "--users", data.load_retr, "--script",
-                               "retr", "--timeout", "60s"], label="%s retr warm-up" % srv.name)
+    if warm:
+        run_load(base_args(srv) + ["-c", 1, "-n", 1, "--users", data.load_retr, "--script",
+                                   "retr", "--timeout", "60s"],
+                 label="%s retr warm-up" % srv.name)
     out = {}
     for depth in depths:
         args = base_args(srv) + ["-c", 1, "-d", secs, "--users", data.load_retr,
@@ -327,10 +329,14 @@ def commands_block(cmds, root):
 
 
 def machine_text(m):
-    return ("- Date: %s; commit `%s`\n"
-            "- Machine: %d cores, %s, %d MiB RAM, %s; load average (1 min) "
-            "before the run %.2f\n"
-            % (m["date"], m["commit"], m["cores"], m["cpu"], m["mem_mib"], m["os"], m["load"]))
+    out = ("- Date: %s; commit `%s`\n"
+           "- Machine: %d cores, %s, %d MiB RAM, %s; load average (1 min) "
+           "before the run %.2f\n"
+           % (m["date"], m["commit"], m["cores"], m["cpu"], m["mem_mib"], m["os"], m["load"]))
+    if "steal" in m:
+        out += ("- CPU time taken by the hypervisor (steal, /proc/stat) during the run: "
+                "%.1f %%\n" % m["steal"])
+    return out
 
 
 def cpu_table(cpu, sessions, client_cpu):
