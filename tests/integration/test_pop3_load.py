@@ -257,7 +257,8 @@ def test_percentiles_of_a_known_distribution(fake, users):
         exact = delays[min(int(q * n), n - 1)]      # the histogram's rank rule
         got = lat[key]
         assert exact <= got <= exact * bound, (key, exact, got, lat)
-    assert delays[-1] <= lat["max"] <= delays[-1] * 1.01
+    # the maximum is exact (not a bucket bound): the slowest overhead shows
+    assert delays[-1] <= lat["max"] <= delays[-1] * 1.05
     assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
     # the mean is exact (sum / count), up to the overheads
     assert 599500 <= lat["mean"] <= 599500 * 1.01
