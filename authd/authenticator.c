@@ -11,10 +11,14 @@
  * starts a new generation; the old one keeps its workers until its last
  * job has come back, then stops, so nothing in flight is dropped.
  *
- * A worker whose job is past its deadline is "stuck".  While every worker
- * of an authenticator is stuck, submit() refuses new jobs at once (they
- * would only wait out their own timeout in the queue); as soon as one
- * worker comes back, jobs are accepted again.
+ * A worker whose job is more than STUCK_GRACE_MS past its deadline is
+ * "stuck".  While every worker of an authenticator is stuck, submit()
+ * refuses new jobs at once (they would only wait out their own timeout in
+ * the queue); as soon as one worker comes back, jobs are accepted again.
+ * The grace covers a backend that honours the deadline itself (LDAP,
+ * helpers killed at the deadline): its worker returns a moment after the
+ * loop has answered the client, and a request arriving in that moment
+ * must be queued, not refused.
  */
 #include <errno.h>
 #include <signal.h>
@@ -38,6 +42,9 @@ static int done_fd = -1;
 static struct event *done_ev;
 /* Generations replaced by a reload whose jobs are still out. */
 #define MAX_RETIRING 16
+/* How long past its job's deadline a worker may take to come back before
+ * it counts as stuck. */
+#define STUCK_GRACE_MS 100
 static struct generation *retiring[MAX_RETIRING];
 
 static void generation_stop(struct generation *gen, bool kill_children);
@@ -315,7 +322,7 @@ static unsigned stuck_locked(struct authenticator *auth, uint64_t now)
 
 	for (unsigned w = 0; w < auth->nworkers; w++)
 		if (auth->workers[w].busy_deadline_ms != 0 &&
-		    now >= auth->workers[w].busy_deadline_ms)
+		    now >= auth->workers[w].busy_deadline_ms + STUCK_GRACE_MS)
 			stuck++;
 	return stuck;
 }

@@ -88,47 +88,56 @@ void maildir_conv_init(struct maildir_conv *c, long body_lines)
 size_t maildir_conv_run(struct maildir_conv *c, const uint8_t *in, size_t inlen,
 			uint8_t *out)
 {
-	size_t o = 0;
+	size_t o = 0, i = 0;
 
 	if (c->done)
 		return 0;
-	/* TOP n with n = 0 and an empty header: nothing of the body at all. */
-	for (size_t i = 0; i < inlen; i++) {
-		uint8_t ch = in[i];
+	/* A line (or the part of it in this chunk) at a time: memchr finds its
+	 * end, memcpy moves it; only line starts and ends need a look. */
+	while (i < inlen) {
+		const uint8_t *nl = memchr(in + i, '\n', inlen - i);
+		size_t end = nl != NULL ? (size_t)(nl - in) : inlen;
+		size_t len = end - i;
+		bool empty;
 
-		if (ch == '\n') {
-			bool empty = c->line_bytes == 0 || (c->line_bytes == 1 && c->prev_cr);
-
-			if (!c->prev_cr) {
-				out[o++] = '\r';
-				c->octets++;
-			}
-			out[o++] = '\n';
-			c->octets++;
-			c->line_start = true;
-			c->prev_cr = false;
-			c->line_bytes = 0;
-			if (c->body_lines >= 0) {
-				if (c->in_body)
-					c->body_lines--;
-				else if (empty)
-					c->in_body = true;
-				if (c->in_body && c->body_lines == 0) {
-					c->done = true;
-					return o;
-				}
-			} else if (empty) {
-				c->in_body = true;
-			}
-			continue;
+		if (len > 0) {
+			if (c->line_start && in[i] == '.')
+				out[o++] = '.';		/* stuffed: not counted */
+			memcpy(out + o, in + i, len);
+			o += len;
+			c->octets += len;
+			c->line_start = false;
+			c->prev_cr = in[end - 1] == '\r';
+			c->line_bytes += len;
 		}
-		if (c->line_start && ch == '.')
-			out[o++] = '.';		/* stuffed: not counted */
-		out[o++] = ch;
+		if (nl == NULL)
+			break;
+		i = end + 1;
+
+		/* the LF: CRLF out, unless a CR came just before it */
+		empty = c->line_bytes == 0 || (c->line_bytes == 1 && c->prev_cr);
+		if (!c->prev_cr) {
+			out[o++] = '\r';
+			c->octets++;
+		}
+		out[o++] = '\n';
 		c->octets++;
-		c->line_start = false;
-		c->prev_cr = ch == '\r';
-		c->line_bytes++;
+		c->line_start = true;
+		c->prev_cr = false;
+		c->line_bytes = 0;
+		if (c->body_lines >= 0) {
+			/* TOP n: the header, the blank line, then n body lines */
+			if (c->in_body)
+				c->body_lines--;
+			else if (empty)
+				c->in_body = true;
+			if (c->in_body && c->body_lines == 0) {
+				c->done = true;
+				return o;
+			}
+		} else if (empty) {
+			c->in_body = true;
+		}
 	}
 	return o;
 }
