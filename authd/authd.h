@@ -69,6 +69,7 @@ struct job {
 	bool abandoned;			/* under auth->lock: skip if not started */
 	/* the cache entry its result fills, even when it comes late */
 	bool cacheable;
+	uint64_t flush_epoch;		/* requests_cache_flush() calls before it */
 	uint8_t key[32], verifier[32];
 
 	/* input */

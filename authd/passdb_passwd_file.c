@@ -331,7 +331,7 @@ static void maybe_reload(struct pwfile *pf)
 		if (requests_cache() != NULL)
 			log_info("authenticator %s: %s changed; cache flushed (%llu entries)",
 				 pf->name, pf->path,
-				 (unsigned long long)cache_flush_all(requests_cache()));
+				 (unsigned long long)requests_cache_flush(NULL));
 	}
 }
 

@@ -20,7 +20,17 @@
  *
  * The cache never holds a password: the flight keeps one copy for the
  * backend, wiped when the flight ends.
+ *
+ * A flush (a passwd-file changed, `authctl flush`) must not be undone by
+ * a job that was asked before it and answers after it, from what the
+ * backend knew before (a password that has just been changed).  So each
+ * flush counts up flush_epoch before it empties the cache, each job
+ * carries the count from when it was made, and cache_fill() stores a
+ * result only while the count is the same, and removes it again if a
+ * flush counted up while it was storing it (the flush may come from the
+ * passwd-file watcher thread).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -130,6 +140,9 @@ void requests_init(const struct config *c)
 		 (unsigned long long)conf->cache.negative_ttl_ms,
 		 (unsigned long long)conf->cache.stale_ttl_ms, conf->cache.refresh_ahead_pct);
 }
+
+/* requests_cache_flush() calls so far; written by any thread. */
+static _Atomic uint64_t flush_epoch;
 
 struct cache *requests_cache(void)
 {
@@ -319,6 +332,7 @@ static void flight_dispatch(struct flight *f)
 	job = xcalloc(1, sizeof(*job));
 	job->flight = f;
 	job->cacheable = f->cacheable;
+	job->flush_epoch = atomic_load(&flush_epoch);
 	memcpy(job->key, f->key, sizeof(job->key));
 	memcpy(job->verifier, f->verifier, sizeof(job->verifier));
 	memcpy(job->user, f->user, sizeof(job->user));
@@ -358,7 +372,7 @@ static void cache_fill(struct job *job)
 {
 	struct authenticator *a = job->auth;
 	struct cache_user cu;
-	enum cache_insert_result r = CACHE_INSERTED;
+	enum cache_insert_result r = CACHE_INSERT_BUSY;	/* nothing stored yet */
 	int64_t now = (int64_t)mtime_ms();
 	uint32_t pos = (uint32_t)conf->cache.positive_ttl_ms;
 	uint32_t neg = (uint32_t)conf->cache.negative_ttl_ms;
@@ -366,6 +380,11 @@ static void cache_fill(struct job *job)
 
 	if (!job->cacheable || !a->conf->cache)
 		return;
+	if (atomic_load(&flush_epoch) != job->flush_epoch) {
+		log_debug("cache: result for %s not cached: the cache was flushed since it "
+			  "was asked", job->user);
+		return;
+	}
 	switch (job->result) {
 	case AUTH_RESULT_OK:
 		cu.uid = job->udb.has_uid ? job->udb.uid : UID_ABSENT;
@@ -388,6 +407,12 @@ static void cache_fill(struct job *job)
 	}
 	if (r == CACHE_INSERT_TOO_LONG)
 		log_debug("cache: userdb fields of %s too long for an entry; not cached", job->user);
+	/* A flush between the check above and the insert may have missed
+	 * the new entry: take it out again (the store above and this load
+	 * against the flush's count-up and its sweep). */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (r == CACHE_INSERTED && atomic_load(&flush_epoch) != job->flush_epoch)
+		cache_flush_key(cache, job->key);
 }
 
 void request_job_done(struct job *job)
@@ -571,6 +596,8 @@ uint64_t requests_cache_flush(const char *user)
 
 	if (cache == NULL)
 		return 0;
+	atomic_fetch_add(&flush_epoch, 1);
+	atomic_thread_fence(memory_order_seq_cst);
 	if (user == NULL)
 		return cache_flush_all(cache);
 	cache_key(cache, CACHE_SCOPE, user, key);

@@ -11,6 +11,7 @@ import pytest
 
 from authdlib import wait_until
 from conftest import ext_auth, helper_calls, authctl
+from promparse import parse, value
 
 pytestmark = pytest.mark.threaded
 
@@ -56,12 +57,36 @@ def test_changed_password_takes_effect(authd_factory, tmp_path):
                       cache={"positive-ttl": "1h"})
     c = a.client()
     assert c.auth("frank", "old").cmd == "OK"
+    assert c.auth("frank", "old").cmd == "OK"       # now a cache hit
     path.write_text("frank:{PLAIN}newer:1:1::/h::\n")
-    # the new password is a cache miss, so it reaches the reloaded file
-    wait_until(lambda: c.auth("frank", "newer").cmd == "OK", 10, "new password", interval=0.05)
-    # the reload flushed the cache: the old password is refused at once
+    wait_until(lambda: "cache flushed" in a.log_text(), 10, "reload and flush", interval=0.05)
+    # without the flush the old password would be a fresh hit for an hour
     assert c.auth("frank", "old").cmd == "FAIL"
-    assert "cache flushed" in a.log_text()
+    assert c.auth("frank", "newer").cmd == "OK"
+
+
+def test_result_asked_before_a_flush_is_not_cached(authd_factory, tmp_path):
+    """A check that started against the old file and ends after the
+    change (and the flush) answers its client, but must not put the old
+    password back into the cache."""
+    slow = subprocess.run(["argon2", "saltsaltsalt", "-id", "-t", "10", "-m", "18", "-p", "1",
+                           "-e"], input=b"right", capture_output=True, check=True)
+    path = tmp_path / "users"
+    path.write_text("gina:{ARGON2ID}%s:1:1::/h::\n" % slow.stdout.decode().strip())
+    os.chmod(path, 0o600)
+    a = authd_factory([("pw", {"type": "passwd-file", "path": str(path), "timeout": "60s"})],
+                      cache={"positive-ttl": "1h"})
+    c = a.client()
+    rid = c.send_auth("gina", "right")
+    wait_until(lambda: value(parse(a.scrape())[0], "authd_in_flight", authenticator="pw") == 1,
+               10, "the hash under way", interval=0.02)
+    path.write_text("gina:{PLAIN}changed:1:1::/h::\n")
+    wait_until(lambda: "cache flushed" in a.log_text(), 10, "reload and flush", interval=0.02)
+    assert not c.pending(), "the hash ended before the flush: the test needs a slower one"
+    r = c.read_reply(timeout=60)
+    assert r.id == rid and r.cmd == "OK", r         # right when it was asked
+    assert c.auth("gina", "right", timeout=60).cmd == "FAIL"
+    assert c.auth("gina", "changed", timeout=60).cmd == "OK"
 
 
 def test_wrong_password_storm_one_backend_call(authd_factory, helper_users):
