@@ -13,6 +13,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from authdlib import AuthdClient, wait_until  # noqa: E402
+from promparse import parse, value  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("BUILD_DIR", os.path.join(REPO, "build"))
@@ -81,6 +82,11 @@ class Authd:
                 s.close()
         wait_until(ready, 20, "authd socket")
         return self
+
+    def metric(self, name, **labels):
+        """One value of the stats, strictly parsed (the sum of the series
+        of name with these labels)."""
+        return value(parse(self.scrape())[0], name, **labels)
 
     def scrape(self):
         """The stats socket's text."""

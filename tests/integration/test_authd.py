@@ -12,7 +12,6 @@ import pytest
 
 from authdlib import AuthdClient, master_redeem, wait_until
 from conftest import BUILD, HELPERS, PYTHON, ext_auth
-from promparse import parse, value
 
 pytestmark = pytest.mark.threaded
 
@@ -200,8 +199,8 @@ def test_stuck_worker_refuses_then_recovers(authd_factory, tmp_path):
     assert c.auth("slowhash", "wrong", timeout=10).kv["reason"] == "timeout"
     # stuck once it is 100 ms past the deadline (the grace for a worker
     # that honours it and is on its way back)
-    wait_until(lambda: value(parse(a.scrape())[0], "authd_workers_stuck",
-                             authenticator="pw") == 1, 10, "worker stuck", interval=0.02)
+    wait_until(lambda: a.metric("authd_workers_stuck", authenticator="pw") == 1, 10,
+               "worker stuck", interval=0.02)
     t0 = time.monotonic()
     r = c.auth("bob", "bob-pw", timeout=5)
     assert r.cmd == "TEMPFAIL" and r.kv["reason"] == "overloaded", r

@@ -11,7 +11,6 @@ import pytest
 
 from authdlib import wait_until
 from conftest import ext_auth, helper_calls, authctl
-from promparse import parse, value
 
 pytestmark = pytest.mark.threaded
 
@@ -78,7 +77,7 @@ def test_result_asked_before_a_flush_is_not_cached(authd_factory, tmp_path):
                       cache={"positive-ttl": "1h"})
     c = a.client()
     rid = c.send_auth("gina", "right")
-    wait_until(lambda: value(parse(a.scrape())[0], "authd_in_flight", authenticator="pw") == 1,
+    wait_until(lambda: a.metric("authd_in_flight", authenticator="pw") == 1,
                10, "the hash under way", interval=0.02)
     path.write_text("gina:{PLAIN}changed:1:1::/h::\n")
     wait_until(lambda: "cache flushed" in a.log_text(), 10, "reload and flush", interval=0.02)

@@ -66,13 +66,12 @@ def test_stats_show_stuck_workers_and_timeouts(authd_factory, tmp_path):
     c = a.client()
     assert c.auth("slowhash", "x", timeout=10).kv["reason"] == "timeout"
     # stuck once more than 100 ms past the deadline
-    wait_until(lambda: value(parse(a.scrape())[0], "authd_workers_stuck",
-                             authenticator="pw") == 1, 10, "worker stuck", interval=0.02)
+    wait_until(lambda: a.metric("authd_workers_stuck", authenticator="pw") == 1, 10,
+               "worker stuck", interval=0.02)
     s, _ = parse(a.scrape())
     assert value(s, "authd_authenticator_results_total", authenticator="pw",
                  result="timeout") == 1
-    wait_until(lambda: value(parse(a.scrape())[0], "authd_workers_stuck",
-                             authenticator="pw") == 0, 20, "worker back")
+    wait_until(lambda: a.metric("authd_workers_stuck", authenticator="pw") == 0, 20, "worker back")
 
 
 def test_reload_changes_ttl_and_refuses_broken_config(authd_factory, helper_users):
