@@ -69,18 +69,17 @@ class Authd:
                                      stdout=self.logf, stderr=self.logf,
                                      env=sanitizer_env())
 
+        # Ready when its loop answers the handshake: the socket accepts
+        # (into its backlog) before authd has finished starting.
         def ready():
             if self.proc.poll() is not None:
                 raise AssertionError("authd exited early:\n" + self.log_text())
-            s = socket.socket(socket.AF_UNIX)
             try:
-                s.connect(self.socket)
+                AuthdClient(self.socket, timeout=5).close()
                 return True
-            except OSError:
+            except (OSError, EOFError):
                 return False
-            finally:
-                s.close()
-        wait_until(ready, 20, "authd socket")
+        wait_until(ready, 20, "authd answering")
         return self
 
     def metric(self, name, **labels):
