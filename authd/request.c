@@ -408,10 +408,13 @@ static void cache_fill(struct job *job)
 	if (r == CACHE_INSERT_TOO_LONG)
 		log_debug("cache: userdb fields of %s too long for an entry; not cached", job->user);
 	/* A flush between the check above and the insert may have missed
-	 * the new entry: take it out again (the store above and this load
-	 * against the flush's count-up and its sweep). */
-	atomic_thread_fence(memory_order_seq_cst);
-	if (r == CACHE_INSERTED && atomic_load(&flush_epoch) != job->flush_epoch)
+	 * the new entry: take it out again.  The read is a read-modify-write
+	 * on purpose: if it comes before the flush's count-up in the epoch's
+	 * order, the count-up reads from it and so sees the entry stored
+	 * above, and the flush's sweep removes it; if after, it sees the new
+	 * epoch and the entry is removed here. */
+	if (r == CACHE_INSERTED &&
+	    atomic_fetch_add(&flush_epoch, 0) != job->flush_epoch)
 		cache_flush_key(cache, job->key);
 }
 
@@ -596,8 +599,8 @@ uint64_t requests_cache_flush(const char *user)
 
 	if (cache == NULL)
 		return 0;
+	/* Before the sweep, and a read-modify-write: see cache_fill(). */
 	atomic_fetch_add(&flush_epoch, 1);
-	atomic_thread_fence(memory_order_seq_cst);
 	if (user == NULL)
 		return cache_flush_all(cache);
 	cache_key(cache, CACHE_SCOPE, user, key);
