@@ -113,6 +113,9 @@ struct config {
 		unsigned max_connections;
 		unsigned max_connections_per_ip;
 		unsigned max_sessions_per_user;
+		unsigned session_reuse;		/* logins per session process */
+		unsigned session_spares;	/* most processes waiting for one */
+		uint64_t session_spare_timeout_ms;
 		unsigned first_valid_uid;
 		uint64_t auth_failure_delay_ms;
 		unsigned max_auth_failures;

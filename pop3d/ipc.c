@@ -1,5 +1,6 @@
 /*
- * ipc.c - messages between the master and its front ends.
+ * ipc.c - messages between the master and its front ends, and the logins
+ * it hands to session processes that serve again.
  *
  * A SOCK_SEQPACKET socketpair keeps message boundaries, so one recvmsg is
  * one message and its descriptor.  The master runs this decoder as root on
@@ -101,4 +102,38 @@ bad:
 		close(fd);
 	errno = EPROTO;
 	return -1;
+}
+
+int session_job_send(int sock, const struct session_job *j, int fd)
+{
+	return sock_send_fd(sock, fd, j, SESSION_JOB_HEADER_LEN + j->data_len);
+}
+
+/* The master is the sender, but a session checks what it is given all the
+ * same: it is about to act on it as a mailbox owner. */
+int session_job_recv(int sock, struct session_job *j, int *fd_r)
+{
+	ssize_t n;
+	int fd;
+
+	n = sock_recv_fd(sock, j, sizeof(*j), &fd);
+	*fd_r = -1;
+	if (n <= 0)
+		return (int)n;
+	if ((size_t)n < SESSION_JOB_HEADER_LEN || fd == -1 ||
+	    j->data_len > POP3D_HANDOFF_MAX_DATA ||
+	    (size_t)n != SESSION_JOB_HEADER_LEN + j->data_len || j->secured > 1 ||
+	    !terminated(j->user, sizeof(j->user)) || j->user[0] == '\0' ||
+	    !terminated(j->home, sizeof(j->home)) ||
+	    !terminated(j->maildrop, sizeof(j->maildrop)) ||
+	    !terminated(j->rip, sizeof(j->rip)) ||
+	    !terminated(j->tls_info, sizeof(j->tls_info)) ||
+	    (j->secured ? !tls_info_ok(j->tls_info) : j->tls_info[0] != '\0')) {
+		if (fd != -1)
+			close(fd);
+		errno = EPROTO;
+		return -1;
+	}
+	*fd_r = fd;
+	return 1;
 }

@@ -5,7 +5,8 @@
  * that does).  It never reads a byte a client sent: it accepts, counts
  * and passes connections to front ends, decodes front-end messages with
  * the strict checks of ipc.c, redeems tickets with authd over the master
- * socket, and forks one session process per login.
+ * socket, and starts sessions: in a spare session process of the login's
+ * uid and gid if one waits, else in a new one.
  *
  * DESIGN
  * - Connections are counted here, from accept to the end of their session,
@@ -31,6 +32,16 @@
  *   report when they end, on one SOCK_SEQPACKET socket they all share
  *   (report_fd), the sender named by the kernel (SCM_CREDENTIALS).
  *   stats.c explains the whole scheme.
+ * - Session processes serve up to session-reuse logins of their uid, one
+ *   after another (a fork costs more than the rest of a cached login).
+ *   Each has its own channel (struct sproc): when its session ends it says
+ *   SESSION_SPARE there (after its report), the master books the end and
+ *   keeps it as a spare, at most session-spares of them, each for at most
+ *   session-spare-timeout; the next login with the same uid and gid gets
+ *   it (struct session_job, with the client fd).  Only the master decides
+ *   when a spare goes (it closes the channel), so a login is never sent to
+ *   a process that has just chosen to leave.  docs/pop3d.md says why equal
+ *   ids make reuse safe.
  * - Reload (SIGHUP): the file is loaded and checked in full (TLS files in
  *   a child, as at start-up) before anything changes; a bad one is refused
  *   and logged, and the running configuration stays.  What the master
@@ -108,6 +119,21 @@ struct conn {
 	uint32_t next_free;
 };
 
+/* A session process that may serve again (session-reuse): its own
+ * channel, over which it says when its session has ended (SESSION_SPARE)
+ * and gets its next login; while it waits for one it is a spare. */
+struct sproc {
+	pid_t pid;
+	int chan;
+	struct event *ev;		/* chan readable */
+	struct event *timer;		/* a spare's session-spare-timeout */
+	uid_t uid;
+	gid_t gid;
+	unsigned conf_gen;		/* M.conf_gen when it was forked */
+	bool spare;
+	struct sproc *next;
+};
+
 struct frontend {
 	pid_t pid;
 	int chan;
@@ -162,6 +188,10 @@ static struct {
 	uid_t login_uid;
 	gid_t login_gid;
 	uint64_t started_ms;
+	struct sproc *sprocs;		/* session processes with a channel */
+	unsigned nspares;
+	unsigned conf_gen;		/* counts reloads: spares of an older
+					 * configuration are not reused */
 } M;
 
 #define NO_SLOT UINT32_MAX
@@ -493,8 +523,9 @@ static int parse_user(const struct proto_msg *msg, struct user_info *u)
 }
 
 /* In a child: closes what only the master may hold.  A session keeps the
- * writing end of the report socket (keep_report). */
-static void close_master_fds(bool keep_report)
+ * writing end of the report socket (keep_report) and its client (keep_fd,
+ * else -1). */
+static void close_master_fds(bool keep_report, int keep_fd)
 {
 	for (size_t i = 0; i < M.nlisten; i++)
 		close(M.listen_fds[i]);
@@ -504,10 +535,14 @@ static void close_master_fds(bool keep_report)
 		close(M.report_fd[1]);
 	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
 		close(fe->chan);
+	/* Else a spare would never see the end of its channel. */
+	for (struct sproc *p = M.sprocs; p != NULL; p = p->next)
+		close(p->chan);
 	if (M.authd != NULL)
 		close(bufferevent_getfd(M.authd));
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i]->fd != -1 && M.conns[i]->state == C_REDEEM)
+		if (M.conns[i]->fd != -1 && M.conns[i]->fd != keep_fd &&
+		    M.conns[i]->state == C_REDEEM)
 			close(M.conns[i]->fd);
 }
 
@@ -542,29 +577,21 @@ static void send_report(const struct session_report *r)
 	log_debug("session: report to the master lost: %s", strerror(errno));
 }
 
-/* The session process: from here on, one client and one mailbox owner. */
-static void __attribute__((noreturn)) session_child(struct conn *c, const struct user_info *u)
+/* One login in a session process: returns when the session has ended and
+ * its report is sent.  A maildrop template that cannot be expanded is
+ * answered and ends the process (no report: the master counts it failed). */
+static void session_serve(const struct session_job *j, int fd)
 {
 	struct session_params p;
-	char path[4096];
-	const char *err;
 	struct session_report report;
+	char path[4096];
 	char user[POP3D_LOG_USER_MAX];
-	int fd = c->fd, status;
+	const char *err;
 
-	child_signals();
-	tls_ticket_keys_wipe();
-	c->fd = -1;	/* keep it open through close_master_fds */
-	close_master_fds(true);
-	pop3_log_token(u->user, user, sizeof(user));
-	proctitle_set("pop3d: session %s %s", user, c->rip);
-	if (privdrop_session(u->uid, u->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
-		log_warnx("session: user=%s uid=%lu: %s", user, (unsigned long)u->uid, err);
-		refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
-		_exit(1);
-	}
-	if (maildir_expand(u->maildrop != NULL && u->maildrop[0] != '\0' ? u->maildrop :
-			   M.conf->pop3d.maildrop, u->user, u->home, path, sizeof(path),
+	pop3_log_token(j->user, user, sizeof(user));
+	proctitle_set("pop3d: session %s %s", user, j->rip);
+	if (maildir_expand(j->maildrop[0] != '\0' ? j->maildrop : M.conf->pop3d.maildrop,
+			   j->user, j->home[0] != '\0' ? j->home : NULL, path, sizeof(path),
 			   &err) == -1) {
 		log_warnx("session: user=%s: maildrop: %s", user, err);
 		refuse(fd, "-ERR [SYS/PERM] Mailbox is not configured correctly\r\n");
@@ -572,21 +599,266 @@ static void __attribute__((noreturn)) session_child(struct conn *c, const struct
 	}
 	memset(&p, 0, sizeof(p));
 	p.fd = fd;
-	p.user = u->user;
+	p.user = j->user;
 	p.maildrop = path;
-	p.rip = c->rip;
-	p.data = c->data;
-	p.data_len = c->data_len;
-	p.secured = c->secured;
-	p.tls_info = c->tls_info;
+	p.rip = j->rip;
+	p.data = j->data;
+	p.data_len = j->data_len;
+	p.secured = j->secured != 0;
+	p.tls_info = j->tls_info;
 	p.conf = M.conf;
-	status = session_run(&p, &report);
+	session_run(&p, &report);	/* closes fd */
 	send_report(&report);
-	_exit(status);
+}
+
+/* A session process that may serve again: says its session has ended and
+ * waits for the next login the master gives it, or for the end of the
+ * channel (the master has enough spares, this one waited too long, a
+ * reload, the master is gone).  Returns 0 with *j and *fd_r, or -1. */
+static int spare_wait(int chan, struct session_job *j, int *fd_r)
+{
+	uint32_t spare = SESSION_SPARE;
+
+	if (send(chan, &spare, sizeof(spare), MSG_NOSIGNAL) != (ssize_t)sizeof(spare))
+		return -1;
+	proctitle_set("pop3d: session (spare)");
+	switch (session_job_recv(chan, j, fd_r)) {
+	case 1:
+		break;
+	case 0:
+		return -1;
+	default:
+		log_warn("session: bad login from the master");
+		return -1;
+	}
+	/* The master picked us for these ids; a mismatch is a bug, and must
+	 * not become another owner's session. */
+	if (privdrop_enabled() && (j->uid != getuid() || j->gid != getgid())) {
+		log_warnx("session: given uid %lu gid %lu, running as %lu/%lu",
+			  (unsigned long)j->uid, (unsigned long)j->gid,
+			  (unsigned long)getuid(), (unsigned long)getgid());
+		close(*fd_r);
+		return -1;
+	}
+	return 0;
+}
+
+/* The session process: from here on, one mailbox owner, one client at a
+ * time.  chan is its channel to the master, or -1 if it serves only this
+ * login (session-reuse = 1). */
+static void __attribute__((noreturn)) session_child(const struct session_job *first, int fd,
+						     int chan)
+{
+	static struct session_job job;
+	const struct session_job *j = first;
+	char user[POP3D_LOG_USER_MAX];
+	const char *err;
+
+	child_signals();
+	tls_ticket_keys_wipe();
+	close_master_fds(true, fd);
+	if (privdrop_session(j->uid, j->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
+		log_warnx("session: user=%s uid=%lu: %s",
+			  pop3_log_token(j->user, user, sizeof(user)), (unsigned long)j->uid, err);
+		refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
+		_exit(1);
+	}
+	for (unsigned served = 1;; served++) {
+		session_serve(j, fd);
+		if (chan == -1 || served >= M.conf->pop3d.session_reuse ||
+		    spare_wait(chan, &job, &fd) == -1)
+			_exit(0);
+		j = &job;
+	}
+}
+
+/* ---- session processes that serve again ----------------------------------------------- */
+
+static void reports_read(void);
+static struct conn *session_of(pid_t pid);
+
+/* Books the end of c's session (its process has exited, or has said it
+ * is free) and releases c. */
+static void session_ended(struct conn *c)
+{
+	/* Its report, if it sent one, is queued already (it was sent before
+	 * the exit or SESSION_SPARE we are looking at): count it before the
+	 * slot, and with it the pid, is released. */
+	reports_read();
+	stats_duration_add(mtime_ms() - c->started_ms);
+	if (!c->reported)
+		master_stats.sessions_failed++;
+	conn_release(c);
+}
+
+static struct sproc *sproc_of(pid_t pid)
+{
+	for (struct sproc *p = M.sprocs; p != NULL; p = p->next)
+		if (p->pid == pid)
+			return p;
+	return NULL;
+}
+
+/* Forgets p and closes its channel: a spare then leaves (it sees EOF), a
+ * busy one at the end of its session.  Its exit is reaped as any other. */
+static void sproc_drop(struct sproc *p)
+{
+	struct sproc **pp;
+
+	for (pp = &M.sprocs; *pp != p; pp = &(*pp)->next)
+		;
+	*pp = p->next;
+	if (p->spare)
+		M.nspares--;
+	event_free(p->ev);
+	if (p->timer != NULL)
+		event_free(p->timer);
+	close(p->chan);
+	free(p);
+}
+
+static void drop_spares(void)
+{
+	struct sproc *p, *next;
+
+	for (p = M.sprocs; p != NULL; p = next) {
+		next = p->next;
+		if (p->spare)
+			sproc_drop(p);
+	}
+}
+
+static void on_spare_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	sproc_drop(arg);
+}
+
+static void on_sproc_chan(evutil_socket_t fd, short what, void *arg)
+{
+	struct sproc *p = arg;
+	struct conn *c;
+	struct timeval tv;
+	uint32_t msg;
+	ssize_t n;
+	int xfd;
+
+	n = sock_recv_fd(p->chan, &msg, sizeof(msg), &xfd);
+	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (xfd != -1)
+		close(xfd);
+	if (n != (ssize_t)sizeof(msg) || xfd != -1 || msg != SESSION_SPARE || p->spare) {
+		if (n != 0)
+			log_warnx("session %ld: unexpected message; not reused", (long)p->pid);
+		sproc_drop(p);		/* its session ends when it exits */
+		return;
+	}
+	if ((c = session_of(p->pid)) != NULL)
+		session_ended(c);
+	if (p->conf_gen != M.conf_gen || M.nspares >= M.conf->pop3d.session_spares) {
+		sproc_drop(p);
+		return;
+	}
+	p->spare = true;
+	M.nspares++;
+	MTIME_TV(tv, M.conf->pop3d.session_spare_timeout_ms);
+	evtimer_add(p->timer, &tv);
+}
+
+/* Gives the login to a spare running as uid/gid, if there is one.
+ * Returns its pid, or -1. */
+static pid_t spare_take(const struct session_job *j, int fd)
+{
+	for (struct sproc *p = M.sprocs; p != NULL; p = p->next) {
+		if (!p->spare || p->uid != j->uid || p->gid != j->gid)
+			continue;
+		if (session_job_send(p->chan, j, fd) == -1) {
+			log_warn("session %ld: cannot hand it a login", (long)p->pid);
+			sproc_drop(p);
+			return -1;
+		}
+		p->spare = false;
+		M.nspares--;
+		evtimer_del(p->timer);
+		master_stats.session_reuses++;
+		return p->pid;
+	}
+	return -1;
+}
+
+/* Starts the session of login j on fd: in a spare of the same ids, or in a
+ * new process (with a channel, if processes serve more than one login).
+ * Returns the pid, or -1 (logged). */
+static pid_t session_start(const struct session_job *j, int fd)
+{
+	bool reuse = M.conf->pop3d.session_reuse > 1 && M.conf->pop3d.session_spares > 0;
+	struct sproc *p;
+	int sv[2] = { -1, -1 };
+	pid_t pid;
+
+	if (reuse && (pid = spare_take(j, fd)) != -1)
+		return pid;
+	if (reuse && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
+		log_warn("socketpair");	/* this session then serves once */
+		reuse = false;
+	}
+	pid = fork();
+	if (pid == -1) {
+		log_warn("fork");
+		if (reuse) {
+			close(sv[0]);
+			close(sv[1]);
+		}
+		return -1;
+	}
+	if (pid == 0) {
+		if (reuse)
+			close(sv[0]);
+		session_child(j, fd, reuse ? sv[1] : -1);
+	}
+	master_stats.session_forks++;
+	if (!reuse)
+		return pid;
+	close(sv[1]);
+	sock_set_nonblock(sv[0], true);
+	p = xcalloc(1, sizeof(*p));
+	p->pid = pid;
+	p->chan = sv[0];
+	p->uid = j->uid;
+	p->gid = j->gid;
+	p->conf_gen = M.conf_gen;
+	p->ev = event_new(M.base, sv[0], EV_READ | EV_PERSIST, on_sproc_chan, p);
+	p->timer = evtimer_new(M.base, on_spare_timeout, p);
+	if (p->ev == NULL || p->timer == NULL)
+		fatalx("event_new");
+	event_add(p->ev, NULL);
+	p->next = M.sprocs;
+	M.sprocs = p;
+	return pid;
+}
+
+/* What the session process needs of c and u, in one block. */
+static void job_fill(struct session_job *j, const struct conn *c, const struct user_info *u)
+{
+	memset(j, 0, SESSION_JOB_HEADER_LEN);
+	j->uid = (uint32_t)u->uid;
+	j->gid = (uint32_t)u->gid;
+	j->secured = c->secured;
+	/* Each fits: AUTH_MAX_USER was checked, and no field of authd's
+	 * reply is longer than the reply. */
+	snprintf(j->user, sizeof(j->user), "%s", u->user);
+	snprintf(j->home, sizeof(j->home), "%s", u->home != NULL ? u->home : "");
+	snprintf(j->maildrop, sizeof(j->maildrop), "%s", u->maildrop != NULL ? u->maildrop : "");
+	snprintf(j->rip, sizeof(j->rip), "%s", c->rip);
+	snprintf(j->tls_info, sizeof(j->tls_info), "%s", c->secured ? c->tls_info : "");
+	j->data_len = (uint32_t)c->data_len;
+	if (c->data_len > 0)
+		memcpy(j->data, c->data, c->data_len);
 }
 
 static void redeem_done(struct conn *c, const struct proto_msg *msg)
 {
+	static struct session_job job;
 	char user[POP3D_LOG_USER_MAX];
 	struct user_info u;
 	pid_t pid;
@@ -617,14 +889,13 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 		conn_release(c);
 		return;
 	}
-	pid = fork();
+	job_fill(&job, c, &u);
+	pid = session_start(&job, c->fd);
+	sodium_memzero(job.data, job.data_len);
 	if (pid == -1) {
-		log_warn("fork");
-		login_tempfail(c, "cannot fork a session");
+		login_tempfail(c, "cannot start a session");
 		return;
 	}
-	if (pid == 0)
-		session_child(c, &u);
 	/* fixed format, documented in pop3d(8) (LOGGING) */
 	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", user, c->rip,
 		 c->method, c->secured ? "yes" : "no", c->secured ? " tls=" : "",
@@ -936,7 +1207,7 @@ static void spawn_frontend(unsigned slot)
 		 * it is would unregister the master's events from it. */
 		event_reinit(M.base);
 		event_base_free(M.base);
-		close_master_fds(false);
+		close_master_fds(false, -1);
 		/* Connected by the front end itself (authd binds tickets to
 		 * the connecting pid) and before the drop: the socket may be
 		 * out of reach for login-user inside the chroot. */
@@ -1043,6 +1314,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct frontend *fe;
+		struct sproc *p;
 		struct conn *c;
 
 		for (fe = M.fes; fe != NULL; fe = fe->next)
@@ -1054,23 +1326,21 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 			fe_gone(fe);
 			continue;
 		}
+		if ((p = sproc_of(pid)) != NULL)
+			sproc_drop(p);
 		c = session_of(pid);
 		if (c == NULL)
 			continue;
-		/* Its report, if it sent one, is queued already (it was sent
-		 * before the exit we just reaped): count it before the slot,
-		 * and with it the pid, is released. */
-		reports_read();
-		stats_duration_add(mtime_ms() - c->started_ms);
 		if (WIFSIGNALED(status)) {
 			log_warnx("session user=%s pid=%ld killed by signal %d", c->user, (long)pid,
 				  WTERMSIG(status));
-			if (!c->reported)
+			reports_read();
+			if (!c->reported) {
+				c->reported = true;	/* counted here, not as failed */
 				master_stats.sessions_killed++;
-		} else if (!c->reported) {
-			master_stats.sessions_failed++;
+			}
 		}
-		conn_release(c);
+		session_ended(c);
 	}
 }
 
@@ -1082,6 +1352,9 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 	for (uint32_t i = 0; i < M.nconns_cap; i++)
 		if (M.conns[i]->state == C_SESSION)
 			kill(M.conns[i]->pid, SIGTERM);
+	for (struct sproc *p = M.sprocs; p != NULL; p = p->next)
+		if (p->spare)
+			kill(p->pid, SIGTERM);
 	event_base_loopbreak(M.base);
 }
 
@@ -1287,6 +1560,9 @@ static int reload(void)
 		log_warn("reload: cannot open log file %s", n->pop3d.log.file);
 	M.conf = n;
 	M.login_delay_ms = login_delay_ms(n);
+	/* Spares run with the old settings: the next logins fork anew. */
+	M.conf_gen++;
+	drop_spares();
 	if (tls_configured(n))
 		tls_ticket_keys_init();		/* once: STLS may just have been turned on */
 	if (slot_count(n) != old_slots)
@@ -1330,6 +1606,7 @@ void master_gauges(struct master_gauges *g)
 		redeem += M.conns[i]->state == C_REDEEM;
 		g->sessions += M.conns[i]->state == C_SESSION;
 	}
+	g->spares = M.nspares;
 	g->fe = master_stats.fe_ended;
 	for (const struct frontend *fe = M.fes; fe != NULL; fe = fe->next) {
 		if (fe->retired)

@@ -342,6 +342,33 @@ int ipc_send(int sock, const struct ipc_msg *m, int fd);
  * message (errno EAGAIN when nothing is pending). */
 int ipc_recv(int sock, struct ipc_msg *m, int *fd_r);
 
+/* A login for a session process that serves again (session-reuse): the
+ * master sends it, with the client fd, over that process's own
+ * SOCK_SEQPACKET socketpair once the process has said it is free
+ * (SESSION_SPARE).  A process's first login comes with the fork. */
+struct session_job {
+	uint32_t uid, gid;		/* the process checks they are its own */
+	uint32_t data_len;		/* bytes used in data */
+	uint8_t secured;
+	char user[AUTH_MAX_USER + 1];
+	char home[AUTHD_MAX_LINE];	/* "" = none */
+	char maildrop[AUTHD_MAX_LINE];	/* "" = the maildrop setting */
+	char rip[64];
+	char tls_info[POP3D_TLS_INFO_MAX];
+	uint8_t data[POP3D_HANDOFF_MAX_DATA];	/* client bytes already read */
+};
+
+#define SESSION_JOB_HEADER_LEN	offsetof(struct session_job, data)
+/* session -> master: its session has ended and it can take another. */
+#define SESSION_SPARE		0x53504152u
+
+/* Sends j (header plus data_len bytes) with the client fd.  Returns 0/-1
+ * (the socket is idle when a job is due, so it never waits). */
+int session_job_send(int sock, const struct session_job *j, int fd);
+/* Receives a job and checks it (lengths, terminated strings, one fd).
+ * Returns 1 with *fd_r, 0 on EOF, -1 on a broken or malformed message. */
+int session_job_recv(int sock, struct session_job *j, int *fd_r);
+
 /* ---- tls.c: OpenSSL server contexts and start-up checks ---------------- */
 
 /* True if the configuration asks for TLS (listen-tls or starttls). */
@@ -432,7 +459,9 @@ struct master_stats {
 						 * not used: see bytes_sent) */
 	struct fe_stats fe_ended;		/* sum of the last snapshots of
 						 * front ends that ended (gauges 0) */
-	struct duration_hist durations;		/* fork to reap of each session */
+	struct duration_hist durations;		/* login to end of each session */
+	uint64_t session_forks;			/* session processes started */
+	uint64_t session_reuses;		/* logins given to a spare */
 	uint64_t fe_restarts;			/* after a crash or an authd loss */
 	uint64_t authd_replacements;		/* front ends replaced for an authd loss */
 	uint64_t master_authd_lost;		/* the master socket connection */
@@ -446,7 +475,7 @@ void stats_fe_add(struct fe_stats *into, const struct fe_stats *from);
 /* Adds a session's report; bytes_sent only if plain (a TLS session's
  * bytes are counted by the front end that relays them). */
 void stats_session_add(const struct session_report *r, bool plain);
-/* Adds a session lifetime (fork to reap) to master_stats.durations. */
+/* Adds a session lifetime (login to its end) to master_stats.durations. */
 void stats_duration_add(uint64_t ms);
 
 /* Serves the stats socket listen_fd (non-blocking) on base: each client
@@ -467,6 +496,7 @@ struct master_gauges {
 	unsigned awaiting;		/* waiting for authd: a front end's AUTH or
 					 * the master's REDEEM */
 	unsigned sessions;		/* in a session */
+	unsigned spares;		/* session processes waiting for a login */
 	unsigned frontends;		/* front ends taking new connections */
 	unsigned frontends_retiring;	/* replaced, finishing their connections */
 	uint64_t uptime_s;

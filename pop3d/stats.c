@@ -19,11 +19,12 @@
  *   the last snapshot is not lost).  What a crashed front end counted
  *   after its last snapshot is lost: at most one interval's worth.
  * - A session counts in its own memory (struct session_report) and sends
- *   the report once, as it exits, on a SOCK_SEQPACKET socket all sessions
+ *   the report once, as it ends, on a SOCK_SEQPACKET socket all sessions
  *   share with the master.  The master reads the sender's pid from
  *   SCM_CREDENTIALS (the kernel's word, not the session's), accepts one
  *   report per live session, and reads pending reports before it releases
- *   a reaped session, so a report is never counted against the wrong one.
+ *   a session (reaped, or its process free for another login), so a report
+ *   is never counted against the wrong one.
  *   A session's bytes therefore appear when it ends.
  * - So no counter is ever shared between processes or threads, nothing on
  *   a client's path takes a lock, and a front end or session can at worst
@@ -183,7 +184,13 @@ static void render(struct evbuffer *out)
 	metrics_value(out, "pop3d_connections", "state=\"preauth\"", g.preauth);
 	metrics_value(out, "pop3d_connections", "state=\"awaiting_auth\"", g.awaiting);
 	metrics_value(out, "pop3d_connections", "state=\"session\"", g.sessions);
-	one(out, "pop3d_sessions", "gauge", "Session processes running.", g.sessions);
+	one(out, "pop3d_sessions", "gauge", "Sessions running.", g.sessions);
+	one(out, "pop3d_session_spares", "gauge",
+	    "Session processes waiting for another login of their uid.", g.spares);
+	metrics_header(out, "pop3d_session_starts_total", "counter",
+		       "Sessions started, in a new process (fork) or a spare (reuse).");
+	metrics_value(out, "pop3d_session_starts_total", "process=\"fork\"", s->session_forks);
+	metrics_value(out, "pop3d_session_starts_total", "process=\"reuse\"", s->session_reuses);
 	metrics_header(out, "pop3d_frontends", "gauge", "Front-end processes by state.");
 	metrics_value(out, "pop3d_frontends", "state=\"active\"", g.frontends);
 	metrics_value(out, "pop3d_frontends", "state=\"retiring\"", g.frontends_retiring);
@@ -233,7 +240,7 @@ static void render(struct evbuffer *out)
 	metrics_value(out, "pop3d_sessions_ended_total", "reason=\"killed\"", s->sessions_killed);
 	metrics_value(out, "pop3d_sessions_ended_total", "reason=\"failed\"", s->sessions_failed);
 	metrics_header(out, "pop3d_session_duration_seconds", "histogram",
-		       "Session lifetimes, from fork to exit.");
+		       "Session lifetimes, from login to the end of the session.");
 	render_durations(out, "pop3d_session_duration_seconds");
 	metrics_header(out, "pop3d_messages_total", "counter",
 		       "Messages retrieved (RETR), listed with TOP, deleted at QUIT.");

@@ -184,6 +184,9 @@ static void test_minimal_defaults(void)
 	CHECK_INT(conf->pop3d.max_connections, 1000);
 	CHECK_INT(conf->pop3d.max_connections_per_ip, 20);
 	CHECK_INT(conf->pop3d.max_sessions_per_user, 10);
+	CHECK_INT(conf->pop3d.session_reuse, 100);
+	CHECK_INT(conf->pop3d.session_spares, 16);
+	CHECK_INT(conf->pop3d.session_spare_timeout_ms, 30000);
 	CHECK_INT(conf->pop3d.first_valid_uid, 1000);
 	CHECK_INT(conf->pop3d.auth_failure_delay_ms, 2000);
 	CHECK_INT(conf->pop3d.max_auth_failures, 3);
@@ -271,6 +274,9 @@ static void test_every_key(void)
 		"max-connections = 5000\n"
 		"max-connections-per-ip = 4\n"
 		"max-sessions-per-user = 2\n"
+		"session-reuse = 1\n"
+		"session-spares = 0\n"
+		"session-spare-timeout = 5s\n"
 		"first-valid-uid = 500\n"
 		"auth-failure-delay = 1500ms\n"
 		"max-auth-failures = 5\n"
@@ -344,6 +350,9 @@ static void test_every_key(void)
 	CHECK_INT(conf->pop3d.max_connections, 5000);
 	CHECK_INT(conf->pop3d.max_connections_per_ip, 4);
 	CHECK_INT(conf->pop3d.max_sessions_per_user, 2);
+	CHECK_INT(conf->pop3d.session_reuse, 1);
+	CHECK_INT(conf->pop3d.session_spares, 0);
+	CHECK_INT(conf->pop3d.session_spare_timeout_ms, 5000);
 	CHECK_INT(conf->pop3d.first_valid_uid, 500);
 	CHECK_INT(conf->pop3d.auth_failure_delay_ms, 1500);
 	CHECK_INT(conf->pop3d.max_auth_failures, 5);
@@ -804,7 +813,8 @@ static void test_error_bad_values(void)
 		{ "max-auth-failures", "0" }, { "max-bad-commands", "1001" },
 		{ "max-connections", "0" }, { "max-connections-per-ip", "1000001" },
 		{ "max-sessions-per-user", "100001" }, { "user-command", "nope" },
-		{ "implementation", "True" },
+		{ "implementation", "True" }, { "session-reuse", "0" },
+		{ "session-spares", "10001" }, { "session-spare-timeout", "999ms" },
 	};
 	static const struct { const char *key, *value; } auth_bad[] = {
 		{ "workers", "0" }, { "workers", "257" }, { "queue-limit", "0" },

@@ -2,6 +2,7 @@
 clients (Python's poplib, curl, mpop/fetchmail) and raw sockets."""
 
 import base64
+import re
 import os
 import poplib
 import signal
@@ -692,3 +693,132 @@ def test_session_autologout_deletes_nothing(world):
     d = login(p.port)
     assert d.stat()[0] == 3
     d.quit()
+
+
+# ---- session processes that serve again (session-reuse) ------------------------------
+
+def session_pids(p):
+    """[(user, pid)] of every login in the log, in order."""
+    return [(m.group(1), int(m.group(2))) for m in
+            re.finditer(r"login: user=(\S+) .*? pid=(\d+)", p.log_text())]
+
+
+def wait_spares(p, n):
+    wait_until(lambda: p.metric("pop3d_session_spares") == n, 10,
+               "%d spare session process(es)" % n)
+
+
+def test_session_process_serves_the_next_login(world):
+    p = world()
+    c = login(p.port, "alice")
+    c.dele(1)
+    c.quit()
+    wait_spares(p, 1)
+    (_, first), = session_pids(p)
+    assert not process_gone(first)
+    # the spare serves carol (same uid): her maildrop, not alice's
+    c = login(p.port, "carol")
+    assert c.stat()[0] == 1
+    assert [x.split()[1] for x in c.uidl()[1]] == [b"1.M9.host"]
+    c.quit()
+    wait_spares(p, 1)
+    # and alice again: her DELE was applied and her lock released
+    c = Client(p.port)
+    c.send("USER alice\r\nPASS alice-pw\r\nSTAT\r\nLIST 1\r\nQUIT\r\n")
+    assert c.line() == "+OK"
+    assert c.line().startswith("+OK Logged in, 2 messages")
+    assert c.line().startswith("+OK 2 ")
+    assert c.line() == "+OK 1 %d" % len(wire(CRLF_MSG))
+    assert c.line() == "+OK Logging out"
+    assert c.closed()
+    assert [pid for _, pid in session_pids(p)] == [first] * 3
+    assert p.metric("pop3d_session_starts_total", process="fork") == 1
+    assert p.metric("pop3d_session_starts_total", process="reuse") == 2
+    wait_until(lambda: p.metric("pop3d_sessions_ended_total", reason="QUIT") == 3, 10,
+               "three sessions ended by QUIT")
+    assert p.metric("pop3d_sessions") == 0
+    assert p.metric("pop3d_sessions_ended_total", reason="failed") == 0
+    assert p.log_text().count("logout: user=") == 3
+
+
+def test_session_reuse_limits(world):
+    p = world({"session-reuse": "2"})
+    login(p.port, "bob").quit()
+    wait_spares(p, 1)
+    login(p.port, "bob").quit()
+    pids = [pid for _, pid in session_pids(p)]
+    assert pids[0] == pids[1]
+    # two logins served: it leaves instead of waiting for a third
+    wait_until(lambda: process_gone(pids[0]), 10, "process done after 2 logins")
+    assert p.metric("pop3d_session_spares") == 0
+    login(p.port, "bob").quit()
+    assert session_pids(p)[-1][1] != pids[0]
+    assert p.metric("pop3d_session_starts_total", process="fork") == 2
+
+
+def test_idle_spare_leaves_after_its_timeout(world):
+    p = world({"session-spare-timeout": "1s"})
+    login(p.port, "bob").quit()
+    (_, pid), = session_pids(p)
+    wait_until(lambda: process_gone(pid), 10, "idle spare gone")
+    assert p.metric("pop3d_session_spares") == 0
+
+
+def test_no_spares_means_a_process_per_login(world):
+    p = world({"session-spares": "0"})
+    for _ in range(2):
+        login(p.port, "bob").quit()
+    pids = [pid for _, pid in session_pids(p)]
+    assert pids[0] != pids[1]
+    wait_until(lambda: process_gone(pids[0]) and process_gone(pids[1]), 10, "sessions gone")
+    assert p.metric("pop3d_session_starts_total", process="reuse") == 0
+    assert p.metric("pop3d_session_spares") == 0
+
+
+def test_spare_killed_or_reload_then_new_process(world):
+    p = world()
+    login(p.port, "bob").quit()
+    wait_spares(p, 1)
+    (_, first), = session_pids(p)
+    os.kill(first, signal.SIGKILL)
+    wait_spares(p, 0)
+    c = login(p.port, "carol")
+    assert c.stat()[0] == 1
+    c.quit()
+    wait_spares(p, 1)
+    second = session_pids(p)[-1][1]
+    assert second != first
+    # a reload: spares hold the old settings, so they go
+    os.kill(p.proc.pid, signal.SIGHUP)
+    wait_spares(p, 0)
+    wait_until(lambda: process_gone(second), 10, "spare gone after the reload")
+    login(p.port, "bob").quit()
+    assert session_pids(p)[-1][1] not in (first, second)
+    assert p.metric("pop3d_session_starts_total", process="reuse") == 0
+    assert p.metric("pop3d_sessions_ended_total", reason="killed") == 0
+
+
+@pytest.mark.root
+def test_spare_serves_only_its_own_uid(world, mailroot):
+    other = TEST_UID + 1
+    p = world(extra_passwd="dave:{PLAIN}dave-pw:%d:%d::%s::\n" %
+              (other, TEST_GID, os.path.join(mailroot.path, "dave")))
+    md = mailroot.maildir("dave", [("new/1.d", b"S: d\n\nd\n")], owner=False)
+    for dirpath, _, files in os.walk(os.path.dirname(md)):
+        os.chown(dirpath, other, TEST_GID)
+        for f in files:
+            os.chown(os.path.join(dirpath, f), other, TEST_GID)
+    login(p.port, "alice").quit()
+    wait_spares(p, 1)
+    c = login(p.port, "dave")
+    assert c.stat()[0] == 1
+    (_, a), (_, d) = session_pids(p)
+    assert a != d
+    assert proc_status(d)["Uid"] == [str(other)] * 4
+    c.quit()
+    wait_spares(p, 2)
+    # each later login goes to the spare of its own uid
+    login(p.port, "carol").quit()
+    login(p.port, "dave").quit()
+    assert [pid for _, pid in session_pids(p)] == [a, d, a, d]
+    assert proc_status(a)["Uid"] == [str(TEST_UID)] * 4
