@@ -512,20 +512,22 @@ cache = yes
         wait_until(lambda: self.pop3d.poll() is not None or greets(self.port), 20, "pop3d")
         if self.pop3d.poll() is not None:
             raise RuntimeError("pop3d exited: see %s" % self.dir)
-        # The front ends are the master's children while no session runs.
         wait_until(lambda: len(self.frontends()) >= 1, 10, "front ends")
         return self
 
     def frontends(self):
-        return children_of(self.pop3d.pid) if self.pop3d else []
+        """The master's children but sessions (spares of an earlier
+        scenario may still wait for a login)."""
+        if not self.pop3d:
+            return []
+        return [p for p in children_of(self.pop3d.pid)
+                if not cmdline(p).startswith("pop3d: session")]
 
     def frontend_memory(self):
         """{'rss': KiB, 'pss': KiB, 'procs': n} summed over the front ends
         (the master's children other than sessions), and the master's."""
         rss = pss = n = 0
         for pid in self.frontends():
-            # Sessions are children too; none run in the idle scenario,
-            # but skip anything not running as the login user.
             r, p = memory_kib(pid)
             rss += r
             pss += p
@@ -548,12 +550,16 @@ cache = yes
 
     def cpu_label(self, pid, comm):
         """(label for pid's own CPU, label for its exited children's)."""
+        # Session processes live on between logins (session-reuse): a
+        # live one is counted with the exited ones.
         if pid == self.pop3d.pid:
-            return "pop3d master", "pop3d sessions (exited children of the master)"
+            return "pop3d master", "pop3d sessions"
+        if cmdline(pid).startswith("pop3d: session"):
+            return "pop3d sessions", "(grandchildren)"
         if pid == self.authd.pid:
             return "authd", "authd helpers (exited)"
         if ppid(pid) == self.pop3d.pid:
-            return "pop3d front ends (and live sessions)", "(grandchildren)"
+            return "pop3d front ends", "(grandchildren)"
         return comm, "exited children of " + comm
 
     def frontend_pids(self):

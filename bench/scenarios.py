@@ -34,7 +34,7 @@ def _ticks():
 
 def proc_cpu(pid):
     """(comm, own CPU s, reaped children's CPU s, own minor page faults,
-    reaped children's) of pid, or None."""
+    reaped children's, parent pid) of pid, or None."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             st = f.read()
@@ -46,7 +46,7 @@ def proc_cpu(pid):
     t = _ticks()
     own = (int(fields[11]) + int(fields[12])) / t
     children = (int(fields[13]) + int(fields[14])) / t
-    return comm, own, children, int(fields[7]), int(fields[8])
+    return comm, own, children, int(fields[7]), int(fields[8]), int(fields[1])
 
 
 def machine_busy():
@@ -59,7 +59,9 @@ def machine_busy():
 class CpuMeter:
     """CPU seconds spent by a server's processes between start() and
     stop(), by role (srv.cpu_label); processes that exited in between
-    (sessions) are counted through their parents' reaped-children time."""
+    (sessions) are counted through their parents' reaped-children time,
+    less what those that already ran at start() had spent before it
+    (processes that serve many sessions: Dovecot's pop3, our spares)."""
 
     def __init__(self, srv):
         self.srv = srv
@@ -84,7 +86,7 @@ class CpuMeter:
         self.wall = time.monotonic() - self.t0
         self.busy = machine_busy() - self.busy0
         by, faults = {}, {}
-        for pid, (comm, own, ch, flt, cflt) in s1.items():
+        for pid, (comm, own, ch, flt, cflt, _) in s1.items():
             before = self.s0.get(pid)
             same = before is not None and before[0] == comm
             d_own = own - (before[1] if same else 0)
@@ -97,6 +99,15 @@ class CpuMeter:
             if d_ch > 0 or d_cflt > 0:
                 by[ch_label] = by.get(ch_label, 0) + d_ch
                 faults[ch_label] = faults.get(ch_label, 0) + d_cflt
+        for pid, (comm, own, _, flt, _, parent) in self.s0.items():
+            after = s1.get(pid)
+            if after is not None and after[0] == comm:
+                continue        # still running: counted above
+            if parent not in s1:
+                continue        # its parent's reaped time is not counted either
+            _, ch_label = self.srv.cpu_label(parent, s1[parent][0])
+            by[ch_label] = by.get(ch_label, 0) - own
+            faults[ch_label] = faults.get(ch_label, 0) - flt
         self.by = {k: v for k, v in by.items() if v > 0.0005}
         self.faults = faults
         return self
