@@ -98,7 +98,7 @@ static const struct key_def pop3d_keys[] = {
 	{ "max-sessions-per-user", K_UINT, C(pop3d.max_sessions_per_user), "10", 1, 100000, 0 },
 	{ "first-valid-uid", K_UINT, C(pop3d.first_valid_uid), "1000", 1, 4294967294u, 0 },
 	{ "session-reuse", K_UINT, C(pop3d.session_reuse), "100", 1, 1000000, 0 },
-	{ "session-spares", K_UINT, C(pop3d.session_spares), "16", 0, 10000, 0 },
+	{ "session-spares", K_UINT, C(pop3d.session_spares), "128", 0, 10000, 0 },
 	{ "session-spare-timeout", K_DURATION, C(pop3d.session_spare_timeout_ms), "30s", 1000,
 	  3600000, 0 },
 	{ "auth-failure-delay", K_DURATION, C(pop3d.auth_failure_delay_ms), "2s", 0, 60000, 0 },

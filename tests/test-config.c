@@ -185,7 +185,7 @@ static void test_minimal_defaults(void)
 	CHECK_INT(conf->pop3d.max_connections_per_ip, 20);
 	CHECK_INT(conf->pop3d.max_sessions_per_user, 10);
 	CHECK_INT(conf->pop3d.session_reuse, 100);
-	CHECK_INT(conf->pop3d.session_spares, 16);
+	CHECK_INT(conf->pop3d.session_spares, 128);
 	CHECK_INT(conf->pop3d.session_spare_timeout_ms, 30000);
 	CHECK_INT(conf->pop3d.first_valid_uid, 1000);
 	CHECK_INT(conf->pop3d.auth_failure_delay_ms, 2000);
