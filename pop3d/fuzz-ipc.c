@@ -1,11 +1,13 @@
 /*
  * fuzz-ipc.c - libFuzzer harness for the master's decoder of front-end
- * messages (ipc_recv in pop3d/ipc.c) and the POP3 command tokenizer
- * (pop3d/cmd.c): the two parsers that see bytes from less trusted peers.
+ * messages (ipc_recv in pop3d/ipc.c), a session's decoder of the logins
+ * the master hands it (session_job_recv), and the POP3 command tokenizer
+ * (pop3d/cmd.c).
  *
- * Input: byte 0 bit 0 says whether a descriptor goes with the datagram;
- * the rest is sent as one SOCK_SEQPACKET datagram and decoded; the same
- * bytes, cut at the first NUL/CR/LF and at 255, are tokenized as a command.
+ * Input: byte 0 bit 0 says whether a descriptor goes with the datagram,
+ * bit 1 which decoder reads it; the rest is sent as one SOCK_SEQPACKET
+ * datagram and decoded; the same bytes, cut at the first NUL/CR/LF and at
+ * 255, are tokenized as a command.
  * Checks: an accepted message has a known type, consistent lengths and
  * terminated strings; a descriptor is returned only where one is due.
  *
@@ -45,12 +47,33 @@ static void tokenize(const uint8_t *data, size_t size)
 		abort();
 }
 
+static void check_job(int sock)
+{
+	static struct session_job j;
+	int fd = -1;
+
+	if (session_job_recv(sock, &j, &fd) == 1) {
+		if (fd == -1 || j.data_len > POP3D_HANDOFF_MAX_DATA || j.user[0] == '\0' ||
+		    memchr(j.user, '\0', sizeof(j.user)) == NULL ||
+		    memchr(j.home, '\0', sizeof(j.home)) == NULL ||
+		    memchr(j.maildrop, '\0', sizeof(j.maildrop)) == NULL ||
+		    memchr(j.rip, '\0', sizeof(j.rip)) == NULL ||
+		    memchr(j.tls_info, '\0', sizeof(j.tls_info)) == NULL ||
+		    j.secured > 1 || (j.secured == 1) != (j.tls_info[0] != '\0'))
+			abort();
+	} else if (fd != -1) {
+		abort();
+	}
+	if (fd != -1)
+		close(fd);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct ipc_msg m;
 	int sv[2], fd = -1, r;
 
-	if (size < 1 || size > sizeof(m) + 16)
+	if (size < 1 || size > sizeof(struct session_job) + 16)
 		return 0;
 	tokenize(data + 1, size - 1);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == -1)
@@ -59,7 +82,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		sock_send_fd(sv[0], (data[0] & 1) ? sv[0] : -1, data + 1, size - 1);
 	else
 		close(sv[0]), sv[0] = -1;
-	r = ipc_recv(sv[1], &m, &fd);
+	if (data[0] & 2) {
+		check_job(sv[1]);
+		r = 0;
+	} else {
+		r = ipc_recv(sv[1], &m, &fd);
+	}
 	if (r == 1) {
 		switch (m.type) {
 		case IPC_HANDOFF:
