@@ -677,16 +677,18 @@ static void __attribute__((noreturn)) session_child(const struct session_job *fi
 static void reports_read(void);
 static struct conn *session_of(pid_t pid);
 
-/* Books the end of c's session (its process has exited, or has said it
- * is free) and releases c. */
-static void session_ended(struct conn *c)
+/* Books the end of c's session (its process has exited, killed by a
+ * signal if killed, or has said it is free) and releases c. */
+static void session_ended(struct conn *c, bool killed)
 {
 	/* Its report, if it sent one, is queued already (it was sent before
 	 * the exit or SESSION_SPARE we are looking at): count it before the
 	 * slot, and with it the pid, is released. */
 	reports_read();
 	stats_duration_add(mtime_ms() - c->started_ms);
-	if (!c->reported)
+	if (!c->reported && killed)
+		master_stats.sessions_killed++;
+	else if (!c->reported)
 		master_stats.sessions_failed++;
 	conn_release(c);
 }
@@ -754,7 +756,7 @@ static void on_sproc_chan(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if ((c = session_of(p->pid)) != NULL)
-		session_ended(c);
+		session_ended(c, false);
 	if (p->conf_gen != M.conf_gen || M.nspares >= M.conf->pop3d.session_spares) {
 		sproc_drop(p);
 		return;
@@ -1331,16 +1333,10 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 		c = session_of(pid);
 		if (c == NULL)
 			continue;
-		if (WIFSIGNALED(status)) {
+		if (WIFSIGNALED(status))
 			log_warnx("session user=%s pid=%ld killed by signal %d", c->user, (long)pid,
 				  WTERMSIG(status));
-			reports_read();
-			if (!c->reported) {
-				c->reported = true;	/* counted here, not as failed */
-				master_stats.sessions_killed++;
-			}
-		}
-		session_ended(c);
+		session_ended(c, WIFSIGNALED(status));
 	}
 }
 
