@@ -54,6 +54,7 @@ static void check_job(int sock)
 
 	if (session_job_recv(sock, &j, &fd) == 1) {
 		if (fd == -1 || j.data_len > POP3D_HANDOFF_MAX_DATA || j.user[0] == '\0' ||
+		    (strcmp(j.method, "USER") != 0 && strcmp(j.method, "PLAIN") != 0) ||
 		    memchr(j.user, '\0', sizeof(j.user)) == NULL ||
 		    memchr(j.home, '\0', sizeof(j.home)) == NULL ||
 		    memchr(j.maildrop, '\0', sizeof(j.maildrop)) == NULL ||

@@ -123,6 +123,8 @@ int session_job_recv(int sock, struct session_job *j, int *fd_r)
 	if ((size_t)n < SESSION_JOB_HEADER_LEN || fd == -1 ||
 	    j->data_len > POP3D_HANDOFF_MAX_DATA ||
 	    (size_t)n != SESSION_JOB_HEADER_LEN + j->data_len || j->secured > 1 ||
+	    !terminated(j->method, sizeof(j->method)) ||
+	    (strcmp(j->method, "USER") != 0 && strcmp(j->method, "PLAIN") != 0) ||
 	    !terminated(j->user, sizeof(j->user)) || j->user[0] == '\0' ||
 	    !terminated(j->home, sizeof(j->home)) ||
 	    !terminated(j->maildrop, sizeof(j->maildrop)) ||

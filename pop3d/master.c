@@ -590,6 +590,10 @@ static void session_serve(const struct session_job *j, int fd)
 
 	pop3_log_token(j->user, user, sizeof(user));
 	proctitle_set("pop3d: session %s %s", user, j->rip);
+	/* fixed format, documented in pop3d(8) (LOGGING) */
+	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", user, j->rip,
+		 j->method, j->secured ? "yes" : "no", j->secured ? " tls=" : "",
+		 j->secured ? j->tls_info : "", (long)getpid());
 	if (maildir_expand(j->maildrop[0] != '\0' ? j->maildrop : M.conf->pop3d.maildrop,
 			   j->user, j->home[0] != '\0' ? j->home : NULL, path, sizeof(path),
 			   &err) == -1) {
@@ -846,6 +850,7 @@ static void job_fill(struct session_job *j, const struct conn *c, const struct u
 	j->uid = (uint32_t)u->uid;
 	j->gid = (uint32_t)u->gid;
 	j->secured = c->secured;
+	snprintf(j->method, sizeof(j->method), "%s", c->method);
 	/* Each fits: AUTH_MAX_USER was checked, and no field of authd's
 	 * reply is longer than the reply. */
 	snprintf(j->user, sizeof(j->user), "%s", u->user);
@@ -898,10 +903,7 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 		login_tempfail(c, "cannot start a session");
 		return;
 	}
-	/* fixed format, documented in pop3d(8) (LOGGING) */
-	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", user, c->rip,
-		 c->method, c->secured ? "yes" : "no", c->secured ? " tls=" : "",
-		 c->secured ? c->tls_info : "", (long)pid);
+	/* the session process logs the login: before its logout, always */
 	master_stats.logins_ok++;
 	c->started_ms = mtime_ms();
 	c->reported = false;

@@ -350,6 +350,7 @@ struct session_job {
 	uint32_t uid, gid;		/* the process checks they are its own */
 	uint32_t data_len;		/* bytes used in data */
 	uint8_t secured;
+	char method[8];			/* "USER" or "PLAIN" */
 	char user[AUTH_MAX_USER + 1];
 	char home[AUTHD_MAX_LINE];	/* "" = none */
 	char maildrop[AUTHD_MAX_LINE];	/* "" = the maildrop setting */

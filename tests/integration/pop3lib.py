@@ -135,6 +135,14 @@ class Pop3d:
         with open(self.log, "r", errors="replace") as f:
             return f.read()
 
+    def wait_log(self, regex, count=1, timeout=10):
+        """The log once regex matches count times in it (a session logs
+        its logout after the client has the reply to QUIT, so a client can
+        be done before the line is written)."""
+        wait_until(lambda: len(re.findall(regex, self.log_text(), re.M)) >= count,
+                   timeout, "%d log line(s) matching %r" % (count, regex))
+        return self.log_text()
+
     def scrape(self):
         """The stats socket's text (Prometheus exposition format)."""
         s = socket.socket(socket.AF_UNIX)

@@ -133,7 +133,7 @@ def test_poplib_full_session(world):
     assert sorted(os.listdir(os.path.join(md, "cur"))) == [
         "1000000002.M2.host:2,S", "1000000003.M3.host:2,S"]
     assert os.listdir(os.path.join(md, "new")) == []
-    log = p.log_text()
+    log = p.wait_log("logout: ")
     assert "login: user=alice rip=127.0.0.1 method=USER secured=no pid=" in log
     assert "logout: user=alice rip=127.0.0.1 reason=QUIT retr=3/" in log
 
@@ -153,7 +153,7 @@ def test_auth_plain_both_ways(world):
     c.cmd("QUIT")
     c.close()
     # poplib's own SASL-less path is USER/PASS; check the log names PLAIN
-    assert "login: user=alice rip=127.0.0.1 method=PLAIN" in p.log_text()
+    assert "login: user=alice rip=127.0.0.1 method=PLAIN" in p.wait_log("login: ")
 
 
 def test_curl_retrieves_and_lists(world):
@@ -645,7 +645,7 @@ def test_ipv6_and_several_listeners(world):
     c.pass_("bob-pw")
     assert c.stat() == (0, 0)
     c.quit()
-    assert "login: user=bob rip=::1 " in p.log_text()
+    assert "login: user=bob rip=::1 " in p.wait_log("login: ")
 
 
 def test_many_idle_connections_while_logging_in(world):
@@ -697,10 +697,13 @@ def test_session_autologout_deletes_nothing(world):
 
 # ---- session processes that serve again (session-reuse) ------------------------------
 
-def session_pids(p):
-    """[(user, pid)] of every login in the log, in order."""
+LOGIN_LINE = r"login: user=(\S+) .*? pid=(\d+)"
+
+
+def session_pids(p, n):
+    """[(user, pid)] of every login in the log, in order, once there are n."""
     return [(m.group(1), int(m.group(2))) for m in
-            re.finditer(r"login: user=(\S+) .*? pid=(\d+)", p.log_text())]
+            re.finditer(LOGIN_LINE, p.wait_log(LOGIN_LINE, n))]
 
 
 def wait_spares(p, n):
@@ -714,7 +717,7 @@ def test_session_process_serves_the_next_login(world):
     c.dele(1)
     c.quit()
     wait_spares(p, 1)
-    (_, first), = session_pids(p)
+    (_, first), = session_pids(p, 1)
     assert not process_gone(first)
     # the spare serves carol (same uid): her maildrop, not alice's
     c = login(p.port, "carol")
@@ -731,7 +734,7 @@ def test_session_process_serves_the_next_login(world):
     assert c.line() == "+OK 1 %d" % len(wire(CRLF_MSG))
     assert c.line() == "+OK Logging out"
     assert c.closed()
-    assert [pid for _, pid in session_pids(p)] == [first] * 3
+    assert [pid for _, pid in session_pids(p, 3)] == [first] * 3
     assert p.metric("pop3d_session_starts_total", process="fork") == 1
     assert p.metric("pop3d_session_starts_total", process="reuse") == 2
     wait_until(lambda: p.metric("pop3d_sessions_ended_total", reason="QUIT") == 3, 10,
@@ -746,20 +749,20 @@ def test_session_reuse_limits(world):
     login(p.port, "bob").quit()
     wait_spares(p, 1)
     login(p.port, "bob").quit()
-    pids = [pid for _, pid in session_pids(p)]
+    pids = [pid for _, pid in session_pids(p, 2)]
     assert pids[0] == pids[1]
     # two logins served: it leaves instead of waiting for a third
     wait_until(lambda: process_gone(pids[0]), 10, "process done after 2 logins")
     assert p.metric("pop3d_session_spares") == 0
     login(p.port, "bob").quit()
-    assert session_pids(p)[-1][1] != pids[0]
+    assert session_pids(p, 3)[-1][1] != pids[0]
     assert p.metric("pop3d_session_starts_total", process="fork") == 2
 
 
 def test_idle_spare_leaves_after_its_timeout(world):
     p = world({"session-spare-timeout": "1s"})
     login(p.port, "bob").quit()
-    (_, pid), = session_pids(p)
+    (_, pid), = session_pids(p, 1)
     wait_until(lambda: process_gone(pid), 10, "idle spare gone")
     assert p.metric("pop3d_session_spares") == 0
 
@@ -768,7 +771,7 @@ def test_no_spares_means_a_process_per_login(world):
     p = world({"session-spares": "0"})
     for _ in range(2):
         login(p.port, "bob").quit()
-    pids = [pid for _, pid in session_pids(p)]
+    pids = [pid for _, pid in session_pids(p, 2)]
     assert pids[0] != pids[1]
     wait_until(lambda: process_gone(pids[0]) and process_gone(pids[1]), 10, "sessions gone")
     assert p.metric("pop3d_session_starts_total", process="reuse") == 0
@@ -779,21 +782,21 @@ def test_spare_killed_or_reload_then_new_process(world):
     p = world()
     login(p.port, "bob").quit()
     wait_spares(p, 1)
-    (_, first), = session_pids(p)
+    (_, first), = session_pids(p, 1)
     os.kill(first, signal.SIGKILL)
     wait_spares(p, 0)
     c = login(p.port, "carol")
     assert c.stat()[0] == 1
     c.quit()
     wait_spares(p, 1)
-    second = session_pids(p)[-1][1]
+    second = session_pids(p, 2)[-1][1]
     assert second != first
     # a reload: spares hold the old settings, so they go
     os.kill(p.proc.pid, signal.SIGHUP)
     wait_spares(p, 0)
     wait_until(lambda: process_gone(second), 10, "spare gone after the reload")
     login(p.port, "bob").quit()
-    assert session_pids(p)[-1][1] not in (first, second)
+    assert session_pids(p, 3)[-1][1] not in (first, second)
     assert p.metric("pop3d_session_starts_total", process="reuse") == 0
     assert p.metric("pop3d_sessions_ended_total", reason="killed") == 0
 
@@ -812,7 +815,7 @@ def test_spare_serves_only_its_own_uid(world, mailroot):
     wait_spares(p, 1)
     c = login(p.port, "dave")
     assert c.stat()[0] == 1
-    (_, a), (_, d) = session_pids(p)
+    (_, a), (_, d) = session_pids(p, 2)
     assert a != d
     assert proc_status(d)["Uid"] == [str(other)] * 4
     c.quit()
@@ -820,5 +823,5 @@ def test_spare_serves_only_its_own_uid(world, mailroot):
     # each later login goes to the spare of its own uid
     login(p.port, "carol").quit()
     login(p.port, "dave").quit()
-    assert [pid for _, pid in session_pids(p)] == [a, d, a, d]
+    assert [pid for _, pid in session_pids(p, 4)] == [a, d, a, d]
     assert proc_status(a)["Uid"] == [str(TEST_UID)] * 4
