@@ -191,7 +191,8 @@ def test_fetchmail_into_mbox_deletes(world, tmp_path):
                   "  mda \"/bin/sh -c 'cat >> %s'\"\n" % (p.port, mbox))
     rc.chmod(0o600)
     env = dict(os.environ, HOME=str(tmp_path), FETCHMAILHOME=str(tmp_path))
-    r = subprocess.run(["fetchmail", "-f", str(rc), "--nosyslog", "-N", "-v"],
+    r = subprocess.run(["fetchmail", "-f", str(rc), "--pidfile", str(tmp_path / "fetchmail.pid"),
+                        "--nosyslog", "-N", "-v"],
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     got = mbox.read_bytes()
