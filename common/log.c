@@ -26,6 +26,7 @@ static enum log_level log_level = LOG_LEVEL_INFO;
 static enum log_target log_target = LOG_TARGET_STDERR;
 static int log_fd = STDERR_FILENO;
 static char log_path[4096];
+static int log_facility;
 static bool log_journal;
 static pthread_rwlock_t log_lock = PTHREAD_RWLOCK_INITIALIZER;
 
@@ -68,6 +69,7 @@ int log_init(const char *ident, enum log_level level, enum log_target target,
 		break;
 	case LOG_TARGET_SYSLOG:
 		openlog(ident, LOG_PID | LOG_NDELAY, syslog_facility);
+		log_facility = syslog_facility;
 		log_target = LOG_TARGET_SYSLOG;
 		break;
 	case LOG_TARGET_FILE:
@@ -110,6 +112,22 @@ void log_reopen(void)
 		errno = err;
 		log_warn("log: cannot reopen %s", path);
 	}
+}
+
+/* glibc keeps the syslog socket to itself: it must be closed through
+ * closelog(), or glibc would one day close whatever took its number. */
+int log_fds_closing(void)
+{
+	if (log_target != LOG_TARGET_SYSLOG)
+		return log_fd;
+	closelog();
+	return -1;
+}
+
+void log_fds_closed(void)
+{
+	if (log_target == LOG_TARGET_SYSLOG)
+		openlog(log_ident, LOG_PID | LOG_NDELAY, log_facility);
 }
 
 void log_set_level(enum log_level level)

@@ -24,6 +24,12 @@ int log_init(const char *ident, enum log_level level, enum log_target target,
 /* Reopens the log file (no-op for other targets).  Async-signal unsafe:
  * call it from the event loop, not from a signal handler. */
 void log_reopen(void);
+/* For a forked child about to close every descriptor it was not given
+ * (privsep_close_fds): returns the descriptor the log writes to, or -1
+ * with syslog, whose connection it closes; log_fds_closed() then
+ * connects it again. */
+int log_fds_closing(void);
+void log_fds_closed(void);
 void log_set_level(enum log_level level);
 bool log_enabled(enum log_level level);
 

@@ -3,6 +3,7 @@
  *
  * Code here runs as root.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
@@ -54,6 +55,61 @@ void privsep_drop(uid_t uid, gid_t gid)
 		fatalx("privilege drop to %ld:%ld did not stick", (long)uid, (long)gid);
 	if (uid != 0 && (setuid(0) != -1 || seteuid(0) != -1))
 		fatalx("privilege drop to %ld can be undone", (long)uid);
+}
+
+static int int_cmp(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* close_range(2) needs Linux 5.9: else each open descriptor, from /proc. */
+static int close_from_to(unsigned lo, unsigned hi)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (close_range(lo, hi, 0) == 0)
+		return 0;
+	if (errno != ENOSYS || (d = opendir("/proc/self/fd")) == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long fd = strtol(e->d_name, &end, 10);
+
+		if (*end == '\0' && end != e->d_name && fd >= (long)lo && fd <= (long)hi &&
+		    fd != dirfd(d))
+			close((int)fd);
+	}
+	closedir(d);
+	return 0;
+}
+
+void privsep_close_fds(const int *keep, size_t n)
+{
+	int sorted[9];
+	size_t k = 0;
+	unsigned lo = STDERR_FILENO + 1;
+
+	if (n + 1 > sizeof(sorted) / sizeof(sorted[0]))
+		fatalx("privsep_close_fds: too many descriptors to keep");
+	for (size_t i = 0; i < n; i++)
+		if (keep[i] > STDERR_FILENO)
+			sorted[k++] = keep[i];
+	sorted[k] = log_fds_closing();
+	if (sorted[k] > STDERR_FILENO)
+		k++;
+	qsort(sorted, k, sizeof(sorted[0]), int_cmp);
+	for (size_t i = 0; i < k; i++) {
+		if ((unsigned)sorted[i] > lo && close_from_to(lo, (unsigned)sorted[i] - 1) == -1)
+			fatal("close_range");
+		if ((unsigned)sorted[i] >= lo)
+			lo = (unsigned)sorted[i] + 1;
+	}
+	if (close_from_to(lo, ~0U) == -1)
+		fatal("close_range");
+	log_fds_closed();
 }
 
 void privsep_no_core(void)

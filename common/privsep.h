@@ -22,4 +22,11 @@ void privsep_drop(uid_t uid, gid_t gid);
  * memory never land on disk. */
 void privsep_no_core(void);
 
+/* In a child forked from a daemon: closes every descriptor above stderr
+ * but the n in keep (-1 entries are skipped) and the log's.  A listing of
+ * what to close would miss one the parent is closing just then (libevent
+ * closes a freed connection's socket a moment later); this cannot.
+ * fatal() if it cannot be done. */
+void privsep_close_fds(const int *keep, size_t n);
+
 #endif

@@ -522,30 +522,6 @@ static int parse_user(const struct proto_msg *msg, struct user_info *u)
 	return 0;
 }
 
-/* In a child: closes what only the master may hold.  A session keeps the
- * writing end of the report socket (keep_report) and its client (keep_fd,
- * else -1). */
-static void close_master_fds(bool keep_report, int keep_fd)
-{
-	for (size_t i = 0; i < M.nlisten; i++)
-		close(M.listen_fds[i]);
-	stats_child_close();
-	close(M.report_fd[0]);
-	if (!keep_report)
-		close(M.report_fd[1]);
-	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
-		close(fe->chan);
-	/* Else a spare would never see the end of its channel. */
-	for (struct sproc *p = M.sprocs; p != NULL; p = p->next)
-		close(p->chan);
-	if (M.authd != NULL)
-		close(bufferevent_getfd(M.authd));
-	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i]->fd != -1 && M.conns[i]->fd != keep_fd &&
-		    M.conns[i]->state == C_REDEEM)
-			close(M.conns[i]->fd);
-}
-
 static void child_signals(void)
 {
 	signal(SIGCHLD, SIG_DFL);
@@ -657,10 +633,13 @@ static void __attribute__((noreturn)) session_child(const struct session_job *fi
 	const struct session_job *j = first;
 	char user[POP3D_LOG_USER_MAX];
 	const char *err;
+	int keep[] = { fd, M.report_fd[1], chan };
 
 	child_signals();
 	tls_ticket_keys_wipe();
-	close_master_fds(true, fd);
+	/* Nothing of the master's: not its listeners, not its connections
+	 * to authd, to front ends, to stats readers, to other sessions. */
+	privsep_close_fds(keep, sizeof(keep) / sizeof(keep[0]));
 	if (privdrop_session(j->uid, j->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
 		log_warnx("session: user=%s uid=%lu: %s",
 			  pop3_log_token(j->user, user, sizeof(user)), (unsigned long)j->uid, err);
@@ -1211,7 +1190,7 @@ static void spawn_frontend(unsigned slot)
 		 * it is would unregister the master's events from it. */
 		event_reinit(M.base);
 		event_base_free(M.base);
-		close_master_fds(false, -1);
+		privsep_close_fds(&sv[1], 1);
 		/* Connected by the front end itself (authd binds tickets to
 		 * the connecting pid) and before the drop: the socket may be
 		 * out of reach for login-user inside the chroot. */

@@ -482,10 +482,6 @@ void stats_duration_add(uint64_t ms);
 /* Serves the stats socket listen_fd (non-blocking) on base: each client
  * gets the metrics in the Prometheus text format, then EOF.  Takes fd. */
 void stats_init(struct event_base *base, int listen_fd);
-/* In a child the master forked: closes the stats socket and the
- * connections of scrapes in progress (which would otherwise never see
- * EOF while the child lives), leaving libevent's records alone. */
-void stats_child_close(void);
 /* Closes the stats socket and every scrape in progress (at exit). */
 void stats_shutdown(void);
 

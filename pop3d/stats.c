@@ -333,16 +333,6 @@ void stats_init(struct event_base *b, int listen_fd)
 		fatalx("cannot serve the stats socket");
 }
 
-void stats_child_close(void)
-{
-	struct sconn *c;
-
-	if (listener != NULL)
-		close(evconnlistener_get_fd(listener));
-	LIST_FOREACH(c, &conns, entry)
-		close(bufferevent_getfd(c->bev));
-}
-
 void stats_shutdown(void)
 {
 	if (listener != NULL)

@@ -149,13 +149,35 @@ class Pop3d:
         s.settimeout(10)
         s.connect(self.stats)
         data = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-        s.close()
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+        except socket.timeout:
+            raise AssertionError("stats socket: reply not ended in 10 s (%d bytes read)\n%s"
+                                 % (len(data), self.diagnose())) from None
+        finally:
+            s.close()
         return data.decode()
+
+    def diagnose(self):
+        """What the master is doing, and who holds stats connections: for
+        the message of a failed wait."""
+        out = []
+        for name in ("stat", "wchan", "stack"):
+            try:
+                with open("/proc/%d/%s" % (self.proc.pid, name)) as f:
+                    out.append("master %s: %s" % (name, f.read().strip()))
+            except OSError as e:
+                out.append("master %s: %s" % (name, e))
+        try:
+            r = subprocess.run(["ss", "-xpn"], capture_output=True, text=True, timeout=10)
+            out += [line for line in r.stdout.splitlines() if self.stats in line]
+        except (OSError, subprocess.SubprocessError) as e:    # no ss (iproute2)
+            out.append("ss: %s" % e)
+        return "\n".join(out)
 
     def metrics(self):
         """The stats, strictly parsed: {(name, labels): value}."""

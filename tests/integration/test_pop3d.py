@@ -507,6 +507,48 @@ def test_privileges_really_dropped(world, tmp_path):
     assert "refusing to run a session as uid or gid 0" in p.log_text()
 
 
+def fd_links(pid):
+    """{fd: what it is} above stderr of pid ("socket:[123]", a path...)."""
+    out = {}
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        if int(fd) > 2:
+            try:
+                out[int(fd)] = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            except OSError:
+                pass
+    return out
+
+
+def kernel_objects(links):
+    """The sockets and pipes among links: each "socket:[ino]" names one."""
+    return {l for l in links.values() if l.startswith(("socket:", "pipe:"))}
+
+
+def test_children_hold_nothing_of_the_master(world):
+    # A session runs as the mailbox owner: of the master's descriptors
+    # (listeners, authd and front-end connections, stats readers, its event
+    # loop) it holds only the writing end of the report socket.
+    p = world()
+    c = login(p.port, "alice")
+    (_, pid), = session_pids(p, 1)
+    master = kernel_objects(fd_links(p.proc.pid))
+    held = fd_links(pid)
+    assert len(master & kernel_objects(held)) == 1, (held, master)
+    # client, report socket, channel to the master, and the maildrop
+    md = p.maildirs["alice"]
+    assert len(kernel_objects(held)) == 3, held
+    assert all(l.startswith("socket:") or l == md or l.startswith(md + "/")
+               for l in held.values()), held
+    fes = [f for f, _ in p.children() if "front end %d started" % f in p.log_text()]
+    assert len(fes) == 2
+    for fe in fes:
+        assert not master & kernel_objects(fd_links(fe)), fd_links(fe)
+    c.quit()
+    wait_spares(p, 1)
+    held = fd_links(pid)
+    assert len(held) == 2 and len(master & kernel_objects(held)) == 1, held  # a spare
+
+
 def test_authd_killed_and_restarted_during_login_storm(world):
     import threading
     users = {"storm%d" % i: [("new/1.a", b"S: x\n\nx\n")] for i in range(6)}
