@@ -225,7 +225,7 @@ def test_process_titles(world):
     wait_until(lambda: sorted(titles(p).values()) ==
                ["pop3d: login [0 connections, 0 awaiting auth]"] * 2, 10, "front end titles")
     c = session(p.port, "alice")
-    pid = int(re.findall(r"login: user=alice .* pid=(\d+)", p.wait_log("login: "))[-1])
+    pid = int(re.findall(r"login: user=alice .* pid=(\d+)", p.log_text())[-1])
     assert cmdline(pid) == "pop3d: session alice 127.0.0.1"
     idle = Client(p.port)
     wait_until(lambda: "pop3d: login [1 connections, 0 awaiting auth]" in
@@ -254,7 +254,7 @@ def test_sessions_killed_and_refused_are_counted(world):
     p = world(pop3d_keys={"max-sessions-per-user": "1", "max-connections-per-ip": "3"})
     before = p.metrics()
     c = session(p.port, "alice")
-    pid = int(re.findall(r"login: user=alice .* pid=(\d+)", p.wait_log("login: "))[-1])
+    pid = int(re.findall(r"login: user=alice .* pid=(\d+)", p.log_text())[-1])
     # a second session of alice: refused by the per-user limit
     d = Client(p.port)
     d.cmd("USER alice")
