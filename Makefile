@@ -20,15 +20,30 @@ PYTHON   ?= /usr/bin/python3
 CC       ?= cc
 
 SANITIZER ?=
+BUILDDIR  ?= build
 ifeq ($(SANITIZER),)
-B := build
+B := $(BUILDDIR)
 else
-B := build/$(SANITIZER)
+B := $(BUILDDIR)/$(SANITIZER)
 endif
 
+# pkg-config runs when this file is parsed.  On a fresh machine the -dev
+# packages are not there yet at that moment, so the goals that install them
+# (run, check, bench) only install, then build in a sub-make that parses
+# this file again, never in the make that ran install-deps.  A goal that
+# builds without installing stops here with the reason instead of failing
+# to link.
 PKGS := libevent libevent_pthreads libsodium inih libcrypt
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_FOUND  := $(shell pkg-config --exists $(PKGS) libevent_openssl libssl libcrypto && echo yes)
+INSTALL_DEPS ?= scripts/install-deps
+NOBUILD_GOALS := deps run check bench clean uninstall
+ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
+ifneq ($(PKG_FOUND),yes)
+$(error pkg-config cannot find $(PKGS) libevent_openssl libssl libcrypto: Debian packages are missing; `make deps` installs them (`make run` and `make check` do it themselves))
+endif
+endif
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wpointer-arith -Wcast-qual -Wformat=2 -Wno-unused-parameter
@@ -84,7 +99,7 @@ $(B)/obj/%.o: %.c
 # ---- tests ---------------------------------------------------------------
 
 deps:
-	@scripts/install-deps
+	@$(INSTALL_DEPS)
 
 unit: programs
 	@tests/run-unit $(UNIT_TESTS)
@@ -100,7 +115,8 @@ fuzz:
 # Benchmarks (bench/run-bench, docs/benchmarks.md): the standard scenarios
 # against daemons started on loopback, about 7 minutes; bench-smoke is a
 # few seconds' check that the suite still works.
-bench: deps programs
+bench: deps
+	$(MAKE) programs
 	$(PYTHON) bench/run-bench
 
 bench-smoke: programs
@@ -124,8 +140,10 @@ check: deps
 	$(MAKE) fuzz FUZZ_SECONDS=5
 	$(MAKE) bench-smoke
 
-run: deps $(PROGRAMS)
-	@scripts/demo
+DEMO ?= scripts/demo
+run: deps
+	$(MAKE) $(PROGRAMS)
+	@BUILD_DIR=$(B) $(DEMO)
 
 UNITDIR     ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d

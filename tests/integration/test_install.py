@@ -83,3 +83,54 @@ def test_man_pages_lint_clean(page):
                        capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0"))
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+def fresh_machine_stubs(tmp_path):
+    """A PATH whose pkg-config fails until a stub install-deps has run, as
+    on a fresh machine where the -dev packages come with the first make."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    marker = tmp_path / "installed"
+    real = shutil.which("pkg-config")
+    (bindir / "pkg-config").write_text(
+        "#!/bin/sh\n[ -e '%s' ] || exit 1\nexec '%s' \"$@\"\n" % (marker, real))
+    (tmp_path / "install-deps").write_text("#!/bin/sh\ntouch '%s'\n" % marker)
+    (tmp_path / "demo").write_text(
+        "#!/bin/sh\nfor p in authd pop3d authctl; do test -x \"$BUILD_DIR/$p\" || exit 1; done\n"
+        "echo demo-started\n")
+    for f in (bindir / "pkg-config", tmp_path / "install-deps", tmp_path / "demo"):
+        f.chmod(0o755)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SANITIZER", "CI")}
+    env["PATH"] = "%s:%s" % (bindir, os.environ["PATH"])
+    return env, marker
+
+
+@pytest.mark.skipif(os.environ.get("SANITIZER", "") != "",
+                    reason="tests the Makefile, not the code: once, in the plain pass")
+def test_make_run_links_on_a_fresh_machine(tmp_path):
+    """`make run` installs the packages and then builds, in one command: the
+    flags pkg-config gives after the install reach the link (the first make
+    run on a fresh machine once failed with undefined references)."""
+    env, marker = fresh_machine_stubs(tmp_path)
+    r = subprocess.run(["make", "-s", "-j2", "-C", REPO, "run",
+                        "BUILDDIR=%s" % (tmp_path / "build"),
+                        "INSTALL_DEPS=%s" % (tmp_path / "install-deps"),
+                        "DEMO=%s" % (tmp_path / "demo")],
+                       env=env, capture_output=True, text=True, timeout=600)
+    assert marker.exists()
+    assert r.returncode == 0 and "demo-started" in r.stdout, r.stdout[-3000:] + r.stderr[-3000:]
+
+
+@pytest.mark.skipif(os.environ.get("SANITIZER", "") != "",
+                    reason="tests the Makefile, not the code: once, in the plain pass")
+def test_make_without_packages_says_so(tmp_path):
+    """A goal that builds without installing stops with the reason before
+    compiling anything, instead of failing to link."""
+    env, marker = fresh_machine_stubs(tmp_path)
+    r = subprocess.run(["make", "-C", REPO, "programs", "BUILDDIR=%s" % (tmp_path / "build")],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "Debian packages are missing" in r.stderr and "make deps" in r.stderr, r.stderr
+    assert not (tmp_path / "build").exists()
+    assert not marker.exists()
