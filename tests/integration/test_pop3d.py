@@ -868,3 +868,34 @@ def test_spare_serves_only_its_own_uid(world, mailroot):
     login(p.port, "dave").quit()
     assert [pid for _, pid in session_pids(p, 4)] == [a, d, a, d]
     assert proc_status(a)["Uid"] == [str(TEST_UID)] * 4
+
+
+def test_limits_count_the_same_way(world):
+    """max-bad-commands and max-auth-failures both count to n: the n-th bad
+    command or failed login is answered, then the connection is closed;
+    after n-1 the client goes on."""
+    n = 3
+    p = world(pop3d_keys={"max-bad-commands": str(n), "max-auth-failures": str(n),
+                          "auth-failure-delay": "10ms"})
+
+    def bogus(c):
+        assert c.cmd("BOGUS") == "-ERR Unknown command"
+
+    def failed_login(c):
+        assert c.cmd("USER alice") == "+OK"
+        assert c.cmd("PASS bad") == "-ERR [AUTH] Authentication failed"
+
+    def check(c, bad):
+        for _ in range(n - 1):
+            bad(c)
+        assert c.cmd("NOOP") == "+OK"
+        bad(c)
+        assert c.line().startswith("-ERR Too many")
+        assert c.closed()
+
+    check(Client(p.port), bogus)
+    check(Client(p.port), failed_login)
+    c = Client(p.port)
+    assert c.cmd("USER alice") == "+OK"
+    assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
+    check(c, bogus)
