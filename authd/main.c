@@ -255,6 +255,8 @@ int main(int argc, char **argv)
 
 	if (!foreground)
 		daemonize();
+	else if (chdir("/") == -1)	/* as daemonize() does: keep no directory busy */
+		fatal("chdir /");
 
 	base = event_base_new();
 	if (base == NULL)

@@ -96,8 +96,6 @@
  * back in use within seconds. */
 #define LDAP_BACKOFF_MIN_MS	100
 #define LDAP_BACKOFF_MAX_MS	5000
-/* uris: a primary and a few replicas. */
-#define LDAP_MAX_URIS		8
 /* attributes: one per userdb field (uid, gid, home, maildrop). */
 #define LDAP_MAX_MAP		4
 /* A service password longer than this is a wrong file, not a password. */

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -19,13 +20,14 @@
 #include <ini.h>
 
 #include "common/config.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/num.h"
 
 #define CONFIG_MAX_LINE 4096
 #define MAX_DURATION_MS (7ull * 24 * 3600 * 1000)
 
-enum key_type { K_STRING, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_PERCENT, K_LOGLEVEL,
+enum key_type { K_STRING, K_PATH, K_BOOL, K_UINT, K_DURATION, K_SIZE, K_PERCENT, K_LOGLEVEL,
 		K_LOGTARGET, K_FACILITY };
 
 /* Which authenticator types a key applies to (bit per enum auth_type). */
@@ -50,14 +52,14 @@ struct key_def {
 #define OPTIONAL ""
 
 static const struct key_def authd_keys[] = {
-	{ "socket", K_STRING, C(authd.socket), NULL, 0, 0, 0 },
-	{ "master-socket", K_STRING, C(authd.master_socket), NULL, 0, 0, 0 },
-	{ "stats-socket", K_STRING, C(authd.stats_socket), OPTIONAL, 0, 0, 0 },
+	{ "socket", K_PATH, C(authd.socket), NULL, 0, 0, 0 },
+	{ "master-socket", K_PATH, C(authd.master_socket), NULL, 0, 0, 0 },
+	{ "stats-socket", K_PATH, C(authd.stats_socket), OPTIONAL, 0, 0, 0 },
 	{ "stats-group", K_STRING, C(authd.stats_group), OPTIONAL, 0, 0, 0 },
 	{ "user", K_STRING, C(authd.user), OPTIONAL, 0, 0, 0 },
 	{ "log-level", K_LOGLEVEL, C(authd.log.level), "info", 0, 0, 0 },
 	{ "log-target", K_LOGTARGET, C(authd.log.target), "stderr", 0, 0, 0 },
-	{ "log-file", K_STRING, C(authd.log.file), OPTIONAL, 0, 0, 0 },
+	{ "log-file", K_PATH, C(authd.log.file), OPTIONAL, 0, 0, 0 },
 	{ "syslog-facility", K_FACILITY, C(authd.log.syslog_facility), "mail", 0, 0, 0 },
 	{ "lowercase-usernames", K_BOOL, C(authd.lowercase_usernames), "no", 0, 0, 0 },
 	{ "strip-domain", K_BOOL, C(authd.strip_domain), "no", 0, 0, 0 },
@@ -79,17 +81,17 @@ static const struct key_def cache_keys[] = {
 
 static const struct key_def pop3d_keys[] = {
 	{ "listen", K_STRING, C(pop3d.listen), OPTIONAL, 0, 0, 0 },
-	{ "auth-socket", K_STRING, C(pop3d.auth_socket), NULL, 0, 0, 0 },
-	{ "master-auth-socket", K_STRING, C(pop3d.master_auth_socket), NULL, 0, 0, 0 },
+	{ "auth-socket", K_PATH, C(pop3d.auth_socket), NULL, 0, 0, 0 },
+	{ "master-auth-socket", K_PATH, C(pop3d.master_auth_socket), NULL, 0, 0, 0 },
 	{ "maildrop", K_STRING, C(pop3d.maildrop), "maildir:%h/Maildir", 0, 0, 0 },
 	{ "login-processes", K_UINT, C(pop3d.login_processes), "0", 0, 256, 0 },
 	{ "login-user", K_STRING, C(pop3d.login_user), "pop3d", 0, 0, 0 },
-	{ "login-chroot", K_STRING, C(pop3d.login_chroot), "/var/empty", 0, 0, 0 },
-	{ "stats-socket", K_STRING, C(pop3d.stats_socket), OPTIONAL, 0, 0, 0 },
+	{ "login-chroot", K_PATH, C(pop3d.login_chroot), "/var/empty", 0, 0, 0 },
+	{ "stats-socket", K_PATH, C(pop3d.stats_socket), OPTIONAL, 0, 0, 0 },
 	{ "stats-group", K_STRING, C(pop3d.stats_group), OPTIONAL, 0, 0, 0 },
 	{ "log-level", K_LOGLEVEL, C(pop3d.log.level), "info", 0, 0, 0 },
 	{ "log-target", K_LOGTARGET, C(pop3d.log.target), "stderr", 0, 0, 0 },
-	{ "log-file", K_STRING, C(pop3d.log.file), OPTIONAL, 0, 0, 0 },
+	{ "log-file", K_PATH, C(pop3d.log.file), OPTIONAL, 0, 0, 0 },
 	{ "syslog-facility", K_FACILITY, C(pop3d.log.syslog_facility), "mail", 0, 0, 0 },
 	{ "preauth-timeout", K_DURATION, C(pop3d.preauth_timeout_ms), "60s", 1000, 3600000, 0 },
 	{ "session-timeout", K_DURATION, C(pop3d.session_timeout_ms), "10m", 1000, 86400000, 0 },
@@ -114,8 +116,8 @@ static const struct key_def pop3d_keys[] = {
 	{ "require-tls", K_BOOL, C(pop3d.require_tls), "no", 0, 0, 0 },
 	{ "require-tls-disconnect", K_BOOL, C(pop3d.require_tls_disconnect), "no", 0, 0, 0 },
 	{ "require-tls-exempt", K_STRING, C(pop3d.require_tls_exempt), OPTIONAL, 0, 0, 0 },
-	{ "tls-cert-file", K_STRING, C(pop3d.tls_cert_file), OPTIONAL, 0, 0, 0 },
-	{ "tls-key-file", K_STRING, C(pop3d.tls_key_file), OPTIONAL, 0, 0, 0 },
+	{ "tls-cert-file", K_PATH, C(pop3d.tls_cert_file), OPTIONAL, 0, 0, 0 },
+	{ "tls-key-file", K_PATH, C(pop3d.tls_key_file), OPTIONAL, 0, 0, 0 },
 	{ "tls-min-version", K_STRING, C(pop3d.tls_min_version), "TLSv1.2", 0, 0, 0 },
 	/* Mozilla "intermediate" without the finite-field DHE suites. */
 	{ "tls-ciphers", K_STRING, C(pop3d.tls_ciphers),
@@ -131,7 +133,7 @@ static const struct key_def pop3d_keys[] = {
 
 static const struct key_def auth_keys[] = {
 	{ "type", K_STRING, 0, NULL, 0, 0, T_ALL },	/* handled specially */
-	{ "path", K_STRING, A(path), NULL, 0, 0, T_PW },
+	{ "path", K_PATH, A(path), NULL, 0, 0, T_PW },
 	{ "program", K_STRING, A(program), NULL, 0, 0, T_EXT | T_CHK },
 	{ "workers", K_UINT, A(workers), "4", 1, 256, T_ALL },
 	{ "queue-limit", K_UINT, A(queue_limit), "256", 1, 1000000, T_ALL },
@@ -147,10 +149,10 @@ static const struct key_def auth_keys[] = {
 	{ "environment", K_STRING, A(environment), OPTIONAL, 0, 0, T_EXT | T_CHK | T_PAM },
 	{ "uris", K_STRING, A(ldap_uris), NULL, 0, 0, T_LDAP },
 	{ "starttls", K_BOOL, A(ldap_starttls), "no", 0, 0, T_LDAP },
-	{ "ca-file", K_STRING, A(ldap_ca_file), OPTIONAL, 0, 0, T_LDAP },
+	{ "ca-file", K_PATH, A(ldap_ca_file), OPTIONAL, 0, 0, T_LDAP },
 	{ "bind-dn", K_STRING, A(ldap_bind_dn), OPTIONAL, 0, 0, T_LDAP },
 	{ "bind-password", K_STRING, A(ldap_bind_password), OPTIONAL, 0, 0, T_LDAP },
-	{ "bind-password-file", K_STRING, A(ldap_bind_password_file), OPTIONAL, 0, 0, T_LDAP },
+	{ "bind-password-file", K_PATH, A(ldap_bind_password_file), OPTIONAL, 0, 0, T_LDAP },
 	{ "base", K_STRING, A(ldap_base), NULL, 0, 0, T_LDAP },
 	{ "scope", K_STRING, A(ldap_scope), "sub", 0, 0, T_LDAP },
 	{ "filter", K_STRING, A(ldap_filter), "(&(objectClass=posixAccount)(uid=%u))", 0, 0, T_LDAP },
@@ -161,7 +163,7 @@ static const struct key_def auth_keys[] = {
 	{ "network-timeout", K_DURATION, A(ldap_network_timeout_ms), "2s", 10, 600000, T_LDAP },
 	{ "default-uid", K_STRING, A(default_uid), OPTIONAL, 0, 0, T_ALL },
 	{ "default-gid", K_STRING, A(default_gid), OPTIONAL, 0, 0, T_ALL },
-	{ "default-home", K_STRING, A(default_home), OPTIONAL, 0, 0, T_ALL },
+	{ "default-home", K_PATH, A(default_home), OPTIONAL, 0, 0, T_ALL },
 	{ "default-maildrop", K_STRING, A(default_maildrop), OPTIONAL, 0, 0, T_ALL },
 	{ NULL, 0, 0, NULL, 0, 0, 0 }
 };
@@ -201,7 +203,6 @@ struct section {
 struct load_ctx {
 	const char *path;
 	unsigned line;
-	bool line_too_long;
 	char *error;
 	size_t errsize;
 	bool failed;
@@ -253,34 +254,49 @@ static void note_section(struct load_ctx *ctx, const char *line)
 	ctx->cur = enter_section(ctx, ctx->cur_section);
 }
 
-/* fgets-like reader for inih that counts lines and spots long ones. */
+/* fgets-like reader for inih that counts lines and spots long ones and
+ * NUL bytes (which fgets would pass on as the end of the line). */
 static char *counting_reader(char *str, int num, void *stream)
 {
 	struct load_ctx *ctx;
 	FILE *f;
-	char *r;
-	size_t len;
+	size_t len = 0;
+	bool nul = false, complete = false;
+	int ch;
 
 	ctx = *(struct load_ctx **)stream;
 	f = *((FILE **)stream + 1);
-	r = fgets(str, num, f);
-	if (r == NULL)
+	while (len < (size_t)num - 1 && (ch = getc(f)) != EOF) {
+		nul |= ch == '\0';
+		str[len++] = (char)ch;
+		if (ch == '\n') {
+			complete = true;
+			break;
+		}
+	}
+	if (len == 0)
 		return NULL;
+	str[len] = '\0';
 	ctx->line++;
-	len = strlen(str);
-	bool complete = len > 0 && str[len - 1] == '\n';
+	if (nul) {
+		set_error(ctx, ctx->line, "NUL byte in line");
+		return NULL;
+	}
+	if (!complete && (ch = getc(f)) != EOF) {
+		set_error(ctx, ctx->line, "line longer than %d bytes", CONFIG_MAX_LINE - 3);
+		return NULL;
+	}
 	if (complete)
 		len--;
 	if (len > 0 && str[len - 1] == '\r')
 		len--;
 	/* inih needs 3 bytes beyond the text (CR, LF, NUL). */
-	if ((!complete && !feof(f)) || len > (size_t)CONFIG_MAX_LINE - 3) {
+	if (len > (size_t)CONFIG_MAX_LINE - 3) {
 		set_error(ctx, ctx->line, "line longer than %d bytes", CONFIG_MAX_LINE - 3);
-		ctx->line_too_long = true;
 		return NULL;
 	}
 	note_section(ctx, str);
-	return r;
+	return str;
 }
 
 /* Names fit a cache entry's authenticator field (CACHE_AUTHENTICATOR_MAX). */
@@ -403,6 +419,14 @@ static int store_value(const struct key_def *def, const char *value, void *base,
 	unsigned pct;
 
 	switch (def->type) {
+	case K_PATH:
+		/* The daemons run from "/" (daemonized or not), so a relative
+		 * path would name another file than the operator meant. */
+		if (value[0] != '\0' && value[0] != '/') {
+			snprintf(why, whysize, "expected an absolute path");
+			return -1;
+		}
+		/* fall through */
 	case K_STRING:
 		free(*(char **)dst);
 		*(char **)dst = xstrdup(value);
@@ -510,7 +534,7 @@ static void apply_section(struct load_ctx *ctx, const char *secname, struct sect
 			set_error(ctx, s->line, "[%s]: required key \"%s\" is missing",
 				  secname, def->name);
 			return;
-		} else if (def->def[0] != '\0' || def->type == K_STRING) {
+		} else if (def->def[0] != '\0' || def->type == K_STRING || def->type == K_PATH) {
 			if (store_value(def, def->def, base, why, sizeof(why)) == -1)
 				fatalx("config: bad built-in default for %s: %s", def->name, why);
 		}
@@ -562,6 +586,27 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 {
 	char *copy, *items[8];
 	size_t n;
+
+	/* The schemes passdb_ldap.c's ldap_url_parse accepts; it checks the
+	 * rest of each URI again when the authenticator starts. */
+	copy = xstrdup(a->ldap_uris);
+	if (split_list(copy, items, LDAP_MAX_URIS, &n, ", \t") == -1 || n == 0) {
+		set_error(ctx, entry_line(s, "uris"), "[%s]: uris: expected 1 to %d URIs", secname,
+			  LDAP_MAX_URIS);
+		free(copy);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strncasecmp(items[i], "ldap://", 7) != 0 &&
+		    strncasecmp(items[i], "ldaps://", 8) != 0 &&
+		    strncasecmp(items[i], "ldapi://", 8) != 0) {
+			set_error(ctx, entry_line(s, "uris"), "[%s]: uris: %s is not an ldap://, "
+				  "ldaps:// or ldapi:// URI", secname, items[i]);
+			free(copy);
+			return -1;
+		}
+	}
+	free(copy);
 
 	if (strcmp(a->ldap_scope, "base") != 0 && strcmp(a->ldap_scope, "one") != 0 &&
 	    strcmp(a->ldap_scope, "sub") != 0) {
@@ -824,7 +869,7 @@ struct config *config_load(const char *path, char *error, size_t size)
 static void free_strings(const struct key_def *defs, void *base)
 {
 	for (const struct key_def *def = defs; def->name != NULL; def++) {
-		if (def->type == K_STRING || def->type == K_LOGLEVEL ||
+		if (def->type == K_STRING || def->type == K_PATH || def->type == K_LOGLEVEL ||
 		    def->type == K_LOGTARGET || def->type == K_FACILITY) {
 			if (def->offset == 0 && defs == auth_keys)
 				continue;

@@ -28,4 +28,7 @@
 #define POP3_MAX_COMMAND	255
 #define POP3_MAX_SASL_LINE	2048
 
+/* LDAP `uris`: a primary and a few replicas. */
+#define LDAP_MAX_URIS		8
+
 #endif

@@ -1812,6 +1812,7 @@ int main(int argc, char **argv)
 	 * daemon that logs nowhere must not start. */
 	if (setup_log(conf) == -1)
 		fatal("%s: [pop3d] log-file %s: cannot open", path, conf->pop3d.log.file);
+	config_check_private("configuration file", path);
 	proctitle_init(argc, argv);
 	if (!privdrop_enabled())
 		log_warnx("not running as root: privilege separation is off (no chroot, no "
@@ -1863,8 +1864,12 @@ int main(int argc, char **argv)
 		    sock_set_nonblock(M.report_fd[0], true) == -1)
 			fatal("session report socket");
 	}
+	/* In the foreground too: a session inherits the master's directory,
+	 * which must not be wherever the operator happened to start it. */
 	if (!M.foreground)
 		daemonize();
+	else if (chdir("/") == -1)
+		fatal("chdir /");
 	signal(SIGPIPE, SIG_IGN);
 	proctitle_set("pop3d: master");
 

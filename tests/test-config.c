@@ -1083,6 +1083,60 @@ static void test_check_private(void)
 	CHECK(strstr(buf, "0640") == NULL);
 }
 
+static void test_nul_byte(void)
+{
+	static const char head[] = AUTHD POP3D "greeting = he";
+	static char text[512];
+	size_t n = 0;
+
+	/* named as what it is, on its line, wherever it is in the line */
+	memcpy(text, head, sizeof(head) - 1);
+	n = sizeof(head) - 1;
+	text[n++] = '\0';
+	memcpy(text + n, "llo\n" FILES, sizeof("llo\n" FILES) - 1);
+	n += sizeof("llo\n" FILES) - 1;
+	CHECK(load_n(text, n) == NULL);
+	CHECK(strstr(err, "NUL byte") != NULL && strstr(err, ":8:") != NULL);
+	CHECK(strstr(err, "longer") == NULL);
+	/* on the last line, without a line end: not silently cut there */
+	n = 0;
+	memcpy(text, MINIMAL "# x", sizeof(MINIMAL "# x") - 1);
+	n = sizeof(MINIMAL "# x") - 1;
+	text[n++] = '\0';
+	text[n++] = 'y';
+	CHECK(load_n(text, n) == NULL);
+	CHECK(strstr(err, "NUL byte") != NULL && strstr(err, ":11:") != NULL);
+}
+
+static void test_paths_absolute(void)
+{
+	/* the daemons run from "/": a relative path would name another file */
+	EXPECT_ERROR("[authd]\nsocket = run/auth\nmaster-socket = /run/m\n" POP3D FILES, 2,
+		     "socket", "absolute");
+	EXPECT_ERROR(AUTHD POP3D "[authenticator files]\ntype = passwd-file\npath = passwd\n",
+		     10, "path", "absolute");
+	EXPECT_ERROR(AUTHD POP3D "tls-cert-file = cert.pem\n" FILES, 8, "tls-cert-file",
+		     "absolute");
+	EXPECT_ERROR(AUTHD "log-file = authd.log\n" POP3D FILES, 4, "log-file", "absolute");
+	CHECK(load(AUTHD "log-file = /var/log/authd.log\n" POP3D FILES) != NULL);
+}
+
+static void test_ldap_uris(void)
+{
+	static const char *const bad[] = { "http://x", "ldap:/x", "x", "ldap://a, https://b",
+		"ldap://1 ldap://2 ldap://3 ldap://4 ldap://5 ldap://6 ldap://7 ldap://8 ldap://9" };
+	static char text[1024];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), AUTHD POP3D "[authenticator dir]\ntype = ldap\n"
+			 "uris = %s\nbase = dc=example\n", bad[i]);
+		EXPECT_ERROR(text, 10, "uris");
+	}
+	snprintf(text, sizeof(text), AUTHD POP3D "[authenticator dir]\ntype = ldap\n"
+		 "uris = ldap://127.0.0.1:389, LDAPS://h, ldapi://%%2Frun%%2Fs\nbase = dc=e\n");
+	CHECK(load(text) != NULL);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_minimal_defaults);
@@ -1111,6 +1165,9 @@ int main(void)
 	UNIT_RUN(test_error_syntax);
 	UNIT_RUN(test_error_buffer_small);
 	UNIT_RUN(test_check_private);
+	UNIT_RUN(test_nul_byte);
+	UNIT_RUN(test_paths_absolute);
+	UNIT_RUN(test_ldap_uris);
 	config_free(&conf);
 	return unit_finish();
 }

@@ -899,3 +899,33 @@ def test_limits_count_the_same_way(world):
     assert c.cmd("USER alice") == "+OK"
     assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
     check(c, bogus)
+
+
+def test_daemons_work_from_the_root_directory(world):
+    """Started with -f from some directory, neither daemon keeps it, and
+    no session (running as the mailbox owner) inherits it."""
+    p = world()
+    c = login(p.port)
+    c.stat()
+    (_, pid), = session_pids(p, 1)
+    chroot = os.path.join(p.dir, "pop3d-empty")
+    assert os.readlink("/proc/%d/cwd" % p.proc.pid) == "/"
+    assert os.readlink("/proc/%d/cwd" % p.authd.proc.pid) == "/"
+    assert os.readlink("/proc/%d/cwd" % pid) == "/"
+    for child, _ in p.children():       # front ends: "/" of their chroot
+        try:
+            assert os.readlink("/proc/%d/cwd" % child) in ("/", chroot)
+        except FileNotFoundError:
+            pass                        # a session that just ended
+    c.quit()
+
+
+def test_world_readable_configuration_warned(world):
+    """pop3d warns about a configuration others can read, as authd does:
+    it may hold the TLS key's location and the authd sockets' paths today,
+    secrets tomorrow."""
+    p = world(start=False)
+    os.chmod(p.conf, 0o644)
+    p.start()
+    p.wait_log(r"configuration file %s is readable or writable by others \(mode 0644\)"
+               % re.escape(p.conf))
