@@ -239,11 +239,13 @@ def test_sigterm_reports(fake, users):
 
 def test_percentiles_of_a_known_distribution(fake, users):
     """User i's PASS is answered after 100 + i ms (i = 0..999): the login
-    latencies are that uniform distribution plus loopback overheads of a
-    few milliseconds (well under 1 %).  Each reported percentile must lie
-    between the exact percentile of the delays (a histogram bucket's upper
-    bound is never below its values) and that value plus the histogram's
-    error, with 1 % more for the overheads."""
+    latencies are that uniform distribution plus loopback overheads: a few
+    milliseconds, more on a loaded machine, so up to SLACK_US are allowed
+    (an error of the histogram's ranks would be off by far more: 100 ms
+    separate p50 from p60).  Each reported percentile must lie between the
+    exact percentile of the delays (a histogram bucket's upper bound is
+    never below its values) and that value plus the overheads plus the
+    histogram's error."""
     n = 1000
     srv = fake(pass_delay=lambda u: (100 + int(u[1:])) / 1000)
     res, _, _ = run(srv.port, "-c", 200, "-n", n, "--timeout", "5s", users=users(n),
@@ -252,16 +254,16 @@ def test_percentiles_of_a_known_distribution(fake, users):
     delays = sorted((100 + i) * 1000 for i in range(n))     # microseconds
     lat = res["login_us"]
     assert lat["count"] == n
-    bound = (1 + HIST_ERROR) * 1.01
+    SLACK_US = 50000
     for q, key in [(0.5, "p50"), (0.9, "p90"), (0.99, "p99"), (0.999, "p999")]:
         exact = delays[min(int(q * n), n - 1)]      # the histogram's rank rule
         got = lat[key]
-        assert exact <= got <= exact * bound, (key, exact, got, lat)
+        assert exact <= got <= (exact + SLACK_US) * (1 + HIST_ERROR), (key, exact, got, lat)
     # the maximum is exact (not a bucket bound): the slowest overhead shows
-    assert delays[-1] <= lat["max"] <= delays[-1] * 1.05
+    assert delays[-1] <= lat["max"] <= delays[-1] + SLACK_US
     assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p999"] <= lat["max"]
     # the mean is exact (sum / count), up to the overheads
-    assert 599500 <= lat["mean"] <= 599500 * 1.01
+    assert 599500 <= lat["mean"] <= 599500 + SLACK_US
 
 
 def test_slow_population_reported_apart(fake, users):
