@@ -123,6 +123,12 @@ const char *pop3_cmd_name(enum pop3_cmd_id id);
  * sign).  Returns 0 and the 1-based number, or -1. */
 int pop3_cmd_msgnum(const char *s, unsigned max, unsigned *num_r);
 
+/* Parses the line count of TOP: decimal digits only (no sign, no blank),
+ * any size.  A count above LONG_MAX (or beyond 64 bits) gives LONG_MAX,
+ * which means every line: RFC 1939 allows any non-negative number.
+ * Returns 0 with *lines_r, or -1 (not a number). */
+int pop3_cmd_lines(const char *s, long *lines_r);
+
 /* Splits "a b" into two tokens separated by one or more spaces; *b_r is
  * NULL if there is only one.  s is modified in place.  Returns the number
  * of tokens (0, 1 or 2), or -1 if there are more than two. */

@@ -226,13 +226,13 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 {
 	struct maildir_msg *m;
 	const char *error;
-	unsigned lines = 0;
+	long lines = -1;
 	char *a, *b;
 	size_t i, before;
 	int r;
 
 	if (pop3_cmd_split2(arg, &a, &b) != (top ? 2 : 1) ||
-	    (top && num_parse_uint(b, 0, 1000000000u, &lines) == -1)) {
+	    (top && pop3_cmd_lines(b, &lines) == -1)) {
 		bad_command(s, top ? "Syntax: TOP msg lines" : "Syntax: RETR msg");
 		return;
 	}
@@ -241,7 +241,7 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 	m = maildir_msg(s->md, i);
 	before = evbuffer_get_length(s->out);
 	reply(s, "+OK %llu octets", (unsigned long long)m->size);
-	r = maildir_send(s->md, i, top ? (long)lines : -1, emit, s, &error);
+	r = maildir_send(s->md, i, lines, emit, s, &error);
 	if (r == -1) {
 		/* nothing of the message went out: take the +OK back */
 		struct evbuffer *keep = evbuffer_new();
