@@ -165,6 +165,10 @@ struct maildir_msg {
 	uint64_t size;		/* octets as sent: CRLF line ends, no dot-stuffing */
 	bool deleted;		/* DELE'd in this session */
 	bool retrieved;		/* RETR'd in this session: gets the Seen flag */
+	bool topped;		/* TOP'd in this session (EXPIRE counts it) */
+	bool expired;		/* set by maildir_update: removed by EXPIRE */
+	int64_t retrieved_at;	/* unix time of the first RETR or TOP, from the
+				 * record "pop3d-expire"; 0 = not known */
 };
 
 /* Opens the maildir at path: takes the one-session lock (an flock on
@@ -194,10 +198,21 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 		 int (*emit)(void *ctx, const void *data, size_t len), void *ctx,
 		 const char **error_r);
 
-/* The UPDATE state: unlinks deleted messages, moves retrieved ones from
- * new/ to cur/ and adds the Seen flag.  Returns the number of messages
- * that could not be deleted (0 on full success). */
-unsigned maildir_update(struct maildir *md);
+/* The UPDATE state: deletes DELE'd messages, moves retrieved ones to cur/
+ * with the Seen flag, never replacing a file (a taken name gives the
+ * message a fresh one) and never deleting a file other than the one
+ * listed.  With expire_days >= 0 (the EXPIRE policy): records now as the
+ * first retrieval time of messages RETR'd or TOP'd in this session that
+ * had none, deletes every message first retrieved expire_days * 86400
+ * seconds or more before now (so with 0 every message retrieved, in this
+ * session or before) and sets its expired flag, and rewrites the record
+ * "pop3d-expire".  expire_days < 0: no policy, no record.  Returns the
+ * number of DELE'd messages that could not be deleted (0 on success). */
+unsigned maildir_update(struct maildir *md, long expire_days, int64_t now);
+
+/* Tests only: behave as on a filesystem without RENAME_NOREPLACE (the
+ * link + unlink fallback). */
+extern bool maildir_no_renameat2;
 
 /* The LF-to-CRLF and dot-stuffing converter maildir_send uses (exposed for
  * tests).  Initialise with maildir_conv_init(body_lines as above). */
@@ -261,6 +276,7 @@ struct session_report {
 	uint64_t retr, retr_bytes;	/* messages and octets retrieved */
 	uint64_t top, top_bytes;	/* ... listed with TOP */
 	uint64_t dele, dele_bytes;	/* ... deleted at QUIT */
+	uint64_t expired, expired_bytes;/* ... removed at QUIT by EXPIRE */
 };
 
 /* The logout line's word for end ("QUIT", "io-error", ...; one token). */
