@@ -265,6 +265,28 @@ static int cmp_uidl_idx(const void *a, const void *b, void *arg)
 	return strcmp(m[*(const size_t *)a].m.uidl, m[*(const size_t *)b].m.uidl);
 }
 
+/* Sorts idx by UIDL and gives every member of a group that shares one a
+ * hash of its name: without the info part, or (full) all of it. */
+static void rehash_groups(struct maildir *md, size_t *idx, bool full)
+{
+	qsort_r(idx, md->n, sizeof(*idx), cmp_uidl_idx, md->msgs);
+	for (size_t i = 0; i + 1 < md->n;) {
+		size_t end = i + 1;
+
+		/* the whole group first: hashing changes the key compared */
+		while (end < md->n && strcmp(md->msgs[idx[end]].m.uidl,
+					     md->msgs[idx[i]].m.uidl) == 0)
+			end++;
+		for (size_t k = i; end - i > 1 && k < end; k++) {
+			const char *name = md->msgs[idx[k]].m.name;
+			uidl_hash(name, full ? strlen(name) : strcspn(name, ":"),
+				  md->msgs[idx[k]].m.uidl);
+			md->msgs[idx[k]].shared_base = true;
+		}
+		i = end;
+	}
+}
+
 static void assign_uidls(struct maildir *md)
 {
 	size_t *idx;
@@ -283,25 +305,15 @@ static void assign_uidls(struct maildir *md)
 	if (md->n < 2)
 		return;
 	/* Two files with one base (a copy gone wrong): give every holder of a
-	 * shared base a hash of its whole name without the info part. */
+	 * shared base a hash of its name without the info part ("new/X" and
+	 * "cur/X:2,S" differ there, and keep their UIDL when flags change).
+	 * Two that still agree ("cur/X:2,F" and "cur/X:2,FS") get a hash of
+	 * their whole name: unique, though it changes with the flags. */
 	idx = xcalloc(md->n, sizeof(*idx));
 	for (size_t i = 0; i < md->n; i++)
 		idx[i] = i;
-	qsort_r(idx, md->n, sizeof(*idx), cmp_uidl_idx, md->msgs);
-	for (size_t i = 0; i + 1 < md->n;) {
-		size_t end = i + 1;
-
-		/* the whole group first: hashing changes the key compared */
-		while (end < md->n && strcmp(md->msgs[idx[end]].m.uidl,
-					     md->msgs[idx[i]].m.uidl) == 0)
-			end++;
-		for (size_t k = i; end - i > 1 && k < end; k++) {
-			const char *full = md->msgs[idx[k]].m.name;
-			uidl_hash(full, strcspn(full, ":"), md->msgs[idx[k]].m.uidl);
-			md->msgs[idx[k]].shared_base = true;
-		}
-		i = end;
-	}
+	rehash_groups(md, idx, false);
+	rehash_groups(md, idx, true);
 	free(idx);
 }
 

@@ -426,6 +426,10 @@ static void test_update_never_replaces(void)
 			if (m == NULL)
 				continue;
 			CHECK_INT(maildir_count(m), 3);
+			for (size_t i = 0; i < 3; i++)		/* UIDLs stay unique */
+				for (size_t j = 0; j < i; j++)
+					CHECK(strcmp(maildir_msg(m, i)->uidl,
+						     maildir_msg(m, j)->uidl) != 0);
 			retrieve(m, cases[c].retr);
 			CHECK_INT(maildir_update(m, -1, 0), 0);
 			maildir_free(&m);
