@@ -255,7 +255,14 @@ struct session_params {
 	size_t data_len;
 	bool secured;			/* fd is the front end's TLS relay */
 	const char *tls_info;		/* "TLSv1.3/CIPHER" when secured, else "" */
+	const char *maildrop_error;	/* when maildrop is NULL: why there is none
+					 * (for the log; the client is told the
+					 * mailbox is not configured correctly) */
 	const struct config *conf;
+	/* Called once the maildrop is open, before the client's "+OK" (the
+	 * master counts the login then); may be NULL. */
+	void (*opened)(void *ctx);
+	void *opened_ctx;
 };
 
 /* Why a session ended (the logout line's reason=, a label of
@@ -268,9 +275,12 @@ enum session_end {
 
 /* What a session did: it fills this in and its process sends it to the
  * master when it ends (master.c), so no counter is shared while it runs. */
+#define SESSION_REPORT_END	0	/* the session's last word: all of it */
+#define SESSION_REPORT_OPENED	1	/* its maildrop is open, it serves: the
+					 * login counts as ok (counts all 0) */
 struct session_report {
 	uint32_t end;			/* enum session_end */
-	uint32_t zero;			/* padding, always 0 */
+	uint32_t kind;			/* SESSION_REPORT_* */
 	uint64_t commands[POP3D_NCMDS];	/* TRANSACTION-state command lines */
 	uint64_t bytes_sent;		/* written to p->fd (the relay for TLS) */
 	uint64_t retr, retr_bytes;	/* messages and octets retrieved */
@@ -284,7 +294,10 @@ const char *session_end_name(enum session_end end);
 
 /* Runs a whole TRANSACTION + UPDATE session on p->fd: opens the maildrop,
  * sends "+OK", processes the pipelined bytes as if they had just arrived,
- * then the client, until QUIT, a timeout or a disconnect.  Blocking; the
+ * then the client, until QUIT, a timeout or a disconnect.  A maildrop that
+ * cannot be opened (or p->maildrop NULL) is answered with -ERR [IN-USE],
+ * [SYS/TEMP] or [SYS/PERM] and logged with its reason, and ends the
+ * session (SESSION_END_MAILDROP, with its logout line).  Blocking; the
  * caller is a dedicated process.  Closes p->fd.  Fills *report_r (all of
  * it, whatever happens).  Returns the exit status for that process (0 on
  * QUIT or a clean disconnect). */
@@ -468,7 +481,11 @@ struct duration_hist {
 struct master_stats {
 	uint64_t accepted;			/* connections passed to a front end */
 	uint64_t refused[REFUSE_COUNT];		/* closed at once, by reason */
-	uint64_t logins_ok;			/* sessions started */
+	uint64_t logins_ok;			/* sessions that opened their maildrop */
+	uint64_t logins_maildrop_error;		/* ... that could not (in use, missing,
+						 * unreadable, bad template) */
+	uint64_t logins_session_error;		/* ... that ended before either (uid
+						 * refused, killed, crashed) */
 	uint64_t logins_tempfailed;		/* handoffs that failed (the front
 						 * ends count authd's TEMPFAILs) */
 	uint64_t logins_refused[LOGIN_REFUSED_COUNT];
@@ -476,7 +493,7 @@ struct master_stats {
 	uint64_t sessions_ended[SESSION_END_COUNT];	/* by their report */
 	uint64_t sessions_killed;		/* ended by a signal, no report */
 	uint64_t sessions_failed;		/* exited without a report (refused
-						 * uid, bad maildrop template) */
+						 * uid, a crash) */
 	uint64_t bytes_sent;			/* refusals, plain sessions' bytes */
 	struct session_report sessions;		/* sum of all reports (bytes_sent
 						 * not used: see bytes_sent) */

@@ -440,7 +440,12 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 	if (p->data_len > 0)
 		evbuffer_add(s.in, p->data, p->data_len);
 
-	st = maildir_open(p->maildrop, &s.md, &error);
+	if (p->maildrop == NULL) {
+		st = MAILDIR_PERM;
+		error = "mailbox is not configured correctly";
+	} else {
+		st = maildir_open(p->maildrop, &s.md, &error);
+	}
 	if (st != MAILDIR_OK) {
 		static const char *const code[] = {
 			[MAILDIR_IN_USE] = "IN-USE", [MAILDIR_TEMP] = "SYS/TEMP",
@@ -449,12 +454,17 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		char user[POP3D_LOG_USER_MAX];
 
 		log_warnx("session: user=%s maildrop %s: %s",
-			  pop3_log_token(p->user, user, sizeof(user)), p->maildrop, error);
+			  pop3_log_token(p->user, user, sizeof(user)),
+			  p->maildrop != NULL ? p->maildrop : "-",
+			  p->maildrop != NULL ? error : p->maildrop_error);
 		reply(&s, "-ERR [%s] %s", code[st], error);
 		flush_out(&s);
 		s.end = SESSION_END_MAILDROP;
+		log_logout(&s);		/* every login line has its end */
 		goto out;
 	}
+	if (p->opened != NULL)
+		p->opened(p->opened_ctx);
 	for (size_t i = 0; i < maildir_count(s.md); i++) {
 		s.size.n++;
 		s.size.bytes += maildir_msg(s.md, i)->size;

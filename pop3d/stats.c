@@ -211,8 +211,12 @@ static void render(struct evbuffer *out)
 		      s->refused[REFUSE_INTERNAL]);
 
 	metrics_header(out, "pop3d_logins_total", "counter",
-		       "Login attempts by outcome (ok: a session started).");
+		       "Login attempts by outcome (ok: a session opened its maildrop).");
 	metrics_value(out, "pop3d_logins_total", "result=\"ok\"", s->logins_ok);
+	metrics_value(out, "pop3d_logins_total", "result=\"maildrop_error\"",
+		      s->logins_maildrop_error);
+	metrics_value(out, "pop3d_logins_total", "result=\"session_error\"",
+		      s->logins_session_error);
 	metrics_value(out, "pop3d_logins_total", "result=\"failed\"", g.fe.logins_failed);
 	metrics_value(out, "pop3d_logins_total", "result=\"tempfailed\"",
 		      g.fe.logins_tempfailed + s->logins_tempfailed);

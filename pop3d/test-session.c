@@ -151,7 +151,7 @@ static void test_pipelined_handoff_bytes(void)
 	CHECK_INT(count(md, "new"), 1);
 	/* what it reports to the master at exit */
 	CHECK_INT(report.end, SESSION_END_QUIT);
-	CHECK_INT(report.zero, 0);
+	CHECK_INT(report.kind, SESSION_REPORT_END);
 	CHECK_INT(report.bytes_sent, strlen(t));
 	CHECK_INT(report.commands[CMD_STAT], 1);
 	CHECK_INT(report.commands[CMD_LIST], 1);
