@@ -1312,6 +1312,11 @@ static void reports_read(void)
 		if (r.end == SESSION_END_MAILDROP && !c->opened) {
 			c->maildrop_failed = true;
 			master_stats.logins_maildrop_error++;
+		} else if (!c->opened) {
+			/* it served, but its SESSION_REPORT_OPENED was lost
+			 * (send_report gives up on a busy master) */
+			c->opened = true;
+			master_stats.logins_ok++;
 		}
 		stats_session_add(&r, !c->secured);
 	}
