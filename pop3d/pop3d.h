@@ -174,8 +174,10 @@ struct maildir_msg {
 /* Opens the maildir at path: takes the one-session lock (an flock on
  * "pop3d-lock", which the kernel drops when the process dies, so it never
  * goes stale), lists new/ and cur/, and finds every message's size (from
- * ",W=" in the name, the size cache "pop3d-sizes", or by reading it once).
- * Messages delivered later stay invisible to this maildir.  Returns
+ * ",W=" in the name, the size cache "pop3d-sizes", or by reading it once),
+ * and each one's first retrieval time from the EXPIRE record
+ * "pop3d-expire" (retrieved_at).  Messages delivered later stay invisible
+ * to this maildir.  Returns
  * MAILDIR_OK with *md_r set, or another status with *error_r set to a
  * static string fit for a client. */
 enum maildir_status maildir_open(const char *path, struct maildir **md_r,
