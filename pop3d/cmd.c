@@ -7,6 +7,8 @@
  * case and keep the rest of the line whole (a password may contain
  * spaces); each command parses its own arguments strictly.
  */
+#include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -61,6 +63,25 @@ int pop3_cmd_msgnum(const char *s, unsigned max, unsigned *num_r)
 	if (s == NULL || max == 0)
 		return -1;
 	return num_parse_uint(s, 1, max, num_r);
+}
+
+int pop3_cmd_lines(const char *s, long *lines_r)
+{
+	uint64_t v;
+	size_t n;
+
+	if (s == NULL)
+		return -1;
+	n = strspn(s, "0123456789");
+	if (n == 0 || s[n] != '\0')
+		return -1;
+	/* RFC 1939 section 7: any non-negative number.  One past what a
+	 * message can hold is the same as all of it: a number too big for
+	 * 64 bits, or above LONG_MAX, asks for every line. */
+	if (num_parse_u64(s, 0, UINT64_MAX, &v) == -1 || v > (uint64_t)LONG_MAX)
+		v = (uint64_t)LONG_MAX;
+	*lines_r = (long)v;
+	return 0;
 }
 
 int pop3_cmd_split2(char *s, char **a_r, char **b_r)

@@ -21,6 +21,51 @@
  *   never changes when flags are added or the file moves to cur/.  A base
  *   that is not 1-70 printable characters, or that two files share, is
  *   replaced by a hash of the name: still stable, still unique.
+ * - No file is ever replaced, so no message is ever lost to a rename.
+ *   Every move is renameat2(RENAME_NOREPLACE); where the filesystem lacks
+ *   that flag (EINVAL or ENOSYS: NFS, some FUSE, old kernels) it is
+ *   linkat (which refuses an existing name too) and then unlinkat of the
+ *   old name.  A filesystem with neither leaves the message where it is.
+ *   The cur/ name a retrieved message should get may already be taken:
+ *   a copy put back by an MUA, a sync tool or a restore ("new/X" and
+ *   "cur/X:2,S"), or the same base with other flags.  Then the message
+ *   gets a fresh Maildir name, "cur/<sec>.M<usec>P<pid>Q<n>.<host>:2,<flags>"
+ *   (the delivery scheme of the Maildir spec; '/', ':' and ',' in the
+ *   host name escaped as \057, \072, \054), keeping both files; its UIDL
+ *   changes, so a client may download it once more: a duplicate, never a
+ *   loss.  If the taken name is the same file (a hard link, or a link +
+ *   unlink cut short by a crash), only the extra name goes.
+ * - Only the file that was listed is deleted.  The listing keeps each
+ *   file's device and inode; at UPDATE a message to delete is first moved
+ *   (never replacing) to a private name in tmp/ and checked there, so a
+ *   file that took its name since the listing (the message renamed away
+ *   by an MUA, another one delivered under the same name) is seen, put
+ *   back and kept.  A retrieved message is marked seen only if its name
+ *   still holds the listed file.
+ * - Audit of every other rename and unlink (issue 13): "pop3d-sizes" and
+ *   "pop3d-expire" are written to a temporary name that is unlinked first
+ *   and created O_EXCL|O_NOFOLLOW (a stale or planted temporary file is
+ *   never truncated, even if it is a hard link to a message), then renamed
+ *   over their own name: replacing our own record is the point, and
+ *   nothing else is ever stored under it.  "pop3d-lock" is opened without
+ *   O_TRUNC, must be a regular file, and is never unlinked or renamed
+ *   (that would let two sessions lock two different files).  Nothing in
+ *   tmp/ but our own claimed names is touched.  RETR, TOP and sizing open
+ *   messages read-only.
+ * - What remains: with the link + unlink fallback, the old name is
+ *   unlinked by name right after the link, and a deletion that cannot
+ *   claim (no tmp/) unlinks by name right after checking the inode: a
+ *   file put under that name within that one system call would go.  Only
+ *   RENAME_NOREPLACE closes that, and it is used wherever it exists.
+ * - EXPIRE (RFC 2449 section 6.7) needs to know when a message was first
+ *   retrieved (RETR or TOP).  That is kept in "pop3d-expire", "base
+ *   unix-seconds" lines, written at UPDATE like the size cache, for the
+ *   listed messages only (so it never grows beyond the maildrop).  It is
+ *   the owner's file: read strictly (malformed lines ignored, lines and
+ *   entries bounded, times in the future taken as now), never trusted
+ *   beyond "this message was seen then".  A base two listed files share
+ *   is neither trusted nor written: a retrieval is never credited to a
+ *   copy that was not retrieved.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,6 +75,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -41,19 +87,28 @@
 #define LOCK_NAME	"pop3d-lock"
 #define CACHE_NAME	"pop3d-sizes"
 #define CACHE_TMP	"pop3d-sizes.tmp"
+#define EXPIRE_NAME	"pop3d-expire"
+#define EXPIRE_TMP	"pop3d-expire.tmp"
 #define CACHE_MAX_LINE	512
+/* Fresh names tried when the one a message should get is taken. */
+#define FRESH_TRIES	8
 #define READ_CHUNK	(POP3D_SESSION_FLUSH / 2)
 
 struct msg_entry {
 	struct maildir_msg m;
 	struct timespec mtime;
+	dev_t dev;		/* the file listed: only it is ever deleted */
+	ino_t ino;
 	bool size_known;
 	bool size_from_name;
+	bool shared_base;	/* another listed file has the same base */
+	bool removed;		/* UPDATE: deleted (DELE or EXPIRE) */
 };
 
+/* A "base number" line of pop3d-sizes (size) or pop3d-expire (time). */
 struct cache_entry {
 	char *base;
-	uint64_t size;
+	uint64_t value;
 };
 
 struct maildir {
@@ -64,7 +119,11 @@ struct maildir {
 	struct cache_entry *cache;
 	size_t ncache;
 	bool cache_dirty;
+	struct cache_entry *expire;	/* pop3d-expire, loaded at UPDATE */
+	size_t nexpire;
 };
+
+bool maildir_no_renameat2;
 
 static enum maildir_status status_of(int err)
 {
@@ -206,6 +265,28 @@ static int cmp_uidl_idx(const void *a, const void *b, void *arg)
 	return strcmp(m[*(const size_t *)a].m.uidl, m[*(const size_t *)b].m.uidl);
 }
 
+/* Sorts idx by UIDL and gives every member of a group that shares one a
+ * hash of its name: without the info part, or (full) all of it. */
+static void rehash_groups(struct maildir *md, size_t *idx, bool full)
+{
+	qsort_r(idx, md->n, sizeof(*idx), cmp_uidl_idx, md->msgs);
+	for (size_t i = 0; i + 1 < md->n;) {
+		size_t end = i + 1;
+
+		/* the whole group first: hashing changes the key compared */
+		while (end < md->n && strcmp(md->msgs[idx[end]].m.uidl,
+					     md->msgs[idx[i]].m.uidl) == 0)
+			end++;
+		for (size_t k = i; end - i > 1 && k < end; k++) {
+			const char *name = md->msgs[idx[k]].m.name;
+			uidl_hash(name, full ? strlen(name) : strcspn(name, ":"),
+				  md->msgs[idx[k]].m.uidl);
+			md->msgs[idx[k]].shared_base = true;
+		}
+		i = end;
+	}
+}
+
 static void assign_uidls(struct maildir *md)
 {
 	size_t *idx;
@@ -224,21 +305,15 @@ static void assign_uidls(struct maildir *md)
 	if (md->n < 2)
 		return;
 	/* Two files with one base (a copy gone wrong): give every holder of a
-	 * shared base a hash of its whole name without the info part. */
+	 * shared base a hash of its name without the info part ("new/X" and
+	 * "cur/X:2,S" differ there, and keep their UIDL when flags change).
+	 * Two that still agree ("cur/X:2,F" and "cur/X:2,FS") get a hash of
+	 * their whole name: unique, though it changes with the flags. */
 	idx = xcalloc(md->n, sizeof(*idx));
 	for (size_t i = 0; i < md->n; i++)
 		idx[i] = i;
-	qsort_r(idx, md->n, sizeof(*idx), cmp_uidl_idx, md->msgs);
-	for (size_t i = 0; i + 1 < md->n; i++) {
-		size_t j = i + 1;
-		if (strcmp(md->msgs[idx[i]].m.uidl, md->msgs[idx[j]].m.uidl) != 0)
-			continue;
-		for (size_t k = i; k < md->n &&
-		     strcmp(md->msgs[idx[k]].m.uidl, md->msgs[idx[i]].m.uidl) == 0; k++) {
-			const char *full = md->msgs[idx[k]].m.name;
-			uidl_hash(full, strcspn(full, ":"), md->msgs[idx[k]].m.uidl);
-		}
-	}
+	rehash_groups(md, idx, false);
+	rehash_groups(md, idx, true);
 	free(idx);
 }
 
@@ -256,19 +331,29 @@ static bool cacheable(const char *base, size_t len)
 		strcspn(base, " \t\r\n") >= len);
 }
 
-/* Reads "base size" lines; anything malformed is ignored (and will be
- * recomputed), so a corrupt cache costs time, never a wrong answer beyond
- * what was written there. */
-static void cache_load(struct maildir *md)
+/* Reads "base number" lines of the file name (pop3d-sizes, pop3d-expire)
+ * into a sorted table.  Anything malformed is ignored: a corrupt or
+ * hostile file costs a recomputation, never a crash or a wrong answer
+ * beyond what was written there.  Lines are at most CACHE_MAX_LINE bytes,
+ * entries at most POP3D_MAX_MESSAGES. */
+static void pairs_load(int dirfd, const char *name, struct cache_entry **tab_r, size_t *n_r)
 {
 	char line[CACHE_MAX_LINE];
-	size_t cap = 0;
+	struct cache_entry *tab = NULL;
+	size_t n = 0, cap = 0;
+	struct stat st;
 	FILE *f;
 	int fd;
 
-	fd = openat(md->dirfd, CACHE_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	*tab_r = NULL;
+	*n_r = 0;
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 	if (fd == -1)
 		return;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {	/* a FIFO would block */
+		close(fd);
+		return;
+	}
 	f = fdopen(fd, "r");
 	if (f == NULL) {
 		close(fd);
@@ -276,7 +361,7 @@ static void cache_load(struct maildir *md)
 	}
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *sp, *nl = strchr(line, '\n');
-		uint64_t size;
+		uint64_t v;
 
 		if (nl == NULL) {	/* over-long: skip the rest of it */
 			int ch;
@@ -289,58 +374,104 @@ static void cache_load(struct maildir *md)
 		if (sp == NULL || sp == line)
 			continue;
 		*sp = '\0';
-		if (num_parse_u64(sp + 1, 0, UINT64_MAX, &size) == -1)
+		if (num_parse_u64(sp + 1, 0, UINT64_MAX, &v) == -1)
 			continue;
-		if (md->ncache == POP3D_MAX_MESSAGES)
+		if (n == POP3D_MAX_MESSAGES)
 			break;
-		if (md->ncache == cap) {
+		if (n == cap) {
 			cap = cap == 0 ? 64 : cap * 2;
-			md->cache = realloc(md->cache, cap * sizeof(*md->cache));
-			if (md->cache == NULL)
+			tab = realloc(tab, cap * sizeof(*tab));
+			if (tab == NULL)
 				fatal("realloc");
 		}
-		md->cache[md->ncache].base = xstrdup(line);
-		md->cache[md->ncache].size = size;
-		md->ncache++;
+		tab[n].base = xstrdup(line);
+		tab[n].value = v;
+		n++;
 	}
 	fclose(f);
-	if (md->ncache > 1)
-		qsort(md->cache, md->ncache, sizeof(*md->cache), cmp_cache);
+	if (n > 1)
+		qsort(tab, n, sizeof(*tab), cmp_cache);
+	*tab_r = tab;
+	*n_r = n;
+}
+
+static void pairs_free(struct cache_entry **tabp, size_t *np)
+{
+	for (size_t i = 0; i < *np; i++)
+		free((*tabp)[i].base);
+	free(*tabp);
+	*tabp = NULL;
+	*np = 0;
+}
+
+static bool pairs_find(const struct cache_entry *tab, size_t n, const char *base, size_t len,
+		       uint64_t *value_r)
+{
+	char key[256];
+	struct cache_entry k = { key, 0 };
+	const struct cache_entry *e;
+
+	if (len >= sizeof(key) || n == 0)
+		return false;
+	memcpy(key, base, len);
+	key[len] = '\0';
+	e = bsearch(&k, tab, n, sizeof(*tab), cmp_cache);
+	if (e == NULL)
+		return false;
+	*value_r = e->value;
+	return true;
 }
 
 static bool cache_find(const struct maildir *md, const char *base, size_t len,
 		       uint64_t *size_r)
 {
-	char key[256];
-	struct cache_entry k = { key, 0 }, *e;
-
-	if (len >= sizeof(key) || md->ncache == 0)
-		return false;
-	memcpy(key, base, len);
-	key[len] = '\0';
-	e = bsearch(&k, md->cache, md->ncache, sizeof(*md->cache), cmp_cache);
-	if (e == NULL)
-		return false;
-	*size_r = e->size;
-	return true;
+	return pairs_find(md->cache, md->ncache, base, len, size_r);
 }
 
-static void cache_save(struct maildir *md)
+/* Opens tmp for a record that replaces name: a stale or planted tmp is
+ * unlinked first and the new one created O_EXCL, so no file is ever
+ * truncated through a name it merely shares.  Returns a stream or NULL
+ * (logged). */
+static FILE *record_begin(struct maildir *md, const char *tmp)
 {
 	FILE *f;
 	int fd;
 
-	fd = openat(md->dirfd, CACHE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-		    0600);
+	if (unlinkat(md->dirfd, tmp, 0) == -1 && errno != ENOENT) {
+		log_warn("maildir: cannot remove %s", tmp);
+		return NULL;
+	}
+	fd = openat(md->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (fd == -1) {
-		log_warn("maildir: cannot write %s", CACHE_TMP);
-		return;
+		log_warn("maildir: cannot write %s", tmp);
+		return NULL;
 	}
 	f = fdopen(fd, "w");
 	if (f == NULL) {
 		close(fd);
-		return;
+		unlinkat(md->dirfd, tmp, 0);
 	}
+	return f;
+}
+
+/* Closes f and renames tmp over name (our own record: replacing it is
+ * the point).  Returns 0 or -1 (logged, tmp removed). */
+static int record_end(struct maildir *md, FILE *f, const char *tmp, const char *name)
+{
+	if (fclose(f) == EOF || renameat(md->dirfd, tmp, md->dirfd, name) == -1) {
+		log_warn("maildir: cannot update %s", name);
+		unlinkat(md->dirfd, tmp, 0);
+		return -1;
+	}
+	return 0;
+}
+
+static void cache_save(struct maildir *md)
+{
+	FILE *f = record_begin(md, CACHE_TMP);
+
+	if (f == NULL)
+		return;
 	for (size_t i = 0; i < md->n; i++) {
 		const struct msg_entry *e = &md->msgs[i];
 		const char *name = strchr(e->m.name, '/') + 1;
@@ -350,10 +481,7 @@ static void cache_save(struct maildir *md)
 			continue;
 		fprintf(f, "%.*s %llu\n", (int)bl, name, (unsigned long long)e->m.size);
 	}
-	if (fclose(f) == EOF || renameat(md->dirfd, CACHE_TMP, md->dirfd, CACHE_NAME) == -1) {
-		log_warn("maildir: cannot update %s", CACHE_NAME);
-		unlinkat(md->dirfd, CACHE_TMP, 0);
-	}
+	record_end(md, f, CACHE_TMP, CACHE_NAME);
 }
 
 /* ---- listing -------------------------------------------------------------- */
@@ -429,6 +557,8 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 		memset(e, 0, sizeof(*e));
 		e->m.name = xstrdup(name);
 		e->mtime = st.st_mtim;
+		e->dev = st.st_dev;
+		e->ino = st.st_ino;
 		errno = 0;
 	}
 	if (errno != 0) {
@@ -456,6 +586,7 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 {
 	struct maildir *md;
 	enum maildir_status st;
+	struct stat lst;
 	size_t kept = 0;
 
 	md = xcalloc(1, sizeof(*md));
@@ -467,12 +598,20 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 		log_warn("maildir: %s", path);
 		goto out_free;
 	}
-	md->lockfd = openat(md->dirfd, LOCK_NAME, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW,
-			    0600);
+	/* No O_TRUNC, never unlinked: see DESIGN.  O_NONBLOCK: a FIFO planted
+	 * under the name must not hang the open; it is refused below. */
+	md->lockfd = openat(md->dirfd, LOCK_NAME,
+			    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (md->lockfd == -1) {
 		st = status_of(errno);
 		*error_r = "cannot lock maildrop";
 		log_warn("maildir: %s/%s", path, LOCK_NAME);
+		goto out_free;
+	}
+	if (fstat(md->lockfd, &lst) == -1 || !S_ISREG(lst.st_mode)) {
+		st = MAILDIR_TEMP;
+		*error_r = "cannot lock maildrop";
+		log_warnx("maildir: %s/%s is not a regular file", path, LOCK_NAME);
 		goto out_free;
 	}
 	if (flock(md->lockfd, LOCK_EX | LOCK_NB) == -1) {
@@ -489,7 +628,7 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	if (md->n > 1)
 		qsort(md->msgs, md->n, sizeof(*md->msgs), cmp_msg);
 
-	cache_load(md);
+	pairs_load(md->dirfd, CACHE_NAME, &md->cache, &md->ncache);
 	for (size_t i = 0; i < md->n; i++) {
 		struct msg_entry *e = &md->msgs[i];
 		const char *name = strchr(e->m.name, '/') + 1;
@@ -515,6 +654,17 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	assign_uidls(md);
 	if (md->cache_dirty)
 		cache_save(md);
+	/* When each message was first retrieved, as far as the record says:
+	 * not for a base two files share, and never later than now. */
+	pairs_load(md->dirfd, EXPIRE_NAME, &md->expire, &md->nexpire);
+	for (size_t i = 0; i < md->n && md->nexpire > 0; i++) {
+		struct msg_entry *e = &md->msgs[i];
+		const char *name = strchr(e->m.name, '/') + 1;
+		uint64_t t;
+
+		if (!e->shared_base && pairs_find(md->expire, md->nexpire, name, base_len(name), &t))
+			e->m.retrieved_at = t > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)t;
+	}
 	*md_r = md;
 	return MAILDIR_OK;
 
@@ -531,9 +681,8 @@ void maildir_free(struct maildir **mdp)
 		return;
 	for (size_t i = 0; i < md->n; i++)
 		free(md->msgs[i].m.name);
-	for (size_t i = 0; i < md->ncache; i++)
-		free(md->cache[i].base);
-	free(md->cache);
+	pairs_free(&md->cache, &md->ncache);
+	pairs_free(&md->expire, &md->nexpire);
 	free(md->msgs);
 	if (md->lockfd != -1)
 		close(md->lockfd);	/* releases the flock */
@@ -594,24 +743,152 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 
 /* ---- UPDATE ----------------------------------------------------------------- */
 
+static bool same_file(const struct stat *st, const struct msg_entry *e)
+{
+	return st->st_dev == e->dev && st->st_ino == e->ino;
+}
+
+/* A fresh Maildir base, "<sec>.M<usec>P<pid>Q<n>.<host>" (the Maildir
+ * spec's delivery name; Dovecot's has the same shape), into out. */
+static void fresh_base(char *out, size_t size)
+{
+	static unsigned long counter;
+	char host[256], safe[3 * 64 + 1];
+	struct timespec ts;
+	size_t o = 0;
+
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	for (const char *h = host; *h != '\0' && o + 5 <= sizeof(safe) && o < 3 * 60; h++) {
+		unsigned char ch = (unsigned char)*h;
+
+		if (ch == '/' || ch == ':' || ch == ',') {
+			/* the spec's escapes: a name never holds '/' or an
+			 * info ':'; a ',' would end our base */
+			snprintf(safe + o, sizeof(safe) - o, "\\%03o", ch);
+			o += 4;
+		} else if (ch > 0x20 && ch < 0x7f) {
+			safe[o++] = (char)ch;
+		}
+	}
+	safe[o] = '\0';
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(out, size, "%lld.M%ldP%ldQ%lu.%s", (long long)ts.tv_sec, ts.tv_nsec / 1000,
+		 (long)getpid(), ++counter, o > 0 ? safe : "localhost");
+}
+
+/* Moves from to to without ever replacing a file at to: RENAME_NOREPLACE,
+ * or link + unlink where the filesystem lacks the flag.  Returns 0, or -1
+ * with errno (EEXIST: to is taken; from is then untouched). */
+static int move_noreplace(struct maildir *md, const char *from, const char *to)
+{
+	if (!maildir_no_renameat2) {
+		if (renameat2(md->dirfd, from, md->dirfd, to, RENAME_NOREPLACE) == 0)
+			return 0;
+		if (errno != EINVAL && errno != ENOSYS)
+			return -1;
+	}
+	if (linkat(md->dirfd, from, md->dirfd, to, 0) == -1)
+		return -1;
+	if (unlinkat(md->dirfd, from, 0) == -1 && errno != ENOENT)
+		/* the message now has two names: kept twice, not lost */
+		log_warn("maildir: moved %s to %s but cannot remove the old name", from, to);
+	return 0;
+}
+
+/* Gives the file at from (in cur/ or new/ as dir says) a fresh name in
+ * dir with info (":2,FLAGS" or "").  Writes the new name into out.
+ * Returns 0 or -1 (errno). */
+static int move_fresh(struct maildir *md, const char *from, const char *dir,
+		      const char *info, char *out, size_t size)
+{
+	char base[400];
+
+	for (int tries = 0; tries < FRESH_TRIES; tries++) {
+		fresh_base(base, sizeof(base));
+		if (snprintf(out, size, "%s/%s%s", dir, base, info) >= (int)size) {
+			errno = ENAMETOOLONG;
+			return -1;
+		}
+		if (move_noreplace(md, from, out) == 0)
+			return 0;
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+/* Deletes the file listed as e, and only that file.  Returns 0 (deleted,
+ * or gone already), 1 (another file has its name now: kept) or -1. */
+static int remove_listed(struct maildir *md, struct msg_entry *e)
+{
+	char claim[512], base[400], back[600];
+	struct stat st;
+
+	if (fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (!same_file(&st, e))
+		return 1;
+	/* Claim it under a name only we know, then look at what we got. */
+	fresh_base(base, sizeof(base));
+	snprintf(claim, sizeof(claim), "tmp/%s.pop3d-dele", base);
+	if (move_noreplace(md, e->m.name, claim) == -1) {
+		if (errno == ENOENT &&
+		    fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
+		    errno == ENOENT)
+			return 0;	/* removed meanwhile by someone else */
+		/* No tmp/ (a damaged maildir) or no way to move here: by name,
+		 * right after the check (see DESIGN: "What remains"). */
+		if (fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+			return errno == ENOENT ? 0 : -1;
+		if (!same_file(&st, e))
+			return 1;
+		if (unlinkat(md->dirfd, e->m.name, 0) == -1)
+			return errno == ENOENT ? 0 : -1;
+		return 0;
+	}
+	if (fstatat(md->dirfd, claim, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return -1;
+	if (same_file(&st, e))
+		return unlinkat(md->dirfd, claim, 0) == -1 ? -1 : 0;
+	/* Another file took the name between the check and the claim: put
+	 * it back, or beside under a fresh name if that is taken again. */
+	{
+		const char *file = strchr(e->m.name, '/') + 1;
+		const char *info = strchr(file, ':');
+		char dir[8];
+
+		snprintf(dir, sizeof(dir), "%.*s", (int)(file - 1 - e->m.name), e->m.name);
+		if (move_noreplace(md, claim, e->m.name) == -1 &&
+		    move_fresh(md, claim, dir, info != NULL ? info : "", back, sizeof(back)) == -1)
+			log_warn("maildir: a message that took the name %s is left as %s",
+				 e->m.name, claim);
+	}
+	return 1;
+}
+
 /* The cur/ name of a retrieved message: info ":2,<flags>" with S added,
- * flags kept in ASCII order as the Maildir spec asks. */
-static int seen_name(const char *name, char *out, size_t size)
+ * flags kept in ASCII order as the Maildir spec asks.  Returns 0, 1 (it
+ * is in cur/ with S already) or -1 (flags too long).  *info_r points to
+ * the ":2,..." part of out. */
+static int seen_name(const char *name, char *out, size_t size, const char **info_r)
 {
 	const char *file = strchr(name, '/') + 1;
 	const char *info = strstr(file, ":2,");
 	char flags[64];
 	size_t fl = 0, bl;
+	int n;
 
 	bl = info != NULL ? (size_t)(info - file) : strcspn(file, ":");
 	if (info != NULL) {
 		const char *f = info + 3;
-		size_t n = strlen(f);
-		if (n >= sizeof(flags) - 1)
+		size_t len = strlen(f);
+		if (len >= sizeof(flags) - 1)
 			return -1;
 		if (strchr(f, 'S') != NULL && strncmp(name, "cur/", 4) == 0)
 			return 1;	/* already seen and in cur/ */
-		for (size_t k = 0; k < n; k++)
+		for (size_t k = 0; k < len; k++)
 			if (f[k] != 'S')
 				flags[fl++] = f[k];
 	}
@@ -625,31 +902,132 @@ static int seen_name(const char *name, char *out, size_t size)
 		fl++;
 		flags[fl] = '\0';
 	}
-	if (snprintf(out, size, "cur/%.*s:2,%s", (int)bl, file, flags) >= (int)size)
+	n = snprintf(out, size, "cur/%.*s:2,%s", (int)bl, file, flags);
+	if (n < 0 || n >= (int)size)
 		return -1;
+	*info_r = out + 4 + bl;
 	return 0;
 }
 
-unsigned maildir_update(struct maildir *md)
+static void rename_entry(struct msg_entry *e, const char *to)
 {
-	unsigned failed = 0;
-	char to[600];
+	free(e->m.name);
+	e->m.name = xstrdup(to);
+}
+
+/* Moves a retrieved message to cur/ with the Seen flag, never replacing
+ * another file (see DESIGN). */
+static void mark_seen(struct maildir *md, struct msg_entry *e)
+{
+	char to[600], fresh[600];
+	const char *info;
+	struct stat st;
+
+	if (seen_name(e->m.name, to, sizeof(to), &info) != 0)
+		return;
+	if (fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == -1 || !same_file(&st, e))
+		return;		/* gone, or another file has the name now: not ours */
+	if (move_noreplace(md, e->m.name, to) == 0) {
+		rename_entry(e, to);
+		return;
+	}
+	if (errno != EEXIST) {
+		if (errno != ENOENT)
+			log_warn("maildir: cannot mark %s seen", e->m.name);
+		return;
+	}
+	if (fstatat(md->dirfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&st, e)) {
+		/* Already there under both names: drop the extra one. */
+		if (remove_listed(md, e) == 0)
+			rename_entry(e, to);
+		return;
+	}
+	if (move_fresh(md, e->m.name, "cur", info, fresh, sizeof(fresh)) == -1) {
+		log_warn("maildir: cannot mark %s seen (%s is taken)", e->m.name, to);
+		return;
+	}
+	log_info("maildir: %s is taken by another file: %s keeps its content as %s",
+		 to, e->m.name, fresh);
+	rename_entry(e, fresh);
+	e->shared_base = false;		/* a fresh base is its own */
+}
+
+/* Rewrites pop3d-expire: the first retrieval time of every message still
+ * there that has one, under the base its name has now. */
+static void expire_save(struct maildir *md)
+{
+	size_t kept = 0;
+	bool changed = false;
+	FILE *f;
 
 	for (size_t i = 0; i < md->n; i++) {
-		struct maildir_msg *m = &md->msgs[i].m;
+		const struct msg_entry *e = &md->msgs[i];
+		const char *name = strchr(e->m.name, '/') + 1;
+		uint64_t old;
 
-		if (m->deleted) {
-			if (unlinkat(md->dirfd, m->name, 0) == -1 && errno != ENOENT) {
-				log_warn("maildir: cannot delete %s", m->name);
-				failed++;
-			}
-		} else if (m->retrieved) {
-			int r = seen_name(m->name, to, sizeof(to));
-			if (r == 0 && renameat(md->dirfd, m->name, md->dirfd, to) == -1 &&
-			    errno != ENOENT)
-				log_warn("maildir: cannot mark %s seen", m->name);
-		}
+		if (e->removed || e->m.retrieved_at <= 0 || e->shared_base ||
+		    !cacheable(name, base_len(name)))
+			continue;
+		if (pairs_find(md->expire, md->nexpire, name, base_len(name), &old) &&
+		    old == (uint64_t)e->m.retrieved_at)
+			kept++;
+		else
+			changed = true;
 	}
+	if (!changed && kept == md->nexpire)
+		return;
+	f = record_begin(md, EXPIRE_TMP);
+	if (f == NULL)
+		return;
+	for (size_t i = 0; i < md->n; i++) {
+		const struct msg_entry *e = &md->msgs[i];
+		const char *name = strchr(e->m.name, '/') + 1;
+		size_t bl = base_len(name);
+
+		if (e->removed || e->m.retrieved_at <= 0 || e->shared_base ||
+		    !cacheable(name, bl))
+			continue;
+		fprintf(f, "%.*s %lld\n", (int)bl, name, (long long)e->m.retrieved_at);
+	}
+	record_end(md, f, EXPIRE_TMP, EXPIRE_NAME);
+}
+
+unsigned maildir_update(struct maildir *md, long expire_days, int64_t now)
+{
+	unsigned failed = 0;
+
+	for (size_t i = 0; i < md->n; i++) {
+		struct msg_entry *e = &md->msgs[i];
+		struct maildir_msg *m = &e->m;
+
+		if (m->retrieved_at > now)
+			m->retrieved_at = now;	/* a record from the future counts as now */
+		if (expire_days >= 0 && (m->retrieved || m->topped) && m->retrieved_at <= 0)
+			m->retrieved_at = now;	/* the first retrieval */
+		if (!m->deleted && expire_days >= 0 && m->retrieved_at > 0 &&
+		    (uint64_t)(now - m->retrieved_at) >= (uint64_t)expire_days * 86400)
+			m->expired = true;
+		if (m->deleted || m->expired) {
+			int r = remove_listed(md, e);
+
+			if (r == 0) {
+				e->removed = true;
+				continue;
+			}
+			if (r == 1)
+				log_warnx("maildir: %s was replaced by another file since the "
+					  "listing; kept", m->name);
+			else
+				log_warn("maildir: cannot delete %s", m->name);
+			if (m->deleted)
+				failed++;
+			m->expired = false;
+		}
+		if (m->retrieved)
+			mark_seen(md, e);
+	}
+	if (expire_days >= 0)
+		expire_save(md);
 	return failed;
 }
 

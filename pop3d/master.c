@@ -115,6 +115,8 @@ struct conn {
 	char *user;
 	uint64_t started_ms;		/* fork of the session */
 	bool reported;			/* its report came */
+	bool opened;			/* it said its maildrop is open */
+	bool maildrop_failed;		/* its report: SESSION_END_MAILDROP */
 	uint32_t idx;			/* own slot in M.conns */
 	uint32_t next_free;
 };
@@ -553,9 +555,20 @@ static void send_report(const struct session_report *r)
 	log_debug("session: report to the master lost: %s", strerror(errno));
 }
 
+/* Session: tells the master its maildrop is open (a login that counts as
+ * ok).  The report socket orders it before the session's final report. */
+static void send_opened(void *ctx)
+{
+	struct session_report r;
+
+	memset(&r, 0, sizeof(r));
+	r.kind = SESSION_REPORT_OPENED;
+	send_report(&r);
+}
+
 /* One login in a session process: returns when the session has ended and
- * its report is sent.  A maildrop template that cannot be expanded is
- * answered and ends the process (no report: the master counts it failed). */
+ * its report is sent.  A maildrop template that cannot be expanded is a
+ * maildrop error like any other (session_run answers and logs it). */
 static void session_serve(const struct session_job *j, int fd)
 {
 	struct session_params p;
@@ -570,17 +583,18 @@ static void session_serve(const struct session_job *j, int fd)
 	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", user, j->rip,
 		 j->method, j->secured ? "yes" : "no", j->secured ? " tls=" : "",
 		 j->secured ? j->tls_info : "", (long)getpid());
+	memset(&p, 0, sizeof(p));
 	if (maildir_expand(j->maildrop[0] != '\0' ? j->maildrop : M.conf->pop3d.maildrop,
 			   j->user, j->home[0] != '\0' ? j->home : NULL, path, sizeof(path),
 			   &err) == -1) {
-		log_warnx("session: user=%s: maildrop: %s", user, err);
-		refuse(fd, "-ERR [SYS/PERM] Mailbox is not configured correctly\r\n");
-		_exit(1);
+		p.maildrop = NULL;
+		p.maildrop_error = err;
+	} else {
+		p.maildrop = path;
 	}
-	memset(&p, 0, sizeof(p));
 	p.fd = fd;
 	p.user = j->user;
-	p.maildrop = path;
+	p.opened = send_opened;
 	p.rip = j->rip;
 	p.data = j->data;
 	p.data_len = j->data_len;
@@ -669,6 +683,8 @@ static void session_ended(struct conn *c, bool killed)
 	 * slot, and with it the pid, is released. */
 	reports_read();
 	stats_duration_add(mtime_ms() - c->started_ms);
+	if (!c->opened && !c->maildrop_failed)
+		master_stats.logins_session_error++;	/* ended before either word */
 	if (!c->reported && killed)
 		master_stats.sessions_killed++;
 	else if (!c->reported)
@@ -882,10 +898,14 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 		login_tempfail(c, "cannot start a session");
 		return;
 	}
-	/* the session process logs the login: before its logout, always */
-	master_stats.logins_ok++;
+	/* The session process logs the login: before its logout, always.  It
+	 * counts as ok once the session says its maildrop is open
+	 * (SESSION_REPORT_OPENED), as a maildrop error if its report says so,
+	 * and as a session error if it ends before either (session_ended). */
 	c->started_ms = mtime_ms();
 	c->reported = false;
+	c->opened = false;
+	c->maildrop_failed = false;
 	close(c->fd);
 	c->fd = -1;
 	event_free(c->timer);
@@ -1273,14 +1293,31 @@ static void reports_read(void)
 			}
 		}
 		if (n != (ssize_t)sizeof(r) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-		    cred == NULL || r.end >= SESSION_END_COUNT || r.zero != 0) {
+		    cred == NULL || r.end >= SESSION_END_COUNT ||
+		    (r.kind != SESSION_REPORT_END && r.kind != SESSION_REPORT_OPENED)) {
 			log_debug("session report: malformed, dropped");
 			continue;
 		}
 		c = session_of(cred->pid);
 		if (c == NULL || c->reported)
 			continue;
+		if (r.kind == SESSION_REPORT_OPENED) {
+			/* once per session, and never after a maildrop error */
+			if (!c->opened)
+				master_stats.logins_ok++;
+			c->opened = true;
+			continue;
+		}
 		c->reported = true;
+		if (r.end == SESSION_END_MAILDROP && !c->opened) {
+			c->maildrop_failed = true;
+			master_stats.logins_maildrop_error++;
+		} else if (!c->opened) {
+			/* it served, but its SESSION_REPORT_OPENED was lost
+			 * (send_report gives up on a busy master) */
+			c->opened = true;
+			master_stats.logins_ok++;
+		}
 		stats_session_add(&r, !c->secured);
 	}
 }
@@ -1577,6 +1614,9 @@ void master_gauges(struct master_gauges *g)
 {
 	unsigned preauth = 0, redeem = 0, fe_awaiting = 0;
 
+	/* Reports sessions sent before this scrape count in it: a client
+	 * that has its "+OK Logged in" sees its login in the next scrape. */
+	reports_read();
 	memset(g, 0, sizeof(*g));
 	for (uint32_t i = 0; i < M.nconns_cap; i++) {
 		preauth += M.conns[i]->state == C_PREAUTH;

@@ -123,6 +123,12 @@ const char *pop3_cmd_name(enum pop3_cmd_id id);
  * sign).  Returns 0 and the 1-based number, or -1. */
 int pop3_cmd_msgnum(const char *s, unsigned max, unsigned *num_r);
 
+/* Parses the line count of TOP: decimal digits only (no sign, no blank),
+ * any size.  A count above LONG_MAX (or beyond 64 bits) gives LONG_MAX,
+ * which means every line: RFC 1939 allows any non-negative number.
+ * Returns 0 with *lines_r, or -1 (not a number). */
+int pop3_cmd_lines(const char *s, long *lines_r);
+
 /* Splits "a b" into two tokens separated by one or more spaces; *b_r is
  * NULL if there is only one.  s is modified in place.  Returns the number
  * of tokens (0, 1 or 2), or -1 if there are more than two. */
@@ -159,13 +165,19 @@ struct maildir_msg {
 	uint64_t size;		/* octets as sent: CRLF line ends, no dot-stuffing */
 	bool deleted;		/* DELE'd in this session */
 	bool retrieved;		/* RETR'd in this session: gets the Seen flag */
+	bool topped;		/* TOP'd in this session (EXPIRE counts it) */
+	bool expired;		/* set by maildir_update: removed by EXPIRE */
+	int64_t retrieved_at;	/* unix time of the first RETR or TOP, from the
+				 * record "pop3d-expire"; 0 = not known */
 };
 
 /* Opens the maildir at path: takes the one-session lock (an flock on
  * "pop3d-lock", which the kernel drops when the process dies, so it never
  * goes stale), lists new/ and cur/, and finds every message's size (from
- * ",W=" in the name, the size cache "pop3d-sizes", or by reading it once).
- * Messages delivered later stay invisible to this maildir.  Returns
+ * ",W=" in the name, the size cache "pop3d-sizes", or by reading it once),
+ * and each one's first retrieval time from the EXPIRE record
+ * "pop3d-expire" (retrieved_at).  Messages delivered later stay invisible
+ * to this maildir.  Returns
  * MAILDIR_OK with *md_r set, or another status with *error_r set to a
  * static string fit for a client. */
 enum maildir_status maildir_open(const char *path, struct maildir **md_r,
@@ -188,10 +200,21 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 		 int (*emit)(void *ctx, const void *data, size_t len), void *ctx,
 		 const char **error_r);
 
-/* The UPDATE state: unlinks deleted messages, moves retrieved ones from
- * new/ to cur/ and adds the Seen flag.  Returns the number of messages
- * that could not be deleted (0 on full success). */
-unsigned maildir_update(struct maildir *md);
+/* The UPDATE state: deletes DELE'd messages, moves retrieved ones to cur/
+ * with the Seen flag, never replacing a file (a taken name gives the
+ * message a fresh one) and never deleting a file other than the one
+ * listed.  With expire_days >= 0 (the EXPIRE policy): records now as the
+ * first retrieval time of messages RETR'd or TOP'd in this session that
+ * had none, deletes every message first retrieved expire_days * 86400
+ * seconds or more before now (so with 0 every message retrieved, in this
+ * session or before) and sets its expired flag, and rewrites the record
+ * "pop3d-expire".  expire_days < 0: no policy, no record.  Returns the
+ * number of DELE'd messages that could not be deleted (0 on success). */
+unsigned maildir_update(struct maildir *md, long expire_days, int64_t now);
+
+/* Tests only: behave as on a filesystem without RENAME_NOREPLACE (the
+ * link + unlink fallback). */
+extern bool maildir_no_renameat2;
 
 /* The LF-to-CRLF and dot-stuffing converter maildir_send uses (exposed for
  * tests).  Initialise with maildir_conv_init(body_lines as above). */
@@ -234,7 +257,14 @@ struct session_params {
 	size_t data_len;
 	bool secured;			/* fd is the front end's TLS relay */
 	const char *tls_info;		/* "TLSv1.3/CIPHER" when secured, else "" */
+	const char *maildrop_error;	/* when maildrop is NULL: why there is none
+					 * (for the log; the client is told the
+					 * mailbox is not configured correctly) */
 	const struct config *conf;
+	/* Called once the maildrop is open, before the client's "+OK" (the
+	 * master counts the login then); may be NULL. */
+	void (*opened)(void *ctx);
+	void *opened_ctx;
 };
 
 /* Why a session ended (the logout line's reason=, a label of
@@ -247,14 +277,18 @@ enum session_end {
 
 /* What a session did: it fills this in and its process sends it to the
  * master when it ends (master.c), so no counter is shared while it runs. */
+#define SESSION_REPORT_END	0	/* the session's last word: all of it */
+#define SESSION_REPORT_OPENED	1	/* its maildrop is open, it serves: the
+					 * login counts as ok (counts all 0) */
 struct session_report {
 	uint32_t end;			/* enum session_end */
-	uint32_t zero;			/* padding, always 0 */
+	uint32_t kind;			/* SESSION_REPORT_* */
 	uint64_t commands[POP3D_NCMDS];	/* TRANSACTION-state command lines */
 	uint64_t bytes_sent;		/* written to p->fd (the relay for TLS) */
 	uint64_t retr, retr_bytes;	/* messages and octets retrieved */
 	uint64_t top, top_bytes;	/* ... listed with TOP */
 	uint64_t dele, dele_bytes;	/* ... deleted at QUIT */
+	uint64_t expired, expired_bytes;/* ... removed at QUIT by EXPIRE */
 };
 
 /* The logout line's word for end ("QUIT", "io-error", ...; one token). */
@@ -262,7 +296,10 @@ const char *session_end_name(enum session_end end);
 
 /* Runs a whole TRANSACTION + UPDATE session on p->fd: opens the maildrop,
  * sends "+OK", processes the pipelined bytes as if they had just arrived,
- * then the client, until QUIT, a timeout or a disconnect.  Blocking; the
+ * then the client, until QUIT, a timeout or a disconnect.  A maildrop that
+ * cannot be opened (or p->maildrop NULL) is answered with -ERR [IN-USE],
+ * [SYS/TEMP] or [SYS/PERM] and logged with its reason, and ends the
+ * session (SESSION_END_MAILDROP, with its logout line).  Blocking; the
  * caller is a dedicated process.  Closes p->fd.  Fills *report_r (all of
  * it, whatever happens).  Returns the exit status for that process (0 on
  * QUIT or a clean disconnect). */
@@ -446,7 +483,11 @@ struct duration_hist {
 struct master_stats {
 	uint64_t accepted;			/* connections passed to a front end */
 	uint64_t refused[REFUSE_COUNT];		/* closed at once, by reason */
-	uint64_t logins_ok;			/* sessions started */
+	uint64_t logins_ok;			/* sessions that opened their maildrop */
+	uint64_t logins_maildrop_error;		/* ... that could not (in use, missing,
+						 * unreadable, bad template) */
+	uint64_t logins_session_error;		/* ... that ended before either (uid
+						 * refused, killed, crashed) */
 	uint64_t logins_tempfailed;		/* handoffs that failed (the front
 						 * ends count authd's TEMPFAILs) */
 	uint64_t logins_refused[LOGIN_REFUSED_COUNT];
@@ -454,7 +495,7 @@ struct master_stats {
 	uint64_t sessions_ended[SESSION_END_COUNT];	/* by their report */
 	uint64_t sessions_killed;		/* ended by a signal, no report */
 	uint64_t sessions_failed;		/* exited without a report (refused
-						 * uid, bad maildrop template) */
+						 * uid, a crash) */
 	uint64_t bytes_sent;			/* refusals, plain sessions' bytes */
 	struct session_report sessions;		/* sum of all reports (bytes_sent
 						 * not used: see bytes_sent) */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -57,7 +58,8 @@ struct session {
 	enum session_end end;
 	unsigned bad;
 	bool skipping;		/* dropping the rest of an over-long line */
-	struct counter retr, top, del, size;
+	struct counter retr, top, del, expired, size;
+	long expire_days;	/* the EXPIRE policy: < 0 none */
 	uint64_t commands[POP3D_NCMDS];	/* command lines by keyword */
 	uint64_t bytes_sent;
 };
@@ -226,13 +228,13 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 {
 	struct maildir_msg *m;
 	const char *error;
-	unsigned lines = 0;
+	long lines = -1;
 	char *a, *b;
 	size_t i, before;
 	int r;
 
 	if (pop3_cmd_split2(arg, &a, &b) != (top ? 2 : 1) ||
-	    (top && num_parse_uint(b, 0, 1000000000u, &lines) == -1)) {
+	    (top && pop3_cmd_lines(b, &lines) == -1)) {
 		bad_command(s, top ? "Syntax: TOP msg lines" : "Syntax: RETR msg");
 		return;
 	}
@@ -241,7 +243,7 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 	m = maildir_msg(s->md, i);
 	before = evbuffer_get_length(s->out);
 	reply(s, "+OK %llu octets", (unsigned long long)m->size);
-	r = maildir_send(s->md, i, top ? (long)lines : -1, emit, s, &error);
+	r = maildir_send(s->md, i, lines, emit, s, &error);
 	if (r == -1) {
 		/* nothing of the message went out: take the +OK back */
 		struct evbuffer *keep = evbuffer_new();
@@ -260,6 +262,7 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 	}
 	reply(s, ".");
 	if (top) {
+		m->topped = true;
 		s->top.n++;
 		s->top.bytes += m->size;
 	} else {
@@ -304,7 +307,14 @@ static void cmd_quit(struct session *s)
 			s->del.bytes += m->size;
 		}
 	}
-	failed = maildir_update(s->md);
+	failed = maildir_update(s->md, s->expire_days, (int64_t)time(NULL));
+	for (size_t i = 0; i < maildir_count(s->md); i++) {
+		const struct maildir_msg *m = maildir_msg(s->md, i);
+		if (m->expired) {
+			s->expired.n++;
+			s->expired.bytes += m->size;
+		}
+	}
 	/* Unlock before the reply: a client that logs in again right after
 	 * "+OK" must not find its own finished session holding the lock. */
 	maildir_free(&s->md);
@@ -369,12 +379,17 @@ static void log_logout(const struct session *s)
 {
 	char user[POP3D_LOG_USER_MAX];
 
-	log_info("logout: user=%s rip=%s reason=%s retr=%u/%llu top=%u/%llu del=%u/%llu "
+	char expired[64] = "";
+
+	if (s->expire_days >= 0)
+		snprintf(expired, sizeof(expired), " expired=%u/%llu", s->expired.n,
+			 (unsigned long long)s->expired.bytes);
+	log_info("logout: user=%s rip=%s reason=%s retr=%u/%llu top=%u/%llu del=%u/%llu%s "
 		 "size=%u/%llu secured=%s%s%s", pop3_log_token(s->p->user, user, sizeof(user)),
 		 s->p->rip, end_names[s->end],
 		 s->retr.n, (unsigned long long)s->retr.bytes,
 		 s->top.n, (unsigned long long)s->top.bytes,
-		 s->del.n, (unsigned long long)s->del.bytes,
+		 s->del.n, (unsigned long long)s->del.bytes, expired,
 		 s->size.n, (unsigned long long)s->size.bytes,
 		 s->p->secured ? "yes" : "no", s->p->secured ? " tls=" : "",
 		 s->p->secured && s->p->tls_info != NULL ? s->p->tls_info : "");
@@ -392,11 +407,26 @@ static void fill_report(const struct session *s, struct session_report *r)
 	r->top_bytes = s->top.bytes;
 	r->dele = s->del.n;
 	r->dele_bytes = s->del.bytes;
+	r->expired = s->expired.n;
+	r->expired_bytes = s->expired.bytes;
+}
+
+/* The EXPIRE policy in days, or -1 for none (unset, empty, NEVER); the
+ * value was checked when the configuration was loaded. */
+static long expire_days(const struct config *conf)
+{
+	unsigned days;
+
+	if (conf->pop3d.expire == NULL || conf->pop3d.expire[0] == '\0' ||
+	    strcmp(conf->pop3d.expire, "NEVER") == 0 ||
+	    num_parse_uint(conf->pop3d.expire, 0, 4294967295u, &days) == -1)
+		return -1;
+	return (long)days;
 }
 
 int session_run(const struct session_params *p, struct session_report *report_r)
 {
-	struct session s = { .p = p };
+	struct session s = { .p = p, .expire_days = expire_days(p->conf) };
 	char line[POP3_MAX_COMMAND + 1];
 	const char *error;
 	enum maildir_status st;
@@ -410,7 +440,12 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 	if (p->data_len > 0)
 		evbuffer_add(s.in, p->data, p->data_len);
 
-	st = maildir_open(p->maildrop, &s.md, &error);
+	if (p->maildrop == NULL) {
+		st = MAILDIR_PERM;
+		error = "mailbox is not configured correctly";
+	} else {
+		st = maildir_open(p->maildrop, &s.md, &error);
+	}
 	if (st != MAILDIR_OK) {
 		static const char *const code[] = {
 			[MAILDIR_IN_USE] = "IN-USE", [MAILDIR_TEMP] = "SYS/TEMP",
@@ -419,12 +454,17 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		char user[POP3D_LOG_USER_MAX];
 
 		log_warnx("session: user=%s maildrop %s: %s",
-			  pop3_log_token(p->user, user, sizeof(user)), p->maildrop, error);
+			  pop3_log_token(p->user, user, sizeof(user)),
+			  p->maildrop != NULL ? p->maildrop : "-",
+			  p->maildrop != NULL ? error : p->maildrop_error);
 		reply(&s, "-ERR [%s] %s", code[st], error);
 		flush_out(&s);
 		s.end = SESSION_END_MAILDROP;
+		log_logout(&s);		/* every login line has its end */
 		goto out;
 	}
+	if (p->opened != NULL)
+		p->opened(p->opened_ctx);
 	for (size_t i = 0; i < maildir_count(s.md); i++) {
 		s.size.n++;
 		s.size.bytes += maildir_msg(s.md, i)->size;

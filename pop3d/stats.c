@@ -105,6 +105,8 @@ void stats_session_add(const struct session_report *r, bool plain)
 	t->top_bytes += r->top_bytes;
 	t->dele += r->dele;
 	t->dele_bytes += r->dele_bytes;
+	t->expired += r->expired;
+	t->expired_bytes += r->expired_bytes;
 	if (r->end < SESSION_END_COUNT)
 		master_stats.sessions_ended[r->end]++;
 	if (plain)
@@ -209,8 +211,12 @@ static void render(struct evbuffer *out)
 		      s->refused[REFUSE_INTERNAL]);
 
 	metrics_header(out, "pop3d_logins_total", "counter",
-		       "Login attempts by outcome (ok: a session started).");
+		       "Login attempts by outcome (ok: a session opened its maildrop).");
 	metrics_value(out, "pop3d_logins_total", "result=\"ok\"", s->logins_ok);
+	metrics_value(out, "pop3d_logins_total", "result=\"maildrop_error\"",
+		      s->logins_maildrop_error);
+	metrics_value(out, "pop3d_logins_total", "result=\"session_error\"",
+		      s->logins_session_error);
 	metrics_value(out, "pop3d_logins_total", "result=\"failed\"", g.fe.logins_failed);
 	metrics_value(out, "pop3d_logins_total", "result=\"tempfailed\"",
 		      g.fe.logins_tempfailed + s->logins_tempfailed);
@@ -243,15 +249,18 @@ static void render(struct evbuffer *out)
 		       "Session lifetimes, from login to the end of the session.");
 	render_durations(out, "pop3d_session_duration_seconds");
 	metrics_header(out, "pop3d_messages_total", "counter",
-		       "Messages retrieved (RETR), listed with TOP, deleted at QUIT.");
+		       "Messages retrieved (RETR), listed with TOP, deleted at QUIT (DELE), "
+		       "removed at QUIT by the EXPIRE policy.");
 	metrics_value(out, "pop3d_messages_total", "op=\"retr\"", r->retr);
 	metrics_value(out, "pop3d_messages_total", "op=\"top\"", r->top);
 	metrics_value(out, "pop3d_messages_total", "op=\"dele\"", r->dele);
+	metrics_value(out, "pop3d_messages_total", "op=\"expire\"", r->expired);
 	metrics_header(out, "pop3d_message_bytes_total", "counter",
 		       "Octets (RFC 1939 sizes) of those messages.");
 	metrics_value(out, "pop3d_message_bytes_total", "op=\"retr\"", r->retr_bytes);
 	metrics_value(out, "pop3d_message_bytes_total", "op=\"top\"", r->top_bytes);
 	metrics_value(out, "pop3d_message_bytes_total", "op=\"dele\"", r->dele_bytes);
+	metrics_value(out, "pop3d_message_bytes_total", "op=\"expire\"", r->expired_bytes);
 	one(out, "pop3d_bytes_sent_total", "counter",
 	    "Bytes written to clients (TLS: as sent on the wire; a session's when it ends).",
 	    s->bytes_sent + g.fe.bytes_sent);

@@ -2,6 +2,7 @@
  * test-cmd.c - the POP3 command tokenizer, CAPA, and the master's decoder
  * of front-end messages (ipc.c), alone.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,28 @@ static void test_split_and_numbers(void)
 	CHECK_INT(pop3_cmd_msgnum("1x", 3, &n), -1);
 	CHECK_INT(pop3_cmd_msgnum("99999999999999999999", 3, &n), -1);
 	CHECK_INT(pop3_cmd_msgnum("1", 0, &n), -1);
+}
+
+static void test_top_lines(void)
+{
+	long l;
+
+	CHECK_INT(pop3_cmd_lines("0", &l), 0);
+	CHECK_INT(l, 0);
+	CHECK_INT(pop3_cmd_lines("2147483647", &l), 0);
+	CHECK_INT(l, 2147483647);
+	CHECK_INT(pop3_cmd_lines("2147483648", &l), 0);
+	CHECK(l >= 2147483648L);
+	CHECK_INT(pop3_cmd_lines("18446744073709551615", &l), 0);
+	CHECK(l == LONG_MAX);
+	CHECK_INT(pop3_cmd_lines("999999999999999999999999999999999999", &l), 0);
+	CHECK(l == LONG_MAX);
+	CHECK_INT(pop3_cmd_lines("", &l), -1);
+	CHECK_INT(pop3_cmd_lines("-1", &l), -1);
+	CHECK_INT(pop3_cmd_lines("+1", &l), -1);
+	CHECK_INT(pop3_cmd_lines("1 ", &l), -1);
+	CHECK_INT(pop3_cmd_lines("0x10", &l), -1);
+	CHECK_INT(pop3_cmd_lines(NULL, &l), -1);
 }
 
 static char *capa(const struct config *conf, unsigned flags)
@@ -283,6 +306,7 @@ int main(void)
 	UNIT_RUN(test_ipc_stats);
 	UNIT_RUN(test_parse);
 	UNIT_RUN(test_split_and_numbers);
+	UNIT_RUN(test_top_lines);
 	UNIT_RUN(test_capa);
 	UNIT_RUN(test_ipc_decoder);
 	return unit_finish();

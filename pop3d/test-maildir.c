@@ -279,7 +279,7 @@ static void test_send_and_update(void)
 	maildir_msg(m, 2)->retrieved = true;
 	/* a message delivered during the session */
 	put(md, "new/5.e", "late\n", 5);
-	CHECK_INT(maildir_update(m), 0);
+	CHECK_INT(maildir_update(m, -1, 0), 0);
 	maildir_free(&m);
 	CHECK(exists(md, "cur/1.a:2,S"));
 	CHECK(!exists(md, "new/1.a"));
@@ -306,8 +306,353 @@ static void test_vanished_message(void)
 	unlink(p);
 	CHECK_INT(maildir_send(m, 0, -1, sink_emit, &s, &err), -1);
 	maildir_msg(m, 0)->deleted = true;
-	CHECK_INT(maildir_update(m), 0);	/* already gone is fine */
+	CHECK_INT(maildir_update(m, -1, 0), 0);	/* already gone is fine */
 	maildir_free(&m);
+}
+
+
+/* Every message's content on disk (new/ and cur/), sorted and joined
+ * with '|', into out. */
+static const char *contents(const char *md, char *out, size_t size)
+{
+	char *items[64];
+	size_t n = 0, o = 0;
+
+	for (int d = 0; d < 2; d++) {
+		char p[512];
+		struct dirent *de;
+		DIR *dir;
+
+		snprintf(p, sizeof(p), "%s/%s", md, d == 0 ? "new" : "cur");
+		dir = opendir(p);
+		if (dir == NULL)
+			continue;
+		while ((de = readdir(dir)) != NULL && n < 64) {
+			char f[800], buf[256];
+			FILE *fp;
+			size_t len;
+
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(f, sizeof(f), "%s/%s", p, de->d_name);
+			fp = fopen(f, "r");
+			if (fp == NULL)
+				continue;
+			len = fread(buf, 1, sizeof(buf) - 1, fp);
+			fclose(fp);
+			buf[len] = '\0';
+			items[n++] = strdup(buf);
+		}
+		closedir(dir);
+	}
+	for (size_t i = 0; i < n; i++)		/* a small insertion sort */
+		for (size_t j = i; j > 0 && strcmp(items[j - 1], items[j]) > 0; j--) {
+			char *t = items[j];
+			items[j] = items[j - 1];
+			items[j - 1] = t;
+		}
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		int w = snprintf(out + o, size - o, "%s%s", i > 0 ? "|" : "", items[i]);
+		if (w > 0 && (size_t)w < size - o)
+			o += (size_t)w;
+		free(items[i]);
+	}
+	return out;
+}
+
+static size_t files_in(const char *md, const char *sub)
+{
+	char p[512];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(p, sizeof(p), "%s/%s", md, sub);
+	d = opendir(p);
+	if (d == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* Marks retrieved every message whose content starts with one of the
+ * given letters ("AB": the copies A and B). */
+static void retrieve(struct maildir *m, const char *which)
+{
+	for (size_t i = 0; i < maildir_count(m); i++) {
+		struct sink s = { .len = 0 };
+		const char *err;
+
+		if (maildir_send(m, i, -1, sink_emit, &s, &err) == 0 &&
+		    strchr(which, s.buf[0]) != NULL)
+			maildir_msg(m, i)->retrieved = true;
+	}
+}
+
+/* issue 13: "new/X" and "cur/X:2,S" with one base, RETR and QUIT: the
+ * move to cur/ renamed one over the other and a message was gone. */
+static void test_update_never_replaces(void)
+{
+	static const struct {
+		const char *a, *b;	/* two files, contents "A..." and "B..." */
+		const char *retr;	/* which of them are retrieved */
+	} cases[] = {
+		{ "new/100.X.host", "cur/100.X.host:2,S", "AB" },
+		{ "new/100.X.host", "cur/100.X.host:2,S", "A" },
+		{ "new/100.X.host", "cur/100.X.host:2,S", "B" },
+		/* the target exists with other flags */
+		{ "cur/100.X.host:2,F", "cur/100.X.host:2,FS", "A" },
+		{ "cur/100.X.host:2,F", "cur/100.X.host:2,FS", "AB" },
+		{ "new/100.X.host:2,F", "cur/100.X.host:2,FS", "A" },
+		{ "new/100.X.host", "cur/100.X.host:2,ST", "AB" },
+	};
+
+	for (int fallback = 0; fallback < 2; fallback++) {
+		maildir_no_renameat2 = fallback == 1;
+		for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+			char md[300], got[1024];
+			struct maildir *m;
+			const char *err;
+
+			snprintf(md, sizeof(md), "%s/dup%d-%zu", root, fallback, c);
+			mkmaildir(md);
+			put(md, cases[c].a, "A: copy a\n\nbody a\n", 1);
+			put(md, cases[c].b, "B: copy b\n\nbody b\n", 2);
+			put(md, "new/200.Y.host", "C: other\n\nc\n", 3);
+			CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+			if (m == NULL)
+				continue;
+			CHECK_INT(maildir_count(m), 3);
+			for (size_t i = 0; i < 3; i++)		/* UIDLs stay unique */
+				for (size_t j = 0; j < i; j++)
+					CHECK(strcmp(maildir_msg(m, i)->uidl,
+						     maildir_msg(m, j)->uidl) != 0);
+			retrieve(m, cases[c].retr);
+			CHECK_INT(maildir_update(m, -1, 0), 0);
+			maildir_free(&m);
+			CHECK_STR(contents(md, got, sizeof(got)),
+				  "A: copy a\n\nbody a\n|B: copy b\n\nbody b\n|C: other\n\nc\n");
+			CHECK_INT(files_in(md, "new") + files_in(md, "cur"), 3);
+			CHECK_INT(files_in(md, "tmp"), 0);
+			/* the next session lists all three, each once */
+			CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+			if (m != NULL) {
+				CHECK_INT(maildir_count(m), 3);
+				maildir_free(&m);
+			}
+		}
+	}
+	maildir_no_renameat2 = false;
+}
+
+/* The name a retrieved message should get holds the same file (a hard
+ * link, or a link + unlink cut short): only the extra name goes. */
+static void test_update_same_file_twice(void)
+{
+	char md[300], a[400], b[400], got[256];
+	struct maildir *m;
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/hardlink", root);
+	mkmaildir(md);
+	put(md, "new/300.Z.host", "Z: z\n\nz\n", 1);
+	snprintf(a, sizeof(a), "%s/new/300.Z.host", md);
+	snprintf(b, sizeof(b), "%s/cur/300.Z.host:2,S", md);
+	CHECK(link(a, b) == 0);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	retrieve(m, "Z");
+	CHECK_INT(maildir_update(m, -1, 0), 0);
+	maildir_free(&m);
+	CHECK(!exists(md, "new/300.Z.host"));
+	CHECK(exists(md, "cur/300.Z.host:2,S"));
+	CHECK_INT(files_in(md, "cur"), 1);
+	CHECK_STR(contents(md, got, sizeof(got)), "Z: z\n\nz\n");
+}
+
+/* DELE deletes the file that was listed, never one that took its name
+ * since (the message renamed away by an MUA, another one delivered under
+ * the same name). */
+static void test_dele_only_the_listed_file(void)
+{
+	for (int fallback = 0; fallback < 2; fallback++) {
+		char md[300], from[400], to[400], got[256];
+		struct maildir *m;
+		const char *err;
+
+		maildir_no_renameat2 = fallback == 1;
+		snprintf(md, sizeof(md), "%s/dele-replaced%d", root, fallback);
+		mkmaildir(md);
+		put(md, "new/400.D.host", "D: listed\n\nd\n", 1);
+		put(md, "new/401.E.host", "E: deleted\n\ne\n", 2);
+		CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+		if (m == NULL)
+			continue;
+		snprintf(from, sizeof(from), "%s/new/400.D.host", md);
+		snprintf(to, sizeof(to), "%s/cur/400.D.host:2,T", md);
+		CHECK(rename(from, to) == 0);
+		put(md, "new/400.D.host", "N: newcomer\n\nn\n", 3);
+		maildir_msg(m, 0)->deleted = true;
+		maildir_msg(m, 1)->deleted = true;
+		CHECK_INT(maildir_update(m, -1, 0), 1);	/* one could not be deleted */
+		maildir_free(&m);
+		CHECK_STR(contents(md, got, sizeof(got)), "D: listed\n\nd\n|N: newcomer\n\nn\n");
+		CHECK_INT(files_in(md, "tmp"), 0);
+	}
+	maildir_no_renameat2 = false;
+}
+
+/* The size cache is written through a temporary file that is unlinked
+ * first: a planted "pop3d-sizes.tmp" linked to a message is not truncated. */
+static void test_cache_tmp_not_truncated(void)
+{
+	char md[300], a[400], b[400], got[256];
+	struct maildir *m;
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/cachetmp", root);
+	mkmaildir(md);
+	put(md, "new/500.F.host", "F: f\n\nf\n", 1);
+	snprintf(a, sizeof(a), "%s/new/500.F.host", md);
+	snprintf(b, sizeof(b), "%s/pop3d-sizes.tmp", md);
+	CHECK(link(a, b) == 0);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);	/* writes the cache */
+	if (m != NULL)
+		maildir_free(&m);
+	CHECK(exists(md, "pop3d-sizes"));
+	CHECK_STR(contents(md, got, sizeof(got)), "F: f\n\nf\n");
+}
+
+/* ---- EXPIRE ---- */
+
+static void write_file(const char *md, const char *rel, const char *text)
+{
+	put(md, rel, text, 1);
+}
+
+static const char *read_file(const char *md, const char *rel, char *out, size_t size)
+{
+	char p[512];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", md, rel);
+	out[0] = '\0';
+	f = fopen(p, "r");
+	if (f == NULL)
+		return out;
+	n = fread(out, 1, size - 1, f);
+	fclose(f);
+	out[n] = '\0';
+	return out;
+}
+
+static void test_expire_zero(void)
+{
+	char md[300], got[256];
+	struct maildir *m;
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/expire0", root);
+	mkmaildir(md);
+	put(md, "new/1.a", "R: retr\n\nr\n", 1);
+	put(md, "new/2.b", "T: top\n\nt\n", 2);
+	put(md, "new/3.c", "K: kept\n\nk\n", 3);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	maildir_msg(m, 0)->retrieved = true;
+	maildir_msg(m, 1)->topped = true;
+	CHECK_INT(maildir_update(m, 0, 1000000), 0);
+	CHECK(maildir_msg(m, 0)->expired);
+	CHECK(maildir_msg(m, 1)->expired);
+	CHECK(!maildir_msg(m, 2)->expired);
+	maildir_free(&m);
+	CHECK_STR(contents(md, got, sizeof(got)), "K: kept\n\nk\n");
+	CHECK_INT(files_in(md, "tmp"), 0);
+	/* no policy: a retrieved message only gets its Seen flag */
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	maildir_msg(m, 0)->retrieved = true;
+	CHECK_INT(maildir_update(m, -1, 1000000), 0);
+	maildir_free(&m);
+	CHECK(exists(md, "cur/3.c:2,S"));
+	CHECK(!exists(md, "pop3d-expire"));
+}
+
+static void test_expire_days(void)
+{
+	const int64_t now = 1700000000, day = 86400;
+	char md[300], got[512], rec[512];
+	struct maildir *m;
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/expireN", root);
+	mkmaildir(md);
+	put(md, "new/1.a", "A: retrieved now\n\na\n", 1);
+	put(md, "cur/2.b:2,S", "B: 3 days ago\n\nb\n", 2);
+	put(md, "cur/3.c:2,S", "C: 1 day ago\n\nc\n", 3);
+	put(md, "new/4.d", "D: never\n\nd\n", 4);
+	put(md, "new/5.e", "E: record from the future\n\ne\n", 5);
+	snprintf(rec, sizeof(rec), "2.b %lld\n3.c %lld\ngone.x 5\n5.e %lld\n"
+		 "garbage\n 12\n4.d -1\n4.d 99999999999999999999999\n",
+		 (long long)(now - 3 * day), (long long)(now - day), (long long)(now + 10 * day));
+	write_file(md, "pop3d-expire", rec);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	CHECK_INT(maildir_count(m), 5);
+	CHECK_INT(maildir_msg(m, 1)->retrieved_at, now - 3 * day);
+	CHECK_INT(maildir_msg(m, 3)->retrieved_at, 0);
+	maildir_msg(m, 0)->retrieved = true;
+	CHECK_INT(maildir_update(m, 2, now), 0);
+	maildir_free(&m);
+	CHECK_STR(contents(md, got, sizeof(got)),
+		  "A: retrieved now\n\na\n|C: 1 day ago\n\nc\n|D: never\n\nd\n"
+		  "|E: record from the future\n\ne\n");
+	/* the record: what is left, the new retrieval, the future as now */
+	snprintf(rec, sizeof(rec), "3.c %lld\n1.a %lld\n5.e %lld\n", (long long)(now - day),
+		 (long long)now, (long long)now);
+	read_file(md, "pop3d-expire", got, sizeof(got));
+	CHECK(strstr(got, "1.a 1700000000\n") != NULL);
+	CHECK(strstr(got, "3.c 1699913600\n") != NULL);
+	CHECK(strstr(got, "5.e 1700000000\n") != NULL);
+	CHECK(strstr(got, "2.b") == NULL && strstr(got, "gone.x") == NULL &&
+	      strstr(got, "4.d") == NULL);
+	/* two days later, a session that retrieves nothing removes A, C, E */
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	CHECK_INT(maildir_update(m, 2, now + 2 * day), 0);
+	maildir_free(&m);
+	CHECK_STR(contents(md, got, sizeof(got)), "D: never\n\nd\n");
+	CHECK_STR(read_file(md, "pop3d-expire", got, sizeof(got)), "");
+}
+
+/* A base two files share is not credited with a retrieval. */
+static void test_expire_shared_base(void)
+{
+	const int64_t now = 1700000000;
+	char md[300], got[256];
+	struct maildir *m;
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/expireshared", root);
+	mkmaildir(md);
+	put(md, "new/7.x", "X: not retrieved\n\nx\n", 1);
+	put(md, "cur/7.x:2,S", "Y: copy\n\ny\n", 2);
+	write_file(md, "pop3d-expire", "7.x 1000\n");
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	CHECK_INT(maildir_update(m, 1, now), 0);
+	maildir_free(&m);
+	CHECK_STR(contents(md, got, sizeof(got)), "X: not retrieved\n\nx\n|Y: copy\n\ny\n");
 }
 
 static void test_expand(void)
@@ -348,6 +693,13 @@ int main(void)
 	UNIT_RUN(test_missing_and_damaged);
 	UNIT_RUN(test_send_and_update);
 	UNIT_RUN(test_vanished_message);
+	UNIT_RUN(test_update_never_replaces);
+	UNIT_RUN(test_update_same_file_twice);
+	UNIT_RUN(test_dele_only_the_listed_file);
+	UNIT_RUN(test_cache_tmp_not_truncated);
+	UNIT_RUN(test_expire_zero);
+	UNIT_RUN(test_expire_days);
+	UNIT_RUN(test_expire_shared_base);
 	UNIT_RUN(test_expand);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)

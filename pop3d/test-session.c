@@ -151,7 +151,7 @@ static void test_pipelined_handoff_bytes(void)
 	CHECK_INT(count(md, "new"), 1);
 	/* what it reports to the master at exit */
 	CHECK_INT(report.end, SESSION_END_QUIT);
-	CHECK_INT(report.zero, 0);
+	CHECK_INT(report.kind, SESSION_REPORT_END);
 	CHECK_INT(report.bytes_sent, strlen(t));
 	CHECK_INT(report.commands[CMD_STAT], 1);
 	CHECK_INT(report.commands[CMD_LIST], 1);
@@ -239,6 +239,29 @@ static void test_in_use_and_missing(void)
 	CHECK(strncmp(t, "-ERR [SYS/PERM] ", 16) == 0);
 }
 
+/* RFC 1939: TOP takes any non-negative number of lines; one past 32 or
+ * 64 bits is "all of them", not a syntax error. */
+static void test_top_huge(void)
+{
+	static const char whole[] = "+OK 16 octets\r\nH: 1\r\n\r\nb1\r\nb2\r\n.\r\n";
+	char md[300], want[400];
+	const char *t;
+
+	snprintf(md, sizeof(md), "%s/tophuge", root);
+	mkmaildir(md);
+	put(md, "new/1.a", "H: 1\n\nb1\nb2\n", 1);
+	t = run(md, NULL, "TOP 1 2147483648\r\nTOP 1 4294967296\r\n"
+		"TOP 1 18446744073709551616\r\nTOP 1 99999999999999999999999999999\r\n"
+		"TOP 1 1\r\nTOP 1 -1\r\nTOP 1 +1\r\nTOP 1 1x\r\nQUIT\r\n");
+	snprintf(want, sizeof(want), "+OK Logged in, 1 messages (16 octets)\r\n%s%s%s%s"
+		 "+OK 16 octets\r\nH: 1\r\n\r\nb1\r\n.\r\n"
+		 "-ERR Syntax: TOP msg lines\r\n-ERR Syntax: TOP msg lines\r\n"
+		 "-ERR Syntax: TOP msg lines\r\n+OK Logging out\r\n",
+		 whole, whole, whole, whole);
+	CHECK_STR(t, want);
+	CHECK_INT(count(md, "new"), 1);		/* TOP does not mark it seen */
+}
+
 static void test_capa_after_login(void)
 {
 	char md[300];
@@ -268,6 +291,7 @@ int main(void)
 	UNIT_RUN(test_bad_input);
 	UNIT_RUN(test_in_use_and_missing);
 	UNIT_RUN(test_capa_after_login);
+	UNIT_RUN(test_top_huge);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cleanup failed\n");
