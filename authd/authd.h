@@ -300,8 +300,15 @@ enum pw_check { PW_MATCH, PW_MISMATCH, PW_BAD_HASH };
 /* Checks password against a stored hash in any supported scheme.  Blocking
  * and possibly slow (argon2): workers only. */
 enum pw_check password_verify(const char *stored, const char *password);
-/* True if stored names a scheme password_verify() understands. */
+/* True if stored names a scheme password_verify() understands and is
+ * well-formed for it (decoded, lengths and parameters checked; no hashing).
+ * If not, writes into why (size bytes) the reason for a log line: it names
+ * the scheme, never any part of the hash. */
+bool password_scheme_check(const char *stored, char *why, size_t size);
+/* password_scheme_check() without the reason. */
 bool password_scheme_known(const char *stored);
+/* True if stored is {PLAIN}, {CLEAR}, {CLEARTEXT} or {PLAIN-TRUNC} (any
+ * encoding suffix): the password is in the file. */
 bool password_is_plain(const char *stored);
 
 /* spawn.c */

@@ -11,9 +11,13 @@ PROGRAMS += $(B)/authd $(B)/authctl
 INSTALL_SBIN += $(B)/authd
 INSTALL_BIN += $(B)/authctl
 
+# password.c checks SHA-1/MD5 schemes ({SSHA}, {PLAIN-MD5}, ...) with
+# libcrypto, which libsodium lacks.
+AUTHD_CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null)
+
 # PAM runs only in the helper (pam-helper), never in the threaded daemon.
 $(B)/authd: $(AUTHD_OBJS) $(COMMON_OBJS) $(CACHE_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lldap -llber
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lldap -llber $(AUTHD_CRYPTO_LIBS)
 
 # The PAM helper is built without sanitizers in every build: it loads
 # arbitrary (unsanitized) PAM modules, and pam_wrapper, which the tests
@@ -35,14 +39,14 @@ UNIT_TESTS += $(AUTHD_TESTS:%=$(B)/%)
 ALL_OBJS += $(AUTHD_TESTS:%=$(B)/obj/authd/%.o)
 
 $(B)/test-password: $(B)/obj/authd/test-password.o $(B)/obj/authd/password.o $(COMMON_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 $(B)/test-normalize: $(B)/obj/authd/test-normalize.o $(B)/obj/authd/normalize.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/test-passwd-file: $(B)/obj/authd/test-passwd-file.o $(B)/obj/authd/passdb_passwd_file.o \
 		$(B)/obj/authd/password.o $(COMMON_OBJS) $(CACHE_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 # authenticator.c with a scripted backend (the test defines the passdb_* ops).
 $(B)/test-queue: $(B)/obj/authd/test-queue.o $(B)/obj/authd/authenticator.o $(COMMON_OBJS)

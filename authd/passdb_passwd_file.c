@@ -138,7 +138,7 @@ static struct pw_db *db_load(const char *name, const char *path)
 	}
 	db->entries = xcalloc(cap, sizeof(*db->entries));
 	while (fgets(line, sizeof(line), f) != NULL) {
-		char *fields[8];
+		char *fields[8], why[256];
 		size_t nf, len = strlen(line);
 		struct pw_entry e;
 
@@ -163,9 +163,8 @@ static struct pw_db *db_load(const char *name, const char *path)
 			skipped++;
 			continue;
 		}
-		if (!password_scheme_known(fields[1])) {
-			log_warnx("%s:%u: user %s: unknown or disabled password scheme, skipped",
-				  path, lineno, fields[0]);
+		if (!password_scheme_check(fields[1], why, sizeof(why))) {
+			log_warnx("%s:%u: user %s: %s, skipped", path, lineno, fields[0], why);
 			skipped++;
 			continue;
 		}

@@ -86,6 +86,122 @@
 /* openssl passwd -1 -salt md5salt "$PW" */
 #define MD5_PW "$1$md5salt$VjVsBrEOW7g02p4m4uscX0"
 
+/*
+ * Dovecot's own schemes.  Each was made by Debian bookworm's dovecot-core
+ * 2.3.19.1 with the command beside it, and accepted by
+ * `doveadm pw -t '<vector>' -p "$PW"`.  Salted ones differ on each run.
+ * tests/integration/test_password_schemes.py recomputes the unsalted
+ * digests, SSHA/SMD5, PBKDF2 and SCRAM with Python's hashlib/hmac (an
+ * independent implementation) and logs in through authd with some of them.
+ */
+/* doveadm pw -s SHA -p "$PW"  (= {SHA1}) */
+#define SHA1_B64 "q/eq1kOINtvlJqojGr3i0O73TUI="
+/* doveadm pw -s SHA.HEX -p "$PW" */
+#define SHA1_HEX "abf7aad6438836dbe526aa231abde2d0eef74d42"
+/* doveadm pw -s SHA256 -p "$PW" */
+#define SHA256_B64 "xLvLH77JnWW/WdhcjLYu4tuWPw/hBvSD2a+nO9Tjmoo="
+/* doveadm pw -s SHA256.HEX -p "$PW" */
+#define SHA256_HEX "c4bbcb1fbec99d65bf59d85c8cb62ee2db963f0fe106f483d9afa73bd4e39a8a"
+/* doveadm pw -s SHA512 -p "$PW" */
+#define SHA512_B64 \
+	"vl73Z52Iq5qQRfYmflX15XhLS4zXZLXNhVpSRPkcYmlTzUbEPXZohz/W7707IhJJMVWAAxljRyoHh4H+BG5irg=="
+/* doveadm pw -s PLAIN-MD5 -p "$PW" */
+#define MD5_HEX "9cc2ae8a1ba7a93da39b46fc1019c481"
+/* doveadm pw -s LDAP-MD5 -p "$PW" */
+#define MD5_B64 "nMKuihunqT2jm0b8EBnEgQ=="
+/* doveadm pw -s SSHA -p "$PW" */
+#define SSHA_PW "A+d584eOX7tsWXB/vOy4QhlG6W5KMK70"
+/* doveadm pw -s SSHA.HEX -p "$PW" */
+#define SSHA_HEX "2311a3d77a1bf8d714e0db921113a4add60d0dd6695c9013"
+/* doveadm pw -s SSHA256 -p "$PW" */
+#define SSHA256_PW "q/FnIOxVu8qgGFwgbkyBlyr3+qzpmSbAxIQTKYLKGPqJW99Z"
+/* doveadm pw -s SSHA512 -p "$PW" */
+#define SSHA512_PW \
+	"m1KuJuZptebsRgrUtaRFaknqOdzk/Lq4e/bqsrPKbWo+WTNIcKiyhKIW1cNpcfckqwUB3MsFycD/az3a7KIZO14300s="
+/* doveadm pw -s SMD5 -p "$PW" */
+#define SMD5_PW "CRAT0//Y3KtoJbKslUnVsvAbjNA="
+/* doveadm pw -s SMD5.HEX -p "$PW" */
+#define SMD5_HEX "b807e49996a9aafbcf8c0966fe675a7db216a77a"
+/* doveadm pw -s MD5 -p "$PW"  ({MD5} writes MD5-CRYPT) */
+#define DOVECOT_MD5_PW "$1$0KMzk7WF$xEQAhz.uQlZ9ki6Ws0BLV."
+/* doveadm pw -s MD5-CRYPT -p "$PW" */
+#define MD5_CRYPT_PW "$1$PzhsEGpC$ptJ/ZR4tDQQnkFcNDiAhO/"
+/* doveadm pw -s DES-CRYPT -p "$PW" */
+#define DES_CRYPT_PW "h5DKAOLblh9Q."
+/* doveadm pw -s CRYPT -p "$PW"  ({CRYPT} writes bcrypt $2y$) */
+#define CRYPT_PW "$2y$05$IhMIjWURYwa.SlOZIiZHhOZqZb0J5owgbD4MUMD7pCKtFCS2VL9Ai"
+/* doveadm pw -s PBKDF2 -p "$PW" */
+#define PBKDF2_PW "$1$7OB8A7WqtxWvUurj$5000$0ddc644015a450c364741a176658f9cc2b4c7b4b"
+/* doveadm pw -s PBKDF2 -r 1000 -p "$PW" */
+#define PBKDF2_PW_R1000 "$1$LNdIx7.F9CYFHuPh$1000$247896b6535e7010b7b99830cc80f0fd42fd0e8a"
+/* doveadm pw -s SCRAM-SHA-1 -p "$PW" */
+#define SCRAM1_PW \
+	"4096,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=,FYVLYmPxvwnCv81QrMdwXl0hmOg="
+/* doveadm pw -s SCRAM-SHA-256 -p "$PW" */
+#define SCRAM256_PW \
+	"4096,atkHn5TZ1Wzy7xa3kBU8Uw==,+K4izy7Q0xSlcdhaxGpyZaohH57D2jRjMEv0Bb/Wm9E=," \
+	"DSynw6chs1K9xwdW8clcuyeMPDk9GmJHtbXNNb9jyn8="
+/* doveadm pw -s CRAM-MD5 -p "$PW"  (the same for HMAC-MD5) */
+#define CRAM_PW "09eae0fafdb8b11dde53f0031217a5c4938a03ccb3eebe1b64e0c243b569921c"
+/* doveadm pw -s CRAM-MD5 -p "$LONG100"  (key over 64 bytes: hashed first) */
+#define CRAM_LONG100 "35755f00f63f0cedfa13ab3e6bfb83c03facffa4865b2f7b31172424dff2ca95"
+/* doveadm pw -s PLAIN.B64 -p "$PW" */
+#define PLAIN_B64 "Y29ycmVjdCBob3JzZSBiYXR0ZXJ5IHN0YXBsZQ=="
+/* doveadm pw -s DIGEST-MD5 -u alice@example.com -p "$PW" */
+#define DIGEST_MD5_PW "0aa957a5230b526246d640c747db7c5f"
+/* doveadm pw -s PLAIN-MD4 -p "$PW" */
+#define MD4_PW "131adffe1d8712c1b624ba62b5bcf3fd"
+/* doveadm pw -s OTP -p "$PW" */
+#define OTP_PW "sha1 1024 e18bf18612d546cb 35061aac5fd30ef6"
+
+/* The same with $NA: doveadm pw -s <scheme> -p "$NA" */
+#define SSHA_NA "sbRc08OlP4Laz/kXRy9Ni2/FMK8sH2qv"
+#define SSHA512_NA \
+	"jau/dt5UVjjqqsSLR01w3ILbKqiLEelG2A5haNMcOmEjtYb5Y0mZ+mDPP/VjuPRcyZeNpl5bs/VmeGW2i9QlPLWcqO0="
+#define SHA256_NA "T2yj+6NUw9lW9sw+T2ENM4x9GR4mrfNW5tiZ/JrC9XU="
+#define MD5_HEX_NA "ced016bddea5572247468055107bfcfe"
+#define SMD5_NA "6jjD0tfz2AcDz+gI2SpPQeykPCk="
+#define PBKDF2_NA "$1$NI4fDram1o2KKxe8$5000$ae5db19b4c52f69180bba54d28dab1e14f2e6bd5"
+#define SCRAM1_NA \
+	"4096,G2d4z566tyd5Wvsg5x5ioQ==,7JuR72+YBEcFBpo3hDTlvM67O/A=,/HBNu8E0oZ8AzUHNy6EIZlR5sck="
+#define SCRAM256_NA \
+	"4096,YhJPlqhHbxDuyffBp5sPlw==,wm2kLZj0eLgz4C77zplH5+gqGSMMymDGfvblbs6eH/g=," \
+	"tFSj6vzrWpiNaLmAkLZhOhjvvukpgjF3rJNu7LG4sGo="
+#define CRAM_NA "547eb1ef9f3d8b40ec4f2d6f08f45729d3db9dd06a1dcacb5dc20d2b1593308a"
+/* doveadm pw -s SSHA256 -p "$LONG100";  doveadm pw -s SCRAM-SHA-256 -p "$LONG100" */
+#define SSHA256_LONG100 "ThlMnnjtibre+Abgz031FLNIaZ4t64Jai2KsbAL87zxA1glK"
+#define SCRAM256_LONG100 \
+	"4096,0QVYR+FRyawRhj+2gUtPAg==,i/MMrDxUpfLrfL5FYBR2CTNcKHZ8C3B2H9r5yvnsjqM=," \
+	"F+3l830IqmRRtO20jxQpPDuzEj4YRXOVUj2f/jj3eLQ="
+/* doveadm pw -s SSHA -p ''  (the empty password) */
+#define SSHA_EMPTY "fq/rFWXGPs2KJg/GFFU/Id2cN07BAEzg"
+/*
+ * SSHA with a 1000-byte salt (doveadm cannot choose the salt; Dovecot
+ * accepts any salt length):
+ *   python3 -c 'import hashlib,base64; s=bytes(range(256))*3+bytes(232);
+ *     print(base64.b64encode(hashlib.sha1(b"correct horse battery staple"+s)
+ *     .digest()+s).decode())'
+ * (1360 characters).
+ */
+static const char ssha_big_salt[] =
+	"Nl8lx4hxiOM4MvyFj/q4B/xK3dYAAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYn"
+	"KCkqKywtLi8wMTIzNDU2Nzg5Ojs8PT4/QEFCQ0RFRkdISUpLTE1OT1BRUlNUVVZXWFlaW1xdXl9gYWJj"
+	"ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CBgoOEhYaHiImKi4yNjo+QkZKTlJWWl5iZmpucnZ6f"
+	"oKGio6SlpqeoqaqrrK2ur7CxsrO0tba3uLm6u7y9vr/AwcLDxMXGx8jJysvMzc7P0NHS09TV1tfY2drb"
+	"3N3e3+Dh4uPk5ebn6Onq6+zt7u/w8fLz9PX29/j5+vv8/f7/AAECAwQFBgcICQoLDA0ODxAREhMUFRYX"
+	"GBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0+P0BBQkNERUZHSElKS0xNTk9QUVJT"
+	"VFVWV1hZWltcXV5fYGFiY2RlZmdoaWprbG1ub3BxcnN0dXZ3eHl6e3x9fn+AgYKDhIWGh4iJiouMjY6P"
+	"kJGSk5SVlpeYmZqbnJ2en6ChoqOkpaanqKmqq6ytrq+wsbKztLW2t7i5uru8vb6/wMHCw8TFxsfIycrL"
+	"zM3Oz9DR0tPU1dbX2Nna29zd3t/g4eLj5OXm5+jp6uvs7e7v8PHy8/T19vf4+fr7/P3+/wABAgMEBQYH"
+	"CAkKCwwNDg8QERITFBUWFxgZGhscHR4fICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj9AQUJD"
+	"REVGR0hJSktMTU5PUFFSU1RVVldYWVpbXF1eX2BhYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ent8fX5/"
+	"gIGCg4SFhoeIiYqLjI2Oj5CRkpOUlZaXmJmam5ydnp+goaKjpKWmp6ipqqusra6vsLGys7S1tre4ubq7"
+	"vL2+v8DBwsPExcbHyMnKy8zNzs/Q0dLT1NXW19jZ2tvc3d7f4OHi4+Tl5ufo6err7O3u7/Dx8vP09fb3"
+	"+Pn6+/z9/v8AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
 /* Fills buf with n bytes of the pattern "0123456789abcdef..." and a NUL:
  * the $LONGn passwords of the vectors above. */
 static void long_password(char *buf, size_t n)
@@ -292,9 +408,13 @@ static void test_plain(void)
 
 static void test_unknown_scheme(void)
 {
-	check_bad("{MD5}1bc29b36f623ba82aaf6724fd3b16718");
-	check_bad("{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=");
+	check_bad("{MD6}1bc29b36f623ba82aaf6724fd3b16718");
+	check_bad("{SSHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=");	/* no salt */
 	check_bad("{SHA512}" SHA512_PW);
+	check_bad("{SHA256.B32}" SHA256_B64);	/* unknown encoding */
+	check_bad("{SHA256.}" SHA256_B64);
+	check_bad("{.HEX}" SHA256_HEX);
+	check_bad("{SCRAM-SHA-512}4096,c2FsdA==,AAAA,AAAA");
 	check_bad("{ARGON2}" ARGON2ID_PW);
 	check_bad("{BLOWFISH}" BCRYPT_PW);
 	check_bad("{SHA512-CRYPT" SHA512_PW);
@@ -502,6 +622,358 @@ static void test_overlong_password_crypt(void)
 	CHECK_INT(password_verify("{BLF-CRYPT}" BCRYPT_LONG100, pw), PW_MISMATCH);
 }
 
+
+/* ---- Dovecot's hash schemes (issue 13) -------------------------------- */
+
+/* check_pw_hash() under the scheme's name in upper and lower case. */
+static void check_both_cases(const char *scheme, const char *hash)
+{
+	char stored[1600], lower[64];
+	size_t i;
+
+	snprintf(stored, sizeof(stored), "{%s}%s", scheme, hash);
+	check_pw_hash(stored);
+	for (i = 0; scheme[i] != '\0' && i < sizeof(lower) - 1; i++)
+		lower[i] = (char)(scheme[i] >= 'A' && scheme[i] <= 'Z' ? scheme[i] + 32 : scheme[i]);
+	lower[i] = '\0';
+	snprintf(stored, sizeof(stored), "{%s}%s", lower, hash);
+	check_pw_hash(stored);
+}
+
+static void test_dovecot_digests(void)
+{
+	check_both_cases("SHA", SHA1_B64);
+	check_both_cases("SHA1", SHA1_B64);
+	check_both_cases("SHA256", SHA256_B64);
+	check_both_cases("SHA512", SHA512_B64);
+	check_both_cases("PLAIN-MD5", MD5_HEX);
+	check_both_cases("LDAP-MD5", MD5_B64);
+	/* Dovecot picks hex when the string is twice the digest's length,
+	 * base64 otherwise, whatever the scheme's default. */
+	check_both_cases("SHA", SHA1_HEX);
+	check_pw_hash("{SHA}ABF7AAD6438836DBE526AA231ABDE2D0EEF74D42");
+	check_both_cases("SHA256", SHA256_HEX);
+	check_both_cases("PLAIN-MD5", MD5_B64);
+	check_both_cases("LDAP-MD5", MD5_HEX);
+	/* An explicit suffix decides. */
+	check_both_cases("SHA.HEX", SHA1_HEX);
+	check_both_cases("SHA256.HEX", SHA256_HEX);
+	check_both_cases("SHA256.B64", SHA256_B64);
+	check_both_cases("SHA512.BASE64", SHA512_B64);
+	check_both_cases("PLAIN-MD5.B64", MD5_B64);
+	check_bad("{SHA256.HEX}" SHA256_B64);
+	check_bad("{SHA256.B64}" SHA256_HEX);
+	check_bad("{PLAIN-MD5.HEX}" MD5_B64);
+}
+
+static void test_dovecot_salted(void)
+{
+	check_both_cases("SSHA", SSHA_PW);
+	check_both_cases("SSHA.HEX", SSHA_HEX);
+	check_both_cases("SSHA256", SSHA256_PW);
+	check_both_cases("SSHA512", SSHA512_PW);
+	check_both_cases("SMD5", SMD5_PW);
+	check_both_cases("SMD5.HEX", SMD5_HEX);
+	/* The salt is whatever follows the digest, 1000 bytes included. */
+	{
+		char stored[1600];
+		snprintf(stored, sizeof(stored), "{SSHA}%s", ssha_big_salt);
+		check_pw_hash(stored);
+	}
+	CHECK_INT(password_verify("{SSHA}" SSHA_EMPTY, ""), PW_MATCH);
+	CHECK_INT(password_verify("{SSHA}" SSHA_EMPTY, " "), PW_MISMATCH);
+	CHECK_INT(password_verify("{SSHA}" SSHA_EMPTY, PW), PW_MISMATCH);
+	/* The scheme must match the digest: no salt left, or a salt that
+	 * takes part of another digest. */
+	CHECK(password_verify("{SSHA256}" SSHA_PW, PW) != PW_MATCH);
+	CHECK(password_verify("{SMD5}" SSHA_PW, PW) != PW_MATCH);
+	check_bad("{SSHA512}" SSHA256_PW);
+}
+
+static void test_dovecot_md5(void)
+{
+	/* {MD5} is MD5-CRYPT for "$1$..." and PLAIN-MD5 otherwise. */
+	check_both_cases("MD5", DOVECOT_MD5_PW);
+	check_both_cases("MD5", MD5_HEX);
+	check_both_cases("MD5", MD5_B64);
+	check_both_cases("MD5-CRYPT", MD5_CRYPT_PW);
+	check_pw_hash(MD5_CRYPT_PW);
+	check_bad("{MD5}" SHA1_HEX);
+	CHECK(password_verify("{MD5}$1$", PW) != PW_MATCH);
+	CHECK(password_verify("{MD5}$1$", "") != PW_MATCH);
+	check_bad("{MD5-CRYPT}" SHA512_PW);
+	check_bad("{MD5-CRYPT}" MD5_HEX);
+}
+
+static void test_dovecot_crypt(void)
+{
+	check_both_cases("CRYPT", CRYPT_PW);
+	check_both_cases("BLF-CRYPT", CRYPT_PW);
+	/* DES reads 8 bytes of the password: "correct " */
+	CHECK_INT(password_verify("{DES-CRYPT}" DES_CRYPT_PW, PW), PW_MATCH);
+	CHECK_INT(password_verify("{des-crypt}" DES_CRYPT_PW, "correct "), PW_MATCH);
+	CHECK_INT(password_verify("{DES-CRYPT}" DES_CRYPT_PW, "correct"), PW_MISMATCH);
+	CHECK_INT(password_verify("{CRYPT}" DES_CRYPT_PW, PW), PW_MATCH);
+	CHECK(password_scheme_known("{DES-CRYPT}" DES_CRYPT_PW));
+	check_bad("{DES-CRYPT}" SHA512_PW);
+	check_bad("{DES-CRYPT}h5DKAOLblh9Q");
+	check_bad("{DES-CRYPT}");
+}
+
+static void test_dovecot_pbkdf2(void)
+{
+	check_both_cases("PBKDF2", PBKDF2_PW);
+	check_pw_hash("{PBKDF2}" PBKDF2_PW_R1000);
+	/* Dovecot's hex is case-insensitive. */
+	check_pw_hash("{PBKDF2}$1$7OB8A7WqtxWvUurj$5000$0DDC644015A450C364741A176658F9CC2B4C7B4B");
+	/* Another salt, other rounds: the same key no longer matches. */
+	CHECK_INT(password_verify("{PBKDF2}$1$7OB8A7WqtxWvUurJ$5000$"
+				  "0ddc644015a450c364741a176658f9cc2b4c7b4b", PW), PW_MISMATCH);
+	CHECK_INT(password_verify("{PBKDF2}$1$7OB8A7WqtxWvUurj$5001$"
+				  "0ddc644015a450c364741a176658f9cc2b4c7b4b", PW), PW_MISMATCH);
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$0$0ddc644015a450c364741a176658f9cc2b4c7b4b");
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$-1$0ddc644015a450c364741a176658f9cc2b4c7b4b");
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$4294967296$0ddc644015a450c364741a176658f9cc2b4c7b4b");
+	/* Over PW_MAX_ROUNDS: refused at load rather than seconds per login. */
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$10000001$0ddc644015a450c364741a176658f9cc2b4c7b4b");
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$5000$0ddc644015a450c364741a176658f9cc2b4c7b4");
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$5000$0ddc644015a450c364741a176658f9cc2b4c7b4b0");
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$5000$0ddc644015a450c364741a176658f9cc2b4c7b4g");
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$5000$0ddc644015a450c364741a176658f9cc2b4c7b4b$");
+	check_bad("{PBKDF2}$2$7OB8A7WqtxWvUurj$5000$0ddc644015a450c364741a176658f9cc2b4c7b4b");
+	check_bad("{PBKDF2}$1$7OB8A7WqtxWvUurj$5000");
+	check_bad("{PBKDF2}");
+}
+
+static void test_dovecot_scram(void)
+{
+	check_both_cases("SCRAM-SHA-1", SCRAM1_PW);
+	check_both_cases("SCRAM-SHA-256", SCRAM256_PW);
+	check_bad("{SCRAM-SHA-1}" SCRAM256_PW);
+	check_bad("{SCRAM-SHA-256}" SCRAM1_PW);
+	/* Fewer than 4096 iterations (Dovecot refuses them too), too many,
+	 * missing or extra fields, bad base64. */
+	check_bad("{SCRAM-SHA-1}4095,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=,"
+		  "FYVLYmPxvwnCv81QrMdwXl0hmOg=");
+	check_bad("{SCRAM-SHA-1}99999999,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=,"
+		  "FYVLYmPxvwnCv81QrMdwXl0hmOg=");
+	check_bad("{SCRAM-SHA-1}4096,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=");
+	check_bad("{SCRAM-SHA-1}4096,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=,"
+		  "FYVLYmPxvwnCv81QrMdwXl0hmOg=,");
+	check_bad("{SCRAM-SHA-1}4096,69eFRpFvYQ8mO0eCQ3GsJQ=,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=,"
+		  "FYVLYmPxvwnCv81QrMdwXl0hmOg=");
+	check_bad("{SCRAM-SHA-1}4096,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jb=,"
+		  "FYVLYmPxvwnCv81QrMdwXl0hmOg=");
+	check_bad("{SCRAM-SHA-1}4096,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=,");
+	check_bad("{SCRAM-SHA-1},,,");
+	check_bad("{SCRAM-SHA-1}");
+}
+
+static void test_dovecot_cram_md5(void)
+{
+	char pw[128];
+
+	check_both_cases("CRAM-MD5", CRAM_PW);
+	check_both_cases("HMAC-MD5", CRAM_PW);
+	/* doveadm pw -s CRAM-MD5 -p secret */
+	CHECK_INT(password_verify("{CRAM-MD5}cd3ba7deaad6e5ca23448ba42e379747a9e0f7f1fbc00c8a"
+				  "81bbaac395731b56", "secret"), PW_MATCH);
+	long_password(pw, 100);
+	CHECK_INT(password_verify("{CRAM-MD5}" CRAM_LONG100, pw), PW_MATCH);
+	pw[99] = 'X';
+	CHECK_INT(password_verify("{CRAM-MD5}" CRAM_LONG100, pw), PW_MISMATCH);
+	check_bad("{CRAM-MD5}" MD5_HEX);
+	check_bad("{CRAM-MD5}09eae0fafdb8b11dde53f0031217a5c4938a03ccb3eebe1b64e0c243b569921");
+}
+
+static void test_dovecot_plain(void)
+{
+	CHECK_INT(password_verify("{PLAIN.B64}" PLAIN_B64, PW), PW_MATCH);
+	CHECK_INT(password_verify("{plain.base64}" PLAIN_B64, PW), PW_MATCH);
+	CHECK_INT(password_verify("{PLAIN.B64}" PLAIN_B64, PLAIN_B64), PW_MISMATCH);
+	CHECK(password_is_plain("{PLAIN.B64}" PLAIN_B64));
+	/* "AGE=" is "\0a": a password cannot hold a NUL. */
+	check_bad("{PLAIN.B64}AGE=");
+	check_bad("{PLAIN.HEX}0061");
+	check_bad("{PLAIN.B64}not base64");
+	/* PLAIN-TRUNC: "<length>-<password>"; a password cut to <length>
+	 * matches any password starting with it. */
+	CHECK_INT(password_verify("{PLAIN-TRUNC}28-" PW, PW), PW_MATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}28-" PW, PW "!"), PW_MATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}29-" PW, PW "!"), PW_MISMATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}29-" PW, PW), PW_MATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}10-correct ho", PW), PW_MATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}10-correct ho", "correct ho"), PW_MATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}10-correct ho", "correct h"), PW_MISMATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}10-correct ho", "Correct horse"), PW_MISMATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}99-correct ho", "correct ho"), PW_MATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}99-correct ho", PW), PW_MISMATCH);
+	CHECK_INT(password_verify("{PLAIN-TRUNC}0-", "anything"), PW_MATCH);
+	CHECK(password_is_plain("{PLAIN-TRUNC}28-" PW));
+	CHECK(password_scheme_known("{PLAIN-TRUNC}99999999999999999999999-x"));
+	CHECK_INT(password_verify("{PLAIN-TRUNC}99999999999999999999999-x", "x"), PW_MATCH);
+	check_bad("{PLAIN-TRUNC}" PW);	/* what doveadm pw -s PLAIN-TRUNC writes */
+	check_bad("{PLAIN-TRUNC}-" PW);
+	check_bad("{PLAIN-TRUNC}28");
+	check_bad("{PLAIN-TRUNC}");
+}
+
+static void test_dovecot_non_ascii(void)
+{
+	static const char *const stored[] = {
+		"{SSHA}" SSHA_NA, "{SSHA512}" SSHA512_NA, "{SHA256}" SHA256_NA,
+		"{PLAIN-MD5}" MD5_HEX_NA, "{SMD5}" SMD5_NA, "{PBKDF2}" PBKDF2_NA,
+		"{SCRAM-SHA-1}" SCRAM1_NA, "{SCRAM-SHA-256}" SCRAM256_NA, "{CRAM-MD5}" CRAM_NA,
+	};
+
+	for (size_t i = 0; i < sizeof(stored) / sizeof(stored[0]); i++) {
+		int before = unit_failures_in_test;
+		CHECK_INT(password_verify(stored[i], NA), PW_MATCH);
+		CHECK_INT(password_verify(stored[i], "passw\xc3\xb6rd-\xe2\x82\xac"), PW_MISMATCH);
+		CHECK_INT(password_verify(stored[i], "p\xe4" "ssw\xf6" "rd-\x80"), PW_MISMATCH);
+		CHECK_INT(password_verify(stored[i], PW), PW_MISMATCH);
+		if (unit_failures_in_test != before)
+			fprintf(stderr, "    (stored \"%s\")\n", stored[i]);
+	}
+}
+
+static void test_dovecot_long_password(void)
+{
+	char pw[AUTH_MAX_PASSWORD + 1];
+
+	long_password(pw, 100);
+	CHECK_INT(password_verify("{SSHA256}" SSHA256_LONG100, pw), PW_MATCH);
+	CHECK_INT(password_verify("{SCRAM-SHA-256}" SCRAM256_LONG100, pw), PW_MATCH);
+	pw[99] = 'X';
+	CHECK_INT(password_verify("{SSHA256}" SSHA256_LONG100, pw), PW_MISMATCH);
+	CHECK_INT(password_verify("{SCRAM-SHA-256}" SCRAM256_LONG100, pw), PW_MISMATCH);
+	long_password(pw, AUTH_MAX_PASSWORD);
+	CHECK_INT(password_verify("{SSHA}" SSHA_PW, pw), PW_MISMATCH);
+	CHECK_INT(password_verify("{CRAM-MD5}" CRAM_PW, pw), PW_MISMATCH);
+	CHECK_INT(password_verify("{PBKDF2}" PBKDF2_PW_R1000, pw), PW_MISMATCH);
+}
+
+/* Broken base64 / hex / lengths: refused at load, never a match. */
+static void test_dovecot_bad_encoding(void)
+{
+	static const char *const bad[] = {
+		"{SSHA}A+d584eOX7tsWXB/vOy4QhlG6W5KMK7",	/* cut: bad length */
+		"{SSHA}A+d584eOX7tsWXB/vOy4QhlG6W5KMK7=",	/* non-canonical */
+		"{SSHA}A+d584eOX7tsWXB/vOy4QhlG6W5KMK70=",	/* extra padding */
+		"{SSHA}A+d584eOX7tsWXB/vOy4Qhl G6W5KMK70",	/* blank */
+		"{SSHA}A+d584eOX7tsWXB/vOy4QhlG6W5KMK70\n",
+		"{SSHA}A-d584eOX7tsWXB_vOy4QhlG6W5KMK70",	/* base64url */
+		"{SSHA}q/eq1kOINtvlJqojGr3i0O73TUI=",	/* salt of length 0 */
+		"{SSHA}",
+		"{SSHA}====",
+		"{SMD5}CRAT0//Y3KtoJbKslUnVsg==",	/* 16 bytes: no salt */
+		"{SSHA512}" SHA512_B64,	/* 64 bytes: no salt */
+		"{SHA}q/eq1kOINtvlJqojGr3i0O73TUI",	/* unpadded (Dovecot refuses too) */
+		"{SHA}q/eq1kOINtvlJqojGr3i0O73TUJ=",	/* non-zero spare bits */
+		"{SHA}q/eq1kOINtvlJqojGr3i0O73TU==",	/* 19 bytes */
+		"{SHA}q/eq1kOINtvlJqojGr3i0O73TUI=AAAA",	/* 23 bytes */
+		"{SHA}abf7aad6438836dbe526aa231abde2d0eef74d4",	/* 39 hex digits */
+		"{SHA}abf7aad6438836dbe526aa231abde2d0eef74d4g",
+		"{SHA256}" SHA1_B64,
+		"{SHA512}" SHA256_B64,
+		"{SHA.HEX}abf7aad6438836dbe526aa231abde2d0eef74d4",
+		"{SHA.HEX}abf7aad6438836dbe526aa231abde2d0eef74d42 ",
+		"{SHA.HEX}0xabf7aad6438836dbe526aa231abde2d0eef74d",
+		"{PLAIN-MD5}9cc2ae8a1ba7a93da39b46fc1019c48",
+		"{PLAIN-MD5}",
+		"{LDAP-MD5}",
+		"{SHA}",
+		"{SHA256.HEX}",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		check_bad(bad[i]);
+}
+
+/* A stored string over PW_MAX_STORED (4096) bytes is refused, whatever
+ * it holds; one just under it is decoded. */
+static void test_dovecot_huge(void)
+{
+	static char stored[8192];
+
+	/* 4092 'A's after "{SSHA}": 4098 bytes. */
+	memcpy(stored, "{SSHA}", 6);
+	memset(stored + 6, 'A', 4092);
+	stored[4098] = '\0';
+	check_bad(stored);
+	/* 4088 'A's: 3066 zero bytes, a valid (but wrong) SSHA. */
+	stored[6 + 4088] = '\0';
+	CHECK(password_scheme_known(stored));
+	CHECK_INT(password_verify(stored, PW), PW_MISMATCH);
+	/* A huge hex string for a 20-byte digest. */
+	memcpy(stored, "{SHA.HEX}", 9);
+	memset(stored + 9, 'a', sizeof(stored) - 10);
+	stored[sizeof(stored) - 1] = '\0';
+	check_bad(stored);
+	/* A huge scheme name. */
+	stored[0] = '{';
+	memset(stored + 1, 'S', 100);
+	stored[101] = '}';
+	check_bad(stored);
+}
+
+/* Schemes Dovecot has that authd refuses: password_scheme_check() names
+ * the scheme and says why, and nothing of the hash. */
+static void test_dovecot_refused(void)
+{
+	static const char *const refused[] = {
+		"{DIGEST-MD5}" DIGEST_MD5_PW, "{PLAIN-MD4}" MD4_PW, "{OTP}" OTP_PW,
+		"{LANMAN}0182bd0bd4444bf836077a718ccdf409", "{NTLM}" MD4_PW, "{RPA}" MD4_PW,
+		"{digest-md5}" DIGEST_MD5_PW,
+	};
+	static const char *const names[] = {
+		"{DIGEST-MD5}", "{PLAIN-MD4}", "{OTP}", "{LANMAN}", "{NTLM}", "{RPA}", "{DIGEST-MD5}",
+	};
+	char why[256];
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		check_bad(refused[i]);
+		why[0] = '\0';
+		CHECK(!password_scheme_check(refused[i], why, sizeof(why)));
+		CHECK(strstr(why, names[i]) != NULL);
+		CHECK(strstr(why, "not supported") != NULL);
+		CHECK(strstr(why, refused[i] + strlen(names[i])) == NULL);
+	}
+}
+
+/* The reason names the scheme, never a byte of the hash. */
+static void test_check_reason(void)
+{
+	static const char *const bad[] = {
+		"{SSHA}A+d584eOX7tsWXB/vOy4QhlG6W5KMK7",
+		"{SHA256}" SHA1_B64,
+		"{PBKDF2}$1$7OB8A7WqtxWvUurj$0$0ddc644015a450c364741a176658f9cc2b4c7b4b",
+		"{SCRAM-SHA-1}4095,69eFRpFvYQ8mO0eCQ3GsJQ==,J5Yj4C9PsX9aJhUSAu5X4DS3jbg=,"
+		"FYVLYmPxvwnCv81QrMdwXl0hmOg=",
+		"{SHA512-CRYPT}" SHA256_PW,
+		"{Secret-Password}",
+		"{mypassword.hex}",
+		"{SHA256.mypassword}" SHA256_B64,
+		"{SHA256" SHA256_B64,
+	};
+	char why[256];
+
+	CHECK(password_scheme_check("{SSHA}" SSHA_PW, why, sizeof(why)));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		why[0] = '\0';
+		CHECK(!password_scheme_check(bad[i], why, sizeof(why)));
+		CHECK(why[0] != '\0');
+		CHECK(strstr(why, "ecret") == NULL && strstr(why, "mypassword") == NULL);
+		CHECK(strstr(why, "0ddc64") == NULL && strstr(why, "69eFR") == NULL);
+		CHECK(strstr(why, "A+d58") == NULL && strstr(why, "q/eq1") == NULL);
+		CHECK(strstr(why, "saltsalt") == NULL && strstr(why, "xLvLH") == NULL);
+	}
+	CHECK(!password_scheme_check("{SSHA}A+d584eOX7tsWXB/vOy4QhlG6W5KMK7", why, sizeof(why)));
+	CHECK(strstr(why, "{SSHA}") != NULL);
+	CHECK(!password_scheme_check("{FOO}x", why, sizeof(why)));
+	CHECK(strstr(why, "unknown") != NULL);
+}
+
 int main(void)
 {
 	if (sodium_init() == -1) {
@@ -531,5 +1003,19 @@ int main(void)
 	UNIT_RUN(test_non_ascii_password);
 	UNIT_RUN(test_long_password);
 	UNIT_RUN(test_overlong_password_crypt);
+	UNIT_RUN(test_dovecot_digests);
+	UNIT_RUN(test_dovecot_salted);
+	UNIT_RUN(test_dovecot_md5);
+	UNIT_RUN(test_dovecot_crypt);
+	UNIT_RUN(test_dovecot_pbkdf2);
+	UNIT_RUN(test_dovecot_scram);
+	UNIT_RUN(test_dovecot_cram_md5);
+	UNIT_RUN(test_dovecot_plain);
+	UNIT_RUN(test_dovecot_non_ascii);
+	UNIT_RUN(test_dovecot_long_password);
+	UNIT_RUN(test_dovecot_bad_encoding);
+	UNIT_RUN(test_dovecot_huge);
+	UNIT_RUN(test_dovecot_refused);
+	UNIT_RUN(test_check_reason);
 	return unit_finish();
 }

@@ -1,0 +1,120 @@
+/*
+ * fuzz-password.c - libFuzzer harness for the stored-hash decoder of
+ * authd/password.c (scheme prefix, encoding suffix, base64/hex, digest and
+ * salt lengths, PBKDF2/SCRAM/PLAIN-TRUNC fields).
+ *
+ * Input: the stored string, then optionally a NUL and the password.
+ * Properties checked:
+ *   - password_scheme_check() refuses  =>  password_verify() is PW_BAD_HASH
+ *     (the load-time check never lets through what verify would call broken,
+ *     and verify never matches what the load refused);
+ *   - for the decoded (non-crypt) schemes, accepted  =>  never PW_BAD_HASH;
+ *   - the reason never holds the text after the prefix;
+ *   - the scheme name is case-insensitive.
+ * Slow schemes (argon2, crypt(3), PBKDF2, SCRAM: their cost is in the
+ * stored string) are decoded and checked but not verified.
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <sodium.h>
+
+#include "authd/authd.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const slow[] = {
+	"ARGON2I", "ARGON2ID", "CRYPT", "SHA512-CRYPT", "SHA256-CRYPT", "BLF-CRYPT",
+	"DES-CRYPT", "MD5-CRYPT", "MD5", "PBKDF2", "SCRAM-SHA-1", "SCRAM-SHA-256",
+};
+
+/* The scheme name of stored (up to '.' or '}'), or NULL without a prefix. */
+static bool is_slow(const char *stored)
+{
+	const char *end;
+	size_t n;
+
+	if (stored[0] != '{')
+		return true;	/* bare: crypt or argon2 */
+	end = stored + 1 + strcspn(stored + 1, ".}");
+	n = (size_t)(end - stored - 1);
+	for (size_t i = 0; i < sizeof(slow) / sizeof(slow[0]); i++)
+		if (strlen(slow[i]) == n && strncasecmp(stored + 1, slow[i], n) == 0)
+			return true;
+	return false;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	static bool init;
+	char *stored, *password, why[256];
+	const char *nul;
+	bool ok;
+
+	if (!init) {
+		if (sodium_init() == -1)
+			abort();
+		init = true;
+	}
+	if (size > 8192)
+		return 0;
+	nul = memchr(data, '\0', size);
+	stored = malloc(size + 1);
+	password = malloc(size + 64);	/* room for the default password */
+	if (stored == NULL || password == NULL)
+		abort();
+	if (nul != NULL) {
+		size_t n = (size_t)(nul - (const char *)data);
+		memcpy(stored, data, n);
+		stored[n] = '\0';
+		memcpy(password, nul + 1, size - n - 1);
+		password[size - n - 1] = '\0';	/* may hold further NULs: cut there */
+	} else {
+		memcpy(stored, data, size);
+		stored[size] = '\0';
+		strcpy(password, "correct horse battery staple");
+	}
+
+	why[0] = '\0';
+	ok = password_scheme_check(stored, why, sizeof(why));
+	if (ok != password_scheme_known(stored))
+		abort();
+	if (!ok && why[0] == '\0')
+		abort();
+	/* The reason may quote only the table's names and fixed words: never
+	 * 8 bytes of what follows the prefix.  Only probes holding '/', '+'
+	 * or '=' (base64, never in a reason) are checked, so a hash that
+	 * happens to spell a scheme name is not a false alarm. */
+	if (!ok) {
+		const char *after = stored[0] == '{' && strchr(stored, '}') != NULL ?
+			strchr(stored, '}') + 1 : stored;
+		if (strlen(after) >= 8) {
+			char probe[9];
+			memcpy(probe, after, 8);
+			probe[8] = '\0';
+			if (strpbrk(probe, "/+=") != NULL && strstr(why, probe) != NULL)
+				abort();
+		}
+	}
+	if (!is_slow(stored)) {
+		enum pw_check r = password_verify(stored, password);
+		if (!ok && r != PW_BAD_HASH)
+			abort();
+		if (ok && r == PW_BAD_HASH)
+			abort();
+		/* Case of the scheme name does not matter. */
+		if (stored[0] == '{') {
+			for (char *p = stored + 1; *p != '\0' && *p != '}'; p++)
+				if (*p >= 'a' && *p <= 'z')
+					*p = (char)(*p - 32);
+			if (password_verify(stored, password) != r)
+				abort();
+		}
+	}
+	free(stored);
+	free(password);
+	return 0;
+}
