@@ -7,7 +7,8 @@ ALL_OBJS += $(POP3D_OBJS)
 PROGRAMS += $(B)/pop3d
 INSTALL_SBIN += $(B)/pop3d
 
-# Only pop3d links OpenSSL (its front ends terminate TLS).
+# pop3d links OpenSSL for TLS (its front ends terminate it); authd links
+# only libcrypto, for the digests of Dovecot's password schemes.
 POP3D_TLS_LIBS := $(shell pkg-config --libs libevent_openssl libssl libcrypto 2>/dev/null)
 
 $(B)/pop3d: $(POP3D_OBJS) $(COMMON_OBJS)
