@@ -291,6 +291,25 @@ int ticket_redeem(const char *hex, pid_t pid, char *user, size_t usersize,
 		  struct userdb *udb);
 void tickets_shutdown(void);
 
+/* confreader.c */
+/* A configuration file larger than this is refused at a reload: many times
+ * the largest real one (16 authenticators of a few dozen keys), and it
+ * bounds what the root reader sends and authd holds. */
+#define AUTHD_CONF_MAX (1024 * 1024)
+/* How long a reload waits for the root reader before giving it up. */
+#define AUTHD_CONF_READ_MS 5000
+/* As root, before the privilege drop: forks the reader of path (absolute,
+ * kept by the reader; authd's copy is not used again by it).  fatal() if
+ * it cannot. */
+void confreader_start(const char *path);
+/* Loads the configuration for a reload: through the reader if one was
+ * started, else with config_load(path).  Returns as config_load() (NULL
+ * and a message naming path in error); never blocks longer than
+ * AUTHD_CONF_READ_MS. */
+struct config *confreader_load(const char *path, char *error, size_t size);
+/* Shutdown: closes our end, so the reader exits. */
+void confreader_stop(void);
+
 /* master.c */
 void master_init(struct event_base *base, int listen_fd);
 void master_shutdown(void);
