@@ -22,6 +22,7 @@
 
 #include "common/config.h"
 #include "common/limits.h"
+#include "common/log.h"
 #include "common/metrics.h"
 
 struct event_base;
@@ -44,6 +45,9 @@ enum tempfail_reason {
 };
 
 #define USERDB_MAX_FIELD 512
+/* The longest rip or lip a client may send: an IPv6 address with a zone
+ * fits; anything longer is a malformed request. */
+#define AUTHD_MAX_ADDR 63
 
 /* The userdb fields a successful check may return.  Fixed-size so that a
  * job carries them between threads without allocation. */
@@ -74,10 +78,11 @@ struct job {
 
 	/* input */
 	char user[AUTH_MAX_USER + 1];
+	char user_log[LOG_TOKEN_SIZE(AUTH_MAX_USER)];	/* user as a log token */
 	char *password;			/* NUL-terminated, wiped and freed with the job */
 	size_t passlen;
 	char service[33];
-	char rip[64], lip[64];
+	char rip[AUTHD_MAX_ADDR + 1], lip[AUTHD_MAX_ADDR + 1];
 	bool secured;
 	uint64_t enqueued_us;
 	uint64_t deadline_ms;
@@ -226,13 +231,13 @@ struct request {
 	struct flight *flight;		/* NULL once answered */
 	char id[AUTHD_MAX_ID + 1];
 	char user[AUTH_MAX_USER + 1];	/* normalised */
-	char rip[64];
+	char rip[AUTHD_MAX_ADDR + 1];
 	char service[33];
 	uint64_t started_us;
 	/* kept until request_run() has handed them to a flight */
 	char *password;
 	size_t passlen;
-	char lip[64];
+	char lip[AUTHD_MAX_ADDR + 1];
 	bool secured;
 };
 TAILQ_HEAD(request_list, request);

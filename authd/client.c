@@ -200,7 +200,8 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	}
 	p.rip = proto_get(m, "rip");
 	p.lip = proto_get(m, "lip");
-	if ((p.rip != NULL && strlen(p.rip) > 63) || (p.lip != NULL && strlen(p.lip) > 63)) {
+	if ((p.rip != NULL && strlen(p.rip) > AUTHD_MAX_ADDR) ||
+	    (p.lip != NULL && strlen(p.lip) > AUTHD_MAX_ADDR)) {
 		reply_error(c, id, "address too long");
 		return;
 	}
@@ -304,9 +305,12 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 			reply_error(c, id, "bad user name");
 			return;
 		}
+		char tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
 		n = requests_cache_flush(user != NULL ? norm : NULL);
 		log_info("cache: flushed %llu entries%s%s", (unsigned long long)n,
-			 user != NULL ? " of user " : "", user != NULL ? norm : "");
+			 user != NULL ? " of user " : "",
+			 user != NULL ? log_token(norm, tok, sizeof(tok)) : "");
 		proto_line_start(&l, "DONE");
 		proto_line_add(&l, id);
 		proto_line_kvf(&l, "removed", "%llu", (unsigned long long)n);
