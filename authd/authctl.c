@@ -94,12 +94,16 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
-/* Connects and completes the handshake.  Returns fd or -1 (message
- * printed). */
-static int connect_authd(const char *sock)
+/* Connects and completes the handshake, asking for the administration
+ * commands if admin (authd grants them to root and its own uid only).
+ * Returns fd or -1 (message printed). */
+static int connect_authd(const char *sock, bool admin)
 {
 	char line[AUTHD_MAX_LINE + 1];
 	struct proto_line l;
+	struct proto_msg m;
+	const char *err, *granted;
+	ssize_t n;
 	int fd;
 
 	fd = sock_unix_connect(sock, false);
@@ -111,14 +115,22 @@ static int connect_authd(const char *sock)
 	proto_line_start(&l, "VERSION");
 	proto_line_add(&l, "1");
 	proto_line_add(&l, "0");
+	if (admin)
+		proto_line_kv(&l, "admin", "yes");
 	proto_line_end(&l);
 	if (write_all(fd, l.buf, l.len) == -1 ||
-	    read_line(fd, line, sizeof(line), AUTHCTL_TIMEOUT_MS) == -1 ||
-	    strncmp(line, "VERSION\t1\t", 10) != 0) {
+	    (n = read_line(fd, line, sizeof(line), AUTHCTL_TIMEOUT_MS)) == -1 ||
+	    proto_parse(line, (size_t)n, &m, &err) == -1 || strcmp(m.cmd, "VERSION") != 0 ||
+	    m.nargs < 1 || strcmp(m.args[0], "1") != 0) {
 		fprintf(stderr, "authctl: authd at %s did not complete the handshake\n", sock);
 		close(fd);
 		return -1;
 	}
+	/* An older authd does not say; the command's reply will. */
+	granted = proto_get(&m, "admin");
+	if (admin && granted != NULL && strcmp(granted, "no") == 0)
+		fprintf(stderr, "authctl: authd grants administration to root and its own "
+			"user only\n");
 	return fd;
 }
 
@@ -158,7 +170,7 @@ static int admin_request(const char *sock, const char *cmd, const char *user, ch
 			 size_t size, struct proto_msg *m)
 {
 	struct proto_line l;
-	int fd = connect_authd(sock), rc;
+	int fd = connect_authd(sock, true), rc;
 
 	if (fd == -1)
 		return EX_UNAVAIL;
@@ -599,7 +611,7 @@ static int cmd_test(const char *sock, const char *user, const char *service)
 	}
 	plen = strcspn(pass, "\r\n");
 	pass[plen] = '\0';
-	fd = connect_authd(sock);
+	fd = connect_authd(sock, false);
 	if (fd == -1) {
 		sodium_memzero(pass, sizeof(pass));
 		return EX_UNAVAIL;

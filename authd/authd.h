@@ -22,6 +22,7 @@
 
 #include "common/config.h"
 #include "common/limits.h"
+#include "common/log.h"
 #include "common/metrics.h"
 
 struct event_base;
@@ -44,6 +45,9 @@ enum tempfail_reason {
 };
 
 #define USERDB_MAX_FIELD 512
+/* The longest rip or lip a client may send: an IPv6 address with a zone
+ * fits; anything longer is a malformed request. */
+#define AUTHD_MAX_ADDR 63
 
 /* The userdb fields a successful check may return.  Fixed-size so that a
  * job carries them between threads without allocation. */
@@ -74,10 +78,11 @@ struct job {
 
 	/* input */
 	char user[AUTH_MAX_USER + 1];
+	char user_log[LOG_TOKEN_SIZE(AUTH_MAX_USER)];	/* user as a log token */
 	char *password;			/* NUL-terminated, wiped and freed with the job */
 	size_t passlen;
 	char service[33];
-	char rip[64], lip[64];
+	char rip[AUTHD_MAX_ADDR + 1], lip[AUTHD_MAX_ADDR + 1];
 	bool secured;
 	uint64_t enqueued_us;
 	uint64_t deadline_ms;
@@ -226,13 +231,13 @@ struct request {
 	struct flight *flight;		/* NULL once answered */
 	char id[AUTHD_MAX_ID + 1];
 	char user[AUTH_MAX_USER + 1];	/* normalised */
-	char rip[64];
+	char rip[AUTHD_MAX_ADDR + 1];
 	char service[33];
 	uint64_t started_us;
 	/* kept until request_run() has handed them to a flight */
 	char *password;
 	size_t passlen;
-	char lip[64];
+	char lip[AUTHD_MAX_ADDR + 1];
 	bool secured;
 };
 TAILQ_HEAD(request_list, request);
@@ -290,6 +295,25 @@ void ticket_issue(const char *user, const struct userdb *udb, pid_t pid, char *h
 int ticket_redeem(const char *hex, pid_t pid, char *user, size_t usersize,
 		  struct userdb *udb);
 void tickets_shutdown(void);
+
+/* confreader.c */
+/* A configuration file larger than this is refused at a reload: many times
+ * the largest real one (16 authenticators of a few dozen keys), and it
+ * bounds what the root reader sends and authd holds. */
+#define AUTHD_CONF_MAX (1024 * 1024)
+/* How long a reload waits for the root reader before giving it up. */
+#define AUTHD_CONF_READ_MS 5000
+/* As root, before the privilege drop: forks the reader of path (absolute,
+ * kept by the reader; authd's copy is not used again by it).  fatal() if
+ * it cannot. */
+void confreader_start(const char *path);
+/* Loads the configuration for a reload: through the reader if one was
+ * started, else with config_load(path).  Returns as config_load() (NULL
+ * and a message naming path in error); never blocks longer than
+ * AUTHD_CONF_READ_MS. */
+struct config *confreader_load(const char *path, char *error, size_t size);
+/* Shutdown: closes our end, so the reader exits. */
+void confreader_stop(void);
 
 /* master.c */
 void master_init(struct event_base *base, int listen_fd);

@@ -30,8 +30,9 @@ struct client {
 	TAILQ_ENTRY(client) entry;
 	struct bufferevent *bev;
 	pid_t pid;
-	uid_t uid;
+	uid_t uid;		/* SO_PEERCRED: at connect time, not now */
 	bool handshaked;
+	bool admin;		/* asked for (VERSION admin=yes) and granted */
 	bool processing;	/* inside client_process(): do not free */
 	bool dead;		/* free once processing ends */
 	struct request_list requests;
@@ -199,7 +200,8 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	}
 	p.rip = proto_get(m, "rip");
 	p.lip = proto_get(m, "lip");
-	if ((p.rip != NULL && strlen(p.rip) > 63) || (p.lip != NULL && strlen(p.lip) > 63)) {
+	if ((p.rip != NULL && strlen(p.rip) > AUTHD_MAX_ADDR) ||
+	    (p.lip != NULL && strlen(p.lip) > AUTHD_MAX_ADDR)) {
 		reply_error(c, id, "address too long");
 		return;
 	}
@@ -262,8 +264,10 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	request_run(req);
 }
 
-/* FLUSH, CACHE and RELOAD: administration, for root and authd's own uid
- * only (not for the unprivileged pop3d front ends that share this socket). */
+/* FLUSH, CACHE and RELOAD: administration, only on a connection that asked
+ * for it in its handshake (see handle_version).  The uid SO_PEERCRED gave
+ * at connect time is not enough: a pop3d front end connects as root, then
+ * drops to login-user and parses hostile client bytes. */
 static void handle_admin(struct client *c, struct proto_msg *m)
 {
 	struct proto_line l;
@@ -274,9 +278,9 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 		return;
 	}
 	id = m->args[0];
-	if (c->uid != 0 && c->uid != geteuid()) {
-		log_warnx("client pid %ld uid %ld: %s refused (root or authd's uid only)",
-			  (long)c->pid, (long)c->uid, m->cmd);
+	if (!c->admin) {
+		log_warnx("client pid %ld uid %ld: %s refused (not an administration "
+			  "connection)", (long)c->pid, (long)c->uid, m->cmd);
 		reply_error(c, id, "not permitted");
 		return;
 	}
@@ -301,9 +305,12 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 			reply_error(c, id, "bad user name");
 			return;
 		}
+		char tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
 		n = requests_cache_flush(user != NULL ? norm : NULL);
 		log_info("cache: flushed %llu entries%s%s", (unsigned long long)n,
-			 user != NULL ? " of user " : "", user != NULL ? norm : "");
+			 user != NULL ? " of user " : "",
+			 user != NULL ? log_token(norm, tok, sizeof(tok)) : "");
 		proto_line_start(&l, "DONE");
 		proto_line_add(&l, id);
 		proto_line_kvf(&l, "removed", "%llu", (unsigned long long)n);
@@ -346,6 +353,49 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 	send_line(c, &l);
 }
 
+/* The handshake, the connection's first line and its only VERSION (a
+ * second one is an unknown command and closes the connection).
+ * admin=yes asks for the administration commands; they are granted if
+ * the peer was root or authd's own uid when it connected.  Without it
+ * (the default, and what every pop3d front end sends before it drops its
+ * privileges) the connection never has them: no later line can change
+ * that.  Returns -1 if the connection must close. */
+static int handle_version(struct client *c, struct proto_msg *m)
+{
+	struct proto_line l;
+	const char *admin;
+
+	if (strcmp(m->cmd, "VERSION") != 0 || m->nargs < 2) {
+		log_warnx("client pid %ld: expected VERSION; closing", (long)c->pid);
+		return -1;
+	}
+	if (strcmp(m->args[0], "1") != 0) {
+		reply_error(c, "0", "unsupported version");
+		return -1;
+	}
+	admin = proto_get(m, "admin");
+	if (proto_has_duplicates(m) ||
+	    (admin != NULL && strcmp(admin, "yes") != 0 && strcmp(admin, "no") != 0)) {
+		reply_error(c, "0", "admin must be yes or no, once");
+		return -1;
+	}
+	c->handshaked = true;
+	if (admin != NULL && strcmp(admin, "yes") == 0) {
+		if (c->pid != -1 && (c->uid == 0 || c->uid == geteuid()))
+			c->admin = true;
+		else
+			log_warnx("client pid %ld uid %ld: administration refused (root or "
+				  "authd's uid only)", (long)c->pid, (long)c->uid);
+	}
+	proto_line_start(&l, "VERSION");
+	proto_line_add(&l, "1");
+	proto_line_add(&l, "1");
+	proto_line_kvf(&l, "pid", "%ld", (long)getpid());
+	proto_line_kv(&l, "admin", c->admin ? "yes" : "no");
+	send_line(c, &l);
+	return 0;
+}
+
 /* Handles one line.  Returns -1 if the connection must close. */
 static int handle_line(struct client *c, char *line, size_t len)
 {
@@ -356,25 +406,8 @@ static int handle_line(struct client *c, char *line, size_t len)
 		log_warnx("client pid %ld: %s; closing", (long)c->pid, err);
 		return -1;
 	}
-	if (!c->handshaked) {
-		struct proto_line l;
-
-		if (strcmp(m.cmd, "VERSION") != 0 || m.nargs < 2) {
-			log_warnx("client pid %ld: expected VERSION; closing", (long)c->pid);
-			return -1;
-		}
-		if (strcmp(m.args[0], "1") != 0) {
-			reply_error(c, "0", "unsupported version");
-			return -1;
-		}
-		c->handshaked = true;
-		proto_line_start(&l, "VERSION");
-		proto_line_add(&l, "1");
-		proto_line_add(&l, "0");
-		proto_line_kvf(&l, "pid", "%ld", (long)getpid());
-		send_line(c, &l);
-		return 0;
-	}
+	if (!c->handshaked)
+		return handle_version(c, &m);
 	if (strcmp(m.cmd, "AUTH") == 0) {
 		handle_auth(c, &m);
 		return 0;
@@ -463,7 +496,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	TAILQ_INIT(&c->requests);
 	if (sock_peer_cred(fd, &c->pid, &c->uid, NULL) == -1) {
 		log_warn("client: SO_PEERCRED");
-		c->pid = -1;
+		c->pid = -1;		/* and never an administration connection */
+		c->uid = (uid_t)-1;
 	}
 	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)

@@ -1,9 +1,11 @@
 /*
  * main.c - authd: start-up, signals, shutdown.
  *
- * Runs as root only until the sockets exist; then drops to [authd] user.
- * Started as an ordinary user (tests, `make run`), it skips the drop with
- * one warning and otherwise behaves the same.
+ * Runs as root only until the sockets exist; then drops to [authd] user,
+ * leaving one root process behind: the configuration reader (confreader.c)
+ * that reloads read the file through.  Started as an ordinary user (tests,
+ * `make run`), it skips the drop with one warning and otherwise behaves
+ * the same.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -70,7 +72,7 @@ int authd_reload(char *error, size_t size)
 		log_error("reload refused: %s", error);
 		return -1;
 	}
-	n = config_load(conf_path, err, sizeof(err));
+	n = confreader_load(conf_path, err, sizeof(err));
 	if (n == NULL) {
 		authd_stats.reload_failures++;
 		log_error("reload refused, running configuration kept: %s", err);
@@ -246,6 +248,10 @@ int main(int argc, char **argv)
 			    chown(conf->authd.master_socket, uid, gid) == -1 ||
 			    (sfd != -1 && chown(conf->authd.stats_socket, uid, (gid_t)-1) == -1))
 				fatal("cannot chown the sockets to %s", conf->authd.user);
+			/* Reloads read the file through a reader that stays
+			 * root: [authd] user need not (and should not) be
+			 * able to read it. */
+			confreader_start(conf_path);
 			privsep_drop(uid, gid);
 		}
 	} else if (conf->authd.user != NULL && conf->authd.user[0] != '\0') {
@@ -290,6 +296,7 @@ int main(int argc, char **argv)
 	event_base_dispatch(base);
 
 	notify_systemd("STOPPING=1");
+	confreader_stop();
 	clients_shutdown();
 	requests_shutdown();
 	master_shutdown();

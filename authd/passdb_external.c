@@ -273,7 +273,7 @@ static int parse_reply(struct authenticator *auth, char *buf, size_t len, struct
 				return -1;
 		} else if (strcmp(key, "reason") == 0) {
 			log_info("authenticator %s: user %s refused: %.64s", auth->conf->name,
-				 job->user, value);
+				 job->user_log, value);
 		} else if (userdb_set_field(&job->udb, key, value) == -1) {
 			return -1;
 		}

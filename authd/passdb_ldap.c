@@ -704,7 +704,8 @@ static void read_fields(struct ldap_backend *b, LDAP *ld, struct ldap_found *f)
 	}
 }
 
-/* Interprets a search result (res stays the caller's).  Returns OK with
+/* Interprets a search result (res stays the caller's; user is the name as
+ * a log token, for messages only).  Returns OK with
  * f filled (exactly one entry), NOUSER, FAIL (ambiguous) or TEMPFAIL
  * (*reason_r set); *drop_r asks the caller to drop the connection. */
 static enum auth_result search_result(struct ldap_backend *b, LDAP *ld, LDAPMessage *res,
@@ -727,8 +728,14 @@ static enum auth_result search_result(struct ldap_backend *b, LDAP *ld, LDAPMess
 		ldap_memfree(diag);
 	n = ldap_count_entries(ld, res);
 	if (n > 1 || err == LDAP_SIZELIMIT_EXCEEDED) {
+		/* The filter holds the client's name, LDAP-escaped only. */
+		size_t tsize = LOG_TOKEN_SIZE(strlen(filter));
+		char *ftok = xmalloc(tsize);
+
 		log_warnx("authenticator %s: user %s: ambiguous: %s matches more than one entry "
-			  "under %s; refused", b->name, user, filter, b->base);
+			  "under %s; refused", b->name, user, log_token(filter, ftok, tsize),
+			  b->base);
+		free(ftok);
 		return AUTH_RESULT_FAIL;
 	}
 	if (err == LDAP_NO_SUCH_OBJECT) {
@@ -798,7 +805,7 @@ static void bind_result(struct authenticator *auth, LDAP *ld, LDAPMessage *res,
 
 	*drop_r = false;
 	if (ldap_parse_result(ld, res, &err, NULL, &diag, NULL, &ctrls, 1) != LDAP_SUCCESS) {
-		log_warnx("authenticator %s: user %s: unreadable bind result", b->name, job->user);
+		log_warnx("authenticator %s: user %s: unreadable bind result", b->name, job->user_log);
 		job->reason = TEMPFAIL_UNAVAILABLE;
 		*drop_r = true;
 		return;
@@ -813,19 +820,19 @@ static void bind_result(struct authenticator *auth, LDAP *ld, LDAPMessage *res,
 	case LDAP_SUCCESS:
 		if (pperr == PP_changeAfterReset) {
 			job->result = AUTH_RESULT_FAIL;
-			log_info("authenticator %s: user %s refused: %s", b->name, job->user,
+			log_info("authenticator %s: user %s refused: %s", b->name, job->user_log,
 				 refusal_reason(pperr, NULL, false));
 			break;
 		}
 		if (expire >= 0)
 			log_info("authenticator %s: user %s: password expires in %ds", b->name,
-				 job->user, (int)expire);
+				 job->user_log, (int)expire);
 		if (grace >= 0)
 			log_info("authenticator %s: user %s: password expired, %d grace logins "
-				 "left", b->name, job->user, (int)grace);
+				 "left", b->name, job->user_log, (int)grace);
 		if (f->bad_attr != NULL) {
 			log_warnx("authenticator %s: user %s: unusable value of %s in %s",
-				  b->name, job->user, f->bad_attr, f->dn);
+				  b->name, job->user_log, f->bad_attr, f->dn);
 			job->reason = TEMPFAIL_INTERNAL;
 			break;
 		}
@@ -836,7 +843,7 @@ static void bind_result(struct authenticator *auth, LDAP *ld, LDAPMessage *res,
 		job->result = AUTH_RESULT_FAIL;
 		why = refusal_reason(pperr, diag, f->locked);
 		if (why != NULL)
-			log_info("authenticator %s: user %s refused: %s", b->name, job->user, why);
+			log_info("authenticator %s: user %s refused: %s", b->name, job->user_log, why);
 		break;
 	case LDAP_UNWILLING_TO_PERFORM:
 	case LDAP_INAPPROPRIATE_AUTH:
@@ -846,11 +853,11 @@ static void bind_result(struct authenticator *auth, LDAP *ld, LDAPMessage *res,
 		job->result = AUTH_RESULT_FAIL;
 		why = refusal_reason(pperr, diag, f->locked);
 		log_info("authenticator %s: user %s refused: %s (bind refused: %s%s%s)", b->name,
-			 job->user, why != NULL ? why : "account disabled", ldap_err2string(err),
+			 job->user_log, why != NULL ? why : "account disabled", ldap_err2string(err),
 			 safe[0] != '\0' ? ": " : "", safe);
 		break;
 	default:
-		log_warnx("authenticator %s: user %s: bind as %s: %s %s", b->name, job->user,
+		log_warnx("authenticator %s: user %s: bind as %s: %s %s", b->name, job->user_log,
 			  f->dn, ldap_err2string(err), safe);
 		job->reason = TEMPFAIL_UNAVAILABLE;
 		break;
@@ -929,13 +936,13 @@ static void ldap_verify(struct authenticator *auth, void *state, struct job *job
 	 * call it a success.  request.c refuses it; so do we. */
 	if (job->password == NULL || job->passlen == 0 || job->password[0] == '\0' ||
 	    strlen(job->password) != job->passlen) {
-		log_debug("authenticator %s: user %s: empty password refused", b->name, job->user);
+		log_debug("authenticator %s: user %s: empty password refused", b->name, job->user_log);
 		job->result = AUTH_RESULT_FAIL;
 		return;
 	}
 	filter = filter_build(b->filter, job->user);
 	if (filter == NULL) {
-		log_warnx("authenticator %s: user %s: cannot build the filter", b->name, job->user);
+		log_warnx("authenticator %s: user %s: cannot build the filter", b->name, job->user_log);
 		job->reason = TEMPFAIL_INTERNAL;
 		return;
 	}
@@ -946,7 +953,7 @@ static void ldap_verify(struct authenticator *auth, void *state, struct job *job
 		job->reason = reason;
 		goto out;
 	}
-	r = search_result(b, w->svc.ld, res, job->user, filter, &f, &job->reason, &drop);
+	r = search_result(b, w->svc.ld, res, job->user_log, filter, &f, &job->reason, &drop);
 	if (drop)
 		conn_drop(&w->svc, -1, false);
 	if (r != AUTH_RESULT_OK) {
@@ -955,18 +962,18 @@ static void ldap_verify(struct authenticator *auth, void *state, struct job *job
 		job->result = r;
 		goto out;
 	}
-	log_debug("authenticator %s: user %s is %s", b->name, job->user, f.dn);
+	log_debug("authenticator %s: user %s is %s", b->name, job->user_log, f.dn);
 
 	if (b->compare) {
 		switch (compare_check(b, w, w->svc.ld, &f, job->password)) {
 		case PW_MATCH:
 			if (f.locked) {
 				log_info("authenticator %s: user %s refused: account locked "
-					 "(" LDAP_LOCK_ATTR " is set)", b->name, job->user);
+					 "(" LDAP_LOCK_ATTR " is set)", b->name, job->user_log);
 				job->result = AUTH_RESULT_FAIL;
 			} else if (f.bad_attr != NULL) {
 				log_warnx("authenticator %s: user %s: unusable value of %s in %s",
-					  b->name, job->user, f.bad_attr, f.dn);
+					  b->name, job->user_log, f.bad_attr, f.dn);
 				job->reason = TEMPFAIL_INTERNAL;
 			} else {
 				job->result = AUTH_RESULT_OK;
@@ -978,7 +985,7 @@ static void ldap_verify(struct authenticator *auth, void *state, struct job *job
 			break;
 		case PW_BAD_HASH:
 			log_warnx("authenticator %s: user %s: no usable password hash in %s of %s",
-				  b->name, job->user, b->pw_attr, f.dn);
+				  b->name, job->user_log, b->pw_attr, f.dn);
 			job->result = AUTH_RESULT_FAIL;
 			break;
 		}

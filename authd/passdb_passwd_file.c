@@ -398,7 +398,7 @@ static void pwfile_verify(struct authenticator *auth, void *state, struct job *j
 	} else if (r == PW_MISMATCH) {
 		job->result = AUTH_RESULT_FAIL;
 	} else {
-		log_warnx("authenticator %s: user %s: unusable password hash", pf->name, job->user);
+		log_warnx("authenticator %s: user %s: unusable password hash", pf->name, job->user_log);
 		job->result = AUTH_RESULT_FAIL;
 	}
 out:

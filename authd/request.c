@@ -60,7 +60,7 @@ struct flight {
 	char user[AUTH_MAX_USER + 1];
 	char *password;
 	size_t passlen;
-	char service[33], rip[64], lip[64];
+	char service[33], rip[AUTHD_MAX_ADDR + 1], lip[AUTHD_MAX_ADDR + 1];
 	bool secured;
 	struct generation *gen;		/* the chain it runs through */
 	size_t stage;			/* index in gen's chain */
@@ -210,10 +210,15 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			   const struct userdb *udb, const char *authname)
 {
 	char ticket[2 * AUTHD_TICKET_BYTES + 1];
+	char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)], rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
 	struct request *req;
 
 	while ((req = TAILQ_FIRST(&f->waiters)) != NULL) {
 		TAILQ_REMOVE(&f->waiters, req, flight_entry);
+		/* The name and address as the client sent them, escaped: one
+		 * field each, so the fixed formats below (authd(8)) hold. */
+		log_token(req->user, user, sizeof(user));
+		log_token(req->rip, rip, sizeof(rip));
 		if (req->flight != NULL)
 			in_flight--;
 		req->flight = NULL;
@@ -222,7 +227,7 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			authd_stats.answered_ok++;
 			ticket_issue(req->user, udb, client_pid(req->client), ticket);
 			log_info("auth ok: user=%s service=%s rip=%s authenticator=%s time=%.1fms",
-				 req->user, req->service, req->rip, authname,
+				 user, req->service, rip, authname,
 				 elapsed_ms(req->started_us));
 			client_reply_ok(req->client, req->id, req->user, udb, authname, ticket);
 			sodium_memzero(ticket, sizeof(ticket));
@@ -230,7 +235,7 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 		case AUTH_RESULT_TEMPFAIL:
 			authd_stats.answered_tempfail++;
 			log_warnx("auth tempfail: user=%s service=%s rip=%s authenticator=%s "
-				  "reason=%s time=%.1fms", req->user, req->service, req->rip,
+				  "reason=%s time=%.1fms", user, req->service, rip,
 				  authname, reason_names[reason], elapsed_ms(req->started_us));
 			client_reply_tempfail(req->client, req->id, reason);
 			break;
@@ -238,7 +243,7 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			authd_stats.answered_fail++;
 			/* Fixed format for fail2ban: see authd(8). */
 			log_info("auth failed: user=%s service=%s rip=%s authenticator=%s "
-				 "time=%.1fms", req->user, req->service, req->rip, authname,
+				 "time=%.1fms", user, req->service, rip, authname,
 				 elapsed_ms(req->started_us));
 			client_reply_fail(req->client, req->id);
 			break;
@@ -284,9 +289,12 @@ static void flight_tempfail(struct flight *f, struct authenticator *a, enum temp
 		a->stats.unavailable++;
 	if (f->cacheable && !TAILQ_EMPTY(&f->waiters) &&
 	    cache_lookup_stale(cache, f->key, f->verifier, (int64_t)mtime_ms(), &e)) {
+		char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
 		authd_stats.stale_answers++;
 		log_warnx("authenticator %s: %s for user %s; answering from a cache entry "
-			  "(stale-if-error)", a->conf->name, reason_names[reason], f->user);
+			  "(stale-if-error)", a->conf->name, reason_names[reason],
+			  log_token(f->user, user, sizeof(user)));
 		udb_from_entry(&e, &udb);
 		flight_answer(f, AUTH_RESULT_OK, 0, &udb, e.authenticator);
 		return;
@@ -323,8 +331,11 @@ static void flight_dispatch(struct flight *f)
 	if (a->conf->require_secured && !f->secured) {
 		/* Not even asked: a password sent in clear text is refused
 		 * here whether it is right or not. */
+		char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
 		log_info("authenticator %s: user %s: refused, the connection is not secured "
-			 "(require-secured = yes)", a->conf->name, f->user);
+			 "(require-secured = yes)", a->conf->name,
+			 log_token(f->user, user, sizeof(user)));
 		a->stats.fail++;
 		flight_answer(f, AUTH_RESULT_FAIL, 0, NULL, a->conf->name);
 		return;
@@ -336,6 +347,7 @@ static void flight_dispatch(struct flight *f)
 	memcpy(job->key, f->key, sizeof(job->key));
 	memcpy(job->verifier, f->verifier, sizeof(job->verifier));
 	memcpy(job->user, f->user, sizeof(job->user));
+	log_token(job->user, job->user_log, sizeof(job->user_log));
 	job->password = xmalloc(f->passlen + 1);
 	memcpy(job->password, f->password, f->passlen + 1);
 	job->passlen = f->passlen;
@@ -505,9 +517,11 @@ struct request *request_new(struct client *c, const struct request_params *p)
 	    req->passlen == 0) {
 		/* No such name can exist, or an empty password: reject without
 		 * asking any backend.  Logged like any other failure. */
+		char rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
+
 		authd_stats.invalid++;
 		log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
-			 "time=0.0ms", req->service, req->rip);
+			 "time=0.0ms", req->service, log_token(req->rip, rip, sizeof(rip)));
 		client_reply_fail(c, req->id);
 		request_free(req);
 		return NULL;

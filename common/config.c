@@ -817,19 +817,15 @@ static void free_ctx(struct load_ctx *ctx)
 			free(all[i]->entries[k].value);
 }
 
-struct config *config_load(const char *path, char *error, size_t size)
+/* The one parser: reads f (a file, or a buffer through fmemopen) as the
+ * configuration called path in messages. */
+static struct config *parse_stream(const char *path, FILE *f, char *error, size_t size)
 {
 	struct load_ctx *ctx;
 	struct config *conf;
 	void *stream[2];
-	FILE *f;
 	int rc;
 
-	f = fopen(path, "re");
-	if (f == NULL) {
-		snprintf(error, size, "%s: cannot open: %s", path, strerror(errno));
-		return NULL;
-	}
 	ctx = xcalloc(1, sizeof(*ctx));
 	ctx->path = path;
 	ctx->error = error;
@@ -849,7 +845,6 @@ struct config *config_load(const char *path, char *error, size_t size)
 	stream[0] = ctx;
 	stream[1] = f;
 	rc = ini_parse_stream(counting_reader, stream, on_ini_entry, ctx);
-	fclose(f);
 	if (rc > 0 && !ctx->failed)
 		set_error(ctx, (unsigned)rc, "syntax error (expected [section] or key = value)");
 	else if (rc < 0 && !ctx->failed)
@@ -863,6 +858,40 @@ struct config *config_load(const char *path, char *error, size_t size)
 		return NULL;
 	}
 	free(ctx);
+	return conf;
+}
+
+struct config *config_load(const char *path, char *error, size_t size)
+{
+	struct config *conf;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (f == NULL) {
+		snprintf(error, size, "%s: cannot open: %s", path, strerror(errno));
+		return NULL;
+	}
+	conf = parse_stream(path, f, error, size);
+	fclose(f);
+	return conf;
+}
+
+struct config *config_load_buffer(const char *path, const uint8_t *buf, size_t len,
+				  char *error, size_t size)
+{
+	static const char empty[1] = "";
+	struct config *conf;
+	FILE *f;
+
+	/* fmemopen wants a size of at least 1; "" reads as an empty file. */
+	f = len > 0 ? fmemopen((void *)(uintptr_t)buf, len, "r")
+		    : fmemopen((void *)(uintptr_t)empty, 1, "r");
+	if (f == NULL) {
+		snprintf(error, size, "%s: cannot read from memory: %s", path, strerror(errno));
+		return NULL;
+	}
+	conf = parse_stream(path, f, error, size);
+	fclose(f);
 	return conf;
 }
 

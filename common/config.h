@@ -148,6 +148,11 @@ struct config {
  * with config_free().  On failure returns NULL and writes one message
  * naming the file, line and key into error (size bytes). */
 struct config *config_load(const char *path, char *error, size_t size);
+/* The same from len bytes at buf (the file's contents, read elsewhere: by
+ * authd's root helper at a reload); path only names it in messages and in
+ * conf->path.  buf is not kept.  Returns as config_load(). */
+struct config *config_load_buffer(const char *path, const uint8_t *buf, size_t len,
+				  char *error, size_t size);
 void config_free(struct config **confp);
 
 /* Finds an authenticator by name; NULL if none. */

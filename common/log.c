@@ -298,3 +298,32 @@ char *xstrndup(const char *s, size_t n)
 		fatalx("out of memory");
 	return p;
 }
+
+const char *log_token(const char *s, char *buf, size_t size)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t n = 0;
+
+	if (size == 0)
+		return "";
+	if (s == NULL || *s == '\0')
+		s = "-";
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch > 0x20 && ch < 0x7f && ch != '\\') {
+			if (n + 1 >= size)
+				break;
+			buf[n++] = (char)ch;
+		} else {
+			if (n + 4 >= size)
+				break;
+			buf[n++] = '\\';
+			buf[n++] = 'x';
+			buf[n++] = hex[ch >> 4];
+			buf[n++] = hex[ch & 0xf];
+		}
+	}
+	buf[n] = '\0';
+	return buf;
+}

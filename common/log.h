@@ -50,6 +50,17 @@ void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* Room for log_token() of a string of n bytes (each may become \xHH). */
+#define LOG_TOKEN_SIZE(n)	(4 * (n) + 1)
+
+/* Writes s into buf (size bytes) as one log token: bytes outside
+ * 0x21..0x7e and the backslash become \xHH, an empty or NULL s becomes
+ * "-", and what does not fit is cut (never inside an escape).  So a
+ * client-chosen name can never add a field ("x rip=192.0.2.1"), a line, or
+ * raw 8-bit bytes to a key=value log line that fail2ban parses.  Returns
+ * buf (or "" if size is 0).  Thread-safe: the caller owns buf. */
+const char *log_token(const char *s, char *buf, size_t size);
+
 /* Allocation that cannot fail (fatal on out-of-memory). */
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);

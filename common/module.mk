@@ -4,7 +4,7 @@ COMMON_SRCS := common/log.c common/num.c common/histogram.c common/line.c \
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(B)/obj/%.o)
 ALL_OBJS += $(COMMON_OBJS)
 
-COMMON_TESTS := test-num test-proto test-config test-histogram test-line
+COMMON_TESTS := test-num test-proto test-config test-histogram test-line test-log
 UNIT_TESTS += $(COMMON_TESTS:%=$(B)/%)
 ALL_OBJS += $(COMMON_TESTS:%=$(B)/obj/tests/%.o)
 

@@ -6,11 +6,19 @@
  * are matched through a small hash table.  Anything malformed from authd,
  * or the connection closing, fails every pending request with TEMPFAIL and
  * reports the loss once; the owner decides how to reconnect.
+ *
+ * authc_connect() runs in a front end before its privilege drop (so as
+ * root), the rest as login-user inside login-chroot.  The connection's
+ * handshake is written by authc_connect() itself, before the front end
+ * reads any client byte: it does not ask for authd's administration
+ * commands, so the connection can never use them, even though authd saw
+ * a root peer connect (docs/auth-protocol.md).
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -21,6 +29,7 @@
 #include "common/log.h"
 #include "common/num.h"
 #include "common/proto.h"
+#include "common/sock.h"
 #include "pop3d/pop3d.h"
 
 #define AUTHC_BUCKETS 256
@@ -161,10 +170,36 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 	authc_drop(ac, (what & BEV_EVENT_EOF) ? "closed by authd" : "I/O error");
 }
 
+int authc_connect(const char *path)
+{
+	/* The whole handshake, without admin=yes: authd then refuses this
+	 * connection FLUSH, CACHE and RELOAD for good, whoever we are now. */
+	static const char hello[] = "VERSION\t1\t0\n";
+	size_t off = 0;
+	int fd;
+
+	fd = sock_unix_connect(path, false);
+	if (fd == -1) {
+		log_warn("front end: cannot connect to authd %s", path);
+		return -1;
+	}
+	while (off < sizeof(hello) - 1) {
+		ssize_t n = send(fd, hello + off, sizeof(hello) - 1 - off, MSG_NOSIGNAL);
+
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			log_warn("front end: cannot send the handshake to authd %s", path);
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return fd;
+}
+
 void authc_set_fd(struct authc *ac, int fd)
 {
-	struct proto_line l;
-
 	if (ac->bev != NULL)
 		authc_drop(ac, "replaced");
 	if (fd == -1)
@@ -175,11 +210,6 @@ void authc_set_fd(struct authc *ac, int fd)
 		fatalx("bufferevent_socket_new");
 	bufferevent_setcb(ac->bev, on_read, NULL, on_event, ac);
 	bufferevent_enable(ac->bev, EV_READ);
-	proto_line_start(&l, "VERSION");
-	proto_line_add(&l, "1");
-	proto_line_add(&l, "0");
-	proto_line_end(&l);
-	bufferevent_write(ac->bev, l.buf, l.len);
 }
 
 struct authc *authc_new(struct event_base *base, int fd, void (*lost)(void *), void *ctx)

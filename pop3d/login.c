@@ -1081,7 +1081,7 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
 
 static void try_reconnect(evutil_socket_t fd, short what, void *arg)
 {
-	int afd = sock_unix_connect(L.conf->pop3d.auth_socket, false);
+	int afd = authc_connect(L.conf->pop3d.auth_socket);
 
 	if (afd != -1) {
 		log_info("front end: reconnected to authd");

@@ -1213,11 +1213,10 @@ static void spawn_frontend(unsigned slot)
 		privsep_close_fds(&sv[1], 1);
 		/* Connected by the front end itself (authd binds tickets to
 		 * the connecting pid) and before the drop: the socket may be
-		 * out of reach for login-user inside the chroot. */
-		authfd = sock_unix_connect(M.conf->pop3d.auth_socket, false);
-		if (authfd == -1)
-			log_warn("front end: cannot connect to authd %s",
-				 M.conf->pop3d.auth_socket);
+		 * out of reach for login-user inside the chroot.  The
+		 * handshake goes with it, giving up authd's administration
+		 * commands before any client byte is read. */
+		authfd = authc_connect(M.conf->pop3d.auth_socket);
 		login_main(M.conf, sv[1], authfd, M.login_uid, M.login_gid);
 	}
 	close(sv[1]);

@@ -564,13 +564,19 @@ struct authc_reply {
  * valid only during the call. */
 typedef void authc_cb(void *ctx, const struct authc_reply *reply);
 
-/* Wraps fd (connected to authd's protocol socket, or -1: not connected)
+/* Connects to authd's protocol socket at path and sends the handshake at
+ * once (blocking, a few bytes into an empty socket), without asking for
+ * administration: call it before the privilege drop and before reading
+ * any untrusted byte, so that nothing later can ask.  Returns the fd, for
+ * authc_new() or authc_set_fd(), or -1 (logged). */
+int authc_connect(const char *path);
+/* Wraps fd (from authc_connect(), or -1: not connected)
  * in an authd client on base.  lost is called once when the connection
  * breaks (after every pending request got AUTHC_TEMPFAIL). */
 struct authc *authc_new(struct event_base *base, int fd, void (*lost)(void *), void *ctx);
 void authc_free(struct authc **acp);
 bool authc_connected(const struct authc *ac);
-/* Replaces the connection with fd (a reconnect). */
+/* Replaces the connection with fd (a reconnect; from authc_connect()). */
 void authc_set_fd(struct authc *ac, int fd);
 /* Sends an AUTH request; user+pass or (mech PLAIN) resp.  The strings are
  * copied into the line and wiped there after sending.  Returns a request

@@ -60,13 +60,34 @@ static void write_file(const char *text, size_t n)
 }
 
 /* Loads text as a config file; conf is the result (freed by the next load),
- * err the message.  The file is removed again. */
+ * err the message.  The file is removed again.  Every case also goes
+ * through config_load_buffer (authd's reload path), which must agree: the
+ * same message, or a config with the same values where they are checked
+ * most (a few keys from each section and the chain). */
 static struct config *load_n(const char *text, size_t n)
 {
+	static char err2[sizeof(err)];
+	struct config *c2;
+
 	config_free(&conf);
 	write_file(text, n);
 	memset(err, 0, sizeof(err));
 	conf = config_load(path, err, sizeof(err));
+	memset(err2, 0, sizeof(err2));
+	c2 = config_load_buffer(path, (const uint8_t *)text, n, err2, sizeof(err2));
+	CHECK((conf == NULL) == (c2 == NULL));
+	if (conf == NULL) {
+		CHECK_STR(err2, err);
+	} else if (c2 != NULL) {
+		CHECK_STR(c2->path, conf->path);
+		CHECK_STR(c2->authd.socket, conf->authd.socket);
+		CHECK_STR(c2->pop3d.greeting, conf->pop3d.greeting);
+		CHECK(c2->cache.size == conf->cache.size);
+		CHECK(c2->nauths == conf->nauths);
+		for (size_t i = 0; i < conf->nauths && i < c2->nauths; i++)
+			CHECK_STR(c2->auths[i].name, conf->auths[i].name);
+	}
+	config_free(&c2);
 	unlink(path);
 	return conf;
 }
@@ -1016,6 +1037,30 @@ static void test_error_syntax(void)
 	CHECK(strstr(err, "No such file") != NULL);
 }
 
+/* config_load_buffer: an empty buffer, and exactly len bytes read. */
+static void test_load_buffer(void)
+{
+	static const char text[] = AUTHD POP3D "greeting = hi\n" FILES;
+	struct config *c;
+
+	c = config_load_buffer("/etc/x.conf", (const uint8_t *)"", 0, err, sizeof(err));
+	CHECK(c == NULL);
+	CHECK(strstr(err, "/etc/x.conf: ") == err && strstr(err, "[authd]") != NULL);
+	c = config_load_buffer("/etc/x.conf", (const uint8_t *)text, sizeof(text) - 1, err,
+			       sizeof(err));
+	CHECK(c != NULL);
+	if (c != NULL) {
+		CHECK_STR(c->path, "/etc/x.conf");
+		CHECK_STR(c->pop3d.greeting, "hi");
+	}
+	config_free(&c);
+	/* not NUL-terminated: only len bytes are read */
+	c = config_load_buffer("/etc/x.conf", (const uint8_t *)MINIMAL "bogus = 1\n",
+			       strlen(MINIMAL), err, sizeof(err));
+	CHECK(c != NULL);
+	config_free(&c);
+}
+
 static void test_error_buffer_small(void)
 {
 	char small[24];
@@ -1163,6 +1208,7 @@ int main(void)
 	UNIT_RUN(test_long_lines);
 	UNIT_RUN(test_error_outside_section);
 	UNIT_RUN(test_error_syntax);
+	UNIT_RUN(test_load_buffer);
 	UNIT_RUN(test_error_buffer_small);
 	UNIT_RUN(test_check_private);
 	UNIT_RUN(test_nul_byte);
