@@ -879,13 +879,13 @@ struct config *config_load(const char *path, char *error, size_t size)
 struct config *config_load_buffer(const char *path, const uint8_t *buf, size_t len,
 				  char *error, size_t size)
 {
-	static const char empty[1] = "";
+	static const uint8_t empty[1];
 	struct config *conf;
 	FILE *f;
 
-	/* fmemopen wants a size of at least 1; "" reads as an empty file. */
-	f = len > 0 ? fmemopen((void *)(uintptr_t)buf, len, "r")
-		    : fmemopen((void *)(uintptr_t)empty, 1, "r");
+	/* glibc (2.22 and later) reads a size of 0 as an empty file; the
+	 * buffer must still be a valid pointer. */
+	f = fmemopen((void *)(uintptr_t)(len > 0 ? buf : empty), len, "r");
 	if (f == NULL) {
 		snprintf(error, size, "%s: cannot read from memory: %s", path, strerror(errno));
 		return NULL;

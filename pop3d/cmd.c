@@ -136,32 +136,3 @@ void pop3_capa(struct evbuffer *out, const struct config *conf, unsigned flags)
 		evbuffer_add_printf(out, "IMPLEMENTATION pop3d\r\n");
 	evbuffer_add_printf(out, ".\r\n");
 }
-
-const char *pop3_log_token(const char *s, char *buf, size_t size)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t n = 0;
-
-	if (size == 0)
-		return "";
-	if (s == NULL || *s == '\0')
-		s = "-";
-	for (; *s != '\0'; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch > 0x20 && ch < 0x7f && ch != '\\') {
-			if (n + 1 >= size)
-				break;
-			buf[n++] = (char)ch;
-		} else {
-			if (n + 4 >= size)
-				break;
-			buf[n++] = '\\';
-			buf[n++] = 'x';
-			buf[n++] = hex[ch >> 4];
-			buf[n++] = hex[ch & 0xf];
-		}
-	}
-	buf[n] = '\0';
-	return buf;
-}

@@ -151,12 +151,12 @@ static struct login L;
 
 static void client_process(struct client *c);
 
-/* c's user name as a log token (pop3_log_token); valid until the next call. */
+/* c's user name as a log token (log_token); valid until the next call. */
 static const char *user_tok(const struct client *c)
 {
 	static char buf[POP3D_LOG_USER_MAX];
 
-	return pop3_log_token(c->user, buf, sizeof(buf));
+	return log_token(c->user, buf, sizeof(buf));
 }
 
 /* ---- bookkeeping --------------------------------------------------------- */
@@ -671,7 +671,7 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 		L.st.logins_tempfailed++;
 		log_warnx("login tempfail: user=%s rip=%s method=%s reason=%s",
 			  user_tok(c), c->rip, c->method,
-			  pop3_log_token(r->reason, reason, sizeof(reason)));
+			  log_token(r->reason, reason, sizeof(reason)));
 		reply(c, "-ERR [SYS/TEMP] Temporary authentication failure, try again later");
 		resume(c);
 		return;

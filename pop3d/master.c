@@ -577,7 +577,7 @@ static void session_serve(const struct session_job *j, int fd)
 	char user[POP3D_LOG_USER_MAX];
 	const char *err;
 
-	pop3_log_token(j->user, user, sizeof(user));
+	log_token(j->user, user, sizeof(user));
 	proctitle_set("pop3d: session %s %s", user, j->rip);
 	/* fixed format, documented in pop3d(8) (LOGGING) */
 	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", user, j->rip,
@@ -656,7 +656,7 @@ static void __attribute__((noreturn)) session_child(const struct session_job *fi
 	privsep_close_fds(keep, sizeof(keep) / sizeof(keep[0]));
 	if (privdrop_session(j->uid, j->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
 		log_warnx("session: user=%s uid=%lu: %s",
-			  pop3_log_token(j->user, user, sizeof(user)), (unsigned long)j->uid, err);
+			  log_token(j->user, user, sizeof(user)), (unsigned long)j->uid, err);
 		refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
 		_exit(1);
 	}
@@ -874,7 +874,7 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 		return;
 	}
 	master_stats.handoffs_ok++;
-	pop3_log_token(u.user, user, sizeof(user));
+	log_token(u.user, user, sizeof(user));
 	if (count_get(M.users, u.user) >= M.conf->pop3d.max_sessions_per_user) {
 		log_warnx("refused user=%s rip=%s: max-sessions-per-user (%u) reached",
 			  user, c->rip, M.conf->pop3d.max_sessions_per_user);

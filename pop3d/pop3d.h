@@ -29,6 +29,7 @@
 #include <sys/types.h>
 
 #include "common/limits.h"
+#include "common/log.h"
 #include "common/metrics.h"
 
 struct config;
@@ -134,15 +135,9 @@ int pop3_cmd_lines(const char *s, long *lines_r);
  * of tokens (0, 1 or 2), or -1 if there are more than two. */
 int pop3_cmd_split2(char *s, char **a_r, char **b_r);
 
-/* Room for pop3_log_token of a user name (every byte may become \xHH). */
-#define POP3D_LOG_USER_MAX	(4 * AUTH_MAX_USER + 1)
-
-/* Writes s into buf (size bytes) as one log token: bytes outside 0x21..0x7e
- * and the backslash become \xHH, an empty or NULL s becomes "-", and what
- * does not fit is cut.  So a client-chosen name can never add a field
- * ("x rip=192.0.2.1") to a key=value log line that fail2ban parses.
- * Returns buf. */
-const char *pop3_log_token(const char *s, char *buf, size_t size);
+/* Room for log_token() (common/log.h) of a user name (every byte may
+ * become \xHH). */
+#define POP3D_LOG_USER_MAX	LOG_TOKEN_SIZE(AUTH_MAX_USER)
 
 /* pop3_capa flags: what this connection may do next. */
 #define POP3_CAPA_LOGIN	0x1	/* AUTHORIZATION and logins allowed: USER, SASL */

@@ -385,7 +385,7 @@ static void log_logout(const struct session *s)
 		snprintf(expired, sizeof(expired), " expired=%u/%llu", s->expired.n,
 			 (unsigned long long)s->expired.bytes);
 	log_info("logout: user=%s rip=%s reason=%s retr=%u/%llu top=%u/%llu del=%u/%llu%s "
-		 "size=%u/%llu secured=%s%s%s", pop3_log_token(s->p->user, user, sizeof(user)),
+		 "size=%u/%llu secured=%s%s%s", log_token(s->p->user, user, sizeof(user)),
 		 s->p->rip, end_names[s->end],
 		 s->retr.n, (unsigned long long)s->retr.bytes,
 		 s->top.n, (unsigned long long)s->top.bytes,
@@ -454,7 +454,7 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		char user[POP3D_LOG_USER_MAX];
 
 		log_warnx("session: user=%s maildrop %s: %s",
-			  pop3_log_token(p->user, user, sizeof(user)),
+			  log_token(p->user, user, sizeof(user)),
 			  p->maildrop != NULL ? p->maildrop : "-",
 			  p->maildrop != NULL ? error : p->maildrop_error);
 		reply(&s, "-ERR [%s] %s", code[st], error);
