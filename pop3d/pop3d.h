@@ -71,6 +71,11 @@ struct ssl_st;
 #define POP3D_TLS_EXPIRY_WARN_DAYS 30
 /* "TLSv1.3/TLS_CHACHA20_POLY1305_SHA256" and the like, with room. */
 #define POP3D_TLS_INFO_MAX	64
+/* Encrypted bytes a front end reads ahead from one TLS client's socket
+ * (the read watermark of the socket under the TLS filter).  With the one
+ * record OpenSSL buffers, it bounds what a client can make us decrypt
+ * ahead of our reading it: login.c's DESIGN, TLS input. */
+#define POP3D_TLS_MAX_READ	16384
 /* Encrypted bytes a front end queues for one client socket before it
  * stops encrypting (back-pressure from a client that does not read). */
 #define POP3D_TLS_MAX_QUEUED	65536
