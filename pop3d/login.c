@@ -73,6 +73,8 @@
  *   are empty; then close_notify (SSL_shutdown), then the socket's output
  *   empty again.  A callback on the socket's output buffer reports the
  *   progress (on_sock_output).
+ * - TLS session-ticket keys come from the master: inherited at the fork,
+ *   replaced whenever it rotates them (IPC_TICKET_KEYS); tls.c's DESIGN.
  * - Monitoring.  The counters of struct fe_stats live in L.st, touched
  *   only by this loop.  A timer every POP3D_STATS_INTERVAL_MS sends them
  *   whole to the master (IPC_STATS) if they changed, and refreshes the
@@ -1090,9 +1092,19 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
 			exit(0);
 		}
 		if (m.type == IPC_RETIRE) {
-			/* replaced; nothing more will come from the master */
+			/* replaced; no more connections will come from the master */
 			L.retired = true;
 			maybe_exit();
+			continue;
+		}
+		if (m.type == IPC_TICKET_KEYS) {
+			struct tls_ticket_keys k;
+
+			memcpy(&k, m.data, sizeof(k));	/* size checked by ipc_recv */
+			sodium_memzero(m.data, sizeof(k));
+			tls_ticket_keys_set(&k);
+			sodium_memzero(&k, sizeof(k));
+			log_debug("front end: new TLS session-ticket keys");
 			continue;
 		}
 		if (m.type != IPC_NEWCONN) {
