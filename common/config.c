@@ -128,6 +128,11 @@ static const struct key_def pop3d_keys[] = {
 	  "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256", 0, 0, 0 },
 	{ "tls-groups", K_STRING, C(pop3d.tls_groups), "X25519:P-256:X448:P-384", 0, 0, 0 },
 	{ "tls-session-tickets", K_BOOL, C(pop3d.tls_session_tickets), "yes", 0, 0, 0 },
+	/* How long a ticket key encrypts; it decrypts for as long again.
+	 * Short keeps resumed sessions' secrets recoverable for little time
+	 * (1 s is for tests); at most a day, so a ticket lives 2 days at most. */
+	{ "tls-ticket-key-lifetime", K_DURATION, C(pop3d.tls_ticket_key_lifetime_ms), "1h", 1000,
+	  86400000, 0 },
 	{ NULL, 0, 0, NULL, 0, 0, 0 }
 };
 

@@ -138,6 +138,7 @@ struct config {
 		char *tls_ciphersuites;		/* TLS 1.3 ciphersuites */
 		char *tls_groups;		/* key exchange groups */
 		bool tls_session_tickets;	/* stateless resumption */
+		uint64_t tls_ticket_key_lifetime_ms;	/* ticket key rotation period */
 	} pop3d;
 
 	struct auth_conf auths[CONFIG_MAX_AUTHENTICATORS];

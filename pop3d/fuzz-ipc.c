@@ -9,7 +9,8 @@
  * datagram and decoded; the same bytes, cut at the first NUL/CR/LF and at
  * 255, are tokenized as a command.
  * Checks: an accepted message has a known type, consistent lengths and
- * terminated strings; a descriptor is returned only where one is due.
+ * terminated strings; a descriptor is returned only where one is due; a
+ * key ring (IPC_TICKET_KEYS) has two distinct key names or one key.
  *
  * Build (clang-14): clang-14 -g -O1 -fsanitize=fuzzer,address,undefined
  *   -D_GNU_SOURCE -I. pop3d/fuzz-ipc.c pop3d/ipc.c pop3d/cmd.c common/sock.c
@@ -113,6 +114,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (fd != -1 || m.data_len != sizeof(struct fe_stats))
 				abort();
 			break;
+		case IPC_TICKET_KEYS: {
+			struct tls_ticket_keys k;
+
+			memcpy(&k, m.data, sizeof(k));
+			if (fd != -1 || m.data_len != sizeof(k) || k.has_prev > 1 ||
+			    (k.has_prev && memcmp(k.cur.name, k.prev.name,
+						  sizeof(k.cur.name)) == 0))
+				abort();
+			for (size_t i = 0; i < sizeof(k.zero); i++)
+				if (k.zero[i] != 0)
+					abort();
+			break;
+		}
 		default:
 			abort();
 		}

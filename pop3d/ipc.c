@@ -5,12 +5,16 @@
  * A SOCK_SEQPACKET socketpair keeps message boundaries, so one recvmsg is
  * one message and its descriptor.  The master runs this decoder as root on
  * bytes an (untrusted) front end wrote: every length and string is checked
- * here before anyone looks at the message.
+ * here before anyone looks at the message.  Front ends run it too, on the
+ * master's messages (IPC_NEWCONN, IPC_RETIRE, IPC_TICKET_KEYS); a type
+ * that is not for the reader is ignored by it.
  */
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
@@ -53,6 +57,22 @@ static bool tls_info_ok(const char *s)
 	       strlen(s);
 }
 
+/* IPC_TICKET_KEYS: has_prev 0 or 1, the padding zero, and two keys that
+ * a ticket's name tells apart.  The key bytes themselves are random: any
+ * value will do. */
+static bool ticket_keys_ok(const struct ipc_msg *m)
+{
+	struct tls_ticket_keys k;
+	bool ok;
+
+	memcpy(&k, m->data, sizeof(k));		/* data has no alignment */
+	ok = k.has_prev <= 1 && memcmp(k.zero, (const uint8_t[sizeof(k.zero)]){ 0 },
+					 sizeof(k.zero)) == 0 &&
+	     (!k.has_prev || memcmp(k.cur.name, k.prev.name, sizeof(k.cur.name)) != 0);
+	sodium_memzero(&k, sizeof(k));
+	return ok;
+}
+
 int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 {
 	ssize_t n;
@@ -79,6 +99,12 @@ int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 		/* the counters themselves are only counts: any value will do */
 		if (fd != -1 || m->data_len != sizeof(struct fe_stats) ||
 		    (size_t)n != IPC_HEADER_LEN + m->data_len)
+			goto bad;
+		break;
+	case IPC_TICKET_KEYS:
+		if (fd != -1 || m->data_len != sizeof(struct tls_ticket_keys) ||
+		    (size_t)n != IPC_HEADER_LEN + m->data_len || !ticket_keys_ok(m) ||
+		    m->conn_id != 0 || m->secured != 0 || m->tls_port != 0)
 			goto bad;
 		break;
 	case IPC_HANDOFF:

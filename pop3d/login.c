@@ -10,10 +10,10 @@
  * - Each client is a small state machine.  When credentials are complete
  *   the client is AWAITING authd: its read side is disabled, so whatever
  *   it pipelined stays in its input buffer (bounded by the read
- *   watermark, POP3D_HANDOFF_MAX_DATA) untouched, and the loop goes on
- *   serving everyone else.  On OK, once the replies already queued for
- *   the client are flushed, the socket, the ticket and those unprocessed
- *   bytes go to the master in one message.
+ *   watermark, POP3D_HANDOFF_MAX_DATA; over TLS see TLS input) untouched,
+ *   and the loop goes on serving everyone else.  On OK, once the replies
+ *   already queued for the client are flushed, the socket, the ticket and
+ *   those unprocessed bytes go to the master in one message.
  * - A failed login waits auth-failure-delay on a timer (never blocking the
  *   loop) before the -ERR, and max-auth-failures closes the connection.
  * - Passwords live only in the line buffer, the authd request line and
@@ -27,6 +27,29 @@
  *   variant only re-arms the socket, which may stay quiet).  The handshake
  *   is bounded by preauth-timeout like the rest of the AUTHORIZATION
  *   state, and a failing one costs only its own connection.
+ * - TLS input: the filter defers its callbacks (BEV_OPT_DEFER_CALLBACKS)
+ *   and has no read watermark; the bound is the socket's read watermark,
+ *   POP3D_TLS_MAX_READ.  libevent 2.1's OpenSSL filter re-enters its
+ *   reader from inside our own calls: bufferevent_enable(EV_READ), and a
+ *   read watermark's resume, which runs in the middle of the evbuffer_drain
+ *   that takes a line out of the input (line_read), both call its
+ *   consider_reading at once, which decrypts what is pending and calls
+ *   the read callback (or, on close_notify or an error, the event
+ *   callback) right there, unless callbacks are deferred.  With the old
+ *   read watermark (16384) on the filter, a burst of more than one TLS
+ *   record that filled it ran client_process inside client_process: the
+ *   inner one processed the later lines and wiped the static line buffer
+ *   the outer one was about to use, so one command (a PASS) was lost and
+ *   answered "-ERR NUL byte in command", and a close_notify in the same
+ *   burst freed the client under the outer call (use after free).  The
+ *   plain socket bufferevent has none of this: its enable only arms an
+ *   event.  Deferred, every filter callback runs from the loop, never
+ *   inside a call of ours; and a watermark on the socket only arms and
+ *   disarms its read event.  What a pre-auth client can make us hold stays
+ *   bounded: the socket holds at most POP3D_TLS_MAX_READ encrypted bytes
+ *   and OpenSSL one record; whenever we stop reading (waiting for authd,
+ *   replies not read) the filter stops draining the socket, and otherwise
+ *   each read callback consumes every complete line.
  * - STLS: the "+OK" goes out in plain text; whatever the client sent after
  *   the STLS line is still in the input buffer and is dropped before the
  *   filter goes on, and so is what it told us before (USER): nothing sent
@@ -50,6 +73,8 @@
  *   are empty; then close_notify (SSL_shutdown), then the socket's output
  *   empty again.  A callback on the socket's output buffer reports the
  *   progress (on_sock_output).
+ * - TLS session-ticket keys come from the master: inherited at the fork,
+ *   replaced whenever it rotates them (IPC_TICKET_KEYS); tls.c's DESIGN.
  * - Monitoring.  The counters of struct fe_stats live in L.st, touched
  *   only by this loop.  A timer every POP3D_STATS_INTERVAL_MS sends them
  *   whole to the master (IPC_STATS) if they changed, and refreshes the
@@ -381,8 +406,9 @@ static void tls_start(struct client *c)
 
 	if (ssl == NULL)
 		fatalx("front end: SSL_new failed (out of memory)");
+	/* BEV_OPT_DEFER_CALLBACKS: see DESIGN (TLS input) */
 	f = bufferevent_openssl_filter_new(L.base, c->bev, ssl, BUFFEREVENT_SSL_ACCEPTING,
-					   BEV_OPT_CLOSE_ON_FREE);
+					   BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (f == NULL)
 		fatalx("front end: bufferevent_openssl_filter_new failed (out of memory)");
 	c->sock = c->bev;
@@ -392,7 +418,9 @@ static void tls_start(struct client *c)
 	 * has its own end (QUIT), so no truncation attack to guard against */
 	bufferevent_openssl_set_allow_dirty_shutdown(f, 1);
 	bufferevent_setcb(f, on_client_read, on_client_write, on_client_event, c);
-	bufferevent_setwatermark(f, EV_READ, 0, POP3D_HANDOFF_MAX_DATA);
+	/* The input bound sits on the socket, never on the filter (DESIGN,
+	 * TLS input); the filter's constructor has just cleared it. */
+	bufferevent_setwatermark(c->sock, EV_READ, 0, POP3D_TLS_MAX_READ);
 	bufferevent_setwatermark(c->sock, EV_WRITE, 0, POP3D_TLS_MAX_QUEUED);
 	bufferevent_enable(f, EV_READ | EV_WRITE);
 	set_timer(c, L.conf->pop3d.preauth_timeout_ms);
@@ -521,7 +549,6 @@ static void relay_start(struct client *c, int fd)
 	bufferevent_setcb(c->pair, on_pair_read, on_pair_write, on_pair_event, c);
 	bufferevent_setwatermark(c->pair, EV_WRITE, POP3D_PROXY_LOW, 0);
 	bufferevent_setwatermark(c->bev, EV_WRITE, POP3D_PROXY_LOW, 0);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
 	bufferevent_enable(c->pair, EV_READ | EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
 	relay_to_session(c);	/* what the client pipelined after its login */
@@ -1065,9 +1092,19 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
 			exit(0);
 		}
 		if (m.type == IPC_RETIRE) {
-			/* replaced; nothing more will come from the master */
+			/* replaced; no more connections will come from the master */
 			L.retired = true;
 			maybe_exit();
+			continue;
+		}
+		if (m.type == IPC_TICKET_KEYS) {
+			struct tls_ticket_keys k;
+
+			memcpy(&k, m.data, sizeof(k));	/* size checked by ipc_recv */
+			sodium_memzero(m.data, sizeof(k));
+			tls_ticket_keys_set(&k);
+			sodium_memzero(&k, sizeof(k));
+			log_debug("front end: new TLS session-ticket keys");
 			continue;
 		}
 		if (m.type != IPC_NEWCONN) {

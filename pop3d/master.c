@@ -26,7 +26,12 @@
  *   that its front end relays; the connection stays counted on that front
  *   end (its load) until the session ends.  The master never loads a
  *   certificate or key (tls.c explains why); it only checks them at
- *   start-up (and before a reload) in a child that exits.
+ *   start-up (and before a reload) in a child that exits.  It does hold
+ *   the session-ticket keys that all front ends share: drawn before the
+ *   front ends are forked, rotated every tls-ticket-key-lifetime
+ *   (ticket_keys_setup, on_ticket_rotate) and pushed to every front end
+ *   (IPC_TICKET_KEYS); sessions wipe their copy.  Started as root, the
+ *   master makes itself non-dumpable before it reads the configuration.
  * - Counters: the master counts what it sees in master_stats; front ends
  *   send snapshots of theirs over their channel (IPC_STATS) and sessions a
  *   report when they end, on one SOCK_SEQPACKET socket they all share
@@ -194,6 +199,8 @@ static struct {
 	unsigned nspares;
 	unsigned conf_gen;		/* counts reloads: spares of an older
 					 * configuration are not reused */
+	struct event *ticket_ev;	/* rotates the TLS session-ticket keys */
+	uint64_t ticket_lifetime_ms;	/* ... at this period */
 } M;
 
 #define NO_SLOT UINT32_MAX
@@ -1242,6 +1249,70 @@ static void on_restart(evutil_socket_t fd, short what, void *arg)
 	spawn_frontend((unsigned)(uintptr_t)arg);
 }
 
+/* ---- TLS session-ticket keys (tls.c's DESIGN) ------------------------------------------- */
+
+/* Sends the key ring to every live front end, retired ones included (they
+ * must drop the old keys too).  One that cannot take it would go on with
+ * a key the others dropped: it is stopped, and its slot restarts. */
+static void ticket_keys_push(void)
+{
+	static struct ipc_msg m;
+	struct tls_ticket_keys k;
+
+	if (!tls_ticket_keys_get(&k))
+		return;
+	memset(&m, 0, IPC_HEADER_LEN);
+	m.type = IPC_TICKET_KEYS;
+	m.data_len = sizeof(k);
+	memcpy(m.data, &k, sizeof(k));
+	sodium_memzero(&k, sizeof(k));
+	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next) {
+		if (ipc_send(fe->chan, &m, -1) == -1) {
+			log_warn("front end %ld: cannot send it the new TLS ticket keys; stopping it",
+				 (long)fe->pid);
+			kill(fe->pid, SIGTERM);
+		}
+	}
+	sodium_memzero(m.data, sizeof(k));
+}
+
+static void on_ticket_rotate(evutil_socket_t fd, short what, void *arg)
+{
+	tls_ticket_keys_rotate();
+	/* logged first: a front end may use the new key as soon as it is sent */
+	log_debug("TLS session-ticket keys rotated");
+	ticket_keys_push();
+}
+
+/* Start-up and reload, before front ends are forked: with TLS session
+ * tickets on, holds the keys (drawn once) and rotates them every
+ * tls-ticket-key-lifetime; with them off, holds none. */
+static void ticket_keys_setup(const struct config *conf)
+{
+	struct timeval tv;
+
+	if (!tls_configured(conf) || !conf->pop3d.tls_session_tickets) {
+		if (M.ticket_ev != NULL)
+			evtimer_del(M.ticket_ev);
+		tls_ticket_keys_wipe();
+		return;
+	}
+	tls_ticket_keys_init();
+	if (M.ticket_ev == NULL) {
+		M.ticket_ev = event_new(M.base, -1, EV_PERSIST, on_ticket_rotate, NULL);
+		if (M.ticket_ev == NULL)
+			fatalx("event_new");
+	}
+	/* A reload that keeps the period keeps the schedule: frequent
+	 * reloads must not put rotation off for ever. */
+	if (evtimer_pending(M.ticket_ev, NULL) &&
+	    M.ticket_lifetime_ms == conf->pop3d.tls_ticket_key_lifetime_ms)
+		return;
+	M.ticket_lifetime_ms = conf->pop3d.tls_ticket_key_lifetime_ms;
+	MTIME_TV(tv, M.ticket_lifetime_ms);
+	evtimer_add(M.ticket_ev, &tv);
+}
+
 /* ---- session reports, signals --------------------------------------------------------- */
 
 static struct conn *session_of(pid_t pid)
@@ -1576,8 +1647,7 @@ static int reload(void)
 	/* Spares run with the old settings: the next logins fork anew. */
 	M.conf_gen++;
 	drop_spares();
-	if (tls_configured(n))
-		tls_ticket_keys_init();		/* once: STLS may just have been turned on */
+	ticket_keys_setup(n);		/* STLS or tickets may just have been turned on */
 	if (slot_count(n) != old_slots)
 		slots_resize(slot_count(n));
 	for (unsigned i = 0; i < old_slots && i < M.nslots; i++) {
@@ -1817,6 +1887,12 @@ int main(int argc, char **argv)
 	event_set_log_callback(libevent_log);
 	if (sodium_init() == -1)
 		fatalx("sodium_init");
+	/* Secrets from here on (the configuration, the TLS ticket keys): no
+	 * core file, no /proc/PID/mem for another process of our uid.  As
+	 * root only, like the front ends' and sessions' drops (privdrop.c). */
+	privdrop_init();
+	if (privdrop_enabled())
+		privsep_no_core();
 	conf = config_load(path, err, sizeof(err));
 	if (conf == NULL)
 		fatalx("%s", err);
@@ -1824,7 +1900,6 @@ int main(int argc, char **argv)
 	    split_listen_tls(conf, M.tls_addrs, &M.ntls_addrs, err, sizeof(err)) == -1 ||
 	    stats_group(conf, &stats_gid, err, sizeof(err)) == -1)
 		fatalx("%s: %s", path, err);
-	privdrop_init();
 	if (privdrop_enabled()) {
 		struct stat st;
 
@@ -1882,8 +1957,6 @@ int main(int argc, char **argv)
 			fatal("cannot listen on %s (listen-tls)", M.tls_addrs[i]);
 		M.listen_tls[M.nlisten++] = true;
 	}
-	if (tls_configured(conf))
-		tls_ticket_keys_init();
 	if (conf->pop3d.stats_socket[0] != '\0') {
 		M.stats_fd = sock_unix_listen(conf->pop3d.stats_socket, 0660);
 		if (M.stats_fd == -1)
@@ -1940,6 +2013,7 @@ int main(int argc, char **argv)
 	ev = evsignal_new(M.base, SIGHUP, on_sighup, NULL);
 	event_add(ev, NULL);
 
+	ticket_keys_setup(conf);	/* before the front ends: they inherit the keys */
 	M.nslots = 0;
 	slots_resize(slot_count(conf));
 	log_info("pop3d started: %zu listener(s) (%zu TLS), %u front end(s)%s", M.nlisten,

@@ -17,8 +17,10 @@
  * What may run as root: master.c (accept, fork, waitpid, the handoff
  * decoder ipc.c) and privdrop.c (the drops); tls.c loads certificates and
  * keys as root, in a front end before its chroot and in the master's
- * throw-away start-up check child, never in the master itself.  Nothing
- * that reads a byte sent by a client runs as root.
+ * throw-away start-up check child, never in the master itself; the master
+ * runs only tls.c's session-ticket key functions (random bytes drawn and
+ * copied, no OpenSSL).  Nothing that reads a byte sent by a client runs
+ * as root.
  */
 #ifndef POP3D_POP3D_H
 #define POP3D_POP3D_H
@@ -72,6 +74,11 @@ struct ssl_st;
 #define POP3D_TLS_EXPIRY_WARN_DAYS 30
 /* "TLSv1.3/TLS_CHACHA20_POLY1305_SHA256" and the like, with room. */
 #define POP3D_TLS_INFO_MAX	64
+/* Encrypted bytes a front end reads ahead from one TLS client's socket
+ * (the read watermark of the socket under the TLS filter).  With the one
+ * record OpenSSL buffers, it bounds what a client can make us decrypt
+ * ahead of our reading it: login.c's DESIGN, TLS input. */
+#define POP3D_TLS_MAX_READ	16384
 /* Encrypted bytes a front end queues for one client socket before it
  * stops encrypting (back-pressure from a client that does not read). */
 #define POP3D_TLS_MAX_QUEUED	65536
@@ -325,6 +332,28 @@ enum ipc_type {
 	IPC_RETIRE,		/* front end -> master: lost authd, replace me;
 				 * master -> front end: replaced, leave when idle */
 	IPC_STATS,		/* front end -> master: a struct fe_stats in data */
+	IPC_TICKET_KEYS,	/* master -> front end: a struct tls_ticket_keys in
+				 * data, the session-ticket keys from now on */
+};
+
+/* A TLS session-ticket key (RFC 5077's layout, as OpenSSL's own): the
+ * name a ticket carries in clear, the HMAC-SHA256 key and the AES-256-CBC
+ * key. */
+#define TLS_TICKET_NAME_LEN	16
+#define TLS_TICKET_SECRET_LEN	32
+struct tls_ticket_key {
+	uint8_t name[TLS_TICKET_NAME_LEN];
+	uint8_t hmac[TLS_TICKET_SECRET_LEN];
+	uint8_t aes[TLS_TICKET_SECRET_LEN];
+};
+
+/* The keys every front end uses (tls.c, DESIGN): cur encrypts new tickets
+ * and decrypts; prev (if has_prev) only decrypts, and a ticket under it
+ * is renewed.  Sent whole in IPC_TICKET_KEYS. */
+struct tls_ticket_keys {
+	struct tls_ticket_key cur, prev;
+	uint8_t has_prev;		/* 0 or 1 */
+	uint8_t zero[7];		/* always 0 */
 };
 
 /* A front end's counters, sent whole (IPC_STATS) whenever they changed, at
@@ -418,10 +447,22 @@ int tls_check_conf(const struct config *conf, char *err, size_t size);
  * key material its sessions would inherit.  Returns 0 or -1. */
 int tls_check_files(const struct config *conf);
 /* Master: draws the session-ticket keys every front end shares (so that a
- * ticket from one front end resumes on another).  Only the first call
- * draws them; later ones (a reload that turns TLS on) keep them. */
+ * ticket from one front end resumes on another), if none are held.
+ * Front ends forked later inherit them. */
 void tls_ticket_keys_init(void);
-/* Session child: wipes the inherited ticket keys. */
+/* Master, every tls-ticket-key-lifetime: the current key becomes the
+ * previous one (decryption only), a new one is drawn, and the key before
+ * is wiped.  The caller then sends tls_ticket_keys_get's copy to every
+ * front end. */
+void tls_ticket_keys_rotate(void);
+/* Copies the keys held into *keys_r (the caller wipes it after use).
+ * Returns false if none are held. */
+bool tls_ticket_keys_get(struct tls_ticket_keys *keys_r);
+/* Front end: replaces its keys with *keys (checked by ipc_recv), wiping
+ * the old ones. */
+void tls_ticket_keys_set(const struct tls_ticket_keys *keys);
+/* Wipes the keys held: a session child first thing, the master when TLS
+ * or tickets are turned off. */
 void tls_ticket_keys_wipe(void);
 /* Front end, before its chroot: builds one server context per certificate
  * (the first is the default; SNI picks another whose names match).

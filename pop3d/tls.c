@@ -1,6 +1,12 @@
 /*
- * tls.c - pop3d's TLS: OpenSSL 3 server contexts for the front ends and
- * the start-up checks of certificates and keys.
+ * tls.c - pop3d's TLS: OpenSSL 3 server contexts for the front ends, the
+ * start-up checks of certificates and keys, and the session-ticket keys.
+ *
+ * Processes: a front end (contexts, the ticket callback; as root only in
+ * tls_server_init, before its chroot), the master's start-up check child
+ * (tls_check_files, as root), and the master itself, as root, for the
+ * ticket key ring only (tls_ticket_keys_init/rotate/get: random bytes
+ * copied, no OpenSSL call, no file).
  *
  * DESIGN
  * - Who holds key material.  Only front ends: each loads the certificates
@@ -11,17 +17,27 @@
  *   which the master forks, inherit no key, no key file descriptor and no
  *   stdio buffer that held one.  Key files are read whole into a buffer
  *   that is wiped after parsing.
- * - The one secret the master does hold is the session-ticket key, drawn
- *   at start-up so that every front end (and every replacement) encrypts
- *   and accepts the same tickets; a session child wipes its copy first
- *   thing (tls_ticket_keys_wipe).  It lives as long as the master: restart
- *   pop3d to rotate it.
+ * - The one secret the master does hold is the session-ticket key ring
+ *   (struct tls_ticket_keys): every front end (and every replacement) must
+ *   encrypt and accept the same tickets, so one process draws the keys for
+ *   all; front ends inherit the ring at fork and get every change over
+ *   their channel (IPC_TICKET_KEYS, decoded by ipc.c).  Every
+ *   tls-ticket-key-lifetime (1 h by default) the master draws a new
+ *   current key; the one before stays for decryption only (a ticket under
+ *   it is accepted and renewed, callback result 2), and the one before
+ *   that is wiped everywhere: a ticket, and the session secrets it
+ *   carries, can be opened for at most twice the lifetime, not for the
+ *   life of the master (forward secrecy of resumed sessions).  OpenSSL's
+ *   session timeout (2 h) still bounds how old a resumed session may be.
+ *   A session child wipes its inherited copy first thing
+ *   (tls_ticket_keys_wipe), and the master is not dumpable, so the keys
+ *   never reach a core file.
  * - One SSL_CTX per certificate.  Connections start on the first; a
  *   client's SNI name that one of the others' certificates covers
  *   (X509_check_host: subjectAltName DNS names, wildcards) switches the
  *   connection to it.  Tickets stay valid across the switch: OpenSSL
- *   encrypts them with the initial context's key, which is the same key
- *   everywhere anyway.
+ *   uses the initial context's ticket callback, and every context has the
+ *   same one anyway (on_ticket_key).
  * - Defaults: TLS 1.2 at least, ECDHE key exchange only (no finite-field
  *   DH parameters to manage), AEAD ciphers, no renegotiation at all
  *   (SSL_OP_NO_RENEGOTIATION: a client's request gets a warning alert and
@@ -36,7 +52,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -46,16 +64,12 @@
 #include "common/log.h"
 #include "pop3d/pop3d.h"
 
-/* SSL_CTX_set_tlsext_ticket_keys: 16 bytes of key name, 32 of HMAC key,
- * 32 of AES key. */
-#define TICKET_KEYS_LEN 80
-
 static struct {
 	SSL_CTX *ctx[POP3D_TLS_MAX_CERTS];
 	size_t n;
 } T;
 
-static uint8_t ticket_keys[TICKET_KEYS_LEN];
+static struct tls_ticket_keys ticket_keys;
 static bool ticket_keys_set;
 
 bool tls_configured(const struct config *conf)
@@ -268,6 +282,47 @@ static void check_dates(SSL_CTX *ctx, const char *path)
 			  days, days == 1 ? "" : "s", when);
 }
 
+/* OpenSSL's session-ticket callback (SSL_CTX_set_tlsext_ticket_key_evp_cb):
+ * enc = 1, a new ticket: the current key's name, a fresh IV, the current
+ * keys.  enc = 0, a ticket to open, named key_name: the current key (1),
+ * the previous one (2: accept, and issue a new ticket), or none (0: the
+ * ticket is ignored and the handshake is a full one).  -1 only if OpenSSL
+ * cannot take the keys (the handshake fails). */
+static int on_ticket_key(SSL *ssl, unsigned char *key_name, unsigned char *iv,
+			 EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+	static char digest[] = "SHA256";
+	const struct tls_ticket_key *k;
+	OSSL_PARAM params[3];
+	int rc = 1;
+
+	if (!ticket_keys_set)
+		return 0;
+	if (enc) {
+		k = &ticket_keys.cur;
+		memcpy(key_name, k->name, TLS_TICKET_NAME_LEN);
+		randombytes_buf(iv, (size_t)EVP_CIPHER_get_iv_length(EVP_aes_256_cbc()));
+	} else if (memcmp(key_name, ticket_keys.cur.name, TLS_TICKET_NAME_LEN) == 0) {
+		k = &ticket_keys.cur;
+	} else if (ticket_keys.has_prev &&
+		   memcmp(key_name, ticket_keys.prev.name, TLS_TICKET_NAME_LEN) == 0) {
+		k = &ticket_keys.prev;
+		rc = 2;
+	} else {
+		return 0;
+	}
+	params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)(uintptr_t)k->hmac,
+						      sizeof(k->hmac));
+	params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0);
+	params[2] = OSSL_PARAM_construct_end();
+	if (EVP_MAC_CTX_set_params(hctx, params) != 1)
+		return -1;
+	if ((enc ? EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) :
+	     EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv)) != 1)
+		return -1;
+	return rc;
+}
+
 /* One server context for the certificate chain in cert and the key in
  * key.  Returns it, or NULL (logged). */
 static SSL_CTX *build_ctx(const struct config *conf, const char *cert, const char *key,
@@ -332,9 +387,9 @@ static SSL_CTX *build_ctx(const struct config *conf, const char *cert, const cha
 	EVP_PKEY_free(pkey);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"pop3d", 5);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
-	if (ticket_keys_set && conf->pop3d.tls_session_tickets &&
-	    SSL_CTX_set_tlsext_ticket_keys(ctx, ticket_keys, sizeof(ticket_keys)) != 1) {
-		log_warnx("cannot set the session ticket keys");
+	if (conf->pop3d.tls_session_tickets &&
+	    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key) != 1) {
+		log_warnx("cannot set the session ticket callback");
 		goto fail;
 	}
 	if (startup)
@@ -404,17 +459,52 @@ int tls_check_files(const struct config *conf)
 	return 0;
 }
 
+/* Draws a new key into k, named unlike avoid (the other key of the ring). */
+static void draw_key(struct tls_ticket_key *k, const struct tls_ticket_key *avoid)
+{
+	do
+		randombytes_buf(k, sizeof(*k));
+	while (avoid != NULL && memcmp(k->name, avoid->name, TLS_TICKET_NAME_LEN) == 0);
+}
+
 void tls_ticket_keys_init(void)
 {
 	if (ticket_keys_set)
 		return;		/* a reload keeps them: tickets stay valid */
-	randombytes_buf(ticket_keys, sizeof(ticket_keys));
+	memset(&ticket_keys, 0, sizeof(ticket_keys));
+	draw_key(&ticket_keys.cur, NULL);
+	ticket_keys_set = true;
+}
+
+void tls_ticket_keys_rotate(void)
+{
+	if (!ticket_keys_set) {
+		tls_ticket_keys_init();
+		return;
+	}
+	ticket_keys.prev = ticket_keys.cur;	/* the older one is overwritten */
+	ticket_keys.has_prev = 1;
+	draw_key(&ticket_keys.cur, &ticket_keys.prev);
+}
+
+bool tls_ticket_keys_get(struct tls_ticket_keys *keys_r)
+{
+	if (!ticket_keys_set)
+		return false;
+	*keys_r = ticket_keys;
+	return true;
+}
+
+void tls_ticket_keys_set(const struct tls_ticket_keys *keys)
+{
+	sodium_memzero(&ticket_keys, sizeof(ticket_keys));
+	ticket_keys = *keys;
 	ticket_keys_set = true;
 }
 
 void tls_ticket_keys_wipe(void)
 {
-	sodium_memzero(ticket_keys, sizeof(ticket_keys));
+	sodium_memzero(&ticket_keys, sizeof(ticket_keys));
 	ticket_keys_set = false;
 }
 
@@ -429,7 +519,8 @@ int tls_server_init(const struct config *conf)
 		return -1;
 	}
 	rc = load_all(conf, false);
-	tls_ticket_keys_wipe();		/* the contexts hold their own copy */
+	if (rc == -1 || !conf->pop3d.tls_session_tickets)
+		tls_ticket_keys_wipe();	/* not ours to keep (on_ticket_key uses them) */
 	return rc;
 }
 
