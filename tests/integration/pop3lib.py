@@ -67,6 +67,16 @@ class MailRoot:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+def maildir_contents(md):
+    """The content of every message file in md's new/ and cur/, sorted."""
+    out = []
+    for sub in ("new", "cur"):
+        for name in os.listdir(os.path.join(md, sub)):
+            with open(os.path.join(md, sub, name), "rb") as f:
+                out.append(f.read())
+    return sorted(out)
+
+
 def user_uid():
     return TEST_UID if IS_ROOT else os.getuid()
 
@@ -81,6 +91,8 @@ def passwd_line(user, password, home, maildrop=None, uid=None):
 class Pop3d:
     """A running pop3d reading a copy of authd's config with its own
     [pop3d] section."""
+
+    prefix = []     # a command pop3d runs under (e.g. setpriv)
 
     def __init__(self, authd, tmpdir, keys=None):
         self.dir = str(tmpdir)
@@ -113,7 +125,8 @@ class Pop3d:
 
     def start(self, wait=True):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([os.path.join(BUILD, "pop3d"), "-f", "-c", self.conf],
+        self.proc = subprocess.Popen(self.prefix + [os.path.join(BUILD, "pop3d"), "-f", "-c",
+                                                    self.conf],
                                      stdout=self.logf, stderr=self.logf,
                                      env=sanitizer_env())
         if wait:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from pop3lib import Client
+from pop3lib import Client, maildir_contents
 from promparse import parse, value
 # the pop3d suite's fixtures and helpers
 from test_pop3d import login, mailroot, world  # noqa: F401
@@ -26,15 +26,6 @@ M1 = b"From: a@example.org\nSubject: one\n\nfirst\n"
 M2 = b"From: b@example.org\nSubject: two\n\nsecond\n"
 M3 = b"From: c@example.org\nSubject: three\n\nthird\n"
 MSGS = [("new/1000.A.host", M1), ("new/2000.B.host", M2), ("new/3000.C.host", M3)]
-
-
-def on_disk(md):
-    out = []
-    for sub in ("new", "cur"):
-        for name in os.listdir(os.path.join(md, sub)):
-            with open(os.path.join(md, sub, name), "rb") as f:
-                out.append(f.read())
-    return sorted(out)
 
 
 def record(md):
@@ -65,7 +56,7 @@ def test_expire_0_removes_what_was_retrieved_at_quit(world):
     assert c.stat()[0] == 3                 # still listed until UPDATE
     assert c.quit().startswith(b"+OK")
     log = p.wait_log(r"logout: user=alice .*reason=QUIT")
-    assert on_disk(md) == [M3]
+    assert maildir_contents(md) == [M3]
     assert re.search(r"logout: user=alice .* del=0/0 expired=2/\d+ size=3/", log), log
     after = parse(p.scrape())[0]
     assert value(after, "pop3d_messages_total", op="expire") - \
@@ -83,7 +74,7 @@ def test_expire_0_no_update_no_removal(world):
     c.multiline()
     c.close()
     p.wait_log(r"logout: user=alice .*reason=disconnected")
-    assert on_disk(md) == sorted([M1, M2, M3])
+    assert maildir_contents(md) == sorted([M1, M2, M3])
     assert record(md) == {}
 
 
@@ -99,7 +90,7 @@ def test_expire_days_removes_at_a_later_quit(world):
     p.wait_log(r"logout: user=alice .*reason=QUIT", 1)
     t1 = int(time.time())
     # kept (RETR'd: seen, in cur/), the first retrieval on record
-    assert on_disk(md) == sorted([M1, M2, M3])
+    assert maildir_contents(md) == sorted([M1, M2, M3])
     rec = record(md)
     assert set(rec) == {"1000.A.host", "2000.B.host"}, rec
     assert all(t0 <= t <= t1 for t in rec.values()), (t0, rec, t1)
@@ -111,7 +102,7 @@ def test_expire_days_removes_at_a_later_quit(world):
     c.quit()
     p.wait_log(r"logout: user=alice .*reason=QUIT", 2)
     assert record(md)["1000.A.host"] == rec["1000.A.host"]
-    assert on_disk(md) == sorted([M1, M2, M3])
+    assert maildir_contents(md) == sorted([M1, M2, M3])
     # two days later, as far as the record says: a session that only
     # logs in and QUITs removes the first, not the one retrieved a day ago
     rec["1000.A.host"] -= DAY + 1           # now two days and a second ago
@@ -120,7 +111,7 @@ def test_expire_days_removes_at_a_later_quit(world):
     assert c.stat()[0] == 3                 # listed until UPDATE
     c.quit()
     log = p.wait_log(r"logout: user=alice .*reason=QUIT", 3)
-    assert on_disk(md) == sorted([M2, M3])
+    assert maildir_contents(md) == sorted([M2, M3])
     assert set(record(md)) == {"2000.B.host"}
     assert re.findall(r"logout: user=alice .* expired=(\d+)/", log) == ["0", "0", "1"]
 
@@ -138,7 +129,7 @@ def test_expire_days_no_update_no_removal(world):
     assert c.cmd("PASS alice-pw").startswith("+OK")
     c.close()                               # no QUIT
     p.wait_log(r"logout: user=alice .*reason=disconnected")
-    assert on_disk(md) == sorted([M1, M2, M3])
+    assert maildir_contents(md) == sorted([M1, M2, M3])
 
 
 def test_hostile_record_is_no_crash_and_no_loss(world):
@@ -152,7 +143,7 @@ def test_hostile_record_is_no_crash_and_no_loss(world):
     assert c.stat()[0] == 3
     c.quit()
     p.wait_log(r"logout: user=alice .*reason=QUIT")
-    assert on_disk(md) == sorted([M1, M2, M3])
+    assert maildir_contents(md) == sorted([M1, M2, M3])
     assert p.proc.poll() is None
 
 
@@ -166,6 +157,6 @@ def test_no_policy_no_removal_no_record(world, expire):
     c.top(2, 0)
     c.quit()
     log = p.wait_log(r"logout: user=alice .*reason=QUIT")
-    assert on_disk(md) == sorted([M1, M2, M3])
+    assert maildir_contents(md) == sorted([M1, M2, M3])
     assert not os.path.exists(os.path.join(md, "pop3d-expire"))
     assert " expired=" not in log

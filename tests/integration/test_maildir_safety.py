@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from pop3lib import IS_ROOT, Client, passwd_line
+from pop3lib import IS_ROOT, Client, maildir_contents, passwd_line
 from promparse import parse, value
 # the pop3d suite's fixtures and helpers
 from test_pop3d import login, mailroot, wire, world  # noqa: F401
@@ -17,16 +17,6 @@ from test_pop3d import login, mailroot, wire, world  # noqa: F401
 A = b"From: a@example.org\nSubject: copy a\n\nthe new/ copy\n"
 B = b"From: b@example.org\nSubject: copy b\n\nthe cur/ copy, another text\n"
 C = b"From: c@example.org\nSubject: other\n\nanother message\n"
-
-
-def on_disk(md):
-    """The content of every message file in new/ and cur/, sorted."""
-    out = []
-    for sub in ("new", "cur"):
-        for name in os.listdir(os.path.join(md, sub)):
-            with open(os.path.join(md, sub, name), "rb") as f:
-                out.append(f.read())
-    return sorted(out)
 
 
 def names(md):
@@ -60,7 +50,7 @@ def test_copies_sharing_a_base_survive_retr_and_quit(world, a, b, retr):
     assert c.quit().startswith(b"+OK")
     p.wait_log(r"logout: user=alice .*reason=QUIT")
     # every message's bytes are still on disk, each once
-    assert on_disk(md) == sorted([A, B, C]), names(md)
+    assert maildir_contents(md) == sorted([A, B, C]), names(md)
     assert os.listdir(os.path.join(md, "tmp")) == []
     # the retrieved ones are seen, in cur/
     for n in names(md):
@@ -89,7 +79,7 @@ def test_dele_after_the_name_changed_hands(world):
     with pytest.raises(poplib.error_proto) as e:
         c.quit()
     assert b"could not be removed" in e.value.args[0]
-    assert on_disk(md) == sorted([A, B, C])
+    assert maildir_contents(md) == sorted([A, B, C])
     assert "was replaced by another file since the listing; kept" in p.log_text()
 
 

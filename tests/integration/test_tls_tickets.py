@@ -155,25 +155,7 @@ class NoPtracePop3d(Pop3d):
     bounding set, so that another root process without it may read the
     master's memory exactly when the master is dumpable."""
 
-    def start(self, wait=True):
-        self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(NO_PTRACE + [os.path.join(BUILD, "pop3d"), "-f", "-c",
-                                                  self.conf],
-                                     stdout=self.logf, stderr=self.logf, env=sanitizer_env())
-
-        def ready():
-            if self.proc.poll() is not None:
-                raise AssertionError("pop3d exited early:\n" + self.log_text())
-            try:
-                c = Client(self.port, timeout=5)
-            except OSError:
-                return False
-            try:
-                return c.greeting.startswith("+OK")
-            finally:
-                c.close()
-        wait_until(ready, 20, "pop3d greeting")
-        return self
+    prefix = NO_PTRACE
 
 
 PROBE = "import sys; open('/proc/%s/mem' % sys.argv[1], 'rb').close()"
