@@ -94,37 +94,7 @@
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
 
-#define COUNT_BUCKETS 4096
-
-enum conn_state { C_FREE, C_PREAUTH, C_REDEEM, C_SESSION };
-
-struct frontend;
-
-struct conn {
-	uint32_t gen;
-	enum conn_state state;
-	struct frontend *fe;		/* C_PREAUTH; later if it relays TLS */
-	char rip[64];
-	unsigned rport;
-	/* C_REDEEM */
-	int fd;
-	pid_t fe_pid;
-	struct event *timer;
-	uint8_t *data;
-	size_t data_len;
-	char method[8];
-	bool secured;
-	char tls_info[POP3D_TLS_INFO_MAX];
-	/* C_SESSION */
-	pid_t pid;
-	char *user;
-	uint64_t started_ms;		/* fork of the session */
-	bool reported;			/* its report came */
-	bool opened;			/* it said its maildrop is open */
-	bool maildrop_failed;		/* its report: SESSION_END_MAILDROP */
-	uint32_t idx;			/* own slot in M.conns */
-	uint32_t next_free;
-};
+#define COUNT_BUCKETS CONNTAB_BUCKETS
 
 /* A session process that may serve again (session-reuse): its own
  * channel, over which it says when its session has ended (SESSION_SPARE)
@@ -184,9 +154,6 @@ static struct {
 	struct slot *slots;
 	unsigned nslots;
 	struct frontend *fes;		/* all live front ends */
-	struct conn **conns;		/* records never move: timers point at them */
-	uint32_t nconns_cap, free_head, nactive;
-	struct count_entry *ips[COUNT_BUCKETS], *users[COUNT_BUCKETS];
 	struct count_entry *last_login[COUNT_BUCKETS];
 	size_t nlast_login;
 	uint64_t login_delay_ms;	/* 0: no LOGIN-DELAY */
@@ -209,46 +176,6 @@ static void spawn_frontend(unsigned slot);
 
 /* ---- counters ------------------------------------------------------------- */
 
-static unsigned count_hash(const char *s)
-{
-	unsigned h = 5381;
-
-	for (; *s != '\0'; s++)
-		h = h * 33 + (unsigned char)*s;
-	return h % COUNT_BUCKETS;
-}
-
-static unsigned count_get(struct count_entry **t, const char *key)
-{
-	for (struct count_entry *e = t[count_hash(key)]; e != NULL; e = e->next)
-		if (strcmp(e->key, key) == 0)
-			return e->n;
-	return 0;
-}
-
-static void count_add(struct count_entry **t, const char *key, int delta)
-{
-	struct count_entry **pp = &t[count_hash(key)], *e;
-
-	for (; *pp != NULL; pp = &(*pp)->next)
-		if (strcmp((*pp)->key, key) == 0)
-			break;
-	if (*pp == NULL) {
-		if (delta <= 0)
-			return;
-		e = xcalloc(1, sizeof(*e));
-		e->key = xstrdup(key);
-		*pp = e;
-	}
-	e = *pp;
-	e->n = (unsigned)((int)e->n + delta);
-	if (e->n == 0) {
-		*pp = e->next;
-		free(e->key);
-		free(e);
-	}
-}
-
 /* LOGIN-DELAY (RFC 2449 section 6.8): true if user logged in less than
  * login-delay ago; otherwise records this login.  Entries older than the
  * delay are swept whenever the table has doubled since the last sweep. */
@@ -256,7 +183,7 @@ static bool login_too_soon(const char *user)
 {
 	static size_t sweep_at = 1024;
 	uint64_t now = mtime_ms();
-	struct count_entry **pp = &M.last_login[count_hash(user)], *e;
+	struct count_entry **pp = &M.last_login[conntab_hash(user)], *e;
 
 	if (M.login_delay_ms == 0)
 		return false;
@@ -293,90 +220,11 @@ static bool login_too_soon(const char *user)
 	return false;
 }
 
-/* ---- connections ---------------------------------------------------------- */
-
-static uint64_t conn_id(const struct conn *c)
-{
-	return (uint64_t)c->gen << 32 | c->idx;
-}
-
-static struct conn *conn_find(uint64_t id)
-{
-	uint32_t idx = (uint32_t)id;
-
-	if (idx >= M.nconns_cap || M.conns[idx]->state == C_FREE ||
-	    M.conns[idx]->gen != (uint32_t)(id >> 32))
-		return NULL;
-	return M.conns[idx];
-}
-
-static struct conn *conn_new(const char *rip, unsigned rport)
-{
-	struct conn *c;
-
-	if (M.free_head == NO_SLOT) {
-		uint32_t old = M.nconns_cap, cap = old == 0 ? 64 : old * 2;
-		M.conns = realloc(M.conns, cap * sizeof(*M.conns));
-		if (M.conns == NULL)
-			fatal("realloc");
-		for (uint32_t i = old; i < cap; i++) {
-			M.conns[i] = xcalloc(1, sizeof(**M.conns));
-			M.conns[i]->idx = i;
-			M.conns[i]->fd = -1;
-			M.conns[i]->next_free = i + 1 < cap ? i + 1 : NO_SLOT;
-		}
-		M.free_head = old;
-		M.nconns_cap = cap;
-	}
-	c = M.conns[M.free_head];
-	M.free_head = c->next_free;
-	c->gen++;
-	c->state = C_PREAUTH;
-	c->fd = -1;
-	snprintf(c->rip, sizeof(c->rip), "%s", rip);
-	c->rport = rport;
-	count_add(M.ips, rip, 1);
-	M.nactive++;
-	return c;
-}
-
-static void conn_release(struct conn *c)
+/* The record is released: its front end carries one connection less. */
+static void conn_unload(struct conn *c)
 {
 	if (c->fe != NULL)
 		c->fe->nconns--;
-	if (c->state == C_SESSION && c->user != NULL)
-		count_add(M.users, c->user, -1);
-	if (c->fd != -1)
-		close(c->fd);
-	if (c->timer != NULL)
-		event_free(c->timer);
-	if (c->data != NULL) {
-		sodium_memzero(c->data, c->data_len);
-		free(c->data);
-	}
-	free(c->user);
-	count_add(M.ips, c->rip, -1);
-	M.nactive--;
-	uint32_t gen = c->gen, idx = c->idx;
-	memset(c, 0, sizeof(*c));
-	c->gen = gen;
-	c->idx = idx;
-	c->fd = -1;
-	c->state = C_FREE;
-	c->next_free = M.free_head;
-	M.free_head = idx;
-}
-
-/* A one-line answer to a client we are not going to serve.  Best effort:
- * the socket is non-blocking and the line is far below its buffer. */
-static void refuse(int fd, const char *line)
-{
-	ssize_t n = send(fd, line, strlen(line), MSG_DONTWAIT | MSG_NOSIGNAL);
-
-	if (n == -1)
-		log_debug("refuse: %s", strerror(errno));
-	else
-		master_stats.bytes_sent += (uint64_t)n;
 }
 
 /* ---- accepting -------------------------------------------------------------- */
@@ -396,7 +244,7 @@ static struct frontend *pick_frontend(void)
 static void refuse_new(int fd, bool tls, const char *line)
 {
 	if (!tls)
-		refuse(fd, line);
+		conntab_refuse(fd, line);
 }
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
@@ -422,14 +270,14 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			return;
 		}
 		sock_addr_str((struct sockaddr *)&ss, rip, sizeof(rip), &rport);
-		if (M.nactive >= M.conf->pop3d.max_connections) {
+		if (conntab_active() >= M.conf->pop3d.max_connections) {
 			log_warnx("refused %s: max-connections (%u) reached", rip,
 				  M.conf->pop3d.max_connections);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
 			why = REFUSE_MAX_CONNECTIONS;
 			goto refused;
 		}
-		if (count_get(M.ips, rip) >= M.conf->pop3d.max_connections_per_ip) {
+		if (conntab_per_ip(rip) >= M.conf->pop3d.max_connections_per_ip) {
 			log_warnx("refused %s: max-connections-per-ip (%u) reached", rip,
 				  M.conf->pop3d.max_connections_per_ip);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections from your address\r\n");
@@ -442,15 +290,15 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			why = REFUSE_NO_FRONTEND;
 			goto refused;
 		}
-		c = conn_new(rip, rport);
+		c = conntab_new(rip, rport);
 		memset(&m, 0, IPC_HEADER_LEN);
 		m.type = IPC_NEWCONN;
-		m.conn_id = conn_id(c);
+		m.conn_id = conntab_id(c);
 		m.tls_port = tls;
 		if (ipc_send(fe->chan, &m, fd) == -1) {
 			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
-			conn_release(c);
+			conntab_release(c);
 			why = REFUSE_INTERNAL;
 			goto refused;
 		}
@@ -472,8 +320,8 @@ static void login_tempfail(struct conn *c, const char *why)
 {
 	log_warnx("handoff failed: rip=%s: %s", c->rip, why);
 	master_stats.logins_tempfailed++;
-	refuse(c->fd, "-ERR [SYS/TEMP] Login failed temporarily, try again later\r\n");
-	conn_release(c);
+	conntab_refuse(c->fd, "-ERR [SYS/TEMP] Login failed temporarily, try again later\r\n");
+	conntab_release(c);
 }
 
 /* The ticket could not be redeemed. */
@@ -492,9 +340,9 @@ static void authd_drop(const char *why)
 	M.authd = NULL;
 	M.authd_lost = true;
 	master_stats.master_authd_lost++;
-	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i]->state == C_REDEEM)
-			redeem_fail(M.conns[i], "authd master connection lost");
+	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c))
+		if (c->state == C_REDEEM)
+			redeem_fail(c, "authd master connection lost");
 }
 
 /* Fills *out from the USER reply: every field checked, numbers strict. */
@@ -664,7 +512,7 @@ static void __attribute__((noreturn)) session_child(const struct session_job *fi
 	if (privdrop_session(j->uid, j->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
 		log_warnx("session: user=%s uid=%lu: %s",
 			  log_token(j->user, user, sizeof(user)), (unsigned long)j->uid, err);
-		refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
+		conntab_refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
 		_exit(1);
 	}
 	for (unsigned served = 1;; served++) {
@@ -696,7 +544,7 @@ static void session_ended(struct conn *c, bool killed)
 		master_stats.sessions_killed++;
 	else if (!c->reported)
 		master_stats.sessions_failed++;
-	conn_release(c);
+	conntab_release(c);
 }
 
 static struct sproc *sproc_of(pid_t pid)
@@ -882,20 +730,20 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 	}
 	master_stats.handoffs_ok++;
 	log_token(u.user, user, sizeof(user));
-	if (count_get(M.users, u.user) >= M.conf->pop3d.max_sessions_per_user) {
+	if (conntab_per_user(u.user) >= M.conf->pop3d.max_sessions_per_user) {
 		log_warnx("refused user=%s rip=%s: max-sessions-per-user (%u) reached",
 			  user, c->rip, M.conf->pop3d.max_sessions_per_user);
 		master_stats.logins_refused[LOGIN_REFUSED_PER_USER]++;
-		refuse(c->fd, "-ERR [IN-USE] Too many sessions for this user\r\n");
-		conn_release(c);
+		conntab_refuse(c->fd, "-ERR [IN-USE] Too many sessions for this user\r\n");
+		conntab_release(c);
 		return;
 	}
 	if (login_too_soon(u.user)) {
 		log_info("refused user=%s rip=%s: login-delay (%s s) not over", user, c->rip,
 			 M.conf->pop3d.login_delay);
 		master_stats.logins_refused[LOGIN_REFUSED_DELAY]++;
-		refuse(c->fd, "-ERR [LOGIN-DELAY] Too soon since your last login\r\n");
-		conn_release(c);
+		conntab_refuse(c->fd, "-ERR [LOGIN-DELAY] Too soon since your last login\r\n");
+		conntab_release(c);
 		return;
 	}
 	job_fill(&job, c, &u);
@@ -920,10 +768,7 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 	sodium_memzero(c->data, c->data_len);
 	free(c->data);
 	c->data = NULL;
-	c->state = C_SESSION;
-	c->pid = pid;
-	c->user = xstrdup(u.user);
-	count_add(M.users, u.user, 1);
+	conntab_set_session(c, pid, u.user);
 }
 
 static void on_authd_read(struct bufferevent *bev, void *arg)
@@ -951,7 +796,7 @@ static void on_authd_read(struct bufferevent *bev, void *arg)
 			authd_drop("reply without a request id");
 			return;
 		}
-		c = conn_find(id);
+		c = conntab_find(id);
 		if (c == NULL || c->state != C_REDEEM)
 			continue;	/* timed out meanwhile */
 		redeem_done(c, &msg);
@@ -1001,7 +846,7 @@ static void on_redeem_timeout(evutil_socket_t fd, short what, void *arg)
 
 static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
 {
-	struct conn *c = conn_find(m->conn_id);
+	struct conn *c = conntab_find(m->conn_id);
 	struct proto_line l;
 	struct timeval tv;
 	char id[24];
@@ -1034,7 +879,7 @@ static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
 		redeem_fail(c, "authd master socket unavailable");
 		return;
 	}
-	snprintf(id, sizeof(id), "%llu", (unsigned long long)conn_id(c));
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)conntab_id(c));
 	proto_line_start(&l, "REDEEM");
 	proto_line_add(&l, id);
 	proto_line_kv(&l, "ticket", m->ticket);
@@ -1111,14 +956,14 @@ static void fe_gone(struct frontend *fe)
 		M.slots[slot].fe = NULL;
 		fe_schedule_restart(slot, mtime_ms() - fe->started_ms);
 	}
-	for (uint32_t i = 0; i < M.nconns_cap; i++) {
-		if (M.conns[i]->fe != fe)
+	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c)) {
+		if (c->fe != fe)
 			continue;
-		if (M.conns[i]->state == C_PREAUTH) {
-			conn_release(M.conns[i]);
+		if (c->state == C_PREAUTH) {
+			conntab_release(c);
 		} else {
 			/* its relay is gone; the session sees EOF and ends */
-			M.conns[i]->fe = NULL;
+			c->fe = NULL;
 		}
 	}
 	for (pp = &M.fes; *pp != fe; pp = &(*pp)->next)
@@ -1149,9 +994,9 @@ static int fe_read(struct frontend *fe, int max)
 		}
 		switch (m.type) {
 		case IPC_CLOSED:
-			c = conn_find(m.conn_id);
+			c = conntab_find(m.conn_id);
 			if (c != NULL && c->state == C_PREAUTH && c->fe == fe)
-				conn_release(c);
+				conntab_release(c);
 			break;
 		case IPC_RETIRE:
 			/* It stays in service (answering [SYS/TEMP]) until its
@@ -1317,10 +1162,7 @@ static void ticket_keys_setup(const struct config *conf)
 
 static struct conn *session_of(pid_t pid)
 {
-	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i]->state == C_SESSION && M.conns[i]->pid == pid)
-			return M.conns[i];
-	return NULL;
+	return conntab_session(pid);
 }
 
 /* Reads the session reports queued on the report socket.  The sender is
@@ -1433,9 +1275,9 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 	log_info("stopping on signal %d", (int)sig);
 	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
 		kill(fe->pid, SIGTERM);
-	for (uint32_t i = 0; i < M.nconns_cap; i++)
-		if (M.conns[i]->state == C_SESSION)
-			kill(M.conns[i]->pid, SIGTERM);
+	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c))
+		if (c->state == C_SESSION)
+			kill(c->pid, SIGTERM);
 	for (struct sproc *p = M.sprocs; p != NULL; p = p->next)
 		if (p->spare)
 			kill(p->pid, SIGTERM);
@@ -1687,10 +1529,10 @@ void master_gauges(struct master_gauges *g)
 	 * that has its "+OK Logged in" sees its login in the next scrape. */
 	reports_read();
 	memset(g, 0, sizeof(*g));
-	for (uint32_t i = 0; i < M.nconns_cap; i++) {
-		preauth += M.conns[i]->state == C_PREAUTH;
-		redeem += M.conns[i]->state == C_REDEEM;
-		g->sessions += M.conns[i]->state == C_SESSION;
+	for (const struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c)) {
+		preauth += c->state == C_PREAUTH;
+		redeem += c->state == C_REDEEM;
+		g->sessions += c->state == C_SESSION;
 	}
 	g->spares = M.nspares;
 	g->fe = master_stats.fe_ended;
@@ -1935,7 +1777,7 @@ int main(int argc, char **argv)
 	M.conf = conf;
 	M.stats_fd = -1;
 	M.login_delay_ms = login_delay_ms(conf);
-	M.free_head = NO_SLOT;
+	conntab_init(conn_unload);
 	M.started_ms = mtime_ms();
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++) {
 		struct sockaddr_storage ss;

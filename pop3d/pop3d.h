@@ -562,6 +562,77 @@ void stats_init(struct event_base *base, int listen_fd);
 /* Closes the stats socket and every scrape in progress (at exit). */
 void stats_shutdown(void);
 
+/* ---- conntab.c: the master's connection table ------------------------- */
+
+/* Buckets of conntab's string tables (and of handoff.c's login-delay
+ * table, which hashes with conntab_hash). */
+#define CONNTAB_BUCKETS		4096
+
+enum conn_state { C_FREE, C_PREAUTH, C_REDEEM, C_SESSION };
+
+struct frontend;
+struct event;
+
+/* One connection, from accept to the end of its session.  The master's
+ * (master.c, handoff.c); records never move while pop3d runs. */
+struct conn {
+	uint32_t gen;
+	enum conn_state state;
+	struct frontend *fe;		/* C_PREAUTH; later if it relays TLS */
+	char rip[64];
+	unsigned rport;
+	/* C_REDEEM */
+	int fd;
+	pid_t fe_pid;
+	struct event *timer;
+	uint8_t *data;
+	size_t data_len;
+	char method[8];
+	bool secured;
+	char tls_info[POP3D_TLS_INFO_MAX];
+	/* C_SESSION */
+	pid_t pid;
+	char *user;
+	uint64_t started_ms;		/* fork of the session */
+	bool reported;			/* its report came */
+	bool opened;			/* it said its maildrop is open */
+	bool maildrop_failed;		/* its report: SESSION_END_MAILDROP */
+	uint32_t idx;			/* own slot in the table */
+	uint32_t next_free;
+};
+
+/* Sets the hook conntab_release calls first with each record it releases
+ * (the master drops its front end's load there).  Call once at start-up. */
+void conntab_init(void (*on_release)(struct conn *c));
+/* A new record in C_PREAUTH for a connection from rip:rport, counted for
+ * rip.  Never fails (fatal on allocation failure).  Valid until
+ * conntab_release. */
+struct conn *conntab_new(const char *rip, unsigned rport);
+/* c's id, for a front end or authd to name it by. */
+uint64_t conntab_id(const struct conn *c);
+/* The live connection named by id, or NULL (ended, or never was). */
+struct conn *conntab_find(uint64_t id);
+/* Ends c: closes its fd, frees its timer and data (wiped) and its counts.
+ * The record stays valid memory (C_FREE) for conntab_next. */
+void conntab_release(struct conn *c);
+/* c now runs a session in process pid for user (copied), which counts
+ * against max-sessions-per-user until c is released. */
+void conntab_set_session(struct conn *c, pid_t pid, const char *user);
+/* The live connection after prev (NULL: the first), or NULL.  prev may
+ * have been released meanwhile. */
+struct conn *conntab_next(const struct conn *prev);
+/* The connection whose session runs in process pid, or NULL. */
+struct conn *conntab_session(pid_t pid);
+/* Connections held; ... from rip; sessions of user. */
+unsigned conntab_active(void);
+unsigned conntab_per_ip(const char *rip);
+unsigned conntab_per_user(const char *user);
+/* The bucket (< CONNTAB_BUCKETS) of a string key. */
+unsigned conntab_hash(const char *key);
+/* A one-line answer to a client we are not going to serve.  Best effort:
+ * the socket is non-blocking and the line is far below its buffer. */
+void conntab_refuse(int fd, const char *line);
+
 /* ---- master.c ----------------------------------------------------------- */
 
 /* What the master knows right now, for stats.c. */
