@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -133,6 +134,15 @@ bad:
 int session_job_send(int sock, const struct session_job *j, int fd)
 {
 	return sock_send_fd(sock, fd, j, SESSION_JOB_HEADER_LEN + j->data_len);
+}
+
+int ipc_spare_send(int sock)
+{
+	uint32_t spare = SESSION_SPARE;
+
+	if (send(sock, &spare, sizeof(spare), MSG_NOSIGNAL) != (ssize_t)sizeof(spare))
+		return -1;
+	return 0;
 }
 
 /* The master is the sender, but a session checks what it is given all the

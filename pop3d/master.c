@@ -94,23 +94,6 @@
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
 
-#define COUNT_BUCKETS CONNTAB_BUCKETS
-
-/* A session process that may serve again (session-reuse): its own
- * channel, over which it says when its session has ended (SESSION_SPARE)
- * and gets its next login; while it waits for one it is a spare. */
-struct sproc {
-	pid_t pid;
-	int chan;
-	struct event *ev;		/* chan readable */
-	struct event *timer;		/* a spare's session-spare-timeout */
-	uid_t uid;
-	gid_t gid;
-	unsigned conf_gen;		/* M.conf_gen when it was forked */
-	bool spare;
-	struct sproc *next;
-};
-
 struct frontend {
 	pid_t pid;
 	int chan;
@@ -120,15 +103,6 @@ struct frontend {
 	uint64_t started_ms;
 	struct fe_stats st;		/* its latest IPC_STATS snapshot */
 	struct frontend *next;
-};
-
-/* A string -> count table (remote addresses, user names; for
- * login-delay, user names -> time of the last login in `stamp`). */
-struct count_entry {
-	char *key;
-	unsigned n;
-	uint64_t stamp;
-	struct count_entry *next;
 };
 
 struct slot {
@@ -149,23 +123,12 @@ static struct {
 	char *tls_addrs[CONFIG_MAX_LISTEN];		/* listen-tls, split */
 	size_t ntls_addrs;
 	int stats_fd;			/* owned by stats.c once served */
-	int report_fd[2];		/* sessions write [1], the master reads [0] */
-	struct event *report_ev;
 	struct slot *slots;
 	unsigned nslots;
 	struct frontend *fes;		/* all live front ends */
-	struct count_entry *last_login[COUNT_BUCKETS];
-	size_t nlast_login;
-	uint64_t login_delay_ms;	/* 0: no LOGIN-DELAY */
-	struct bufferevent *authd;	/* master socket, NULL if not connected */
-	bool authd_lost;		/* it was connected once and broke */
 	uid_t login_uid;
 	gid_t login_gid;
 	uint64_t started_ms;
-	struct sproc *sprocs;		/* session processes with a channel */
-	unsigned nspares;
-	unsigned conf_gen;		/* counts reloads: spares of an older
-					 * configuration are not reused */
 	struct event *ticket_ev;	/* rotates the TLS session-ticket keys */
 	uint64_t ticket_lifetime_ms;	/* ... at this period */
 } M;
@@ -173,52 +136,6 @@ static struct {
 #define NO_SLOT UINT32_MAX
 
 static void spawn_frontend(unsigned slot);
-
-/* ---- counters ------------------------------------------------------------- */
-
-/* LOGIN-DELAY (RFC 2449 section 6.8): true if user logged in less than
- * login-delay ago; otherwise records this login.  Entries older than the
- * delay are swept whenever the table has doubled since the last sweep. */
-static bool login_too_soon(const char *user)
-{
-	static size_t sweep_at = 1024;
-	uint64_t now = mtime_ms();
-	struct count_entry **pp = &M.last_login[conntab_hash(user)], *e;
-
-	if (M.login_delay_ms == 0)
-		return false;
-	for (e = *pp; e != NULL; e = e->next)
-		if (strcmp(e->key, user) == 0)
-			break;
-	if (e != NULL) {
-		if (now - e->stamp < M.login_delay_ms)
-			return true;
-		e->stamp = now;
-		return false;
-	}
-	if (M.nlast_login >= sweep_at) {
-		for (size_t b = 0; b < COUNT_BUCKETS; b++)
-			for (struct count_entry **q = &M.last_login[b]; *q != NULL;) {
-				struct count_entry *x = *q;
-				if (now - x->stamp >= M.login_delay_ms) {
-					*q = x->next;
-					free(x->key);
-					free(x);
-					M.nlast_login--;
-				} else {
-					q = &x->next;
-				}
-			}
-		sweep_at = M.nlast_login * 2 > 1024 ? M.nlast_login * 2 : 1024;
-	}
-	e = xcalloc(1, sizeof(*e));
-	e->key = xstrdup(user);
-	e->stamp = now;
-	e->next = *pp;
-	*pp = e;
-	M.nlast_login++;
-	return false;
-}
 
 /* The record is released: its front end carries one connection less. */
 static void conn_unload(struct conn *c)
@@ -313,543 +230,13 @@ refused:
 	}
 }
 
-/* ---- the authd master socket: REDEEM --------------------------------------------- */
+/* ---- handoffs ------------------------------------------------------------------------ */
 
-/* A login authd accepted that we cannot carry out now. */
-static void login_tempfail(struct conn *c, const char *why)
-{
-	log_warnx("handoff failed: rip=%s: %s", c->rip, why);
-	master_stats.logins_tempfailed++;
-	conntab_refuse(c->fd, "-ERR [SYS/TEMP] Login failed temporarily, try again later\r\n");
-	conntab_release(c);
-}
-
-/* The ticket could not be redeemed. */
-static void redeem_fail(struct conn *c, const char *why)
-{
-	master_stats.handoffs_failed++;
-	login_tempfail(c, why);
-}
-
-static void authd_drop(const char *why)
-{
-	if (M.authd == NULL)
-		return;
-	log_warnx("authd master connection lost: %s", why);
-	bufferevent_free(M.authd);
-	M.authd = NULL;
-	M.authd_lost = true;
-	master_stats.master_authd_lost++;
-	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c))
-		if (c->state == C_REDEEM)
-			redeem_fail(c, "authd master connection lost");
-}
-
-/* Fills *out from the USER reply: every field checked, numbers strict. */
-struct user_info {
-	const char *user, *home, *maildrop;
-	uid_t uid;
-	gid_t gid;
-};
-
-static int parse_user(const struct proto_msg *msg, struct user_info *u)
-{
-	const char *s;
-	uint64_t v;
-
-	u->user = proto_get(msg, "user");
-	u->home = proto_get(msg, "home");
-	u->maildrop = proto_get(msg, "maildrop");
-	if (u->user == NULL || u->user[0] == '\0' || strlen(u->user) > AUTH_MAX_USER)
-		return -1;
-	if ((s = proto_get(msg, "uid")) == NULL)
-		u->uid = getuid();	/* unprivileged: no owner to switch to */
-	else if (num_parse_u64(s, 0, 4294967294u, &v) == -1)
-		return -1;
-	else
-		u->uid = (uid_t)v;
-	if ((s = proto_get(msg, "gid")) == NULL)
-		u->gid = getgid();
-	else if (num_parse_u64(s, 0, 4294967294u, &v) == -1)
-		return -1;
-	else
-		u->gid = (gid_t)v;
-	if (privdrop_enabled() && (proto_get(msg, "uid") == NULL || proto_get(msg, "gid") == NULL))
-		return -1;	/* as root we must know whom to become */
-	return 0;
-}
-
-static void child_signals(void)
-{
-	signal(SIGCHLD, SIG_DFL);
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	/* Reload and log rotation are the master's business: a signal sent
-	 * to every pop3d process (pkill -HUP pop3d) must not end the others. */
-	signal(SIGHUP, SIG_IGN);
-	signal(SIGUSR1, SIG_IGN);
-	signal(SIGPIPE, SIG_IGN);
-}
-
-/* Session: sends its report to the master, waiting at most
- * POP3D_REPORT_TIMEOUT_MS for room (the socket is shared by all sessions
- * and the master may be busy; the counts are not worth more). */
-static void send_report(const struct session_report *r)
-{
-	for (int tries = 0; tries < 2; tries++) {
-		struct pollfd pfd = { .fd = M.report_fd[1], .events = POLLOUT };
-
-		if (send(M.report_fd[1], r, sizeof(*r), MSG_DONTWAIT | MSG_NOSIGNAL) ==
-		    (ssize_t)sizeof(*r))
-			return;
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
-			break;
-		if (tries == 0 && poll(&pfd, 1, POP3D_REPORT_TIMEOUT_MS) == -1)
-			break;
-	}
-	log_debug("session: report to the master lost: %s", strerror(errno));
-}
-
-/* Session: tells the master its maildrop is open (a login that counts as
- * ok).  The report socket orders it before the session's final report. */
-static void send_opened(void *ctx)
-{
-	struct session_report r;
-
-	memset(&r, 0, sizeof(r));
-	r.kind = SESSION_REPORT_OPENED;
-	send_report(&r);
-}
-
-/* One login in a session process: returns when the session has ended and
- * its report is sent.  A maildrop template that cannot be expanded is a
- * maildrop error like any other (session_run answers and logs it). */
-static void session_serve(const struct session_job *j, int fd)
-{
-	struct session_params p;
-	struct session_report report;
-	char path[4096];
-	char user[POP3D_LOG_USER_MAX];
-	const char *err;
-
-	log_token(j->user, user, sizeof(user));
-	proctitle_set("pop3d: session %s %s", user, j->rip);
-	/* fixed format, documented in pop3d(8) (LOGGING) */
-	log_info("login: user=%s rip=%s method=%s secured=%s%s%s pid=%ld", user, j->rip,
-		 j->method, j->secured ? "yes" : "no", j->secured ? " tls=" : "",
-		 j->secured ? j->tls_info : "", (long)getpid());
-	memset(&p, 0, sizeof(p));
-	if (maildir_expand(j->maildrop[0] != '\0' ? j->maildrop : M.conf->pop3d.maildrop,
-			   j->user, j->home[0] != '\0' ? j->home : NULL, path, sizeof(path),
-			   &err) == -1) {
-		p.maildrop = NULL;
-		p.maildrop_error = err;
-	} else {
-		p.maildrop = path;
-	}
-	p.fd = fd;
-	p.user = j->user;
-	p.opened = send_opened;
-	p.rip = j->rip;
-	p.data = j->data;
-	p.data_len = j->data_len;
-	p.secured = j->secured != 0;
-	p.tls_info = j->tls_info;
-	p.conf = M.conf;
-	session_run(&p, &report);	/* closes fd */
-	send_report(&report);
-}
-
-/* A session process that may serve again: says its session has ended and
- * waits for the next login the master gives it, or for the end of the
- * channel (the master has enough spares, this one waited too long, a
- * reload, the master is gone).  Returns 0 with *j and *fd_r, or -1. */
-static int spare_wait(int chan, struct session_job *j, int *fd_r)
-{
-	uint32_t spare = SESSION_SPARE;
-
-	if (send(chan, &spare, sizeof(spare), MSG_NOSIGNAL) != (ssize_t)sizeof(spare))
-		return -1;
-	proctitle_set("pop3d: session (spare)");
-	switch (session_job_recv(chan, j, fd_r)) {
-	case 1:
-		break;
-	case 0:
-		return -1;
-	default:
-		log_warn("session: bad login from the master");
-		return -1;
-	}
-	/* The master picked us for these ids; a mismatch is a bug, and must
-	 * not become another owner's session. */
-	if (privdrop_enabled() && (j->uid != getuid() || j->gid != getgid())) {
-		log_warnx("session: given uid %lu gid %lu, running as %lu/%lu",
-			  (unsigned long)j->uid, (unsigned long)j->gid,
-			  (unsigned long)getuid(), (unsigned long)getgid());
-		close(*fd_r);
-		return -1;
-	}
-	return 0;
-}
-
-/* The session process: from here on, one mailbox owner, one client at a
- * time.  chan is its channel to the master, or -1 if it serves only this
- * login (session-reuse = 1). */
-static void __attribute__((noreturn)) session_child(const struct session_job *first, int fd,
-						     int chan)
-{
-	static struct session_job job;
-	const struct session_job *j = first;
-	char user[POP3D_LOG_USER_MAX];
-	const char *err;
-	int keep[] = { fd, M.report_fd[1], chan };
-
-	child_signals();
-	tls_ticket_keys_wipe();
-	/* Nothing of the master's: not its listeners, not its connections
-	 * to authd, to front ends, to stats readers, to other sessions. */
-	privsep_close_fds(keep, sizeof(keep) / sizeof(keep[0]));
-	if (privdrop_session(j->uid, j->gid, M.conf->pop3d.first_valid_uid, &err) == -1) {
-		log_warnx("session: user=%s uid=%lu: %s",
-			  log_token(j->user, user, sizeof(user)), (unsigned long)j->uid, err);
-		conntab_refuse(fd, "-ERR [SYS/PERM] Login not permitted for this account\r\n");
-		_exit(1);
-	}
-	for (unsigned served = 1;; served++) {
-		session_serve(j, fd);
-		if (chan == -1 || served >= M.conf->pop3d.session_reuse ||
-		    spare_wait(chan, &job, &fd) == -1)
-			_exit(0);
-		j = &job;
-	}
-}
-
-/* ---- session processes that serve again ----------------------------------------------- */
-
-static void reports_read(void);
-static struct conn *session_of(pid_t pid);
-
-/* Books the end of c's session (its process has exited, killed by a
- * signal if killed, or has said it is free) and releases c. */
-static void session_ended(struct conn *c, bool killed)
-{
-	/* Its report, if it sent one, is queued already (it was sent before
-	 * the exit or SESSION_SPARE we are looking at): count it before the
-	 * slot, and with it the pid, is released. */
-	reports_read();
-	stats_duration_add(mtime_ms() - c->started_ms);
-	if (!c->opened && !c->maildrop_failed)
-		master_stats.logins_session_error++;	/* ended before either word */
-	if (!c->reported && killed)
-		master_stats.sessions_killed++;
-	else if (!c->reported)
-		master_stats.sessions_failed++;
-	conntab_release(c);
-}
-
-static struct sproc *sproc_of(pid_t pid)
-{
-	for (struct sproc *p = M.sprocs; p != NULL; p = p->next)
-		if (p->pid == pid)
-			return p;
-	return NULL;
-}
-
-/* Forgets p and closes its channel: a spare then leaves (it sees EOF), a
- * busy one at the end of its session.  Its exit is reaped as any other. */
-static void sproc_drop(struct sproc *p)
-{
-	struct sproc **pp;
-
-	for (pp = &M.sprocs; *pp != p; pp = &(*pp)->next)
-		;
-	*pp = p->next;
-	if (p->spare)
-		M.nspares--;
-	event_free(p->ev);
-	if (p->timer != NULL)
-		event_free(p->timer);
-	close(p->chan);
-	free(p);
-}
-
-static void drop_spares(void)
-{
-	struct sproc *p, *next;
-
-	for (p = M.sprocs; p != NULL; p = next) {
-		next = p->next;
-		if (p->spare)
-			sproc_drop(p);
-	}
-}
-
-static void on_spare_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	sproc_drop(arg);
-}
-
-static void on_sproc_chan(evutil_socket_t fd, short what, void *arg)
-{
-	struct sproc *p = arg;
-	struct conn *c;
-	struct timeval tv;
-	uint32_t msg;
-	ssize_t n;
-	int xfd;
-
-	n = sock_recv_fd(p->chan, &msg, sizeof(msg), &xfd);
-	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (xfd != -1)
-		close(xfd);
-	if (n != (ssize_t)sizeof(msg) || xfd != -1 || msg != SESSION_SPARE || p->spare) {
-		if (n != 0)
-			log_warnx("session %ld: unexpected message; not reused", (long)p->pid);
-		sproc_drop(p);		/* its session ends when it exits */
-		return;
-	}
-	if ((c = session_of(p->pid)) != NULL)
-		session_ended(c, false);
-	if (p->conf_gen != M.conf_gen || M.nspares >= M.conf->pop3d.session_spares) {
-		sproc_drop(p);
-		return;
-	}
-	p->spare = true;
-	M.nspares++;
-	MTIME_TV(tv, M.conf->pop3d.session_spare_timeout_ms);
-	evtimer_add(p->timer, &tv);
-}
-
-/* Gives the login to a spare running as uid/gid, if there is one.
- * Returns its pid, or -1. */
-static pid_t spare_take(const struct session_job *j, int fd)
-{
-	for (struct sproc *p = M.sprocs; p != NULL; p = p->next) {
-		if (!p->spare || p->uid != j->uid || p->gid != j->gid)
-			continue;
-		if (session_job_send(p->chan, j, fd) == -1) {
-			log_warn("session %ld: cannot hand it a login", (long)p->pid);
-			sproc_drop(p);
-			return -1;
-		}
-		p->spare = false;
-		M.nspares--;
-		evtimer_del(p->timer);
-		master_stats.session_reuses++;
-		return p->pid;
-	}
-	return -1;
-}
-
-/* Starts the session of login j on fd: in a spare of the same ids, or in a
- * new process (with a channel, if processes serve more than one login).
- * Returns the pid, or -1 (logged). */
-static pid_t session_start(const struct session_job *j, int fd)
-{
-	bool reuse = M.conf->pop3d.session_reuse > 1 && M.conf->pop3d.session_spares > 0;
-	struct sproc *p;
-	int sv[2] = { -1, -1 };
-	pid_t pid;
-
-	if (reuse && (pid = spare_take(j, fd)) != -1)
-		return pid;
-	if (reuse && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == -1) {
-		log_warn("socketpair");	/* this session then serves once */
-		reuse = false;
-	}
-	pid = fork();
-	if (pid == -1) {
-		log_warn("fork");
-		if (reuse) {
-			close(sv[0]);
-			close(sv[1]);
-		}
-		return -1;
-	}
-	if (pid == 0) {
-		if (reuse)
-			close(sv[0]);
-		session_child(j, fd, reuse ? sv[1] : -1);
-	}
-	master_stats.session_forks++;
-	if (!reuse)
-		return pid;
-	close(sv[1]);
-	sock_set_nonblock(sv[0], true);
-	p = xcalloc(1, sizeof(*p));
-	p->pid = pid;
-	p->chan = sv[0];
-	p->uid = j->uid;
-	p->gid = j->gid;
-	p->conf_gen = M.conf_gen;
-	p->ev = event_new(M.base, sv[0], EV_READ | EV_PERSIST, on_sproc_chan, p);
-	p->timer = evtimer_new(M.base, on_spare_timeout, p);
-	if (p->ev == NULL || p->timer == NULL)
-		fatalx("event_new");
-	event_add(p->ev, NULL);
-	p->next = M.sprocs;
-	M.sprocs = p;
-	return pid;
-}
-
-/* What the session process needs of c and u, in one block. */
-static void job_fill(struct session_job *j, const struct conn *c, const struct user_info *u)
-{
-	memset(j, 0, SESSION_JOB_HEADER_LEN);
-	j->uid = (uint32_t)u->uid;
-	j->gid = (uint32_t)u->gid;
-	j->secured = c->secured;
-	snprintf(j->method, sizeof(j->method), "%s", c->method);
-	/* Each fits: AUTH_MAX_USER was checked, and no field of authd's
-	 * reply is longer than the reply. */
-	snprintf(j->user, sizeof(j->user), "%s", u->user);
-	snprintf(j->home, sizeof(j->home), "%s", u->home != NULL ? u->home : "");
-	snprintf(j->maildrop, sizeof(j->maildrop), "%s", u->maildrop != NULL ? u->maildrop : "");
-	snprintf(j->rip, sizeof(j->rip), "%s", c->rip);
-	snprintf(j->tls_info, sizeof(j->tls_info), "%s", c->secured ? c->tls_info : "");
-	j->data_len = (uint32_t)c->data_len;
-	if (c->data_len > 0)
-		memcpy(j->data, c->data, c->data_len);
-}
-
-static void redeem_done(struct conn *c, const struct proto_msg *msg)
-{
-	static struct session_job job;
-	char user[POP3D_LOG_USER_MAX];
-	struct user_info u;
-	pid_t pid;
-
-	if (strcmp(msg->cmd, "USER") != 0) {
-		redeem_fail(c, "ticket not accepted by authd");
-		return;
-	}
-	if (parse_user(msg, &u) == -1) {
-		redeem_fail(c, "malformed USER reply");
-		return;
-	}
-	master_stats.handoffs_ok++;
-	log_token(u.user, user, sizeof(user));
-	if (conntab_per_user(u.user) >= M.conf->pop3d.max_sessions_per_user) {
-		log_warnx("refused user=%s rip=%s: max-sessions-per-user (%u) reached",
-			  user, c->rip, M.conf->pop3d.max_sessions_per_user);
-		master_stats.logins_refused[LOGIN_REFUSED_PER_USER]++;
-		conntab_refuse(c->fd, "-ERR [IN-USE] Too many sessions for this user\r\n");
-		conntab_release(c);
-		return;
-	}
-	if (login_too_soon(u.user)) {
-		log_info("refused user=%s rip=%s: login-delay (%s s) not over", user, c->rip,
-			 M.conf->pop3d.login_delay);
-		master_stats.logins_refused[LOGIN_REFUSED_DELAY]++;
-		conntab_refuse(c->fd, "-ERR [LOGIN-DELAY] Too soon since your last login\r\n");
-		conntab_release(c);
-		return;
-	}
-	job_fill(&job, c, &u);
-	pid = session_start(&job, c->fd);
-	sodium_memzero(job.data, job.data_len);
-	if (pid == -1) {
-		login_tempfail(c, "cannot start a session");
-		return;
-	}
-	/* The session process logs the login: before its logout, always.  It
-	 * counts as ok once the session says its maildrop is open
-	 * (SESSION_REPORT_OPENED), as a maildrop error if its report says so,
-	 * and as a session error if it ends before either (session_ended). */
-	c->started_ms = mtime_ms();
-	c->reported = false;
-	c->opened = false;
-	c->maildrop_failed = false;
-	close(c->fd);
-	c->fd = -1;
-	event_free(c->timer);
-	c->timer = NULL;
-	sodium_memzero(c->data, c->data_len);
-	free(c->data);
-	c->data = NULL;
-	conntab_set_session(c, pid, u.user);
-}
-
-static void on_authd_read(struct bufferevent *bev, void *arg)
-{
-	static char line[AUTHD_MAX_LINE + 1];
-	size_t len;
-	bool has_nul;
-
-	for (;;) {
-		struct proto_msg msg;
-		const char *err;
-		uint64_t id;
-		struct conn *c;
-		enum line_status st = line_read(bufferevent_get_input(bev), line, AUTHD_MAX_LINE,
-						&len, &has_nul);
-		if (st == LINE_NONE)
-			return;
-		if (st == LINE_TOOLONG || has_nul || proto_parse(line, len, &msg, &err) == -1) {
-			authd_drop("malformed line");
-			return;
-		}
-		if (strcmp(msg.cmd, "VERSION") == 0)
-			continue;
-		if (msg.nargs < 1 || num_parse_u64(msg.args[0], 0, UINT64_MAX, &id) == -1) {
-			authd_drop("reply without a request id");
-			return;
-		}
-		c = conntab_find(id);
-		if (c == NULL || c->state != C_REDEEM)
-			continue;	/* timed out meanwhile */
-		redeem_done(c, &msg);
-	}
-}
-
-static void on_authd_event(struct bufferevent *bev, short what, void *arg)
-{
-	authd_drop((what & BEV_EVENT_EOF) ? "closed by authd" : "I/O error");
-}
-
-static int authd_connect(void)
-{
-	struct proto_line l;
-	int fd;
-
-	if (M.authd != NULL)
-		return 0;
-	fd = sock_unix_connect(M.conf->pop3d.master_auth_socket, false);
-	if (fd == -1) {
-		log_warn("cannot connect to authd master socket %s",
-			 M.conf->pop3d.master_auth_socket);
-		return -1;
-	}
-	evutil_make_socket_nonblocking(fd);
-	M.authd = bufferevent_socket_new(M.base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (M.authd == NULL)
-		fatalx("bufferevent_socket_new");
-	bufferevent_setcb(M.authd, on_authd_read, NULL, on_authd_event, NULL);
-	bufferevent_enable(M.authd, EV_READ);
-	proto_line_start(&l, "VERSION");
-	proto_line_add(&l, "1");
-	proto_line_add(&l, "0");
-	proto_line_end(&l);
-	bufferevent_write(M.authd, l.buf, l.len);
-	if (M.authd_lost) {
-		M.authd_lost = false;
-		master_stats.master_authd_reconnects++;
-	}
-	return 0;
-}
-
-static void on_redeem_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	redeem_fail(arg, "authd did not answer the REDEEM in time");
-}
-
+/* IPC_HANDOFF from fe: the connection must be one of fe's before login;
+ * then handoff.c redeems the ticket.  Takes fd. */
 static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
 {
 	struct conn *c = conntab_find(m->conn_id);
-	struct proto_line l;
-	struct timeval tv;
-	char id[24];
 
 	if (c == NULL || c->state != C_PREAUTH || c->fe != fe) {
 		log_warnx("front end %ld handed off an unknown connection", (long)fe->pid);
@@ -861,35 +248,7 @@ static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
 		fe->nconns--;
 		c->fe = NULL;
 	}
-	c->state = C_REDEEM;
-	c->fd = fd;
-	c->fe_pid = fe->pid;
-	c->secured = m->secured != 0;
-	snprintf(c->tls_info, sizeof(c->tls_info), "%s", m->tls_info);
-	snprintf(c->method, sizeof(c->method), "%s", m->method);
-	if (m->data_len > 0) {
-		c->data = xmalloc(m->data_len);
-		memcpy(c->data, m->data, m->data_len);
-		c->data_len = m->data_len;
-	}
-	c->timer = evtimer_new(M.base, on_redeem_timeout, c);
-	if (c->timer == NULL)
-		fatalx("evtimer_new");
-	if (authd_connect() == -1) {
-		redeem_fail(c, "authd master socket unavailable");
-		return;
-	}
-	snprintf(id, sizeof(id), "%llu", (unsigned long long)conntab_id(c));
-	proto_line_start(&l, "REDEEM");
-	proto_line_add(&l, id);
-	proto_line_kv(&l, "ticket", m->ticket);
-	proto_line_kvf(&l, "pid", "%ld", (long)c->fe_pid);
-	if (proto_line_end(&l) == -1 || bufferevent_write(M.authd, l.buf, l.len) == -1) {
-		redeem_fail(c, "cannot send REDEEM");
-		return;
-	}
-	MTIME_TV(tv, POP3D_REDEEM_TIMEOUT_MS);
-	evtimer_add(c->timer, &tv);
+	handoff_redeem(c, m, fd, fe->pid);
 }
 
 /* ---- front ends ----------------------------------------------------------------------- */
@@ -1053,7 +412,7 @@ static void spawn_frontend(unsigned slot)
 		return;
 	}
 	if (pid == 0) {
-		child_signals();
+		privdrop_child_signals();
 		close(sv[0]);
 		/* The front end gets an event base of its own (libevent keeps
 		 * one signal base per process).  Re-initialised first, while
@@ -1158,87 +517,6 @@ static void ticket_keys_setup(const struct config *conf)
 	evtimer_add(M.ticket_ev, &tv);
 }
 
-/* ---- session reports, signals --------------------------------------------------------- */
-
-static struct conn *session_of(pid_t pid)
-{
-	return conntab_session(pid);
-}
-
-/* Reads the session reports queued on the report socket.  The sender is
- * the pid the kernel names (SCM_CREDENTIALS); one report per live session
- * counts, anything else is dropped. */
-static void reports_read(void)
-{
-	for (int i = 0; i < 256; i++) {
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof(struct ucred))];
-		} cm;
-		struct session_report r;
-		struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-				     .msg_controllen = sizeof(cm.buf) };
-		const struct ucred *cred = NULL;
-		struct ucred uc;
-		struct conn *c;
-		ssize_t n;
-
-		n = recvmsg(M.report_fd[0], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return;		/* EAGAIN: all read */
-		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h != NULL; h = CMSG_NXTHDR(&mh, h)) {
-			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS &&
-			    h->cmsg_len == CMSG_LEN(sizeof(uc))) {
-				memcpy(&uc, CMSG_DATA(h), sizeof(uc));
-				cred = &uc;
-			} else if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
-				/* nobody should send us descriptors: close them */
-				size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-				for (size_t k = 0; k < nfd; k++) {
-					int fd;
-					memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(fd));
-					close(fd);
-				}
-			}
-		}
-		if (n != (ssize_t)sizeof(r) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-		    cred == NULL || r.end >= SESSION_END_COUNT ||
-		    (r.kind != SESSION_REPORT_END && r.kind != SESSION_REPORT_OPENED)) {
-			log_debug("session report: malformed, dropped");
-			continue;
-		}
-		c = session_of(cred->pid);
-		if (c == NULL || c->reported)
-			continue;
-		if (r.kind == SESSION_REPORT_OPENED) {
-			/* once per session, and never after a maildrop error */
-			if (!c->opened)
-				master_stats.logins_ok++;
-			c->opened = true;
-			continue;
-		}
-		c->reported = true;
-		if (r.end == SESSION_END_MAILDROP && !c->opened) {
-			c->maildrop_failed = true;
-			master_stats.logins_maildrop_error++;
-		} else if (!c->opened) {
-			/* it served, but its SESSION_REPORT_OPENED was lost
-			 * (send_report gives up on a busy master) */
-			c->opened = true;
-			master_stats.logins_ok++;
-		}
-		stats_session_add(&r, !c->secured);
-	}
-}
-
-static void on_report(evutil_socket_t fd, short what, void *arg)
-{
-	reports_read();
-}
-
 static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 {
 	int status;
@@ -1246,8 +524,6 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct frontend *fe;
-		struct sproc *p;
-		struct conn *c;
 
 		for (fe = M.fes; fe != NULL; fe = fe->next)
 			if (fe->pid == pid)
@@ -1258,15 +534,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 			fe_gone(fe);
 			continue;
 		}
-		if ((p = sproc_of(pid)) != NULL)
-			sproc_drop(p);
-		c = session_of(pid);
-		if (c == NULL)
-			continue;
-		if (WIFSIGNALED(status))
-			log_warnx("session user=%s pid=%ld killed by signal %d", c->user, (long)pid,
-				  WTERMSIG(status));
-		session_ended(c, WIFSIGNALED(status));
+		handoff_child_exited(pid, status);
 	}
 }
 
@@ -1275,12 +543,7 @@ static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 	log_info("stopping on signal %d", (int)sig);
 	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
 		kill(fe->pid, SIGTERM);
-	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c))
-		if (c->state == C_SESSION)
-			kill(c->pid, SIGTERM);
-	for (struct sproc *p = M.sprocs; p != NULL; p = p->next)
-		if (p->spare)
-			kill(p->pid, SIGTERM);
+	handoff_stop();
 	event_base_loopbreak(M.base);
 }
 
@@ -1485,10 +748,7 @@ static int reload(void)
 	if (setup_log(n) == -1)
 		log_warn("reload: cannot open log file %s", n->pop3d.log.file);
 	M.conf = n;
-	M.login_delay_ms = login_delay_ms(n);
-	/* Spares run with the old settings: the next logins fork anew. */
-	M.conf_gen++;
-	drop_spares();
+	handoff_configure(n, login_delay_ms(n));
 	ticket_keys_setup(n);		/* STLS or tickets may just have been turned on */
 	if (slot_count(n) != old_slots)
 		slots_resize(slot_count(n));
@@ -1527,14 +787,14 @@ void master_gauges(struct master_gauges *g)
 
 	/* Reports sessions sent before this scrape count in it: a client
 	 * that has its "+OK Logged in" sees its login in the next scrape. */
-	reports_read();
+	handoff_reports_read();
 	memset(g, 0, sizeof(*g));
 	for (const struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c)) {
 		preauth += c->state == C_PREAUTH;
 		redeem += c->state == C_REDEEM;
 		g->sessions += c->state == C_SESSION;
 	}
-	g->spares = M.nspares;
+	g->spares = handoff_spares();
 	g->fe = master_stats.fe_ended;
 	for (const struct frontend *fe = M.fes; fe != NULL; fe = fe->next) {
 		if (fe->retired)
@@ -1776,8 +1036,8 @@ int main(int argc, char **argv)
 
 	M.conf = conf;
 	M.stats_fd = -1;
-	M.login_delay_ms = login_delay_ms(conf);
 	conntab_init(conn_unload);
+	handoff_configure(conf, login_delay_ms(conf));
 	M.started_ms = mtime_ms();
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++) {
 		struct sockaddr_storage ss;
@@ -1806,18 +1066,7 @@ int main(int argc, char **argv)
 		if (stats_chgrp(conf, stats_gid, err, sizeof(err)) == -1)
 			fatalx("%s: %s", path, err);
 	}
-	/* The sessions' reports (stats.c): a connection-oriented socket, so
-	 * many sessions ending at once queue up to the send buffer instead
-	 * of a datagram queue's ten; SO_PASSCRED makes the kernel name each
-	 * sender. */
-	{
-		int on = 1;
-
-		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, M.report_fd) == -1 ||
-		    setsockopt(M.report_fd[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) == -1 ||
-		    sock_set_nonblock(M.report_fd[0], true) == -1)
-			fatal("session report socket");
-	}
+	handoff_init();		/* the session report socket */
 	/* In the foreground too: a session inherits the master's directory,
 	 * which must not be wherever the operator happened to start it. */
 	if (!M.foreground)
@@ -1840,10 +1089,7 @@ int main(int argc, char **argv)
 	}
 	if (M.stats_fd != -1)
 		stats_init(M.base, M.stats_fd);
-	M.report_ev = event_new(M.base, M.report_fd[0], EV_READ | EV_PERSIST, on_report, NULL);
-	if (M.report_ev == NULL)
-		fatalx("event_new");
-	event_add(M.report_ev, NULL);
+	handoff_start(M.base);
 	ev = evsignal_new(M.base, SIGCHLD, on_sigchld, NULL);
 	event_add(ev, NULL);
 	ev = evsignal_new(M.base, SIGTERM, on_sigterm, NULL);

@@ -1,5 +1,5 @@
 # pop3d/: the POP3 server (master, front ends, sessions).
-POP3D_SRCS := pop3d/master.c pop3d/conntab.c pop3d/login.c pop3d/authc.c pop3d/ipc.c \
+POP3D_SRCS := pop3d/master.c pop3d/conntab.c pop3d/handoff.c pop3d/session_proc.c pop3d/login.c pop3d/authc.c pop3d/ipc.c \
 	pop3d/privdrop.c pop3d/cmd.c pop3d/session.c pop3d/maildir.c pop3d/tls.c \
 	pop3d/netlist.c pop3d/stats.c
 POP3D_OBJS := $(POP3D_SRCS:%.c=$(B)/obj/%.o)

@@ -313,6 +313,10 @@ int session_run(const struct session_params *p, struct session_report *report_r)
  * dropped.  Call once at start-up, before privdrop_enabled. */
 void privdrop_init(void);
 bool privdrop_enabled(void);
+/* A child just forked from the master (front end, session): default
+ * actions for SIGCHLD, SIGTERM and SIGINT, and SIGHUP, SIGUSR1 and SIGPIPE
+ * ignored (reload and log rotation are the master's business). */
+void privdrop_child_signals(void);
 /* Front end: chroot to dir and become uid/gid (common/privsep.c; fatal if
  * the drop does not stick).  Without root, does nothing.  Returns 0, or -1
  * (logged) if the chroot fails. */
@@ -427,6 +431,10 @@ struct session_job {
 /* Sends j (header plus data_len bytes) with the client fd.  Returns 0/-1
  * (the socket is idle when a job is due, so it never waits). */
 int session_job_send(int sock, const struct session_job *j, int fd);
+/* Session: says on its channel that its session has ended and it can
+ * take another (SESSION_SPARE).  Blocking: a session process runs no event
+ * loop.  Returns 0/-1. */
+int ipc_spare_send(int sock);
 /* Receives a job and checks it (lengths, terminated strings, one fd).
  * Returns 1 with *fd_r, 0 on EOF, -1 on a broken or malformed message. */
 int session_job_recv(int sock, struct session_job *j, int *fd_r);
@@ -632,6 +640,44 @@ unsigned conntab_hash(const char *key);
 /* A one-line answer to a client we are not going to serve.  Best effort:
  * the socket is non-blocking and the line is far below its buffer. */
 void conntab_refuse(int fd, const char *line);
+
+/* ---- handoff.c: the master's side of a login --------------------------- */
+
+/* Start-up, before daemonize: makes the session report socket (fatal if
+ * it cannot). */
+void handoff_init(void);
+/* Start-up: serves the report socket on base (which authd's master socket
+ * and the spares' channels use too). */
+void handoff_start(struct event_base *base);
+/* Start-up and every reload: the configuration new sessions get (conf
+ * must stay valid until the next call) and login-delay in ms (0: none).
+ * Spares forked under an older configuration are let go. */
+void handoff_configure(const struct config *conf, uint64_t login_delay_ms);
+/* An IPC_HANDOFF for c (C_PREAUTH, checked by the caller to belong to the
+ * front end fe_pid): redeems m->ticket with authd, then applies the
+ * per-user limits and starts the session, or refuses the client.  Takes
+ * fd (the client, or a TLS relay's end). */
+void handoff_redeem(struct conn *c, const struct ipc_msg *m, int fd, pid_t fe_pid);
+/* The master reaped pid (not a front end's) with status: books its
+ * session's end and forgets it as a spare. */
+void handoff_child_exited(pid_t pid, int status);
+/* SIGTERM: signals every session and spare. */
+void handoff_stop(void);
+/* Books every session report queued now (a scrape counts them). */
+void handoff_reports_read(void);
+/* Session processes waiting for a login. */
+unsigned handoff_spares(void);
+
+/* ---- session_proc.c: the session process ------------------------------ */
+
+struct session_job;
+/* The session process, right after the master's fork: closes every
+ * descriptor but fd (the client), chan (its channel to the master, or -1
+ * if it serves only this login) and report_fd (the report socket), wipes
+ * the ticket keys, becomes first->uid/gid, serves first and then, with
+ * session-reuse, the logins the master sends on chan.  Never returns. */
+void session_main(const struct config *conf, const struct session_job *first, int fd,
+		  int chan, int report_fd) __attribute__((noreturn));
 
 /* ---- master.c ----------------------------------------------------------- */
 
