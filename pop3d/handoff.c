@@ -275,17 +275,13 @@ static void on_sproc_chan(evutil_socket_t fd, short what, void *arg)
 	struct sproc *p = arg;
 	struct conn *c;
 	struct timeval tv;
-	uint32_t msg;
-	ssize_t n;
-	int xfd;
+	int r;
 
-	n = sock_recv_fd(p->chan, &msg, sizeof(msg), &xfd);
-	if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+	r = ipc_spare_recv(p->chan);
+	if (r == -1 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 		return;
-	if (xfd != -1)
-		close(xfd);
-	if (n != (ssize_t)sizeof(msg) || xfd != -1 || msg != SESSION_SPARE || p->spare) {
-		if (n != 0)
+	if (r != 1 || p->spare) {
+		if (r != 0)
 			log_warnx("session %ld: unexpected message; not reused", (long)p->pid);
 		sproc_drop(p);		/* its session ends when it exits */
 		return;
@@ -564,52 +560,28 @@ void handoff_redeem(struct conn *c, const struct ipc_msg *m, int fd, pid_t fe_pi
 
 /* ---- session reports ----------------------------------------------------------------- */
 
-/* Reads the session reports queued on the report socket.  The sender is
- * the pid the kernel names (SCM_CREDENTIALS); one report per live session
- * counts, anything else is dropped. */
+/* Reads the session reports queued on the report socket (decoded by
+ * ipc_report_recv).  The sender is the pid the kernel names
+ * (SCM_CREDENTIALS); one report per live session counts, anything else is
+ * dropped. */
 static void reports_read(void)
 {
 	for (int i = 0; i < 256; i++) {
-		union {
-			struct cmsghdr h;
-			char buf[CMSG_SPACE(sizeof(struct ucred))];
-		} cm;
 		struct session_report r;
-		struct iovec iov = { .iov_base = &r, .iov_len = sizeof(r) };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
-				     .msg_controllen = sizeof(cm.buf) };
-		const struct ucred *cred = NULL;
-		struct ucred uc;
 		struct conn *c;
-		ssize_t n;
+		pid_t pid;
+		int n;
 
-		n = recvmsg(H.report_fd[0], &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		n = ipc_report_recv(H.report_fd[0], &r, &pid);
 		if (n == -1 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return;		/* EAGAIN: all read */
-		for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h != NULL; h = CMSG_NXTHDR(&mh, h)) {
-			if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS &&
-			    h->cmsg_len == CMSG_LEN(sizeof(uc))) {
-				memcpy(&uc, CMSG_DATA(h), sizeof(uc));
-				cred = &uc;
-			} else if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
-				/* nobody should send us descriptors: close them */
-				size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-				for (size_t k = 0; k < nfd; k++) {
-					int fd;
-					memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(fd));
-					close(fd);
-				}
-			}
-		}
-		if (n != (ssize_t)sizeof(r) || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-		    cred == NULL || r.end >= SESSION_END_COUNT ||
-		    (r.kind != SESSION_REPORT_END && r.kind != SESSION_REPORT_OPENED)) {
+		if (n == -1 && errno == EPROTO) {
 			log_debug("session report: malformed, dropped");
 			continue;
 		}
-		c = conntab_session(cred->pid);
+		if (n <= 0)
+			return;		/* EAGAIN: all read */
+		c = conntab_session(pid);
 		if (c == NULL || c->reported)
 			continue;
 		if (r.kind == SESSION_REPORT_OPENED) {

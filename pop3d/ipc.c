@@ -145,6 +145,110 @@ int ipc_spare_send(int sock)
 	return 0;
 }
 
+bool ipc_spare_decode(const uint8_t *buf, size_t len)
+{
+	uint32_t msg;
+
+	if (len != sizeof(msg))
+		return false;
+	memcpy(&msg, buf, sizeof(msg));
+	return msg == SESSION_SPARE;
+}
+
+/* A session process wrote it, as the mailbox owner: one word, no more
+ * (read into a larger buffer so that trailing bytes show), and no
+ * descriptor. */
+int ipc_spare_recv(int sock)
+{
+	uint8_t buf[sizeof(uint32_t) + 1];
+	ssize_t n;
+	int fd;
+
+	n = sock_recv_fd(sock, buf, sizeof(buf), &fd);
+	if (fd != -1)
+		close(fd);
+	if (n <= 0)
+		return (int)n;
+	if (fd != -1 || !ipc_spare_decode(buf, (size_t)n)) {
+		errno = EPROTO;
+		return -1;
+	}
+	return 1;
+}
+
+int ipc_report_decode(const uint8_t *buf, size_t len, struct session_report *r_r)
+{
+	struct session_report r;
+
+	if (len != sizeof(r))
+		return -1;
+	memcpy(&r, buf, sizeof(r));		/* buf has no alignment */
+	if (r.end >= SESSION_END_COUNT)
+		return -1;
+	switch (r.kind) {
+	case SESSION_REPORT_END:
+		break;
+	case SESSION_REPORT_OPENED: {
+		/* a word, not counts: everything but its kind is zero */
+		static const struct session_report zero = { .kind = SESSION_REPORT_OPENED };
+		if (memcmp(&r, &zero, sizeof(r)) != 0)
+			return -1;
+		break;
+	}
+	default:
+		return -1;
+	}
+	*r_r = r;
+	return 0;
+}
+
+/* The report socket is shared by every session (each a mailbox owner):
+ * the sender is who the kernel says it is (SCM_CREDENTIALS, with
+ * SO_PASSCRED on sock), never what the bytes say. */
+int ipc_report_recv(int sock, struct session_report *r_r, pid_t *pid_r)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(4 * sizeof(int))];
+	} cm;
+	uint8_t buf[sizeof(struct session_report) + 1];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+			     .msg_controllen = sizeof(cm.buf) };
+	bool cred = false, fds = false;
+	struct ucred uc;
+	ssize_t n;
+
+	n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return (int)n;	/* -1 with EAGAIN: all read */
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h != NULL; h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS &&
+		    h->cmsg_len == CMSG_LEN(sizeof(uc))) {
+			memcpy(&uc, CMSG_DATA(h), sizeof(uc));
+			cred = true;
+		} else if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+			   h->cmsg_len >= CMSG_LEN(0)) {
+			/* a session sends no descriptor: close them, and
+			 * the message is not a report */
+			size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t k = 0; k < nfd; k++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(fd));
+				close(fd);
+			}
+			fds = true;
+		}
+	}
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !cred || fds ||
+	    ipc_report_decode(buf, (size_t)n, r_r) == -1) {
+		errno = EPROTO;
+		return -1;
+	}
+	*pid_r = uc.pid;
+	return 1;
+}
+
 /* The master is the sender, but a session checks what it is given all the
  * same: it is about to act on it as a mailbox owner. */
 int session_job_recv(int sock, struct session_job *j, int *fd_r)

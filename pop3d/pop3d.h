@@ -435,6 +435,26 @@ int session_job_send(int sock, const struct session_job *j, int fd);
  * take another (SESSION_SPARE).  Blocking: a session process runs no event
  * loop.  Returns 0/-1. */
 int ipc_spare_send(int sock);
+/* Master: whether buf is exactly a SESSION_SPARE word. */
+bool ipc_spare_decode(const uint8_t *buf, size_t len);
+/* Master: receives one message from a session's channel (non-blocking).
+ * Returns 1 for SESSION_SPARE, 0 on EOF, -1 with errno EAGAIN (nothing
+ * pending) or EPROTO (anything else: other bytes, trailing bytes, a
+ * descriptor, which is closed). */
+int ipc_spare_recv(int sock);
+
+/* Master: decodes a session report (struct session_report, written by a
+ * session as the mailbox owner): exactly its size, a known end and kind,
+ * and a SESSION_REPORT_OPENED all zero but its kind.  Returns 0 with
+ * *r_r, or -1 (*r_r untouched). */
+int ipc_report_decode(const uint8_t *buf, size_t len, struct session_report *r_r);
+/* Master: receives one report from the report socket sock (SO_PASSCRED
+ * set; non-blocking).  Returns 1 with *r_r and the sender's pid as the
+ * kernel names it (SCM_CREDENTIALS) in *pid_r, 0 on EOF, -1 with errno
+ * EAGAIN (nothing pending), EINTR, or EPROTO (malformed, truncated,
+ * without credentials or with descriptors, which are closed: dropped). */
+int ipc_report_recv(int sock, struct session_report *r_r, pid_t *pid_r);
+
 /* Receives a job and checks it (lengths, terminated strings, one fd).
  * Returns 1 with *fd_r, 0 on EOF, -1 on a broken or malformed message. */
 int session_job_recv(int sock, struct session_job *j, int *fd_r);
