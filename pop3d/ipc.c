@@ -1,13 +1,20 @@
 /*
- * ipc.c - messages between the master and its front ends, and the logins
- * it hands to session processes that serve again.
+ * ipc.c - messages between pop3d's processes, and every decoder of bytes
+ * one of them reads from a less-trusted one.
+ *
+ * Linked into all three processes.  The master runs it as root on what
+ * front ends write (ipc_recv) and what sessions write, as mailbox owners:
+ * their reports (ipc_report_recv) and SESSION_SPARE (ipc_spare_recv).
+ * Front ends run ipc_recv on the master's messages (IPC_NEWCONN,
+ * IPC_RETIRE, IPC_TICKET_KEYS), as login-user in login-chroot; a type
+ * that is not for the reader is ignored by it.  A session decodes the
+ * logins the master hands it (session_job_recv) and sends SESSION_SPARE.
+ * Every length and string is checked here, trailing bytes and unexpected
+ * descriptors refused, before anyone looks at a message; pop3d/fuzz-ipc.c
+ * drives every decoder.
  *
  * A SOCK_SEQPACKET socketpair keeps message boundaries, so one recvmsg is
- * one message and its descriptor.  The master runs this decoder as root on
- * bytes an (untrusted) front end wrote: every length and string is checked
- * here before anyone looks at the message.  Front ends run it too, on the
- * master's messages (IPC_NEWCONN, IPC_RETIRE, IPC_TICKET_KEYS); a type
- * that is not for the reader is ignored by it.
+ * one message and its descriptor.
  */
 #include <errno.h>
 #include <poll.h>

@@ -2,6 +2,11 @@
  * login.c - a front end: the AUTHORIZATION state of many clients in one
  * libevent loop, as login-user inside login-chroot.
  *
+ * Runs in a front end process.  login_main starts as root (forked by the
+ * master): it loads the TLS certificates (tls.c) and drops to login-user
+ * in login-chroot (privdrop_login) before its loop starts; everything that
+ * reads a client byte runs after the drop.
+ *
  * DESIGN
  * - The master accepts and passes each connection here (IPC_NEWCONN), so
  *   it can count connections globally.  We report every connection that

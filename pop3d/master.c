@@ -1,22 +1,20 @@
 /*
- * master.c - pop3d's master process: listeners, front ends, handoffs.
+ * master.c - pop3d's master process: listeners, front ends, reload, main.
  *
- * Runs as root when started so (this file and privdrop.c are the only code
- * that does).  It never reads a byte a client sent: it accepts, counts
- * and passes connections to front ends, decodes front-end messages with
- * the strict checks of ipc.c, redeems tickets with authd over the master
- * socket, and starts sessions: in a spare session process of the login's
- * uid and gid if one waits, else in a new one.
+ * Runs in the master, as root when started so: all of this file.  It
+ * never reads a byte a client sent: it accepts, counts (conntab.c) and
+ * passes connections to front ends, reads front-end messages through
+ * ipc.c's strict decoder, supervises the front ends, holds and rotates the
+ * TLS session-ticket keys, reloads the configuration and checks it.  What
+ * happens to a login after a front end hands it over (REDEEM with authd,
+ * per-user limits, spare session processes, session reports) is
+ * handoff.c's; the session process's own code is session_proc.c.
  *
  * DESIGN
- * - Connections are counted here, from accept to the end of their session,
- *   so max-connections and max-connections-per-ip hold across all front
- *   ends; max-sessions-per-user is counted over live sessions.
- * - A connection's id is (generation << 32 | slot), so a stale id from a
- *   front end (a connection already ended) never names a newer one.
- * - The pid sent with REDEEM is the pid of the front end whose channel
- *   carried the handoff, as the master knows it: a front end cannot claim
- *   another's ticket.
+ * - Connections are counted here (conntab.c), from accept to the end of
+ *   their session, so max-connections and max-connections-per-ip hold
+ *   across all front ends; max-sessions-per-user is counted over live
+ *   sessions (handoff.c).
  * - A front end that dies or retires (lost authd) is replaced, with a
  *   back-off that doubles while replacements die young.  Sessions are the
  *   master's children, so they outlive any front end.
@@ -34,19 +32,7 @@
  *   master makes itself non-dumpable before it reads the configuration.
  * - Counters: the master counts what it sees in master_stats; front ends
  *   send snapshots of theirs over their channel (IPC_STATS) and sessions a
- *   report when they end, on one SOCK_SEQPACKET socket they all share
- *   (report_fd), the sender named by the kernel (SCM_CREDENTIALS).
- *   stats.c explains the whole scheme.
- * - Session processes serve up to session-reuse logins of their uid, one
- *   after another (a fork costs more than the rest of a cached login).
- *   Each has its own channel (struct sproc): when its session ends it says
- *   SESSION_SPARE there (after its report), the master books the end and
- *   keeps it as a spare, at most session-spares of them, each for at most
- *   session-spare-timeout; the next login with the same uid and gid gets
- *   it (struct session_job, with the client fd).  Only the master decides
- *   when a spare goes (it closes the channel), so a login is never sent to
- *   a process that has just chosen to leave.  docs/pop3d.md says why equal
- *   ids make reuse safe.
+ *   report when they end (handoff.c).  stats.c explains the whole scheme.
  * - Reload (SIGHUP): the file is loaded and checked in full (TLS files in
  *   a child, as at start-up) before anything changes; a bad one is refused
  *   and logged, and the running configuration stays.  What the master
@@ -66,7 +52,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,20 +62,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <sodium.h>
 
 #include "common/config.h"
-#include "common/line.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/notify.h"
 #include "common/num.h"
 #include "common/privsep.h"
 #include "common/proctitle.h"
-#include "common/proto.h"
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
 

@@ -1,26 +1,55 @@
 /*
- * pop3d.h - the private header of pop3d.
+ * pop3d.h - the private header of pop3d: its limits, and the prototypes
+ * of every file, grouped under the file that defines them.
  *
  * Processes (docs/pop3d.md has the picture):
  *
- *   master    (master.c, privdrop.c)  root when started by systemd.  Binds the
- *             listeners, accepts, enforces the connection limits, passes each
- *             connection to a front end, redeems tickets with authd and forks
- *             sessions.  Never parses client input, never sees a password.
- *   front end (login.c, authc.c, cmd.c, tls.c, netlist.c)  login-user in
- *             login-chroot.  The AUTHORIZATION state for many clients in one
- *             libevent loop; the TLS endpoint, and after a TLS login the relay
- *             between the client and its session.
- *   session   (session.c, maildir.c)  the mailbox owner.  TRANSACTION and
- *             UPDATE states for one client, blocking I/O with deadlines.
+ *   master    (master.c, conntab.c, handoff.c, stats.c)  root when started
+ *             by systemd.  Binds the listeners, accepts, enforces the
+ *             connection limits, passes each connection to a front end,
+ *             redeems tickets with authd and forks sessions.  Never parses
+ *             client input, never sees a password.
+ *   front end (login.c, authc.c, tls.c)  login-user in login-chroot.  The
+ *             AUTHORIZATION state for many clients in one libevent loop;
+ *             the TLS endpoint, and after a TLS login the relay between the
+ *             client and its session.
+ *   session   (session_proc.c, session.c, maildir.c)  the mailbox owner.
+ *             TRANSACTION and UPDATE states for one client at a time,
+ *             blocking I/O with deadlines.
+ *   linked into several: ipc.c (each side's decoder of the others'
+ *             messages), cmd.c, netlist.c, privdrop.c, tls.c.
  *
- * What may run as root: master.c (accept, fork, waitpid, the handoff
- * decoder ipc.c) and privdrop.c (the drops); tls.c loads certificates and
- * keys as root, in a front end before its chroot and in the master's
- * throw-away start-up check child, never in the master itself; the master
- * runs only tls.c's session-ticket key functions (random bytes drawn and
- * copied, no OpenSSL).  Nothing that reads a byte sent by a client runs
- * as root.
+ * What may run as root, and when (started as an ordinary user, nothing
+ * does; privdrop.c):
+ *   master.c, conntab.c, handoff.c   always: they are the master.  They
+ *                   read no client byte; handoff.c reads authd's replies
+ *                   (common/proto.c, parse_user) and, through ipc.c, what
+ *                   front ends and sessions send.
+ *   stats.c         always, in the master: counters, and the stats socket
+ *                   (it writes to scrapers, reads nothing of theirs).
+ *   ipc.c           in the master: ipc_recv (front ends' messages),
+ *                   ipc_report_recv and ipc_spare_recv (sessions'), and the
+ *                   output queues of its channels.
+ *   privdrop.c      in the master (privdrop_init), and in each child from
+ *                   its fork to its drop (privdrop_child_signals,
+ *                   privdrop_login, privdrop_session).
+ *   session_proc.c  from the master's fork to privdrop_session only:
+ *                   closes the master's descriptors and wipes the ticket
+ *                   keys; it reads no byte before the drop.
+ *   login.c, authc.c  a front end before privdrop_login: login_main's
+ *                   set-up and authc_connect (the handshake to authd); no
+ *                   client byte is read before the drop.
+ *   tls.c           a front end before its chroot (tls_server_init loads
+ *                   certificates and keys), the master's start-up check
+ *                   child (tls_check_files), and the master itself for the
+ *                   session-ticket key ring only (random bytes drawn and
+ *                   copied, no OpenSSL).
+ *   cmd.c           in the master, pop3_cmd_name only (metric labels).
+ *   netlist.c, maildir.c  in the master's configuration checks only, on
+ *                   the configuration file's values (require-tls-exempt;
+ *                   maildir_expand of the maildrop template).
+ *   session.c       never.
+ * Nothing that reads a byte sent by a client runs as root.
  */
 #ifndef POP3D_POP3D_H
 #define POP3D_POP3D_H
@@ -327,7 +356,7 @@ int privdrop_login(const char *chroot_dir, uid_t uid, gid_t gid);
 int privdrop_session(uid_t uid, gid_t gid, unsigned first_valid_uid,
 		     const char **error_r);
 
-/* ---- ipc.c: master <-> front end messages (SOCK_SEQPACKET) ------------ */
+/* ---- ipc.c: messages between the processes (SOCK_SEQPACKET) ---------- */
 
 enum ipc_type {
 	IPC_NEWCONN = 1,	/* master -> front end, with the client fd */
@@ -716,13 +745,15 @@ struct master_gauges {
 };
 void master_gauges(struct master_gauges *g);
 
-/* ---- login.c / authc.c: the front end ---------------------------------- */
+/* ---- login.c: the front end -------------------------------------------- */
 
 /* Runs a front end in the current (forked) process: chan is its socket to
  * the master, authfd a connection to authd opened before the privilege
  * drop (or -1).  Never returns. */
 void login_main(const struct config *conf, int chan, int authfd,
 		uid_t uid, gid_t gid) __attribute__((noreturn));
+
+/* ---- authc.c: the front end's authd client ----------------------------- */
 
 struct authc;
 enum authc_result { AUTHC_OK, AUTHC_FAIL, AUTHC_TEMPFAIL };

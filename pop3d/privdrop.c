@@ -1,9 +1,12 @@
 /*
  * privdrop.c - pop3d's two privilege drops (front end, session).
  *
- * Runs as root (this file and master.c are all that does).  The drop
- * itself is common/privsep.c's checked sequence; here are the policies:
- * where the front end goes, and which mailbox owners a session may become.
+ * Linked into all three processes, and runs as root in each: in the
+ * master (privdrop_init, privdrop_enabled), and in a child from the
+ * master's fork to its drop (privdrop_child_signals, then privdrop_login
+ * in a front end, privdrop_session in a session).  The drop itself is
+ * common/privsep.c's checked sequence; here are the policies: where the
+ * front end goes, and which mailbox owners a session may become.
  * Started as an ordinary user (tests, `make run`), pop3d skips every step:
  * the master logs one warning at start-up and all else behaves the same.
  */
