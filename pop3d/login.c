@@ -161,6 +161,7 @@ struct login {
 	const struct config *conf;
 	struct event_base *base;
 	int chan;
+	struct ipc_chan *out;	/* chan's sending side and its queue */
 	struct event *chan_ev;
 	struct authc *authc;
 	struct event *reconnect_ev;
@@ -225,7 +226,7 @@ static void stats_flush(void)
 	m.type = IPC_STATS;
 	m.data_len = sizeof(L.st);
 	memcpy(m.data, &L.st, sizeof(L.st));
-	if (ipc_send(L.chan, &m, -1) == -1) {
+	if (ipc_chan_send(L.out, &m, -1) == -1) {
 		log_warn("front end: cannot send counters to the master");
 		return;
 	}
@@ -247,6 +248,9 @@ static void maybe_exit(void)
 {
 	if (L.retired && L.nclients == 0) {
 		stats_flush();	/* the master adds our last counts to its totals */
+		/* the loop ends here: waiting for the master is now allowed */
+		if (ipc_chan_flush_wait(L.out, POP3D_IPC_FLUSH_MS) == -1)
+			log_warn("front end: cannot send the last counters to the master");
 		log_info("front end: retired and idle, exiting");
 		exit(0);
 	}
@@ -258,7 +262,7 @@ static void client_free(struct client *c)
 {
 	if (!c->handed_off) {
 		struct ipc_msg m = { .type = IPC_CLOSED, .conn_id = c->conn_id };
-		if (ipc_send(L.chan, &m, -1) == -1)
+		if (ipc_chan_send(L.out, &m, -1) == -1)
 			log_warn("front end: cannot report a closed connection");
 	}
 	if (c->state == ST_AWAITING && L.authc != NULL)
@@ -648,7 +652,7 @@ static void do_handoff(struct client *c)
 	memcpy(m.ticket, c->ticket, sizeof(m.ticket));
 	if (n > 0)
 		evbuffer_remove(in, m.data, n);
-	if (ipc_send(L.chan, &m, fd) == -1) {
+	if (ipc_chan_send(L.out, &m, fd) == -1) {
 		log_warn("front end: handoff of %s failed", user_tok(c));
 		sodium_memzero(m.data, n);
 		if (sv[0] != -1) {
@@ -1156,7 +1160,7 @@ static void authd_unreachable(void)
 	if (L.asked_replacement)
 		return;
 	L.asked_replacement = true;
-	if (ipc_send(L.chan, &m, -1) == -1)
+	if (ipc_chan_send(L.out, &m, -1) == -1)
 		exit(1);
 }
 
@@ -1200,6 +1204,7 @@ void login_main(const struct config *conf, int chan, int authfd, uid_t uid, gid_
 		fatalx("front end: event_base_new");
 	sock_set_nonblock(chan, true);
 	L.chan_ev = event_new(L.base, chan, EV_READ | EV_PERSIST, on_chan, NULL);
+	L.out = ipc_chan_new(L.base, chan, POP3D_IPC_MAX_QUEUED);
 	L.reconnect_ev = evtimer_new(L.base, try_reconnect, NULL);
 	L.tick = event_new(L.base, -1, EV_PERSIST, on_tick, NULL);
 	sig = evsignal_new(L.base, SIGTERM, on_term, NULL);

@@ -33,6 +33,10 @@
  * - Counters: the master counts what it sees in master_stats; front ends
  *   send snapshots of theirs over their channel (IPC_STATS) and sessions a
  *   report when they end (handoff.c).  stats.c explains the whole scheme.
+ * - Channels to front ends never block the loop: ipc.c queues what a busy
+ *   front end cannot take yet and writes it when the channel is writable.
+ *   A front end whose queue is full is wedged: the connection being passed
+ *   is refused ([SYS/TEMP]) and the front end replaced (fe_stalled).
  * - Reload (SIGHUP): the file is loaded and checked in full (TLS files in
  *   a child, as at start-up) before anything changes; a bad one is refused
  *   and logged, and the running configuration stays.  What the master
@@ -78,6 +82,7 @@
 struct frontend {
 	pid_t pid;
 	int chan;
+	struct ipc_chan *out;		/* chan's sending side and its queue */
 	struct event *ev;
 	bool retired;
 	size_t nconns;
@@ -117,6 +122,7 @@ static struct {
 #define NO_SLOT UINT32_MAX
 
 static void spawn_frontend(unsigned slot);
+static void fe_stalled(struct frontend *fe);
 
 /* The record is released: its front end carries one connection less. */
 static void conn_unload(struct conn *c)
@@ -193,10 +199,13 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		m.type = IPC_NEWCONN;
 		m.conn_id = conntab_id(c);
 		m.tls_port = tls;
-		if (ipc_send(fe->chan, &m, fd) == -1) {
+		if (ipc_chan_send(fe->out, &m, fd) == -1) {
+			int e = errno;
 			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
 			conntab_release(c);
+			if (e == ENOBUFS)
+				fe_stalled(fe);
 			why = REFUSE_INTERNAL;
 			goto refused;
 		}
@@ -273,7 +282,7 @@ static void fe_retire(struct frontend *fe)
 	fe->retired = true;
 	memset(&m, 0, IPC_HEADER_LEN);
 	m.type = IPC_RETIRE;
-	if (ipc_send(fe->chan, &m, -1) == -1)
+	if (ipc_chan_send(fe->out, &m, -1) == -1)
 		kill(fe->pid, SIGTERM);
 }
 
@@ -310,6 +319,7 @@ static void fe_gone(struct frontend *fe)
 		;
 	*pp = fe->next;
 	event_free(fe->ev);
+	ipc_chan_free(&fe->out);
 	close(fe->chan);
 	free(fe);
 }
@@ -394,6 +404,7 @@ static void spawn_frontend(unsigned slot)
 	}
 	if (pid == 0) {
 		privdrop_child_signals();
+		ipc_chan_forget_all();
 		close(sv[0]);
 		/* The front end gets an event base of its own (libevent keeps
 		 * one signal base per process).  Re-initialised first, while
@@ -420,6 +431,7 @@ static void spawn_frontend(unsigned slot)
 	fe->ev = event_new(M.base, sv[0], EV_READ | EV_PERSIST, on_fe_chan, fe);
 	if (fe->ev == NULL)
 		fatalx("event_new");
+	fe->out = ipc_chan_new(M.base, sv[0], POP3D_IPC_MAX_QUEUED);
 	event_add(fe->ev, NULL);
 	fe->next = M.fes;
 	M.fes = fe;
@@ -432,6 +444,24 @@ static void spawn_frontend(unsigned slot)
 static void on_restart(evutil_socket_t fd, short what, void *arg)
 {
 	spawn_frontend((unsigned)(uintptr_t)arg);
+}
+
+/* fe has not read POP3D_IPC_MAX_QUEUED messages beyond what its socket
+ * buffers: it is wedged.  Its slot gets a new front end now, and fe is
+ * retired; the RETIRE cannot be queued, so it is stopped (fe_retire). */
+static void fe_stalled(struct frontend *fe)
+{
+	unsigned slot = slot_of(fe);
+
+	log_warnx("front end %ld does not read its channel (%u messages queued); replacing it",
+		  (long)fe->pid, ipc_chan_queued(fe->out));
+	if (slot == NO_SLOT) {
+		fe->retired = true;
+		kill(fe->pid, SIGTERM);
+		return;
+	}
+	evtimer_del(M.slots[slot].restart_ev);
+	spawn_frontend(slot);
 }
 
 /* ---- TLS session-ticket keys (tls.c's DESIGN) ------------------------------------------- */
@@ -452,7 +482,7 @@ static void ticket_keys_push(void)
 	memcpy(m.data, &k, sizeof(k));
 	sodium_memzero(&k, sizeof(k));
 	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next) {
-		if (ipc_send(fe->chan, &m, -1) == -1) {
+		if (ipc_chan_send(fe->out, &m, -1) == -1) {
 			log_warn("front end %ld: cannot send it the new TLS ticket keys; stopping it",
 				 (long)fe->pid);
 			kill(fe->pid, SIGTERM);

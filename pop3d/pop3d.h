@@ -125,6 +125,13 @@ struct ssl_st;
 #define POP3D_STATS_INTERVAL_MS	1000
 /* Stats socket clients served at once (a scrape is one short write). */
 #define POP3D_STATS_MAX_CONNS	32
+/* Messages a channel between the master and a front end queues beyond
+ * what the kernel buffers (hundreds of messages) before its sender gives
+ * up on the peer as wedged (ipc.c's head: the policy). */
+#define POP3D_IPC_MAX_QUEUED	64
+/* How long a retired front end waits for the master to take its last
+ * counters before it exits anyway. */
+#define POP3D_IPC_FLUSH_MS	5000
 /* How long a session waits for room to send its report at exit; after
  * that its counters are lost (the master is too busy to read them). */
 #define POP3D_REPORT_TIMEOUT_MS	100
@@ -428,8 +435,29 @@ struct ipc_msg {
 
 #define IPC_HEADER_LEN	offsetof(struct ipc_msg, data)
 
-/* Sends m (header plus data_len bytes) with fd (or -1).  Returns 0/-1. */
-int ipc_send(int sock, const struct ipc_msg *m, int fd);
+/* A channel's sending side with its bounded output queue (ipc.c's head:
+ * the policy when it is full). */
+struct ipc_chan;
+/* Wraps sock (non-blocking; not owned) for sending from the loop of base,
+ * queueing at most max messages the socket cannot take yet. */
+struct ipc_chan *ipc_chan_new(struct event_base *base, int sock, unsigned max);
+/* Drops what is queued (descriptors closed, bytes wiped) and frees *chp;
+ * NULLs it.  Does not close the socket. */
+void ipc_chan_free(struct ipc_chan **chp);
+/* Sends m (header plus data_len bytes) with fd (or -1), or queues it
+ * behind earlier messages; never waits.  fd stays the caller's (a queued
+ * message holds a dup).  Returns 0 (sent or queued), or -1 with errno
+ * ENOBUFS (the queue is full: nothing queued) or the error that broke the
+ * channel. */
+int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m, int fd);
+/* Messages queued now. */
+unsigned ipc_chan_queued(const struct ipc_chan *ch);
+/* Blocking, for a process whose loop has ended: sends the queue, waiting
+ * at most timeout_ms.  Returns 0, or -1 (errno ETIMEDOUT or the error). */
+int ipc_chan_flush_wait(struct ipc_chan *ch, int timeout_ms);
+/* In a child just forked: drops every queue it inherited (a session must
+ * not keep the ticket keys queued for a front end). */
+void ipc_chan_forget_all(void);
 /* Receives one message into m and checks it completely (type, lengths,
  * terminated strings, a descriptor where one is due and only there).
  * Returns 1 with *fd_r (or -1), 0 on EOF, -1 on a broken or malformed

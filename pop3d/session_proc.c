@@ -147,6 +147,7 @@ void session_main(const struct config *conf, const struct session_job *first, in
 	S.report_fd = report_fd;
 	privdrop_child_signals();
 	tls_ticket_keys_wipe();
+	ipc_chan_forget_all();		/* the master's queues: ticket keys too */
 	/* Nothing of the master's: not its listeners, not its connections
 	 * to authd, to front ends, to stats readers, to other sessions. */
 	privsep_close_fds(keep, sizeof(keep) / sizeof(keep[0]));

@@ -1,6 +1,7 @@
 /*
  * test-ipc.c - ipc.c alone: the master's decoders of what session
- * processes write (reports, SESSION_SPARE).
+ * processes write (reports, SESSION_SPARE), and the channels' output
+ * queues (a peer that does not read never stalls the sender's loop).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -8,7 +9,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "common/log.h"
 #include "common/sock.h"
@@ -132,11 +136,127 @@ static void test_spare(void)
 	close(sv[0]);
 }
 
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A channel whose peer does not read: sends never wait (the old ipc_send
+ * polled up to 5 s per message), the queue holds exactly its bound and
+ * then refuses with ENOBUFS, the loop keeps running; once the peer reads,
+ * the queue goes out in order, a queued descriptor arriving open although
+ * the sender closed its own at once. */
+static void test_chan_full(void)
+{
+	struct event_base *base = event_base_new();
+	struct ipc_chan *ch;
+	struct event *tick;
+	struct ipc_msg m, r;
+	int sv[2], pfd[2], sndbuf = 4096, ticks = 0, fd, got;
+	uint64_t sent = 0, next = 0, fd_msg = UINT64_MAX;
+	struct timeval zero = { 0, 0 };
+	double t0;
+	char c;
+
+	CHECK(base != NULL);
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	CHECK(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) == 0);
+	sock_set_nonblock(sv[0], true);
+	sock_set_nonblock(sv[1], true);
+	CHECK(pipe(pfd) == 0);
+	ch = ipc_chan_new(base, sv[0], 8);
+	memset(&m, 0, sizeof(m));
+	m.type = IPC_STATS;
+	m.data_len = sizeof(struct fe_stats);
+	t0 = now_s();
+	/* fill the socket, then the queue; one queued message carries an fd */
+	for (int i = 0; i < 100000; i++) {
+		int rc, xfd = -1;
+
+		if (ipc_chan_queued(ch) == 3 && fd_msg == UINT64_MAX) {
+			m.type = IPC_NEWCONN;
+			m.data_len = 0;
+			xfd = fcntl(pfd[0], F_DUPFD_CLOEXEC, 0);
+			fd_msg = sent;
+		}
+		m.conn_id = sent;
+		rc = ipc_chan_send(ch, &m, xfd);
+		if (xfd != -1)
+			close(xfd);	/* ours; the queue keeps its own */
+		m.type = IPC_STATS;
+		m.data_len = sizeof(struct fe_stats);
+		if (rc == -1) {
+			CHECK_INT(errno, ENOBUFS);
+			break;
+		}
+		sent++;
+	}
+	CHECK(now_s() - t0 < 2.0);
+	CHECK_INT(ipc_chan_queued(ch), 8);
+	CHECK(fd_msg != UINT64_MAX);
+	/* the loop runs while the channel is full */
+	tick = evtimer_new(base, on_tick, &ticks);
+	evtimer_add(tick, &zero);
+	t0 = now_s();
+	CHECK_INT(event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+	CHECK_INT(ticks, 1);
+	CHECK(now_s() - t0 < 2.0);
+	CHECK_INT(ipc_chan_queued(ch), 8);
+	/* the peer reads: everything arrives, in order */
+	for (int i = 0; i < 100000 && next < sent; i++) {
+		got = ipc_recv(sv[1], &r, &fd);
+		if (got == -1 && errno == EAGAIN) {
+			event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+			continue;
+		}
+		CHECK_INT(got, 1);
+		if (got != 1)
+			break;
+		CHECK(r.conn_id == next);
+		if (next == fd_msg) {
+			CHECK(r.type == IPC_NEWCONN && fd != -1);
+			/* the pipe it names is still open */
+			CHECK(write(pfd[1], "x", 1) == 1);
+			CHECK(read(fd, &c, 1) == 1 && c == 'x');
+			close(fd);
+		} else {
+			CHECK(r.type == IPC_STATS && fd == -1);
+		}
+		next++;
+	}
+	CHECK(next == sent);
+	CHECK_INT(ipc_chan_queued(ch), 0);
+	/* room again */
+	m.conn_id = sent;
+	CHECK_INT(ipc_chan_send(ch, &m, -1), 0);
+	CHECK_INT(ipc_recv(sv[1], &r, &fd), 1);
+	CHECK(r.conn_id == sent);
+	/* a peer gone: the channel says so instead of queueing for ever */
+	close(sv[1]);
+	CHECK_INT(ipc_chan_send(ch, &m, -1), -1);
+	CHECK(errno != ENOBUFS);
+	event_free(tick);
+	ipc_chan_free(&ch);
+	event_base_free(base);
+	close(sv[0]);
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 int main(void)
 {
 	log_init("test-ipc", LOG_LEVEL_ERROR, LOG_TARGET_STDERR, NULL, 0);
 	UNIT_RUN(test_report_decode);
 	UNIT_RUN(test_report_recv);
 	UNIT_RUN(test_spare);
+	UNIT_RUN(test_chan_full);
 	return unit_finish();
 }
