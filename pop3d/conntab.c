@@ -13,12 +13,18 @@
  *   a free list and keeps its slot index.
  * - A connection's id is (generation << 32 | slot), so a stale id from a
  *   front end (a connection already ended) never names a newer one.
- * - Counts by string live in hash tables of COUNT_BUCKETS chains.
+ * - Counts by string live in hash tables of COUNT_BUCKETS chains
+ *   (sys/queue.h LISTs).  Remote addresses and user names are chosen by
+ *   clients, who could aim many at one chain of an unkeyed hash and make
+ *   every accept walk it: the bucket is libsodium's keyed crypto_shorthash
+ *   (SipHash-2-4) with a key drawn at start-up (conntab_init), which they
+ *   cannot know.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -35,56 +41,65 @@
 struct count_entry {
 	char *key;
 	unsigned n;
-	struct count_entry *next;
+	LIST_ENTRY(count_entry) entry;
 };
+LIST_HEAD(count_list, count_entry);
 
 static struct {
 	struct conn **conns;		/* records never move: timers point at them */
 	uint32_t cap, free_head, nactive;
-	struct count_entry *ips[COUNT_BUCKETS], *users[COUNT_BUCKETS];
+	struct count_list ips[COUNT_BUCKETS], users[COUNT_BUCKETS];
+	uint8_t hash_key[crypto_shorthash_KEYBYTES];
 	void (*on_release)(struct conn *c);
 } T = { .free_head = NO_SLOT };
 
 void conntab_init(void (*on_release)(struct conn *c))
 {
 	T.on_release = on_release;
+	randombytes_buf(T.hash_key, sizeof(T.hash_key));
 }
 
 unsigned conntab_hash(const char *s)
 {
-	unsigned h = 5381;
+	uint8_t h[crypto_shorthash_BYTES];
+	uint64_t v;
 
-	for (; *s != '\0'; s++)
-		h = h * 33 + (unsigned char)*s;
-	return h % COUNT_BUCKETS;
+	crypto_shorthash(h, (const unsigned char *)s, strlen(s), T.hash_key);
+	memcpy(&v, h, sizeof(v));
+	return (unsigned)(v % COUNT_BUCKETS);
 }
 
-static unsigned count_get(struct count_entry **t, const char *key)
+static struct count_entry *count_find(struct count_list *t, const char *key)
 {
-	for (struct count_entry *e = t[conntab_hash(key)]; e != NULL; e = e->next)
+	struct count_entry *e;
+
+	LIST_FOREACH(e, &t[conntab_hash(key)], entry)
 		if (strcmp(e->key, key) == 0)
-			return e->n;
-	return 0;
+			return e;
+	return NULL;
 }
 
-static void count_add(struct count_entry **t, const char *key, int delta)
+static unsigned count_get(struct count_list *t, const char *key)
 {
-	struct count_entry **pp = &t[conntab_hash(key)], *e;
+	struct count_entry *e = count_find(t, key);
 
-	for (; *pp != NULL; pp = &(*pp)->next)
-		if (strcmp((*pp)->key, key) == 0)
-			break;
-	if (*pp == NULL) {
+	return e != NULL ? e->n : 0;
+}
+
+static void count_add(struct count_list *t, const char *key, int delta)
+{
+	struct count_entry *e = count_find(t, key);
+
+	if (e == NULL) {
 		if (delta <= 0)
 			return;
 		e = xcalloc(1, sizeof(*e));
 		e->key = xstrdup(key);
-		*pp = e;
+		LIST_INSERT_HEAD(&t[conntab_hash(key)], e, entry);
 	}
-	e = *pp;
 	e->n = (unsigned)((int)e->n + delta);
 	if (e->n == 0) {
-		*pp = e->next;
+		LIST_REMOVE(e, entry);
 		free(e->key);
 		free(e);
 	}

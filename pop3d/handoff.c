@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -68,15 +69,16 @@ struct sproc {
 	gid_t gid;
 	unsigned conf_gen;		/* H.conf_gen when it was forked */
 	bool spare;
-	struct sproc *next;
+	LIST_ENTRY(sproc) entry;	/* in H.sprocs */
 };
 
 /* login-delay: a user name and the time of its last login. */
 struct count_entry {
 	char *key;
 	uint64_t stamp;
-	struct count_entry *next;
+	LIST_ENTRY(count_entry) entry;
 };
+LIST_HEAD(count_list, count_entry);
 
 static struct {
 	const struct config *conf;	/* the master's, replaced by a reload */
@@ -85,11 +87,11 @@ static struct {
 	struct event *report_ev;
 	struct bufferevent *authd;	/* master socket, NULL if not connected */
 	bool authd_lost;		/* it was connected once and broke */
-	struct sproc *sprocs;		/* session processes with a channel */
+	LIST_HEAD(, sproc) sprocs;	/* session processes with a channel */
 	unsigned nspares;
 	unsigned conf_gen;		/* counts reloads: spares of an older
 					 * configuration are not reused */
-	struct count_entry *last_login[COUNT_BUCKETS];
+	struct count_list last_login[COUNT_BUCKETS];
 	size_t nlast_login;
 	uint64_t login_delay_ms;	/* 0: no LOGIN-DELAY */
 } H = { .report_fd = { -1, -1 } };
@@ -103,11 +105,12 @@ static bool login_too_soon(const char *user)
 {
 	static size_t sweep_at = 1024;
 	uint64_t now = mtime_ms();
-	struct count_entry **pp = &H.last_login[conntab_hash(user)], *e;
+	struct count_list *bucket = &H.last_login[conntab_hash(user)];
+	struct count_entry *e;
 
 	if (H.login_delay_ms == 0)
 		return false;
-	for (e = *pp; e != NULL; e = e->next)
+	LIST_FOREACH(e, bucket, entry)
 		if (strcmp(e->key, user) == 0)
 			break;
 	if (e != NULL) {
@@ -117,25 +120,25 @@ static bool login_too_soon(const char *user)
 		return false;
 	}
 	if (H.nlast_login >= sweep_at) {
-		for (size_t b = 0; b < COUNT_BUCKETS; b++)
-			for (struct count_entry **q = &H.last_login[b]; *q != NULL;) {
-				struct count_entry *x = *q;
+		for (size_t b = 0; b < COUNT_BUCKETS; b++) {
+			struct count_entry *x, *next;
+
+			for (x = LIST_FIRST(&H.last_login[b]); x != NULL; x = next) {
+				next = LIST_NEXT(x, entry);
 				if (now - x->stamp >= H.login_delay_ms) {
-					*q = x->next;
+					LIST_REMOVE(x, entry);
 					free(x->key);
 					free(x);
 					H.nlast_login--;
-				} else {
-					q = &x->next;
 				}
 			}
+		}
 		sweep_at = H.nlast_login * 2 > 1024 ? H.nlast_login * 2 : 1024;
 	}
 	e = xcalloc(1, sizeof(*e));
 	e->key = xstrdup(user);
 	e->stamp = now;
-	e->next = *pp;
-	*pp = e;
+	LIST_INSERT_HEAD(bucket, e, entry);
 	H.nlast_login++;
 	return false;
 }
@@ -230,7 +233,9 @@ static void session_ended(struct conn *c, bool killed)
 
 static struct sproc *sproc_of(pid_t pid)
 {
-	for (struct sproc *p = H.sprocs; p != NULL; p = p->next)
+	struct sproc *p;
+
+	LIST_FOREACH(p, &H.sprocs, entry)
 		if (p->pid == pid)
 			return p;
 	return NULL;
@@ -240,11 +245,7 @@ static struct sproc *sproc_of(pid_t pid)
  * busy one at the end of its session.  Its exit is reaped as any other. */
 static void sproc_drop(struct sproc *p)
 {
-	struct sproc **pp;
-
-	for (pp = &H.sprocs; *pp != p; pp = &(*pp)->next)
-		;
-	*pp = p->next;
+	LIST_REMOVE(p, entry);
 	if (p->spare)
 		H.nspares--;
 	event_free(p->ev);
@@ -258,8 +259,8 @@ static void drop_spares(void)
 {
 	struct sproc *p, *next;
 
-	for (p = H.sprocs; p != NULL; p = next) {
-		next = p->next;
+	for (p = LIST_FIRST(&H.sprocs); p != NULL; p = next) {
+		next = LIST_NEXT(p, entry);
 		if (p->spare)
 			sproc_drop(p);
 	}
@@ -302,7 +303,9 @@ static void on_sproc_chan(evutil_socket_t fd, short what, void *arg)
  * Returns its pid, or -1. */
 static pid_t spare_take(const struct session_job *j, int fd)
 {
-	for (struct sproc *p = H.sprocs; p != NULL; p = p->next) {
+	struct sproc *p;
+
+	LIST_FOREACH(p, &H.sprocs, entry) {
 		if (!p->spare || p->uid != j->uid || p->gid != j->gid)
 			continue;
 		if (session_job_send(p->chan, j, fd) == -1) {
@@ -365,8 +368,7 @@ static pid_t session_start(const struct session_job *j, int fd)
 	if (p->ev == NULL || p->timer == NULL)
 		fatalx("event_new");
 	event_add(p->ev, NULL);
-	p->next = H.sprocs;
-	H.sprocs = p;
+	LIST_INSERT_HEAD(&H.sprocs, p, entry);
 	return pid;
 }
 
@@ -665,7 +667,9 @@ void handoff_stop(void)
 	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c))
 		if (c->state == C_SESSION)
 			kill(c->pid, SIGTERM);
-	for (struct sproc *p = H.sprocs; p != NULL; p = p->next)
+	struct sproc *p;
+
+	LIST_FOREACH(p, &H.sprocs, entry)
 		if (p->spare)
 			kill(p->pid, SIGTERM);
 }

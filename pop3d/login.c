@@ -95,6 +95,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -154,7 +155,7 @@ struct client {
 	char tls_info[POP3D_TLS_INFO_MAX];
 	char rip[64], lip[64];
 	unsigned rport, lport;
-	struct client *next;	/* hash chain */
+	LIST_ENTRY(client) entry;	/* hash chain */
 };
 
 struct login {
@@ -175,7 +176,7 @@ struct login {
 	struct event *tick;	/* every POP3D_STATS_INTERVAL_MS: stats, title */
 	size_t title_clients;	/* what the title shows */
 	unsigned title_awaiting;
-	struct client *buckets[CLIENT_BUCKETS];
+	LIST_HEAD(, client) buckets[CLIENT_BUCKETS];
 };
 
 static struct login L;
@@ -194,21 +195,17 @@ static const char *user_tok(const struct client *c)
 
 static void client_unlink(struct client *c)
 {
-	struct client **pp = &L.buckets[c->conn_id % CLIENT_BUCKETS];
-
-	while (*pp != NULL && *pp != c)
-		pp = &(*pp)->next;
-	if (*pp == c)
-		*pp = c->next;
+	LIST_REMOVE(c, entry);
 	L.nclients--;
 }
 
 static unsigned count_awaiting(void)
 {
+	const struct client *c;
 	unsigned n = 0;
 
 	for (size_t b = 0; b < CLIENT_BUCKETS; b++)
-		for (const struct client *c = L.buckets[b]; c != NULL; c = c->next)
+		LIST_FOREACH(c, &L.buckets[b], entry)
 			n += c->state == ST_AWAITING;
 	return n;
 }
@@ -1070,8 +1067,7 @@ static void new_client(int fd, uint64_t conn_id, bool tls_port)
 	c->sock_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), on_sock_output, c);
 	if (c->sock_cb == NULL)
 		fatalx("front end: evbuffer_add_cb failed (out of memory)");
-	c->next = L.buckets[conn_id % CLIENT_BUCKETS];
-	L.buckets[conn_id % CLIENT_BUCKETS] = c;
+	LIST_INSERT_HEAD(&L.buckets[conn_id % CLIENT_BUCKETS], c, entry);
 	L.nclients++;
 	if (tls_port) {
 		/* POP3S: the greeting waits for the handshake */

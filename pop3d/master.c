@@ -60,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -88,7 +89,7 @@ struct frontend {
 	size_t nconns;
 	uint64_t started_ms;
 	struct fe_stats st;		/* its latest IPC_STATS snapshot */
-	struct frontend *next;
+	LIST_ENTRY(frontend) entry;	/* in M.fes */
 };
 
 struct slot {
@@ -111,7 +112,7 @@ static struct {
 	int stats_fd;			/* owned by stats.c once served */
 	struct slot *slots;
 	unsigned nslots;
-	struct frontend *fes;		/* all live front ends */
+	LIST_HEAD(, frontend) fes;	/* all live front ends */
 	uid_t login_uid;
 	gid_t login_gid;
 	uint64_t started_ms;
@@ -135,9 +136,9 @@ static void conn_unload(struct conn *c)
 
 static struct frontend *pick_frontend(void)
 {
-	struct frontend *best = NULL;
+	struct frontend *fe, *best = NULL;
 
-	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
+	LIST_FOREACH(fe, &M.fes, entry)
 		if (!fe->retired && (best == NULL || fe->nconns < best->nconns))
 			best = fe;
 	return best;
@@ -293,7 +294,6 @@ static int fe_read(struct frontend *fe, int max);
  * and, if it still had a slot, restarts it. */
 static void fe_gone(struct frontend *fe)
 {
-	struct frontend **pp;
 	unsigned slot;
 
 	for (int i = 0; i < 1024 && fe_read(fe, 64) == 1; i++)
@@ -315,9 +315,7 @@ static void fe_gone(struct frontend *fe)
 			c->fe = NULL;
 		}
 	}
-	for (pp = &M.fes; *pp != fe; pp = &(*pp)->next)
-		;
-	*pp = fe->next;
+	LIST_REMOVE(fe, entry);
 	event_free(fe->ev);
 	ipc_chan_free(&fe->out);
 	close(fe->chan);
@@ -433,8 +431,7 @@ static void spawn_frontend(unsigned slot)
 		fatalx("event_new");
 	fe->out = ipc_chan_new(M.base, sv[0], POP3D_IPC_MAX_QUEUED);
 	event_add(fe->ev, NULL);
-	fe->next = M.fes;
-	M.fes = fe;
+	LIST_INSERT_HEAD(&M.fes, fe, entry);
 	if (M.slots[slot].fe != NULL)
 		fe_retire(M.slots[slot].fe);	/* replaced: it lost authd */
 	M.slots[slot].fe = fe;
@@ -473,6 +470,7 @@ static void ticket_keys_push(void)
 {
 	static struct ipc_msg m;
 	struct tls_ticket_keys k;
+	struct frontend *fe;
 
 	if (!tls_ticket_keys_get(&k))
 		return;
@@ -481,7 +479,7 @@ static void ticket_keys_push(void)
 	m.data_len = sizeof(k);
 	memcpy(m.data, &k, sizeof(k));
 	sodium_memzero(&k, sizeof(k));
-	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next) {
+	LIST_FOREACH(fe, &M.fes, entry) {
 		if (ipc_chan_send(fe->out, &m, -1) == -1) {
 			log_warn("front end %ld: cannot send it the new TLS ticket keys; stopping it",
 				 (long)fe->pid);
@@ -536,7 +534,7 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		struct frontend *fe;
 
-		for (fe = M.fes; fe != NULL; fe = fe->next)
+		LIST_FOREACH(fe, &M.fes, entry)
 			if (fe->pid == pid)
 				break;
 		if (fe != NULL) {
@@ -551,8 +549,10 @@ static void on_sigchld(evutil_socket_t sig, short what, void *arg)
 
 static void on_sigterm(evutil_socket_t sig, short what, void *arg)
 {
+	struct frontend *fe;
+
 	log_info("stopping on signal %d", (int)sig);
-	for (struct frontend *fe = M.fes; fe != NULL; fe = fe->next)
+	LIST_FOREACH(fe, &M.fes, entry)
 		kill(fe->pid, SIGTERM);
 	handoff_stop();
 	event_base_loopbreak(M.base);
@@ -807,7 +807,8 @@ void master_gauges(struct master_gauges *g)
 	}
 	g->spares = handoff_spares();
 	g->fe = master_stats.fe_ended;
-	for (const struct frontend *fe = M.fes; fe != NULL; fe = fe->next) {
+	const struct frontend *fe;
+	LIST_FOREACH(fe, &M.fes, entry) {
 		if (fe->retired)
 			g->frontends_retiring++;
 		else

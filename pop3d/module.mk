@@ -16,7 +16,7 @@ $(B)/pop3d: $(POP3D_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(POP3D_TLS_LIBS) $(LDLIBS)
 
 # Unit tests: each links the module(s) it tests plus common/.
-POP3D_TESTS := test-maildir test-cmd test-session test-netlist test-ipc
+POP3D_TESTS := test-maildir test-cmd test-session test-netlist test-ipc test-conntab
 UNIT_TESTS += $(POP3D_TESTS:%=$(B)/pop3d-test/%)
 ALL_OBJS += $(POP3D_TESTS:%=$(B)/obj/pop3d/%.o)
 
@@ -35,5 +35,8 @@ $(B)/pop3d-test/test-netlist: $(B)/obj/pop3d/test-netlist.o $(B)/obj/pop3d/netli
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/pop3d-test/test-ipc: $(B)/obj/pop3d/test-ipc.o $(B)/obj/pop3d/ipc.o $(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/pop3d-test/test-conntab: $(B)/obj/pop3d/test-conntab.o $(B)/obj/pop3d/conntab.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

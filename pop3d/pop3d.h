@@ -686,8 +686,9 @@ struct conn {
 	uint32_t next_free;
 };
 
-/* Sets the hook conntab_release calls first with each record it releases
- * (the master drops its front end's load there).  Call once at start-up. */
+/* Draws the hash key (after sodium_init) and sets the hook conntab_release
+ * calls first with each record it releases (the master drops its front
+ * end's load there).  Call once at start-up. */
 void conntab_init(void (*on_release)(struct conn *c));
 /* A new record in C_PREAUTH for a connection from rip:rport, counted for
  * rip.  Never fails (fatal on allocation failure).  Valid until
@@ -712,7 +713,8 @@ struct conn *conntab_session(pid_t pid);
 unsigned conntab_active(void);
 unsigned conntab_per_ip(const char *rip);
 unsigned conntab_per_user(const char *user);
-/* The bucket (< CONNTAB_BUCKETS) of a string key. */
+/* The bucket (< CONNTAB_BUCKETS) of a string key: keyed with the key
+ * conntab_init drew, so a client cannot choose keys that collide. */
 unsigned conntab_hash(const char *key);
 /* A one-line answer to a client we are not going to serve.  Best effort:
  * the socket is non-blocking and the line is far below its buffer. */
