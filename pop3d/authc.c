@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -38,7 +39,7 @@ struct authc_req {
 	uint64_t handle;
 	authc_cb *cb;
 	void *ctx;
-	struct authc_req *next;
+	LIST_ENTRY(authc_req) entry;	/* hash chain */
 };
 
 struct authc {
@@ -46,18 +47,19 @@ struct authc {
 	struct bufferevent *bev;	/* NULL: not connected */
 	bool versioned;			/* authd answered our VERSION */
 	uint64_t next_handle;
-	struct authc_req *buckets[AUTHC_BUCKETS];
+	LIST_HEAD(, authc_req) buckets[AUTHC_BUCKETS];
 	void (*lost)(void *);
 	void *ctx;
 };
 
-static struct authc_req **find_slot(struct authc *ac, uint64_t handle)
+static struct authc_req *find_req(struct authc *ac, uint64_t handle)
 {
-	struct authc_req **pp = &ac->buckets[handle % AUTHC_BUCKETS];
+	struct authc_req *q;
 
-	while (*pp != NULL && (*pp)->handle != handle)
-		pp = &(*pp)->next;
-	return pp;
+	LIST_FOREACH(q, &ac->buckets[handle % AUTHC_BUCKETS], entry)
+		if (q->handle == handle)
+			return q;
+	return NULL;
 }
 
 /* Fails every pending request and drops the connection. */
@@ -72,9 +74,9 @@ static void authc_drop(struct authc *ac, const char *why)
 	ac->bev = NULL;
 	ac->versioned = false;
 	for (size_t b = 0; b < AUTHC_BUCKETS; b++) {
-		while (ac->buckets[b] != NULL) {
-			struct authc_req *q = ac->buckets[b];
-			ac->buckets[b] = q->next;
+		while (!LIST_EMPTY(&ac->buckets[b])) {
+			struct authc_req *q = LIST_FIRST(&ac->buckets[b]);
+			LIST_REMOVE(q, entry);
 			q->cb(q->ctx, &r);
 			free(q);
 		}
@@ -88,7 +90,7 @@ static int handle_line(struct authc *ac, char *line, size_t len)
 {
 	struct proto_msg msg;
 	struct authc_reply r = { 0 };
-	struct authc_req **pp, *q;
+	struct authc_req *q;
 	const char *err;
 	uint64_t handle;
 
@@ -132,11 +134,10 @@ static int handle_line(struct authc *ac, char *line, size_t len)
 	}
 	if (r.reason == NULL)
 		r.reason = "";
-	pp = find_slot(ac, handle);
-	if (*pp == NULL)
+	q = find_req(ac, handle);
+	if (q == NULL)
 		return 0;	/* cancelled */
-	q = *pp;
-	*pp = q->next;
+	LIST_REMOVE(q, entry);
 	q->cb(q->ctx, &r);
 	free(q);
 	return 0;
@@ -281,21 +282,19 @@ uint64_t authc_auth(struct authc *ac, const char *user, const char *pass,
 	q->handle = handle;
 	q->cb = cb;
 	q->ctx = cbctx;
-	q->next = ac->buckets[handle % AUTHC_BUCKETS];
-	ac->buckets[handle % AUTHC_BUCKETS] = q;
+	LIST_INSERT_HEAD(&ac->buckets[handle % AUTHC_BUCKETS], q, entry);
 	return handle;
 }
 
 void authc_cancel(struct authc *ac, uint64_t handle)
 {
-	struct authc_req **pp = find_slot(ac, handle), *q;
+	struct authc_req *q = find_req(ac, handle);
 	struct proto_line l;
 	char id[24];
 
-	if (*pp == NULL)
+	if (q == NULL)
 		return;
-	q = *pp;
-	*pp = q->next;
+	LIST_REMOVE(q, entry);
 	free(q);
 	if (ac->bev == NULL)
 		return;

@@ -1,6 +1,8 @@
 /*
  * cmd.c - the POP3 command tokenizer and the CAPA list, shared by the
- * front end (AUTHORIZATION) and the session (TRANSACTION).
+ * front end (AUTHORIZATION; as login-user in login-chroot) and the session
+ * (TRANSACTION; as the mailbox owner).  The master, as root, uses only
+ * pop3_cmd_name (metric labels); it parses no command.
  *
  * RFC 1939 section 3: a keyword of 3-4 printable characters, then
  * arguments separated by single spaces.  We accept the keyword in any

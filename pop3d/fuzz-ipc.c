@@ -1,16 +1,23 @@
 /*
- * fuzz-ipc.c - libFuzzer harness for the master's decoder of front-end
- * messages (ipc_recv in pop3d/ipc.c), a session's decoder of the logins
- * the master hands it (session_job_recv), and the POP3 command tokenizer
- * (pop3d/cmd.c).
+ * fuzz-ipc.c - libFuzzer harness for every decoder in pop3d/ipc.c: the
+ * master's decoder of front-end messages (ipc_recv), a session's decoder
+ * of the logins the master hands it (session_job_recv), the master's
+ * decoders of what session processes write (ipc_report_recv and
+ * ipc_report_decode, ipc_spare_recv and ipc_spare_decode), and the POP3
+ * command tokenizer (pop3d/cmd.c).
  *
  * Input: byte 0 bit 0 says whether a descriptor goes with the datagram,
- * bit 1 which decoder reads it; the rest is sent as one SOCK_SEQPACKET
- * datagram and decoded; the same bytes, cut at the first NUL/CR/LF and at
- * 255, are tokenized as a command.
+ * bits 1-2 which decoder reads it (0 ipc_recv, 1 session_job_recv, 2
+ * ipc_report_recv, 3 ipc_spare_recv); the rest is sent as one
+ * SOCK_SEQPACKET datagram and decoded, and given to the pure decoders
+ * (ipc_report_decode, ipc_spare_decode) as is; the same bytes, cut at the
+ * first NUL/CR/LF and at 255, are tokenized as a command.
  * Checks: an accepted message has a known type, consistent lengths and
  * terminated strings; a descriptor is returned only where one is due; a
- * key ring (IPC_TICKET_KEYS) has two distinct key names or one key.
+ * key ring (IPC_TICKET_KEYS) has two distinct key names or one key; an
+ * accepted report is exactly one struct with a known end and kind, sent by
+ * this process (its credentials), never with a descriptor; a spare word is
+ * exactly SESSION_SPARE.  The socket decoders agree with the pure ones.
  *
  * Build (clang-14): clang-14 -g -O1 -fsanitize=fuzzer,address,undefined
  *   -D_GNU_SOURCE -I. pop3d/fuzz-ipc.c pop3d/ipc.c pop3d/cmd.c common/sock.c
@@ -70,6 +77,46 @@ static void check_job(int sock)
 		close(fd);
 }
 
+static void check_report_bytes(const uint8_t *data, size_t size)
+{
+	struct session_report r;
+	uint32_t w;
+
+	if (ipc_report_decode(data, size, &r) == 0) {
+		if (size != sizeof(r) || r.end >= SESSION_END_COUNT ||
+		    (r.kind != SESSION_REPORT_END && r.kind != SESSION_REPORT_OPENED) ||
+		    memcmp(&r, data, sizeof(r)) != 0)
+			abort();
+	}
+	if (ipc_spare_decode(data, size)) {
+		memcpy(&w, data, sizeof(w));
+		if (size != sizeof(w) || w != SESSION_SPARE)
+			abort();
+	}
+}
+
+/* The socket decoders: what they accept, the pure ones accept too. */
+static void check_session_msgs(int sock, int kind, bool with_fd, const uint8_t *data,
+			       size_t size)
+{
+	struct session_report r;
+	pid_t pid;
+
+	if (kind == 2) {
+		/* SO_PASSCRED was set on sock before the send */
+		if (ipc_report_recv(sock, &r, &pid) == 1) {
+			struct session_report again;
+			if (with_fd || pid != getpid() ||
+			    ipc_report_decode(data, size, &again) != 0 ||
+			    memcmp(&r, &again, sizeof(r)) != 0)
+				abort();
+		}
+	} else if (ipc_spare_recv(sock) == 1) {
+		if (with_fd || !ipc_spare_decode(data, size))
+			abort();
+	}
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct ipc_msg m;
@@ -78,14 +125,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1 || size > sizeof(struct session_job) + 16)
 		return 0;
 	tokenize(data + 1, size - 1);
+	check_report_bytes(data + 1, size - 1);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == -1)
 		return 0;
+	if ((data[0] >> 1 & 3) >= 2)
+		setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &(int){ 1 }, sizeof(int));
 	if (size > 1)
 		sock_send_fd(sv[0], (data[0] & 1) ? sv[0] : -1, data + 1, size - 1);
 	else
 		close(sv[0]), sv[0] = -1;
-	if (data[0] & 2) {
+	if ((data[0] >> 1 & 3) == 1) {
 		check_job(sv[1]);
+		r = 0;
+	} else if ((data[0] >> 1 & 3) >= 2) {
+		sock_set_nonblock(sv[1], true);
+		check_session_msgs(sv[1], data[0] >> 1 & 3, (data[0] & 1) != 0 && size > 1,
+				   data + 1, size - 1);
 		r = 0;
 	} else {
 		r = ipc_recv(sv[1], &m, &fd);

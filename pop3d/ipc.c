@@ -1,40 +1,242 @@
 /*
- * ipc.c - messages between the master and its front ends, and the logins
- * it hands to session processes that serve again.
+ * ipc.c - messages between pop3d's processes, and every decoder of bytes
+ * one of them reads from a less-trusted one.
+ *
+ * Linked into all three processes.  The master runs it as root on what
+ * front ends write (ipc_recv) and what sessions write, as mailbox owners:
+ * their reports (ipc_report_recv) and SESSION_SPARE (ipc_spare_recv).
+ * Front ends run ipc_recv on the master's messages (IPC_NEWCONN,
+ * IPC_RETIRE, IPC_TICKET_KEYS), as login-user in login-chroot; a type
+ * that is not for the reader is ignored by it.  A session decodes the
+ * logins the master hands it (session_job_recv) and sends SESSION_SPARE.
+ * Every length and string is checked here, trailing bytes and unexpected
+ * descriptors refused, before anyone looks at a message; pop3d/fuzz-ipc.c
+ * drives every decoder.
  *
  * A SOCK_SEQPACKET socketpair keeps message boundaries, so one recvmsg is
- * one message and its descriptor.  The master runs this decoder as root on
- * bytes an (untrusted) front end wrote: every length and string is checked
- * here before anyone looks at the message.  Front ends run it too, on the
- * master's messages (IPC_NEWCONN, IPC_RETIRE, IPC_TICKET_KEYS); a type
- * that is not for the reader is ignored by it.
+ * one message and its descriptor.
+ *
+ * Output queues (struct ipc_chan).  The master and the front ends send to
+ * each other from their event loops, which must never wait for a busy
+ * peer.  A message goes straight to the socket when nothing is queued and
+ * the socket takes it; otherwise it joins the channel's queue (so the
+ * order per channel is kept), and an EV_WRITE event sends the queue as
+ * room appears.  A queued descriptor is a dup, closed once sent: the
+ * caller closes its own at once either way.  Queued bytes are wiped when
+ * freed (ticket keys, pipelined client bytes).  The queue holds at most
+ * POP3D_IPC_MAX_QUEUED messages, on top of what the kernel buffers; a
+ * peer that far behind is wedged, and when the queue is full the send
+ * fails with ENOBUFS and the sender applies its policy:
+ *   master -> front end: the connection being passed is refused with the
+ *     existing path ([SYS/TEMP], REFUSE_INTERNAL) and the front end is
+ *     replaced (master.c's fe_stalled); a RETIRE or the ticket keys it
+ *     cannot take get it stopped (SIGTERM), as before.
+ *   front end -> master: a handoff that cannot be queued closes the client
+ *     with [SYS/TEMP]; a counter snapshot is sent again at the next tick;
+ *     a RETIRE request that cannot be queued ends the front end.
+ * Blocking writes remain only where no event loop runs: a session
+ * process's SESSION_SPARE (ipc_spare_send) and its report
+ * (session_proc.c), and a retired front end's last counters just before
+ * it exits (ipc_chan_flush_wait, bounded).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <sodium.h>
 
+#include "common/log.h"
+#include "common/mtime.h"
 #include "common/sock.h"
 #include "pop3d/pop3d.h"
 
-int ipc_send(int sock, const struct ipc_msg *m, int fd)
-{
-	/* The socket is non-blocking for the event loop's reads; a full
-	 * send buffer (a busy peer) is waited out, but not for ever. */
-	for (int tries = 0; tries < 50; tries++) {
-		struct pollfd pfd = { .fd = sock, .events = POLLOUT };
+/* ---- output queues --------------------------------------------------------------------- */
 
-		if (sock_send_fd(sock, fd, m, IPC_HEADER_LEN + m->data_len) == 0)
-			return 0;
-		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS)
+/* One message waiting for room in its channel, with its own copy of the
+ * descriptor (closed once sent, or when the queue is dropped). */
+struct ipc_out {
+	TAILQ_ENTRY(ipc_out) entry;
+	int fd;				/* a dup, or -1 */
+	size_t len;
+	uint8_t msg[];			/* header plus data */
+};
+
+struct ipc_chan {
+	int sock;
+	struct event *wev;		/* EV_WRITE, pending while out is not empty */
+	TAILQ_HEAD(, ipc_out) out;
+	unsigned nout, max;
+	int error;			/* errno that broke the channel, or 0 */
+	LIST_ENTRY(ipc_chan) all;
+};
+
+/* Every channel of this process, so that a forked child can drop what
+ * the parent had queued (ipc_chan_forget_all). */
+static LIST_HEAD(, ipc_chan) chans = LIST_HEAD_INITIALIZER(chans);
+
+static void out_free(struct ipc_out *o)
+{
+	if (o->fd != -1)
+		close(o->fd);
+	sodium_memzero(o->msg, o->len);		/* ticket keys, client bytes */
+	free(o);
+}
+
+static void chan_drop_queue(struct ipc_chan *ch)
+{
+	struct ipc_out *o;
+
+	while ((o = TAILQ_FIRST(&ch->out)) != NULL) {
+		TAILQ_REMOVE(&ch->out, o, entry);
+		out_free(o);
+	}
+	ch->nout = 0;
+}
+
+static bool would_block(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
+}
+
+/* Sends from the head of the queue while the socket takes it.  Returns 0
+ * (all sent, or the socket is full: EV_WRITE stays armed) or -1 (broken:
+ * the queue is dropped). */
+static int chan_flush(struct ipc_chan *ch)
+{
+	struct ipc_out *o;
+
+	while ((o = TAILQ_FIRST(&ch->out)) != NULL) {
+		if (sock_send_fd(ch->sock, o->fd, o->msg, o->len) == -1) {
+			if (would_block(errno))
+				return 0;
+			ch->error = errno;
+			chan_drop_queue(ch);
+			event_del(ch->wev);
 			return -1;
-		if (poll(&pfd, 1, 100) == -1 && errno != EINTR)
+		}
+		TAILQ_REMOVE(&ch->out, o, entry);
+		ch->nout--;
+		out_free(o);
+	}
+	event_del(ch->wev);
+	return 0;
+}
+
+static void on_chan_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct ipc_chan *ch = arg;
+
+	if (chan_flush(ch) == -1)
+		log_debug("ipc: channel broken, %s", strerror(ch->error));
+}
+
+struct ipc_chan *ipc_chan_new(struct event_base *base, int sock, unsigned max)
+{
+	struct ipc_chan *ch = xcalloc(1, sizeof(*ch));
+
+	ch->sock = sock;
+	ch->max = max;
+	TAILQ_INIT(&ch->out);
+	ch->wev = event_new(base, sock, EV_WRITE | EV_PERSIST, on_chan_writable, ch);
+	if (ch->wev == NULL)
+		fatalx("event_new");
+	LIST_INSERT_HEAD(&chans, ch, all);
+	return ch;
+}
+
+void ipc_chan_free(struct ipc_chan **chp)
+{
+	struct ipc_chan *ch = *chp;
+
+	if (ch == NULL)
+		return;
+	chan_drop_queue(ch);
+	event_free(ch->wev);
+	LIST_REMOVE(ch, all);
+	free(ch);
+	*chp = NULL;
+}
+
+void ipc_chan_forget_all(void)
+{
+	struct ipc_chan *ch;
+
+	/* the child has no use for the parent's events: drop the queues
+	 * only (the events belong to a base the child does not run) */
+	LIST_FOREACH(ch, &chans, all)
+		chan_drop_queue(ch);
+}
+
+unsigned ipc_chan_queued(const struct ipc_chan *ch)
+{
+	return ch->nout;
+}
+
+int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m, int fd)
+{
+	size_t len = IPC_HEADER_LEN + m->data_len;
+	struct ipc_out *o;
+
+	if (ch->error != 0) {
+		errno = ch->error;
+		return -1;
+	}
+	/* Nothing queued: straight to the socket, if it takes it.  Else
+	 * behind the queue, so that the channel keeps its order. */
+	if (TAILQ_EMPTY(&ch->out)) {
+		if (sock_send_fd(ch->sock, fd, m, len) == 0)
+			return 0;
+		if (!would_block(errno)) {
+			ch->error = errno;
+			return -1;
+		}
+	}
+	if (ch->nout >= ch->max) {
+		errno = ENOBUFS;
+		return -1;
+	}
+	o = xmalloc(sizeof(*o) + len);
+	o->fd = -1;
+	o->len = len;
+	memcpy(o->msg, m, len);
+	if (fd != -1 && (o->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0)) == -1) {
+		int e = errno;
+		out_free(o);
+		errno = e;
+		return -1;
+	}
+	TAILQ_INSERT_TAIL(&ch->out, o, entry);
+	ch->nout++;
+	event_add(ch->wev, NULL);
+	return 0;
+}
+
+int ipc_chan_flush_wait(struct ipc_chan *ch, int timeout_ms)
+{
+	uint64_t deadline = mtime_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		struct pollfd pfd = { .fd = ch->sock, .events = POLLOUT };
+		uint64_t now;
+
+		if (chan_flush(ch) == -1)
+			return -1;
+		if (TAILQ_EMPTY(&ch->out))
+			return 0;
+		now = mtime_ms();
+		if (now >= deadline) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if (poll(&pfd, 1, (int)(deadline - now)) == -1 && errno != EINTR)
 			return -1;
 	}
-	errno = ETIMEDOUT;
-	return -1;
 }
 
 static bool terminated(const char *s, size_t size)
@@ -133,6 +335,119 @@ bad:
 int session_job_send(int sock, const struct session_job *j, int fd)
 {
 	return sock_send_fd(sock, fd, j, SESSION_JOB_HEADER_LEN + j->data_len);
+}
+
+int ipc_spare_send(int sock)
+{
+	uint32_t spare = SESSION_SPARE;
+
+	if (send(sock, &spare, sizeof(spare), MSG_NOSIGNAL) != (ssize_t)sizeof(spare))
+		return -1;
+	return 0;
+}
+
+bool ipc_spare_decode(const uint8_t *buf, size_t len)
+{
+	uint32_t msg;
+
+	if (len != sizeof(msg))
+		return false;
+	memcpy(&msg, buf, sizeof(msg));
+	return msg == SESSION_SPARE;
+}
+
+/* A session process wrote it, as the mailbox owner: one word, no more
+ * (read into a larger buffer so that trailing bytes show), and no
+ * descriptor. */
+int ipc_spare_recv(int sock)
+{
+	uint8_t buf[sizeof(uint32_t) + 1];
+	ssize_t n;
+	int fd;
+
+	n = sock_recv_fd(sock, buf, sizeof(buf), &fd);
+	if (fd != -1)
+		close(fd);
+	if (n <= 0)
+		return (int)n;
+	if (fd != -1 || !ipc_spare_decode(buf, (size_t)n)) {
+		errno = EPROTO;
+		return -1;
+	}
+	return 1;
+}
+
+int ipc_report_decode(const uint8_t *buf, size_t len, struct session_report *r_r)
+{
+	struct session_report r;
+
+	if (len != sizeof(r))
+		return -1;
+	memcpy(&r, buf, sizeof(r));		/* buf has no alignment */
+	if (r.end >= SESSION_END_COUNT)
+		return -1;
+	switch (r.kind) {
+	case SESSION_REPORT_END:
+		break;
+	case SESSION_REPORT_OPENED: {
+		/* a word, not counts: everything but its kind is zero */
+		static const struct session_report zero = { .kind = SESSION_REPORT_OPENED };
+		if (memcmp(&r, &zero, sizeof(r)) != 0)
+			return -1;
+		break;
+	}
+	default:
+		return -1;
+	}
+	*r_r = r;
+	return 0;
+}
+
+/* The report socket is shared by every session (each a mailbox owner):
+ * the sender is who the kernel says it is (SCM_CREDENTIALS, with
+ * SO_PASSCRED on sock), never what the bytes say. */
+int ipc_report_recv(int sock, struct session_report *r_r, pid_t *pid_r)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(4 * sizeof(int))];
+	} cm;
+	uint8_t buf[sizeof(struct session_report) + 1];
+	struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cm.buf,
+			     .msg_controllen = sizeof(cm.buf) };
+	bool cred = false, fds = false;
+	struct ucred uc;
+	ssize_t n;
+
+	n = recvmsg(sock, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	if (n <= 0)
+		return (int)n;	/* -1 with EAGAIN: all read */
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h != NULL; h = CMSG_NXTHDR(&mh, h)) {
+		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS &&
+		    h->cmsg_len == CMSG_LEN(sizeof(uc))) {
+			memcpy(&uc, CMSG_DATA(h), sizeof(uc));
+			cred = true;
+		} else if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS &&
+			   h->cmsg_len >= CMSG_LEN(0)) {
+			/* a session sends no descriptor: close them, and
+			 * the message is not a report */
+			size_t nfd = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t k = 0; k < nfd; k++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof(fd));
+				close(fd);
+			}
+			fds = true;
+		}
+	}
+	if ((mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || !cred || fds ||
+	    ipc_report_decode(buf, (size_t)n, r_r) == -1) {
+		errno = EPROTO;
+		return -1;
+	}
+	*pid_r = uc.pid;
+	return 1;
 }
 
 /* The master is the sender, but a session checks what it is given all the

@@ -2,6 +2,11 @@
  * login.c - a front end: the AUTHORIZATION state of many clients in one
  * libevent loop, as login-user inside login-chroot.
  *
+ * Runs in a front end process.  login_main starts as root (forked by the
+ * master): it loads the TLS certificates (tls.c) and drops to login-user
+ * in login-chroot (privdrop_login) before its loop starts; everything that
+ * reads a client byte runs after the drop.
+ *
  * DESIGN
  * - The master accepts and passes each connection here (IPC_NEWCONN), so
  *   it can count connections globally.  We report every connection that
@@ -90,6 +95,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -149,13 +155,14 @@ struct client {
 	char tls_info[POP3D_TLS_INFO_MAX];
 	char rip[64], lip[64];
 	unsigned rport, lport;
-	struct client *next;	/* hash chain */
+	LIST_ENTRY(client) entry;	/* hash chain */
 };
 
 struct login {
 	const struct config *conf;
 	struct event_base *base;
 	int chan;
+	struct ipc_chan *out;	/* chan's sending side and its queue */
 	struct event *chan_ev;
 	struct authc *authc;
 	struct event *reconnect_ev;
@@ -169,7 +176,7 @@ struct login {
 	struct event *tick;	/* every POP3D_STATS_INTERVAL_MS: stats, title */
 	size_t title_clients;	/* what the title shows */
 	unsigned title_awaiting;
-	struct client *buckets[CLIENT_BUCKETS];
+	LIST_HEAD(, client) buckets[CLIENT_BUCKETS];
 };
 
 static struct login L;
@@ -188,21 +195,17 @@ static const char *user_tok(const struct client *c)
 
 static void client_unlink(struct client *c)
 {
-	struct client **pp = &L.buckets[c->conn_id % CLIENT_BUCKETS];
-
-	while (*pp != NULL && *pp != c)
-		pp = &(*pp)->next;
-	if (*pp == c)
-		*pp = c->next;
+	LIST_REMOVE(c, entry);
 	L.nclients--;
 }
 
 static unsigned count_awaiting(void)
 {
+	const struct client *c;
 	unsigned n = 0;
 
 	for (size_t b = 0; b < CLIENT_BUCKETS; b++)
-		for (const struct client *c = L.buckets[b]; c != NULL; c = c->next)
+		LIST_FOREACH(c, &L.buckets[b], entry)
 			n += c->state == ST_AWAITING;
 	return n;
 }
@@ -220,7 +223,7 @@ static void stats_flush(void)
 	m.type = IPC_STATS;
 	m.data_len = sizeof(L.st);
 	memcpy(m.data, &L.st, sizeof(L.st));
-	if (ipc_send(L.chan, &m, -1) == -1) {
+	if (ipc_chan_send(L.out, &m, -1) == -1) {
 		log_warn("front end: cannot send counters to the master");
 		return;
 	}
@@ -242,6 +245,9 @@ static void maybe_exit(void)
 {
 	if (L.retired && L.nclients == 0) {
 		stats_flush();	/* the master adds our last counts to its totals */
+		/* the loop ends here: waiting for the master is now allowed */
+		if (ipc_chan_flush_wait(L.out, POP3D_IPC_FLUSH_MS) == -1)
+			log_warn("front end: cannot send the last counters to the master");
 		log_info("front end: retired and idle, exiting");
 		exit(0);
 	}
@@ -253,7 +259,7 @@ static void client_free(struct client *c)
 {
 	if (!c->handed_off) {
 		struct ipc_msg m = { .type = IPC_CLOSED, .conn_id = c->conn_id };
-		if (ipc_send(L.chan, &m, -1) == -1)
+		if (ipc_chan_send(L.out, &m, -1) == -1)
 			log_warn("front end: cannot report a closed connection");
 	}
 	if (c->state == ST_AWAITING && L.authc != NULL)
@@ -643,7 +649,7 @@ static void do_handoff(struct client *c)
 	memcpy(m.ticket, c->ticket, sizeof(m.ticket));
 	if (n > 0)
 		evbuffer_remove(in, m.data, n);
-	if (ipc_send(L.chan, &m, fd) == -1) {
+	if (ipc_chan_send(L.out, &m, fd) == -1) {
 		log_warn("front end: handoff of %s failed", user_tok(c));
 		sodium_memzero(m.data, n);
 		if (sv[0] != -1) {
@@ -1061,8 +1067,7 @@ static void new_client(int fd, uint64_t conn_id, bool tls_port)
 	c->sock_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), on_sock_output, c);
 	if (c->sock_cb == NULL)
 		fatalx("front end: evbuffer_add_cb failed (out of memory)");
-	c->next = L.buckets[conn_id % CLIENT_BUCKETS];
-	L.buckets[conn_id % CLIENT_BUCKETS] = c;
+	LIST_INSERT_HEAD(&L.buckets[conn_id % CLIENT_BUCKETS], c, entry);
 	L.nclients++;
 	if (tls_port) {
 		/* POP3S: the greeting waits for the handshake */
@@ -1151,7 +1156,7 @@ static void authd_unreachable(void)
 	if (L.asked_replacement)
 		return;
 	L.asked_replacement = true;
-	if (ipc_send(L.chan, &m, -1) == -1)
+	if (ipc_chan_send(L.out, &m, -1) == -1)
 		exit(1);
 }
 
@@ -1195,6 +1200,7 @@ void login_main(const struct config *conf, int chan, int authfd, uid_t uid, gid_
 		fatalx("front end: event_base_new");
 	sock_set_nonblock(chan, true);
 	L.chan_ev = event_new(L.base, chan, EV_READ | EV_PERSIST, on_chan, NULL);
+	L.out = ipc_chan_new(L.base, chan, POP3D_IPC_MAX_QUEUED);
 	L.reconnect_ev = evtimer_new(L.base, try_reconnect, NULL);
 	L.tick = event_new(L.base, -1, EV_PERSIST, on_tick, NULL);
 	sig = evsignal_new(L.base, SIGTERM, on_term, NULL);

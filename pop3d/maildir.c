@@ -1,6 +1,10 @@
 /*
  * maildir.c - the Maildir maildrop of a POP3 session.
  *
+ * Runs in the session process, as the mailbox owner.  The master, as
+ * root, runs only maildir_expand, on the configuration's maildrop template
+ * (check_conf), never on a real maildrop.
+ *
  * DESIGN
  * - Everything is opened relative to one directory descriptor taken at
  *   open time, so a rename of the maildir path mid-session cannot make us

@@ -1,7 +1,9 @@
 /*
  * netlist.c - lists of networks ("127.0.0.0/8, ::1") and matching an
  * address against them.  Used for require-tls-exempt: parsed and checked
- * by the master at start-up, matched by the front end per connection.
+ * by the master at start-up and reload (as root, on the configuration
+ * file's value), and by a front end (as root before its drop, then
+ * matched per connection as login-user in login-chroot).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -1,26 +1,55 @@
 /*
- * pop3d.h - the private header of pop3d.
+ * pop3d.h - the private header of pop3d: its limits, and the prototypes
+ * of every file, grouped under the file that defines them.
  *
  * Processes (docs/pop3d.md has the picture):
  *
- *   master    (master.c, privdrop.c)  root when started by systemd.  Binds the
- *             listeners, accepts, enforces the connection limits, passes each
- *             connection to a front end, redeems tickets with authd and forks
- *             sessions.  Never parses client input, never sees a password.
- *   front end (login.c, authc.c, cmd.c, tls.c, netlist.c)  login-user in
- *             login-chroot.  The AUTHORIZATION state for many clients in one
- *             libevent loop; the TLS endpoint, and after a TLS login the relay
- *             between the client and its session.
- *   session   (session.c, maildir.c)  the mailbox owner.  TRANSACTION and
- *             UPDATE states for one client, blocking I/O with deadlines.
+ *   master    (master.c, conntab.c, handoff.c, stats.c)  root when started
+ *             by systemd.  Binds the listeners, accepts, enforces the
+ *             connection limits, passes each connection to a front end,
+ *             redeems tickets with authd and forks sessions.  Never parses
+ *             client input, never sees a password.
+ *   front end (login.c, authc.c, tls.c)  login-user in login-chroot.  The
+ *             AUTHORIZATION state for many clients in one libevent loop;
+ *             the TLS endpoint, and after a TLS login the relay between the
+ *             client and its session.
+ *   session   (session_proc.c, session.c, maildir.c)  the mailbox owner.
+ *             TRANSACTION and UPDATE states for one client at a time,
+ *             blocking I/O with deadlines.
+ *   linked into several: ipc.c (each side's decoder of the others'
+ *             messages), cmd.c, netlist.c, privdrop.c, tls.c.
  *
- * What may run as root: master.c (accept, fork, waitpid, the handoff
- * decoder ipc.c) and privdrop.c (the drops); tls.c loads certificates and
- * keys as root, in a front end before its chroot and in the master's
- * throw-away start-up check child, never in the master itself; the master
- * runs only tls.c's session-ticket key functions (random bytes drawn and
- * copied, no OpenSSL).  Nothing that reads a byte sent by a client runs
- * as root.
+ * What may run as root, and when (started as an ordinary user, nothing
+ * does; privdrop.c):
+ *   master.c, conntab.c, handoff.c   always: they are the master.  They
+ *                   read no client byte; handoff.c reads authd's replies
+ *                   (common/proto.c, parse_user) and, through ipc.c, what
+ *                   front ends and sessions send.
+ *   stats.c         always, in the master: counters, and the stats socket
+ *                   (it writes to scrapers, reads nothing of theirs).
+ *   ipc.c           in the master: ipc_recv (front ends' messages),
+ *                   ipc_report_recv and ipc_spare_recv (sessions'), and the
+ *                   output queues of its channels.
+ *   privdrop.c      in the master (privdrop_init), and in each child from
+ *                   its fork to its drop (privdrop_child_signals,
+ *                   privdrop_login, privdrop_session).
+ *   session_proc.c  from the master's fork to privdrop_session only:
+ *                   closes the master's descriptors and wipes the ticket
+ *                   keys; it reads no byte before the drop.
+ *   login.c, authc.c  a front end before privdrop_login: login_main's
+ *                   set-up and authc_connect (the handshake to authd); no
+ *                   client byte is read before the drop.
+ *   tls.c           a front end before its chroot (tls_server_init loads
+ *                   certificates and keys), the master's start-up check
+ *                   child (tls_check_files), and the master itself for the
+ *                   session-ticket key ring only (random bytes drawn and
+ *                   copied, no OpenSSL).
+ *   cmd.c           in the master, pop3_cmd_name only (metric labels).
+ *   netlist.c, maildir.c  in the master's configuration checks only, on
+ *                   the configuration file's values (require-tls-exempt;
+ *                   maildir_expand of the maildrop template).
+ *   session.c       never.
+ * Nothing that reads a byte sent by a client runs as root.
  */
 #ifndef POP3D_POP3D_H
 #define POP3D_POP3D_H
@@ -96,6 +125,13 @@ struct ssl_st;
 #define POP3D_STATS_INTERVAL_MS	1000
 /* Stats socket clients served at once (a scrape is one short write). */
 #define POP3D_STATS_MAX_CONNS	32
+/* Messages a channel between the master and a front end queues beyond
+ * what the kernel buffers (hundreds of messages) before its sender gives
+ * up on the peer as wedged (ipc.c's head: the policy). */
+#define POP3D_IPC_MAX_QUEUED	64
+/* How long a retired front end waits for the master to take its last
+ * counters before it exits anyway. */
+#define POP3D_IPC_FLUSH_MS	5000
 /* How long a session waits for room to send its report at exit; after
  * that its counters are lost (the master is too busy to read them). */
 #define POP3D_REPORT_TIMEOUT_MS	100
@@ -313,6 +349,10 @@ int session_run(const struct session_params *p, struct session_report *report_r)
  * dropped.  Call once at start-up, before privdrop_enabled. */
 void privdrop_init(void);
 bool privdrop_enabled(void);
+/* A child just forked from the master (front end, session): default
+ * actions for SIGCHLD, SIGTERM and SIGINT, and SIGHUP, SIGUSR1 and SIGPIPE
+ * ignored (reload and log rotation are the master's business). */
+void privdrop_child_signals(void);
 /* Front end: chroot to dir and become uid/gid (common/privsep.c; fatal if
  * the drop does not stick).  Without root, does nothing.  Returns 0, or -1
  * (logged) if the chroot fails. */
@@ -323,7 +363,7 @@ int privdrop_login(const char *chroot_dir, uid_t uid, gid_t gid);
 int privdrop_session(uid_t uid, gid_t gid, unsigned first_valid_uid,
 		     const char **error_r);
 
-/* ---- ipc.c: master <-> front end messages (SOCK_SEQPACKET) ------------ */
+/* ---- ipc.c: messages between the processes (SOCK_SEQPACKET) ---------- */
 
 enum ipc_type {
 	IPC_NEWCONN = 1,	/* master -> front end, with the client fd */
@@ -395,8 +435,29 @@ struct ipc_msg {
 
 #define IPC_HEADER_LEN	offsetof(struct ipc_msg, data)
 
-/* Sends m (header plus data_len bytes) with fd (or -1).  Returns 0/-1. */
-int ipc_send(int sock, const struct ipc_msg *m, int fd);
+/* A channel's sending side with its bounded output queue (ipc.c's head:
+ * the policy when it is full). */
+struct ipc_chan;
+/* Wraps sock (non-blocking; not owned) for sending from the loop of base,
+ * queueing at most max messages the socket cannot take yet. */
+struct ipc_chan *ipc_chan_new(struct event_base *base, int sock, unsigned max);
+/* Drops what is queued (descriptors closed, bytes wiped) and frees *chp;
+ * NULLs it.  Does not close the socket. */
+void ipc_chan_free(struct ipc_chan **chp);
+/* Sends m (header plus data_len bytes) with fd (or -1), or queues it
+ * behind earlier messages; never waits.  fd stays the caller's (a queued
+ * message holds a dup).  Returns 0 (sent or queued), or -1 with errno
+ * ENOBUFS (the queue is full: nothing queued) or the error that broke the
+ * channel. */
+int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m, int fd);
+/* Messages queued now. */
+unsigned ipc_chan_queued(const struct ipc_chan *ch);
+/* Blocking, for a process whose loop has ended: sends the queue, waiting
+ * at most timeout_ms.  Returns 0, or -1 (errno ETIMEDOUT or the error). */
+int ipc_chan_flush_wait(struct ipc_chan *ch, int timeout_ms);
+/* In a child just forked: drops every queue it inherited (a session must
+ * not keep the ticket keys queued for a front end). */
+void ipc_chan_forget_all(void);
 /* Receives one message into m and checks it completely (type, lengths,
  * terminated strings, a descriptor where one is due and only there).
  * Returns 1 with *fd_r (or -1), 0 on EOF, -1 on a broken or malformed
@@ -427,6 +488,30 @@ struct session_job {
 /* Sends j (header plus data_len bytes) with the client fd.  Returns 0/-1
  * (the socket is idle when a job is due, so it never waits). */
 int session_job_send(int sock, const struct session_job *j, int fd);
+/* Session: says on its channel that its session has ended and it can
+ * take another (SESSION_SPARE).  Blocking: a session process runs no event
+ * loop.  Returns 0/-1. */
+int ipc_spare_send(int sock);
+/* Master: whether buf is exactly a SESSION_SPARE word. */
+bool ipc_spare_decode(const uint8_t *buf, size_t len);
+/* Master: receives one message from a session's channel (non-blocking).
+ * Returns 1 for SESSION_SPARE, 0 on EOF, -1 with errno EAGAIN (nothing
+ * pending) or EPROTO (anything else: other bytes, trailing bytes, a
+ * descriptor, which is closed). */
+int ipc_spare_recv(int sock);
+
+/* Master: decodes a session report (struct session_report, written by a
+ * session as the mailbox owner): exactly its size, a known end and kind,
+ * and a SESSION_REPORT_OPENED all zero but its kind.  Returns 0 with
+ * *r_r, or -1 (*r_r untouched). */
+int ipc_report_decode(const uint8_t *buf, size_t len, struct session_report *r_r);
+/* Master: receives one report from the report socket sock (SO_PASSCRED
+ * set; non-blocking).  Returns 1 with *r_r and the sender's pid as the
+ * kernel names it (SCM_CREDENTIALS) in *pid_r, 0 on EOF, -1 with errno
+ * EAGAIN (nothing pending), EINTR, or EPROTO (malformed, truncated,
+ * without credentials or with descriptors, which are closed: dropped). */
+int ipc_report_recv(int sock, struct session_report *r_r, pid_t *pid_r);
+
 /* Receives a job and checks it (lengths, terminated strings, one fd).
  * Returns 1 with *fd_r, 0 on EOF, -1 on a broken or malformed message. */
 int session_job_recv(int sock, struct session_job *j, int *fd_r);
@@ -562,6 +647,117 @@ void stats_init(struct event_base *base, int listen_fd);
 /* Closes the stats socket and every scrape in progress (at exit). */
 void stats_shutdown(void);
 
+/* ---- conntab.c: the master's connection table ------------------------- */
+
+/* Buckets of conntab's string tables (and of handoff.c's login-delay
+ * table, which hashes with conntab_hash). */
+#define CONNTAB_BUCKETS		4096
+
+enum conn_state { C_FREE, C_PREAUTH, C_REDEEM, C_SESSION };
+
+struct frontend;
+struct event;
+
+/* One connection, from accept to the end of its session.  The master's
+ * (master.c, handoff.c); records never move while pop3d runs. */
+struct conn {
+	uint32_t gen;
+	enum conn_state state;
+	struct frontend *fe;		/* C_PREAUTH; later if it relays TLS */
+	char rip[64];
+	unsigned rport;
+	/* C_REDEEM */
+	int fd;
+	pid_t fe_pid;
+	struct event *timer;
+	uint8_t *data;
+	size_t data_len;
+	char method[8];
+	bool secured;
+	char tls_info[POP3D_TLS_INFO_MAX];
+	/* C_SESSION */
+	pid_t pid;
+	char *user;
+	uint64_t started_ms;		/* fork of the session */
+	bool reported;			/* its report came */
+	bool opened;			/* it said its maildrop is open */
+	bool maildrop_failed;		/* its report: SESSION_END_MAILDROP */
+	uint32_t idx;			/* own slot in the table */
+	uint32_t next_free;
+};
+
+/* Draws the hash key (after sodium_init) and sets the hook conntab_release
+ * calls first with each record it releases (the master drops its front
+ * end's load there).  Call once at start-up. */
+void conntab_init(void (*on_release)(struct conn *c));
+/* A new record in C_PREAUTH for a connection from rip:rport, counted for
+ * rip.  Never fails (fatal on allocation failure).  Valid until
+ * conntab_release. */
+struct conn *conntab_new(const char *rip, unsigned rport);
+/* c's id, for a front end or authd to name it by. */
+uint64_t conntab_id(const struct conn *c);
+/* The live connection named by id, or NULL (ended, or never was). */
+struct conn *conntab_find(uint64_t id);
+/* Ends c: closes its fd, frees its timer and data (wiped) and its counts.
+ * The record stays valid memory (C_FREE) for conntab_next. */
+void conntab_release(struct conn *c);
+/* c now runs a session in process pid for user (copied), which counts
+ * against max-sessions-per-user until c is released. */
+void conntab_set_session(struct conn *c, pid_t pid, const char *user);
+/* The live connection after prev (NULL: the first), or NULL.  prev may
+ * have been released meanwhile. */
+struct conn *conntab_next(const struct conn *prev);
+/* The connection whose session runs in process pid, or NULL. */
+struct conn *conntab_session(pid_t pid);
+/* Connections held; ... from rip; sessions of user. */
+unsigned conntab_active(void);
+unsigned conntab_per_ip(const char *rip);
+unsigned conntab_per_user(const char *user);
+/* The bucket (< CONNTAB_BUCKETS) of a string key: keyed with the key
+ * conntab_init drew, so a client cannot choose keys that collide. */
+unsigned conntab_hash(const char *key);
+/* A one-line answer to a client we are not going to serve.  Best effort:
+ * the socket is non-blocking and the line is far below its buffer. */
+void conntab_refuse(int fd, const char *line);
+
+/* ---- handoff.c: the master's side of a login --------------------------- */
+
+/* Start-up, before daemonize: makes the session report socket (fatal if
+ * it cannot). */
+void handoff_init(void);
+/* Start-up: serves the report socket on base (which authd's master socket
+ * and the spares' channels use too). */
+void handoff_start(struct event_base *base);
+/* Start-up and every reload: the configuration new sessions get (conf
+ * must stay valid until the next call) and login-delay in ms (0: none).
+ * Spares forked under an older configuration are let go. */
+void handoff_configure(const struct config *conf, uint64_t login_delay_ms);
+/* An IPC_HANDOFF for c (C_PREAUTH, checked by the caller to belong to the
+ * front end fe_pid): redeems m->ticket with authd, then applies the
+ * per-user limits and starts the session, or refuses the client.  Takes
+ * fd (the client, or a TLS relay's end). */
+void handoff_redeem(struct conn *c, const struct ipc_msg *m, int fd, pid_t fe_pid);
+/* The master reaped pid (not a front end's) with status: books its
+ * session's end and forgets it as a spare. */
+void handoff_child_exited(pid_t pid, int status);
+/* SIGTERM: signals every session and spare. */
+void handoff_stop(void);
+/* Books every session report queued now (a scrape counts them). */
+void handoff_reports_read(void);
+/* Session processes waiting for a login. */
+unsigned handoff_spares(void);
+
+/* ---- session_proc.c: the session process ------------------------------ */
+
+struct session_job;
+/* The session process, right after the master's fork: closes every
+ * descriptor but fd (the client), chan (its channel to the master, or -1
+ * if it serves only this login) and report_fd (the report socket), wipes
+ * the ticket keys, becomes first->uid/gid, serves first and then, with
+ * session-reuse, the logins the master sends on chan.  Never returns. */
+void session_main(const struct config *conf, const struct session_job *first, int fd,
+		  int chan, int report_fd) __attribute__((noreturn));
+
 /* ---- master.c ----------------------------------------------------------- */
 
 /* What the master knows right now, for stats.c. */
@@ -579,13 +775,15 @@ struct master_gauges {
 };
 void master_gauges(struct master_gauges *g);
 
-/* ---- login.c / authc.c: the front end ---------------------------------- */
+/* ---- login.c: the front end -------------------------------------------- */
 
 /* Runs a front end in the current (forked) process: chan is its socket to
  * the master, authfd a connection to authd opened before the privilege
  * drop (or -1).  Never returns. */
 void login_main(const struct config *conf, int chan, int authfd,
 		uid_t uid, gid_t gid) __attribute__((noreturn));
+
+/* ---- authc.c: the front end's authd client ----------------------------- */
 
 struct authc;
 enum authc_result { AUTHC_OK, AUTHC_FAIL, AUTHC_TEMPFAIL };

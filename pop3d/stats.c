@@ -2,6 +2,7 @@
  * stats.c - pop3d's metrics: the master's counters, the totals of the
  * counters front ends and sessions send it, and the stats socket that
  * serves them in the Prometheus text format (connect, read, EOF).
+ * Runs in the master only, as root when started so.
  *
  * DESIGN: where each number is counted, and how it reaches the master
  * - The master counts what it sees itself (accepts and refusals, handoffs,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "common/config.h"
 #include "common/log.h"
@@ -242,13 +243,20 @@ static void test_ipc_decoder(void)
 	m.type = IPC_CLOSED;
 	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN, false), 1);
 	CHECK_INT(recv_raw(&m, IPC_HEADER_LEN, true), -1);
-	/* ipc_send and ipc_recv agree */
+	/* ipc_chan_send and ipc_recv agree */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0) {
+		struct event_base *base = event_base_new();
+		struct ipc_chan *ch;
 		struct ipc_msg r;
+		CHECK(base != NULL);
+		ch = ipc_chan_new(base, sv[0], 4);
 		m.type = IPC_RETIRE;
-		CHECK_INT(ipc_send(sv[0], &m, -1), 0);
+		CHECK_INT(ipc_chan_send(ch, &m, -1), 0);
 		CHECK_INT(ipc_recv(sv[1], &r, &fd), 1);
 		CHECK_INT(r.type, IPC_RETIRE);
+		ipc_chan_free(&ch);
+		CHECK(ch == NULL);
+		event_base_free(base);
 		close(sv[0]);
 		CHECK_INT(ipc_recv(sv[1], &r, &fd), 0);
 		close(sv[1]);
