@@ -28,9 +28,12 @@
  * peer that far behind is wedged, and when the queue is full the send
  * fails with ENOBUFS and the sender applies its policy:
  *   master -> front end: the connection being passed is refused with the
- *     existing path ([SYS/TEMP], REFUSE_INTERNAL) and the front end is
- *     replaced (master.c's fe_stalled); a RETIRE or the ticket keys it
- *     cannot take get it stopped (SIGTERM), as before.
+ *     existing path ([SYS/TEMP], REFUSE_INTERNAL), and new connections go
+ *     to front ends whose queue has room.  A busy front end catches up
+ *     and keeps its clients; one whose queue has not moved for
+ *     POP3D_IPC_STALL_MS (ipc_chan_stalled: the 5 s a blocking send used
+ *     to wait) is wedged and replaced (master.c's fe_stalled).  A RETIRE
+ *     or the ticket keys it cannot take get it stopped (SIGTERM).
  *   front end -> master: a handoff that cannot be queued closes the client
  *     with [SYS/TEMP]; a counter snapshot is sent again at the next tick;
  *     a RETIRE request that cannot be queued ends the front end.
@@ -73,6 +76,8 @@ struct ipc_chan {
 	TAILQ_HEAD(, ipc_out) out;
 	unsigned nout, max;
 	int error;			/* errno that broke the channel, or 0 */
+	uint64_t moved_ms;		/* while out is not empty: when it was last
+					 * queued from empty or last sent from */
 	LIST_ENTRY(ipc_chan) all;
 };
 
@@ -123,6 +128,7 @@ static int chan_flush(struct ipc_chan *ch)
 		TAILQ_REMOVE(&ch->out, o, entry);
 		ch->nout--;
 		out_free(o);
+		ch->moved_ms = mtime_ms();
 	}
 	event_del(ch->wev);
 	return 0;
@@ -211,10 +217,17 @@ int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m, int fd)
 		errno = e;
 		return -1;
 	}
+	if (TAILQ_EMPTY(&ch->out))
+		ch->moved_ms = mtime_ms();
 	TAILQ_INSERT_TAIL(&ch->out, o, entry);
 	ch->nout++;
 	event_add(ch->wev, NULL);
 	return 0;
+}
+
+bool ipc_chan_stalled(const struct ipc_chan *ch, uint64_t after_ms)
+{
+	return ch->nout > 0 && mtime_ms() - ch->moved_ms >= after_ms;
 }
 
 int ipc_chan_flush_wait(struct ipc_chan *ch, int timeout_ms)

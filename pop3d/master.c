@@ -35,8 +35,9 @@
  *   report when they end (handoff.c).  stats.c explains the whole scheme.
  * - Channels to front ends never block the loop: ipc.c queues what a busy
  *   front end cannot take yet and writes it when the channel is writable.
- *   A front end whose queue is full is wedged: the connection being passed
- *   is refused ([SYS/TEMP]) and the front end replaced (fe_stalled).
+ *   While a front end's queue is full the connection being passed is
+ *   refused ([SYS/TEMP]) and others get the new ones; one whose queue has
+ *   not moved for POP3D_IPC_STALL_MS is wedged and replaced (fe_stalled).
  * - Reload (SIGHUP): the file is loaded and checked in full (TLS files in
  *   a child, as at start-up) before anything changes; a bad one is refused
  *   and logged, and the running configuration stays.  What the master
@@ -137,10 +138,21 @@ static void conn_unload(struct conn *c)
 static struct frontend *pick_frontend(void)
 {
 	struct frontend *fe, *best = NULL;
+	bool best_room = false;
 
-	LIST_FOREACH(fe, &M.fes, entry)
-		if (!fe->retired && (best == NULL || fe->nconns < best->nconns))
+	/* The least loaded of those that have room in their queue, or else
+	 * the least loaded: its full queue then refuses the connection. */
+	LIST_FOREACH(fe, &M.fes, entry) {
+		bool room = ipc_chan_queued(fe->out) < POP3D_IPC_MAX_QUEUED;
+
+		if (fe->retired)
+			continue;
+		if (best == NULL || (room && !best_room) ||
+		    (room == best_room && fe->nconns < best->nconns)) {
 			best = fe;
+			best_room = room;
+		}
+	}
 	return best;
 }
 
@@ -205,7 +217,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
 			conntab_release(c);
-			if (e == ENOBUFS)
+			if (e == ENOBUFS && ipc_chan_stalled(fe->out, POP3D_IPC_STALL_MS))
 				fe_stalled(fe);
 			why = REFUSE_INTERNAL;
 			goto refused;
@@ -443,8 +455,8 @@ static void on_restart(evutil_socket_t fd, short what, void *arg)
 	spawn_frontend((unsigned)(uintptr_t)arg);
 }
 
-/* fe has not read POP3D_IPC_MAX_QUEUED messages beyond what its socket
- * buffers: it is wedged.  Its slot gets a new front end now, and fe is
+/* fe's queue is full and has not moved for POP3D_IPC_STALL_MS: it is
+ * wedged.  Its slot gets a new front end now, and fe is
  * retired; the RETIRE cannot be queued, so it is stopped (fe_retire). */
 static void fe_stalled(struct frontend *fe)
 {

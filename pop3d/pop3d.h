@@ -129,6 +129,9 @@ struct ssl_st;
  * what the kernel buffers (hundreds of messages) before its sender gives
  * up on the peer as wedged (ipc.c's head: the policy). */
 #define POP3D_IPC_MAX_QUEUED	64
+/* A peer whose queue has not moved for this long is wedged, not busy
+ * (what a blocking send once waited for at most). */
+#define POP3D_IPC_STALL_MS	5000
 /* How long a retired front end waits for the master to take its last
  * counters before it exits anyway. */
 #define POP3D_IPC_FLUSH_MS	5000
@@ -452,6 +455,9 @@ void ipc_chan_free(struct ipc_chan **chp);
 int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m, int fd);
 /* Messages queued now. */
 unsigned ipc_chan_queued(const struct ipc_chan *ch);
+/* True if messages are queued and none has left for after_ms (since the
+ * queue began, or since the last one sent): the peer is not reading. */
+bool ipc_chan_stalled(const struct ipc_chan *ch, uint64_t after_ms);
 /* Blocking, for a process whose loop has ended: sends the queue, waiting
  * at most timeout_ms.  Returns 0, or -1 (errno ETIMEDOUT or the error). */
 int ipc_chan_flush_wait(struct ipc_chan *ch, int timeout_ms);

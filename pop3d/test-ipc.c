@@ -202,6 +202,9 @@ static void test_chan_full(void)
 	CHECK(now_s() - t0 < 2.0);
 	CHECK_INT(ipc_chan_queued(ch), 8);
 	CHECK(fd_msg != UINT64_MAX);
+	/* full is not yet wedged: that takes a queue that does not move */
+	CHECK(!ipc_chan_stalled(ch, 60000));
+	CHECK(ipc_chan_stalled(ch, 0));
 	/* the loop runs while the channel is full */
 	tick = evtimer_new(base, on_tick, &ticks);
 	evtimer_add(tick, &zero);
@@ -234,6 +237,7 @@ static void test_chan_full(void)
 	}
 	CHECK(next == sent);
 	CHECK_INT(ipc_chan_queued(ch), 0);
+	CHECK(!ipc_chan_stalled(ch, 0));
 	/* room again */
 	m.conn_id = sent;
 	CHECK_INT(ipc_chan_send(ch, &m, -1), 0);
