@@ -104,9 +104,14 @@ struct worker {
 };
 
 /* A backend.  init/deinit run on the main thread before workers start and
- * after they stop; worker_init/verify/worker_deinit run on each worker. */
+ * after they stop; worker_init/verify/worker_deinit run on each worker.
+ * check (optional) makes the checks init makes that config.c cannot (the
+ * backend's library, files on the running system) without starting
+ * anything: `authd -t` runs it, and init fails for the same reasons with
+ * the same messages, since both go through the same code. */
 struct passdb_ops {
 	const char *type;
+	int (*check)(const struct auth_conf *ac, char *error, size_t size);
 	int (*init)(struct authenticator *auth, char *error, size_t size);
 	void *(*worker_init)(struct authenticator *auth, unsigned index);
 	void (*verify)(struct authenticator *auth, void *state, struct job *job);
@@ -152,6 +157,9 @@ struct authenticator {
 };
 
 /* authenticator.c */
+/* authd -t: each authenticator's check (passdb_ops).  Returns 0, or -1
+ * with "authenticator NAME: why" in error, as generation_start() would. */
+int authenticators_check(const struct config *conf, char *error, size_t size);
 /* Sets up the completion wake-up on base; once, before any start. */
 void authenticators_init(struct event_base *base);
 /* Starts a generation: the authenticators of conf's chain and their

@@ -240,6 +240,19 @@ static void *watcher_main(void *arg)
 	return NULL;
 }
 
+/* authd -t: loads the file as pwfile_init() does, and drops it. */
+static int pwfile_check(const struct auth_conf *ac, char *error, size_t size)
+{
+	struct pw_db *db = db_load(ac->name, ac->path);
+
+	if (db == NULL) {
+		snprintf(error, size, "cannot load %s", ac->path);
+		return -1;
+	}
+	db_free(db);
+	return 0;
+}
+
 static int pwfile_init(struct authenticator *auth, char *error, size_t size)
 {
 	struct pwfile *pf = xcalloc(1, sizeof(*pf));
@@ -427,6 +440,7 @@ static void pwfile_deinit(struct authenticator *auth)
 
 const struct passdb_ops passdb_passwd_file = {
 	.type = "passwd-file",
+	.check = pwfile_check,
 	.init = pwfile_init,
 	.verify = pwfile_verify,
 	.deinit = pwfile_deinit,
