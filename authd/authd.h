@@ -215,16 +215,9 @@ struct generation *authd_generation(void);
 void stats_init(struct event_base *base, int listen_fd);
 void stats_shutdown(void);
 
-/* reply helpers used by request.c, implemented in client.c */
-struct client;
-void client_reply_ok(struct client *c, const char *id, const char *user,
-		     const struct userdb *udb, const char *authname, const char *ticket);
-void client_reply_fail(struct client *c, const char *id);
-void client_reply_tempfail(struct client *c, const char *id, enum tempfail_reason reason);
-void client_request_done(struct client *c, struct request *req);
-pid_t client_pid(const struct client *c);
-
-/* request.c: the request's lifecycle; client.c creates and cancels them */
+/* request.c: the request's lifecycle.  The layer above (client.c) creates
+ * requests and hears their answer through a callback; request.c never
+ * calls it by name. */
 struct request_params {
 	const char *id, *service, *user, *rip, *lip;
 	char *password;		/* taken over by the request (wiped, freed) */
@@ -232,10 +225,23 @@ struct request_params {
 	bool secured;
 };
 
+/* What a request ended with.  Pointers are valid during the callback only. */
+struct request_answer {
+	enum auth_result result;	/* OK, FAIL or TEMPFAIL (never NOUSER) */
+	enum tempfail_reason reason;	/* TEMPFAIL */
+	const char *user;		/* the normalised name */
+	const struct userdb *udb;	/* OK */
+	const char *authname;		/* OK: the authenticator that said so */
+};
+/* Called once per request that is not cancelled, on the loop thread; req
+ * is freed when it returns. */
+typedef void request_cb(void *ctx, struct request *req, const struct request_answer *answer);
+
 struct request {
-	TAILQ_ENTRY(request) client_entry;	/* client.c's list */
+	TAILQ_ENTRY(request) client_entry;	/* the owner's list (client.c) */
 	TAILQ_ENTRY(request) flight_entry;	/* its flight's waiters */
-	struct client *client;
+	request_cb *cb;
+	void *cbctx;
 	struct flight *flight;		/* NULL once answered */
 	char id[AUTHD_MAX_ID + 1];
 	char user[AUTH_MAX_USER + 1];	/* normalised */
@@ -247,16 +253,16 @@ struct request {
 	size_t passlen;
 	char lip[AUTHD_MAX_ADDR + 1];
 	bool secured;
+	bool invalid;			/* no such name can exist, or no password */
 };
 TAILQ_HEAD(request_list, request);
 
-/* Creates a request (taking over p->password).  Returns NULL if it was
- * answered at once (invalid user name or empty password: FAIL sent).
- * request_run() answers it from the cache, joins an identical request in
- * flight (coalescing), or starts a new flight through the chain.
- * The client then links it and calls request_run(), which may answer and
- * finish it (client_request_done) before returning. */
-struct request *request_new(struct client *c, const struct request_params *p);
+/* Creates a request (taking over p->password) answered through cb(cbctx,
+ * ...).  request_run() answers it at once (FAIL for a name nobody can
+ * have or an empty password), from the cache, joins an identical request
+ * in flight (coalescing), or starts a new flight through the chain: cb may
+ * run before request_run() returns. */
+struct request *request_new(const struct request_params *p, request_cb *cb, void *cbctx);
 void request_run(struct request *req);
 /* Drops a request without a reply (CANCEL, client gone). */
 void request_cancel(struct request *req);
@@ -302,6 +308,8 @@ void ticket_issue(const char *user, const struct userdb *udb, pid_t pid, char *h
 /* Redeems a ticket once.  Returns 0 and fills user/udb, or -1. */
 int ticket_redeem(const char *hex, pid_t pid, char *user, size_t usersize,
 		  struct userdb *udb);
+/* Tickets issued, not yet redeemed or expired (for the stats). */
+unsigned tickets_outstanding(void);
 void tickets_shutdown(void);
 
 /* confreader.c */

@@ -204,13 +204,13 @@ static void flight_free(struct flight *f)
 	free(f);
 }
 
-/* Answers every waiter of f: AUTH_RESULT_OK (with udb, authname),
- * AUTH_RESULT_FAIL or AUTH_RESULT_TEMPFAIL (with reason). */
+/* Answers every waiter of f through its callback: AUTH_RESULT_OK (with
+ * udb, authname), AUTH_RESULT_FAIL or AUTH_RESULT_TEMPFAIL (with reason). */
 static void answer_waiters(struct flight *f, enum auth_result result, enum tempfail_reason reason,
 			   const struct userdb *udb, const char *authname)
 {
-	char ticket[2 * AUTHD_TICKET_BYTES + 1];
 	char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)], rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
+	struct request_answer ans;
 	struct request *req;
 
 	while ((req = TAILQ_FIRST(&f->waiters)) != NULL) {
@@ -222,22 +222,24 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 		if (req->flight != NULL)
 			in_flight--;
 		req->flight = NULL;
+		memset(&ans, 0, sizeof(ans));
+		ans.result = result == AUTH_RESULT_NOUSER ? AUTH_RESULT_FAIL : result;
+		ans.user = req->user;
 		switch (result) {
 		case AUTH_RESULT_OK:
 			authd_stats.answered_ok++;
-			ticket_issue(req->user, udb, client_pid(req->client), ticket);
 			log_info("auth ok: user=%s service=%s rip=%s authenticator=%s time=%.1fms",
 				 user, req->service, rip, authname,
 				 elapsed_ms(req->started_us));
-			client_reply_ok(req->client, req->id, req->user, udb, authname, ticket);
-			sodium_memzero(ticket, sizeof(ticket));
+			ans.udb = udb;
+			ans.authname = authname;
 			break;
 		case AUTH_RESULT_TEMPFAIL:
 			authd_stats.answered_tempfail++;
 			log_warnx("auth tempfail: user=%s service=%s rip=%s authenticator=%s "
 				  "reason=%s time=%.1fms", user, req->service, rip,
 				  authname, reason_names[reason], elapsed_ms(req->started_us));
-			client_reply_tempfail(req->client, req->id, reason);
+			ans.reason = reason;
 			break;
 		default:
 			authd_stats.answered_fail++;
@@ -245,10 +247,9 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			log_info("auth failed: user=%s service=%s rip=%s authenticator=%s "
 				 "time=%.1fms", user, req->service, rip, authname,
 				 elapsed_ms(req->started_us));
-			client_reply_fail(req->client, req->id);
 			break;
 		}
-		client_request_done(req->client, req);
+		req->cb(req->cbctx, req, &ans);
 		request_free(req);
 	}
 }
@@ -498,12 +499,13 @@ static struct flight *flight_new(const struct request *req, bool cacheable,
 	return f;
 }
 
-struct request *request_new(struct client *c, const struct request_params *p)
+struct request *request_new(const struct request_params *p, request_cb *cb, void *cbctx)
 {
 	struct request *req = xcalloc(1, sizeof(*req));
 
 	authd_stats.requests++;
-	req->client = c;
+	req->cb = cb;
+	req->cbctx = cbctx;
 	req->started_us = mtime_us();
 	snprintf(req->id, sizeof(req->id), "%s", p->id);
 	snprintf(req->service, sizeof(req->service), "%s", p->service);
@@ -512,21 +514,23 @@ struct request *request_new(struct client *c, const struct request_params *p)
 	req->secured = p->secured;
 	req->password = p->password;
 	req->passlen = p->passlen;
-
-	if (user_normalize(conf, p->user, req->user, sizeof(req->user)) == -1 ||
-	    req->passlen == 0) {
-		/* No such name can exist, or an empty password: reject without
-		 * asking any backend.  Logged like any other failure. */
-		char rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
-
-		authd_stats.invalid++;
-		log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
-			 "time=0.0ms", req->service, log_token(req->rip, rip, sizeof(rip)));
-		client_reply_fail(c, req->id);
-		request_free(req);
-		return NULL;
-	}
+	req->invalid = user_normalize(conf, p->user, req->user, sizeof(req->user)) == -1 ||
+		       req->passlen == 0;
 	return req;
+}
+
+/* No such name can exist, or an empty password: rejected without asking
+ * any backend, logged like any other failure. */
+static void answer_invalid(struct request *req)
+{
+	char rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
+	struct request_answer ans = { .result = AUTH_RESULT_FAIL, .user = "" };
+
+	authd_stats.invalid++;
+	log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
+		 "time=0.0ms", req->service, log_token(req->rip, rip, sizeof(rip)));
+	req->cb(req->cbctx, req, &ans);
+	request_free(req);
 }
 
 /* Answers req from a fresh cache entry. */
@@ -555,6 +559,10 @@ void request_run(struct request *req)
 	struct flight *f = NULL;
 	enum cache_result cr;
 
+	if (req->invalid) {
+		answer_invalid(req);
+		return;
+	}
 	if (cache != NULL) {
 		cache_key(cache, CACHE_SCOPE, req->user, key);
 		cache_verifier(cache, key, req->password, verifier);

@@ -174,6 +174,9 @@ static void render(struct evbuffer *out)
 		      authd_stats.stale_answers);
 	metrics_value(out, "authd_answers_by_source_total", "source=\"invalid\"",
 		      authd_stats.invalid);
+	metrics_header(out, "authd_tickets_outstanding", "gauge",
+		       "Handoff tickets issued, not yet redeemed or expired.");
+	metrics_value(out, "authd_tickets_outstanding", NULL, tickets_outstanding());
 	metrics_header(out, "authd_reloads_total", "counter", "Configuration reloads by result.");
 	metrics_value(out, "authd_reloads_total", "result=\"ok\"", authd_stats.reloads);
 	metrics_value(out, "authd_reloads_total", "result=\"failed\"",
