@@ -386,9 +386,13 @@ void external_verify(struct authenticator *auth, void *state, struct job *job);
 void external_worker_deinit(struct authenticator *auth, void *state);
 extern const struct passdb_ops passdb_ldap;	/* passdb_ldap.c */
 
-/* passdb_passwd_file.c: helper for every backend */
+/* userdb.c: helpers for every backend */
 /* Parses "uid=", "gid=", "home=", "maildrop=" into udb; other keys are
- * ignored.  Returns 0, or -1 for a bad value. */
+ * ignored.  Returns 0, or -1 for a bad value (a uid or gid that is not a
+ * number below 4294967295, a path too long or with control characters). */
 int userdb_set_field(struct userdb *udb, const char *key, const char *value);
+/* Fills the fields udb lacks from ac's default-uid, -gid, -home and
+ * -maildrop (config.c checked them). */
+void userdb_apply_defaults(struct userdb *udb, const struct auth_conf *ac);
 
 #endif

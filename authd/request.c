@@ -366,20 +366,6 @@ static void flight_dispatch(struct flight *f)
 	event_add(f->timer, &tv);
 }
 
-/* Fills the fields the backend left out from the authenticator's defaults. */
-static void apply_defaults(const struct auth_conf *ac, struct userdb *udb)
-{
-	if (!udb->has_uid && ac->default_uid != NULL && ac->default_uid[0] != '\0')
-		userdb_set_field(udb, "uid", ac->default_uid);
-	if (!udb->has_gid && ac->default_gid != NULL && ac->default_gid[0] != '\0')
-		userdb_set_field(udb, "gid", ac->default_gid);
-	if (udb->home[0] == '\0' && ac->default_home != NULL && ac->default_home[0] != '\0')
-		userdb_set_field(udb, "home", ac->default_home);
-	if (udb->maildrop[0] == '\0' && ac->default_maildrop != NULL &&
-	    ac->default_maildrop[0] != '\0')
-		userdb_set_field(udb, "maildrop", ac->default_maildrop);
-}
-
 /* Stores a definite result in the cache (never TEMPFAIL). */
 static void cache_fill(struct job *job)
 {
@@ -437,7 +423,7 @@ void request_job_done(struct job *job)
 	struct authenticator *a = job->auth;
 
 	if (job->result == AUTH_RESULT_OK)
-		apply_defaults(a->conf, &job->udb);
+		userdb_apply_defaults(&job->udb, a->conf);
 	if (cache != NULL)
 		cache_fill(job);
 	if (f == NULL) {
