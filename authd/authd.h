@@ -1,14 +1,24 @@
 /*
  * authd.h - private header of the authentication daemon.
  *
- * Threads:
+ * Threads (every pthread_create in authd; all started once, for the life
+ * of their generation or of the process):
  *   - the event-loop thread (main.c, client.c, request.c, master.c,
- *     ticket.c) owns every client, request and ticket.  It never blocks:
- *     no hashing, no backend call, no disk I/O.
+ *     ticket.c, stats.c) owns every client, request and ticket.  It never
+ *     blocks: no hashing, no backend call, no disk I/O.
  *   - each authenticator (authenticator.c) owns a queue and `workers`
- *     threads started once.  Workers only touch their queue (under its
- *     mutex), the job they took, and the completion list; results go back
- *     to the loop through an eventfd.
+ *     threads started with its generation.  Workers only touch their
+ *     queue (under its mutex), the job they took, and the completion
+ *     list; results go back to the loop through an eventfd.
+ *   - each passwd-file authenticator has one watcher thread
+ *     (passdb_passwd_file.c, watcher_main) that checks the file once a
+ *     second, swaps a changed one in under the backend's lock and flushes
+ *     the cache (requests_cache_flush).  It is why a flush can come from
+ *     outside the loop, while a worker's answer is on its way into the
+ *     cache: cache_insert_if_epoch() (cache/cache.c's DESIGN, Flush
+ *     epoch) keeps such an answer out.
+ * Processes: the root configuration reader (confreader.c, forked before
+ * the privilege drop), helper programs (spawn.c) and the PAM helper.
  * See docs/architecture.md for the picture.
  */
 #ifndef AUTHD_H
@@ -73,7 +83,7 @@ struct job {
 	bool abandoned;			/* under auth->lock: skip if not started */
 	/* the cache entry its result fills, even when it comes late */
 	bool cacheable;
-	uint64_t flush_epoch;		/* requests_cache_flush() calls before it */
+	uint64_t flush_epoch;		/* cache_epoch() when it was made */
 	uint8_t key[32], verifier[32];
 
 	/* input */

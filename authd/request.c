@@ -24,13 +24,11 @@
  * A flush (a passwd-file changed, `authctl flush`) must not be undone by
  * a job that was asked before it and answers after it, from what the
  * backend knew before (a password that has just been changed).  So each
- * flush counts up flush_epoch before it empties the cache, each job
- * carries the count from when it was made, and cache_fill() stores a
- * result only while the count is the same, and removes it again if a
- * flush counted up while it was storing it (the flush may come from the
- * passwd-file watcher thread).
+ * job carries the cache's flush epoch from when it was made, and
+ * cache_fill() stores its result with cache_insert_if_epoch(), which keeps
+ * nothing if a flush came since (cache/cache.c's DESIGN, Flush epoch; the
+ * flush may come from the passwd-file watcher thread).
  */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -140,9 +138,6 @@ void requests_init(const struct config *c)
 		 (unsigned long long)conf->cache.negative_ttl_ms,
 		 (unsigned long long)conf->cache.stale_ttl_ms, conf->cache.refresh_ahead_pct);
 }
-
-/* requests_cache_flush() calls so far; written by any thread. */
-static _Atomic uint64_t flush_epoch;
 
 struct cache *requests_cache(void)
 {
@@ -344,7 +339,7 @@ static void flight_dispatch(struct flight *f)
 	job = xcalloc(1, sizeof(*job));
 	job->flight = f;
 	job->cacheable = f->cacheable;
-	job->flush_epoch = atomic_load(&flush_epoch);
+	job->flush_epoch = cache != NULL ? cache_epoch(cache) : 0;
 	memcpy(job->key, f->key, sizeof(job->key));
 	memcpy(job->verifier, f->verifier, sizeof(job->verifier));
 	memcpy(job->user, f->user, sizeof(job->user));
@@ -379,11 +374,6 @@ static void cache_fill(struct job *job)
 
 	if (!job->cacheable || !a->conf->cache)
 		return;
-	if (atomic_load(&flush_epoch) != job->flush_epoch) {
-		log_debug("cache: result for %s not cached: the cache was flushed since it "
-			  "was asked", job->user);
-		return;
-	}
 	switch (job->result) {
 	case AUTH_RESULT_OK:
 		cu.uid = job->udb.has_uid ? job->udb.uid : UID_ABSENT;
@@ -391,30 +381,27 @@ static void cache_fill(struct job *job)
 		cu.home = job->udb.home;
 		cu.maildrop = job->udb.maildrop;
 		cu.authenticator = a->conf->name;
-		r = cache_insert(cache, job->key, job->verifier, CACHE_OK, &cu, now, pos, stale);
+		r = cache_insert_if_epoch(cache, job->key, job->verifier, CACHE_OK, &cu, now, pos,
+					  stale, job->flush_epoch);
 		break;
 	case AUTH_RESULT_FAIL:
-		r = cache_insert(cache, job->key, job->verifier, CACHE_FAIL, NULL, now, neg, 0);
+		r = cache_insert_if_epoch(cache, job->key, job->verifier, CACHE_FAIL, NULL, now,
+					  neg, 0, job->flush_epoch);
 		break;
 	case AUTH_RESULT_NOUSER:
 		/* Unknown to the whole chain only when the last one says so. */
 		if (a->chain_pos + 1 == a->gen->nauths && chain_cacheable(a->gen))
-			r = cache_insert(cache, job->key, NULL, CACHE_NOUSER, NULL, now, neg, 0);
+			r = cache_insert_if_epoch(cache, job->key, NULL, CACHE_NOUSER, NULL,
+						  now, neg, 0, job->flush_epoch);
 		break;
 	case AUTH_RESULT_TEMPFAIL:
 		break;	/* never cached */
 	}
 	if (r == CACHE_INSERT_TOO_LONG)
 		log_debug("cache: userdb fields of %s too long for an entry; not cached", job->user);
-	/* A flush between the check above and the insert may have missed
-	 * the new entry: take it out again.  The read is a read-modify-write
-	 * on purpose: if it comes before the flush's count-up in the epoch's
-	 * order, the count-up reads from it and so sees the entry stored
-	 * above, and the flush's sweep removes it; if after, it sees the new
-	 * epoch and the entry is removed here. */
-	if (r == CACHE_INSERTED &&
-	    atomic_fetch_add(&flush_epoch, 0) != job->flush_epoch)
-		cache_flush_key(cache, job->key);
+	else if (r == CACHE_INSERT_FLUSHED)
+		log_debug("cache: result for %s not cached: the cache was flushed since it "
+			  "was asked", job->user);
 }
 
 void request_job_done(struct job *job)
@@ -607,8 +594,7 @@ uint64_t requests_cache_flush(const char *user)
 
 	if (cache == NULL)
 		return 0;
-	/* Before the sweep, and a read-modify-write: see cache_fill(). */
-	atomic_fetch_add(&flush_epoch, 1);
+	/* Both count the flush epoch up: see cache_fill(). */
 	if (user == NULL)
 		return cache_flush_all(cache);
 	cache_key(cache, CACHE_SCOPE, user, key);
