@@ -3,7 +3,7 @@
  *
  * Threads (every pthread_create in authd; all started once, for the life
  * of their generation or of the process):
- *   - the event-loop thread (main.c, client.c, request.c, master.c,
+ *   - the event-loop thread (main.c, client.c, request.c, redeem.c,
  *     ticket.c, stats.c) owns every client, request and ticket.  It never
  *     blocks: no hashing, no backend call, no disk I/O.
  *   - each authenticator (authenticator.c) owns a queue and `workers`
@@ -341,9 +341,10 @@ struct config *confreader_load(const char *path, char *error, size_t size);
 /* Shutdown: closes our end, so the reader exits. */
 void confreader_stop(void);
 
-/* master.c */
-void master_init(struct event_base *base, int listen_fd);
-void master_shutdown(void);
+/* redeem.c: the REDEEM listener on [authd] master-socket */
+/* Serves ticket redemption on listen_fd (root's and authd's uid only). */
+void redeem_init(struct event_base *base, int listen_fd);
+void redeem_shutdown(void);
 
 /* password.c */
 enum pw_check { PW_MATCH, PW_MISMATCH, PW_BAD_HASH };

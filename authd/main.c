@@ -317,7 +317,7 @@ int main(int argc, char **argv)
 		fatalx("%s", err);
 	requests_set_generation(current);
 	clients_init(base, conf, fd);
-	master_init(base, mfd);
+	redeem_init(base, mfd);
 	if (sfd != -1)
 		stats_init(base, sfd);
 	title_ev = event_new(base, -1, EV_PERSIST, on_title, NULL);
@@ -340,7 +340,7 @@ int main(int argc, char **argv)
 	confreader_stop();
 	clients_shutdown();
 	requests_shutdown();
-	master_shutdown();
+	redeem_shutdown();
 	stats_shutdown();
 	authenticators_shutdown(current);	/* frees every configuration */
 	requests_cache_free();

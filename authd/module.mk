@@ -1,6 +1,6 @@
 # authd/: the authentication daemon and authctl.
 AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c \
-	authd/ticket.c authd/master.c authd/normalize.c authd/password.c authd/spawn.c \
+	authd/ticket.c authd/redeem.c authd/normalize.c authd/password.c authd/spawn.c \
 	authd/passdb_passwd_file.c authd/passdb_external.c authd/passdb_pam.c \
 	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)

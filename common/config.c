@@ -641,7 +641,7 @@ static int validate_listen_tls(struct load_ctx *ctx, struct section *s, struct c
 }
 
 /* The [pop3d] keys with a syntax of their own, and those that depend on
- * each other.  What needs pop3d's own code stays in pop3d (master.c's
+ * each other.  What needs pop3d's own code stays in pop3d (pop3d/master.c's
  * check_conf: maildrop templates, require-tls-exempt; tls.c: loading the
  * certificates), run the same at -t and at start. */
 static int validate_pop3d(struct load_ctx *ctx, struct section *s, struct config *conf)
