@@ -117,6 +117,8 @@ static int connect_authd(const char *sock, bool admin)
 	proto_line_add(&l, "0");
 	if (admin)
 		proto_line_kv(&l, "admin", "yes");
+	else
+		proto_line_kv(&l, "tickets", "no");	/* nobody here would redeem one */
 	proto_line_end(&l);
 	if (write_all(fd, l.buf, l.len) == -1 ||
 	    (n = read_line(fd, line, sizeof(line), AUTHCTL_TIMEOUT_MS)) == -1 ||

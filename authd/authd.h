@@ -1,14 +1,24 @@
 /*
  * authd.h - private header of the authentication daemon.
  *
- * Threads:
- *   - the event-loop thread (main.c, client.c, request.c, master.c,
- *     ticket.c) owns every client, request and ticket.  It never blocks:
- *     no hashing, no backend call, no disk I/O.
+ * Threads (every pthread_create in authd; all started once, for the life
+ * of their generation or of the process):
+ *   - the event-loop thread (main.c, client.c, request.c, redeem.c,
+ *     ticket.c, stats.c) owns every client, request and ticket.  It never
+ *     blocks: no hashing, no backend call, no disk I/O.
  *   - each authenticator (authenticator.c) owns a queue and `workers`
- *     threads started once.  Workers only touch their queue (under its
- *     mutex), the job they took, and the completion list; results go back
- *     to the loop through an eventfd.
+ *     threads started with its generation.  Workers only touch their
+ *     queue (under its mutex), the job they took, and the completion
+ *     list; results go back to the loop through an eventfd.
+ *   - each passwd-file authenticator has one watcher thread
+ *     (passdb_passwd_file.c, watcher_main) that checks the file once a
+ *     second, swaps a changed one in under the backend's lock and flushes
+ *     the cache (requests_cache_flush).  It is why a flush can come from
+ *     outside the loop, while a worker's answer is on its way into the
+ *     cache: cache_insert_if_epoch() (cache/cache.c's DESIGN, Flush
+ *     epoch) keeps such an answer out.
+ * Processes: the root configuration reader (confreader.c, forked before
+ * the privilege drop), helper programs (spawn.c) and the PAM helper.
  * See docs/architecture.md for the picture.
  */
 #ifndef AUTHD_H
@@ -73,7 +83,7 @@ struct job {
 	bool abandoned;			/* under auth->lock: skip if not started */
 	/* the cache entry its result fills, even when it comes late */
 	bool cacheable;
-	uint64_t flush_epoch;		/* requests_cache_flush() calls before it */
+	uint64_t flush_epoch;		/* cache_epoch() when it was made */
 	uint8_t key[32], verifier[32];
 
 	/* input */
@@ -104,9 +114,14 @@ struct worker {
 };
 
 /* A backend.  init/deinit run on the main thread before workers start and
- * after they stop; worker_init/verify/worker_deinit run on each worker. */
+ * after they stop; worker_init/verify/worker_deinit run on each worker.
+ * check (optional) makes the checks init makes that config.c cannot (the
+ * backend's library, files on the running system) without starting
+ * anything: `authd -t` runs it, and init fails for the same reasons with
+ * the same messages, since both go through the same code. */
 struct passdb_ops {
 	const char *type;
+	int (*check)(const struct auth_conf *ac, char *error, size_t size);
 	int (*init)(struct authenticator *auth, char *error, size_t size);
 	void *(*worker_init)(struct authenticator *auth, unsigned index);
 	void (*verify)(struct authenticator *auth, void *state, struct job *job);
@@ -152,6 +167,9 @@ struct authenticator {
 };
 
 /* authenticator.c */
+/* authd -t: each authenticator's check (passdb_ops).  Returns 0, or -1
+ * with "authenticator NAME: why" in error, as generation_start() would. */
+int authenticators_check(const struct config *conf, char *error, size_t size);
 /* Sets up the completion wake-up on base; once, before any start. */
 void authenticators_init(struct event_base *base);
 /* Starts a generation: the authenticators of conf's chain and their
@@ -207,16 +225,9 @@ struct generation *authd_generation(void);
 void stats_init(struct event_base *base, int listen_fd);
 void stats_shutdown(void);
 
-/* reply helpers used by request.c, implemented in client.c */
-struct client;
-void client_reply_ok(struct client *c, const char *id, const char *user,
-		     const struct userdb *udb, const char *authname, const char *ticket);
-void client_reply_fail(struct client *c, const char *id);
-void client_reply_tempfail(struct client *c, const char *id, enum tempfail_reason reason);
-void client_request_done(struct client *c, struct request *req);
-pid_t client_pid(const struct client *c);
-
-/* request.c: the request's lifecycle; client.c creates and cancels them */
+/* request.c: the request's lifecycle.  The layer above (client.c) creates
+ * requests and hears their answer through a callback; request.c never
+ * calls it by name. */
 struct request_params {
 	const char *id, *service, *user, *rip, *lip;
 	char *password;		/* taken over by the request (wiped, freed) */
@@ -224,10 +235,23 @@ struct request_params {
 	bool secured;
 };
 
+/* What a request ended with.  Pointers are valid during the callback only. */
+struct request_answer {
+	enum auth_result result;	/* OK, FAIL or TEMPFAIL (never NOUSER) */
+	enum tempfail_reason reason;	/* TEMPFAIL */
+	const char *user;		/* the normalised name */
+	const struct userdb *udb;	/* OK */
+	const char *authname;		/* OK: the authenticator that said so */
+};
+/* Called once per request that is not cancelled, on the loop thread; req
+ * is freed when it returns. */
+typedef void request_cb(void *ctx, struct request *req, const struct request_answer *answer);
+
 struct request {
-	TAILQ_ENTRY(request) client_entry;	/* client.c's list */
+	TAILQ_ENTRY(request) client_entry;	/* the owner's list (client.c) */
 	TAILQ_ENTRY(request) flight_entry;	/* its flight's waiters */
-	struct client *client;
+	request_cb *cb;
+	void *cbctx;
 	struct flight *flight;		/* NULL once answered */
 	char id[AUTHD_MAX_ID + 1];
 	char user[AUTH_MAX_USER + 1];	/* normalised */
@@ -239,16 +263,16 @@ struct request {
 	size_t passlen;
 	char lip[AUTHD_MAX_ADDR + 1];
 	bool secured;
+	bool invalid;			/* no such name can exist, or no password */
 };
 TAILQ_HEAD(request_list, request);
 
-/* Creates a request (taking over p->password).  Returns NULL if it was
- * answered at once (invalid user name or empty password: FAIL sent).
- * request_run() answers it from the cache, joins an identical request in
- * flight (coalescing), or starts a new flight through the chain.
- * The client then links it and calls request_run(), which may answer and
- * finish it (client_request_done) before returning. */
-struct request *request_new(struct client *c, const struct request_params *p);
+/* Creates a request (taking over p->password) answered through cb(cbctx,
+ * ...).  request_run() answers it at once (FAIL for a name nobody can
+ * have or an empty password), from the cache, joins an identical request
+ * in flight (coalescing), or starts a new flight through the chain: cb may
+ * run before request_run() returns. */
+struct request *request_new(const struct request_params *p, request_cb *cb, void *cbctx);
 void request_run(struct request *req);
 /* Drops a request without a reply (CANCEL, client gone). */
 void request_cancel(struct request *req);
@@ -294,6 +318,8 @@ void ticket_issue(const char *user, const struct userdb *udb, pid_t pid, char *h
 /* Redeems a ticket once.  Returns 0 and fills user/udb, or -1. */
 int ticket_redeem(const char *hex, pid_t pid, char *user, size_t usersize,
 		  struct userdb *udb);
+/* Tickets issued, not yet redeemed or expired (for the stats). */
+unsigned tickets_outstanding(void);
 void tickets_shutdown(void);
 
 /* confreader.c */
@@ -315,9 +341,10 @@ struct config *confreader_load(const char *path, char *error, size_t size);
 /* Shutdown: closes our end, so the reader exits. */
 void confreader_stop(void);
 
-/* master.c */
-void master_init(struct event_base *base, int listen_fd);
-void master_shutdown(void);
+/* redeem.c: the REDEEM listener on [authd] master-socket */
+/* Serves ticket redemption on listen_fd (root's and authd's uid only). */
+void redeem_init(struct event_base *base, int listen_fd);
+void redeem_shutdown(void);
 
 /* password.c */
 enum pw_check { PW_MATCH, PW_MISMATCH, PW_BAD_HASH };
@@ -370,9 +397,13 @@ void external_verify(struct authenticator *auth, void *state, struct job *job);
 void external_worker_deinit(struct authenticator *auth, void *state);
 extern const struct passdb_ops passdb_ldap;	/* passdb_ldap.c */
 
-/* passdb_passwd_file.c: helper for every backend */
+/* userdb.c: helpers for every backend */
 /* Parses "uid=", "gid=", "home=", "maildrop=" into udb; other keys are
- * ignored.  Returns 0, or -1 for a bad value. */
+ * ignored.  Returns 0, or -1 for a bad value (a uid or gid that is not a
+ * number below 4294967295, a path too long or with control characters). */
 int userdb_set_field(struct userdb *udb, const char *key, const char *value);
+/* Fills the fields udb lacks from ac's default-uid, -gid, -home and
+ * -maildrop (config.c checked them). */
+void userdb_apply_defaults(struct userdb *udb, const struct auth_conf *ac);
 
 #endif

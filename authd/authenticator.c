@@ -221,6 +221,21 @@ static void generation_stop(struct generation *gen, bool kill_children)
 	stop_auths(gen, gen->nauths, kill_children);
 }
 
+int authenticators_check(const struct config *conf, char *error, size_t size)
+{
+	char err[512];
+
+	for (size_t i = 0; i < conf->nauths; i++) {
+		const struct passdb_ops *ops = ops_for(conf->auths[i].type);
+
+		if (ops->check != NULL && ops->check(&conf->auths[i], err, sizeof(err)) == -1) {
+			snprintf(error, size, "authenticator %s: %s", conf->auths[i].name, err);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct generation *generation_start(struct config *conf, char *error, size_t size)
 {
 	struct generation *gen = xcalloc(1, sizeof(*gen));

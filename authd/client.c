@@ -33,6 +33,7 @@ struct client {
 	uid_t uid;		/* SO_PEERCRED: at connect time, not now */
 	bool handshaked;
 	bool admin;		/* asked for (VERSION admin=yes) and granted */
+	bool tickets;		/* OK replies carry a handoff ticket (handle_version) */
 	bool processing;	/* inside client_process(): do not free */
 	bool dead;		/* free once processing ends */
 	struct request_list requests;
@@ -47,11 +48,6 @@ static struct evconnlistener *listener;
 static struct event_base *base;
 
 static void client_process(struct client *c);
-
-pid_t client_pid(const struct client *c)
-{
-	return c->pid;
-}
 
 static void client_free(struct client *c)
 {
@@ -96,14 +92,15 @@ static void reply_error(struct client *c, const char *id, const char *reason)
 	send_line(c, &l);
 }
 
-void client_reply_ok(struct client *c, const char *id, const char *user,
-		     const struct userdb *udb, const char *authname, const char *ticket)
+static void reply_ok(struct client *c, const char *id, const struct request_answer *a)
 {
+	char ticket[2 * AUTHD_TICKET_BYTES + 1];
+	const struct userdb *udb = a->udb;
 	struct proto_line l;
 
 	proto_line_start(&l, "OK");
 	proto_line_add(&l, id);
-	proto_line_kv(&l, "user", user);
+	proto_line_kv(&l, "user", a->user);
 	if (udb->has_uid)
 		proto_line_kvf(&l, "uid", "%u", udb->uid);
 	if (udb->has_gid)
@@ -112,33 +109,40 @@ void client_reply_ok(struct client *c, const char *id, const char *user,
 		proto_line_kv(&l, "home", udb->home);
 	if (udb->maildrop[0] != '\0')
 		proto_line_kv(&l, "maildrop", udb->maildrop);
-	proto_line_kv(&l, "authenticator", authname);
-	proto_line_kv(&l, "ticket", ticket);
+	proto_line_kv(&l, "authenticator", a->authname);
+	/* Only for a connection that can hand it on to a pop3d master; a
+	 * ticket nobody redeems would only take up room until it expires. */
+	if (c->tickets) {
+		ticket_issue(a->user, udb, c->pid, ticket);
+		proto_line_kv(&l, "ticket", ticket);
+		sodium_memzero(ticket, sizeof(ticket));
+	}
 	send_line(c, &l);
 	proto_line_wipe(&l);
 }
 
-void client_reply_fail(struct client *c, const char *id)
+/* request_cb: a request of c ended; reply and unlink it. */
+static void on_answer(void *ctx, struct request *req, const struct request_answer *a)
 {
+	struct client *c = ctx;
 	struct proto_line l;
 
-	proto_line_start(&l, "FAIL");
-	proto_line_add(&l, id);
-	send_line(c, &l);
-}
-
-void client_reply_tempfail(struct client *c, const char *id, enum tempfail_reason reason)
-{
-	struct proto_line l;
-
-	proto_line_start(&l, "TEMPFAIL");
-	proto_line_add(&l, id);
-	proto_line_kv(&l, "reason", tempfail_reason_name(reason));
-	send_line(c, &l);
-}
-
-void client_request_done(struct client *c, struct request *req)
-{
+	switch (a->result) {
+	case AUTH_RESULT_OK:
+		reply_ok(c, req->id, a);
+		break;
+	case AUTH_RESULT_TEMPFAIL:
+		proto_line_start(&l, "TEMPFAIL");
+		proto_line_add(&l, req->id);
+		proto_line_kv(&l, "reason", tempfail_reason_name(a->reason));
+		send_line(c, &l);
+		break;
+	default:
+		proto_line_start(&l, "FAIL");
+		proto_line_add(&l, req->id);
+		send_line(c, &l);
+		break;
+	}
 	TAILQ_REMOVE(&c->requests, req, client_entry);
 	c->inflight--;
 	if (c->inflight == AUTHD_MAX_INFLIGHT - 1 && !c->processing && !c->dead) {
@@ -255,10 +259,8 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 		memcpy(pw, pass, p.passlen + 1);
 	}
 	p.password = pw;
-	req = request_new(c, &p);
+	req = request_new(&p, on_answer, c);
 	sodium_memzero(user, sizeof(user));
-	if (req == NULL)
-		return;
 	TAILQ_INSERT_TAIL(&c->requests, req, client_entry);
 	c->inflight++;
 	request_run(req);
@@ -359,11 +361,14 @@ static void handle_admin(struct client *c, struct proto_msg *m)
  * the peer was root or authd's own uid when it connected.  Without it
  * (the default, and what every pop3d front end sends before it drops its
  * privileges) the connection never has them: no later line can change
- * that.  Returns -1 if the connection must close. */
+ * that.  tickets=no asks for OK replies without a handoff ticket (authctl
+ * test); an administration connection never gets tickets either, since
+ * no pop3d front end is behind it.  Returns -1 if the connection must
+ * close. */
 static int handle_version(struct client *c, struct proto_msg *m)
 {
 	struct proto_line l;
-	const char *admin;
+	const char *admin, *tickets;
 
 	if (strcmp(m->cmd, "VERSION") != 0 || m->nargs < 2) {
 		log_warnx("client pid %ld: expected VERSION; closing", (long)c->pid);
@@ -379,6 +384,11 @@ static int handle_version(struct client *c, struct proto_msg *m)
 		reply_error(c, "0", "admin must be yes or no, once");
 		return -1;
 	}
+	tickets = proto_get(m, "tickets");
+	if (tickets != NULL && strcmp(tickets, "yes") != 0 && strcmp(tickets, "no") != 0) {
+		reply_error(c, "0", "tickets must be yes or no");
+		return -1;
+	}
 	c->handshaked = true;
 	if (admin != NULL && strcmp(admin, "yes") == 0) {
 		if (c->pid != -1 && (c->uid == 0 || c->uid == geteuid()))
@@ -387,11 +397,14 @@ static int handle_version(struct client *c, struct proto_msg *m)
 			log_warnx("client pid %ld uid %ld: administration refused (root or "
 				  "authd's uid only)", (long)c->pid, (long)c->uid);
 	}
+	/* The default stays yes: pop3d front ends send no tickets key. */
+	c->tickets = !c->admin && (tickets == NULL || strcmp(tickets, "yes") == 0);
 	proto_line_start(&l, "VERSION");
 	proto_line_add(&l, "1");
-	proto_line_add(&l, "1");
+	proto_line_add(&l, "2");
 	proto_line_kvf(&l, "pid", "%ld", (long)getpid());
 	proto_line_kv(&l, "admin", c->admin ? "yes" : "no");
+	proto_line_kv(&l, "tickets", c->tickets ? "yes" : "no");
 	send_line(c, &l);
 	return 0;
 }

@@ -107,6 +107,41 @@ int authd_reload(char *error, size_t size)
 	return 0;
 }
 
+/* The checks of the configuration that need the running system (users,
+ * groups, the log file): `authd -t` and a start both run them, before
+ * anything else happens.  config.c checked everything else, and each
+ * backend's own checks run through authenticators_check() at -t and its
+ * init at start.  Returns 0, or -1 with a message in err. */
+static int check_conf(const struct config *conf, char *err, size_t size)
+{
+	uid_t uid;
+	gid_t gid;
+	int fd;
+
+	if (strcmp(conf->authd.log.target, "file") == 0) {
+		fd = open(conf->authd.log.file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd == -1) {
+			snprintf(err, size, "[authd] log-file %s: cannot open: %s",
+				 conf->authd.log.file, strerror(errno));
+			return -1;
+		}
+		close(fd);
+	}
+	if (conf->authd.stats_group[0] != '\0' &&
+	    privsep_lookup_group(conf->authd.stats_group, &gid) == -1) {
+		snprintf(err, size, "[authd] stats-group %s: no such group",
+			 conf->authd.stats_group);
+		return -1;
+	}
+	/* as root only: an ordinary user cannot switch to it anyway */
+	if (geteuid() == 0 && conf->authd.user[0] != '\0' &&
+	    privsep_lookup(conf->authd.user, &uid, &gid) == -1) {
+		snprintf(err, size, "[authd] user %s: no such user", conf->authd.user);
+		return -1;
+	}
+	return 0;
+}
+
 static void on_title(evutil_socket_t fd, short what, void *arg)
 {
 	proctitle_set("authd: %u in flight", requests_in_flight());
@@ -190,6 +225,12 @@ int main(int argc, char **argv)
 	conf = config_load(path, err, sizeof(err));
 	if (conf == NULL) {
 		fprintf(stderr, "authd: %s\n", err);
+		return 1;
+	}
+	if (check_conf(conf, err, sizeof(err)) == -1 ||
+	    (test_only && authenticators_check(conf, err, sizeof(err)) == -1)) {
+		fprintf(stderr, "authd: %s: %s\n", path, err);
+		config_free(&conf);
 		return 1;
 	}
 	if (test_only) {
@@ -276,7 +317,7 @@ int main(int argc, char **argv)
 		fatalx("%s", err);
 	requests_set_generation(current);
 	clients_init(base, conf, fd);
-	master_init(base, mfd);
+	redeem_init(base, mfd);
 	if (sfd != -1)
 		stats_init(base, sfd);
 	title_ev = event_new(base, -1, EV_PERSIST, on_title, NULL);
@@ -299,7 +340,7 @@ int main(int argc, char **argv)
 	confreader_stop();
 	clients_shutdown();
 	requests_shutdown();
-	master_shutdown();
+	redeem_shutdown();
 	stats_shutdown();
 	authenticators_shutdown(current);	/* frees every configuration */
 	requests_cache_free();

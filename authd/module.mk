@@ -1,8 +1,8 @@
 # authd/: the authentication daemon and authctl.
 AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c \
-	authd/ticket.c authd/master.c authd/normalize.c authd/password.c authd/spawn.c \
+	authd/ticket.c authd/redeem.c authd/normalize.c authd/password.c authd/spawn.c \
 	authd/passdb_passwd_file.c authd/passdb_external.c authd/passdb_pam.c \
-	authd/passdb_ldap.c authd/stats.c authd/confreader.c
+	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
 AUTHCTL_OBJS := $(B)/obj/authd/authctl.o
 ALL_OBJS += $(AUTHD_OBJS) $(AUTHCTL_OBJS)
@@ -34,18 +34,21 @@ $(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests of authd modules: each links the module under test alone.
-AUTHD_TESTS := test-password test-normalize test-queue test-passwd-file
+AUTHD_TESTS := test-password test-normalize test-queue test-passwd-file test-userdb
 UNIT_TESTS += $(AUTHD_TESTS:%=$(B)/%)
 ALL_OBJS += $(AUTHD_TESTS:%=$(B)/obj/authd/%.o)
 
 $(B)/test-password: $(B)/obj/authd/test-password.o $(B)/obj/authd/password.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
+$(B)/test-userdb: $(B)/obj/authd/test-userdb.o $(B)/obj/authd/userdb.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(B)/test-normalize: $(B)/obj/authd/test-normalize.o $(B)/obj/authd/normalize.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/test-passwd-file: $(B)/obj/authd/test-passwd-file.o $(B)/obj/authd/passdb_passwd_file.o \
-		$(B)/obj/authd/password.o $(COMMON_OBJS) $(CACHE_OBJS)
+		$(B)/obj/authd/userdb.o $(B)/obj/authd/password.o $(COMMON_OBJS) $(CACHE_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 # authenticator.c with a scripted backend (the test defines the passdb_* ops).

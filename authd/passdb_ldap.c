@@ -96,8 +96,6 @@
  * back in use within seconds. */
 #define LDAP_BACKOFF_MIN_MS	100
 #define LDAP_BACKOFF_MAX_MS	5000
-/* attributes: one per userdb field (uid, gid, home, maildrop). */
-#define LDAP_MAX_MAP		4
 /* A service password longer than this is a wrong file, not a password. */
 #define LDAP_MAX_SECRET		1024
 /* Longest stored password value compare mode looks at (argon2 strings
@@ -111,7 +109,7 @@
 
 struct ldap_map {
 	const char *field;		/* userdb key: uid, gid, home, maildrop */
-	char *attr;			/* LDAP attribute */
+	const char *attr;		/* LDAP attribute (the configuration's) */
 };
 
 /* One of `uris`, parsed at start-up. */
@@ -140,7 +138,7 @@ struct ldap_backend {
 	const char *pw_attr;		/* compare mode */
 	struct ldap_map map[LDAP_MAX_MAP];
 	size_t nmap;
-	char *attrs[LDAP_MAX_MAP + 3];	/* what searches ask for, NULL-ended */
+	char *attrs[LDAP_MAX_MAP + 3];	/* what searches ask for, NULL-ended; borrowed */
 	uint64_t net_timeout_ms;
 };
 
@@ -589,19 +587,6 @@ static int conn_run(struct ldap_backend *b, struct ldap_conn *c, bool service,
 
 /* ---- filter ------------------------------------------------------------- */
 
-/* Checks a filter template: every '%' starts %u, %n, %d or %%. */
-static bool filter_template_ok(const char *tmpl)
-{
-	for (const char *p = tmpl; *p != '\0'; p++) {
-		if (*p != '%')
-			continue;
-		p++;
-		if (*p != 'u' && *p != 'n' && *p != 'd' && *p != '%')
-			return false;
-	}
-	return true;
-}
-
 /* Builds the search filter for user: the template with %u (the whole
  * normalised name), %n (its local part: before the last '@', or all of
  * it), %d (its domain, or empty) each escaped per RFC 4515 with
@@ -641,7 +626,7 @@ static char *filter_build(const char *tmpl, char *user)
 				else if (*p == '%')
 					ch = '%';
 				else
-					goto out;	/* filter_template_ok() ran at init */
+					goto out;	/* config.c checked the template */
 			}
 			if (v != NULL) {
 				if (pass == 1 && v->bv_len > 0)
@@ -1106,25 +1091,20 @@ static bool host_is_local(const char *host)
 	       strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0;
 }
 
-/* Splits and checks `uris` into b->servers. */
-static int parse_uris(struct ldap_backend *b, const char *list, char *error, size_t size)
+/* Parses each of `uris` (config.c split them and checked the scheme) with
+ * libldap into b->servers. */
+static int parse_uris(struct ldap_backend *b, const struct auth_conf *ac, char *error,
+		      size_t size)
 {
-	char *copy = xstrdup(list), *save = NULL;
-	int rc = -1;
-
-	for (char *u = strtok_r(copy, ", \t", &save); u != NULL;
-	     u = strtok_r(NULL, ", \t", &save)) {
+	for (size_t i = 0; i < ac->ldap_nuris; i++) {
+		const char *u = ac->ldap_uri_list[i];
 		struct ldap_server *srv = &b->servers[b->nservers];
 		LDAPURLDesc *lud = NULL;
 
-		if (b->nservers == LDAP_MAX_URIS) {
-			snprintf(error, size, "uris: at most %d", LDAP_MAX_URIS);
-			goto out;
-		}
 		if (ldap_url_parse(u, &lud) != LDAP_URL_SUCCESS) {
 			snprintf(error, size, "uris: %s is not an ldap://, ldaps:// or ldapi:// "
 				 "URI", u);
-			goto out;
+			return -1;
 		}
 		srv->ldaps = strcasecmp(lud->lud_scheme, "ldaps") == 0;
 		srv->ldapi = strcasecmp(lud->lud_scheme, "ldapi") == 0;
@@ -1141,71 +1121,29 @@ static int parse_uris(struct ldap_backend *b, const char *list, char *error, siz
 		srv->uri = xstrdup(u);
 		b->nservers++;
 	}
-	if (b->nservers == 0) {
-		snprintf(error, size, "uris: no URI given");
-		goto out;
-	}
-	rc = 0;
-out:
-	free(copy);
-	return rc;
+	return 0;
 }
 
-/* Parses `attributes` ("uid=uidNumber, home=homeDirectory") into b->map
- * and fills b->attrs with what searches ask for. */
-static int parse_attributes(struct ldap_backend *b, const char *list, char *error, size_t size)
+/* The `attributes` map config.c parsed, and what searches ask for. */
+static void set_attributes(struct ldap_backend *b, const struct auth_conf *ac)
 {
-	static const char *const fields[] = { "uid", "gid", "home", "maildrop" };
-	char *copy = xstrdup(list), *save = NULL;
 	size_t n = 0;
-	int rc = -1;
 
-	for (char *it = strtok_r(copy, ", \t", &save); it != NULL;
-	     it = strtok_r(NULL, ", \t", &save)) {
-		char *eq = strchr(it, '=');
-		const char *field = NULL;
-
-		if (eq == NULL || eq[1] == '\0' || b->nmap == LDAP_MAX_MAP) {
-			snprintf(error, size, "attributes: expected at most %d FIELD=ldapAttribute",
-				 LDAP_MAX_MAP);
-			goto out;
-		}
-		*eq = '\0';
-		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
-			if (strcmp(it, fields[i]) == 0)
-				field = fields[i];
-		for (size_t i = 0; i < b->nmap; i++)
-			if (field != NULL && strcmp(b->map[i].field, field) == 0)
-				field = NULL;
-		if (field == NULL) {
-			snprintf(error, size, "attributes: %s: unknown or repeated field", it);
-			goto out;
-		}
-		for (const char *p = eq + 1; *p != '\0'; p++)
-			if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			      (*p >= '0' && *p <= '9') || *p == '-' || *p == ';' || *p == '.')) {
-				snprintf(error, size, "attributes: %s is not an attribute name",
-					 eq + 1);
-				goto out;
-			}
-		b->map[b->nmap].field = field;
-		b->map[b->nmap].attr = xstrdup(eq + 1);
-		b->attrs[n++] = b->map[b->nmap].attr;
-		b->nmap++;
+	for (size_t i = 0; i < ac->ldap_nmap; i++) {
+		b->map[i].field = ac->ldap_map[i].field;
+		b->map[i].attr = ac->ldap_map[i].attr;
+		b->attrs[n++] = ac->ldap_map[i].attr;
 	}
+	b->nmap = ac->ldap_nmap;
 	if (b->compare)
-		b->attrs[n++] = xstrdup(b->pw_attr);
-	b->attrs[n++] = xstrdup(LDAP_LOCK_ATTR);
+		b->attrs[n++] = (char *)(uintptr_t)b->pw_attr;
+	b->attrs[n++] = (char *)(uintptr_t)LDAP_LOCK_ATTR;
 	b->attrs[n] = NULL;
-	rc = 0;
-out:
-	free(copy);
-	return rc;
 }
 
-static void ldap_deinit(struct authenticator *auth)
+static void backend_free(struct ldap_backend **bp)
 {
-	struct ldap_backend *b = auth->backend;
+	struct ldap_backend *b = *bp;
 
 	if (b == NULL)
 		return;
@@ -1213,54 +1151,41 @@ static void ldap_deinit(struct authenticator *auth)
 		free(b->servers[i].uri);
 		free(b->servers[i].host);
 	}
-	/* attrs holds each map[].attr once, then copies: free each once. */
-	for (size_t i = 0; b->attrs[i] != NULL; i++)
-		free(b->attrs[i]);
 	if (b->bind_pw != NULL) {
 		sodium_memzero(b->bind_pw, b->bind_pwlen);
 		free(b->bind_pw);
 	}
 	free(b);
-	auth->backend = NULL;
+	*bp = NULL;
 }
 
-/* Runs on the main thread: at start-up, and on the event loop for a
- * reload, so nothing here waits for the network. */
-static int ldap_init(struct authenticator *auth, char *error, size_t size)
+/* Builds the shared state from ac: what config.c parsed, the URIs through
+ * libldap, the service password read, and libldap's and its TLS library's
+ * set-up with ca-file.  Connects to nothing, so it runs at `authd -t` as
+ * at start.  Returns the backend (free with backend_free), or NULL with a
+ * message in error. */
+static struct ldap_backend *backend_new(const struct auth_conf *ac, char *error, size_t size)
 {
-	const struct auth_conf *ac = auth->conf;
 	struct ldap_backend *b = xcalloc(1, sizeof(*b));
 	bool tls_used = false;
 	LDAP *ld;
 
-	auth->backend = b;
 	b->name = ac->name;
 	b->starttls = ac->ldap_starttls;
 	b->ca_file = ac->ldap_ca_file[0] != '\0' ? ac->ldap_ca_file : NULL;
 	b->bind_dn = ac->ldap_bind_dn[0] != '\0' ? ac->ldap_bind_dn : NULL;
 	b->base = ac->ldap_base;
 	b->filter = ac->ldap_filter;
-	b->compare = strcmp(ac->ldap_mode, "compare") == 0;
+	b->compare = ac->ldap_compare;
 	b->pw_attr = ac->ldap_password_attribute;
 	b->net_timeout_ms = ac->ldap_network_timeout_ms;
-	if (strcmp(ac->ldap_scope, "base") == 0)
-		b->scope = LDAP_SCOPE_BASE;
-	else if (strcmp(ac->ldap_scope, "one") == 0)
-		b->scope = LDAP_SCOPE_ONELEVEL;
-	else
-		b->scope = LDAP_SCOPE_SUBTREE;
-
-	if (parse_uris(b, ac->ldap_uris, error, size) == -1 ||
-	    parse_attributes(b, ac->ldap_attributes, error, size) == -1)
+	b->scope = ac->ldap_scope_id == CONFIG_LDAP_SCOPE_BASE ? LDAP_SCOPE_BASE :
+		   ac->ldap_scope_id == CONFIG_LDAP_SCOPE_ONE ? LDAP_SCOPE_ONELEVEL :
+		   LDAP_SCOPE_SUBTREE;
+	set_attributes(b, ac);
+	if (parse_uris(b, ac, error, size) == -1)
 		goto fail;
-	if (!filter_template_ok(b->filter)) {
-		snprintf(error, size, "filter: only %%u, %%n, %%d and %%%% may follow a %%");
-		goto fail;
-	}
-	if (b->ca_file != NULL && access(b->ca_file, R_OK) == -1) {
-		snprintf(error, size, "ca-file %s: %s", b->ca_file, strerror(errno));
-		goto fail;
-	}
+	/* config.c saw to it that bind-dn comes with exactly one of these */
 	if (ac->ldap_bind_password_file[0] != '\0') {
 		if (read_secret(ac->ldap_bind_password_file, &b->bind_pw, &b->bind_pwlen,
 				error, size) == -1)
@@ -1268,14 +1193,6 @@ static int ldap_init(struct authenticator *auth, char *error, size_t size)
 	} else if (ac->ldap_bind_password[0] != '\0') {
 		b->bind_pw = xstrdup(ac->ldap_bind_password);
 		b->bind_pwlen = strlen(b->bind_pw);
-	}
-	if (b->bind_dn != NULL && b->bind_pw == NULL) {
-		snprintf(error, size, "bind-dn needs bind-password or bind-password-file");
-		goto fail;
-	}
-	if (b->bind_dn == NULL && b->bind_pw != NULL) {
-		snprintf(error, size, "a bind password without bind-dn");
-		goto fail;
 	}
 
 	/* libldap's and the TLS library's one-time initialisation run on
@@ -1295,14 +1212,41 @@ static int ldap_init(struct authenticator *auth, char *error, size_t size)
 		goto fail;
 	}
 	ldap_unbind_ext(ld, NULL, NULL);
-	return 0;
+	return b;
 fail:
-	ldap_deinit(auth);
-	return -1;
+	backend_free(&b);
+	return NULL;
+}
+
+static int ldap_check(const struct auth_conf *ac, char *error, size_t size)
+{
+	struct ldap_backend *b = backend_new(ac, error, size);
+
+	if (b == NULL)
+		return -1;
+	backend_free(&b);
+	return 0;
+}
+
+static void ldap_deinit(struct authenticator *auth)
+{
+	struct ldap_backend *b = auth->backend;
+
+	backend_free(&b);
+	auth->backend = NULL;
+}
+
+/* Runs on the main thread: at start-up, and on the event loop for a
+ * reload, so nothing here waits for the network. */
+static int ldap_init(struct authenticator *auth, char *error, size_t size)
+{
+	auth->backend = backend_new(auth->conf, error, size);
+	return auth->backend != NULL ? 0 : -1;
 }
 
 const struct passdb_ops passdb_ldap = {
 	.type = "ldap",
+	.check = ldap_check,
 	.init = ldap_init,
 	.worker_init = ldap_worker_init,
 	.verify = ldap_verify,

@@ -44,16 +44,31 @@ static int find_helper(char *path, size_t size)
 	return access(path, X_OK);
 }
 
+/* The helper's path into path; -1 with a message in error if none. */
+static int helper_path(char *path, size_t pathsize, char *error, size_t size)
+{
+	if (find_helper(path, pathsize) == -1) {
+		snprintf(error, size, "cannot find %s (looked beside authd and in %s)",
+			 PAM_HELPER_NAME, LIBEXECDIR);
+		return -1;
+	}
+	return 0;
+}
+
+static int pam_check(const struct auth_conf *ac, char *error, size_t size)
+{
+	char path[PATH_MAX];
+
+	return helper_path(path, sizeof(path), error, size);
+}
+
 static int pam_init(struct authenticator *auth, char *error, size_t size)
 {
 	struct pam_backend *pb;
 	char path[PATH_MAX];
 
-	if (find_helper(path, sizeof(path)) == -1) {
-		snprintf(error, size, "cannot find %s (looked beside authd and in %s)",
-			 PAM_HELPER_NAME, LIBEXECDIR);
+	if (helper_path(path, sizeof(path), error, size) == -1)
 		return -1;
-	}
 	pb = xcalloc(1, sizeof(*pb));
 	pb->argv[0] = xstrdup(path);
 	pb->argv[1] = xstrdup(auth->conf->pam_service);
@@ -79,6 +94,7 @@ static void pam_deinit(struct authenticator *auth)
 
 const struct passdb_ops passdb_pam = {
 	.type = "pam",
+	.check = pam_check,
 	.init = pam_init,
 	.worker_init = external_worker_init,
 	.verify = external_verify,

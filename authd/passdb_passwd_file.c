@@ -240,6 +240,19 @@ static void *watcher_main(void *arg)
 	return NULL;
 }
 
+/* authd -t: loads the file as pwfile_init() does, and drops it. */
+static int pwfile_check(const struct auth_conf *ac, char *error, size_t size)
+{
+	struct pw_db *db = db_load(ac->name, ac->path);
+
+	if (db == NULL) {
+		snprintf(error, size, "cannot load %s", ac->path);
+		return -1;
+	}
+	db_free(db);
+	return 0;
+}
+
 static int pwfile_init(struct authenticator *auth, char *error, size_t size)
 {
 	struct pwfile *pf = xcalloc(1, sizeof(*pf));
@@ -427,45 +440,8 @@ static void pwfile_deinit(struct authenticator *auth)
 
 const struct passdb_ops passdb_passwd_file = {
 	.type = "passwd-file",
+	.check = pwfile_check,
 	.init = pwfile_init,
 	.verify = pwfile_verify,
 	.deinit = pwfile_deinit,
 };
-
-/* ---- shared by all backends ------------------------------------------- */
-
-static int set_path(char *dst, const char *value)
-{
-	size_t n = strlen(value);
-
-	if (n >= USERDB_MAX_FIELD)
-		return -1;
-	for (const char *p = value; *p != '\0'; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			return -1;
-	memcpy(dst, value, n + 1);
-	return 0;
-}
-
-int userdb_set_field(struct userdb *udb, const char *key, const char *value)
-{
-	uint64_t v;
-
-	if (strcmp(key, "uid") == 0 || strcmp(key, "gid") == 0) {
-		if (num_parse_u64(value, 0, 4294967294u, &v) == -1)
-			return -1;
-		if (key[0] == 'u') {
-			udb->uid = (uint32_t)v;
-			udb->has_uid = true;
-		} else {
-			udb->gid = (uint32_t)v;
-			udb->has_gid = true;
-		}
-		return 0;
-	}
-	if (strcmp(key, "home") == 0)
-		return set_path(udb->home, value);
-	if (strcmp(key, "maildrop") == 0)
-		return set_path(udb->maildrop, value);
-	return 0;
-}

@@ -24,13 +24,11 @@
  * A flush (a passwd-file changed, `authctl flush`) must not be undone by
  * a job that was asked before it and answers after it, from what the
  * backend knew before (a password that has just been changed).  So each
- * flush counts up flush_epoch before it empties the cache, each job
- * carries the count from when it was made, and cache_fill() stores a
- * result only while the count is the same, and removes it again if a
- * flush counted up while it was storing it (the flush may come from the
- * passwd-file watcher thread).
+ * job carries the cache's flush epoch from when it was made, and
+ * cache_fill() stores its result with cache_insert_if_epoch(), which keeps
+ * nothing if a flush came since (cache/cache.c's DESIGN, Flush epoch; the
+ * flush may come from the passwd-file watcher thread).
  */
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,9 +139,6 @@ void requests_init(const struct config *c)
 		 (unsigned long long)conf->cache.stale_ttl_ms, conf->cache.refresh_ahead_pct);
 }
 
-/* requests_cache_flush() calls so far; written by any thread. */
-static _Atomic uint64_t flush_epoch;
-
 struct cache *requests_cache(void)
 {
 	return cache;
@@ -204,13 +199,13 @@ static void flight_free(struct flight *f)
 	free(f);
 }
 
-/* Answers every waiter of f: AUTH_RESULT_OK (with udb, authname),
- * AUTH_RESULT_FAIL or AUTH_RESULT_TEMPFAIL (with reason). */
+/* Answers every waiter of f through its callback: AUTH_RESULT_OK (with
+ * udb, authname), AUTH_RESULT_FAIL or AUTH_RESULT_TEMPFAIL (with reason). */
 static void answer_waiters(struct flight *f, enum auth_result result, enum tempfail_reason reason,
 			   const struct userdb *udb, const char *authname)
 {
-	char ticket[2 * AUTHD_TICKET_BYTES + 1];
 	char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)], rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
+	struct request_answer ans;
 	struct request *req;
 
 	while ((req = TAILQ_FIRST(&f->waiters)) != NULL) {
@@ -222,22 +217,24 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 		if (req->flight != NULL)
 			in_flight--;
 		req->flight = NULL;
+		memset(&ans, 0, sizeof(ans));
+		ans.result = result == AUTH_RESULT_NOUSER ? AUTH_RESULT_FAIL : result;
+		ans.user = req->user;
 		switch (result) {
 		case AUTH_RESULT_OK:
 			authd_stats.answered_ok++;
-			ticket_issue(req->user, udb, client_pid(req->client), ticket);
 			log_info("auth ok: user=%s service=%s rip=%s authenticator=%s time=%.1fms",
 				 user, req->service, rip, authname,
 				 elapsed_ms(req->started_us));
-			client_reply_ok(req->client, req->id, req->user, udb, authname, ticket);
-			sodium_memzero(ticket, sizeof(ticket));
+			ans.udb = udb;
+			ans.authname = authname;
 			break;
 		case AUTH_RESULT_TEMPFAIL:
 			authd_stats.answered_tempfail++;
 			log_warnx("auth tempfail: user=%s service=%s rip=%s authenticator=%s "
 				  "reason=%s time=%.1fms", user, req->service, rip,
 				  authname, reason_names[reason], elapsed_ms(req->started_us));
-			client_reply_tempfail(req->client, req->id, reason);
+			ans.reason = reason;
 			break;
 		default:
 			authd_stats.answered_fail++;
@@ -245,10 +242,9 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			log_info("auth failed: user=%s service=%s rip=%s authenticator=%s "
 				 "time=%.1fms", user, req->service, rip, authname,
 				 elapsed_ms(req->started_us));
-			client_reply_fail(req->client, req->id);
 			break;
 		}
-		client_request_done(req->client, req);
+		req->cb(req->cbctx, req, &ans);
 		request_free(req);
 	}
 }
@@ -343,7 +339,7 @@ static void flight_dispatch(struct flight *f)
 	job = xcalloc(1, sizeof(*job));
 	job->flight = f;
 	job->cacheable = f->cacheable;
-	job->flush_epoch = atomic_load(&flush_epoch);
+	job->flush_epoch = cache != NULL ? cache_epoch(cache) : 0;
 	memcpy(job->key, f->key, sizeof(job->key));
 	memcpy(job->verifier, f->verifier, sizeof(job->verifier));
 	memcpy(job->user, f->user, sizeof(job->user));
@@ -365,20 +361,6 @@ static void flight_dispatch(struct flight *f)
 	event_add(f->timer, &tv);
 }
 
-/* Fills the fields the backend left out from the authenticator's defaults. */
-static void apply_defaults(const struct auth_conf *ac, struct userdb *udb)
-{
-	if (!udb->has_uid && ac->default_uid != NULL && ac->default_uid[0] != '\0')
-		userdb_set_field(udb, "uid", ac->default_uid);
-	if (!udb->has_gid && ac->default_gid != NULL && ac->default_gid[0] != '\0')
-		userdb_set_field(udb, "gid", ac->default_gid);
-	if (udb->home[0] == '\0' && ac->default_home != NULL && ac->default_home[0] != '\0')
-		userdb_set_field(udb, "home", ac->default_home);
-	if (udb->maildrop[0] == '\0' && ac->default_maildrop != NULL &&
-	    ac->default_maildrop[0] != '\0')
-		userdb_set_field(udb, "maildrop", ac->default_maildrop);
-}
-
 /* Stores a definite result in the cache (never TEMPFAIL). */
 static void cache_fill(struct job *job)
 {
@@ -392,11 +374,6 @@ static void cache_fill(struct job *job)
 
 	if (!job->cacheable || !a->conf->cache)
 		return;
-	if (atomic_load(&flush_epoch) != job->flush_epoch) {
-		log_debug("cache: result for %s not cached: the cache was flushed since it "
-			  "was asked", job->user);
-		return;
-	}
 	switch (job->result) {
 	case AUTH_RESULT_OK:
 		cu.uid = job->udb.has_uid ? job->udb.uid : UID_ABSENT;
@@ -404,30 +381,27 @@ static void cache_fill(struct job *job)
 		cu.home = job->udb.home;
 		cu.maildrop = job->udb.maildrop;
 		cu.authenticator = a->conf->name;
-		r = cache_insert(cache, job->key, job->verifier, CACHE_OK, &cu, now, pos, stale);
+		r = cache_insert_if_epoch(cache, job->key, job->verifier, CACHE_OK, &cu, now, pos,
+					  stale, job->flush_epoch);
 		break;
 	case AUTH_RESULT_FAIL:
-		r = cache_insert(cache, job->key, job->verifier, CACHE_FAIL, NULL, now, neg, 0);
+		r = cache_insert_if_epoch(cache, job->key, job->verifier, CACHE_FAIL, NULL, now,
+					  neg, 0, job->flush_epoch);
 		break;
 	case AUTH_RESULT_NOUSER:
 		/* Unknown to the whole chain only when the last one says so. */
 		if (a->chain_pos + 1 == a->gen->nauths && chain_cacheable(a->gen))
-			r = cache_insert(cache, job->key, NULL, CACHE_NOUSER, NULL, now, neg, 0);
+			r = cache_insert_if_epoch(cache, job->key, NULL, CACHE_NOUSER, NULL,
+						  now, neg, 0, job->flush_epoch);
 		break;
 	case AUTH_RESULT_TEMPFAIL:
 		break;	/* never cached */
 	}
 	if (r == CACHE_INSERT_TOO_LONG)
 		log_debug("cache: userdb fields of %s too long for an entry; not cached", job->user);
-	/* A flush between the check above and the insert may have missed
-	 * the new entry: take it out again.  The read is a read-modify-write
-	 * on purpose: if it comes before the flush's count-up in the epoch's
-	 * order, the count-up reads from it and so sees the entry stored
-	 * above, and the flush's sweep removes it; if after, it sees the new
-	 * epoch and the entry is removed here. */
-	if (r == CACHE_INSERTED &&
-	    atomic_fetch_add(&flush_epoch, 0) != job->flush_epoch)
-		cache_flush_key(cache, job->key);
+	else if (r == CACHE_INSERT_FLUSHED)
+		log_debug("cache: result for %s not cached: the cache was flushed since it "
+			  "was asked", job->user);
 }
 
 void request_job_done(struct job *job)
@@ -436,7 +410,7 @@ void request_job_done(struct job *job)
 	struct authenticator *a = job->auth;
 
 	if (job->result == AUTH_RESULT_OK)
-		apply_defaults(a->conf, &job->udb);
+		userdb_apply_defaults(&job->udb, a->conf);
 	if (cache != NULL)
 		cache_fill(job);
 	if (f == NULL) {
@@ -498,12 +472,13 @@ static struct flight *flight_new(const struct request *req, bool cacheable,
 	return f;
 }
 
-struct request *request_new(struct client *c, const struct request_params *p)
+struct request *request_new(const struct request_params *p, request_cb *cb, void *cbctx)
 {
 	struct request *req = xcalloc(1, sizeof(*req));
 
 	authd_stats.requests++;
-	req->client = c;
+	req->cb = cb;
+	req->cbctx = cbctx;
 	req->started_us = mtime_us();
 	snprintf(req->id, sizeof(req->id), "%s", p->id);
 	snprintf(req->service, sizeof(req->service), "%s", p->service);
@@ -512,21 +487,23 @@ struct request *request_new(struct client *c, const struct request_params *p)
 	req->secured = p->secured;
 	req->password = p->password;
 	req->passlen = p->passlen;
-
-	if (user_normalize(conf, p->user, req->user, sizeof(req->user)) == -1 ||
-	    req->passlen == 0) {
-		/* No such name can exist, or an empty password: reject without
-		 * asking any backend.  Logged like any other failure. */
-		char rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
-
-		authd_stats.invalid++;
-		log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
-			 "time=0.0ms", req->service, log_token(req->rip, rip, sizeof(rip)));
-		client_reply_fail(c, req->id);
-		request_free(req);
-		return NULL;
-	}
+	req->invalid = user_normalize(conf, p->user, req->user, sizeof(req->user)) == -1 ||
+		       req->passlen == 0;
 	return req;
+}
+
+/* No such name can exist, or an empty password: rejected without asking
+ * any backend, logged like any other failure. */
+static void answer_invalid(struct request *req)
+{
+	char rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
+	struct request_answer ans = { .result = AUTH_RESULT_FAIL, .user = "" };
+
+	authd_stats.invalid++;
+	log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
+		 "time=0.0ms", req->service, log_token(req->rip, rip, sizeof(rip)));
+	req->cb(req->cbctx, req, &ans);
+	request_free(req);
 }
 
 /* Answers req from a fresh cache entry. */
@@ -555,6 +532,10 @@ void request_run(struct request *req)
 	struct flight *f = NULL;
 	enum cache_result cr;
 
+	if (req->invalid) {
+		answer_invalid(req);
+		return;
+	}
 	if (cache != NULL) {
 		cache_key(cache, CACHE_SCOPE, req->user, key);
 		cache_verifier(cache, key, req->password, verifier);
@@ -613,8 +594,7 @@ uint64_t requests_cache_flush(const char *user)
 
 	if (cache == NULL)
 		return 0;
-	/* Before the sweep, and a read-modify-write: see cache_fill(). */
-	atomic_fetch_add(&flush_epoch, 1);
+	/* Both count the flush epoch up: see cache_fill(). */
 	if (user == NULL)
 		return cache_flush_all(cache);
 	cache_key(cache, CACHE_SCOPE, user, key);

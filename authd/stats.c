@@ -1,6 +1,7 @@
 /*
- * stats.c - authd's stats socket: connect, read the metrics in the
- * Prometheus text format, get EOF.  Served from the loop thread; counters
+ * stats.c - authd's metrics in the Prometheus text format, for the stats
+ * socket (common/stats_server.c serves it: connect, read, EOF).  Rendered
+ * on the loop thread; counters
  * are the loop's own (no lock), worker states are read under each
  * authenticator's lock for an instant.
  */
@@ -9,35 +10,18 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "authd/authd.h"
 #include "cache/cache.h"
 #include "common/log.h"
 #include "common/metrics.h"
 #include "common/mtime.h"
+#include "common/stats_server.h"
 
 #define STATS_MAX_CONNS 32
 
-struct sconn {
-	LIST_ENTRY(sconn) entry;
-	struct bufferevent *bev;
-};
-
-static struct evconnlistener *listener;
-static struct event_base *base;
-static LIST_HEAD(, sconn) conns = LIST_HEAD_INITIALIZER(conns);
-static unsigned nconns;
-
-static void sconn_free(struct sconn *c)
-{
-	LIST_REMOVE(c, entry);
-	bufferevent_free(c->bev);
-	free(c);
-	nconns--;
-}
+static struct stats_server *server;
 
 static void render_authenticators(struct evbuffer *out, struct generation *gen)
 {
@@ -174,6 +158,9 @@ static void render(struct evbuffer *out)
 		      authd_stats.stale_answers);
 	metrics_value(out, "authd_answers_by_source_total", "source=\"invalid\"",
 		      authd_stats.invalid);
+	metrics_header(out, "authd_tickets_outstanding", "gauge",
+		       "Handoff tickets issued, not yet redeemed or expired.");
+	metrics_value(out, "authd_tickets_outstanding", NULL, tickets_outstanding());
 	metrics_header(out, "authd_reloads_total", "counter", "Configuration reloads by result.");
 	metrics_value(out, "authd_reloads_total", "result=\"ok\"", authd_stats.reloads);
 	metrics_value(out, "authd_reloads_total", "result=\"failed\"",
@@ -182,51 +169,18 @@ static void render(struct evbuffer *out)
 	render_cache(out);
 }
 
-static void on_write(struct bufferevent *bev, void *arg)
+/* stats_server_fill_cb */
+static void fill(struct evbuffer *out, void *ctx)
 {
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		sconn_free(arg);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-	sconn_free(arg);
-}
-
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int socklen, void *arg)
-{
-	struct sconn *c;
-
-	if (nconns >= STATS_MAX_CONNS) {
-		close(fd);
-		return;
-	}
-	c = xcalloc(1, sizeof(*c));
-	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL)
-		fatalx("out of memory (bufferevent)");
-	LIST_INSERT_HEAD(&conns, c, entry);
-	nconns++;
-	render(bufferevent_get_output(c->bev));
-	bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
-	bufferevent_enable(c->bev, EV_WRITE);
+	render(out);
 }
 
 void stats_init(struct event_base *b, int listen_fd)
 {
-	base = b;
-	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
-				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
-	if (listener == NULL)
-		fatalx("cannot listen on the stats socket");
+	server = stats_server_new(b, listen_fd, STATS_MAX_CONNS, fill, NULL);
 }
 
 void stats_shutdown(void)
 {
-	if (listener != NULL)
-		evconnlistener_free(listener);
-	listener = NULL;
-	while (!LIST_EMPTY(&conns))
-		sconn_free(LIST_FIRST(&conns));
+	stats_server_free(&server);
 }

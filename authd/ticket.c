@@ -68,6 +68,12 @@ static void sweep(uint64_t now)
 		ticket_drop(t);
 }
 
+unsigned tickets_outstanding(void)
+{
+	sweep(mtime_ms());
+	return nticket;
+}
+
 static unsigned bucket_of(const uint8_t *bytes)
 {
 	return ((unsigned)bytes[0] | (unsigned)bytes[1] << 8) & (TICKET_BUCKETS - 1);

@@ -123,6 +123,33 @@
  * entry closest to expiry, so floods of wrong passwords or random names
  * never push out positive entries beyond their share.
  *
+ * Flush epoch.  A flush (a passwd-file changed, `authctl flush`) must not
+ * be undone by a result the backend gave from what it knew before it: a
+ * request asked before the flush that answers after it.  So every flush
+ * counts `epoch` up before it sweeps, a caller takes cache_epoch() before
+ * it asks the backend, and cache_insert_if_epoch() stores the answer only
+ * if no flush counted up since:
+ *
+ *   E = epoch (acquire; pairs with F1)       ... the backend is asked ...
+ *   insert:  epoch == E (acquire, pairs with F1), else drop (an early out)
+ *            cache_insert() as usual
+ *            R: fetch_add(epoch, 0) (acq_rel; pairs with F1 both ways)
+ *            if R != E: remove the key's entries again
+ *   flush:   F1: fetch_add(epoch, 1) (acq_rel), then sweep under the locks
+ *
+ * R and F1 are read-modify-writes of one location, so one comes first in
+ * its modification order and the later one reads from it.  If R is first,
+ * F1 reads from R: R's release half makes the entry stored before R
+ * visible to F1's acquire half, so F1's sweep removes it.  If F1 is first,
+ * R reads its count, differs from E, and removes the entry itself.  Either
+ * way nothing asked before the flush survives it (a plain load instead of
+ * R could read the old count while F1's sweep missed the entry).  The
+ * acquire of E against F1's release also means: a request that sees a
+ * flush's count was asked after what the flusher did before it (the
+ * passwd-file watcher swaps in the new file, then flushes).  A flush
+ * racing an insert may remove a little more than it had to (the key's
+ * other entries); never less.
+ *
  * Memory orders.  Each acquire, release and fence below names its pair.
  * Relaxed is used for statistics counters, for the seqlock's entry words
  * (ordered by the fence pair), for the hints above, and where a writer
@@ -219,6 +246,8 @@ struct cache {
 	/* sodium_malloc'd, read-only after creation: bytes 0..31 key the
 	   cache key hash, bytes 32..63 the verifier hash. */
 	unsigned char *hash_keys;
+	/* Flushes so far (see DESIGN, Flush epoch); written by any thread. */
+	_Atomic uint64_t epoch;
 	struct stripe stripes[STRIPES];
 };
 
@@ -845,7 +874,8 @@ enum cache_insert_result cache_insert(struct cache *cache,
 	return CACHE_INSERTED;
 }
 
-unsigned cache_flush_key(struct cache *cache, const uint8_t key[CACHE_KEY_LEN])
+/* Removes every entry of key; the flushes' sweep, without the epoch. */
+static unsigned sweep_key(struct cache *cache, const uint8_t key[CACHE_KEY_LEN])
 {
 	struct stripe *st = my_stripe(cache);
 	struct set *set = set_of(cache, key);
@@ -868,12 +898,34 @@ unsigned cache_flush_key(struct cache *cache, const uint8_t key[CACHE_KEY_LEN])
 	return removed;
 }
 
+uint64_t cache_epoch(struct cache *cache)
+{
+	/* Acquire: pairs with F1's release in the flushes (DESIGN, Flush
+	   epoch). */
+	return atomic_load_explicit(&cache->epoch, memory_order_acquire);
+}
+
+/* F1 (DESIGN, Flush epoch): before the sweep.  Release pairs with
+   cache_epoch()'s and cache_insert_if_epoch()'s acquires; acquire pairs
+   with the release half of cache_insert_if_epoch()'s R. */
+static void epoch_advance(struct cache *cache)
+{
+	atomic_fetch_add_explicit(&cache->epoch, 1, memory_order_acq_rel);
+}
+
+unsigned cache_flush_key(struct cache *cache, const uint8_t key[CACHE_KEY_LEN])
+{
+	epoch_advance(cache);
+	return sweep_key(cache, key);
+}
+
 uint64_t cache_flush_all(struct cache *cache)
 {
 	struct stripe *st = my_stripe(cache);
 	uint64_t removed = 0;
 	union image old;
 
+	epoch_advance(cache);
 	for (uint64_t s = 0; s < cache->nsets; s++) {
 		struct set *set = &cache->sets[s];
 
@@ -891,6 +943,31 @@ uint64_t cache_flush_all(struct cache *cache)
 	stat_add(st, STAT_FLUSHED, removed);
 	stat_add(st, STAT_ENTRIES, -removed);
 	return removed;
+}
+
+enum cache_insert_result cache_insert_if_epoch(struct cache *cache,
+					       const uint8_t key[CACHE_KEY_LEN],
+					       const uint8_t verifier[CACHE_VERIFIER_LEN],
+					       enum cache_kind kind,
+					       const struct cache_user *user,
+					       int64_t now, uint32_t fresh_ttl_ms,
+					       uint32_t stale_ttl_ms, uint64_t epoch)
+{
+	enum cache_insert_result r;
+
+	/* Acquire: pairs with F1's release.  Only an early out: R decides. */
+	if (atomic_load_explicit(&cache->epoch, memory_order_acquire) != epoch)
+		return CACHE_INSERT_FLUSHED;
+	r = cache_insert(cache, key, verifier, kind, user, now, fresh_ttl_ms, stale_ttl_ms);
+	/* R: a read-modify-write on purpose (DESIGN, Flush epoch).  Release
+	   pairs with F1's acquire (a later flush's sweep sees the entry just
+	   stored); acquire pairs with F1's release. */
+	if (r == CACHE_INSERTED &&
+	    atomic_fetch_add_explicit(&cache->epoch, 0, memory_order_acq_rel) != epoch) {
+		sweep_key(cache, key);
+		return CACHE_INSERT_FLUSHED;
+	}
+	return r;
 }
 
 void cache_stats_get(struct cache *cache, struct cache_stats *stats_r)

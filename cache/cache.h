@@ -71,6 +71,7 @@ enum cache_insert_result {
 	CACHE_INSERTED = 0,
 	CACHE_INSERT_BUSY,	/* another writer held the set: not cached */
 	CACHE_INSERT_TOO_LONG,	/* a userdb string exceeds its _MAX: not cached */
+	CACHE_INSERT_FLUSHED,	/* a flush came after the epoch given: not kept */
 };
 
 struct cache_settings {
@@ -216,13 +217,34 @@ enum cache_insert_result cache_insert(struct cache *cache,
 				      int64_t now, uint32_t fresh_ttl_ms,
 				      uint32_t stale_ttl_ms);
 
-/* Removes every entry of `key` (positive and negative, all verifiers).
-   Waits for concurrent writers of the key's set.  Returns how many entries
-   were removed.  An insert racing with the flush may land after it. */
+/* The number of flushes so far: take it before asking the backend, give
+   it to cache_insert_if_epoch() with the answer.  Any thread. */
+uint64_t cache_epoch(struct cache *cache);
+
+/* cache_insert(), unless cache_flush_key() or cache_flush_all() ran (or
+   runs concurrently) since `epoch` was read from cache_epoch(): then
+   nothing of the answer stays (the key's entries may be removed) and the
+   result is CACHE_INSERT_FLUSHED.  So an answer from before a flush never
+   outlives it (cache.c's DESIGN, Flush epoch). */
+enum cache_insert_result cache_insert_if_epoch(struct cache *cache,
+					       const uint8_t key[CACHE_KEY_LEN],
+					       const uint8_t verifier[CACHE_VERIFIER_LEN],
+					       enum cache_kind kind,
+					       const struct cache_user *user,
+					       int64_t now, uint32_t fresh_ttl_ms,
+					       uint32_t stale_ttl_ms, uint64_t epoch);
+
+/* Removes every entry of `key` (positive and negative, all verifiers), and
+   counts the flush epoch up first.  Waits for concurrent writers of the
+   key's set.  Returns how many entries were removed.  A plain
+   cache_insert() racing with the flush may land after it;
+   cache_insert_if_epoch() with an epoch from before it does not. */
 unsigned cache_flush_key(struct cache *cache, const uint8_t key[CACHE_KEY_LEN]);
 
-/* Removes every entry, set by set (not one atomic step: inserts running at
-   the same time may survive).  Returns how many entries were removed. */
+/* Removes every entry, set by set, counting the flush epoch up first (not
+   one atomic step: plain inserts running at the same time may survive;
+   cache_insert_if_epoch() ones from before it do not).  Returns how many
+   entries were removed. */
 uint64_t cache_flush_all(struct cache *cache);
 
 /* Fills *stats_r with the counters summed over all threads. */

@@ -401,6 +401,39 @@ static void test_flush(void)
 	cache_free(&cache);
 }
 
+/* An answer asked before a flush is not stored after it: by either flush,
+   even of another key (the epoch counts flushes, not keys). */
+static void test_insert_if_epoch(void)
+{
+	struct cache *cache = one_set();
+	struct cred a = cred(cache, "alice", "pw"), b = cred(cache, "bob", "pw");
+	struct cache_entry e;
+	uint64_t ep = cache_epoch(cache);
+
+	CHECK_INT(cache_insert_if_epoch(cache, a.key, a.verifier, CACHE_OK, &user_a, T0, 60000,
+					0, ep), CACHE_INSERTED);
+	CHECK_INT(get(cache, &a, T0 + 1, &e), CACHE_HIT);
+	cache_flush_key(cache, b.key);
+	CHECK(cache_epoch(cache) == ep + 1);
+	CHECK_INT(cache_insert_if_epoch(cache, b.key, b.verifier, CACHE_FAIL, NULL, T0, 60000,
+					0, ep), CACHE_INSERT_FLUSHED);
+	CHECK_INT(get(cache, &b, T0 + 1, &e), CACHE_MISS);
+	CHECK_INT(cache_insert_if_epoch(cache, b.key, NULL, CACHE_NOUSER, NULL, T0, 60000, 0,
+					ep), CACHE_INSERT_FLUSHED);
+	CHECK_INT(get(cache, &b, T0 + 1, &e), CACHE_MISS);
+	ep = cache_epoch(cache);
+	cache_flush_all(cache);
+	CHECK(cache_epoch(cache) == ep + 1);
+	CHECK_INT(cache_insert_if_epoch(cache, a.key, a.verifier, CACHE_OK, &user_a, T0, 60000,
+					0, ep), CACHE_INSERT_FLUSHED);
+	CHECK_INT(get(cache, &a, T0 + 1, &e), CACHE_MISS);
+	/* asked after the flush: stored */
+	CHECK_INT(cache_insert_if_epoch(cache, a.key, a.verifier, CACHE_OK, &user_a, T0, 60000,
+					0, cache_epoch(cache)), CACHE_INSERTED);
+	CHECK_INT(get(cache, &a, T0 + 1, &e), CACHE_HIT);
+	cache_free(&cache);
+}
+
 /* Fills the one-set cache's 8 slots in order with u0..u7 (empty slots are
    taken first, lowest index first, so u<i> lands in slot i). */
 static void fill(struct cache *cache, struct cred c[CACHE_WAYS])
@@ -711,6 +744,7 @@ int main(void)
 	UNIT_RUN(test_stale_lookup);
 	UNIT_RUN(test_refresh_window);
 	UNIT_RUN(test_flush);
+	UNIT_RUN(test_insert_if_epoch);
 	UNIT_RUN(test_eviction_order);
 	UNIT_RUN(test_empty_before_expired);
 	UNIT_RUN(test_negative_cap_replaces_same_kind);

@@ -23,6 +23,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/num.h"
+#include "common/sock.h"
 
 #define CONFIG_MAX_LINE 4096
 #define MAX_DURATION_MS (7ull * 24 * 3600 * 1000)
@@ -584,16 +585,159 @@ static unsigned entry_line(const struct section *s, const char *key)
 	return s->line;
 }
 
-/* Checks the LDAP keys that have a fixed vocabulary or depend on each
- * other, so that `-t` catches them. */
-static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *secname,
-			 const struct auth_conf *a)
+/* A list of comma-separated paths (tls-cert-file, tls-key-file): blanks
+ * around each entry ignored, an empty entry refused.  Returns the count
+ * (0 for an empty list), or -1 for an empty entry or more than max.  The
+ * rule pop3d/tls.c's split_paths applies when it loads the files. */
+static int count_paths(const char *s, size_t max)
 {
-	char *copy, *items[8];
+	size_t n = 0;
+
+	if (s[strspn(s, " \t")] == '\0')
+		return 0;
+	for (const char *p = s;; p++) {
+		const char *end = strchr(p, ',');
+		size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+		size_t blank = 0;
+
+		for (size_t i = 0; i < len; i++)
+			blank += p[i] == ' ' || p[i] == '\t';
+		if (blank == len || n == max)
+			return -1;
+		n++;
+		if (end == NULL)
+			return (int)n;
+		p = end;
+	}
+}
+
+/* Splits listen-tls into conf->pop3d.tls_addrs, each ADDR:PORT checked. */
+static int validate_listen_tls(struct load_ctx *ctx, struct section *s, struct config *conf)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char *copy, *items[CONFIG_MAX_LISTEN];
 	size_t n;
 
-	/* The schemes passdb_ldap.c's ldap_url_parse accepts; it checks the
-	 * rest of each URI again when the authenticator starts. */
+	copy = xstrdup(conf->pop3d.listen_tls);
+	if (split_list(copy, items, CONFIG_MAX_LISTEN, &n, ", \t") == -1) {
+		set_error(ctx, entry_line(s, "listen-tls"), "[pop3d] listen-tls: at most %d "
+			  "entries", CONFIG_MAX_LISTEN);
+		free(copy);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (sock_parse_addrport(items[i], &ss, &sl) == -1) {
+			set_error(ctx, entry_line(s, "listen-tls"), "[pop3d] listen-tls: bad "
+				  "address \"%s\" (expected ADDR:PORT or [V6ADDR]:PORT)", items[i]);
+			free(copy);
+			return -1;
+		}
+		conf->pop3d.tls_addrs[i] = xstrdup(items[i]);
+		conf->pop3d.ntls_addrs = i + 1;
+	}
+	free(copy);
+	return 0;
+}
+
+/* The [pop3d] keys with a syntax of their own, and those that depend on
+ * each other.  What needs pop3d's own code stays in pop3d (pop3d/master.c's
+ * check_conf: maildrop templates, require-tls-exempt; tls.c: loading the
+ * certificates), run the same at -t and at start. */
+static int validate_pop3d(struct load_ctx *ctx, struct section *s, struct config *conf)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned u;
+	int nc, nk;
+
+	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
+		if (sock_parse_addrport(conf->pop3d.listen_addrs[i], &ss, &sl) == -1) {
+			set_error(ctx, entry_line(s, "listen"), "[pop3d] listen: bad address \"%s\" "
+				  "(expected ADDR:PORT or [V6ADDR]:PORT)",
+				  conf->pop3d.listen_addrs[i]);
+			return -1;
+		}
+	if (validate_listen_tls(ctx, s, conf) == -1)
+		return -1;
+	if (conf->pop3d.login_delay[0] != '\0') {
+		if (num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &u) == -1) {
+			set_error(ctx, entry_line(s, "login-delay"), "[pop3d] login-delay: "
+				  "expected a number of seconds");
+			return -1;
+		}
+		conf->pop3d.login_delay_ms = (uint64_t)u * 1000;
+	}
+	conf->pop3d.expire_days = CONFIG_EXPIRE_NEVER;
+	if (conf->pop3d.expire[0] != '\0' && strcmp(conf->pop3d.expire, "NEVER") != 0) {
+		if (num_parse_uint(conf->pop3d.expire, 0, 4294967295u, &u) == -1) {
+			set_error(ctx, entry_line(s, "expire"), "[pop3d] expire: expected a number "
+				  "of days or NEVER");
+			return -1;
+		}
+		conf->pop3d.expire_days = u;
+	}
+	/* RFC 1939 section 4: the greeting is one line of a response. */
+	if (strlen(conf->pop3d.greeting) > 200 || strpbrk(conf->pop3d.greeting, "\r\n") != NULL) {
+		set_error(ctx, entry_line(s, "greeting"), "[pop3d] greeting: at most 200 "
+			  "characters on one line");
+		return -1;
+	}
+	if (strcmp(conf->pop3d.tls_min_version, "TLSv1.2") != 0 &&
+	    strcmp(conf->pop3d.tls_min_version, "TLSv1.3") != 0) {
+		set_error(ctx, entry_line(s, "tls-min-version"), "[pop3d] tls-min-version: "
+			  "expected TLSv1.2 or TLSv1.3");
+		return -1;
+	}
+	if (conf->pop3d.ntls_addrs == 0 && !conf->pop3d.starttls) {
+		if (conf->pop3d.require_tls) {
+			set_error(ctx, entry_line(s, "require-tls"), "[pop3d] require-tls = yes "
+				  "needs starttls = yes or listen-tls");
+			return -1;
+		}
+		return 0;
+	}
+	nc = count_paths(conf->pop3d.tls_cert_file, TLS_MAX_CERTS);
+	nk = count_paths(conf->pop3d.tls_key_file, TLS_MAX_CERTS);
+	if (nc <= 0) {
+		set_error(ctx, entry_line(s, "tls-cert-file"), "[pop3d] tls-cert-file: %s",
+			  nc == 0 ? "required with listen-tls or starttls = yes" :
+			  "expected 1 to 8 comma-separated files");
+		return -1;
+	}
+	if (nk != nc) {
+		set_error(ctx, entry_line(s, "tls-key-file"), "[pop3d] tls-key-file: expected one "
+			  "key file per tls-cert-file entry (%d), in the same order", nc);
+		return -1;
+	}
+	conf->pop3d.ntls_certs = (size_t)nc;
+	return 0;
+}
+
+/* True for an LDAP attribute description (RFC 4512 section 2.5: a name
+ * or OID, with options after ';'). */
+static bool ldap_attr_ok(const char *p)
+{
+	if (*p == '\0')
+		return false;
+	for (; *p != '\0'; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == ';' || *p == '.'))
+			return false;
+	return true;
+}
+
+/* Checks the LDAP keys and stores their parsed forms in a (ldap_uri_list,
+ * ldap_scope_id, ldap_compare, ldap_map), which passdb_ldap.c uses as
+ * they are.  The rest of each URI is libldap's to parse: passdb_ldap.c's
+ * check does it, at -t and at start alike. */
+static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *secname,
+			 struct auth_conf *a)
+{
+	static const char *const fields[] = { "uid", "gid", "home", "maildrop" };
+	char *copy, *items[LDAP_MAX_URIS > LDAP_MAX_MAP ? LDAP_MAX_URIS : LDAP_MAX_MAP];
+	size_t n;
+
 	copy = xstrdup(a->ldap_uris);
 	if (split_list(copy, items, LDAP_MAX_URIS, &n, ", \t") == -1 || n == 0) {
 		set_error(ctx, entry_line(s, "uris"), "[%s]: uris: expected 1 to %d URIs", secname,
@@ -610,18 +754,28 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 			free(copy);
 			return -1;
 		}
+		a->ldap_uri_list[i] = xstrdup(items[i]);
+		a->ldap_nuris = i + 1;
 	}
 	free(copy);
 
-	if (strcmp(a->ldap_scope, "base") != 0 && strcmp(a->ldap_scope, "one") != 0 &&
-	    strcmp(a->ldap_scope, "sub") != 0) {
-		set_error(ctx, s->line, "[%s]: scope must be base, one or sub", secname);
+	if (strcmp(a->ldap_scope, "base") == 0)
+		a->ldap_scope_id = CONFIG_LDAP_SCOPE_BASE;
+	else if (strcmp(a->ldap_scope, "one") == 0)
+		a->ldap_scope_id = CONFIG_LDAP_SCOPE_ONE;
+	else if (strcmp(a->ldap_scope, "sub") == 0)
+		a->ldap_scope_id = CONFIG_LDAP_SCOPE_SUB;
+	else {
+		set_error(ctx, entry_line(s, "scope"), "[%s]: scope must be base, one or sub",
+			  secname);
 		return -1;
 	}
 	if (strcmp(a->ldap_mode, "bind") != 0 && strcmp(a->ldap_mode, "compare") != 0) {
-		set_error(ctx, s->line, "[%s]: mode must be bind or compare", secname);
+		set_error(ctx, entry_line(s, "mode"), "[%s]: mode must be bind or compare",
+			  secname);
 		return -1;
 	}
+	a->ldap_compare = strcmp(a->ldap_mode, "compare") == 0;
 	if (a->ldap_bind_password[0] != '\0' && a->ldap_bind_password_file[0] != '\0') {
 		set_error(ctx, s->line, "[%s]: set bind-password or bind-password-file, not both",
 			  secname);
@@ -632,6 +786,8 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 			  secname);
 		return -1;
 	}
+	/* every '%' starts %u, %n, %d or %% (passdb_ldap.c's filter_build
+	 * relies on it) */
 	for (const char *p = strchr(a->ldap_filter, '%'); p != NULL; p = strchr(p + 2, '%')) {
 		if (p[1] != 'u' && p[1] != 'n' && p[1] != 'd' && p[1] != '%') {
 			set_error(ctx, entry_line(s, "filter"), "[%s]: filter: %%%c is not one of "
@@ -645,27 +801,48 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 			  "go together", secname);
 		return -1;
 	}
+	/* On the running system, but cheap and the same at -t and start. */
 	if (a->ldap_ca_file[0] != '\0' && access(a->ldap_ca_file, R_OK) == -1) {
 		set_error(ctx, entry_line(s, "ca-file"), "[%s]: ca-file %s: %s", secname,
 			  a->ldap_ca_file, strerror(errno));
 		return -1;
 	}
 	copy = xstrdup(a->ldap_attributes);
-	if (split_list(copy, items, 8, &n, ", \t") == -1) {
-		set_error(ctx, s->line, "[%s]: attributes: too many entries", secname);
+	if (split_list(copy, items, LDAP_MAX_MAP, &n, ", \t") == -1) {
+		set_error(ctx, entry_line(s, "attributes"), "[%s]: attributes: at most %d "
+			  "entries", secname, LDAP_MAX_MAP);
 		free(copy);
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
 		char *eq = strchr(items[i], '=');
-		if (eq == NULL || eq[1] == '\0' ||
-		    (strncmp(items[i], "uid=", 4) != 0 && strncmp(items[i], "gid=", 4) != 0 &&
-		     strncmp(items[i], "home=", 5) != 0 && strncmp(items[i], "maildrop=", 9) != 0)) {
-			set_error(ctx, s->line, "[%s]: attributes: expected FIELD=ldapAttribute with "
-				  "FIELD one of uid, gid, home, maildrop; got \"%s\"", secname, items[i]);
+		const char *field = NULL;
+
+		if (eq != NULL) {
+			*eq = '\0';
+			for (size_t k = 0; k < sizeof(fields) / sizeof(fields[0]); k++)
+				if (strcmp(items[i], fields[k]) == 0)
+					field = fields[k];
+		}
+		if (field == NULL || !ldap_attr_ok(eq + 1)) {
+			if (eq != NULL)
+				*eq = '=';
+			set_error(ctx, entry_line(s, "attributes"), "[%s]: attributes: expected "
+				  "FIELD=ldapAttribute with FIELD one of uid, gid, home, maildrop; "
+				  "got \"%s\"", secname, items[i]);
 			free(copy);
 			return -1;
 		}
+		for (size_t k = 0; k < a->ldap_nmap; k++)
+			if (a->ldap_map[k].field == field) {
+				set_error(ctx, entry_line(s, "attributes"), "[%s]: attributes: %s "
+					  "mapped twice", secname, field);
+				free(copy);
+				return -1;
+			}
+		a->ldap_map[a->ldap_nmap].field = field;
+		a->ldap_map[a->ldap_nmap].attr = xstrdup(eq + 1);
+		a->ldap_nmap++;
 	}
 	free(copy);
 	return 0;
@@ -790,6 +967,8 @@ static void validate(struct load_ctx *ctx, struct config *conf)
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
 		conf->pop3d.listen_addrs[i] = xstrdup(conf->pop3d.listen_addrs[i]);
 	free(copy);
+	if (validate_pop3d(ctx, &ctx->pop3d, conf) == -1)
+		return;
 
 	if (strcmp(conf->authd.log.target, "file") == 0 && conf->authd.log.file[0] == '\0')
 		set_error(ctx, ctx->authd.line, "[authd]: log-target = file needs log-file");
@@ -925,6 +1104,8 @@ void config_free(struct config **confp)
 	free_strings(pop3d_keys, conf);
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
 		free(conf->pop3d.listen_addrs[i]);
+	for (size_t i = 0; i < conf->pop3d.ntls_addrs; i++)
+		free(conf->pop3d.tls_addrs[i]);
 	for (size_t i = 0; i < CONFIG_MAX_AUTHENTICATORS; i++) {
 		struct auth_conf *a = &conf->auths[i];
 		free_strings(auth_keys, a);
@@ -933,6 +1114,10 @@ void config_free(struct config **confp)
 			free(a->argv[k]);
 		for (size_t k = 0; a->envp[k] != NULL; k++)
 			free(a->envp[k]);
+		for (size_t k = 0; k < a->ldap_nuris; k++)
+			free(a->ldap_uri_list[k]);
+		for (size_t k = 0; k < a->ldap_nmap; k++)
+			free(a->ldap_map[k].attr);
 	}
 	free(conf->path);
 	free(conf);

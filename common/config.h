@@ -4,7 +4,9 @@
  * INI syntax (libinih): sections [authd], [cache], [pop3d] and one
  * [authenticator NAME] per authenticator, in chain order.  Each daemon
  * loads and validates the whole file, so `authd -t` and `pop3d -t` both
- * catch a mistake anywhere.  docs/configuration.md is the reference; the
+ * catch a mistake anywhere, and a start refuses what -t refuses: every
+ * key's syntax and its relations to other keys are checked here, once,
+ * and the daemons use the parsed values below instead of parsing again.  docs/configuration.md is the reference; the
  * key tables in config.c are the single source of truth for defaults.
  */
 #ifndef COMMON_CONFIG_H
@@ -14,9 +16,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/limits.h"
+
 #define CONFIG_MAX_AUTHENTICATORS 16
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_ARGS 32
+
+/* expire, parsed: no EXPIRE value, or NEVER. */
+#define CONFIG_EXPIRE_NEVER UINT32_MAX
+
+enum config_ldap_scope { CONFIG_LDAP_SCOPE_BASE, CONFIG_LDAP_SCOPE_ONE, CONFIG_LDAP_SCOPE_SUB };
 
 enum auth_type {
 	AUTH_TYPE_PASSWD_FILE,
@@ -67,6 +76,16 @@ struct auth_conf {
 	char *ldap_mode;		/* bind, compare */
 	char *ldap_password_attribute;	/* compare mode */
 	uint64_t ldap_network_timeout_ms;
+	/* ldap, as parsed and checked by config.c: the backend uses these */
+	char *ldap_uri_list[LDAP_MAX_URIS];	/* uris split; scheme checked */
+	size_t ldap_nuris;
+	enum config_ldap_scope ldap_scope_id;
+	bool ldap_compare;			/* mode = compare */
+	struct {
+		const char *field;		/* "uid", "gid", "home" or "maildrop" */
+		char *attr;			/* an LDAP attribute name */
+	} ldap_map[LDAP_MAX_MAP];		/* attributes, each field once */
+	size_t ldap_nmap;
 };
 
 struct config {
@@ -139,13 +158,23 @@ struct config {
 		char *tls_groups;		/* key exchange groups */
 		bool tls_session_tickets;	/* stateless resumption */
 		uint64_t tls_ticket_key_lifetime_ms;	/* ticket key rotation period */
+		/* parsed and checked by config.c */
+		char *tls_addrs[CONFIG_MAX_LISTEN];	/* listen-tls split */
+		size_t ntls_addrs;
+		uint64_t login_delay_ms;	/* login-delay; 0 = none */
+		uint32_t expire_days;		/* expire; CONFIG_EXPIRE_NEVER if unset or NEVER */
+		size_t ntls_certs;		/* tls-cert-file entries (= tls-key-file's) */
 	} pop3d;
 
 	struct auth_conf auths[CONFIG_MAX_AUTHENTICATORS];
 	size_t nauths;
 };
 
-/* Loads and validates path.  On success returns a config the caller frees
+/* Loads and validates path: every key of every section, whichever daemon
+ * reads it, with every check that needs neither the running system's
+ * users nor a daemon's own libraries (libldap's URI parser, OpenSSL's
+ * certificate loading; those run in the daemon, in the same function at
+ * -t and at start).  On success returns a config the caller frees
  * with config_free().  On failure returns NULL and writes one message
  * naming the file, line and key into error (size bytes). */
 struct config *config_load(const char *path, char *error, size_t size);

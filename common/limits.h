@@ -30,5 +30,13 @@
 
 /* LDAP `uris`: a primary and a few replicas. */
 #define LDAP_MAX_URIS		8
+/* LDAP `attributes`: one per userdb field an entry can supply (uid, gid,
+ * home, maildrop). */
+#define LDAP_MAX_MAP		4
+
+/* pop3d tls-cert-file / tls-key-file: certificates one front end serves,
+ * chosen by SNI (a handful of names; each is a full OpenSSL context).
+ * pop3d.h's POP3D_TLS_MAX_CERTS is the same limit. */
+#define TLS_MAX_CERTS		8
 
 #endif

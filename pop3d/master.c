@@ -652,15 +652,6 @@ static int stats_chgrp(const struct config *conf, gid_t gid, char *err, size_t s
 	return 0;
 }
 
-static uint64_t login_delay_ms(const struct config *conf)
-{
-	unsigned secs = 0;
-
-	if (conf->pop3d.login_delay[0] != '\0')
-		num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &secs);	/* checked */
-	return (uint64_t)secs * 1000;
-}
-
 static bool same(const char *a, const char *b)
 {
 	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
@@ -693,6 +684,16 @@ static size_t keep_fixed(struct config *n, struct config *o, const char **change
 		o->pop3d.nlisten = t;
 	}
 	KEEP(listen_tls, "listen-tls");
+	for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+		char *t = n->pop3d.tls_addrs[i];
+		n->pop3d.tls_addrs[i] = o->pop3d.tls_addrs[i];
+		o->pop3d.tls_addrs[i] = t;
+	}
+	{
+		size_t t = n->pop3d.ntls_addrs;
+		n->pop3d.ntls_addrs = o->pop3d.ntls_addrs;
+		o->pop3d.ntls_addrs = t;
+	}
 	KEEP(auth_socket, "auth-socket");
 	KEEP(master_auth_socket, "master-auth-socket");
 	KEEP(stats_socket, "stats-socket");
@@ -771,7 +772,7 @@ static int reload(void)
 	if (setup_log(n) == -1)
 		log_warn("reload: cannot open log file %s", n->pop3d.log.file);
 	M.conf = n;
-	handoff_configure(n, login_delay_ms(n));
+	handoff_configure(n, n->pop3d.login_delay_ms);
 	ticket_keys_setup(n);		/* STLS or tickets may just have been turned on */
 	if (slot_count(n) != old_slots)
 		slots_resize(slot_count(n));
@@ -836,85 +837,22 @@ void master_gauges(struct master_gauges *g)
 	g->uptime_s = (mtime_ms() - M.started_ms) / 1000;
 }
 
-/* Splits and checks listen-tls; with addrs, stores copies of the entries
- * there (CONFIG_MAX_LISTEN room) and their count in *n_r.  Returns 0 or -1
- * with a message in err. */
-static int split_listen_tls(const struct config *conf, char **addrs, size_t *n_r,
-			    char *err, size_t size)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	char *copy, *save = NULL;
-	size_t n = 0;
-	int rc = 0;
-
-	if (conf->pop3d.listen_tls == NULL || conf->pop3d.listen_tls[0] == '\0')
-		return 0;
-	copy = xstrdup(conf->pop3d.listen_tls);
-	for (char *t = strtok_r(copy, ", \t", &save); t != NULL; t = strtok_r(NULL, ", \t", &save)) {
-		if (n == CONFIG_MAX_LISTEN) {
-			snprintf(err, size, "[pop3d] listen-tls: at most %d entries",
-				 CONFIG_MAX_LISTEN);
-			rc = -1;
-			break;
-		}
-		if (sock_parse_addrport(t, &ss, &sl) == -1) {
-			snprintf(err, size, "[pop3d] listen-tls: bad address \"%s\" "
-				 "(expected ADDR:PORT or [V6ADDR]:PORT)", t);
-			rc = -1;
-			break;
-		}
-		if (addrs != NULL)
-			addrs[n] = xstrdup(t);
-		n++;
-	}
-	free(copy);
-	if (rc == 0 && n_r != NULL)
-		*n_r = n;
-	return rc;
-}
-
-/* Checks what config.c cannot know is pop3d's business, changing nothing
- * (a reload checks with it too).  Returns 0 or -1 with a message in err. */
+/* Checks what needs pop3d's own code (config.c checked every key's syntax
+ * and the keys' relations), changing nothing; -t, a start and a reload run
+ * it.  Returns 0 or -1 with a message in err. */
 static int check_conf(const struct config *conf, char *err, size_t size)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	unsigned u;
+	char out[4096];
+	const char *e;
 
-	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
-		if (sock_parse_addrport(conf->pop3d.listen_addrs[i], &ss, &sl) == -1) {
-			snprintf(err, size, "[pop3d] listen: bad address \"%s\" (expected "
-				 "ADDR:PORT or [V6ADDR]:PORT)", conf->pop3d.listen_addrs[i]);
-			return -1;
-		}
-	if (split_listen_tls(conf, NULL, NULL, err, size) == -1)
-		return -1;
+	/* tls-min-version, require-tls and the certificate lists were
+	 * config.c's; require-tls-exempt is parsed by netlist.c here */
 	if (tls_check_conf(conf, err, size) == -1)
 		return -1;
-	if (conf->pop3d.login_delay != NULL && conf->pop3d.login_delay[0] != '\0' &&
-	    num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &u) == -1) {
-		snprintf(err, size, "[pop3d] login-delay: expected a number of seconds");
+	if (maildir_expand(conf->pop3d.maildrop, "user@example.org", "/home/user", out,
+			   sizeof(out), &e) == -1) {
+		snprintf(err, size, "[pop3d] maildrop: %s", e);
 		return -1;
-	}
-	if (conf->pop3d.expire != NULL && conf->pop3d.expire[0] != '\0' &&
-	    strcmp(conf->pop3d.expire, "NEVER") != 0 &&
-	    num_parse_uint(conf->pop3d.expire, 0, 4294967295u, &u) == -1) {
-		snprintf(err, size, "[pop3d] expire: expected a number of days or NEVER");
-		return -1;
-	}
-	if (strlen(conf->pop3d.greeting) > 200 || strpbrk(conf->pop3d.greeting, "\r\n") != NULL) {
-		snprintf(err, size, "[pop3d] greeting: at most 200 characters on one line");
-		return -1;
-	}
-	{
-		char out[4096];
-		const char *e;
-		if (maildir_expand(conf->pop3d.maildrop, "user@example.org", "/home/user", out,
-				   sizeof(out), &e) == -1) {
-			snprintf(err, size, "[pop3d] maildrop: %s", e);
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -1022,10 +960,12 @@ int main(int argc, char **argv)
 	conf = config_load(path, err, sizeof(err));
 	if (conf == NULL)
 		fatalx("%s", err);
-	if (check_conf(conf, err, sizeof(err)) == -1 ||
-	    split_listen_tls(conf, M.tls_addrs, &M.ntls_addrs, err, sizeof(err)) == -1 ||
+	if (check_conf(conf, err, sizeof(err)) == -1 || check_log(conf, err, sizeof(err)) == -1 ||
 	    stats_group(conf, &stats_gid, err, sizeof(err)) == -1)
 		fatalx("%s: %s", path, err);
+	for (size_t i = 0; i < conf->pop3d.ntls_addrs; i++)
+		M.tls_addrs[i] = xstrdup(conf->pop3d.tls_addrs[i]);
+	M.ntls_addrs = conf->pop3d.ntls_addrs;
 	if (privdrop_enabled()) {
 		struct stat st;
 
@@ -1061,7 +1001,7 @@ int main(int argc, char **argv)
 	M.conf = conf;
 	M.stats_fd = -1;
 	conntab_init(conn_unload);
-	handoff_configure(conf, login_delay_ms(conf));
+	handoff_configure(conf, conf->pop3d.login_delay_ms);
 	M.started_ms = mtime_ms();
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++) {
 		struct sockaddr_storage ss;

@@ -1,8 +1,8 @@
 /*
  * stats.c - pop3d's metrics: the master's counters, the totals of the
- * counters front ends and sessions send it, and the stats socket that
- * serves them in the Prometheus text format (connect, read, EOF).
- * Runs in the master only, as root when started so.
+ * counters front ends and sessions send it, rendered in the Prometheus
+ * text format for the stats socket (common/stats_server.c serves it:
+ * connect, read, EOF).  Runs in the master only, as root when started so.
  *
  * DESIGN: where each number is counted, and how it reaches the master
  * - The master counts what it sees itself (accepts and refusals, handoffs,
@@ -42,12 +42,11 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <event2/listener.h>
 
 #include "common/log.h"
 #include "common/metrics.h"
+#include "common/stats_server.h"
 #include "pop3d/pop3d.h"
 
 struct master_stats master_stats;
@@ -58,15 +57,7 @@ static const uint64_t duration_bounds_ms[STATS_DURATION_BUCKETS] = {
 	14400000,
 };
 
-struct sconn {
-	LIST_ENTRY(sconn) entry;
-	struct bufferevent *bev;
-};
-
-static struct evconnlistener *listener;
-static struct event_base *base;
-static LIST_HEAD(, sconn) conns = LIST_HEAD_INITIALIZER(conns);
-static unsigned nconns;
+static struct stats_server *server;
 
 /* ---- totals ------------------------------------------------------------ */
 
@@ -295,59 +286,18 @@ static void render(struct evbuffer *out)
 
 /* ---- the socket --------------------------------------------------------------- */
 
-static void sconn_free(struct sconn *c)
+/* stats_server_fill_cb */
+static void fill(struct evbuffer *out, void *ctx)
 {
-	LIST_REMOVE(c, entry);
-	bufferevent_free(c->bev);
-	free(c);
-	nconns--;
-}
-
-static void on_write(struct bufferevent *bev, void *arg)
-{
-	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		sconn_free(arg);
-}
-
-static void on_event(struct bufferevent *bev, short what, void *arg)
-{
-	sconn_free(arg);
-}
-
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-		      int socklen, void *arg)
-{
-	struct sconn *c;
-
-	if (nconns >= POP3D_STATS_MAX_CONNS) {
-		close(fd);
-		return;
-	}
-	c = xcalloc(1, sizeof(*c));
-	c->bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL)
-		fatalx("out of memory (bufferevent)");
-	LIST_INSERT_HEAD(&conns, c, entry);
-	nconns++;
-	render(bufferevent_get_output(c->bev));
-	bufferevent_setcb(c->bev, NULL, on_write, on_event, c);
-	bufferevent_enable(c->bev, EV_WRITE);
+	render(out);
 }
 
 void stats_init(struct event_base *b, int listen_fd)
 {
-	base = b;
-	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
-				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
-	if (listener == NULL)
-		fatalx("cannot serve the stats socket");
+	server = stats_server_new(b, listen_fd, POP3D_STATS_MAX_CONNS, fill, NULL);
 }
 
 void stats_shutdown(void)
 {
-	if (listener != NULL)
-		evconnlistener_free(listener);
-	listener = NULL;
-	while (!LIST_EMPTY(&conns))
-		sconn_free(LIST_FIRST(&conns));
+	stats_server_free(&server);
 }

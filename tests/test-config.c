@@ -510,8 +510,8 @@ static void test_comments_and_verbatim(void)
 		"master-auth-socket = /run/authd/master\n"
 		"greeting = Hello ; world # and more;#\n"
 		"maildrop = maildir:/srv/#mail;x\n"
-		"expire = #5\n"
-		"login-delay = ;7\n"
+		"tls-groups = #5\n"
+		"tls-ciphersuites = ;7\n"
 		"#greeting = overridden?\n"
 		"[authenticator files]\n"
 		"type = passwd-file\n"
@@ -529,8 +529,8 @@ static void test_comments_and_verbatim(void)
 	CHECK_STR(conf->authd.default_domain, "example.org ; not a comment");
 	CHECK_STR(conf->pop3d.greeting, "Hello ; world # and more;#");
 	CHECK_STR(conf->pop3d.maildrop, "maildir:/srv/#mail;x");
-	CHECK_STR(conf->pop3d.expire, "#5");
-	CHECK_STR(conf->pop3d.login_delay, ";7");
+	CHECK_STR(conf->pop3d.tls_groups, "#5");
+	CHECK_STR(conf->pop3d.tls_ciphersuites, ";7");
 	CHECK_STR(conf->auths[0].path, "/etc/pop3d/passwd#1");
 	CHECK_STR(conf->auths[0].default_home, "/home/a;b");
 }
@@ -538,17 +538,17 @@ static void test_comments_and_verbatim(void)
 static void test_listen_list(void)
 {
 	static const char *const want[] = {
-		"127.0.0.1:110", "[::1]:110", "0.0.0.0:995", "x:1",
+		"127.0.0.1:110", "[::1]:110", "0.0.0.0:995", "*:1",
 	};
 	char text[2048], list[1024];
 	size_t n;
 
-	if (load(AUTHD "[pop3d]\nlisten = 127.0.0.1:110, [::1]:110\t0.0.0.0:995 ,  ,x:1\n"
+	if (load(AUTHD "[pop3d]\nlisten = 127.0.0.1:110, [::1]:110\t0.0.0.0:995 ,  ,*:1\n"
 		 "auth-socket = /a\nmaster-auth-socket = /m\n" FILES) == NULL) {
 		fprintf(stderr, "  refused: %s\n", err);
 		CHECK(0);
 	} else {
-		CHECK_STR(conf->pop3d.listen, "127.0.0.1:110, [::1]:110\t0.0.0.0:995 ,  ,x:1");
+		CHECK_STR(conf->pop3d.listen, "127.0.0.1:110, [::1]:110\t0.0.0.0:995 ,  ,*:1");
 		CHECK_INT(conf->pop3d.nlisten, 4);
 		for (size_t i = 0; i < 4 && i < conf->pop3d.nlisten; i++)
 			CHECK_STR(conf->pop3d.listen_addrs[i], want[i]);
@@ -788,7 +788,7 @@ static void test_error_missing_required(void)
 		     4, "listen");
 	EXPECT_ERROR(AUTHD "[pop3d]\nlisten = x:1\nmaster-auth-socket = /m\n" FILES,
 		     4, "auth-socket");
-	EXPECT_ERROR(AUTHD "[pop3d]\nlisten = x:1\nauth-socket = /a\n" FILES,
+	EXPECT_ERROR(AUTHD "[pop3d]\nlisten = 127.0.0.1:1\nauth-socket = /a\n" FILES,
 		     4, "master-auth-socket");
 	EXPECT_ERROR(AUTHD POP3D "[authenticator f]\ntype = passwd-file\n", 8, "path");
 	EXPECT_ERROR(AUTHD POP3D "[authenticator e]\ntype = external\n", 8, "program");
@@ -967,19 +967,20 @@ static void test_error_log_file(void)
 {
 	EXPECT_ERROR("[authd]\nsocket = /s\nmaster-socket = /m\nlog-target = file\n" POP3D FILES,
 		     1, "log-file");
-	EXPECT_ERROR(AUTHD "[pop3d]\nlisten = x:1\nauth-socket = /a\n"
+	EXPECT_ERROR(AUTHD "[pop3d]\nlisten = 127.0.0.1:1\nauth-socket = /a\n"
 		     "master-auth-socket = /m\nlog-target = file\n" FILES, 4, "log-file");
 	EXPECT_OK(AUTHD "log-target = file\nlog-file = /var/log/a\n" POP3D FILES);
 }
 
-/* A line of exactly n bytes before its terminator: "greeting = xxx...". */
+/* A line of exactly n bytes before its terminator: "tls-ciphers = xxx..."
+ * (a key config.c sets no length limit on; greeting has one of its own). */
 static char *long_line_config(size_t n, const char *eol)
 {
 	static char text[16384];
 	char line[8192];
 
-	memcpy(line, "greeting = ", 11);
-	memset(line + 11, 'g', n - 11);
+	memcpy(line, "tls-ciphers = ", 14);
+	memset(line + 14, 'g', n - 14);
 	line[n] = '\0';
 	snprintf(text, sizeof(text), AUTHD POP3D "%s%s" FILES, line, eol);
 	return text;
@@ -995,7 +996,7 @@ static void test_long_lines(void)
 			fprintf(stderr, "  line of %zu bytes refused: %s\n", ok_len[i], err);
 			CHECK(0);
 		} else {
-			CHECK_INT(strlen(conf->pop3d.greeting), ok_len[i] - 11);
+			CHECK_INT(strlen(conf->pop3d.tls_ciphers), ok_len[i] - 14);
 		}
 		if (load(long_line_config(ok_len[i], "\r\n")) == NULL) {
 			fprintf(stderr, "  CRLF line of %zu bytes refused: %s\n", ok_len[i], err);
@@ -1182,6 +1183,85 @@ static void test_ldap_uris(void)
 	CHECK(load(text) != NULL);
 }
 
+/* The [pop3d] keys pop3d used to check itself: checked here, the parsed
+ * values stored for the daemon. */
+static void test_pop3d_parsed(void)
+{
+	if (load(AUTHD POP3D "listen-tls = 127.0.0.1:995 [::1]:995\nlogin-delay = 900\n"
+		 "expire = 30\nstarttls = yes\ntls-cert-file = /c1, /c2\n"
+		 "tls-key-file = /k1,/k2\n" FILES) == NULL) {
+		fprintf(stderr, "  refused: %s\n", err);
+		CHECK(0);
+		return;
+	}
+	CHECK_INT(conf->pop3d.ntls_addrs, 2);
+	CHECK_STR(conf->pop3d.tls_addrs[0], "127.0.0.1:995");
+	CHECK_STR(conf->pop3d.tls_addrs[1], "[::1]:995");
+	CHECK(conf->pop3d.login_delay_ms == 900000);
+	CHECK(conf->pop3d.expire_days == 30);
+	CHECK_INT(conf->pop3d.ntls_certs, 2);
+	CHECK(load(MINIMAL) != NULL);
+	CHECK(conf->pop3d.login_delay_ms == 0 && conf->pop3d.expire_days == CONFIG_EXPIRE_NEVER);
+	CHECK_INT(conf->pop3d.ntls_addrs, 0);
+	CHECK(load(AUTHD POP3D "expire = NEVER\n" FILES) != NULL);
+	CHECK(conf->pop3d.expire_days == CONFIG_EXPIRE_NEVER);
+
+	/* each named by key, on its line (line 8: the first after POP3D) */
+	EXPECT_ERROR(AUTHD POP3D "listen-tls = 127.0.0.1\n" FILES, 8, "listen-tls", "bad address");
+	EXPECT_ERROR(AUTHD POP3D "login-delay = 1m\n" FILES, 8, "login-delay", "seconds");
+	EXPECT_ERROR(AUTHD POP3D "expire = never\n" FILES, 8, "expire", "NEVER");
+	EXPECT_ERROR(AUTHD POP3D "greeting = a\n" "tls-min-version = TLSv1\n" FILES, 9,
+		     "tls-min-version");
+	EXPECT_ERROR(AUTHD POP3D "require-tls = yes\n" FILES, 8, "require-tls", "starttls");
+	EXPECT_ERROR(AUTHD POP3D "starttls = yes\n" FILES, 4, "tls-cert-file", "required");
+	EXPECT_ERROR(AUTHD POP3D "starttls = yes\ntls-cert-file = /c, \ntls-key-file = /k\n"
+		     FILES, 9, "tls-cert-file", "1 to 8");
+	EXPECT_ERROR(AUTHD POP3D "starttls = yes\ntls-cert-file = /c\n" FILES, 4,
+		     "tls-key-file", "one key file per");
+	EXPECT_ERROR(AUTHD "[pop3d]\nlisten = 127.0.0.1:110 localhost:110\nauth-socket = /a\n"
+		     "master-auth-socket = /m\n" FILES, 5, "listen", "localhost:110");
+}
+
+/* LDAP keys: one set of rules, the parsed values for passdb_ldap.c. */
+static void test_ldap_parsed(void)
+{
+	static char text[2048];
+	const struct auth_conf *a;
+
+#define LDAP_AUTH AUTHD POP3D "[authenticator dir]\ntype = ldap\nuris = ldap://h\nbase = o=x\n"
+	if (load(LDAP_AUTH "uris = ldap://a, ldaps://b\nscope = one\nmode = compare\n"
+		 "attributes = home=homeDirectory;x-y,uid=1.2.3\n") != NULL) {
+		CHECK(0);	/* uris twice */
+	}
+	snprintf(text, sizeof(text), AUTHD POP3D "[authenticator dir]\ntype = ldap\n"
+		 "uris = ldap://a, ldaps://b\nbase = o=x\nscope = one\nmode = compare\n"
+		 "attributes = home=homeDirectory;x-y,uid=1.2.3\n");
+	if (load(text) == NULL) {
+		fprintf(stderr, "  refused: %s\n", err);
+		CHECK(0);
+		return;
+	}
+	a = &conf->auths[0];
+	CHECK_INT(a->ldap_nuris, 2);
+	CHECK_STR(a->ldap_uri_list[1], "ldaps://b");
+	CHECK(a->ldap_scope_id == CONFIG_LDAP_SCOPE_ONE);
+	CHECK(a->ldap_compare);
+	CHECK_INT(a->ldap_nmap, 2);
+	CHECK_STR(a->ldap_map[0].field, "home");
+	CHECK_STR(a->ldap_map[0].attr, "homeDirectory;x-y");
+	CHECK_STR(a->ldap_map[1].field, "uid");
+	CHECK_STR(a->ldap_map[1].attr, "1.2.3");
+
+	EXPECT_ERROR(LDAP_AUTH "attributes = uid=a, uid=b\n", 12, "attributes", "twice");
+	EXPECT_ERROR(LDAP_AUTH "attributes = uid=a gid=b home=c maildrop=d uid=e\n", 12,
+		     "attributes", "at most 4");
+	EXPECT_ERROR(LDAP_AUTH "attributes = home=a:b\n", 12, "attributes", "home=a:b");
+	EXPECT_ERROR(LDAP_AUTH "attributes = shell=loginShell\n", 12, "attributes");
+	EXPECT_ERROR(LDAP_AUTH "filter = (uid=%u)%\n", 12, "filter");
+	EXPECT_ERROR(LDAP_AUTH "scope = all\n", 12, "scope");
+#undef LDAP_AUTH
+}
+
 int main(void)
 {
 	UNIT_RUN(test_minimal_defaults);
@@ -1214,6 +1294,8 @@ int main(void)
 	UNIT_RUN(test_nul_byte);
 	UNIT_RUN(test_paths_absolute);
 	UNIT_RUN(test_ldap_uris);
+	UNIT_RUN(test_pop3d_parsed);
+	UNIT_RUN(test_ldap_parsed);
 	config_free(&conf);
 	return unit_finish();
 }

@@ -48,7 +48,19 @@ static void check(const struct config *conf)
 {
 	if (conf->nauths < 1 || conf->nauths > CONFIG_MAX_AUTHENTICATORS)
 		abort();
-	if (conf->pop3d.nlisten < 1 || conf->pop3d.nlisten > CONFIG_MAX_LISTEN)
+	if (conf->pop3d.nlisten + conf->pop3d.ntls_addrs < 1 ||
+	    conf->pop3d.nlisten > CONFIG_MAX_LISTEN || conf->pop3d.ntls_addrs > CONFIG_MAX_LISTEN)
+		abort();
+	for (size_t i = 0; i < conf->pop3d.ntls_addrs; i++)
+		if (conf->pop3d.tls_addrs[i] == NULL || conf->pop3d.tls_addrs[i][0] == '\0')
+			abort();
+	/* config.c's checks of pop3d's keys hold */
+	if (strlen(conf->pop3d.greeting) > 200 || strpbrk(conf->pop3d.greeting, "\r\n") != NULL)
+		abort();
+	if (conf->pop3d.require_tls && conf->pop3d.ntls_addrs == 0 && !conf->pop3d.starttls)
+		abort();
+	if ((conf->pop3d.ntls_addrs > 0 || conf->pop3d.starttls) &&
+	    (conf->pop3d.ntls_certs < 1 || conf->pop3d.ntls_certs > TLS_MAX_CERTS))
 		abort();
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
 		if (conf->pop3d.listen_addrs[i] == NULL || conf->pop3d.listen_addrs[i][0] == '\0')
@@ -61,7 +73,16 @@ static void check(const struct config *conf)
 			abort();
 		if (a->type == AUTH_TYPE_PASSWD_FILE && a->path == NULL)
 			abort();
-		if (a->type != AUTH_TYPE_PASSWD_FILE) {
+		if (a->type == AUTH_TYPE_LDAP) {
+			if (a->ldap_nuris < 1 || a->ldap_nuris > LDAP_MAX_URIS ||
+			    a->ldap_nmap > LDAP_MAX_MAP || strstr(a->ldap_filter, "%") == NULL)
+				abort();
+			for (size_t k = 0; k < a->ldap_nmap; k++)
+				for (size_t j = 0; j < k; j++)
+					if (a->ldap_map[j].field == a->ldap_map[k].field)
+						abort();
+		}
+		if (a->type == AUTH_TYPE_EXTERNAL || a->type == AUTH_TYPE_CHECKPASSWORD) {
 			size_t k = 0;
 
 			if (a->program == NULL || a->argv[0] == NULL || a->argv[0][0] != '/')

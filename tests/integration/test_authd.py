@@ -441,6 +441,38 @@ def test_ticket_redeemed_once_by_its_process(authd_factory, pwfile):
     assert master_redeem(a.master_socket, "zz" * 16, os.getpid()).cmd == "NOTFOUND"
 
 
+def test_tickets_only_for_connections_that_can_redeem_them(authd_factory, pwfile):
+    """A ticket goes with an OK only to a connection that a pop3d front end
+    could be behind: not to authctl test, not to an administration
+    connection, not to one that said tickets=no in its handshake."""
+    a = authd_factory([("pw", {"type": "passwd-file", "path": pwfile})])
+    r = authctl(a, "test", "alice", password="alice-pw")
+    assert r.returncode == 0, r.stderr
+    assert a.metric("authd_tickets_outstanding") == 0
+    for hello in (b"VERSION\t1\t0\ttickets=no\n", b"VERSION\t1\t0\tadmin=yes\n"):
+        c = AuthdClient(a.socket, handshake=False)
+        c.send_raw(hello)
+        v = c.read_reply()
+        assert v.cmd == "VERSION" and v.kv["tickets"] == "no", v
+        r = c.auth("alice", "alice-pw")
+        assert r.cmd == "OK" and "ticket" not in r.kv, r
+        c.close()
+    assert a.metric("authd_tickets_outstanding") == 0
+    # what a pop3d front end sends (no tickets key), or tickets=yes
+    for hello in (b"VERSION\t1\t0\n", b"VERSION\t1\t0\ttickets=yes\n"):
+        c = AuthdClient(a.socket, handshake=False)
+        c.send_raw(hello)
+        assert c.read_reply().kv["tickets"] == "yes"
+        assert len(c.auth("alice", "alice-pw").kv["ticket"]) == 32
+        c.close()
+    assert a.metric("authd_tickets_outstanding") == 2
+    # a malformed value is a broken handshake
+    c = AuthdClient(a.socket, timeout=10, handshake=False)
+    c.send_raw(b"VERSION\t1\t0\ttickets=maybe\n")
+    assert c.closed()
+    c.close()
+
+
 def test_username_normalisation(authd_factory, tmp_path):
     path = str(tmp_path / "users")
     write_passwd(path, [("kim@example.org", "{PLAIN}k", 9)])

@@ -1,5 +1,7 @@
 /*
- * master.c - the master socket: the pop3d master redeems tickets here.
+ * redeem.c - the REDEEM listener on [authd] master-socket: the pop3d
+ * master (a client of authd, not a master process of authd's) redeems
+ * tickets here.  Runs on authd's event-loop thread, as [authd] user.
  *
  * Only root or authd's own uid may talk to it (the socket is 0600 too).
  * One request per line: REDEEM <id> ticket=<hex> pid=<front end pid>.
@@ -149,7 +151,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	nconns++;
 }
 
-void master_init(struct event_base *b, int listen_fd)
+void redeem_init(struct event_base *b, int listen_fd)
 {
 	base = b;
 	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
@@ -158,7 +160,7 @@ void master_init(struct event_base *b, int listen_fd)
 		fatalx("cannot listen on the master socket");
 }
 
-void master_shutdown(void)
+void redeem_shutdown(void)
 {
 	struct mconn *m;
 
