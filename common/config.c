@@ -22,6 +22,8 @@
 #include "common/config.h"
 #include "common/limits.h"
 #include "common/log.h"
+#include "common/maildrop.h"
+#include "common/netlist.h"
 #include "common/num.h"
 #include "common/sock.h"
 
@@ -640,14 +642,29 @@ static int validate_listen_tls(struct load_ctx *ctx, struct section *s, struct c
 	return 0;
 }
 
+/* A maildrop template expands for a sample user (maildrop.c's rules). */
+static int check_maildrop(struct load_ctx *ctx, unsigned line, const char *secname,
+			  const char *key, const char *tmpl)
+{
+	char out[4096];
+	const char *why;
+
+	if (maildrop_expand(tmpl, "user@example.org", "/home/user", out, sizeof(out), &why) == -1) {
+		set_error(ctx, line, "[%s] %s: %s", secname, key, why);
+		return -1;
+	}
+	return 0;
+}
+
 /* The [pop3d] keys with a syntax of their own, and those that depend on
- * each other.  What needs pop3d's own code stays in pop3d (pop3d/master.c's
- * check_conf: maildrop templates, require-tls-exempt; tls.c: loading the
- * certificates), run the same at -t and at start. */
+ * each other.  Only loading the TLS certificates and keys (OpenSSL, in
+ * pop3d's tls.c) is left to pop3d, run the same at -t and at start. */
 static int validate_pop3d(struct load_ctx *ctx, struct section *s, struct config *conf)
 {
 	struct sockaddr_storage ss;
+	struct netlist nl;
 	socklen_t sl;
+	char why[256];
 	unsigned u;
 	int nc, nk;
 
@@ -681,6 +698,14 @@ static int validate_pop3d(struct load_ctx *ctx, struct section *s, struct config
 	if (strlen(conf->pop3d.greeting) > 200 || strpbrk(conf->pop3d.greeting, "\r\n") != NULL) {
 		set_error(ctx, entry_line(s, "greeting"), "[pop3d] greeting: at most 200 "
 			  "characters on one line");
+		return -1;
+	}
+	if (check_maildrop(ctx, entry_line(s, "maildrop"), "pop3d", "maildrop",
+			   conf->pop3d.maildrop) == -1)
+		return -1;
+	if (netlist_parse(conf->pop3d.require_tls_exempt, &nl, why, sizeof(why)) == -1) {
+		set_error(ctx, entry_line(s, "require-tls-exempt"), "[pop3d] require-tls-exempt: "
+			  "%s", why);
 		return -1;
 	}
 	if (strcmp(conf->pop3d.tls_min_version, "TLSv1.2") != 0 &&
@@ -929,6 +954,10 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 			  secname);
 		return;
 	}
+	/* pop3d expands it as it does [pop3d] maildrop */
+	if (a->default_maildrop != NULL && a->default_maildrop[0] != '\0')
+		check_maildrop(ctx, entry_line(s, "default-maildrop"), secname, "default-maildrop",
+			       a->default_maildrop);
 }
 
 static void validate(struct load_ctx *ctx, struct config *conf)

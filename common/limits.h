@@ -28,6 +28,9 @@
 #define POP3_MAX_COMMAND	255
 #define POP3_MAX_SASL_LINE	2048
 
+/* Networks in pop3d's require-tls-exempt. */
+#define NETLIST_MAX_NETS	32
+
 /* LDAP `uris`: a primary and a few replicas. */
 #define LDAP_MAX_URIS		8
 /* LDAP `attributes`: one per userdb field an entry can supply (uid, gid,

@@ -1,9 +1,7 @@
 /*
  * maildir.c - the Maildir maildrop of a POP3 session.
  *
- * Runs in the session process, as the mailbox owner.  The master, as
- * root, runs only maildir_expand, on the configuration's maildrop template
- * (check_conf), never on a real maildrop.
+ * Runs in the session process, as the mailbox owner, and nowhere else.
  *
  * DESIGN
  * - Everything is opened relative to one directory descriptor taken at
@@ -1033,62 +1031,4 @@ unsigned maildir_update(struct maildir *md, long expire_days, int64_t now)
 	if (expire_days >= 0)
 		expire_save(md);
 	return failed;
-}
-
-/* ---- maildrop templates ------------------------------------------------------- */
-
-int maildir_expand(const char *tmpl, const char *user, const char *home,
-		   char *out, size_t size, const char **error_r)
-{
-	const char *at = strrchr(user, '@');
-	size_t o = 0;
-
-	if (strncmp(tmpl, "maildir:", 8) == 0)
-		tmpl += 8;
-	else if (strchr(tmpl, ':') != NULL && tmpl[0] != '/' && tmpl[0] != '%') {
-		*error_r = "unsupported maildrop type (only maildir)";
-		return -1;
-	}
-	for (const char *p = tmpl; *p != '\0'; p++) {
-		const char *v = NULL;
-		size_t vl = 0;
-
-		if (*p != '%') {
-			v = p;
-			vl = 1;
-		} else {
-			switch (*++p) {
-			case '%': v = "%"; vl = 1; break;
-			case 'u': v = user; vl = strlen(user); break;
-			case 'n': v = user; vl = at != NULL ? (size_t)(at - user) : strlen(user); break;
-			case 'd': v = at != NULL ? at + 1 : ""; vl = strlen(v); break;
-			case 'h': v = home != NULL ? home : ""; vl = strlen(v); break;
-			default:
-				*error_r = "unknown %-variable in maildrop template";
-				return -1;
-			}
-			if (vl == 0) {
-				*error_r = "maildrop template needs a value the user does not have";
-				return -1;
-			}
-			/* A user name must not walk the path: no "/" or "..". */
-			if (*p != 'h' && *p != '%' &&
-			    (memchr(v, '/', vl) != NULL || (vl <= 2 && strspn(v, ".") == vl))) {
-				*error_r = "user name not usable in a path";
-				return -1;
-			}
-		}
-		if (o + vl >= size) {
-			*error_r = "maildrop path too long";
-			return -1;
-		}
-		memcpy(out + o, v, vl);
-		o += vl;
-	}
-	out[o] = '\0';
-	if (out[0] != '/') {
-		*error_r = "maildrop is not an absolute path";
-		return -1;
-	}
-	return 0;
 }

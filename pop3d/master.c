@@ -703,7 +703,6 @@ static size_t keep_fixed(struct config *n, struct config *o, const char **change
 	return k;
 }
 
-static int check_conf(const struct config *conf, char *err, size_t size);
 static int check_tls_files(const struct config *conf, bool test);
 
 /* Changes the number of front-end slots to n: new slots get a front end
@@ -756,7 +755,7 @@ static int reload(void)
 	if (n == NULL)
 		goto refused;
 	nchanged = keep_fixed(n, o, changed, sizeof(changed) / sizeof(changed[0]));
-	if (check_conf(n, err, sizeof(err)) == -1 || check_log(n, err, sizeof(err)) == -1 ||
+	if (check_log(n, err, sizeof(err)) == -1 ||
 	    stats_group(n, &gid, err, sizeof(err)) == -1)
 		goto refused_free;
 	if (tls_configured(n) && check_tls_files(n, false) == -1) {
@@ -835,26 +834,6 @@ void master_gauges(struct master_gauges *g)
 	g->preauth = preauth - fe_awaiting;
 	g->awaiting = fe_awaiting + redeem;
 	g->uptime_s = (mtime_ms() - M.started_ms) / 1000;
-}
-
-/* Checks what needs pop3d's own code (config.c checked every key's syntax
- * and the keys' relations), changing nothing; -t, a start and a reload run
- * it.  Returns 0 or -1 with a message in err. */
-static int check_conf(const struct config *conf, char *err, size_t size)
-{
-	char out[4096];
-	const char *e;
-
-	/* tls-min-version, require-tls and the certificate lists were
-	 * config.c's; require-tls-exempt is parsed by netlist.c here */
-	if (tls_check_conf(conf, err, size) == -1)
-		return -1;
-	if (maildir_expand(conf->pop3d.maildrop, "user@example.org", "/home/user", out,
-			   sizeof(out), &e) == -1) {
-		snprintf(err, size, "[pop3d] maildrop: %s", e);
-		return -1;
-	}
-	return 0;
 }
 
 /* libevent's own messages go through our log. */
@@ -960,7 +939,7 @@ int main(int argc, char **argv)
 	conf = config_load(path, err, sizeof(err));
 	if (conf == NULL)
 		fatalx("%s", err);
-	if (check_conf(conf, err, sizeof(err)) == -1 || check_log(conf, err, sizeof(err)) == -1 ||
+	if (check_log(conf, err, sizeof(err)) == -1 ||
 	    stats_group(conf, &stats_gid, err, sizeof(err)) == -1)
 		fatalx("%s: %s", path, err);
 	for (size_t i = 0; i < conf->pop3d.ntls_addrs; i++)

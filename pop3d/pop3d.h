@@ -61,6 +61,8 @@
 
 #include "common/limits.h"
 #include "common/log.h"
+#include "common/maildrop.h"
+#include "common/netlist.h"
 #include "common/metrics.h"
 
 struct config;
@@ -115,8 +117,6 @@ struct ssl_st;
  * bytes queued for the other side and resumes at LOW. */
 #define POP3D_PROXY_HIGH	65536
 #define POP3D_PROXY_LOW		16384
-/* Networks in require-tls-exempt. */
-#define POP3D_MAX_NETS		32
 
 /* Monitoring.  A front end sends its counters to the master and refreshes
  * its process title at most this often (and only when something changed):
@@ -277,14 +277,6 @@ size_t maildir_conv_run(struct maildir_conv *c, const uint8_t *in, size_t inlen,
 /* The CRLF a message lacking a final line end gets; writes 0 or 2 bytes
  * into out (room for 2).  Returns the count. */
 size_t maildir_conv_finish(struct maildir_conv *c, uint8_t *out);
-
-/* Expands a maildrop template ("maildir:%h/Maildir"; %u user, %n its
- * local part, %d its domain, %h home, %% a percent sign) into out.  The
- * "maildir:" prefix is optional.  Returns 0, or -1 (*error_r static) if
- * the type is not maildir, a variable is unknown or empty, the result is
- * not an absolute path, or it does not fit. */
-int maildir_expand(const char *tmpl, const char *user, const char *home,
-		   char *out, size_t size, const char **error_r);
 
 /* ---- session.c --------------------------------------------------------- */
 
@@ -526,10 +518,6 @@ int session_job_recv(int sock, struct session_job *j, int *fd_r);
 
 /* True if the configuration asks for TLS (listen-tls or starttls). */
 bool tls_configured(const struct config *conf);
-/* Checks the TLS keys that need no file: pairs of certificate and key
- * files, the version name, require-tls-exempt.  Returns 0, or -1 with a
- * message naming the key in err. */
-int tls_check_conf(const struct config *conf, char *err, size_t size);
 /* Loads every certificate chain and key as a front end would and checks
  * them: key file mode (no access for group or others), key matching its
  * certificate, cipher lists; warns about a certificate expiring within
@@ -567,25 +555,6 @@ void tls_describe(const struct ssl_st *ssl, char *buf, size_t size);
 /* OpenSSL's text for err (from ERR_get_error and the like) into buf;
  * returns buf. */
 const char *tls_error_string(unsigned long err, char *buf, size_t size);
-
-/* ---- netlist.c: address lists (require-tls-exempt) ---------------------- */
-
-struct netlist {
-	struct {
-		int family;		/* AF_INET or AF_INET6 */
-		uint8_t addr[16];	/* network byte order, host bits zero */
-		unsigned prefix;
-	} nets[POP3D_MAX_NETS];
-	size_t n;
-};
-
-/* Parses a comma- or blank-separated list of ADDR or ADDR/PREFIX (IPv4 or
- * IPv6) into nl; an empty string gives an empty list.  Returns 0, or -1
- * with a message in err. */
-int netlist_parse(const char *s, struct netlist *nl, char *err, size_t size);
-/* True if sa (AF_INET or AF_INET6; an IPv4-mapped IPv6 address counts as
- * IPv4) lies in one of nl's networks. */
-bool netlist_match(const struct netlist *nl, const struct sockaddr *sa);
 
 /* ---- stats.c: the master's counters and the stats socket ------------- */
 

@@ -413,15 +413,10 @@ static void fill_report(const struct session *s, struct session_report *r)
 
 /* The EXPIRE policy in days, or -1 for none (unset, empty, NEVER); the
  * value was checked when the configuration was loaded. */
+/* The EXPIRE policy config.c validated: days, or -1 for none. */
 static long expire_days(const struct config *conf)
 {
-	unsigned days;
-
-	if (conf->pop3d.expire == NULL || conf->pop3d.expire[0] == '\0' ||
-	    strcmp(conf->pop3d.expire, "NEVER") == 0 ||
-	    num_parse_uint(conf->pop3d.expire, 0, 4294967295u, &days) == -1)
-		return -1;
-	return (long)days;
+	return conf->pop3d.expire_days == CONFIG_EXPIRE_NEVER ? -1 : (long)conf->pop3d.expire_days;
 }
 
 int session_run(const struct session_params *p, struct session_report *report_r)

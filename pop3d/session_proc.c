@@ -83,7 +83,7 @@ static void session_serve(const struct session_job *j, int fd)
 		 j->method, j->secured ? "yes" : "no", j->secured ? " tls=" : "",
 		 j->secured ? j->tls_info : "", (long)getpid());
 	memset(&p, 0, sizeof(p));
-	if (maildir_expand(j->maildrop[0] != '\0' ? j->maildrop : S.conf->pop3d.maildrop,
+	if (maildrop_expand(j->maildrop[0] != '\0' ? j->maildrop : S.conf->pop3d.maildrop,
 			   j->user, j->home[0] != '\0' ? j->home : NULL, path, sizeof(path),
 			   &err) == -1) {
 		p.maildrop = NULL;

@@ -655,26 +655,6 @@ static void test_expire_shared_base(void)
 	CHECK_STR(contents(md, got, sizeof(got)), "X: not retrieved\n\nx\n|Y: copy\n\ny\n");
 }
 
-static void test_expand(void)
-{
-	char out[256];
-	const char *err;
-
-	CHECK_INT(maildir_expand("maildir:%h/Maildir", "bob", "/home/bob", out, sizeof(out), &err), 0);
-	CHECK_STR(out, "/home/bob/Maildir");
-	CHECK_INT(maildir_expand("/var/mail/%d/%n", "bob@example.org", NULL, out, sizeof(out), &err), 0);
-	CHECK_STR(out, "/var/mail/example.org/bob");
-	CHECK_INT(maildir_expand("/m/%u/100%%", "a", NULL, out, sizeof(out), &err), 0);
-	CHECK_STR(out, "/m/a/100%");
-	CHECK_INT(maildir_expand("mbox:/var/mail/%u", "a", NULL, out, sizeof(out), &err), -1);
-	CHECK_INT(maildir_expand("%h/Maildir", "a", NULL, out, sizeof(out), &err), -1);
-	CHECK_INT(maildir_expand("/m/%x", "a", NULL, out, sizeof(out), &err), -1);
-	CHECK_INT(maildir_expand("/m/%u", "../etc", NULL, out, sizeof(out), &err), -1);
-	CHECK_INT(maildir_expand("/m/%u", "..", NULL, out, sizeof(out), &err), -1);
-	CHECK_INT(maildir_expand("rel/%u", "a", NULL, out, sizeof(out), &err), -1);
-	CHECK_INT(maildir_expand("/%u", "aaaaaaaaaa", NULL, out, 8, &err), -1);
-}
-
 int main(void)
 {
 	char tmpl[] = "/tmp/test-maildir.XXXXXX";
@@ -700,7 +680,6 @@ int main(void)
 	UNIT_RUN(test_expire_zero);
 	UNIT_RUN(test_expire_days);
 	UNIT_RUN(test_expire_shared_base);
-	UNIT_RUN(test_expand);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cleanup failed\n");

@@ -285,6 +285,7 @@ int main(void)
 	snprintf(root, sizeof(root), "%s", tmpl);
 	conf.pop3d.session_timeout_ms = 5000;
 	conf.pop3d.max_bad_commands = 10;
+	conf.pop3d.expire_days = CONFIG_EXPIRE_NEVER;
 	conf.pop3d.user_command = true;
 	UNIT_RUN(test_pipelined_handoff_bytes);
 	UNIT_RUN(test_dele_quit_vs_disconnect);

@@ -131,51 +131,6 @@ static int split_paths(char *s, char **items, size_t max)
 	}
 }
 
-int tls_check_conf(const struct config *conf, char *err, size_t size)
-{
-	char *certs = xstrdup(conf->pop3d.tls_cert_file), *keys = xstrdup(conf->pop3d.tls_key_file);
-	char *c[POP3D_TLS_MAX_CERTS], *k[POP3D_TLS_MAX_CERTS], why[256];
-	struct netlist nl;
-	int nc, nk, rc = -1;
-
-	if (strcmp(conf->pop3d.tls_min_version, "TLSv1.2") != 0 &&
-	    strcmp(conf->pop3d.tls_min_version, "TLSv1.3") != 0) {
-		snprintf(err, size, "[pop3d] tls-min-version: expected TLSv1.2 or TLSv1.3");
-		goto out;
-	}
-	if (netlist_parse(conf->pop3d.require_tls_exempt, &nl, why, sizeof(why)) == -1) {
-		snprintf(err, size, "[pop3d] require-tls-exempt: %s", why);
-		goto out;
-	}
-	if (!tls_configured(conf)) {
-		if (conf->pop3d.require_tls) {
-			snprintf(err, size, "[pop3d] require-tls = yes needs starttls = yes or "
-				 "listen-tls");
-			goto out;
-		}
-		rc = 0;
-		goto out;
-	}
-	nc = split_paths(certs, c, POP3D_TLS_MAX_CERTS);
-	nk = split_paths(keys, k, POP3D_TLS_MAX_CERTS);
-	if (nc <= 0) {
-		snprintf(err, size, "[pop3d] tls-cert-file: %s", nc == 0 ?
-			 "required with listen-tls or starttls = yes" :
-			 "expected 1 to 8 comma-separated files");
-		goto out;
-	}
-	if (nk != nc) {
-		snprintf(err, size, "[pop3d] tls-key-file: expected one key file per "
-			 "tls-cert-file entry (%d), in the same order", nc);
-		goto out;
-	}
-	rc = 0;
-out:
-	free(certs);
-	free(keys);
-	return rc;
-}
-
 static int no_passphrase(char *buf, int size, int rwflag, void *u)
 {
 	return -1;	/* never prompt: encrypted keys are refused */
@@ -427,7 +382,7 @@ static int load_all(const struct config *conf, bool startup)
 	char *c[POP3D_TLS_MAX_CERTS], *k[POP3D_TLS_MAX_CERTS];
 	int n = split_paths(certs, c, POP3D_TLS_MAX_CERTS), rc = 0;
 
-	/* tls_check_conf vouched for the lists */
+	/* config.c vouched for the lists */
 	if (n <= 0 || split_paths(keys, k, POP3D_TLS_MAX_CERTS) != n)
 		fatalx("tls: certificate and key lists do not match");
 	for (int i = 0; i < n && rc == 0; i++) {

@@ -281,7 +281,7 @@ static void test_every_key(void)
 		"listen = 0.0.0.0:110 [::]:995\n"
 		"auth-socket = /p/auth\n"
 		"master-auth-socket = /p/master\n"
-		"maildrop = mbox:/var/mail/%u\n"
+		"maildrop = maildir:/var/mail/%u/Maildir\n"
 		"login-processes = 3\n"
 		"login-user = nobody\n"
 		"login-chroot = /var/lib/empty\n"
@@ -318,7 +318,7 @@ static void test_every_key(void)
 		"default-uid = 5000\n"
 		"default-gid = 5001\n"
 		"default-home = /home/%u\n"
-		"default-maildrop = maildir:~/Mail\n"
+		"default-maildrop = maildir:/srv/mail/%n\n"
 		"[authenticator ext]\n"
 		"type = external\n"
 		"program = /usr/libexec/helper --flag x\n"
@@ -357,7 +357,7 @@ static void test_every_key(void)
 	CHECK_INT(conf->pop3d.nlisten, 2);
 	CHECK_STR(conf->pop3d.auth_socket, "/p/auth");
 	CHECK_STR(conf->pop3d.master_auth_socket, "/p/master");
-	CHECK_STR(conf->pop3d.maildrop, "mbox:/var/mail/%u");
+	CHECK_STR(conf->pop3d.maildrop, "maildir:/var/mail/%u/Maildir");
 	CHECK_INT(conf->pop3d.login_processes, 3);
 	CHECK_STR(conf->pop3d.login_user, "nobody");
 	CHECK_STR(conf->pop3d.login_chroot, "/var/lib/empty");
@@ -398,7 +398,7 @@ static void test_every_key(void)
 	CHECK_STR(a->default_uid, "5000");
 	CHECK_STR(a->default_gid, "5001");
 	CHECK_STR(a->default_home, "/home/%u");
-	CHECK_STR(a->default_maildrop, "maildir:~/Mail");
+	CHECK_STR(a->default_maildrop, "maildir:/srv/mail/%n");
 
 	a = &conf->auths[1];
 	CHECK_STR(a->name, "ext");
@@ -1262,6 +1262,21 @@ static void test_ldap_parsed(void)
 #undef LDAP_AUTH
 }
 
+/* Checked here, once, for both daemons: what pop3d's sessions and front
+ * ends would refuse (maildrop.c, netlist.c). */
+static void test_pop3d_templates_and_nets(void)
+{
+	EXPECT_ERROR(AUTHD POP3D "maildrop = mbox:/var/mail/%u\n" FILES, 8, "maildrop",
+		     "only maildir");
+	EXPECT_ERROR(AUTHD POP3D "maildrop = ~/Maildir\n" FILES, 8, "maildrop", "absolute");
+	EXPECT_ERROR(AUTHD POP3D "maildrop = /m/%x\n" FILES, 8, "maildrop");
+	EXPECT_ERROR(AUTHD POP3D FILES "default-maildrop = Maildir\n", 11, "default-maildrop");
+	EXPECT_ERROR(AUTHD POP3D "require-tls-exempt = 10.1.2.3/8\n" FILES, 8,
+		     "require-tls-exempt");
+	CHECK(load(AUTHD POP3D "maildrop = /var/mail/%d/%n\nrequire-tls-exempt = "
+		   "127.0.0.0/8, ::1\n" FILES "default-maildrop = maildir:%h/Mail\n") != NULL);
+}
+
 int main(void)
 {
 	UNIT_RUN(test_minimal_defaults);
@@ -1294,6 +1309,7 @@ int main(void)
 	UNIT_RUN(test_nul_byte);
 	UNIT_RUN(test_paths_absolute);
 	UNIT_RUN(test_ldap_uris);
+	UNIT_RUN(test_pop3d_templates_and_nets);
 	UNIT_RUN(test_pop3d_parsed);
 	UNIT_RUN(test_ldap_parsed);
 	config_free(&conf);

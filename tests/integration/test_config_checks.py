@@ -59,6 +59,13 @@ BROKEN = {
                                     "tls-key-file = /a.key\n"),
     "tls-cert-empty-entry": dict(pop3d="starttls = yes\ntls-cert-file = /a.pem,,/b.pem\n"
                                        "tls-key-file = /a.key,/b.key\n"),
+    "maildrop-type": dict(pop3d="maildrop = mbox:/var/mail/%u\n"),
+    "maildrop-relative": dict(pop3d="maildrop = maildir:~/Maildir\n"),
+    "maildrop-unknown-variable": dict(pop3d="maildrop = /var/mail/%x\n"),
+    "default-maildrop-relative": dict(auth="[authenticator files]\ntype = passwd-file\n"
+                                           "path = {d}/users\ndefault-maildrop = Maildir\n"),
+    "require-tls-exempt-bad": dict(pop3d="require-tls-exempt = 10.1.2.3/8\n"),
+    "require-tls-exempt-word": dict(pop3d="require-tls-exempt = intranet\n"),
     "tls-cert-nine": dict(pop3d="starttls = yes\ntls-cert-file = %s\ntls-key-file = %s\n" % (
         ",".join("/c%d" % i for i in range(9)), ",".join("/k%d" % i for i in range(9)))),
     # LDAP keys authd used to check again, with other rules, at its start
@@ -102,8 +109,6 @@ BROKEN_ONE = {
     "tls-files-missing": ("pop3d", dict(pop3d="starttls = yes\n"
                                               "tls-cert-file = /nonexistent/c.pem\n"
                                               "tls-key-file = /nonexistent/k.pem\n")),
-    "maildrop-type": ("pop3d", dict(pop3d="maildrop = mbox:/var/mail/%u\n")),
-    "require-tls-exempt-bad": ("pop3d", dict(pop3d="require-tls-exempt = 10.1.2.3/8\n")),
 }
 ROOT_ONLY = {
     "login-user-unknown": ("pop3d", dict(pop3d="login-user = no-such-user-x\n")),

@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 
 #include "common/log.h"
-#include "pop3d/pop3d.h"
+#include "common/netlist.h"
 #include "tests/unit.h"
 
 static bool match4(const struct netlist *nl, const char *ip)

@@ -1,9 +1,9 @@
 /*
  * netlist.c - lists of networks ("127.0.0.0/8, ::1") and matching an
- * address against them.  Used for require-tls-exempt: parsed and checked
- * by the master at start-up and reload (as root, on the configuration
- * file's value), and by a front end (as root before its drop, then
- * matched per connection as login-user in login-chroot).
+ * address against them.  Used for pop3d's require-tls-exempt: parsed by
+ * config.c when either daemon loads the file (as whoever starts it), and
+ * by a pop3d front end (as root before its drop, then matched per
+ * connection as login-user in login-chroot).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,7 +12,7 @@
 #include <sys/socket.h>
 
 #include "common/num.h"
-#include "pop3d/pop3d.h"
+#include "common/netlist.h"
 
 static int parse_one(const char *item, struct netlist *nl, char *err, size_t size)
 {
@@ -22,8 +22,8 @@ static int parse_one(const char *item, struct netlist *nl, char *err, size_t siz
 	unsigned prefix, max;
 	int family;
 
-	if (nl->n == POP3D_MAX_NETS) {
-		snprintf(err, size, "more than %d networks", POP3D_MAX_NETS);
+	if (nl->n == NETLIST_MAX_NETS) {
+		snprintf(err, size, "more than %d networks", NETLIST_MAX_NETS);
 		return -1;
 	}
 	if (alen == 0 || alen >= sizeof(addr))
