@@ -17,7 +17,10 @@
  *             TRANSACTION and UPDATE states for one client at a time,
  *             blocking I/O with deadlines.
  *   linked into several: ipc.c (each side's decoder of the others'
- *             messages), cmd.c, netlist.c, privdrop.c, tls.c.
+ *             messages), cmd.c, privdrop.c, tls.c; and from common/,
+ *             config.c with netlist.c and maildrop.c (the configuration's
+ *             checks, which run as whoever starts pop3d, on the file's
+ *             values only).
  *
  * What may run as root, and when (started as an ordinary user, nothing
  * does; privdrop.c):
@@ -45,10 +48,7 @@
  *                   session-ticket key ring only (random bytes drawn and
  *                   copied, no OpenSSL).
  *   cmd.c           in the master, pop3_cmd_name only (metric labels).
- *   netlist.c, maildir.c  in the master's configuration checks only, on
- *                   the configuration file's values (require-tls-exempt;
- *                   maildir_expand of the maildrop template).
- *   session.c       never.
+ *   session.c, maildir.c  never.
  * Nothing that reads a byte sent by a client runs as root.
  */
 #ifndef POP3D_POP3D_H
