@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "common/config.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/num.h"
 #include "common/proto.h"

@@ -21,6 +21,7 @@
 #include "authd/authd.h"
 #include "cache/cache.h"
 #include "common/line.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/proto.h"

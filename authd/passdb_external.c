@@ -31,6 +31,7 @@
 #include <sodium.h>
 
 #include "authd/authd.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "authd/authd.h"
+#include "common/alloc.h"
 #include "common/log.h"
 
 #define PAM_HELPER_NAME "authd-pam-helper"

@@ -53,6 +53,7 @@
 #include <sodium.h>
 
 #include "authd/authd.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/num.h"
 

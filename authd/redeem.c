@@ -18,6 +18,7 @@
 
 #include "authd/authd.h"
 #include "common/line.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/num.h"
 #include "common/proto.h"

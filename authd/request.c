@@ -37,6 +37,7 @@
 
 #include "authd/authd.h"
 #include "cache/cache.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 

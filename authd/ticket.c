@@ -17,6 +17,7 @@
 #include <sodium.h>
 
 #include "authd/authd.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 

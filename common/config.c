@@ -21,6 +21,7 @@
 
 #include "common/config.h"
 #include "common/limits.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/maildrop.h"
 #include "common/netlist.h"

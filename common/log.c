@@ -263,42 +263,6 @@ void fatalx(const char *fmt, ...)
 	exit(1);
 }
 
-void *xmalloc(size_t size)
-{
-	void *p = malloc(size == 0 ? 1 : size);
-
-	if (p == NULL)
-		fatalx("out of memory (%zu bytes)", size);
-	return p;
-}
-
-void *xcalloc(size_t n, size_t size)
-{
-	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
-
-	if (p == NULL)
-		fatalx("out of memory (%zu x %zu bytes)", n, size);
-	return p;
-}
-
-char *xstrdup(const char *s)
-{
-	char *p = strdup(s);
-
-	if (p == NULL)
-		fatalx("out of memory");
-	return p;
-}
-
-char *xstrndup(const char *s, size_t n)
-{
-	char *p = strndup(s, n);
-
-	if (p == NULL)
-		fatalx("out of memory");
-	return p;
-}
-
 const char *log_token(const char *s, char *buf, size_t size)
 {
 	static const char hex[] = "0123456789abcdef";

@@ -61,10 +61,4 @@ void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
  * buf (or "" if size is 0).  Thread-safe: the caller owns buf. */
 const char *log_token(const char *s, char *buf, size_t size);
 
-/* Allocation that cannot fail (fatal on out-of-memory). */
-void *xmalloc(size_t size);
-void *xcalloc(size_t n, size_t size);
-char *xstrdup(const char *s);
-char *xstrndup(const char *s, size_t n);
-
 #endif

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/stats_server.h"
 

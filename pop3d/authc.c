@@ -27,6 +27,7 @@
 #include <event2/event.h>
 
 #include "common/line.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/num.h"
 #include "common/proto.h"

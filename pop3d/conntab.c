@@ -31,6 +31,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "pop3d/pop3d.h"
 

@@ -48,6 +48,7 @@
 
 #include "common/config.h"
 #include "common/line.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/num.h"

@@ -54,6 +54,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/sock.h"

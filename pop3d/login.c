@@ -109,6 +109,7 @@
 
 #include "common/config.h"
 #include "common/line.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/proctitle.h"

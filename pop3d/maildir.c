@@ -82,6 +82,7 @@
 
 #include <sodium.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/num.h"
 #include "pop3d/pop3d.h"

@@ -72,6 +72,7 @@
 #include <sodium.h>
 
 #include "common/config.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
 #include "common/notify.h"

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "common/config.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "common/sock.h"
 #include "pop3d/pop3d.h"

@@ -61,6 +61,7 @@
 #include <sodium.h>
 
 #include "common/config.h"
+#include "common/alloc.h"
 #include "common/log.h"
 #include "pop3d/pop3d.h"
 
