@@ -75,7 +75,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		memcpy(stored, data, size);
 		stored[size] = '\0';
-		strcpy(password, "correct horse battery staple");
+		snprintf(password, size + 64, "%s", "correct horse battery staple");
 	}
 
 	why[0] = '\0';

@@ -225,7 +225,7 @@ def test_ok_fields_wrong_password_unknown_user(slapd, authd_factory, tmp_path):
     a = authd_factory([
         ("dir", ldap_auth(slapd.uri, attributes="uid=uidNumber, gid=gidNumber, "
                           "home=homeDirectory, maildrop=description",
-                          **{"default-maildrop": "maildir:~/Maildir"})),
+                          **{"default-maildrop": "maildir:%h/Maildir"})),
         ("local", {"type": "passwd-file", "path": str(pw)})])
     c = a.client()
     r = c.auth("alice", "alice-pw")
@@ -235,7 +235,7 @@ def test_ok_fields_wrong_password_unknown_user(slapd, authd_factory, tmp_path):
     assert r.kv["authenticator"] == "dir"
     # bob has no description: the default applies
     r = c.auth("bob", "bob-pw")
-    assert r.cmd == "OK" and r.kv["uid"] == "1002" and r.kv["maildrop"] == "maildir:~/Maildir"
+    assert r.cmd == "OK" and r.kv["uid"] == "1002" and r.kv["maildrop"] == "maildir:%h/Maildir"
     # a wrong password ends the chain (the local alice is not asked)
     assert c.auth("alice", "other-pw").cmd == "FAIL"
     assert c.auth("alice", "alice-pw ").cmd == "FAIL"
