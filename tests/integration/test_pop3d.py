@@ -2,10 +2,13 @@
 clients (Python's poplib, curl, mpop/fetchmail) and raw sockets."""
 
 import base64
+import pwd
 import re
 import os
 import poplib
+import select
 import signal
+import socket
 import subprocess
 import time
 
@@ -929,3 +932,50 @@ def test_world_readable_configuration_warned(world):
     p.start()
     p.wait_log(r"configuration file %s is readable or writable by others \(mode 0644\)"
                % re.escape(p.conf))
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="tells the front end from sessions by its uid")
+def test_front_end_that_stops_reading_is_replaced_not_waited_for(world):
+    """A front end that reads nothing of its channel: the master never
+    waits for it.  While its queue is full new connections are refused at
+    once ([SYS/TEMP]); a full queue that has not moved for 5 s makes it a
+    wedged front end, which is replaced, and logins work again."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    p = world(pop3d_keys={"login-processes": "1", "max-connections-per-ip": "5000",
+                          "max-connections": "5000"})
+    nobody = pwd.getpwnam("nobody").pw_uid
+    fe = [pid for pid, uid in p.children() if uid == nobody]
+    assert len(fe) == 1, p.children()
+    held = []
+    os.kill(fe[0], signal.SIGSTOP)
+    try:
+        # fill the kernel's buffer and the master's queue
+        refused = None
+        for _ in range(60):
+            batch = [socket.create_connection(("127.0.0.1", p.port), timeout=5)
+                     for _ in range(50)]
+            held += batch
+            ready, _, _ = select.select(batch, [], [], 0.1)
+            if ready:
+                refused = ready[0].recv(100)
+                break
+        assert refused is not None and refused.startswith(b"-ERR [SYS/TEMP]"), len(held)
+        # a full queue is a busy front end, not yet a wedged one: it keeps
+        # its place (and its clients) until its queue stands still for 5 s
+        assert "does not read its channel" not in p.log_text()
+
+        def replaced():
+            c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            held.append(c)
+            return "does not read its channel" in p.log_text()
+        wait_until(replaced, 20, "the wedged front end replaced", interval=0.5)
+        c = login(p.port)
+        assert c.stat()[0] == 3
+        c.quit()
+    finally:
+        os.kill(fe[0], signal.SIGCONT)
+        for s in held:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
