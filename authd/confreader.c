@@ -134,6 +134,7 @@ static int32_t read_config(const char *path, uint8_t *buf, size_t *len_r)
 static void __attribute__((noreturn)) reader_main(int fd, const char *path)
 {
 	uint8_t *buf, req;
+	int nul;
 
 	/* authd's reload signal, the terminal's and the log's are not ours;
 	 * SIGTERM (systemd stopping the unit) is. */
@@ -145,6 +146,16 @@ static void __attribute__((noreturn)) reader_main(int fd, const char *path)
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1)
 		_exit(1);
 	privsep_close_fds(&fd, 1);
+	/* It logs nothing, so it keeps nothing of authd's: not the log file
+	 * (a rotated one would never be freed) or syslog, not the caller's
+	 * terminal or pipe, not the directory authd was started from. */
+	log_init("authd", LOG_LEVEL_ERROR, LOG_TARGET_STDERR, NULL, 0);
+	nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (nul == -1 || chdir("/") == -1 || dup2(nul, STDIN_FILENO) == -1 ||
+	    dup2(nul, STDOUT_FILENO) == -1 || dup2(nul, STDERR_FILENO) == -1)
+		_exit(1);
+	if (nul > STDERR_FILENO)
+		close(nul);
 	proctitle_set("authd: configuration reader");
 	buf = malloc(AUTHD_CONF_MAX + 1);
 	if (buf == NULL)
@@ -162,8 +173,9 @@ static void __attribute__((noreturn)) reader_main(int fd, const char *path)
 		r.len = (uint32_t)len;
 		if (write_all(fd, &r, sizeof(r)) == -1 || write_all(fd, buf, len) == -1)
 			_exit(0);
-		/* The file may hold a bind password. */
-		sodium_memzero(buf, len);
+		/* The file may hold a bind password: all of what was read,
+		 * also when it was too big or failed half-way. */
+		sodium_memzero(buf, AUTHD_CONF_MAX + 1);
 	}
 }
 

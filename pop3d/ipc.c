@@ -226,6 +226,11 @@ int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m, int fd)
 	return 0;
 }
 
+bool ipc_chan_broken(const struct ipc_chan *ch)
+{
+	return ch->error != 0;
+}
+
 bool ipc_chan_stalled(const struct ipc_chan *ch, uint64_t after_ms)
 {
 	return ch->nout > 0 && mtime_ms() - ch->moved_ms >= after_ms;

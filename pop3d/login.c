@@ -652,7 +652,7 @@ static void do_handoff(struct client *c)
 		evbuffer_remove(in, m.data, n);
 	if (ipc_chan_send(L.out, &m, fd) == -1) {
 		log_warn("front end: handoff of %s failed", user_tok(c));
-		sodium_memzero(m.data, n);
+		sodium_memzero(&m, IPC_HEADER_LEN + n);	/* ticket, client bytes */
 		if (sv[0] != -1) {
 			close(sv[0]);
 			close(sv[1]);
@@ -661,7 +661,7 @@ static void do_handoff(struct client *c)
 		client_close(c);
 		return;
 	}
-	sodium_memzero(m.data, n);
+	sodium_memzero(&m, IPC_HEADER_LEN + n);	/* ticket, client bytes */
 	if (!c->tls) {
 		c->handed_off = true;
 		client_free(c);

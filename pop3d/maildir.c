@@ -532,11 +532,16 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 		*error_r = "cannot read maildrop";
 		return -1;
 	}
-	errno = 0;
-	while ((de = readdir(d)) != NULL) {
+	for (;;) {
 		struct msg_entry *e;
 		struct stat st;
 		char name[512];
+
+		/* errno is readdir's alone: a name that vanished before its
+		 * fstatat (an MUA moving mail) must not fail the listing */
+		errno = 0;
+		if ((de = readdir(d)) == NULL)
+			break;
 
 		if (de->d_name[0] == '.')
 			continue;
@@ -562,9 +567,8 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 		e->mtime = st.st_mtim;
 		e->dev = st.st_dev;
 		e->ino = st.st_ino;
-		errno = 0;
 	}
-	if (errno != 0) {
+	if (de == NULL && errno != 0) {
 		closedir(d);
 		*error_r = "cannot read maildrop";
 		return -1;
@@ -837,12 +841,9 @@ static int remove_listed(struct maildir *md, struct msg_entry *e)
 	fresh_base(base, sizeof(base));
 	snprintf(claim, sizeof(claim), "tmp/%s.pop3d-dele", base);
 	if (move_noreplace(md, e->m.name, claim) == -1) {
-		if (errno == ENOENT &&
-		    fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == -1 &&
-		    errno == ENOENT)
-			return 0;	/* removed meanwhile by someone else */
-		/* No tmp/ (a damaged maildir) or no way to move here: by name,
-		 * right after the check (see DESIGN: "What remains"). */
+		/* Removed meanwhile by someone else (ENOENT), or no tmp/ (a
+		 * damaged maildir) or no way to move here: by name, right
+		 * after the check (see DESIGN: "What remains"). */
 		if (fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			return errno == ENOENT ? 0 : -1;
 		if (!same_file(&st, e))
@@ -853,8 +854,17 @@ static int remove_listed(struct maildir *md, struct msg_entry *e)
 	}
 	if (fstatat(md->dirfd, claim, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return -1;
-	if (same_file(&st, e))
+	if (same_file(&st, e)) {
+		/* link + unlink may have left the old name (move_noreplace
+		 * logged it): then the message is not deleted, only linked */
+		if (fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    same_file(&st, e)) {
+			unlinkat(md->dirfd, claim, 0);
+			errno = EPERM;
+			return -1;
+		}
 		return unlinkat(md->dirfd, claim, 0) == -1 ? -1 : 0;
+	}
 	/* Another file took the name between the check and the claim: put
 	 * it back, or beside under a fresh name if that is taken again. */
 	{

@@ -146,8 +146,8 @@ static struct frontend *pick_frontend(void)
 	LIST_FOREACH(fe, &M.fes, entry) {
 		bool room = ipc_chan_queued(fe->out) < POP3D_IPC_MAX_QUEUED;
 
-		if (fe->retired)
-			continue;
+		if (fe->retired || ipc_chan_broken(fe->out))
+			continue;	/* a broken one is gone once SIGCHLD says so */
 		if (best == NULL || (room && !best_room) ||
 		    (room == best_room && fe->nconns < best->nconns)) {
 			best = fe;
@@ -370,6 +370,9 @@ static int fe_read(struct frontend *fe, int max)
 			break;
 		case IPC_HANDOFF:
 			handoff(fe, &m, cfd);
+			/* the ticket and the client's pipelined bytes: not left
+			 * for the next fork (a front end, a session) to inherit */
+			sodium_memzero(&m, sizeof(m));
 			break;
 		case IPC_STATS:
 			memcpy(&fe->st, m.data, sizeof(fe->st));	/* size checked */
@@ -518,8 +521,19 @@ static void ticket_keys_setup(const struct config *conf)
 	struct timeval tv;
 
 	if (!tls_configured(conf) || !conf->pop3d.tls_session_tickets) {
+		struct tls_ticket_keys k;
+
 		if (M.ticket_ev != NULL)
 			evtimer_del(M.ticket_ev);
+		/* Front ends already running (retired ones serve their relays
+		 * for hours) hold both keys: two rotations pushed to them
+		 * overwrite both with keys that opened no ticket. */
+		if (tls_ticket_keys_get(&k)) {
+			sodium_memzero(&k, sizeof(k));
+			tls_ticket_keys_rotate();
+			tls_ticket_keys_rotate();
+			ticket_keys_push();
+		}
 		tls_ticket_keys_wipe();
 		return;
 	}

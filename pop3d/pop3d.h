@@ -447,6 +447,9 @@ void ipc_chan_free(struct ipc_chan **chp);
 int ipc_chan_send(struct ipc_chan *ch, const struct ipc_msg *m, int fd);
 /* Messages queued now. */
 unsigned ipc_chan_queued(const struct ipc_chan *ch);
+/* True once a send failed for good (the peer is gone or the socket
+ * broken): every later send fails too. */
+bool ipc_chan_broken(const struct ipc_chan *ch);
 /* True if messages are queued and none has left for after_ms (since the
  * queue began, or since the last one sent): the peer is not reading. */
 bool ipc_chan_stalled(const struct ipc_chan *ch, uint64_t after_ms);

@@ -411,9 +411,8 @@ static void fill_report(const struct session *s, struct session_report *r)
 	r->expired_bytes = s->expired.bytes;
 }
 
-/* The EXPIRE policy in days, or -1 for none (unset, empty, NEVER); the
- * value was checked when the configuration was loaded. */
-/* The EXPIRE policy config.c validated: days, or -1 for none. */
+/* The EXPIRE policy config.c validated: days, or -1 for none (unset or
+ * NEVER). */
 static long expire_days(const struct config *conf)
 {
 	return conf->pop3d.expire_days == CONFIG_EXPIRE_NEVER ? -1 : (long)conf->pop3d.expire_days;

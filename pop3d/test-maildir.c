@@ -506,6 +506,49 @@ static void test_dele_only_the_listed_file(void)
 	maildir_no_renameat2 = false;
 }
 
+/* Without RENAME_NOREPLACE a DELE claims the message by link + unlink;
+ * when the unlink of its name fails (new/ not writable, tmp/ writable),
+ * the message is still there under its name: not booked as deleted.
+ * Run in a child as nobody, since root may unlink anyway. */
+static void test_dele_claim_half_done(void)
+{
+	char md[300], sub[400], got[256];
+	int status;
+	pid_t pid;
+
+	snprintf(md, sizeof(md), "%s/dele-halfdone", root);
+	mkmaildir(md);
+	put(md, "new/600.G.host", "G: kept\n\ng\n", 1);
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid != -1);
+	if (pid == 0) {
+		struct maildir *m;
+		const char *err;
+
+		if (geteuid() == 0) {
+			char cmd[400];
+
+			snprintf(cmd, sizeof(cmd), "chown -R 65534:65534 %s", md);
+			if (chmod(root, 0755) == -1 || system(cmd) != 0 || setgid(65534) == -1 ||
+			    setuid(65534) == -1)
+				_exit(2);
+		}
+		snprintf(sub, sizeof(sub), "%s/new", md);
+		maildir_no_renameat2 = true;
+		if (maildir_open(md, &m, &err) != MAILDIR_OK || chmod(sub, 0555) == -1)
+			_exit(3);
+		maildir_msg(m, 0)->deleted = true;
+		_exit(maildir_update(m, -1, 0) == 1 ? 0 : 4);	/* one not deleted */
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	snprintf(sub, sizeof(sub), "%s/new", md);
+	chmod(sub, 0755);
+	CHECK_STR(contents(md, got, sizeof(got)), "G: kept\n\ng\n");
+	CHECK_INT(files_in(md, "tmp"), 0);
+}
+
 /* The size cache is written through a temporary file that is unlinked
  * first: a planted "pop3d-sizes.tmp" linked to a message is not truncated. */
 static void test_cache_tmp_not_truncated(void)
@@ -676,6 +719,7 @@ int main(void)
 	UNIT_RUN(test_update_never_replaces);
 	UNIT_RUN(test_update_same_file_twice);
 	UNIT_RUN(test_dele_only_the_listed_file);
+	UNIT_RUN(test_dele_claim_half_done);
 	UNIT_RUN(test_cache_tmp_not_truncated);
 	UNIT_RUN(test_expire_zero);
 	UNIT_RUN(test_expire_days);

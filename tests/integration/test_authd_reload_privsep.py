@@ -78,6 +78,9 @@ def test_reload_reads_root_only_config_after_drop(authd_factory, tmp_path, publi
            for n in os.listdir("/proc/%d/fd" % reader)}
     extra = {n: t for n, t in fds.items() if n > 2}
     assert len(extra) == 1 and list(extra.values())[0].startswith("socket:"), fds
+    # nor authd's log (here its stderr), terminal or start directory
+    assert [fds.get(n) for n in (0, 1, 2)] == ["/dev/null"] * 3, fds
+    assert os.readlink("/proc/%d/cwd" % reader) == "/"
 
     # authctl reload
     rename_authenticator(a.conf, "pw1", "pw2")
