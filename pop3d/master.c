@@ -672,6 +672,21 @@ static bool same(const char *a, const char *b)
 	return strcmp(a != NULL ? a : "", b != NULL ? b : "") == 0;
 }
 
+/* Swaps two split address lists (config.c's listen_addrs, tls_addrs). */
+static void swap_addrs(char **a, size_t *na, char **b, size_t *nb)
+{
+	size_t t = *na;
+
+	for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
+		char *p = a[i];
+
+		a[i] = b[i];
+		b[i] = p;
+	}
+	*na = *nb;
+	*nb = t;
+}
+
 /* What cannot change while pop3d runs (bound, connected or looked up as
  * root at start-up): n gets the running values, swapped with o's so that
  * each configuration still owns its strings.  The keys that differed are
@@ -688,27 +703,11 @@ static size_t keep_fixed(struct config *n, struct config *o, const char **change
 	o->pop3d.field = t_; \
 } while (0)
 	KEEP(listen, "listen");
-	for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
-		char *t = n->pop3d.listen_addrs[i];
-		n->pop3d.listen_addrs[i] = o->pop3d.listen_addrs[i];
-		o->pop3d.listen_addrs[i] = t;
-	}
-	{
-		size_t t = n->pop3d.nlisten;
-		n->pop3d.nlisten = o->pop3d.nlisten;
-		o->pop3d.nlisten = t;
-	}
+	swap_addrs(n->pop3d.listen_addrs, &n->pop3d.nlisten, o->pop3d.listen_addrs,
+		   &o->pop3d.nlisten);
 	KEEP(listen_tls, "listen-tls");
-	for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++) {
-		char *t = n->pop3d.tls_addrs[i];
-		n->pop3d.tls_addrs[i] = o->pop3d.tls_addrs[i];
-		o->pop3d.tls_addrs[i] = t;
-	}
-	{
-		size_t t = n->pop3d.ntls_addrs;
-		n->pop3d.ntls_addrs = o->pop3d.ntls_addrs;
-		o->pop3d.ntls_addrs = t;
-	}
+	swap_addrs(n->pop3d.tls_addrs, &n->pop3d.ntls_addrs, o->pop3d.tls_addrs,
+		   &o->pop3d.ntls_addrs);
 	KEEP(auth_socket, "auth-socket");
 	KEEP(master_auth_socket, "master-auth-socket");
 	KEEP(stats_socket, "stats-socket");
