@@ -967,6 +967,13 @@ static void mark_seen(struct maildir *md, struct msg_entry *e)
 
 /* Rewrites pop3d-expire: the first retrieval time of every message still
  * there that has one, under the base its name has now. */
+/* True if e's first retrieval belongs in pop3d-expire (DESIGN: listed,
+ * kept, retrieved, its base its own and cacheable). */
+static bool expire_recorded(const struct msg_entry *e, const char *name, size_t bl)
+{
+	return !e->removed && e->m.retrieved_at > 0 && !e->shared_base && cacheable(name, bl);
+}
+
 static void expire_save(struct maildir *md)
 {
 	size_t kept = 0;
@@ -978,8 +985,7 @@ static void expire_save(struct maildir *md)
 		const char *name = strchr(e->m.name, '/') + 1;
 		uint64_t old;
 
-		if (e->removed || e->m.retrieved_at <= 0 || e->shared_base ||
-		    !cacheable(name, base_len(name)))
+		if (!expire_recorded(e, name, base_len(name)))
 			continue;
 		if (pairs_find(md->expire, md->nexpire, name, base_len(name), &old) &&
 		    old == (uint64_t)e->m.retrieved_at)
@@ -997,8 +1003,7 @@ static void expire_save(struct maildir *md)
 		const char *name = strchr(e->m.name, '/') + 1;
 		size_t bl = base_len(name);
 
-		if (e->removed || e->m.retrieved_at <= 0 || e->shared_base ||
-		    !cacheable(name, bl))
+		if (!expire_recorded(e, name, bl))
 			continue;
 		fprintf(f, "%.*s %lld\n", (int)bl, name, (long long)e->m.retrieved_at);
 	}
