@@ -196,6 +196,20 @@ static int cmd_flush(const char *sock, const char *user)
 		return rc;
 	printf("flushed %s entries%s%s\n", proto_get(&m, "removed") ? proto_get(&m, "removed") : "?",
 	       user ? " of " : "", user ? user : "");
+	/* With a shared L2: how many memcached servers took it.  A flush that
+	 * reached none is local only: the other hosts' caches keep the old
+	 * password until positive-ttl (docs/cluster.md). */
+	const char *cl = proto_get(&m, "cluster");
+	unsigned ok, n;
+	if (cl != NULL && sscanf(cl, "%u/%u", &ok, &n) == 2) {
+		printf("cluster: %u of %u memcached servers took the flush\n", ok, n);
+		if (ok < n) {
+			fprintf(stderr, "authctl: warning: the flush did not reach every memcached "
+				"server; see docs/cluster.md, \"When a flush does not reach every "
+				"server\"\n");
+			return EX_TEMP;
+		}
+	}
 	return EX_OK_;
 }
 
@@ -227,8 +241,25 @@ static int cmd_cache(const char *sock)
 	printf("entries: %llu ok fresh, %llu ok stale-usable, %llu wrong-password, "
 	       "%llu unknown-user, %llu expired\n", kvnum(&m, "ok_fresh"), kvnum(&m, "ok_stale"),
 	       kvnum(&m, "fail"), kvnum(&m, "nouser"), kvnum(&m, "expired"));
+	if (proto_get(&m, "l2") != NULL && strcmp(proto_get(&m, "l2"), "yes") == 0) {
+		unsigned long long l2h = kvnum(&m, "l2_hits"), l2m = kvnum(&m, "l2_misses");
+		printf("L2 (memcached): hit ratio %.1f%% (%llu of %llu lookups), %llu refused "
+		       "values, %llu errors\n", l2h + l2m ? 100.0 * (double)l2h / (double)(l2h + l2m) :
+		       0.0, l2h, l2h + l2m, kvnum(&m, "l2_refused"), kvnum(&m, "l2_errors"));
+		for (size_t i = 0; i < m.nkv; i++) {
+			char name[300], state[16];
+			unsigned long long ok, err, opens;
+
+			if (strncmp(m.kv[i].key, "l2_server", 9) != 0)
+				continue;
+			if (sscanf(m.kv[i].value, "%299[^,],%15[^,],%llu,%llu,%llu", name, state, &ok,
+				   &err, &opens) == 5)
+				printf("  server %-28s %-8s %llu ok, %llu errors, breaker opened %llu "
+				       "times\n", name, state, ok, err, opens);
+		}
+	}
 	for (size_t i = 0; i < m.nkv; i++)
-		if (strcmp(m.kv[i].key, "enabled") != 0)
+		if (strcmp(m.kv[i].key, "enabled") != 0 && strncmp(m.kv[i].key, "l2", 2) != 0)
 			printf("  %-16s %s\n", m.kv[i].key, m.kv[i].value);
 	return EX_OK_;
 }

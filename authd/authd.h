@@ -34,6 +34,7 @@
 #include "common/limits.h"
 #include "common/log.h"
 #include "common/metrics.h"
+#include "cache/cache.h"
 
 struct event_base;
 struct request;
@@ -68,6 +69,22 @@ struct userdb {
 	char maildrop[USERDB_MAX_FIELD];
 };
 
+enum l2_status {
+	L2_MISS,	/* nothing usable: ask the backend */
+	L2_HIT,		/* a fresh entry for this password */
+	L2_STALE,	/* past fresh, within stale: only if the backend fails */
+};
+/* What a GET found.  The writable/generation/epoch part is what a later
+ * l2_put() of the backend's answer must carry (so that a flush between the
+ * GET and the put makes the put's entry not count). */
+struct l2_result {
+	enum l2_status status;
+	struct cache_entry entry;	/* HIT/STALE: kind CACHE_OK, userdb fields */
+	uint64_t fresh_ms, stale_ms;	/* HIT/STALE: left, from when it was read */
+	bool rewrite;			/* found under the previous cluster key */
+	bool writable;			/* the server answered and has an epoch */
+	uint64_t generation, epoch;
+};
 /*
  * One unit of work for one authenticator.  Created by the loop, pushed on
  * the authenticator's queue, taken by a worker, returned through the
@@ -85,6 +102,7 @@ struct job {
 	bool cacheable;
 	uint64_t flush_epoch;		/* cache_epoch() when it was made */
 	uint8_t key[32], verifier[32];
+	struct l2_result l2_from;	/* the flight's L2 GET, for l2_put() */
 
 	/* input */
 	char user[AUTH_MAX_USER + 1];
@@ -199,13 +217,76 @@ void job_free(struct job *job);
 /* request.c */
 /* Creates the cache from conf's [cache]: before the first generation
  * starts, since workers may flush it. */
-void requests_init(const struct config *conf);
+void requests_init(const struct config *conf, struct event_base *base);
 /* New requests go to gen from now on. */
 void requests_set_generation(struct generation *gen);
 /* Requests waiting for an answer right now (for the process title). */
 unsigned requests_in_flight(void);
 /* Called by authenticator.c on the loop thread for each finished job. */
 void request_job_done(struct job *job);
+
+/* l2.c: the shared cache tier in memcached (its DESIGN block says how) */
+struct l2_op;
+struct cache_user;
+struct l2_stats {
+	uint64_t gets, hits, stale_found, misses;
+	uint64_t miss_absent, miss_verifier, miss_generation, miss_expired, miss_no_epoch;
+	uint64_t bad_version, bad_seal, bad_value;
+	uint64_t err_timeout, err_connect, err_protocol, err_other;
+	uint64_t breaker_skips, queue_full, deadline;
+	uint64_t puts, put_errors, rewrites;
+	uint64_t flush_user_sent, flush_all_sent, cluster_flush_users, cluster_flush_all;
+	uint64_t polls;
+	struct metrics_hist get_latency;	/* submitted -> answered, on the loop */
+};
+struct l2_server_info {
+	char name[300];
+	const char *state;		/* "up", "skipped" (breaker open), "probing" */
+	uint64_t ok, errors, opens;
+};
+typedef void l2_get_cb(void *ctx, const struct l2_result *r);
+/* servers_ok of nservers took the flush. */
+typedef void l2_flush_cb(void *ctx, unsigned servers_ok, unsigned nservers);
+/* As root before the privilege drop (and at -t): reads and checks the
+ * cluster key file (regular, mode without group/other bits, 32 or 64
+ * bytes) and keeps the derived keys.  Returns 0, or -1 with the reason. */
+int l2_keys_load(const char *path, char *error, size_t size);
+void l2_keys_free(void);
+/* The L1 hashing keys derived from the current cluster key (64 bytes, for
+ * cache_settings.hash_keys).  False if no key was loaded. */
+bool l2_hash_keys(uint8_t out[64]);
+/* Starts the L2 threads if conf has [cache] memcached (keys loaded). */
+void l2_init(const struct config *conf, struct event_base *base, struct cache *l1);
+bool l2_enabled(void);
+/* Loop only.  Looks (key, verifier) up off the loop; cb(ctx, result) runs
+ * on the loop later, unless l2_cancel(op) came first.  password (for the
+ * previous key's verifier) is only read during the call.  Returns NULL
+ * if L2 is off or its queue is full (a miss: ask the backend). */
+struct l2_op *l2_get(const uint8_t key[CACHE_KEY_LEN], const uint8_t verifier[CACHE_VERIFIER_LEN],
+		     const char *scope, const char *user, const char *password, l2_get_cb *cb,
+		     void *ctx);
+/* Loop only: the op's callback will not run (the op frees itself). */
+void l2_cancel(struct l2_op *op);
+/* Loop only: shares a backend's positive answer, fresh for fresh_ms and
+ * usable if the backend fails for stale_ms more, under the generation and
+ * epoch that `from` (the GET before the backend call) read.  Nothing is
+ * written unless from->writable.  Fire and forget. */
+void l2_put(const uint8_t key[CACHE_KEY_LEN], const uint8_t verifier[CACHE_VERIFIER_LEN],
+	    const struct l2_result *from, const struct cache_user *u, uint64_t fresh_ms,
+	    uint64_t stale_ms);
+/* Any thread: flushes one user (key = its L1 key; scope and user for the
+ * previous cluster key) or, with key NULL, everyone, cluster-wide.  cb
+ * (may be NULL) runs on the loop when every server has been tried; ctx
+ * is only handed back to it (not a pointer the caller may free: client.c
+ * passes a serial number).
+ * Returns -1 if L2 is off. */
+int l2_flush(const uint8_t *key, const char *scope, const char *user, l2_flush_cb *cb,
+	     void *ctx);
+void l2_stats_get(struct l2_stats *st);
+/* The servers and their breaker states; returns how many were written. */
+size_t l2_servers(struct l2_server_info *out, size_t max);
+/* Stops the threads (each call is bounded by memcached-timeout). */
+void l2_shutdown(void);
 
 /* client.c */
 void clients_init(struct event_base *base, const struct config *conf, int listen_fd);
@@ -280,8 +361,12 @@ const char *request_id(const struct request *req);
 const char *tempfail_reason_name(enum tempfail_reason r);
 void requests_set_base(struct event_base *base);
 /* Removes a user's cache entries (user already normalised by the caller
- * with user_normalize), or all when user is NULL.  Returns how many. */
-uint64_t requests_cache_flush(const char *user);
+ * with user_normalize), or all when user is NULL, from L1 at once, and
+ * with L2 from the whole cluster (l2_flush: cb(ctx, ...) runs on the
+ * loop when that is done, and *l2_r says whether it will).  Any thread
+ * (the passwd-file watcher calls it with cb NULL).  Returns how many L1
+ * entries went. */
+uint64_t requests_cache_flush(const char *user, l2_flush_cb *cb, void *ctx, bool *l2_r);
 struct cache *requests_cache(void);
 /* Shutdown: drops every flight; then, once no worker runs (they may
  * flush the cache), requests_cache_free(). */
@@ -299,6 +384,9 @@ struct authd_stats {
 	uint64_t stale_answers;		/* answered from a stale entry */
 	uint64_t refreshes;		/* background revalidations started */
 	uint64_t late_fills;		/* results that came after the answer */
+	uint64_t l2_answers;		/* answered from an L2 (memcached) hit */
+	uint64_t l2_stale_answers;	/* ... from a stale L2 entry */
+	uint64_t l2_deadline;		/* L2 GETs given up on by the loop */
 };
 extern struct authd_stats authd_stats;
 

@@ -42,6 +42,19 @@ struct client {
 };
 TAILQ_HEAD(client_list, client);
 
+/* An admin FLUSH whose cluster-wide part (l2_flush) is still running: the
+ * reply waits for it.  Found again by its number, never by a pointer the
+ * L2 threads hold, so a client that left meanwhile is simply not found. */
+struct flush_wait {
+	TAILQ_ENTRY(flush_wait) entry;
+	uint64_t serial;
+	struct client *c;
+	char id[AUTHD_MAX_ID + 1];
+	uint64_t removed;
+};
+static TAILQ_HEAD(, flush_wait) flush_waits = TAILQ_HEAD_INITIALIZER(flush_waits);
+static uint64_t flush_serial;
+
 static struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
 static unsigned nclients;
 static const struct config *conf;
@@ -62,6 +75,14 @@ static void client_free(struct client *c)
 	while ((req = TAILQ_FIRST(&c->requests)) != NULL) {
 		TAILQ_REMOVE(&c->requests, req, client_entry);
 		request_cancel(req);
+	}
+	struct flush_wait *fw = TAILQ_FIRST(&flush_waits), *fwn;
+	for (; fw != NULL; fw = fwn) {
+		fwn = TAILQ_NEXT(fw, entry);
+		if (fw->c == c) {
+			TAILQ_REMOVE(&flush_waits, fw, entry);
+			free(fw);
+		}
 	}
 	TAILQ_REMOVE(&clients, c, entry);
 	nclients--;
@@ -267,6 +288,30 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	request_run(req);
 }
 
+/* l2_flush_cb: the cluster-wide part of a FLUSH is done; reply now. */
+static void on_flushed(void *ctx, unsigned servers_ok, unsigned nservers)
+{
+	uint64_t serial = (uint64_t)(uintptr_t)ctx;
+	struct flush_wait *fw;
+	struct proto_line l;
+
+	TAILQ_FOREACH(fw, &flush_waits, entry)
+		if (fw->serial == serial)
+			break;
+	if (fw == NULL)
+		return;		/* its client has gone */
+	TAILQ_REMOVE(&flush_waits, fw, entry);
+	if (servers_ok < nservers)
+		log_warnx("cache: flush reached %u of %u memcached servers; hosts that poll only "
+			  "the others still see it, see docs/cluster.md", servers_ok, nservers);
+	proto_line_start(&l, "DONE");
+	proto_line_add(&l, fw->id);
+	proto_line_kvf(&l, "removed", "%llu", (unsigned long long)fw->removed);
+	proto_line_kvf(&l, "cluster", "%u/%u", servers_ok, nservers);
+	send_line(fw->c, &l);
+	free(fw);
+}
+
 /* FLUSH, CACHE and RELOAD: administration, only on a connection that asked
  * for it in its handshake (see handle_version).  The uid SO_PEERCRED gave
  * at connect time is not enough: a pop3d front end connects as root, then
@@ -309,11 +354,24 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 			return;
 		}
 		char tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+		struct flush_wait *fw = xcalloc(1, sizeof(*fw));
+		bool l2;
 
-		n = requests_cache_flush(user != NULL ? norm : NULL);
-		log_info("cache: flushed %llu entries%s%s", (unsigned long long)n,
+		fw->serial = ++flush_serial;
+		fw->c = c;
+		snprintf(fw->id, sizeof(fw->id), "%s", id);
+		n = requests_cache_flush(user != NULL ? norm : NULL, on_flushed,
+					 (void *)(uintptr_t)fw->serial, &l2);
+		log_info("cache: flushed %llu entries%s%s%s", (unsigned long long)n,
 			 user != NULL ? " of user " : "",
-			 user != NULL ? log_token(norm, tok, sizeof(tok)) : "");
+			 user != NULL ? log_token(norm, tok, sizeof(tok)) : "",
+			 l2 ? "; flushing the cluster's L2" : "");
+		if (l2) {
+			fw->removed = n;
+			TAILQ_INSERT_TAIL(&flush_waits, fw, entry);
+			return;		/* on_flushed() replies */
+		}
+		free(fw);
 		proto_line_start(&l, "DONE");
 		proto_line_add(&l, id);
 		proto_line_kvf(&l, "removed", "%llu", (unsigned long long)n);
@@ -352,6 +410,29 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 		KV("coalesced", authd_stats.coalesced);
 		KV("late_fills", authd_stats.late_fills);
 #undef KV
+	}
+	proto_line_kv(&l, "l2", l2_enabled() ? "yes" : "no");
+	if (l2_enabled()) {
+		struct l2_server_info sv[CONFIG_MAX_MEMCACHED];
+		struct l2_stats st;
+		size_t n = l2_servers(sv, CONFIG_MAX_MEMCACHED);
+		char k[32];
+
+		l2_stats_get(&st);
+		proto_line_kvf(&l, "l2_hits", "%llu", (unsigned long long)st.hits);
+		proto_line_kvf(&l, "l2_misses", "%llu", (unsigned long long)st.misses);
+		proto_line_kvf(&l, "l2_refused", "%llu",
+			       (unsigned long long)(st.bad_version + st.bad_seal + st.bad_value));
+		proto_line_kvf(&l, "l2_errors", "%llu", (unsigned long long)(st.err_timeout +
+			       st.err_connect + st.err_protocol + st.err_other));
+		for (size_t i = 0; i < n; i++) {
+			/* server<i>=NAME,STATE,OK,ERRORS,OPENS: a name has no
+			 * blank or comma (config.c checked it) */
+			snprintf(k, sizeof(k), "l2_server%zu", i);
+			proto_line_kvf(&l, k, "%s,%s,%llu,%llu,%llu", sv[i].name, sv[i].state,
+				       (unsigned long long)sv[i].ok, (unsigned long long)sv[i].errors,
+				       (unsigned long long)sv[i].opens);
+		}
 	}
 	send_line(c, &l);
 }

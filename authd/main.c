@@ -31,7 +31,7 @@ static struct event_base *base;
 static char *conf_path;			/* absolute, for reloads */
 static struct generation *current;	/* new requests go here */
 /* What cannot change without a restart: as started. */
-static char *sock_path, *master_path, *stats_path, *run_user;
+static char *sock_path, *master_path, *stats_path, *run_user, *l2_server_list, *l2_keyfile;
 static bool cache_enabled, foreground;
 static uint64_t cache_size;
 static unsigned refresh_pct;
@@ -57,6 +57,9 @@ static void report_fixed(const struct config *n)
 	    n->cache.refresh_ahead_pct != refresh_pct)
 		log_warnx("reload: [cache] enabled, size or refresh-ahead changed; restart authd "
 			  "to apply (the TTLs did change)");
+	if (!SAME(n->cache.memcached, l2_server_list) || !SAME(n->cache.cluster_key_file, l2_keyfile))
+		log_warnx("reload: [cache] memcached or cluster-key-file changed; restart authd "
+			  "to apply (a new key too: L2 keeps the cluster warm across the restart)");
 #undef SAME
 }
 
@@ -140,6 +143,11 @@ static int check_conf(const struct config *conf, char *err, size_t size)
 		snprintf(err, size, "[authd] user %s: no such user", conf->authd.user);
 		return -1;
 	}
+	/* Read as root (the file need not be readable by [authd] user) and
+	 * kept for l2_init(); -t frees it again. */
+	if (conf->cache.nservers > 0 &&
+	    l2_keys_load(conf->cache.cluster_key_file, err, size) == -1)
+		return -1;
 	return 0;
 }
 
@@ -235,6 +243,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (test_only) {
+		l2_keys_free();
 		printf("authd: %s: configuration OK (%zu authenticators)\n", path, conf->nauths);
 		config_free(&conf);
 		return 0;
@@ -273,6 +282,8 @@ int main(int argc, char **argv)
 	master_path = xstrdup(conf->authd.master_socket);
 	stats_path = xstrdup(conf->authd.stats_socket);
 	run_user = xstrdup(conf->authd.user);
+	l2_server_list = xstrdup(conf->cache.memcached);
+	l2_keyfile = xstrdup(conf->cache.cluster_key_file);
 	cache_enabled = conf->cache.enabled;
 	cache_size = conf->cache.size;
 	refresh_pct = conf->cache.refresh_ahead_pct;
@@ -311,7 +322,7 @@ int main(int argc, char **argv)
 		fatalx("cannot create the event loop");
 	tickets_init(conf);
 	requests_set_base(base);
-	requests_init(conf);
+	requests_init(conf, base);
 	authenticators_init(base);
 	current = generation_start(conf, err, sizeof(err));
 	if (current == NULL)
@@ -344,6 +355,7 @@ int main(int argc, char **argv)
 	redeem_shutdown();
 	stats_shutdown();
 	authenticators_shutdown(current);	/* frees every configuration */
+	l2_shutdown();				/* its control thread flushes L1 */
 	requests_cache_free();
 	tickets_shutdown();
 	for (int i = 0; sigs[i] != NULL; i++)
@@ -358,6 +370,8 @@ int main(int argc, char **argv)
 	free(master_path);
 	free(stats_path);
 	free(run_user);
+	free(l2_server_list);
+	free(l2_keyfile);
 	free(conf_path);
 	log_info("authd: stopped");
 	return 0;

@@ -2,7 +2,7 @@
 AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c \
 	authd/ticket.c authd/redeem.c authd/normalize.c authd/password.c authd/spawn.c \
 	authd/passdb_passwd_file.c authd/passdb_external.c authd/passdb_pam.c \
-	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c
+	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c authd/l2.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
 AUTHCTL_OBJS := $(B)/obj/authd/authctl.o
 ALL_OBJS += $(AUTHD_OBJS) $(AUTHCTL_OBJS)
@@ -14,10 +14,12 @@ INSTALL_BIN += $(B)/authctl
 # password.c checks SHA-1/MD5 schemes ({SSHA}, {PLAIN-MD5}, ...) with
 # libcrypto, which libsodium lacks.
 AUTHD_CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null)
+# The L2 cache (l2.c) talks to memcached through libmemcached.
+MEMCACHED_LIBS := $(shell pkg-config --libs libmemcached 2>/dev/null || echo -lmemcached)
 
 # PAM runs only in the helper (pam-helper), never in the threaded daemon.
 $(B)/authd: $(AUTHD_OBJS) $(COMMON_OBJS) $(CACHE_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lldap -llber $(AUTHD_CRYPTO_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lldap -llber $(AUTHD_CRYPTO_LIBS) $(MEMCACHED_LIBS)
 
 # The PAM helper is built without sanitizers in every build: it loads
 # arbitrary (unsanitized) PAM modules, and pam_wrapper, which the tests

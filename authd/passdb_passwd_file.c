@@ -344,7 +344,8 @@ static void maybe_reload(struct pwfile *pf)
 		if (requests_cache() != NULL)
 			log_info("authenticator %s: %s changed; cache flushed (%llu entries)",
 				 pf->name, pf->path,
-				 (unsigned long long)requests_cache_flush(NULL));
+				 (unsigned long long)requests_cache_flush(NULL, NULL, NULL,
+									      NULL));
 	}
 }
 

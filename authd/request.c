@@ -7,6 +7,9 @@
  *              flight (one per user+password in progress; identical
  *                │      requests join it as waiters: coalescing)
  *                ▼
+ *          L2 (memcached, off the loop; if configured) ─ hit ──► answer
+ *                │ miss, error, or no answer by the L2 deadline
+ *                ▼
  *          authenticator 1 ─► NOUSER ─► authenticator 2 ─► ...
  *                │ OK / FAIL / TEMPFAIL (stale entry if any) │
  *                └──────────► answer every waiter ◄──────────┘
@@ -20,6 +23,13 @@
  *
  * The cache never holds a password: the flight keeps one copy for the
  * backend, wiped when the flight ends.
+ *
+ * L2 (l2.c) is asked once per flight, before the first authenticator, so
+ * coalescing makes one L2 GET as it makes one backend call.  Its hit goes
+ * into L1 (with the epoch the flight took before the GET, so a flush that
+ * came meanwhile keeps it out) and answers the waiters; a backend's OK
+ * goes into L1 and, under the generation and epoch the GET read, into L2.
+ * A stale L2 entry is kept by the flight for stale-if-error, like L1's.
  *
  * A flush (a passwd-file changed, `authctl flush`) must not be undone by
  * a job that was asked before it and answers after it, from what the
@@ -65,6 +75,9 @@ struct flight {
 	size_t stage;			/* index in gen's chain */
 	struct job *job;		/* in flight, or NULL */
 	struct event *timer;
+	struct l2_op *l2op;		/* L2 GET in progress, or NULL */
+	uint64_t l1_epoch;		/* cache_epoch() before the L2 GET */
+	struct l2_result l2res;		/* what the GET found (L2_MISS if none) */
 };
 
 struct authd_stats authd_stats;
@@ -114,8 +127,10 @@ static bool chain_cacheable(const struct generation *gen)
 	return true;
 }
 
-void requests_init(const struct config *c)
+void requests_init(const struct config *c, struct event_base *base)
 {
+	uint8_t hash_keys[64];
+
 	conf = c;
 	for (size_t i = 0; i < FLIGHT_BUCKETS; i++)
 		LIST_INIT(&flights[i]);
@@ -130,9 +145,14 @@ void requests_init(const struct config *c)
 		.refresh_percent = conf->cache.refresh_ahead_pct,
 	};
 	const char *err;
+	/* With L2, the hosts of a cluster must agree on a user's key. */
+	if (c->cache.nservers > 0 && l2_hash_keys(hash_keys))
+		cs.hash_keys = hash_keys;
 	cache = cache_create(&cs, &err);
+	sodium_memzero(hash_keys, sizeof(hash_keys));
 	if (cache == NULL)
 		fatalx("cache: %s", err);
+	l2_init(c, base, cache);
 	log_info("cache: %llu bytes, positive-ttl %llums, negative-ttl %llums, stale-ttl %llums, "
 		 "refresh-ahead %u%%", (unsigned long long)conf->cache.size,
 		 (unsigned long long)conf->cache.positive_ttl_ms,
@@ -186,6 +206,8 @@ static void request_free(struct request *req)
 
 static void flight_free(struct flight *f)
 {
+	if (f->l2op != NULL)
+		l2_cancel(f->l2op);
 	if (f->job != NULL)
 		authenticator_abandon(f->job);	/* its result only fills the cache */
 	if (f->hashed)
@@ -272,6 +294,8 @@ static void udb_from_entry(const struct cache_entry *e, struct userdb *udb)
 
 /* The backend could not answer: serve a matching positive entry that is
  * past fresh but within stale-ttl, else TEMPFAIL. */
+static bool requires_secured(const char *name);
+
 static void flight_tempfail(struct flight *f, struct authenticator *a, enum tempfail_reason reason)
 {
 	struct cache_entry e;
@@ -284,6 +308,19 @@ static void flight_tempfail(struct flight *f, struct authenticator *a, enum temp
 		a->stats.overloaded++;
 	else
 		a->stats.unavailable++;
+	if (f->cacheable && !TAILQ_EMPTY(&f->waiters) && f->l2res.status == L2_STALE &&
+	    (f->secured || !requires_secured(f->l2res.entry.authenticator))) {
+		char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
+		authd_stats.stale_answers++;
+		authd_stats.l2_stale_answers++;
+		log_warnx("authenticator %s: %s for user %s; answering from a shared cache "
+			  "entry (stale-if-error)", a->conf->name, reason_names[reason],
+			  log_token(f->user, user, sizeof(user)));
+		udb_from_entry(&f->l2res.entry, &udb);
+		flight_answer(f, AUTH_RESULT_OK, 0, &udb, f->l2res.entry.authenticator);
+		return;
+	}
 	if (f->cacheable && !TAILQ_EMPTY(&f->waiters) &&
 	    cache_lookup_stale(cache, f->key, f->verifier, (int64_t)mtime_ms(), &e)) {
 		char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
@@ -299,10 +336,20 @@ static void flight_tempfail(struct flight *f, struct authenticator *a, enum temp
 	flight_answer(f, AUTH_RESULT_TEMPFAIL, reason, NULL, a->conf->name);
 }
 
+static void flight_dispatch(struct flight *f);
+
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct flight *f = arg;
 
+	if (f->l2op != NULL) {
+		/* L2 did not answer in time: go on without it. */
+		l2_cancel(f->l2op);
+		f->l2op = NULL;
+		authd_stats.l2_deadline++;
+		flight_dispatch(f);
+		return;
+	}
 	flight_tempfail(f, &f->gen->auths[f->stage], TEMPFAIL_TIMEOUT);
 }
 
@@ -352,6 +399,7 @@ static void flight_dispatch(struct flight *f)
 	memcpy(job->rip, f->rip, sizeof(job->rip));
 	memcpy(job->lip, f->lip, sizeof(job->lip));
 	job->secured = f->secured;
+	job->l2_from = f->l2res;
 	if (authenticator_submit(a, job, &reason) == -1) {
 		job_free(job);
 		flight_tempfail(f, a, reason);
@@ -384,6 +432,10 @@ static void cache_fill(struct job *job)
 		cu.authenticator = a->conf->name;
 		r = cache_insert_if_epoch(cache, job->key, job->verifier, CACHE_OK, &cu, now, pos,
 					  stale, job->flush_epoch);
+		/* Shared only if no flush came since it was asked: the
+		 * generation in the entry covers the other hosts' flushes. */
+		if (r == CACHE_INSERTED || r == CACHE_INSERT_BUSY)
+			l2_put(job->key, job->verifier, &job->l2_from, &cu, pos, stale);
 		break;
 	case AUTH_RESULT_FAIL:
 		r = cache_insert_if_epoch(cache, job->key, job->verifier, CACHE_FAIL, NULL, now,
@@ -443,6 +495,63 @@ void request_job_done(struct job *job)
 		return;
 	}
 	flight_answer(f, AUTH_RESULT_FAIL, 0, NULL, a->conf->name);
+}
+
+/* The L2 GET of f answered (on the loop). */
+static void on_l2(void *ctx, const struct l2_result *r)
+{
+	struct flight *f = ctx;
+	const struct cache_entry *e = &r->entry;
+	uint64_t pos = conf->cache.positive_ttl_ms;
+	struct cache_user cu;
+	struct userdb udb;
+
+	f->l2op = NULL;
+	event_del(f->timer);
+	f->l2res = *r;
+	if (r->status != L2_HIT || (!f->secured && requires_secured(e->authenticator)) ||
+	    /* a revalidation wants an entry newer than the one it renews */
+	    (f->refresh && r->fresh_ms * 100 <= pos * conf->cache.refresh_ahead_pct)) {
+		flight_dispatch(f);
+		return;
+	}
+	uint64_t fresh = r->fresh_ms < pos ? r->fresh_ms : pos;
+	uint64_t stale = r->stale_ms - r->fresh_ms;
+	if (stale > conf->cache.stale_ttl_ms)
+		stale = conf->cache.stale_ttl_ms;
+	cu.uid = e->uid;
+	cu.gid = e->gid;
+	cu.home = e->home;
+	cu.maildrop = e->maildrop;
+	cu.authenticator = e->authenticator;
+	(void)cache_insert_if_epoch(cache, f->key, f->verifier, CACHE_OK, &cu, (int64_t)mtime_ms(),
+				    (uint32_t)fresh, (uint32_t)stale, f->l1_epoch);
+	if (r->rewrite)		/* read under the previous cluster key */
+		l2_put(f->key, f->verifier, r, &cu, fresh, stale);
+	authd_stats.l2_answers++;
+	udb_from_entry(e, &udb);
+	flight_answer(f, AUTH_RESULT_OK, 0, &udb, e->authenticator);
+}
+
+/* Starts f: through L2 if there is one, else at its first authenticator. */
+static void flight_start(struct flight *f)
+{
+	struct timeval tv;
+
+	if (f->cacheable && l2_enabled()) {
+		f->l1_epoch = cache_epoch(cache);
+		f->l2op = l2_get(f->key, f->verifier, CACHE_SCOPE, f->user, f->password, on_l2, f);
+		if (f->l2op != NULL) {
+			/* A GET is up to two round trips (one per cluster key)
+			 * of up to three timeouts each (connect, write, read)
+			 * plus the queue: past this, the backend it is. */
+			uint64_t ms = 6 * conf->cache.memcached_timeout_ms + 20;
+			MTIME_TV(tv, ms);
+			event_add(f->timer, &tv);
+			return;
+		}
+	}
+	flight_dispatch(f);
 }
 
 static struct flight *flight_new(const struct request *req, bool cacheable,
@@ -550,7 +659,7 @@ void request_run(struct request *req)
 			struct flight *rf = flight_new(req, true, key, verifier);
 			rf->refresh = true;
 			authd_stats.refreshes++;
-			flight_dispatch(rf);
+			flight_start(rf);
 		}
 		if (cr != CACHE_MISS) {
 			answer_from_cache(req, &e);
@@ -567,7 +676,7 @@ void request_run(struct request *req)
 		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
 		req->flight = f;
 		sodium_memzero(req->password, req->passlen);
-		flight_dispatch(f);	/* may answer req before it returns */
+		flight_start(f);	/* may answer req before it returns */
 	} else {
 		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
 		req->flight = f;
@@ -589,17 +698,27 @@ void request_cancel(struct request *req)
 	request_free(req);
 }
 
-uint64_t requests_cache_flush(const char *user)
+uint64_t requests_cache_flush(const char *user, l2_flush_cb *cb, void *ctx, bool *l2_r)
 {
 	uint8_t key[CACHE_KEY_LEN];
+	uint64_t n;
 
+	if (l2_r != NULL)
+		*l2_r = false;
 	if (cache == NULL)
 		return 0;
 	/* Both count the flush epoch up: see cache_fill(). */
-	if (user == NULL)
-		return cache_flush_all(cache);
+	if (user == NULL) {
+		n = cache_flush_all(cache);
+		if (l2_flush(NULL, NULL, NULL, cb, ctx) == 0 && l2_r != NULL)
+			*l2_r = true;
+		return n;
+	}
 	cache_key(cache, CACHE_SCOPE, user, key);
-	return cache_flush_key(cache, key);
+	n = cache_flush_key(cache, key);
+	if (l2_flush(key, CACHE_SCOPE, user, cb, ctx) == 0 && l2_r != NULL)
+		*l2_r = true;
+	return n;
 }
 
 void requests_shutdown(void)

@@ -135,6 +135,93 @@ static void render_cache(struct evbuffer *out)
 #undef C
 }
 
+static void render_l2(struct evbuffer *out)
+{
+	struct l2_server_info sv[CONFIG_MAX_MEMCACHED];
+	struct l2_stats st;
+	char labels[400];
+	size_t n;
+
+	metrics_header(out, "authd_l2_enabled", "gauge",
+		       "1 if the shared cache in memcached (L2) is on.");
+	metrics_value(out, "authd_l2_enabled", NULL, l2_enabled());
+	if (!l2_enabled())
+		return;
+	l2_stats_get(&st);
+#define V(metric, labels_, v) metrics_value(out, metric, labels_, (v))
+	metrics_header(out, "authd_l2_gets_total", "counter", "L2 lookups started.");
+	V("authd_l2_gets_total", NULL, st.gets);
+	metrics_header(out, "authd_l2_lookups_total", "counter",
+		       "L2 lookups by outcome (a miss has one reason below).");
+	V("authd_l2_lookups_total", "result=\"hit\"", st.hits);
+	V("authd_l2_lookups_total", "result=\"stale\"", st.stale_found);
+	V("authd_l2_lookups_total", "result=\"miss\"", st.misses);
+	metrics_header(out, "authd_l2_misses_total", "counter", "Why an L2 lookup missed.");
+	V("authd_l2_misses_total", "reason=\"absent\"", st.miss_absent);
+	V("authd_l2_misses_total", "reason=\"other_password\"", st.miss_verifier);
+	V("authd_l2_misses_total", "reason=\"generation\"", st.miss_generation);
+	V("authd_l2_misses_total", "reason=\"expired\"", st.miss_expired);
+	V("authd_l2_misses_total", "reason=\"no_epoch\"", st.miss_no_epoch);
+	metrics_header(out, "authd_l2_refused_values_total", "counter",
+		       "Values from memcached refused: unknown format, seal does not open, "
+		       "bad content.");
+	V("authd_l2_refused_values_total", "reason=\"version\"", st.bad_version);
+	V("authd_l2_refused_values_total", "reason=\"seal\"", st.bad_seal);
+	V("authd_l2_refused_values_total", "reason=\"content\"", st.bad_value);
+	metrics_header(out, "authd_l2_errors_total", "counter", "memcached call errors by kind.");
+	V("authd_l2_errors_total", "kind=\"timeout\"", st.err_timeout);
+	V("authd_l2_errors_total", "kind=\"connect\"", st.err_connect);
+	V("authd_l2_errors_total", "kind=\"protocol\"", st.err_protocol);
+	V("authd_l2_errors_total", "kind=\"other\"", st.err_other);
+	metrics_header(out, "authd_l2_skipped_total", "counter",
+		       "L2 calls not made: breaker open, queue full, loop deadline.");
+	V("authd_l2_skipped_total", "reason=\"breaker\"", st.breaker_skips);
+	V("authd_l2_skipped_total", "reason=\"queue_full\"", st.queue_full);
+	V("authd_l2_skipped_total", "reason=\"deadline\"", authd_stats.l2_deadline);
+	metrics_header(out, "authd_l2_puts_total", "counter", "Entries written to L2 by result.");
+	V("authd_l2_puts_total", "result=\"ok\"", st.puts);
+	V("authd_l2_puts_total", "result=\"error\"", st.put_errors);
+	metrics_header(out, "authd_l2_flushes_sent_total", "counter",
+		       "Cluster-wide flushes this host started.");
+	V("authd_l2_flushes_sent_total", "scope=\"user\"", st.flush_user_sent);
+	V("authd_l2_flushes_sent_total", "scope=\"all\"", st.flush_all_sent);
+	metrics_header(out, "authd_l2_flushes_applied_total", "counter",
+		       "Flushes of this host's L1 that the cluster asked for.");
+	V("authd_l2_flushes_applied_total", "scope=\"user\"", st.cluster_flush_users);
+	V("authd_l2_flushes_applied_total", "scope=\"all\"", st.cluster_flush_all);
+	metrics_header(out, "authd_l2_polls_total", "counter", "Polls of a server's flush log.");
+	V("authd_l2_polls_total", NULL, st.polls);
+	metrics_header(out, "authd_l2_answers_total", "counter",
+		       "Requests answered from L2 (fresh, or stale when the backend failed).");
+	V("authd_l2_answers_total", "source=\"fresh\"", authd_stats.l2_answers);
+	V("authd_l2_answers_total", "source=\"stale\"", authd_stats.l2_stale_answers);
+	metrics_header(out, "authd_l2_get_seconds", "histogram",
+		       "Time from an L1 miss's L2 lookup to its answer on the loop.");
+	metrics_hist(out, "authd_l2_get_seconds", NULL, &st.get_latency);
+	n = l2_servers(sv, CONFIG_MAX_MEMCACHED);
+	metrics_header(out, "authd_l2_server_up", "gauge",
+		       "1 if the server's breaker is closed (0: skipped or probing).");
+	for (size_t i = 0; i < n; i++) {
+		snprintf(labels, sizeof(labels), "server=\"%.299s\"", sv[i].name);
+		V("authd_l2_server_up", labels, strcmp(sv[i].state, "up") == 0);
+	}
+	metrics_header(out, "authd_l2_server_breaker_opens_total", "counter",
+		       "Times the server's breaker opened.");
+	for (size_t i = 0; i < n; i++) {
+		snprintf(labels, sizeof(labels), "server=\"%.299s\"", sv[i].name);
+		V("authd_l2_server_breaker_opens_total", labels, sv[i].opens);
+	}
+	metrics_header(out, "authd_l2_server_calls_total", "counter",
+		       "Calls to the server by result.");
+	for (size_t i = 0; i < n; i++) {
+		snprintf(labels, sizeof(labels), "server=\"%.299s\",result=\"ok\"", sv[i].name);
+		V("authd_l2_server_calls_total", labels, sv[i].ok);
+		snprintf(labels, sizeof(labels), "server=\"%.299s\",result=\"error\"", sv[i].name);
+		V("authd_l2_server_calls_total", labels, sv[i].errors);
+	}
+#undef V
+}
+
 static void render(struct evbuffer *out)
 {
 	metrics_header(out, "authd_clients_connected", "gauge", "Protocol clients connected.");
@@ -167,6 +254,7 @@ static void render(struct evbuffer *out)
 		      authd_stats.reload_failures);
 	render_authenticators(out, authd_generation());
 	render_cache(out);
+	render_l2(out);
 }
 
 /* stats_server_fill_cb */

@@ -675,7 +675,10 @@ struct cache *cache_create(const struct cache_settings *settings,
 		*error_r = "sodium_malloc failed for the hashing keys";
 		goto out_free_sets;
 	}
-	randombytes_buf(cache->hash_keys, 2 * crypto_generichash_KEYBYTES);
+	if (settings->hash_keys != NULL)
+		memcpy(cache->hash_keys, settings->hash_keys, 2 * crypto_generichash_KEYBYTES);
+	else
+		randombytes_buf(cache->hash_keys, 2 * crypto_generichash_KEYBYTES);
 	if (sodium_mprotect_readonly(cache->hash_keys) == -1) {
 		*error_r = "cannot make the hashing keys read-only";
 		goto out_free_keys;

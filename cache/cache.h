@@ -87,6 +87,12 @@ struct cache_settings {
 	/* A fresh CACHE_OK hit in the last refresh_percent % of its fresh
 	   time returns CACHE_HIT_REFRESH (once per entry); 0..100, 0 = never. */
 	unsigned refresh_percent;
+	/* NULL: a fresh random hashing key, so keys and verifiers mean
+	   something only inside this process.  Else 64 bytes, the key of
+	   cache_key() then that of cache_verifier(), copied: hosts that share
+	   an L2 (cache/seal.h) derive them from their cluster key, so that a
+	   user's key is the same on every host. */
+	const uint8_t *hash_keys;
 };
 
 /* Userdb fields of a CACHE_OK result, as given to cache_insert().  NULL
@@ -145,8 +151,8 @@ struct cache_entry_info {
 	int64_t fresh_until, stale_until;
 };
 
-/* Creates a cache with the given settings and a fresh random hashing key
-   (so keys and verifiers are only meaningful inside this process).  Calls
+/* Creates a cache with the given settings and hashing keys (random unless
+   settings->hash_keys gives them).  Calls
    sodium_init().  Returns NULL and a static message in *error_r if the
    settings are invalid or memory (or locked memory for the key) is short.
    The caller owns the result and frees it with cache_free(). */

@@ -1,6 +1,6 @@
 # cache/: the lock-free credential cache.  Self-contained (libc, pthreads,
 # libsodium): nothing from common/, so its tests link it alone.
-CACHE_SRCS := cache/cache.c
+CACHE_SRCS := cache/cache.c cache/seal.c
 CACHE_OBJS := $(CACHE_SRCS:%.c=$(B)/obj/%.o)
 
 CACHE_TESTS := test-cache test-cache-stress

@@ -80,6 +80,17 @@ static const struct key_def cache_keys[] = {
 	{ "negative-ttl", K_DURATION, C(cache.negative_ttl_ms), "1m", 0, MAX_DURATION_MS, 0 },
 	{ "stale-ttl", K_DURATION, C(cache.stale_ttl_ms), "1h", 0, MAX_DURATION_MS, 0 },
 	{ "refresh-ahead", K_PERCENT, C(cache.refresh_ahead_pct), "25%", 0, 0, 0 },
+	{ "memcached", K_STRING, C(cache.memcached), OPTIONAL, 0, 0, 0 },
+	{ "cluster-key-file", K_PATH, C(cache.cluster_key_file), OPTIONAL, 0, 0, 0 },
+	/* connect and poll timeout of one memcached call: a loopback or LAN
+	   round trip is well under a millisecond */
+	{ "memcached-timeout", K_DURATION, C(cache.memcached_timeout_ms), "50ms", 1, 5000, 0 },
+	{ "memcached-workers", K_UINT, C(cache.memcached_workers), "2", 1, 64, 0 },
+	{ "memcached-breaker-failures", K_UINT, C(cache.breaker_failures), "3", 1, 100, 0 },
+	{ "memcached-breaker-backoff", K_DURATION, C(cache.breaker_backoff_ms), "2s", 100,
+	  300000, 0 },
+	/* at most 500ms: a flush must reach every host within a second */
+	{ "flush-poll-interval", K_DURATION, C(cache.flush_poll_ms), "200ms", 10, 500, 0 },
 	{ NULL, 0, 0, NULL, 0, 0, 0 }
 };
 
@@ -643,6 +654,90 @@ static int validate_listen_tls(struct load_ctx *ctx, struct section *s, struct c
 	return 0;
 }
 
+/* [cache] memcached: SERVER[, SERVER...], each HOST:PORT, [V6ADDR]:PORT
+ * or an absolute UNIX socket path; and what L2 needs with it. */
+static int validate_memcached(struct load_ctx *ctx, struct section *s, struct config *conf)
+{
+	unsigned line = entry_line(s, "memcached");
+	char *copy, *items[CONFIG_MAX_MEMCACHED];
+	size_t n;
+
+	if (conf->cache.memcached[0] == '\0') {
+		if (conf->cache.cluster_key_file[0] != '\0')
+			set_error(ctx, entry_line(s, "cluster-key-file"), "[cache] "
+				  "cluster-key-file is set but memcached is not");
+		return ctx->failed ? -1 : 0;
+	}
+	if (!conf->cache.enabled) {
+		set_error(ctx, line, "[cache] memcached needs enabled = yes (L2 sits behind the "
+			  "in-memory cache)");
+		return -1;
+	}
+	if (conf->cache.cluster_key_file[0] == '\0') {
+		set_error(ctx, line, "[cache] memcached needs cluster-key-file (the key that "
+			  "seals what authd writes to memcached)");
+		return -1;
+	}
+	copy = xstrdup(conf->cache.memcached);
+	if (split_list(copy, items, CONFIG_MAX_MEMCACHED, &n, ", \t") == -1 || n == 0) {
+		set_error(ctx, line, "[cache] memcached: expected 1 to %d servers",
+			  CONFIG_MAX_MEMCACHED);
+		free(copy);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		char *it = items[i], *colon, *host;
+		uint64_t port;
+
+		if (it[0] == '/') {
+			if (strlen(it) >= 108) {	/* sun_path */
+				set_error(ctx, line, "[cache] memcached: socket path too long: %s", it);
+				goto fail;
+			}
+			conf->cache.servers[i].host = xstrdup(it);
+			conf->cache.servers[i].port = 0;
+			conf->cache.nservers = i + 1;
+			continue;
+		}
+		colon = strrchr(it, ':');
+		if (colon == NULL || num_parse_u64(colon + 1, 1, 65535, &port) == -1) {
+			set_error(ctx, line, "[cache] memcached: bad server \"%s\" (expected "
+				  "HOST:PORT, [V6ADDR]:PORT or /path/to/socket)", it);
+			goto fail;
+		}
+		*colon = '\0';
+		host = it;
+		if (host[0] == '[') {
+			size_t hl = strlen(host);
+			struct sockaddr_storage ss;
+			socklen_t sl;
+			char probe[80];
+
+			if (hl < 3 || host[hl - 1] != ']' ||
+			    snprintf(probe, sizeof(probe), "%s:1", host) >= (int)sizeof(probe) ||
+			    sock_parse_addrport(probe, &ss, &sl) == -1) {
+				set_error(ctx, line, "[cache] memcached: bad IPv6 address %s", host);
+				goto fail;
+			}
+			host[hl - 1] = '\0';
+			host++;
+		} else if (host[0] == '\0' || strlen(host) > 253 ||
+			   strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "0123456789.-") != strlen(host)) {
+			set_error(ctx, line, "[cache] memcached: bad host name \"%s\"", host);
+			goto fail;
+		}
+		conf->cache.servers[i].host = xstrdup(host);
+		conf->cache.servers[i].port = (unsigned)port;
+		conf->cache.nservers = i + 1;
+	}
+	free(copy);
+	return 0;
+fail:
+	free(copy);
+	return -1;
+}
+
 /* A maildrop template expands for a sample user (maildrop.c's rules). */
 static int check_maildrop(struct load_ctx *ctx, unsigned line, const char *secname,
 			  const char *key, const char *tmpl)
@@ -978,6 +1073,8 @@ static void validate(struct load_ctx *ctx, struct config *conf)
 	apply_section(ctx, "pop3d", &ctx->pop3d, pop3d_keys, conf, 0);
 	if (ctx->failed)
 		return;
+	if (validate_memcached(ctx, &ctx->cache, conf) == -1)
+		return;
 
 	/* A POP3S-only server needs no plain port; one of the two is required. */
 	if (conf->pop3d.listen[0] == '\0' && conf->pop3d.listen_tls[0] == '\0') {
@@ -1131,6 +1228,8 @@ void config_free(struct config **confp)
 		return;
 	free_strings(authd_keys, conf);
 	free_strings(cache_keys, conf);
+	for (size_t i = 0; i < conf->cache.nservers; i++)
+		free(conf->cache.servers[i].host);
 	free_strings(pop3d_keys, conf);
 	for (size_t i = 0; i < conf->pop3d.nlisten; i++)
 		free(conf->pop3d.listen_addrs[i]);

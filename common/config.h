@@ -21,6 +21,15 @@
 #define CONFIG_MAX_AUTHENTICATORS 16
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_ARGS 32
+/* memcached servers of the L2 cache: a ketama ring of more is no longer
+ * a small cluster's cache, and each host polls every server's flush log. */
+#define CONFIG_MAX_MEMCACHED 16
+
+/* One [cache] memcached entry, parsed. */
+struct memcached_server {
+	char *host;		/* IP address, DNS name, or a UNIX socket path */
+	unsigned port;		/* 0 for a UNIX socket */
+};
 
 /* expire, parsed: no EXPIRE value, or NEVER. */
 #define CONFIG_EXPIRE_NEVER UINT32_MAX
@@ -112,6 +121,16 @@ struct config {
 		uint64_t negative_ttl_ms;
 		uint64_t stale_ttl_ms;
 		unsigned refresh_ahead_pct;
+		/* L2: memcached shared by the hosts of a cluster (authd/l2.c) */
+		char *memcached;		/* as written; "" = no L2 */
+		struct memcached_server servers[CONFIG_MAX_MEMCACHED];
+		size_t nservers;
+		char *cluster_key_file;
+		uint64_t memcached_timeout_ms;
+		unsigned memcached_workers;
+		unsigned breaker_failures;
+		uint64_t breaker_backoff_ms;
+		uint64_t flush_poll_ms;
 	} cache;
 
 	struct {

@@ -1,0 +1,284 @@
+/*
+ * seal.c - the shared (L2) cache's keys, names and sealed entries (see
+ * seal.h for the formats).  Runs in authd (unprivileged), on the loop
+ * thread and on the L2 workers; no state of its own.
+ */
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cache/seal.h"
+
+/* crypto_kdf context: 8 bytes, fixed for this format. */
+static const char kdf_context[crypto_kdf_CONTEXTBYTES] = { 'a', 'u', 't', 'h', 'd', 'L', '2', 'c' };
+
+enum { KDF_NAME = 1, KDF_VERIFIER = 2, KDF_SEAL = 3 };
+
+/* Fixed part of the plaintext: kind(1) verifier(32) fresh(8) stale(8)
+ * generation(8) epoch(8) uid(4) gid(4). */
+#define PLAIN_FIXED 73
+#define KIND_OK 1
+
+static void derive(const uint8_t master[SEAL_KEY_LEN], struct seal_key *k)
+{
+	crypto_kdf_derive_from_key(k->name, sizeof(k->name), KDF_NAME, kdf_context, master);
+	crypto_kdf_derive_from_key(k->verifier, sizeof(k->verifier), KDF_VERIFIER, kdf_context,
+				   master);
+	crypto_kdf_derive_from_key(k->seal, sizeof(k->seal), KDF_SEAL, kdf_context, master);
+}
+
+int seal_keyset_from_bytes(const uint8_t *buf, size_t len, struct seal_keyset *ks,
+			   const char **error_r)
+{
+	static const uint8_t zero[SEAL_KEY_LEN];
+
+	memset(ks, 0, sizeof(*ks));
+	if (len != SEAL_KEY_LEN && len != 2 * SEAL_KEY_LEN) {
+		*error_r = "must hold exactly 32 bytes (a key) or 64 (the current key, then the "
+			   "previous one)";
+		return -1;
+	}
+	ks->n = (unsigned)(len / SEAL_KEY_LEN);
+	for (unsigned i = 0; i < ks->n; i++) {
+		if (sodium_memcmp(buf + i * SEAL_KEY_LEN, zero, SEAL_KEY_LEN) == 0) {
+			*error_r = "holds a key of zero bytes (not made with a random source)";
+			sodium_memzero(ks, sizeof(*ks));
+			return -1;
+		}
+		derive(buf + i * SEAL_KEY_LEN, &ks->k[i]);
+	}
+	if (ks->n == 2 && sodium_memcmp(buf, buf + SEAL_KEY_LEN, SEAL_KEY_LEN) == 0)
+		ks->n = 1;	/* the same key twice: nothing is being rotated */
+	return 0;
+}
+
+static void hash_update_counted(crypto_generichash_state *state, const char *s)
+{
+	size_t len = strlen(s);
+	uint8_t le[8];
+
+	for (unsigned i = 0; i < 8; i++)
+		le[i] = (uint8_t)((uint64_t)len >> (8 * i));
+	crypto_generichash_update(state, le, sizeof(le));
+	crypto_generichash_update(state, (const unsigned char *)s, len);
+}
+
+void seal_user_key(const struct seal_key *k, const char *scope, const char *user,
+		   uint8_t key_r[CACHE_KEY_LEN])
+{
+	crypto_generichash_state state;
+
+	crypto_generichash_init(&state, k->name, sizeof(k->name), CACHE_KEY_LEN);
+	hash_update_counted(&state, scope);
+	hash_update_counted(&state, user);
+	crypto_generichash_final(&state, key_r, CACHE_KEY_LEN);
+	sodium_memzero(&state, sizeof(state));
+}
+
+void seal_verifier(const struct seal_key *k, const uint8_t key[CACHE_KEY_LEN],
+		   const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN])
+{
+	crypto_generichash_state state;
+
+	crypto_generichash_init(&state, k->verifier, sizeof(k->verifier), CACHE_VERIFIER_LEN);
+	crypto_generichash_update(&state, key, CACHE_KEY_LEN);
+	crypto_generichash_update(&state, (const unsigned char *)password, strlen(password));
+	crypto_generichash_final(&state, verifier_r, CACHE_VERIFIER_LEN);
+	sodium_memzero(&state, sizeof(state));
+}
+
+void seal_name(char kind, const uint8_t key[CACHE_KEY_LEN], char name[SEAL_NAME_SIZE])
+{
+	size_t n = strlen(SEAL_PREFIX);
+
+	memcpy(name, SEAL_PREFIX, n);
+	name[n++] = kind;
+	name[n++] = ':';
+	sodium_bin2hex(name + n, SEAL_NAME_SIZE - n, key, CACHE_KEY_LEN);
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	for (unsigned i = 0; i < 8; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (unsigned i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (unsigned i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	uint32_t v = 0;
+
+	for (unsigned i = 0; i < 4; i++)
+		v |= (uint32_t)p[i] << (8 * i);
+	return v;
+}
+
+/* Appends a length-prefixed string; -1 if it is longer than max. */
+static int put_str(uint8_t *p, size_t *pos, const char *s, size_t max)
+{
+	size_t len = strnlen(s, max + 1);
+
+	if (len > max)
+		return -1;
+	p[(*pos)++] = (uint8_t)len;
+	memcpy(p + *pos, s, len);
+	*pos += len;
+	return 0;
+}
+
+/* Reads a length-prefixed string into out (max + 1 bytes); -1 if it runs
+ * past the end, is longer than max or holds a NUL. */
+static int get_str(const uint8_t *p, size_t len, size_t *pos, char *out, size_t max)
+{
+	size_t n;
+
+	if (*pos >= len)
+		return -1;
+	n = p[(*pos)++];
+	if (n > max || n > len - *pos || memchr(p + *pos, '\0', n) != NULL)
+		return -1;
+	memcpy(out, p + *pos, n);
+	out[n] = '\0';
+	*pos += n;
+	return 0;
+}
+
+/* Associated data: version byte || name. */
+static size_t make_ad(const char *name, uint8_t *ad, size_t size)
+{
+	size_t n = strnlen(name, size - 1);
+
+	ad[0] = SEAL_VERSION;
+	memcpy(ad + 1, name, n);
+	return n + 1;
+}
+
+int seal_entry_seal(const struct seal_key *k, const char *name, const struct seal_entry *e,
+		    uint8_t *out, size_t *len_r)
+{
+	uint8_t plain[SEAL_PLAIN_MAX], ad[256];
+	size_t pos = 0, adlen = make_ad(name, ad, sizeof(ad));
+	unsigned long long clen;
+
+	plain[pos++] = KIND_OK;
+	memcpy(plain + pos, e->verifier, CACHE_VERIFIER_LEN);
+	pos += CACHE_VERIFIER_LEN;
+	put64(plain + pos, (uint64_t)e->fresh_until);
+	put64(plain + pos + 8, (uint64_t)e->stale_until);
+	put64(plain + pos + 16, e->generation);
+	put64(plain + pos + 24, e->epoch);
+	put32(plain + pos + 32, e->uid);
+	put32(plain + pos + 36, e->gid);
+	pos += 40;
+	if (put_str(plain, &pos, e->home, CACHE_HOME_MAX) == -1 ||
+	    put_str(plain, &pos, e->maildrop, CACHE_MAILDROP_MAX) == -1 ||
+	    put_str(plain, &pos, e->authenticator, CACHE_AUTHENTICATOR_MAX) == -1) {
+		sodium_memzero(plain, sizeof(plain));
+		return -1;
+	}
+	out[0] = SEAL_VERSION;
+	randombytes_buf(out + 1, SEAL_NONCE_LEN);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(out + 1 + SEAL_NONCE_LEN, &clen, plain, pos,
+						   ad, adlen, NULL, out + 1, k->seal);
+	sodium_memzero(plain, sizeof(plain));
+	*len_r = 1 + SEAL_NONCE_LEN + (size_t)clen;
+	return 0;
+}
+
+enum seal_open_result seal_entry_open(const struct seal_key *k, const char *name,
+				      const uint8_t *value, size_t len, struct seal_entry *e)
+{
+	uint8_t plain[SEAL_PLAIN_MAX], ad[256];
+	size_t adlen = make_ad(name, ad, sizeof(ad)), pos;
+	unsigned long long plen;
+	enum seal_open_result r = SEAL_BAD_CONTENT;
+
+	memset(e, 0, sizeof(*e));
+	if (len < 1 + SEAL_NONCE_LEN + SEAL_TAG_LEN + PLAIN_FIXED + 3 || len > SEAL_VALUE_MAX ||
+	    value[0] != SEAL_VERSION)
+		return SEAL_BAD_VERSION;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL,
+						       value + 1 + SEAL_NONCE_LEN,
+						       len - 1 - SEAL_NONCE_LEN, ad, adlen,
+						       value + 1, k->seal) != 0)
+		return SEAL_BAD_SEAL;
+	/* Sealed by a holder of the key, and still checked as if hostile: a
+	 * bug in another version of authd must not become ours. */
+	if (plen < PLAIN_FIXED + 3 || plain[0] != KIND_OK)
+		goto out;
+	pos = 1;
+	memcpy(e->verifier, plain + pos, CACHE_VERIFIER_LEN);
+	pos += CACHE_VERIFIER_LEN;
+	e->fresh_until = (int64_t)get64(plain + pos);
+	e->stale_until = (int64_t)get64(plain + pos + 8);
+	e->generation = get64(plain + pos + 16);
+	e->epoch = get64(plain + pos + 24);
+	e->uid = get32(plain + pos + 32);
+	e->gid = get32(plain + pos + 36);
+	pos += 40;
+	if (get_str(plain, (size_t)plen, &pos, e->home, CACHE_HOME_MAX) == -1 ||
+	    get_str(plain, (size_t)plen, &pos, e->maildrop, CACHE_MAILDROP_MAX) == -1 ||
+	    get_str(plain, (size_t)plen, &pos, e->authenticator, CACHE_AUTHENTICATOR_MAX) == -1 ||
+	    pos != plen || e->fresh_until <= 0 || e->stale_until < e->fresh_until)
+		goto out;
+	r = SEAL_OPENED;
+out:
+	sodium_memzero(plain, sizeof(plain));
+	if (r != SEAL_OPENED)
+		sodium_memzero(e, sizeof(*e));
+	return r;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int seal_parse_u64hex(const char *s, size_t len, uint64_t *v)
+{
+	uint64_t r = 0;
+
+	if (len != 16)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		int d = hexval(s[i]);
+		if (d == -1)
+			return -1;
+		r = r << 4 | (uint64_t)d;
+	}
+	*v = r;
+	return 0;
+}
+
+int seal_parse_keyhex(const char *s, size_t len, uint8_t key[CACHE_KEY_LEN])
+{
+	if (len != 2 * CACHE_KEY_LEN)
+		return -1;
+	for (size_t i = 0; i < CACHE_KEY_LEN; i++) {
+		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+		if (hi == -1 || lo == -1)
+			return -1;
+		key[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
