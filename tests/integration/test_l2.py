@@ -233,6 +233,7 @@ def test_flush_on_one_host_reaches_the_other_within_a_second(cluster, tmp_path):
     b = cluster("b")
     ca, cb = a.client(), b.client()
     assert ca.auth("user5", "pw5").cmd == "OK"
+    wait_until(lambda: a.metric("authd_l2_puts_total", result="ok") == 1, 10, "a's put")
     assert cb.auth("user5", "pw5").cmd == "OK"          # from L2, now in b's L1
     assert cb.auth("user5", "pw5").cmd == "OK"          # an L1 hit: no network
     assert calls(b) == []
