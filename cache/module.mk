@@ -3,7 +3,7 @@
 CACHE_SRCS := cache/cache.c cache/seal.c
 CACHE_OBJS := $(CACHE_SRCS:%.c=$(B)/obj/%.o)
 
-CACHE_TESTS := test-cache test-cache-stress
+CACHE_TESTS := test-cache test-cache-stress test-seal
 UNIT_TESTS += $(CACHE_TESTS:%=$(B)/%)
 ALL_OBJS += $(CACHE_OBJS) $(CACHE_TESTS:%=$(B)/obj/cache/%.o)
 

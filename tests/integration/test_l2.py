@@ -158,7 +158,7 @@ def cluster(tmp_path, memcacheds):
     users.write_text(USERS)
     hosts = []
 
-    def make(name, key_path=None, servers=None, **cache):
+    def make(name, key_path=None, servers=None, timeout="5s", **cache):
         d = tmp_path / name
         d.mkdir()
         piddir = d / "pids"
@@ -166,8 +166,7 @@ def cluster(tmp_path, memcacheds):
         keys = {"positive-ttl": "1h", "memcached": servers or ", ".join(m.addr for m in memcacheds),
                 "cluster-key-file": str(key_path or keyfile), "flush-poll-interval": "100ms"}
         keys.update(cache)
-        a = Authd(d, [("ext", {"type": "external", "workers": "2", "timeout": "5s",
-                               "program": "%s %s/ext_helper.py %s %s" % (
+XX: "%s %s/ext_helper.py %s %s" % (
                                    PYTHON, HELPERS, users, piddir)})], cache=keys)
         a.piddir = str(piddir)
         hosts.append(a)
@@ -502,3 +501,47 @@ def test_bad_memcached_settings_are_refused(tmp_path, cache, msg):
     r = subprocess.run([os.path.join(BUILD, "authd"), "-t", "-c", a.conf],
                        capture_output=True, text=True, timeout=30, env=sanitizer_env())
     assert r.returncode != 0 and msg in r.stderr, r
+
+
+def test_key_rotation_reads_the_previous_key_and_rewrites(cluster, memcacheds, tmp_path):
+    a = cluster("a")                                   # the old key only
+    assert a.client().auth("user10", "pw10").cmd == "OK"
+    wait_until(lambda: a.metric("authd_l2_puts_total", result="ok") == 1, 10, "a's put")
+    new = os.urandom(32)
+    both = tmp_path / "both.key"
+    both.write_bytes(new + cluster.key)                # current, then previous
+    os.chmod(both, 0o600)
+    b = cluster("b", key_path=both)
+    assert b.client().auth("user10", "pw10").cmd == "OK"
+    assert calls(b) == [], "the entry sealed under the previous key was not used"
+    new_name = "authd:a:" + user_key(new, "user10").hex()
+    wait_until(lambda: any(m.get(new_name) for m in memcacheds), 10, "rewritten entry")
+    newonly = tmp_path / "new.key"
+    newonly.write_bytes(new)
+    os.chmod(newonly, 0o600)
+    c = cluster("c", key_path=newonly)
+    assert c.client().auth("user10", "pw10").cmd == "OK"
+    assert calls(c) == []
+    # a flush on the rotating host reaches hosts on either key
+    assert a.client().auth("user10", "pw10").cmd == "OK"
+    cluster.users.write_text(USERS.replace("user10:pw10:", "user10:new10:"))
+    assert authctl("-s", b.socket, "flush", "user10").returncode == 0
+    for h in (a, c):
+        cl = h.client()
+        wait_until(lambda: cl.auth("user10", "pw10").cmd == "FAIL", 1.0, "flush on " + h.dir,
+                   interval=0.02)
+
+
+def test_stale_if_backend_down_from_l2(cluster):
+    a = cluster("a", **{"positive-ttl": "200ms", "stale-ttl": "1h"})
+    assert a.client().auth("user11", "pw11").cmd == "OK"
+    wait_until(lambda: a.metric("authd_l2_puts_total", result="ok") == 1, 10, "a's put")
+    time.sleep(0.25)            # the entry is now past fresh: only stale-usable
+    b = cluster("b", timeout="500ms", **{"positive-ttl": "200ms", "stale-ttl": "1h"})
+    open(os.path.join(b.piddir, "HANG"), "w").close()
+    cb = b.client()
+    r = cb.auth("user11", "pw11", timeout=20)
+    assert r.cmd == "OK" and r.kv["uid"] == "3011", r
+    assert "shared cache entry (stale-if-error)" in b.log_text()
+    # never for another password
+    assert cb.auth("user11", "other", timeout=20).cmd == "TEMPFAIL"
