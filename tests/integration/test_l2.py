@@ -166,7 +166,8 @@ def cluster(tmp_path, memcacheds):
         keys = {"positive-ttl": "1h", "memcached": servers or ", ".join(m.addr for m in memcacheds),
                 "cluster-key-file": str(key_path or keyfile), "flush-poll-interval": "100ms"}
         keys.update(cache)
-XX: "%s %s/ext_helper.py %s %s" % (
+        a = Authd(d, [("ext", {"type": "external", "workers": "2", "timeout": timeout,
+                               "program": "%s %s/ext_helper.py %s %s" % (
                                    PYTHON, HELPERS, users, piddir)})], cache=keys)
         a.piddir = str(piddir)
         hosts.append(a)
