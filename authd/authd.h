@@ -17,6 +17,11 @@
  *     outside the loop, while a worker's answer is on its way into the
  *     cache: cache_insert_if_epoch() (cache/cache.c's DESIGN, Flush
  *     epoch) keeps such an answer out.
+ *   - with [cache] memcached, l2.c's `memcached-workers` threads (L2
+ *     GETs and PUTs, each with its own memcached handle) and its control
+ *     thread (cluster flushes, the flush-log poll, which flushes L1 from
+ *     outside the loop like the watcher); answers go back to the loop
+ *     through their own eventfd.  l2.c's DESIGN block has the rest.
  * Processes: the root configuration reader (confreader.c, forked before
  * the privilege drop), helper programs (spawn.c) and the PAM helper.
  * See docs/architecture.md for the picture.
