@@ -122,7 +122,12 @@ bench: deps
 bench-smoke: programs
 	$(PYTHON) bench/run-bench --smoke
 
-.PHONY: bench bench-smoke
+# The shared cache (L2) across three hosts on loopback, L2 on and off
+# (bench/cluster-bench, docs/benchmarks.md "Shared cache (L2)"), a few minutes.
+bench-cluster: programs
+	$(PYTHON) bench/cluster-bench
+
+.PHONY: bench bench-smoke bench-cluster
 
 # The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
 # parts (cache and authd), then a short fuzzing pass.  Sub-makes keep the
