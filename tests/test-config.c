@@ -1277,8 +1277,52 @@ static void test_pop3d_templates_and_nets(void)
 		   "127.0.0.0/8, ::1\n" FILES "default-maildrop = maildir:%h/Mail\n") != NULL);
 }
 
+/* [cache] memcached: the three server forms, parsed once here; and the
+ * L2 defaults. */
+static void test_memcached_servers(void)
+{
+	CHECK(load(MINIMAL "[cache]\nmemcached = 10.0.0.1:11211, [::1]:11212,"
+		   "mc.example.org:1 /run/memcached.sock\ncluster-key-file = /etc/k\n") != NULL);
+	if (conf == NULL) {
+		fprintf(stderr, "  %s\n", err);
+		return;
+	}
+	CHECK_INT(conf->cache.nservers, 4);
+	CHECK_STR(conf->cache.servers[0].host, "10.0.0.1");
+	CHECK_INT(conf->cache.servers[0].port, 11211);
+	CHECK_STR(conf->cache.servers[1].host, "::1");
+	CHECK_INT(conf->cache.servers[1].port, 11212);
+	CHECK_STR(conf->cache.servers[2].host, "mc.example.org");
+	CHECK_INT(conf->cache.servers[2].port, 1);
+	CHECK_STR(conf->cache.servers[3].host, "/run/memcached.sock");
+	CHECK_INT(conf->cache.servers[3].port, 0);
+	CHECK_INT(conf->cache.memcached_timeout_ms, 50);
+	CHECK_INT(conf->cache.memcached_workers, 2);
+	CHECK_INT(conf->cache.breaker_failures, 3);
+	CHECK_INT(conf->cache.breaker_backoff_ms, 2000);
+	CHECK_INT(conf->cache.flush_poll_ms, 200);
+	/* no L2 by default */
+	CHECK(load(MINIMAL) != NULL);
+	CHECK_INT(conf->cache.nservers, 0);
+	/* refusals, each naming the key's line */
+	CHECK(load(MINIMAL "[cache]\nmemcached = 10.0.0.1:0\ncluster-key-file = /k\n") == NULL);
+	CHECK(strstr(err, ":12:") != NULL && strstr(err, "bad server") != NULL);
+	CHECK(load(MINIMAL "[cache]\nmemcached = [zz]:1\ncluster-key-file = /k\n") == NULL);
+	CHECK(strstr(err, "bad IPv6 address") != NULL);
+	CHECK(load(MINIMAL "[cache]\nmemcached = a_b:1\ncluster-key-file = /k\n") == NULL);
+	CHECK(strstr(err, "bad host name") != NULL);
+	CHECK(load(MINIMAL "[cache]\nenabled = no\nmemcached = a:1\ncluster-key-file = /k\n")
+	      == NULL);
+	CHECK(strstr(err, "enabled = yes") != NULL);
+	CHECK(load(MINIMAL "[cache]\nmemcached = a:1\ncluster-key-file = k\n") == NULL);
+	CHECK(load(MINIMAL "[cache]\nmemcached = 1:1,2:2,3:3,4:4,5:5,6:6,7:7,8:8,9:9,10:10,"
+		   "11:11,12:12,13:13,14:14,15:15,16:16,17:17\ncluster-key-file = /k\n") == NULL);
+	CHECK(strstr(err, "1 to 16 servers") != NULL);
+}
+
 int main(void)
 {
+	UNIT_RUN(test_memcached_servers);
 	UNIT_RUN(test_minimal_defaults);
 	UNIT_RUN(test_every_key);
 	UNIT_RUN(test_value_forms);
