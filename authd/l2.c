@@ -89,6 +89,12 @@
 /* memcached's relative expiry limit (protocol.txt, "Expiration times"). */
 #define MC_MAX_RELATIVE_S 2592000
 
+/* The longest TTL config.c allows (7 days) and a minute of clock skew: an
+ * entry fresh or stale for longer is from a broken clock, refused.  Shorter
+ * ones are clamped to this host's own TTLs by request.c (hosts need not
+ * agree on them). */
+#define TTL_SANE_MS ((7ll * 24 * 3600 + 60) * 1000)
+
 #define NAME_EPOCH SEAL_PREFIX "e"
 #define NAME_SEQ SEAL_PREFIX "s"
 
@@ -135,7 +141,7 @@ static struct {
 	/* [cache] as at the start (a reload does not change L2: main.c
 	 * says so); copied, since a reload frees the configuration */
 	struct {
-		uint64_t timeout_ms, backoff_ms, poll_ms, positive_ttl_ms, stale_ttl_ms;
+		uint64_t timeout_ms, backoff_ms, poll_ms;
 		unsigned failures;
 	} cfg;
 	memcached_st *one[CONFIG_MAX_MEMCACHED];	/* the control thread's */
@@ -509,9 +515,8 @@ static bool get_one(memcached_st *m, struct l2_op *op, unsigned ki)
 		l2.stats.miss_verifier++;	/* another password's entry */
 	else if (e.generation != (f->have[GOT_GEN] ? f->gen : 0) || e.epoch != f->epoch)
 		l2.stats.miss_generation++;	/* written before a flush */
-	else if (now >= e.stale_until ||
-		 e.fresh_until - now > (int64_t)l2.cfg.positive_ttl_ms + 60000 ||
-		 e.stale_until - e.fresh_until > (int64_t)l2.cfg.stale_ttl_ms + 60000)
+	else if (now >= e.stale_until || e.fresh_until - now > TTL_SANE_MS ||
+		 e.stale_until - e.fresh_until > TTL_SANE_MS)
 		l2.stats.miss_expired++;	/* or from a clock far ahead of ours */
 	else {
 		r->status = now < e.fresh_until ? L2_HIT : L2_STALE;
@@ -994,8 +999,6 @@ void l2_init(const struct config *conf, struct event_base *base, struct cache *l
 	l2.cfg.timeout_ms = conf->cache.memcached_timeout_ms;
 	l2.cfg.backoff_ms = conf->cache.breaker_backoff_ms;
 	l2.cfg.poll_ms = conf->cache.flush_poll_ms;
-	l2.cfg.positive_ttl_ms = conf->cache.positive_ttl_ms;
-	l2.cfg.stale_ttl_ms = conf->cache.stale_ttl_ms;
 	l2.cfg.failures = conf->cache.breaker_failures;
 	l2.l1 = l1;
 	l2.nservers = conf->cache.nservers;
