@@ -157,9 +157,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			break;
 		case IPC_NEWCONN:
-			if (fd == -1 || m.tls_port > 1)
+			if (fd == -1 || m.tls_port > 1 || m.proxy > 1)
 				abort();
 			break;
+		case IPC_PROXY_ADDR: {
+			struct ipc_proxy_addr a, again;
+			struct sockaddr_storage ss;
+
+			/* one encoding per address: decoding and encoding again
+			 * gives the same bytes */
+			memcpy(&a, m.data, sizeof(a));
+			if (fd != -1 || m.data_len != sizeof(a) || a.port > 65535 ||
+			    (a.family != AF_INET && a.family != AF_INET6))
+				abort();
+			ipc_proxy_addr_get(&a, &ss);
+			if (ipc_proxy_addr_set(&again, (struct sockaddr *)&ss) != 0 ||
+			    memcmp(&a, &again, sizeof(a)) != 0)
+				abort();
+			break;
+		}
+		case IPC_PROXY_VERDICT: {
+			struct ipc_proxy_verdict v;
+
+			memcpy(&v, m.data, sizeof(v));
+			if (fd != -1 || m.data_len != sizeof(v) ||
+			    (v.verdict != IPC_PROXY_OK && v.verdict != IPC_PROXY_PER_IP))
+				abort();
+			break;
+		}
 		case IPC_CLOSED:
 		case IPC_RETIRE:
 			if (fd != -1)
