@@ -13,7 +13,8 @@
  * (ipc_report_decode, ipc_spare_decode) as is; the same bytes, cut at the
  * first NUL/CR/LF and at 255, are tokenized as a command.
  * Checks: an accepted message has a known type, consistent lengths and
- * terminated strings; a descriptor is returned only where one is due; a
+ * terminated strings; a client address (IPC_PROXY_ADDR) has one encoding
+ * only, a verdict a known value; a descriptor is returned only where one is due; a
  * key ring (IPC_TICKET_KEYS) has two distinct key names or one key; an
  * accepted report is exactly one struct with a known end and kind, sent by
  * this process (its credentials), never with a descriptor; a spare word is

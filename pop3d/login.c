@@ -19,6 +19,22 @@
  *   and the loop goes on serving everyone else.  On OK, once the replies
  *   already queued for the client are flushed, the socket, the ticket and
  *   those unprocessed bytes go to the master in one message.
+ * - PROXY protocol (a listener in proxy-protocol; the master has already
+ *   refused peers outside proxy-trusted-networks).  The client starts in
+ *   ST_PP_HEADER with no bufferevent: on_pp_readable peeks at the socket
+ *   and takes only the header's bytes (proxyproto.c decodes them), so what
+ *   follows, a TLS ClientHello or pipelined POP3, stays in the socket for
+ *   the bufferevent made later.  A malformed header, EOF, or none within
+ *   proxy-timeout closes the connection silently (counted, logged at most
+ *   POP3D_PROXY_LOG_PER_SEC lines a second).  Then the client's address
+ *   (or the balancer's for LOCAL / UNKNOWN) replaces rip, lip and the
+ *   require-tls-exempt match, and goes to the master (IPC_PROXY_ADDR): it
+ *   counts the connection under it for max-connections-per-ip, which it
+ *   could not do at accept, and answers (IPC_PROXY_VERDICT).  Only then
+ *   does client_start greet the client or start TLS; over the limit it
+ *   gets the master's usual "-ERR [SYS/TEMP]" line (nothing on a TLS port).
+ *   The proxy-timeout timer runs until the verdict, so a lost answer does
+ *   not strand the client.
  * - A failed login waits auth-failure-delay on a timer (never blocking the
  *   loop) before the -ERR, and max-auth-failures closes the connection.
  * - Passwords live only in the line buffer, the authd request line and

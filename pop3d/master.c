@@ -15,6 +15,16 @@
  *   their session, so max-connections and max-connections-per-ip hold
  *   across all front ends; max-sessions-per-user is counted over live
  *   sessions (handoff.c).
+ * - PROXY protocol listeners (proxy-protocol): at accept the peer must be
+ *   in proxy-trusted-networks (an address check, no byte read), and the
+ *   connection is counted under no address (conntab_new_pending), since
+ *   its client is not known yet.  The front end reads the header and
+ *   sends the client's address (IPC_PROXY_ADDR); proxy_addr treats it as
+ *   untrusted input: one per pending connection of that front end,
+ *   checked by ipc_recv, formatted here, and then max-connections-per-ip
+ *   is applied to it as at accept and the verdict sent back.  A front end
+ *   can thus choose which address a connection counts under, never create
+ *   one: max-connections bounds them at accept.
  * - A front end that dies or retires (lost authd) is replaced, with a
  *   back-off that doubles while replacements die young.  Sessions are the
  *   master's children, so they outlive any front end.

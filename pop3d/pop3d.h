@@ -9,8 +9,10 @@
  *             connection limits, passes each connection to a front end,
  *             redeems tickets with authd and forks sessions.  Never parses
  *             client input, never sees a password.
- *   front end (login.c, authc.c, tls.c)  login-user in login-chroot.  The
- *             AUTHORIZATION state for many clients in one libevent loop;
+ *   front end (login.c, authc.c, tls.c, proxyproto.c)  login-user in
+ *             login-chroot.  The PROXY protocol header from a load
+ *             balancer, the AUTHORIZATION state for many clients in one
+ *             libevent loop;
  *             the TLS endpoint, and after a TLS login the relay between the
  *             client and its session.
  *   session   (session_proc.c, session.c, maildir.c)  the mailbox owner.
@@ -48,6 +50,7 @@
  *                   session-ticket key ring only (random bytes drawn and
  *                   copied, no OpenSSL).
  *   cmd.c           in the master, pop3_cmd_name only (metric labels).
+ *   proxyproto.c    never (a front end after its drop).
  *   session.c, maildir.c  never.
  * Nothing that reads a byte sent by a client runs as root.
  */
