@@ -1149,6 +1149,7 @@ static void pp_done(struct client *c, const struct proxyproto_header *h)
 	if (h->local) {
 		L.st.proxy_local++;
 		src = (const struct sockaddr *)&c->pp->peer;
+		c->exempt = netlist_match(&L.exempt, src);
 	} else {
 		L.st.proxy_ok++;
 		src = (const struct sockaddr *)&h->src;

@@ -256,6 +256,20 @@ def test_per_ip_limit_applies_per_real_client(world):
     assert p.metric("pop3d_connections_refused_total", reason="max_connections_per_ip") >= 1
 
 
+def test_require_tls_exempt_uses_the_client_address(world, pki):  # noqa: F811
+    """require-tls-exempt = 127.0.0.0/8 must not exempt every client of a
+    balancer on loopback: the header's address decides."""
+    p, pp = proxied_world(world, require_tls="yes", starttls="yes",
+                          require_tls_exempt="127.0.0.0/8",
+                          tls_cert_file=pki.cert, tls_key_file=pki.key)
+    c = From(pp, BALANCER, v1("203.0.113.9"))
+    assert c.cmd("USER alice").startswith("-ERR [AUTH] TLS is required")
+    c = From(pp, BALANCER, v1("127.0.0.9"))
+    assert c.cmd("USER alice") == "+OK"
+    c = From(pp, BALANCER, v2(local=True))         # the balancer's own: exempt
+    assert c.cmd("USER alice") == "+OK"
+
+
 def test_config_checks(world, tmp_path):
     """-t refuses what a start refuses."""
     p, pp = proxied_world(world)
