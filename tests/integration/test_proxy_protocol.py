@@ -308,8 +308,8 @@ def test_config_checks(world, tmp_path):
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy"
                                       if os.path.exists("/usr/sbin/haproxy") else None)
 
-# What docs/cluster.md shows ("Load balancers and the PROXY protocol"), with
-# the test's ports in place of 110/995 and 10110/10995.
+# docs/cluster.md's HAProxy configuration ("Load balancers and the PROXY
+# protocol"), with loopback addresses and free ports in place of its own.
 HAPROXY_CFG = """\
 global
     maxconn 1000
