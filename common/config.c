@@ -148,6 +148,13 @@ static const struct key_def pop3d_keys[] = {
 	 * (1 s is for tests); at most a day, so a ticket lives 2 days at most. */
 	{ "tls-ticket-key-lifetime", K_DURATION, C(pop3d.tls_ticket_key_lifetime_ms), "1h", 1000,
 	  86400000, 0 },
+	/* The PROXY protocol from a load balancer (docs/cluster.md): which
+	 * listeners expect it, from whom, and how long its header may take
+	 * (a balancer sends it at once; 1 s at least, 1 min at most). */
+	{ "proxy-protocol", K_STRING, C(pop3d.proxy_protocol), "no", 0, 0, 0 },
+	{ "proxy-trusted-networks", K_STRING, C(pop3d.proxy_trusted_networks), OPTIONAL, 0, 0,
+	  0 },
+	{ "proxy-timeout", K_DURATION, C(pop3d.proxy_timeout_ms), "3s", 1000, 60000, 0 },
 	{ NULL, 0, 0, NULL, 0, 0, 0 }
 };
 
@@ -738,6 +745,73 @@ fail:
 	return -1;
 }
 
+/* proxy-protocol: "no", "yes" (every listener), or the listen and
+ * listen-tls addresses that expect the header; sets proxy_listen and
+ * proxy_tls.  proxy-trusted-networks: required (a list of networks) when
+ * any listener expects the header. */
+static int validate_proxy(struct load_ctx *ctx, struct section *s, struct config *conf)
+{
+	const char *v = conf->pop3d.proxy_protocol;
+	struct sockaddr_storage ss, ls;
+	socklen_t sl, lsl;
+	struct netlist nl;
+	char *copy, *items[2 * CONFIG_MAX_LISTEN], why[256];
+	size_t n;
+	bool any = false;
+
+	if (strcmp(v, "yes") == 0) {
+		for (size_t i = 0; i < CONFIG_MAX_LISTEN; i++)
+			conf->pop3d.proxy_listen[i] = conf->pop3d.proxy_tls[i] = true;
+		any = true;
+	} else if (strcmp(v, "no") != 0) {
+		copy = xstrdup(v);
+		if (split_list(copy, items, 2 * CONFIG_MAX_LISTEN, &n, ", \t") == -1)
+			n = 0;
+		for (size_t i = 0; i < n; i++) {
+			bool found = false;
+
+			if (sock_parse_addrport(items[i], &ss, &sl) == -1)
+				goto bad;
+			for (size_t j = 0; j < conf->pop3d.nlisten; j++)
+				if (sock_parse_addrport(conf->pop3d.listen_addrs[j], &ls, &lsl) == 0 &&
+				    lsl == sl && memcmp(&ls, &ss, sl) == 0)
+					found = conf->pop3d.proxy_listen[j] = true;
+			for (size_t j = 0; j < conf->pop3d.ntls_addrs; j++)
+				if (sock_parse_addrport(conf->pop3d.tls_addrs[j], &ls, &lsl) == 0 &&
+				    lsl == sl && memcmp(&ls, &ss, sl) == 0)
+					found = conf->pop3d.proxy_tls[j] = true;
+			if (!found) {
+				set_error(ctx, entry_line(s, "proxy-protocol"), "[pop3d] "
+					  "proxy-protocol: \"%s\" is not a listen or listen-tls "
+					  "address", items[i]);
+				free(copy);
+				return -1;
+			}
+		}
+		free(copy);
+		if (n == 0)
+			goto bad;
+		any = true;
+	}
+	if (netlist_parse(conf->pop3d.proxy_trusted_networks, &nl, why, sizeof(why)) == -1) {
+		set_error(ctx, entry_line(s, "proxy-trusted-networks"), "[pop3d] "
+			  "proxy-trusted-networks: %s", why);
+		return -1;
+	}
+	if (any && nl.n == 0) {
+		set_error(ctx, entry_line(s, "proxy-trusted-networks"), "[pop3d] "
+			  "proxy-trusted-networks: required with proxy-protocol (the load "
+			  "balancers' addresses)");
+		return -1;
+	}
+	return 0;
+bad:
+	free(copy);
+	set_error(ctx, entry_line(s, "proxy-protocol"), "[pop3d] proxy-protocol: expected yes, "
+		  "no, or listen / listen-tls ADDR:PORT entries");
+	return -1;
+}
+
 /* A maildrop template expands for a sample user (maildrop.c's rules). */
 static int check_maildrop(struct load_ctx *ctx, unsigned line, const char *secname,
 			  const char *key, const char *tmpl)
@@ -771,7 +845,7 @@ static int validate_pop3d(struct load_ctx *ctx, struct section *s, struct config
 				  conf->pop3d.listen_addrs[i]);
 			return -1;
 		}
-	if (validate_listen_tls(ctx, s, conf) == -1)
+	if (validate_listen_tls(ctx, s, conf) == -1 || validate_proxy(ctx, s, conf) == -1)
 		return -1;
 	if (conf->pop3d.login_delay[0] != '\0') {
 		if (num_parse_uint(conf->pop3d.login_delay, 0, 4294967295u, &u) == -1) {

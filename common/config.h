@@ -183,6 +183,12 @@ struct config {
 		uint64_t login_delay_ms;	/* login-delay; 0 = none */
 		uint32_t expire_days;		/* expire; CONFIG_EXPIRE_NEVER if unset or NEVER */
 		size_t ntls_certs;		/* tls-cert-file entries (= tls-key-file's) */
+		/* the PROXY protocol (docs/cluster.md) */
+		char *proxy_protocol;		/* yes, no, or listener addresses */
+		char *proxy_trusted_networks;	/* CIDR list of the balancers */
+		uint64_t proxy_timeout_ms;	/* for the header to arrive */
+		bool proxy_listen[CONFIG_MAX_LISTEN];	/* parsed: listen_addrs[i] expects it */
+		bool proxy_tls[CONFIG_MAX_LISTEN];	/* ... tls_addrs[i] */
 	} pop3d;
 
 	struct auth_conf auths[CONFIG_MAX_AUTHENTICATORS];

@@ -291,3 +291,20 @@ const char *log_token(const char *s, char *buf, size_t size)
 	buf[n] = '\0';
 	return buf;
 }
+
+bool log_ratelimit(struct log_ratelimit *rl, unsigned per_sec, uint64_t now_ms,
+		   uint64_t *suppressed_r)
+{
+	if (now_ms - rl->window_ms >= 1000) {
+		rl->window_ms = now_ms;
+		rl->used = 0;
+	}
+	if (rl->used >= per_sec) {
+		rl->suppressed++;
+		return false;
+	}
+	rl->used++;
+	*suppressed_r = rl->suppressed;
+	rl->suppressed = 0;
+	return true;
+}

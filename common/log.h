@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level { LOG_LEVEL_ERROR, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 enum log_target { LOG_TARGET_STDERR, LOG_TARGET_SYSLOG, LOG_TARGET_FILE };
@@ -60,5 +61,19 @@ void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
  * raw 8-bit bytes to a key=value log line that fail2ban parses.  Returns
  * buf (or "" if size is 0).  Thread-safe: the caller owns buf. */
 const char *log_token(const char *s, char *buf, size_t size);
+
+/* A budget of log lines for one kind of event (a refused connection
+ * during a flood): at most per_sec a second.  Zero-initialise. */
+struct log_ratelimit {
+	uint64_t window_ms;		/* start of the current second */
+	unsigned used;			/* lines logged in it */
+	uint64_t suppressed;		/* not logged since the last one that was */
+};
+/* True if one more line may be logged at now_ms (a monotonic clock); the
+ * caller then logs it, and *suppressed_r says how many were not logged
+ * before it (to be said in that line).  False: the caller logs nothing;
+ * the event is counted as suppressed.  One thread (not locked). */
+bool log_ratelimit(struct log_ratelimit *rl, unsigned per_sec, uint64_t now_ms,
+		   uint64_t *suppressed_r);
 
 #endif

@@ -4,8 +4,10 @@
  * max-connections-per-ip and max-sessions-per-user are checked against.
  *
  * Runs in the master only, as root when started so (pop3d.h's map).  It
- * holds no byte a client sent: addresses come from accept(), user names
- * from authd's checked USER reply.
+ * holds no byte a client sent: addresses come from accept(), or for a
+ * PROXY protocol listener from the front end's checked IPC_PROXY_ADDR
+ * (formatted by the master itself), user names from authd's checked USER
+ * reply.
  *
  * DESIGN
  * - Records never move (an array of pointers to them grows by doubling),
@@ -20,6 +22,7 @@
  *   (SipHash-2-4) with a key drawn at start-up (conntab_init), which they
  *   cannot know.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +154,24 @@ struct conn *conntab_new(const char *rip, unsigned rport)
 	return c;
 }
 
+struct conn *conntab_new_pending(const char *peer, unsigned port)
+{
+	struct conn *c = conntab_new(peer, port);
+
+	count_add(T.ips, peer, -1);
+	c->addr_pending = true;
+	return c;
+}
+
+void conntab_set_addr(struct conn *c, const char *rip, unsigned rport)
+{
+	assert(c->addr_pending);
+	snprintf(c->rip, sizeof(c->rip), "%s", rip);
+	c->rport = rport;
+	c->addr_pending = false;
+	count_add(T.ips, c->rip, 1);
+}
+
 void conntab_release(struct conn *c)
 {
 	if (T.on_release != NULL)
@@ -166,7 +187,8 @@ void conntab_release(struct conn *c)
 		free(c->data);
 	}
 	free(c->user);
-	count_add(T.ips, c->rip, -1);
+	if (!c->addr_pending)
+		count_add(T.ips, c->rip, -1);
 	T.nactive--;
 	uint32_t gen = c->gen, idx = c->idx;
 	memset(c, 0, sizeof(*c));

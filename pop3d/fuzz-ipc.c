@@ -13,7 +13,8 @@
  * (ipc_report_decode, ipc_spare_decode) as is; the same bytes, cut at the
  * first NUL/CR/LF and at 255, are tokenized as a command.
  * Checks: an accepted message has a known type, consistent lengths and
- * terminated strings; a descriptor is returned only where one is due; a
+ * terminated strings; a client address (IPC_PROXY_ADDR) has one encoding
+ * only, a verdict a known value; a descriptor is returned only where one is due; a
  * key ring (IPC_TICKET_KEYS) has two distinct key names or one key; an
  * accepted report is exactly one struct with a known end and kind, sent by
  * this process (its credentials), never with a descriptor; a spare word is
@@ -157,9 +158,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 			break;
 		case IPC_NEWCONN:
-			if (fd == -1 || m.tls_port > 1)
+			if (fd == -1 || m.tls_port > 1 || m.proxy > 1)
 				abort();
 			break;
+		case IPC_PROXY_ADDR: {
+			struct ipc_proxy_addr a, again;
+			struct sockaddr_storage ss;
+
+			/* one encoding per address: decoding and encoding again
+			 * gives the same bytes */
+			memcpy(&a, m.data, sizeof(a));
+			if (fd != -1 || m.data_len != sizeof(a) || a.port > 65535 ||
+			    (a.family != AF_INET && a.family != AF_INET6))
+				abort();
+			ipc_proxy_addr_get(&a, &ss);
+			if (ipc_proxy_addr_set(&again, (struct sockaddr *)&ss) != 0 ||
+			    memcmp(&a, &again, sizeof(a)) != 0)
+				abort();
+			break;
+		}
+		case IPC_PROXY_VERDICT: {
+			struct ipc_proxy_verdict v;
+
+			memcpy(&v, m.data, sizeof(v));
+			if (fd != -1 || m.data_len != sizeof(v) ||
+			    (v.verdict != IPC_PROXY_OK && v.verdict != IPC_PROXY_PER_IP))
+				abort();
+			break;
+		}
 		case IPC_CLOSED:
 		case IPC_RETIRE:
 			if (fd != -1)

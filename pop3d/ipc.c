@@ -6,7 +6,8 @@
  * front ends write (ipc_recv) and what sessions write, as mailbox owners:
  * their reports (ipc_report_recv) and SESSION_SPARE (ipc_spare_recv).
  * Front ends run ipc_recv on the master's messages (IPC_NEWCONN,
- * IPC_RETIRE, IPC_TICKET_KEYS), as login-user in login-chroot; a type
+ * IPC_RETIRE, IPC_TICKET_KEYS, IPC_PROXY_VERDICT), as login-user in
+ * login-chroot; a type
  * that is not for the reader is ignored by it.  A session decodes the
  * logins the master hands it (session_job_recv) and sends SESSION_SPARE.
  * Every length and string is checked here, trailing bytes and unexpected
@@ -42,6 +43,7 @@
  * (session_proc.c), and a retired front end's last counters just before
  * it exits (ipc_chan_flush_wait, bounded).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -294,6 +296,62 @@ static bool ticket_keys_ok(const struct ipc_msg *m)
 	return ok;
 }
 
+/* IPC_PROXY_ADDR: a front end's word on a client's address, read by the
+ * master: a known family, a port, and nothing in the bytes it does not
+ * use (so that two encodings never name one address). */
+static bool proxy_addr_ok(const struct ipc_msg *m)
+{
+	struct ipc_proxy_addr a;
+
+	memcpy(&a, m->data, sizeof(a));		/* data has no alignment */
+	if (a.port > 65535)
+		return false;
+	if (a.family == AF_INET6)
+		return true;
+	return a.family == AF_INET &&
+	       memcmp(a.addr + 4, (const uint8_t[12]){ 0 }, 12) == 0;
+}
+
+int ipc_proxy_addr_set(struct ipc_proxy_addr *a, const struct sockaddr *sa)
+{
+	memset(a, 0, sizeof(*a));
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)(const void *)sa;
+
+		a->family = AF_INET;
+		a->port = ntohs(sin->sin_port);
+		memcpy(a->addr, &sin->sin_addr, 4);
+		return 0;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)sa;
+
+		a->family = AF_INET6;
+		a->port = ntohs(sin6->sin6_port);
+		memcpy(a->addr, &sin6->sin6_addr, 16);
+		return 0;
+	}
+	return -1;
+}
+
+void ipc_proxy_addr_get(const struct ipc_proxy_addr *a, struct sockaddr_storage *ss_r)
+{
+	memset(ss_r, 0, sizeof(*ss_r));
+	if (a->family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss_r;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)a->port);
+		memcpy(&sin->sin_addr, a->addr, 4);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss_r;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)a->port);
+		memcpy(&sin6->sin6_addr, a->addr, 16);
+	}
+}
+
 int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 {
 	ssize_t n;
@@ -308,9 +366,26 @@ int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 	switch (m->type) {
 	case IPC_NEWCONN:
 		if (fd == -1 || m->data_len != 0 || (size_t)n != IPC_HEADER_LEN ||
-		    m->tls_port > 1 || m->secured != 0)
+		    m->tls_port > 1 || m->secured != 0 || m->proxy > 1)
 			goto bad;
 		break;
+	case IPC_PROXY_ADDR:
+		if (fd != -1 || m->data_len != sizeof(struct ipc_proxy_addr) ||
+		    (size_t)n != IPC_HEADER_LEN + m->data_len || !proxy_addr_ok(m) ||
+		    m->secured != 0 || m->tls_port != 0 || m->proxy != 0)
+			goto bad;
+		break;
+	case IPC_PROXY_VERDICT: {
+		struct ipc_proxy_verdict v;
+
+		if (fd != -1 || m->data_len != sizeof(v) ||
+		    (size_t)n != IPC_HEADER_LEN + m->data_len)
+			goto bad;
+		memcpy(&v, m->data, sizeof(v));
+		if (v.verdict != IPC_PROXY_OK && v.verdict != IPC_PROXY_PER_IP)
+			goto bad;
+		break;
+	}
 	case IPC_CLOSED:
 	case IPC_RETIRE:
 		if (fd != -1 || m->data_len != 0 || (size_t)n != IPC_HEADER_LEN)

@@ -19,6 +19,22 @@
  *   and the loop goes on serving everyone else.  On OK, once the replies
  *   already queued for the client are flushed, the socket, the ticket and
  *   those unprocessed bytes go to the master in one message.
+ * - PROXY protocol (a listener in proxy-protocol; the master has already
+ *   refused peers outside proxy-trusted-networks).  The client starts in
+ *   ST_PP_HEADER with no bufferevent: on_pp_readable peeks at the socket
+ *   and takes only the header's bytes (proxyproto.c decodes them), so what
+ *   follows, a TLS ClientHello or pipelined POP3, stays in the socket for
+ *   the bufferevent made later.  A malformed header, EOF, or none within
+ *   proxy-timeout closes the connection silently (counted, logged at most
+ *   POP3D_PROXY_LOG_PER_SEC lines a second).  Then the client's address
+ *   (or the balancer's for LOCAL / UNKNOWN) replaces rip, lip and the
+ *   require-tls-exempt match, and goes to the master (IPC_PROXY_ADDR): it
+ *   counts the connection under it for max-connections-per-ip, which it
+ *   could not do at accept, and answers (IPC_PROXY_VERDICT).  Only then
+ *   does client_start greet the client or start TLS; over the limit it
+ *   gets the master's usual "-ERR [SYS/TEMP]" line (nothing on a TLS port).
+ *   The proxy-timeout timer runs until the verdict, so a lost answer does
+ *   not strand the client.
  * - A failed login waits auth-failure-delay on a timer (never blocking the
  *   loop) before the -ERR, and max-auth-failures closes the connection.
  * - Passwords live only in the line buffer, the authd request line and
@@ -128,10 +144,22 @@ enum client_state {
 	ST_PROXY,		/* handed off, TLS: relaying client <-> session */
 	ST_DRAIN,		/* relay, client gone: flushing its last bytes to the session */
 	ST_CLOSING,		/* flushing the last reply, then close */
+	ST_PP_HEADER,		/* PROXY protocol: reading the header */
+	ST_PP_VERDICT,		/* ... read; waiting for the master's verdict */
+};
+
+/* A PROXY protocol header being read (ST_PP_HEADER); freed once read. */
+struct pp_reader {
+	struct event *ev;		/* the socket is readable */
+	struct sockaddr_storage peer;	/* the balancer (getpeername) */
+	size_t len;			/* header bytes consumed so far */
+	uint8_t buf[PROXYPROTO_V2_MAX];
 };
 
 struct client {
 	uint64_t conn_id;
+	int fd;			/* the socket until a bufferevent owns it, else -1 */
+	struct pp_reader *pp;	/* ST_PP_HEADER */
 	struct bufferevent *bev;	/* what we read and write: the socket or the TLS filter */
 	struct bufferevent *sock;	/* TLS: the socket bufferevent under bev (bev owns it) */
 	struct evbuffer_cb_entry *sock_cb;	/* on_sock_output on the socket's output */
@@ -172,6 +200,7 @@ struct login {
 	bool retired;		/* the master's IPC_RETIRE came: leave when idle */
 	size_t nclients;	/* including TLS relays */
 	struct netlist exempt;	/* require-tls-exempt */
+	struct log_ratelimit pp_log;	/* PROXY header failures */
 	struct fe_stats st;	/* our counters (the master adds them up) */
 	struct fe_stats sent;	/* as last sent to the master */
 	struct event *tick;	/* every POP3D_STATS_INTERVAL_MS: stats, title */
@@ -273,7 +302,14 @@ static void client_free(struct client *c)
 					 c->sock_cb);
 	if (c->pair != NULL)
 		bufferevent_free(c->pair);
-	bufferevent_free(c->bev);	/* a TLS filter frees the socket under it */
+	if (c->pp != NULL) {
+		event_free(c->pp->ev);
+		free(c->pp);
+	}
+	if (c->bev != NULL)
+		bufferevent_free(c->bev);	/* a TLS filter frees the socket under it */
+	else if (c->fd != -1)
+		close(c->fd);			/* PROXY header: no bufferevent yet */
 	sodium_memzero(c->user, sizeof(c->user));
 	free(c);
 	maybe_exit();
@@ -992,11 +1028,21 @@ static void on_client_event(struct bufferevent *bev, short what, void *arg)
 		client_free(c);
 }
 
+enum pp_failure { PP_MALFORMED, PP_TIMEOUT, PP_CLOSED };
+static void pp_fail(struct client *c, enum pp_failure f, const char *why);
+
 static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 
 	switch (c->state) {
+	case ST_PP_HEADER:
+		pp_fail(c, PP_TIMEOUT, "no complete header within proxy-timeout");
+		break;
+	case ST_PP_VERDICT:
+		log_warnx("front end: no answer from the master about rip=%s; closing", c->rip);
+		client_free(c);
+		break;
 	case ST_DELAY:
 		reply(c, "-ERR [AUTH] Authentication failed");
 		if (c->failures >= L.conf->pop3d.max_auth_failures) {
@@ -1036,7 +1082,180 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-static void new_client(int fd, uint64_t conn_id, bool tls_port)
+/* c's connection may go on (its PROXY header, if any, is read and the
+ * master agreed): the greeting, or on a listen-tls port the handshake. */
+static void client_start(struct client *c)
+{
+	c->bev = bufferevent_socket_new(L.base, c->fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL)
+		fatalx("front end: out of memory");
+	c->fd = -1;		/* the bufferevent's now */
+	bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, POP3D_HANDOFF_MAX_DATA);
+	/* stays on the socket's output when a TLS filter goes on top */
+	c->sock_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), on_sock_output, c);
+	if (c->sock_cb == NULL)
+		fatalx("front end: evbuffer_add_cb failed (out of memory)");
+	if (c->tls_port) {
+		/* POP3S: the greeting waits for the handshake */
+		tls_start(c);
+		return;
+	}
+	reply(c, "+OK %s", L.conf->pop3d.greeting);
+	c->state = ST_AUTHORIZATION;
+	set_timer(c, L.conf->pop3d.preauth_timeout_ms);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* ---- the PROXY protocol header -------------------------------------------------------- */
+
+/* A header refused, cut short or not sent in time: counted, logged (at
+ * most POP3D_PROXY_LOG_PER_SEC lines a second), and the connection
+ * closed without a word (the peer is a balancer, or someone posing as
+ * one). */
+static void pp_fail(struct client *c, enum pp_failure f, const char *why)
+{
+	static const char *const names[] = { "malformed", "timeout", "closed" };
+	uint64_t suppressed;
+
+	if (f == PP_MALFORMED)
+		L.st.proxy_malformed++;
+	else if (f == PP_TIMEOUT)
+		L.st.proxy_timeout++;
+	else
+		L.st.proxy_closed++;
+	if (log_ratelimit(&L.pp_log, POP3D_PROXY_LOG_PER_SEC, mtime_ms(), &suppressed)) {
+		char more[64] = "";
+
+		if (suppressed > 0)
+			snprintf(more, sizeof(more), " (%llu more not logged)",
+				 (unsigned long long)suppressed);
+		log_info("PROXY header refused: peer=%s reason=%s: %s%s", c->rip, names[f], why,
+			 more);
+	}
+	client_free(c);
+}
+
+/* The header is read: the client's address (or, LOCAL or UNKNOWN, the
+ * balancer's own) becomes c's for everything (logs, authd's rip and lip,
+ * require-tls-exempt), and goes to the master, which counts it against
+ * max-connections-per-ip and answers (on_proxy_verdict). */
+static void pp_done(struct client *c, const struct proxyproto_header *h)
+{
+	static struct ipc_msg m;
+	struct ipc_proxy_addr a;
+	const struct sockaddr *src;
+
+	if (h->local) {
+		L.st.proxy_local++;
+		src = (const struct sockaddr *)&c->pp->peer;
+		c->exempt = netlist_match(&L.exempt, src);
+	} else {
+		L.st.proxy_ok++;
+		src = (const struct sockaddr *)&h->src;
+		sock_addr_str(src, c->rip, sizeof(c->rip), &c->rport);
+		sock_addr_str((const struct sockaddr *)&h->dst, c->lip, sizeof(c->lip), &c->lport);
+		c->exempt = netlist_match(&L.exempt, src);
+	}
+	log_debug("PROXY v%d header: rip=%s rport=%u lip=%s lport=%u%s", h->version, c->rip,
+		  c->rport, c->lip, c->lport, h->local ? " (local: the balancer's own)" : "");
+	if (ipc_proxy_addr_set(&a, src) == -1) {
+		pp_fail(c, PP_MALFORMED, "the balancer's own address is not IPv4 or IPv6");
+		return;
+	}
+	event_free(c->pp->ev);
+	free(c->pp);
+	c->pp = NULL;
+	c->state = ST_PP_VERDICT;
+	memset(&m, 0, IPC_HEADER_LEN);
+	m.type = IPC_PROXY_ADDR;
+	m.conn_id = c->conn_id;
+	m.data_len = sizeof(a);
+	memcpy(m.data, &a, sizeof(a));
+	if (ipc_chan_send(L.out, &m, -1) == -1) {
+		log_warn("front end: cannot send a client address to the master");
+		client_free(c);
+	}
+	/* the timer set for the header bounds the wait for the verdict */
+}
+
+/* The socket is readable while the header is not complete.  Bytes are
+ * peeked, and only those of the header are taken: what follows is the
+ * client's (a TLS handshake, POP3), for the bufferevent to read.  An
+ * incomplete prefix is taken too (proxyproto_parse's promise: all of it is
+ * header), so a slow balancer does not make the socket read as ready again
+ * and again. */
+static void on_pp_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+	struct pp_reader *pp = c->pp;
+	struct proxyproto_header h;
+	const char *why;
+	ssize_t n;
+	size_t take;
+	int r;
+
+	n = recv(fd, pp->buf + pp->len, sizeof(pp->buf) - pp->len, MSG_PEEK);
+	if (n == -1) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		pp_fail(c, PP_CLOSED, strerror(errno));
+		return;
+	}
+	if (n == 0) {
+		pp_fail(c, PP_CLOSED, "connection closed before the header's end");
+		return;
+	}
+	r = proxyproto_parse(pp->buf, pp->len + (size_t)n, &h, &why);
+	if (r == -1) {
+		pp_fail(c, PP_MALFORMED, why);
+		return;
+	}
+	if (r > 0 && (size_t)r <= pp->len) {
+		/* cannot happen: what was taken before was incomplete */
+		pp_fail(c, PP_MALFORMED, "inconsistent header");
+		return;
+	}
+	take = r == 0 ? (size_t)n : (size_t)r - pp->len;
+	if (recv(fd, pp->buf + pp->len, take, 0) != (ssize_t)take) {
+		pp_fail(c, PP_CLOSED, "the peeked bytes could not be read");
+		return;
+	}
+	pp->len += take;
+	if (r > 0)
+		pp_done(c, &h);
+}
+
+/* The master's verdict on a client address we sent. */
+static void on_proxy_verdict(const struct ipc_msg *m)
+{
+	struct ipc_proxy_verdict v;
+	struct client *c;
+
+	memcpy(&v, m->data, sizeof(v));		/* size and value checked by ipc_recv */
+	LIST_FOREACH(c, &L.buckets[m->conn_id % CLIENT_BUCKETS], entry)
+		if (c->conn_id == m->conn_id)
+			break;
+	if (c == NULL || c->state != ST_PP_VERDICT)
+		return;		/* ended meanwhile (its timer) */
+	if (v.verdict != IPC_PROXY_OK) {
+		static const char line[] =
+			"-ERR [SYS/TEMP] Too many connections from your address\r\n";
+
+		/* best effort, as the master's refusals: far below the
+		 * socket's buffer; on a listen-tls port nothing (the client
+		 * expects a handshake) */
+		if (!c->tls_port && send(c->fd, line, sizeof(line) - 1,
+					 MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+			L.st.bytes_sent += sizeof(line) - 1;
+		client_free(c);
+		return;
+	}
+	client_start(c);
+}
+
+/* A new connection from the master: fd is ours now. */
+static void new_client(int fd, uint64_t conn_id, bool tls_port, bool proxy)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
@@ -1044,10 +1263,12 @@ static void new_client(int fd, uint64_t conn_id, bool tls_port)
 
 	c = xcalloc(1, sizeof(*c));
 	c->conn_id = conn_id;
+	c->fd = fd;
+	c->tls_port = tls_port;
 	sl = sizeof(ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
 		sock_addr_str((struct sockaddr *)&ss, c->rip, sizeof(c->rip), &c->rport);
-		c->exempt = netlist_match(&L.exempt, (struct sockaddr *)&ss);
+		c->exempt = !proxy && netlist_match(&L.exempt, (struct sockaddr *)&ss);
 	} else {
 		snprintf(c->rip, sizeof(c->rip), "?");
 	}
@@ -1057,29 +1278,28 @@ static void new_client(int fd, uint64_t conn_id, bool tls_port)
 	else
 		snprintf(c->lip, sizeof(c->lip), "?");
 	evutil_make_socket_nonblocking(fd);
-	c->bev = bufferevent_socket_new(L.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	c->timer = evtimer_new(L.base, on_client_timer, c);
 	c->kick = event_new(L.base, -1, 0, on_kick, c);
-	if (c->bev == NULL || c->timer == NULL || c->kick == NULL)
+	if (c->timer == NULL || c->kick == NULL)
 		fatalx("front end: out of memory");
-	bufferevent_setcb(c->bev, on_client_read, on_client_write, on_client_event, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, POP3D_HANDOFF_MAX_DATA);
-	/* stays on the socket's output when a TLS filter goes on top */
-	c->sock_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), on_sock_output, c);
-	if (c->sock_cb == NULL)
-		fatalx("front end: evbuffer_add_cb failed (out of memory)");
 	LIST_INSERT_HEAD(&L.buckets[conn_id % CLIENT_BUCKETS], c, entry);
 	L.nclients++;
-	if (tls_port) {
-		/* POP3S: the greeting waits for the handshake */
-		c->tls_port = true;
-		tls_start(c);
+	if (!proxy) {
+		client_start(c);
 		return;
 	}
-	reply(c, "+OK %s", L.conf->pop3d.greeting);
-	c->state = ST_AUTHORIZATION;
-	set_timer(c, L.conf->pop3d.preauth_timeout_ms);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->pp = xcalloc(1, sizeof(*c->pp));
+	c->state = ST_PP_HEADER;
+	sl = sizeof(c->pp->peer);
+	c->pp->ev = event_new(L.base, fd, EV_READ | EV_PERSIST, on_pp_readable, c);
+	if (c->pp->ev == NULL)
+		fatalx("front end: out of memory");
+	if (getpeername(fd, (struct sockaddr *)&c->pp->peer, &sl) == -1) {
+		pp_fail(c, PP_CLOSED, strerror(errno));
+		return;
+	}
+	event_add(c->pp->ev, NULL);
+	set_timer(c, L.conf->pop3d.proxy_timeout_ms);
 }
 
 /* ---- the master channel and authd --------------------------------------------------- */
@@ -1113,12 +1333,16 @@ static void on_chan(evutil_socket_t fd, short what, void *arg)
 			log_debug("front end: new TLS session-ticket keys");
 			continue;
 		}
+		if (m.type == IPC_PROXY_VERDICT) {
+			on_proxy_verdict(&m);
+			continue;
+		}
 		if (m.type != IPC_NEWCONN) {
 			if (cfd != -1)
 				close(cfd);
 			continue;
 		}
-		new_client(cfd, m.conn_id, m.tls_port != 0);
+		new_client(cfd, m.conn_id, m.tls_port != 0, m.proxy != 0);
 	}
 }
 

@@ -15,6 +15,16 @@
  *   their session, so max-connections and max-connections-per-ip hold
  *   across all front ends; max-sessions-per-user is counted over live
  *   sessions (handoff.c).
+ * - PROXY protocol listeners (proxy-protocol): at accept the peer must be
+ *   in proxy-trusted-networks (an address check, no byte read), and the
+ *   connection is counted under no address (conntab_new_pending), since
+ *   its client is not known yet.  The front end reads the header and
+ *   sends the client's address (IPC_PROXY_ADDR); proxy_addr treats it as
+ *   untrusted input: one per pending connection of that front end,
+ *   checked by ipc_recv, formatted here, and then max-connections-per-ip
+ *   is applied to it as at accept and the verdict sent back.  A front end
+ *   can thus choose which address a connection counts under, never create
+ *   one: max-connections bounds them at accept.
  * - A front end that dies or retires (lost authd) is replaced, with a
  *   back-off that doubles while replacements die young.  Sessions are the
  *   master's children, so they outlive any front end.
@@ -107,6 +117,9 @@ static struct {
 	struct event_base *base;
 	int listen_fds[2 * CONFIG_MAX_LISTEN];		/* listen, then listen-tls */
 	bool listen_tls[2 * CONFIG_MAX_LISTEN];
+	bool listen_proxy[2 * CONFIG_MAX_LISTEN];	/* a PROXY header comes first */
+	struct netlist proxy_trusted;	/* proxy-trusted-networks (reloaded) */
+	struct log_ratelimit untrusted_log;	/* refused PROXY peers */
 	struct event *listen_evs[2 * CONFIG_MAX_LISTEN];
 	size_t nlisten;
 	char *tls_addrs[CONFIG_MAX_LISTEN];		/* listen-tls, split */
@@ -126,6 +139,7 @@ static struct {
 
 static void spawn_frontend(unsigned slot);
 static void fe_stalled(struct frontend *fe);
+static void proxy_trusted_setup(const struct config *conf);
 
 /* The record is released: its front end carries one connection less. */
 static void conn_unload(struct conn *c)
@@ -165,9 +179,35 @@ static void refuse_new(int fd, bool tls, const char *line)
 		conntab_refuse(fd, line);
 }
 
+/* A PROXY protocol listener: the peer must be a trusted balancer (else it
+ * is refused at once, unread); its connection is counted under no address
+ * until the front end has read the header (IPC_PROXY_ADDR, proxy_addr),
+ * so the balancer's address is never limited as one client.
+ * max-connections holds all the same.  Returns 0 (go on), or -1 with the
+ * refusal reason in *why_r. */
+static int accept_proxy_peer(const struct sockaddr *sa, const char *peer,
+			     enum refuse_reason *why_r)
+{
+	uint64_t suppressed;
+	char more[64] = "";
+
+	if (netlist_match(&M.proxy_trusted, sa))
+		return 0;
+	if (log_ratelimit(&M.untrusted_log, POP3D_PROXY_LOG_PER_SEC, mtime_ms(), &suppressed)) {
+		if (suppressed > 0)
+			snprintf(more, sizeof(more), " (%llu more not logged)",
+				 (unsigned long long)suppressed);
+		log_warnx("refused %s: not in proxy-trusted-networks, on a PROXY protocol "
+			  "listener%s", peer, more);
+	}
+	*why_r = REFUSE_PROXY_UNTRUSTED;
+	return -1;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
-	bool tls = arg != NULL;
+	size_t idx = (size_t)(uintptr_t)arg;
+	bool tls = M.listen_tls[idx], proxy = M.listen_proxy[idx];
 
 	for (int i = 0; i < 64; i++) {
 		struct sockaddr_storage ss;
@@ -195,7 +235,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			why = REFUSE_MAX_CONNECTIONS;
 			goto refused;
 		}
-		if (conntab_per_ip(rip) >= M.conf->pop3d.max_connections_per_ip) {
+		if (proxy && accept_proxy_peer((struct sockaddr *)&ss, rip, &why) == -1)
+			goto refused;
+		if (!proxy && conntab_per_ip(rip) >= M.conf->pop3d.max_connections_per_ip) {
 			log_warnx("refused %s: max-connections-per-ip (%u) reached", rip,
 				  M.conf->pop3d.max_connections_per_ip);
 			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections from your address\r\n");
@@ -208,11 +250,12 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 			why = REFUSE_NO_FRONTEND;
 			goto refused;
 		}
-		c = conntab_new(rip, rport);
+		c = proxy ? conntab_new_pending(rip, rport) : conntab_new(rip, rport);
 		memset(&m, 0, IPC_HEADER_LEN);
 		m.type = IPC_NEWCONN;
 		m.conn_id = conntab_id(c);
 		m.tls_port = tls;
+		m.proxy = proxy;
 		if (ipc_chan_send(fe->out, &m, fd) == -1) {
 			int e = errno;
 			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
@@ -234,6 +277,55 @@ refused:
 	}
 }
 
+/* ---- the PROXY protocol ------------------------------------------------------------- */
+
+/* IPC_PROXY_ADDR from fe: the address a PROXY header gave for one of its
+ * connections still without one.  The front end's word is taken for
+ * what it is (the client's address) but nothing more: once per such
+ * connection of its own, a checked address (ipc_recv) that we format
+ * ourselves.  Then max-connections-per-ip applies to it as at accept;
+ * the verdict goes back to fe, which refuses the client or greets it. */
+static void proxy_addr(struct frontend *fe, const struct ipc_msg *m)
+{
+	struct conn *c = conntab_find(m->conn_id);
+	struct ipc_proxy_addr a;
+	struct ipc_proxy_verdict v = { .verdict = IPC_PROXY_OK };
+	struct sockaddr_storage ss;
+	static struct ipc_msg r;
+	char rip[64];
+	unsigned rport;
+
+	if (c == NULL || c->state != C_PREAUTH || c->fe != fe || !c->addr_pending) {
+		log_warnx("front end %ld sent an address for a connection that has none "
+			  "pending", (long)fe->pid);
+		return;
+	}
+	memcpy(&a, m->data, sizeof(a));		/* size checked by ipc_recv */
+	ipc_proxy_addr_get(&a, &ss);
+	sock_addr_str((struct sockaddr *)&ss, rip, sizeof(rip), &rport);
+	if (conntab_per_ip(rip) >= M.conf->pop3d.max_connections_per_ip) {
+		log_warnx("refused %s (through %s): max-connections-per-ip (%u) reached", rip,
+			  c->rip, M.conf->pop3d.max_connections_per_ip);
+		master_stats.refused[REFUSE_PER_IP]++;
+		v.verdict = IPC_PROXY_PER_IP;
+		/* still pending, under no address: the front end closes it
+		 * and its IPC_CLOSED releases it */
+	} else {
+		conntab_set_addr(c, rip, rport);
+	}
+	memset(&r, 0, IPC_HEADER_LEN);
+	r.type = IPC_PROXY_VERDICT;
+	r.conn_id = m->conn_id;
+	r.data_len = sizeof(v);
+	memcpy(r.data, &v, sizeof(v));
+	if (ipc_chan_send(fe->out, &r, -1) == -1) {
+		/* the front end's timer closes the client (proxy-timeout) */
+		log_warn("cannot send a verdict to front end %ld", (long)fe->pid);
+		if (errno == ENOBUFS && ipc_chan_stalled(fe->out, POP3D_IPC_STALL_MS))
+			fe_stalled(fe);
+	}
+}
+
 /* ---- handoffs ------------------------------------------------------------------------ */
 
 /* IPC_HANDOFF from fe: the connection must be one of fe's before login;
@@ -242,7 +334,7 @@ static void handoff(struct frontend *fe, const struct ipc_msg *m, int fd)
 {
 	struct conn *c = conntab_find(m->conn_id);
 
-	if (c == NULL || c->state != C_PREAUTH || c->fe != fe) {
+	if (c == NULL || c->state != C_PREAUTH || c->fe != fe || c->addr_pending) {
 		log_warnx("front end %ld handed off an unknown connection", (long)fe->pid);
 		close(fd);
 		return;
@@ -376,6 +468,9 @@ static int fe_read(struct frontend *fe, int max)
 			break;
 		case IPC_STATS:
 			memcpy(&fe->st, m.data, sizeof(fe->st));	/* size checked */
+			break;
+		case IPC_PROXY_ADDR:
+			proxy_addr(fe, &m);
 			break;
 		default:
 			if (cfd != -1)
@@ -713,6 +808,7 @@ static size_t keep_fixed(struct config *n, struct config *o, const char **change
 	KEEP(stats_socket, "stats-socket");
 	KEEP(login_user, "login-user");
 	KEEP(login_chroot, "login-chroot");
+	KEEP(proxy_protocol, "proxy-protocol");
 #undef KEEP
 	return k;
 }
@@ -785,6 +881,7 @@ static int reload(void)
 	if (setup_log(n) == -1)
 		log_warn("reload: cannot open log file %s", n->pop3d.log.file);
 	M.conf = n;
+	proxy_trusted_setup(n);
 	handoff_configure(n, n->pop3d.login_delay_ms);
 	ticket_keys_setup(n);		/* STLS or tickets may just have been turned on */
 	if (slot_count(n) != old_slots)
@@ -810,6 +907,16 @@ refused:
 	master_stats.reloads_failed++;
 	log_error("reload refused, running configuration kept: %s", err);
 	return -1;
+}
+
+/* proxy-trusted-networks into M.proxy_trusted (checked by config.c). */
+static void proxy_trusted_setup(const struct config *conf)
+{
+	char err[256];
+
+	if (netlist_parse(conf->pop3d.proxy_trusted_networks, &M.proxy_trusted, err,
+			  sizeof(err)) == -1)
+		fatalx("proxy-trusted-networks: %s", err);	/* checked by config.c */
 }
 
 static void on_sighup(evutil_socket_t sig, short what, void *arg)
@@ -992,6 +1099,7 @@ int main(int argc, char **argv)
 			  "user switch); sessions run as uid %lu", (unsigned long)getuid());
 
 	M.conf = conf;
+	proxy_trusted_setup(conf);
 	M.stats_fd = -1;
 	conntab_init(conn_unload);
 	handoff_configure(conf, conf->pop3d.login_delay_ms);
@@ -1004,6 +1112,7 @@ int main(int argc, char **argv)
 		M.listen_fds[i] = sock_tcp_listen(&ss, sl, 511);
 		if (M.listen_fds[i] == -1)
 			fatal("cannot listen on %s", conf->pop3d.listen_addrs[i]);
+		M.listen_proxy[i] = conf->pop3d.proxy_listen[i];
 		M.nlisten++;
 	}
 	for (size_t i = 0; i < M.ntls_addrs; i++) {
@@ -1014,6 +1123,7 @@ int main(int argc, char **argv)
 		M.listen_fds[M.nlisten] = sock_tcp_listen(&ss, sl, 511);
 		if (M.listen_fds[M.nlisten] == -1)
 			fatal("cannot listen on %s (listen-tls)", M.tls_addrs[i]);
+		M.listen_proxy[M.nlisten] = conf->pop3d.proxy_tls[i];
 		M.listen_tls[M.nlisten++] = true;
 	}
 	if (conf->pop3d.stats_socket[0] != '\0') {
@@ -1037,9 +1147,9 @@ int main(int argc, char **argv)
 	if (M.base == NULL)
 		fatalx("event_base_new");
 	for (size_t i = 0; i < M.nlisten; i++) {
-		/* on_accept's argument: non-NULL for a listen-tls port */
+		/* on_accept's argument: the listener's index */
 		M.listen_evs[i] = event_new(M.base, M.listen_fds[i], EV_READ | EV_PERSIST,
-					    on_accept, M.listen_tls[i] ? &M : NULL);
+					    on_accept, (void *)(uintptr_t)i);
 		if (M.listen_evs[i] == NULL)
 			fatalx("event_new");
 		event_add(M.listen_evs[i], NULL);

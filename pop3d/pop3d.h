@@ -9,8 +9,10 @@
  *             connection limits, passes each connection to a front end,
  *             redeems tickets with authd and forks sessions.  Never parses
  *             client input, never sees a password.
- *   front end (login.c, authc.c, tls.c)  login-user in login-chroot.  The
- *             AUTHORIZATION state for many clients in one libevent loop;
+ *   front end (login.c, authc.c, tls.c, proxyproto.c)  login-user in
+ *             login-chroot.  The PROXY protocol header from a load
+ *             balancer, the AUTHORIZATION state for many clients in one
+ *             libevent loop;
  *             the TLS endpoint, and after a TLS login the relay between the
  *             client and its session.
  *   session   (session_proc.c, session.c, maildir.c)  the mailbox owner.
@@ -48,6 +50,7 @@
  *                   session-ticket key ring only (random bytes drawn and
  *                   copied, no OpenSSL).
  *   cmd.c           in the master, pop3_cmd_name only (metric labels).
+ *   proxyproto.c    never (a front end after its drop).
  *   session.c, maildir.c  never.
  * Nothing that reads a byte sent by a client runs as root.
  */
@@ -138,6 +141,18 @@ struct ssl_st;
 /* How long a session waits for room to send its report at exit; after
  * that its counters are lost (the master is too busy to read them). */
 #define POP3D_REPORT_TIMEOUT_MS	100
+
+/* The PROXY protocol (proxyproto.c).  A version 1 header is one line of
+ * at most 107 bytes with its CRLF (the specification's own bound).  A
+ * version 2 header is 16 bytes and a block whose length it states: we
+ * take at most 512 in all, room for the largest address block we read
+ * (36, TCP over IPv6; 216 for UNIX, which we refuse) and some 250 bytes of
+ * TLVs (a cloud balancer's few small ones); a longer one is refused. */
+#define PROXYPROTO_V1_MAX	107
+#define PROXYPROTO_V2_MAX	512
+/* PROXY protocol failures a front end logs per second; the rest are
+ * counted and summed up in one line (a flood does not flood the log). */
+#define POP3D_PROXY_LOG_PER_SEC	10
 
 /* ---- cmd.c: the POP3 command tokenizer (both states) ------------------- */
 
@@ -278,6 +293,26 @@ size_t maildir_conv_run(struct maildir_conv *c, const uint8_t *in, size_t inlen,
  * into out (room for 2).  Returns the count. */
 size_t maildir_conv_finish(struct maildir_conv *c, uint8_t *out);
 
+/* ---- proxyproto.c: the PROXY protocol header (v1 and v2) -------------- */
+
+struct proxyproto_header {
+	int version;			/* 1 or 2 */
+	bool local;			/* v2 LOCAL, v2 UNSPEC, v1 UNKNOWN: no
+					 * addresses, use the connection's own */
+	struct sockaddr_storage src;	/* !local: the client (AF_INET or AF_INET6) */
+	struct sockaddr_storage dst;	/* !local: the address it connected to */
+};
+
+/* Decodes a PROXY protocol header at the start of the len bytes at buf
+ * (read so far; what follows the header is the client's).  Returns the
+ * header's length (> 0, at most len) with *h filled; 0 if buf is an
+ * incomplete header so far, all of whose bytes belong to the header (so
+ * they may be consumed), len being below the largest header then; -1 if
+ * buf does not start a header we accept, with *why_r a static reason for
+ * the log.  Pure: no I/O, no allocation (proxyproto.c's DESIGN). */
+int proxyproto_parse(const uint8_t *buf, size_t len, struct proxyproto_header *h,
+		     const char **why_r);
+
 /* ---- session.c --------------------------------------------------------- */
 
 struct session_params {
@@ -369,7 +404,38 @@ enum ipc_type {
 	IPC_STATS,		/* front end -> master: a struct fe_stats in data */
 	IPC_TICKET_KEYS,	/* master -> front end: a struct tls_ticket_keys in
 				 * data, the session-ticket keys from now on */
+	IPC_PROXY_ADDR,		/* front end -> master: a struct ipc_proxy_addr in
+				 * data, the client address a PROXY header gave */
+	IPC_PROXY_VERDICT,	/* master -> front end: a struct ipc_proxy_verdict
+				 * in data, whether that client may go on */
 };
+
+/* IPC_PROXY_ADDR: a connection from a PROXY protocol listener (NEWCONN
+ * with proxy set) is counted by the master under no address until its
+ * front end has read the header and sends the address to count it under:
+ * the client's, or the balancer's own for a LOCAL or UNKNOWN header.  The
+ * master trusts it no more than any front-end message (ipc_recv checks the
+ * family, the unused bytes and the port; master.c accepts one per such
+ * connection of that front end's, and formats the address itself), and
+ * answers IPC_PROXY_VERDICT; nothing else happens to the connection until
+ * then (login.c, DESIGN, PROXY protocol). */
+struct ipc_proxy_addr {
+	uint32_t family;		/* AF_INET or AF_INET6 */
+	uint32_t port;			/* 0-65535 */
+	uint8_t addr[16];		/* network order; AF_INET: 4 bytes, then 0 */
+};
+enum ipc_proxy_verdict_code {
+	IPC_PROXY_OK,			/* counted: greet it (or TLS) */
+	IPC_PROXY_PER_IP,		/* max-connections-per-ip: refuse it */
+};
+struct ipc_proxy_verdict {
+	uint32_t verdict;		/* enum ipc_proxy_verdict_code */
+};
+/* Fills a from sa (AF_INET or AF_INET6).  Returns 0, or -1 for another
+ * family. */
+int ipc_proxy_addr_set(struct ipc_proxy_addr *a, const struct sockaddr *sa);
+/* The address a (checked by ipc_recv) as a sockaddr, into *ss_r. */
+void ipc_proxy_addr_get(const struct ipc_proxy_addr *a, struct sockaddr_storage *ss_r);
 
 /* A TLS session-ticket key (RFC 5077's layout, as OpenSSL's own): the
  * name a ticket carries in clear, the HMAC-SHA256 key and the AES-256-CBC
@@ -408,6 +474,9 @@ struct fe_stats {
 	uint64_t authd_lost;		/* connection to authd's protocol socket lost */
 	uint64_t authd_reconnects;	/* ... and made again by this front end */
 	struct metrics_hist auth_latency;	/* AUTH sent -> authd's answer */
+	uint64_t proxy_ok, proxy_local;		/* PROXY headers: with an address;
+						 * LOCAL or UNKNOWN (health checks) */
+	uint64_t proxy_malformed, proxy_timeout, proxy_closed;	/* ... refused */
 	uint32_t clients;		/* gauge: connections held (relays included) */
 	uint32_t awaiting;		/* gauge: of them, waiting for authd */
 };
@@ -421,6 +490,7 @@ struct ipc_msg {
 	uint8_t secured;		/* IPC_HANDOFF: TLS; the fd is then one end
 					 * of a socketpair the front end relays */
 	uint8_t tls_port;		/* IPC_NEWCONN: from a listen-tls port */
+	uint8_t proxy;			/* IPC_NEWCONN: a PROXY header comes first */
 	char method[8];			/* IPC_HANDOFF: "USER" or "PLAIN" */
 	char ticket[IPC_TICKET_LEN + 1];/* IPC_HANDOFF */
 	char tls_info[POP3D_TLS_INFO_MAX];/* IPC_HANDOFF: "TLSv1.3/CIPHER" if secured,
@@ -563,6 +633,8 @@ const char *tls_error_string(unsigned long err, char *buf, size_t size);
 
 enum refuse_reason {
 	REFUSE_MAX_CONNECTIONS, REFUSE_PER_IP, REFUSE_NO_FRONTEND, REFUSE_INTERNAL,
+	REFUSE_PROXY_UNTRUSTED,		/* a PROXY protocol listener: peer not in
+					 * proxy-trusted-networks */
 	REFUSE_COUNT
 };
 enum login_refusal { LOGIN_REFUSED_PER_USER, LOGIN_REFUSED_DELAY, LOGIN_REFUSED_COUNT };
@@ -644,6 +716,8 @@ struct conn {
 	struct frontend *fe;		/* C_PREAUTH; later if it relays TLS */
 	char rip[64];
 	unsigned rport;
+	bool addr_pending;		/* PROXY protocol: the header is not read
+					 * yet; rip is the balancer's, not counted */
 	/* C_REDEEM */
 	int fd;
 	pid_t fe_pid;
@@ -672,6 +746,12 @@ void conntab_init(void (*on_release)(struct conn *c));
  * rip.  Never fails (fatal on allocation failure).  Valid until
  * conntab_release. */
 struct conn *conntab_new(const char *rip, unsigned rport);
+/* The same for a connection from a PROXY protocol listener whose header
+ * has not been read: counted in conntab_active but under no address
+ * (addr_pending; peer:port, the balancer, is kept for the log). */
+struct conn *conntab_new_pending(const char *peer, unsigned port);
+/* c (addr_pending) is the client rip:rport's: counted for rip from now. */
+void conntab_set_addr(struct conn *c, const char *rip, unsigned rport);
 /* c's id, for a front end or authd to name it by. */
 uint64_t conntab_id(const struct conn *c);
 /* The live connection named by id, or NULL (ended, or never was). */

@@ -83,6 +83,11 @@ void stats_fe_add(struct fe_stats *into, const struct fe_stats *from)
 	into->authd_lost += from->authd_lost;
 	into->authd_reconnects += from->authd_reconnects;
 	hist_add(&into->auth_latency, &from->auth_latency);
+	into->proxy_ok += from->proxy_ok;
+	into->proxy_local += from->proxy_local;
+	into->proxy_malformed += from->proxy_malformed;
+	into->proxy_timeout += from->proxy_timeout;
+	into->proxy_closed += from->proxy_closed;
 }
 
 void stats_session_add(const struct session_report *r, bool plain)
@@ -201,6 +206,18 @@ static void render(struct evbuffer *out)
 		      s->refused[REFUSE_NO_FRONTEND]);
 	metrics_value(out, "pop3d_connections_refused_total", "reason=\"internal\"",
 		      s->refused[REFUSE_INTERNAL]);
+	metrics_value(out, "pop3d_connections_refused_total", "reason=\"proxy_untrusted\"",
+		      s->refused[REFUSE_PROXY_UNTRUSTED]);
+	metrics_header(out, "pop3d_proxy_headers_total", "counter",
+		       "PROXY protocol headers read, by result (local: LOCAL or UNKNOWN, the "
+		       "balancer's own connection).");
+	metrics_value(out, "pop3d_proxy_headers_total", "result=\"ok\"", g.fe.proxy_ok);
+	metrics_value(out, "pop3d_proxy_headers_total", "result=\"local\"", g.fe.proxy_local);
+	metrics_value(out, "pop3d_proxy_headers_total", "result=\"malformed\"",
+		      g.fe.proxy_malformed);
+	metrics_value(out, "pop3d_proxy_headers_total", "result=\"timeout\"",
+		      g.fe.proxy_timeout);
+	metrics_value(out, "pop3d_proxy_headers_total", "result=\"closed\"", g.fe.proxy_closed);
 
 	metrics_header(out, "pop3d_logins_total", "counter",
 		       "Login attempts by outcome (ok: a session opened its maildrop).");

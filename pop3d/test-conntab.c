@@ -61,6 +61,33 @@ static void test_ids_and_counts(void)
 
 /* Keys an attacker builds to collide under djb2 (h * 33 + c: "Aa" and
  * "B@" add the same): under a keyed hash they spread. */
+/* A PROXY protocol connection: counted in all, under no address until
+ * the front end's address comes, then under that one only. */
+static void test_pending_address(void)
+{
+	struct conn *a, *b;
+
+	a = conntab_new_pending("10.0.0.2", 5000);
+	b = conntab_new_pending("10.0.0.2", 5001);
+	CHECK_INT(conntab_active(), 2);
+	CHECK_INT(conntab_per_ip("10.0.0.2"), 0);	/* the balancer is no client */
+	CHECK(a->addr_pending);
+	conntab_set_addr(a, "192.0.2.7", 40000);
+	CHECK(!a->addr_pending);
+	CHECK_STR(a->rip, "192.0.2.7");
+	CHECK_INT(conntab_per_ip("192.0.2.7"), 1);
+	conntab_release(b);		/* never got one: nothing to uncount */
+	CHECK_INT(conntab_per_ip("10.0.0.2"), 0);
+	conntab_release(a);
+	CHECK_INT(conntab_per_ip("192.0.2.7"), 0);
+	CHECK_INT(conntab_active(), 0);
+	/* a released record comes back counted as usual */
+	a = conntab_new("192.0.2.7", 1);
+	CHECK(!a->addr_pending);
+	CHECK_INT(conntab_per_ip("192.0.2.7"), 1);
+	conntab_release(a);
+}
+
 static void test_hash_keyed(void)
 {
 	char key[16 + 1];
@@ -88,6 +115,7 @@ int main(void)
 		return 1;
 	conntab_init(on_release);
 	UNIT_RUN(test_ids_and_counts);
+	UNIT_RUN(test_pending_address);
 	UNIT_RUN(test_hash_keyed);
 	return unit_finish();
 }

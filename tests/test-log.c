@@ -50,9 +50,29 @@ static void test_token(void)
 	}
 }
 
+/* log_ratelimit: per_sec lines a second, the rest counted and reported
+ * with the next line let through. */
+static void test_ratelimit(void)
+{
+	struct log_ratelimit rl = { 0 };
+	uint64_t sup = 99, now = 5000;
+	unsigned ok = 0;
+
+	for (int i = 0; i < 25; i++)
+		ok += log_ratelimit(&rl, 10, now + (uint64_t)i, &sup);
+	CHECK_INT(ok, 10);
+	CHECK_INT(rl.suppressed, 15);
+	CHECK(!log_ratelimit(&rl, 10, now + 999, &sup));
+	CHECK(log_ratelimit(&rl, 10, now + 1000, &sup));	/* a new second */
+	CHECK_INT(sup, 16);
+	CHECK(log_ratelimit(&rl, 10, now + 1001, &sup));
+	CHECK_INT(sup, 0);
+}
+
 int main(void)
 {
 	log_init("test-log", LOG_LEVEL_ERROR, LOG_TARGET_STDERR, NULL, 0);
 	UNIT_RUN(test_token);
+	UNIT_RUN(test_ratelimit);
 	return unit_finish();
 }
