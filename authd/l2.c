@@ -774,6 +774,8 @@ static void l1_flush_all(const char *why, const char *server)
 {
 	uint64_t n = cache_flush_all(l2.l1);
 
+	if (n == 0 && strcmp(why, "first contact") == 0)
+		return;		/* start-up: nothing to say */
 	log_info("cache: cluster flush (%s on memcached %s): removed %llu entries", why, server,
 		 (unsigned long long)n);
 	pthread_mutex_lock(&l2.lock);
@@ -925,8 +927,13 @@ static void poll_server(memcached_st *one, size_t i)
 	if (!have_seq)
 		seq = 0;
 	if (!s->seq_known) {
+		/* Records written before this moment are not read: anything
+		 * L1 holds may predate one of them.  At start-up L1 is empty
+		 * and this costs nothing; later (the server was unreachable,
+		 * or restarted) it costs one round of backend calls. */
 		s->seq = seq;
 		s->seq_known = true;
+		l1_flush_all("first contact", s->name);
 		return;
 	}
 	if (seq == s->seq)
