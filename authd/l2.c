@@ -160,6 +160,7 @@ static struct {
 	pthread_t *workers;
 	unsigned nworkers;
 	pthread_t ctl_thread;
+	bool first_round;		/* the control thread has polled once */
 
 	int done_fd;
 	struct event *done_ev;
@@ -905,6 +906,25 @@ static void poll_server(memcached_st *one, size_t i)
 		s->epoch_known = s->seq_known = false;
 		return;
 	}
+	/* The flush log first: records since the last poll. */
+	if (!have_seq)
+		seq = 0;
+	if (!s->seq_known) {
+		/* Records written before this moment are never read: anything
+		 * L1 holds may predate one of them.  At start-up L1 is empty
+		 * and this costs nothing; later (the server was unreachable,
+		 * or answered garbage) it costs one round of backend calls. */
+		s->seq = seq;
+		s->seq_known = true;
+		l1_flush_all("first contact", s->name);
+	} else if (seq != s->seq) {
+		if (seq < s->seq || seq - s->seq > FLUSH_RECORDS_MAX ||
+		    apply_records(one, i, s->seq, seq) == -1)
+			l1_flush_all(seq < s->seq ? "the flush log went back" : "flush log gap",
+				     s->name);
+		s->seq = seq;
+	}
+	/* Then the epoch: a new one is a flush of everyone. */
 	if (!have_epoch) {
 		char gen[17];
 
@@ -915,33 +935,13 @@ static void poll_server(memcached_st *one, size_t i)
 		server_done(i, rc);
 		if (s->epoch_known)
 			l1_flush_all("the epoch is gone: restarted", s->name);
-		s->epoch_known = s->seq_known = false;
+		s->epoch_known = false;
 		return;
 	}
-	if (s->epoch_known && epoch != s->epoch) {
+	if (s->epoch_known && epoch != s->epoch)
 		l1_flush_all("new epoch", s->name);
-		s->seq_known = false;	/* a restart may have reset the log too */
-	}
 	s->epoch = epoch;
 	s->epoch_known = true;
-	if (!have_seq)
-		seq = 0;
-	if (!s->seq_known) {
-		/* Records written before this moment are not read: anything
-		 * L1 holds may predate one of them.  At start-up L1 is empty
-		 * and this costs nothing; later (the server was unreachable,
-		 * or restarted) it costs one round of backend calls. */
-		s->seq = seq;
-		s->seq_known = true;
-		l1_flush_all("first contact", s->name);
-		return;
-	}
-	if (seq == s->seq)
-		return;
-	if (seq < s->seq || seq - s->seq > FLUSH_RECORDS_MAX ||
-	    apply_records(one, i, s->seq, seq) == -1)
-		l1_flush_all(seq < s->seq ? "the flush log went back" : "flush log gap", s->name);
-	s->seq = seq;
 }
 
 static void *ctl_main(void *arg)
@@ -968,6 +968,10 @@ static void *ctl_main(void *arg)
 				poll_server(one[i], i);
 			next_poll = mtime_ms() + l2.cfg.poll_ms;
 			pthread_mutex_lock(&l2.lock);
+			if (!l2.first_round) {
+				l2.first_round = true;
+				pthread_cond_broadcast(&l2.ctl_cond);
+			}
 			continue;
 		}
 		struct timespec ts;
@@ -1066,6 +1070,25 @@ void l2_init(const struct config *conf, struct event_base *base, struct cache *l
 		fatalx("out of memory (memcached handle)");
 	if (pthread_create(&l2.ctl_thread, NULL, ctl_main, ring) != 0)
 		fatalx("cannot start the L2 control thread");
+	/* Start-up, before the loop serves anyone: let the control thread
+	 * read every server's flush log once, so that L1 starts from a known
+	 * point of each log (a record written later is always applied).
+	 * Bounded: each call gives up after memcached-timeout; past the
+	 * bound, a server read later flushes L1 at that first contact. */
+	struct timespec ts;
+	uint64_t wait_ms = 4 * l2.nservers * l2.cfg.timeout_ms + 100;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(wait_ms / 1000);
+	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&l2.lock);
+	while (!l2.first_round)
+		if (pthread_cond_timedwait(&l2.ctl_cond, &l2.lock, &ts) != 0)
+			break;
+	pthread_mutex_unlock(&l2.lock);
 	l2.enabled = true;
 	log_info("cache: L2 in memcached (%zu server%s), %u key%s, timeout %llums, "
 		 "flush poll %llums", l2.nservers, l2.nservers == 1 ? "" : "s", l2.keys->n,
