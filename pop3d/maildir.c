@@ -339,11 +339,9 @@ static bool cacheable(const char *base, size_t len)
  * hostile file costs a recomputation, never a crash or a wrong answer
  * beyond what was written there.  Lines are at most CACHE_MAX_LINE bytes,
  * entries at most POP3D_MAX_MESSAGES. */
+static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r);
 static void pairs_load(int dirfd, const char *name, struct cache_entry **tab_r, size_t *n_r)
 {
-	char line[CACHE_MAX_LINE];
-	struct cache_entry *tab = NULL;
-	size_t n = 0, cap = 0;
 	struct stat st;
 	FILE *f;
 	int fd;
@@ -362,6 +360,18 @@ static void pairs_load(int dirfd, const char *name, struct cache_entry **tab_r, 
 		close(fd);
 		return;
 	}
+	pairs_read(f, tab_r, n_r);
+	fclose(f);
+}
+
+/* The parsing half of pairs_load: f's lines into a sorted table (pop3d/
+ * fuzz-maildir.c feeds it from memory). */
+static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r)
+{
+	char line[CACHE_MAX_LINE];
+	struct cache_entry *tab = NULL;
+	size_t n = 0, cap = 0;
+
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *sp, *nl = strchr(line, '\n');
 		uint64_t v;
@@ -391,7 +401,6 @@ static void pairs_load(int dirfd, const char *name, struct cache_entry **tab_r, 
 		tab[n].value = v;
 		n++;
 	}
-	fclose(f);
 	if (n > 1)
 		qsort(tab, n, sizeof(*tab), cmp_cache);
 	*tab_r = tab;
