@@ -22,7 +22,10 @@
  * - UIDL is the base of the file name (up to the first ':' or ','), which
  *   never changes when flags are added or the file moves to cur/.  A base
  *   that is not 1-70 printable characters, or that two files share, is
- *   replaced by a hash of the name: still stable, still unique.
+ *   replaced by a hash of the name: still stable, still unique.  So is a
+ *   base that looks like such a hash (32 lower-case hex digits): kept as
+ *   it is, it could be the hash another file gets (pop3d/fuzz-maildir.c
+ *   made one), and two messages would share a UIDL.
  * - No file is ever replaced, so no message is ever lost to a rename.
  *   Every move is renameat2(RENAME_NOREPLACE); where the filesystem lacks
  *   that flag (EINVAL or ENOSYS: NFS, some FUSE, old kernels) it is
@@ -253,6 +256,12 @@ static bool uidl_ok(const char *s, size_t len)
 	return true;
 }
 
+/* Does s look like what uidl_hash writes (32 digits of 0-9a-f)? */
+static bool uidl_hashlike(const char *s, size_t len)
+{
+	return len == 32 && strspn(s, "0123456789abcdef") >= len;
+}
+
 static void uidl_hash(const char *s, size_t len, char *out)
 {
 	unsigned char h[16];
@@ -298,7 +307,7 @@ static void assign_uidls(struct maildir *md)
 		const char *name = strchr(md->msgs[i].m.name, '/') + 1;
 		size_t bl = base_len(name);
 
-		if (uidl_ok(name, bl)) {
+		if (uidl_ok(name, bl) && !uidl_hashlike(name, bl)) {
 			memcpy(md->msgs[i].m.uidl, name, bl);
 			md->msgs[i].m.uidl[bl] = '\0';
 		} else {
