@@ -25,9 +25,10 @@
  *     service, terminated rip/lip, a log-token user_log;
  *   - for a user=/pass= request the password is one the client sent;
  *   - every reply line is one of authd's replies, and neither a reply
- *     nor the log holds a password of a queued job (8-byte probes, unless
- *     the text is also in the job's user name, which they may name, or
- *     the client sent it more than once: in an id, say);
+ *     nor the log holds a password of a queued job (8-byte probes that
+ *     hold a byte no fixed text has, unless the text is also in the job's
+ *     user name, which they may name, or the client sent it more than
+ *     once: in an id, say);
  *   - no leak once the client is gone (ASan), whatever was in flight.
  */
 #include <stdint.h>
@@ -134,6 +135,18 @@ static unsigned in_input(const char *s, size_t n)
 	return k;
 }
 
+/* Could the 8 bytes at p come from nowhere but a password?  Only a piece
+ * holding a byte that no fixed text of authd's replies and log lines
+ * holds is looked for (a password of lower-case words could match
+ * "require-secured"). */
+static bool probe_marked(const char *p)
+{
+	for (size_t i = 0; i < 8; i++)
+		if ((unsigned char)p[i] >= 0x80 || strchr("!#$&*+<>^`{|}~", p[i]) != NULL)
+			return true;
+	return false;
+}
+
 /* No 8-byte piece of a password in text, unless also in its user name or
  * sent by the client elsewhere than once (a request id, another key). */
 static void check_no_password(const char *text, size_t len)
@@ -147,7 +160,8 @@ static void check_no_password(const char *text, size_t len)
 
 			memcpy(probe, pw + i, 8);
 			probe[8] = '\0';
-			if (memmem(text, len, probe, 8) != NULL && strstr(seen_user[k], probe) == NULL &&
+			if (probe_marked(probe) && memmem(text, len, probe, 8) != NULL &&
+			    strstr(seen_user[k], probe) == NULL &&
 			    in_input(probe, 8) <= 1)
 				abort();
 		}
