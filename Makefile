@@ -107,10 +107,21 @@ unit: programs
 integration: programs
 	BUILD_DIR=$(CURDIR)/$(B) SANITIZER=$(SANITIZER) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
 
-# libFuzzer harnesses of every parser (tests/fuzz/run), FUZZ_SECONDS each.
+# libFuzzer harnesses of every parser (tests/fuzz/run; docs/reliability.md
+# lists them).  make fuzz: each for FUZZ_RUNS executions, the long run
+# whose figures go in docs/reliability.md (hours on 2 cores); make
+# fuzz-short: each for FUZZ_SECONDS (make check: 3).  FUZZ_HARNESSES
+# picks some (e.g. FUZZ_HARNESSES="ldap maildir").
+FUZZ_RUNS ?= 10000000
 FUZZ_SECONDS ?= 30
+FUZZ_HARNESSES ?=
 fuzz:
-	tests/fuzz/run $(FUZZ_SECONDS)
+	FUZZ_RUNS=$(FUZZ_RUNS) tests/fuzz/run $(FUZZ_HARNESSES)
+
+fuzz-short:
+	FUZZ_RUNS= tests/fuzz/run $(FUZZ_SECONDS) $(FUZZ_HARNESSES)
+
+.PHONY: fuzz fuzz-short
 
 # Benchmarks (bench/run-bench, docs/benchmarks.md): the standard scenarios
 # against daemons started on loopback, about 7 minutes; bench-smoke is a
@@ -130,8 +141,8 @@ bench-cluster: programs
 .PHONY: bench bench-smoke bench-cluster
 
 # The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
-# parts (cache and authd), then a short fuzzing pass.  Sub-makes keep the
-# builds apart (build/, build/address/, build/thread/).
+# parts (cache and authd), then a short fuzzing pass (3 s per harness).
+# Sub-makes keep the builds apart (build/, build/address/, build/thread/).
 check: deps
 	$(MAKE) programs
 	$(MAKE) unit
@@ -142,7 +153,7 @@ check: deps
 	$(MAKE) SANITIZER=thread programs
 	$(MAKE) SANITIZER=thread unit
 	$(MAKE) SANITIZER=thread integration PYTEST_ARGS="-m threaded"
-	$(MAKE) fuzz FUZZ_SECONDS=5
+	$(MAKE) fuzz-short FUZZ_SECONDS=3
 	$(MAKE) bench-smoke
 
 DEMO ?= scripts/demo

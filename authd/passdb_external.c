@@ -196,6 +196,32 @@ static int put_record(char *buf, size_t size, size_t *len, const char *key, cons
 	return 0;
 }
 
+/* The framing check of read_reply, on the bytes buf[old..len) that just
+ * came after buf[0..old) (*in_key carries the state between calls, true
+ * at the start).  Returns len if the reply is complete and ends exactly
+ * at len, 0 if it broke the framing (a key not of [a-z_-], a record
+ * without '=', bytes after the end), or -1 if more is needed. */
+static ssize_t reply_scan(const char *buf, size_t old, size_t len, bool *in_key)
+{
+	for (size_t i = old; i < len; i++) {
+		char c = buf[i];
+		if (c == '\0') {
+			bool record_start = i == 0 || buf[i - 1] == '\0';
+			if (record_start)	/* the empty record: end */
+				return i + 1 == len ? (ssize_t)len : 0;
+			if (*in_key)
+				return 0;	/* a record without '=' */
+			*in_key = true;
+		} else if (*in_key) {
+			if (c == '=')
+				*in_key = false;
+			else if (!((c >= 'a' && c <= 'z') || c == '_' || c == '-'))
+				return 0;
+		}
+	}
+	return -1;
+}
+
 /* Reads a reply (records ended by an empty record) until the deadline.
  * Each record must start with a key of [a-z_-] and '=', so a helper that
  * prints anything else is caught at its first byte, not at the deadline.
@@ -210,23 +236,12 @@ static ssize_t read_reply(int fd, char *buf, size_t size, uint64_t deadline)
 		ssize_t n = read(fd, buf + len, size - len);
 		if (n > 0) {
 			size_t old = len;
+			ssize_t r;
+
 			len += (size_t)n;
-			for (size_t i = old; i < len; i++) {
-				char c = buf[i];
-				if (c == '\0') {
-					bool record_start = i == 0 || buf[i - 1] == '\0';
-					if (record_start)	/* the empty record: end */
-						return i + 1 == len ? (ssize_t)len : 0;
-					if (in_key)
-						return 0;	/* a record without '=' */
-					in_key = true;
-				} else if (in_key) {
-					if (c == '=')
-						in_key = false;
-					else if (!((c >= 'a' && c <= 'z') || c == '_' || c == '-'))
-						return 0;
-				}
-			}
+			r = reply_scan(buf, old, len, &in_key);
+			if (r != -1)
+				return r;
 			if (len == size)
 				return 0;		/* too long */
 			continue;

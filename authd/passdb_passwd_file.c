@@ -116,27 +116,15 @@ static int parse_extra(struct userdb *udb, char *extra)
 	return 0;
 }
 
-/* Loads path.  Returns the db or NULL (error logged). */
-static struct pw_db *db_load(const char *name, const char *path)
+/* Parses the lines of f (path names it in messages) into db's entries
+ * and dummy hash: sorted, one entry per user.  Pure text work, no I/O but
+ * f's (tests/fuzz/fuzz-passwd-file.c feeds it from memory). */
+static void db_read(struct pw_db *db, FILE *f, const char *name, const char *path)
 {
-	struct pw_db *db;
-	FILE *f;
 	char line[PWFILE_MAX_LINE + 2];
 	unsigned lineno = 0, plain = 0, skipped = 0;
 	size_t cap = 64;
 
-	f = fopen(path, "re");
-	if (f == NULL) {
-		log_warn("authenticator %s: cannot open %s", name, path);
-		return NULL;
-	}
-	db = xcalloc(1, sizeof(*db));
-	if (fstat(fileno(f), &db->st) == -1) {
-		log_warn("authenticator %s: fstat %s", name, path);
-		fclose(f);
-		free(db);
-		return NULL;
-	}
 	db->entries = xcalloc(cap, sizeof(*db->entries));
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *fields[8], why[256];
@@ -192,7 +180,6 @@ static struct pw_db *db_load(const char *name, const char *path)
 		sodium_memzero(line, sizeof(line));
 	}
 	sodium_memzero(line, sizeof(line));
-	fclose(f);
 	if (db->n > 0) {
 		db->dummy_hash = xstrdup(db->entries[0].hash);
 		qsort(db->entries, db->n, sizeof(*db->entries), cmp_entry);
@@ -216,6 +203,28 @@ static struct pw_db *db_load(const char *name, const char *path)
 			  "or {SHA512-CRYPT}", name, path, plain);
 	log_info("authenticator %s: loaded %zu users from %s%s", name, db->n, path,
 		 skipped ? " (some lines skipped, see above)" : "");
+}
+
+/* Loads path.  Returns the db or NULL (error logged). */
+static struct pw_db *db_load(const char *name, const char *path)
+{
+	struct pw_db *db;
+	FILE *f;
+
+	f = fopen(path, "re");
+	if (f == NULL) {
+		log_warn("authenticator %s: cannot open %s", name, path);
+		return NULL;
+	}
+	db = xcalloc(1, sizeof(*db));
+	if (fstat(fileno(f), &db->st) == -1) {
+		log_warn("authenticator %s: fstat %s", name, path);
+		fclose(f);
+		free(db);
+		return NULL;
+	}
+	db_read(db, f, name, path);
+	fclose(f);
 	return db;
 }
 

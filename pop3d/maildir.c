@@ -22,7 +22,10 @@
  * - UIDL is the base of the file name (up to the first ':' or ','), which
  *   never changes when flags are added or the file moves to cur/.  A base
  *   that is not 1-70 printable characters, or that two files share, is
- *   replaced by a hash of the name: still stable, still unique.
+ *   replaced by a hash of the name: still stable, still unique.  So is a
+ *   base that looks like such a hash (32 lower-case hex digits): kept as
+ *   it is, it could be the hash another file gets (pop3d/fuzz-maildir.c
+ *   made one), and two messages would share a UIDL.
  * - No file is ever replaced, so no message is ever lost to a rename.
  *   Every move is renameat2(RENAME_NOREPLACE); where the filesystem lacks
  *   that flag (EINVAL or ENOSYS: NFS, some FUSE, old kernels) it is
@@ -253,6 +256,12 @@ static bool uidl_ok(const char *s, size_t len)
 	return true;
 }
 
+/* Does s look like what uidl_hash writes (32 digits of 0-9a-f)? */
+static bool uidl_hashlike(const char *s, size_t len)
+{
+	return len == 32 && strspn(s, "0123456789abcdef") >= len;
+}
+
 static void uidl_hash(const char *s, size_t len, char *out)
 {
 	unsigned char h[16];
@@ -298,7 +307,7 @@ static void assign_uidls(struct maildir *md)
 		const char *name = strchr(md->msgs[i].m.name, '/') + 1;
 		size_t bl = base_len(name);
 
-		if (uidl_ok(name, bl)) {
+		if (uidl_ok(name, bl) && !uidl_hashlike(name, bl)) {
 			memcpy(md->msgs[i].m.uidl, name, bl);
 			md->msgs[i].m.uidl[bl] = '\0';
 		} else {
@@ -339,11 +348,9 @@ static bool cacheable(const char *base, size_t len)
  * hostile file costs a recomputation, never a crash or a wrong answer
  * beyond what was written there.  Lines are at most CACHE_MAX_LINE bytes,
  * entries at most POP3D_MAX_MESSAGES. */
+static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r);
 static void pairs_load(int dirfd, const char *name, struct cache_entry **tab_r, size_t *n_r)
 {
-	char line[CACHE_MAX_LINE];
-	struct cache_entry *tab = NULL;
-	size_t n = 0, cap = 0;
 	struct stat st;
 	FILE *f;
 	int fd;
@@ -362,6 +369,18 @@ static void pairs_load(int dirfd, const char *name, struct cache_entry **tab_r, 
 		close(fd);
 		return;
 	}
+	pairs_read(f, tab_r, n_r);
+	fclose(f);
+}
+
+/* The parsing half of pairs_load: f's lines into a sorted table (pop3d/
+ * fuzz-maildir.c feeds it from memory). */
+static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r)
+{
+	char line[CACHE_MAX_LINE];
+	struct cache_entry *tab = NULL;
+	size_t n = 0, cap = 0;
+
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *sp, *nl = strchr(line, '\n');
 		uint64_t v;
@@ -391,7 +410,6 @@ static void pairs_load(int dirfd, const char *name, struct cache_entry **tab_r, 
 		tab[n].value = v;
 		n++;
 	}
-	fclose(f);
 	if (n > 1)
 		qsort(tab, n, sizeof(*tab), cmp_cache);
 	*tab_r = tab;

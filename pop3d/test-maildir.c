@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "common/log.h"
 #include "pop3d/pop3d.h"
 #include "tests/unit.h"
@@ -697,6 +699,35 @@ static void test_expire_shared_base(void)
 	maildir_free(&m);
 	CHECK_STR(contents(md, got, sizeof(got)), "X: not retrieved\n\nx\n|Y: copy\n\ny\n");
 }
+/* A file named after another's hashed UIDL (maildir.c's uidl_hash: a
+ * 16-byte BLAKE2b of the name, in hex) must not share it.  Found by
+ * pop3d/fuzz-maildir.c: cur/a:2,ST and cur/a:2,STs share base and
+ * name-without-flags, so both get a hash of their whole name; a third
+ * file whose base was that hash kept it as its own UIDL. */
+static void test_uidl_base_like_a_hash(void)
+{
+	char md[300], rel[80], hex[33];
+	unsigned char h[16];
+	struct maildir *m;
+	const char *err;
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)"cur/a:2,STs", 11, NULL, 0);
+	sodium_bin2hex(hex, sizeof(hex), h, sizeof(h));
+	snprintf(md, sizeof(md), "%s/hashlike", root);
+	mkmaildir(md);
+	put(md, "cur/a:2,ST", "a\n", 1);
+	put(md, "cur/a:2,STs", "b\n", 2);
+	snprintf(rel, sizeof(rel), "new/%s", hex);
+	put(md, rel, "c\n", 3);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	CHECK_INT(maildir_count(m), 3);
+	for (size_t i = 0; i < maildir_count(m); i++)
+		for (size_t j = 0; j < i; j++)
+			CHECK(strcmp(maildir_msg(m, i)->uidl, maildir_msg(m, j)->uidl) != 0);
+	maildir_free(&m);
+}
 
 int main(void)
 {
@@ -712,6 +743,7 @@ int main(void)
 	UNIT_RUN(test_conv_split_input);
 	UNIT_RUN(test_scan_sizes_uidl_order);
 	UNIT_RUN(test_uidl_odd_names);
+	UNIT_RUN(test_uidl_base_like_a_hash);
 	UNIT_RUN(test_lock_in_use);
 	UNIT_RUN(test_missing_and_damaged);
 	UNIT_RUN(test_send_and_update);
