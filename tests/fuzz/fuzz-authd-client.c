@@ -239,7 +239,7 @@ static void setup(void)
 		abort();
 	conf = fconf;
 	requests_set_base(base);
-	requests_init(fconf);
+	requests_init(fconf, base);
 	tickets_init(fconf);
 	gen.conf = fconf;
 	gen.auths = auths;
@@ -298,7 +298,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	script = data[1];
 	nqueued = nanswered = nseen = 0;
 	/* flush between inputs: a cached answer must not depend on the last */
-	requests_cache_flush(NULL);
+	requests_cache_flush(NULL, NULL, NULL, NULL);
 
 	if (bufferevent_pair_new(base, 0, pair) == -1)
 		abort();
