@@ -378,7 +378,8 @@ const struct passdb_ops passdb_external = {
 /* Parses "key=value" lines from a checkpassword program's stdout. */
 static int parse_lines(char *buf, struct job *job)
 {
-	for (char *line = strtok(buf, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+	for (char *save, *line = strtok_r(buf, "\n", &save); line != NULL;
+	     line = strtok_r(NULL, "\n", &save)) {
 		char *eq = strchr(line, '=');
 		if (eq == NULL)
 			continue;

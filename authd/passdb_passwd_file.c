@@ -102,7 +102,8 @@ static size_t split_colon(char *s, char **f, size_t max)
 
 static int parse_extra(struct userdb *udb, char *extra)
 {
-	for (char *tok = strtok(extra, " \t"); tok != NULL; tok = strtok(NULL, " \t")) {
+	for (char *save, *tok = strtok_r(extra, " \t", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \t", &save)) {
 		char *eq = strchr(tok, '=');
 		if (eq == NULL)
 			continue;

@@ -588,7 +588,8 @@ static int split_list(char *s, char **items, size_t max, size_t *n_r, const char
 {
 	size_t n = 0;
 
-	for (char *tok = strtok(s, seps); tok != NULL; tok = strtok(NULL, seps)) {
+	for (char *save, *tok = strtok_r(s, seps, &save); tok != NULL;
+	     tok = strtok_r(NULL, seps, &save)) {
 		if (n == max)
 			return -1;
 		items[n++] = tok;
