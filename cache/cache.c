@@ -720,17 +720,35 @@ static void hash_update_counted(crypto_generichash_state *state,
 	crypto_generichash_update(state, (const unsigned char *)s, len);
 }
 
-void cache_key(const struct cache *cache, const char *scope, const char *user,
-	       uint8_t key_r[CACHE_KEY_LEN])
+void cache_key_with(const uint8_t hash_key[32], const char *scope, const char *user,
+		    uint8_t key_r[CACHE_KEY_LEN])
 {
 	crypto_generichash_state state;
 
-	crypto_generichash_init(&state, cache->hash_keys,
-				crypto_generichash_KEYBYTES, CACHE_KEY_LEN);
+	crypto_generichash_init(&state, hash_key, crypto_generichash_KEYBYTES, CACHE_KEY_LEN);
 	hash_update_counted(&state, scope);
 	hash_update_counted(&state, user);
 	crypto_generichash_final(&state, key_r, CACHE_KEY_LEN);
 	sodium_memzero(&state, sizeof(state));
+}
+
+void cache_verifier_with(const uint8_t hash_key[32], const uint8_t key[CACHE_KEY_LEN],
+			 const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN])
+{
+	crypto_generichash_state state;
+
+	crypto_generichash_init(&state, hash_key, crypto_generichash_KEYBYTES,
+				CACHE_VERIFIER_LEN);
+	crypto_generichash_update(&state, key, CACHE_KEY_LEN);
+	crypto_generichash_update(&state, (const unsigned char *)password, strlen(password));
+	crypto_generichash_final(&state, verifier_r, CACHE_VERIFIER_LEN);
+	sodium_memzero(&state, sizeof(state));
+}
+
+void cache_key(const struct cache *cache, const char *scope, const char *user,
+	       uint8_t key_r[CACHE_KEY_LEN])
+{
+	cache_key_with(cache->hash_keys, scope, user, key_r);
 	/* A lookup of this key usually follows the verifier hash (about half
 	   a microsecond): start loading the set's header line now, so that
 	   cache_lookup() finds it in the CPU cache.  Only a hint. */
@@ -741,16 +759,8 @@ void cache_verifier(const struct cache *cache,
 		    const uint8_t key[CACHE_KEY_LEN], const char *password,
 		    uint8_t verifier_r[CACHE_VERIFIER_LEN])
 {
-	crypto_generichash_state state;
-
-	crypto_generichash_init(&state,
-				cache->hash_keys + crypto_generichash_KEYBYTES,
-				crypto_generichash_KEYBYTES, CACHE_VERIFIER_LEN);
-	crypto_generichash_update(&state, key, CACHE_KEY_LEN);
-	crypto_generichash_update(&state, (const unsigned char *)password,
-				  strlen(password));
-	crypto_generichash_final(&state, verifier_r, CACHE_VERIFIER_LEN);
-	sodium_memzero(&state, sizeof(state));
+	cache_verifier_with(cache->hash_keys + crypto_generichash_KEYBYTES, key, password,
+			    verifier_r);
 }
 
 enum cache_result cache_lookup(struct cache *cache,

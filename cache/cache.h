@@ -172,6 +172,14 @@ void cache_free(struct cache **cachep);
 void cache_key(const struct cache *cache, const char *scope, const char *user,
 	       uint8_t key_r[CACHE_KEY_LEN]);
 
+/* cache_key() and cache_verifier() with a given 32-byte hashing key
+   instead of the cache's: what the shared L2 (cache/seal.c) computes for
+   the previous cluster key, with the construction kept in one place. */
+void cache_key_with(const uint8_t hash_key[32], const char *scope, const char *user,
+		    uint8_t key_r[CACHE_KEY_LEN]);
+void cache_verifier_with(const uint8_t hash_key[32], const uint8_t key[CACHE_KEY_LEN],
+			 const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN]);
+
 /* Computes the password verifier: keyed BLAKE2b-256 (with a second key) of
    key || password.  The module keeps no copy of `password`; the caller
    wipes it. */

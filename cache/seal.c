@@ -52,39 +52,16 @@ int seal_keyset_from_bytes(const uint8_t *buf, size_t len, struct seal_keyset *k
 	return 0;
 }
 
-static void hash_update_counted(crypto_generichash_state *state, const char *s)
-{
-	size_t len = strlen(s);
-	uint8_t le[8];
-
-	for (unsigned i = 0; i < 8; i++)
-		le[i] = (uint8_t)((uint64_t)len >> (8 * i));
-	crypto_generichash_update(state, le, sizeof(le));
-	crypto_generichash_update(state, (const unsigned char *)s, len);
-}
-
 void seal_user_key(const struct seal_key *k, const char *scope, const char *user,
 		   uint8_t key_r[CACHE_KEY_LEN])
 {
-	crypto_generichash_state state;
-
-	crypto_generichash_init(&state, k->name, sizeof(k->name), CACHE_KEY_LEN);
-	hash_update_counted(&state, scope);
-	hash_update_counted(&state, user);
-	crypto_generichash_final(&state, key_r, CACHE_KEY_LEN);
-	sodium_memzero(&state, sizeof(state));
+	cache_key_with(k->name, scope, user, key_r);
 }
 
 void seal_verifier(const struct seal_key *k, const uint8_t key[CACHE_KEY_LEN],
 		   const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN])
 {
-	crypto_generichash_state state;
-
-	crypto_generichash_init(&state, k->verifier, sizeof(k->verifier), CACHE_VERIFIER_LEN);
-	crypto_generichash_update(&state, key, CACHE_KEY_LEN);
-	crypto_generichash_update(&state, (const unsigned char *)password, strlen(password));
-	crypto_generichash_final(&state, verifier_r, CACHE_VERIFIER_LEN);
-	sodium_memzero(&state, sizeof(state));
+	cache_verifier_with(k->verifier, key, password, verifier_r);
 }
 
 void seal_name(char kind, const uint8_t key[CACHE_KEY_LEN], char name[SEAL_NAME_SIZE])

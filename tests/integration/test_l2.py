@@ -18,18 +18,11 @@ import pytest
 
 from authdlib import wait_until
 from conftest import Authd, HELPERS, PYTHON, authctl, BUILD, sanitizer_env
+from pop3lib import free_port
 
 pytestmark = pytest.mark.threaded
 
 MEMCACHED = "/usr/bin/memcached"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Memcached:
