@@ -313,6 +313,7 @@ int main(int argc, char **argv)
 	requests_set_base(base);
 	requests_init(conf);
 	authenticators_init(base);
+	ratelog_init(base);
 	current = generation_start(conf, err, sizeof(err));
 	if (current == NULL)
 		fatalx("%s", err);
@@ -343,6 +344,7 @@ int main(int argc, char **argv)
 	requests_shutdown();
 	redeem_shutdown();
 	stats_shutdown();
+	ratelog_shutdown();
 	authenticators_shutdown(current);	/* frees every configuration */
 	requests_cache_free();
 	tickets_shutdown();

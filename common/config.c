@@ -146,6 +146,9 @@ static const struct key_def auth_keys[] = {
 	{ "program", K_STRING, A(program), NULL, 0, 0, T_EXT | T_CHK },
 	{ "workers", K_UINT, A(workers), "4", 1, 256, T_ALL },
 	{ "queue-limit", K_UINT, A(queue_limit), "256", 1, 1000000, T_ALL },
+	/* Waiting and in a worker, per client address (IPv6: per /64): a
+	 * flood from one source stays its own problem (authd/fairq.c). */
+	{ "per-source-limit", K_UINT, A(per_source_limit), "32", 1, 1000000, T_ALL },
 	{ "timeout", K_DURATION, A(timeout_ms), "5s", 10, 600000, T_ALL },
 	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
 	{ "require-secured", K_BOOL, A(require_secured), "no", 0, 0, T_ALL },

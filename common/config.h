@@ -54,6 +54,7 @@ struct auth_conf {
 	char *envp[CONFIG_MAX_ARGS + 1];/* environment split, NULL-ended */
 	unsigned workers;
 	unsigned queue_limit;
+	unsigned per_source_limit;	/* requests of one client source (authd/fairq.c) */
 	uint64_t timeout_ms;
 	bool cache;
 	bool require_secured;		/* refuse requests with secured=no */

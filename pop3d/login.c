@@ -21,6 +21,10 @@
  *   those unprocessed bytes go to the master in one message.
  * - A failed login waits auth-failure-delay on a timer (never blocking the
  *   loop) before the -ERR, and max-auth-failures closes the connection.
+ *   authd's TEMPFAIL reason=overloaded (its queue refused the request:
+ *   authd/fairq.c) is treated the same way, with a [SYS/TEMP] reply: an
+ *   immediate answer would invite a flood to retry at once, and count
+ *   nothing against it.
  * - Passwords live only in the line buffer, the authd request line and
  *   libevent's output buffer; the first two are wiped after use.
  * - TLS.  A connection from a listen-tls port, or one that sent STLS,
@@ -147,6 +151,7 @@ struct client {
 	bool exempt;		/* from require-tls (require-tls-exempt) */
 	bool skipping;		/* dropping the rest of an over-long line */
 	bool have_user;
+	bool delay_tempfail;	/* ST_DELAY for an overloaded TEMPFAIL, not a FAIL */
 	unsigned bad, failures;
 	uint64_t auth_handle;
 	uint64_t auth_sent_us;	/* when the AUTH request went to authd */
@@ -706,6 +711,15 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 		log_warnx("login tempfail: user=%s rip=%s method=%s reason=%s",
 			  user_tok(c), c->rip, c->method,
 			  log_token(r->reason, reason, sizeof(reason)));
+		if (strcmp(r->reason, "overloaded") == 0) {
+			/* as a failure: counted, and answered after the delay */
+			L.st.logins_overloaded++;
+			c->failures++;
+			c->delay_tempfail = true;
+			c->state = ST_DELAY;
+			set_timer(c, L.conf->pop3d.auth_failure_delay_ms);
+			return;
+		}
 		reply(c, "-ERR [SYS/TEMP] Temporary authentication failure, try again later");
 		resume(c);
 		return;
@@ -998,7 +1012,11 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 
 	switch (c->state) {
 	case ST_DELAY:
-		reply(c, "-ERR [AUTH] Authentication failed");
+		if (c->delay_tempfail)
+			reply(c, "-ERR [SYS/TEMP] Server busy, try again later");
+		else
+			reply(c, "-ERR [AUTH] Authentication failed");
+		c->delay_tempfail = false;
 		if (c->failures >= L.conf->pop3d.max_auth_failures) {
 			reply(c, "-ERR Too many failed logins, closing");
 			client_close(c);

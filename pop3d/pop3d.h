@@ -401,6 +401,8 @@ struct fe_stats {
 	uint64_t commands[POP3D_NCMDS];	/* AUTHORIZATION-state command lines */
 	uint64_t logins_failed;		/* authd said FAIL */
 	uint64_t logins_tempfailed;	/* TEMPFAIL, no answer, authd unreachable */
+	uint64_t logins_overloaded;	/* ... of them, authd's reason=overloaded
+					 * (delayed, counted as failed attempts) */
 	uint64_t bytes_sent;		/* written to client sockets (TLS: on the
 					 * wire, the relay to sessions included) */
 	uint64_t tls_ok, tls_failed, tls_timeout;	/* handshakes by outcome */
