@@ -129,6 +129,8 @@ struct config {
 		char *stats_group;		/* group of the stats socket (mode 0660) */
 		struct log_conf log;
 		uint64_t preauth_timeout_ms;
+		uint64_t login_timeout_ms;	/* whole AUTHORIZATION state */
+		unsigned login_max_commands;	/* command lines before login */
 		uint64_t session_timeout_ms;
 		unsigned max_connections;
 		unsigned max_connections_per_ip;
