@@ -87,9 +87,9 @@ class Flood:
                             self.closed_early += 1
                     if not line.startswith(b"+OK"):
                         break
+                    t0 = time.monotonic()
                     f.write(b"PASS %08x\r\n" % random.getrandbits(32))
                     f.flush()
-                    t0 = time.monotonic()
                     line = f.readline()
                     took = time.monotonic() - t0
                     fails += line.startswith(b"-ERR [AUTH]")
