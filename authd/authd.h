@@ -101,6 +101,7 @@ struct l2_result {
 struct job {
 	TAILQ_ENTRY(job) entry;
 	struct authenticator *auth;
+	struct fairq_source *fq_source;	/* under auth->lock: fairq.c's */
 	struct flight *flight;		/* loop only; NULL once nobody waits */
 	bool abandoned;			/* under auth->lock: skip if not started */
 	/* the cache entry its result fills, even when it comes late */
@@ -152,10 +153,21 @@ struct passdb_ops {
 	void (*deinit)(struct authenticator *auth);
 };
 
+/* Why authenticator_submit() refused or pushed out a request (all are
+ * TEMPFAIL reason=overloaded on the wire). */
+enum overload_reason {
+	OVERLOAD_QUEUE_FULL,	/* queue-limit reached, no longer source to push out */
+	OVERLOAD_SOURCE_LIMIT,	/* the source has per-source-limit requests */
+	OVERLOAD_STUCK,		/* every worker is past its deadline */
+	OVERLOAD_PUSHED_OUT,	/* queued, then dropped for a shorter source's request */
+	OVERLOAD_COUNT
+};
+
 /* Counters of one authenticator, loop thread only.  Carried over to the
  * authenticator of the same name when the configuration is reloaded. */
 struct auth_stats {
 	uint64_t requests, ok, fail, nouser, tempfail, timeout, overloaded, unavailable;
+	uint64_t overload[OVERLOAD_COUNT];	/* authenticator_submit(), by reason */
 	struct metrics_hist queue_wait;	/* queued -> taken by a worker */
 	struct metrics_hist service;	/* taken -> backend answered */
 };
@@ -180,8 +192,7 @@ struct authenticator {
 
 	pthread_mutex_t lock;		/* protects everything below */
 	pthread_cond_t cond;
-	struct job_list queue;
-	unsigned queued;
+	struct fairq *queue;		/* waiting jobs, fair between sources */
 	unsigned busy;
 	bool stopping;
 	struct worker *workers;
@@ -208,16 +219,75 @@ void generation_retire(struct generation *gen);
 /* Stops everything at shutdown: kills helper processes, joins workers,
  * frees the generations (the current one and any retiring). */
 void authenticators_shutdown(struct generation *current);
-/* Queues job on its authenticator.  Returns 0, or -1 with *reason_r set
- * when the queue is full or every worker is stuck (the job is not queued). */
+/* Queues job on its authenticator, in the turn of its source (job->rip;
+ * fairq.c).  Returns 0, or -1 with *reason_r set (TEMPFAIL_OVERLOADED)
+ * when the source has per-source-limit requests, the queue is full, or
+ * every worker is stuck: the job is not queued and stays the caller's.
+ * Queuing it may push out another source's newest waiting job, which then
+ * comes back through request_job_done() as TEMPFAIL overloaded. */
 int authenticator_submit(struct authenticator *auth, struct job *job,
 			 enum tempfail_reason *reason_r);
+/* Requests waiting in auth's queue, and sources with requests waiting or
+ * in a worker (for the stats; takes the lock). */
+void authenticator_queue_depth(struct authenticator *auth, unsigned *waiting_r,
+			       unsigned *sources_r, uint64_t *table_full_r);
+const char *overload_reason_name(enum overload_reason r);
 /* Marks a job the loop no longer waits for; a worker skips it if it has
  * not started it yet. */
 void authenticator_abandon(struct job *job);
 /* Workers past their deadline right now. */
 unsigned authenticator_stuck(struct authenticator *auth, uint64_t now_ms);
 void job_free(struct job *job);
+
+/* fairq.c: an authenticator's queue, fair between client sources (its
+ * DESIGN).  Every function but fairq_key() is called under the owning
+ * authenticator's lock. */
+struct fairq;
+struct fairq_source;
+/* A source: address family tag + IPv4 address, IPv6 /64, or a hash. */
+struct fairq_key {
+	uint8_t b[17];
+};
+/* The source a request from rip ("" or NULL: no address) belongs to. */
+void fairq_key(const char *rip, struct fairq_key *key_r);
+/* A queue of at most capacity waiting jobs, limit per source (waiting and
+ * running), for an authenticator with `workers` workers. */
+struct fairq *fairq_new(unsigned capacity, unsigned limit, unsigned workers);
+/* Frees q (jobs still in it are not freed: pop them first). */
+void fairq_free(struct fairq **qp);
+enum fairq_push { FAIRQ_QUEUED, FAIRQ_SOURCE_LIMIT, FAIRQ_FULL };
+/* Queues job for source key.  FAIRQ_QUEUED: queued, and *evicted_r is
+ * NULL or a job of the longest source that was pushed out to make room
+ * (now the caller's).  Otherwise the job was not queued. */
+enum fairq_push fairq_push(struct fairq *q, struct job *job, const struct fairq_key *key,
+			   struct job **evicted_r);
+/* The next job in turn, or NULL if none waits.  Its source counts it as
+ * running until fairq_done(). */
+struct job *fairq_pop(struct fairq *q);
+/* A popped job is finished (or skipped): its source no longer counts it. */
+void fairq_done(struct fairq *q, struct job *job);
+unsigned fairq_waiting(const struct fairq *q);
+/* Sources with a job waiting or running. */
+unsigned fairq_sources(const struct fairq *q);
+/* Requests put in the shared overflow source because the source table
+ * was full (see DESIGN). */
+uint64_t fairq_table_full(const struct fairq *q);
+
+/* ratelog.c: warnings about overload, rate-limited and summarised */
+/* How often a summary is written. */
+#define RATELOG_INTERVAL_MS 10000
+/* Starts the summary timer on base (once, at start-up). */
+void ratelog_init(struct event_base *base);
+void ratelog_shutdown(void);
+/* One event of kind (what, name, reason): `what` a static string such as
+ * "auth tempfail", name and reason copied.  Returns true if the caller
+ * should log this one in full (the first of a burst); false if it was
+ * only counted: a line "WHAT: authenticator=NAME reason=REASON: N more in
+ * the last 10s" is written at the end of each interval that counted any,
+ * and the next full line comes after an interval without one. */
+bool ratelog_allow(const char *what, const char *name, const char *reason);
+/* Events counted and not logged in full, since start (for the stats). */
+uint64_t ratelog_suppressed(void);
 
 /* request.c */
 /* Creates the cache from conf's [cache]: before the first generation

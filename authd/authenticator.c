@@ -2,8 +2,10 @@
  * authenticator.c - one bounded queue and one worker pool per authenticator.
  *
  * The loop submits jobs; `workers` threads (started once) take them in
- * FIFO order and run the backend's verify(), which may block up to the
- * job's deadline.  Finished jobs go on one completion list and an eventfd
+ * turn between client sources (fairq.c: round robin over addresses, a
+ * per-source limit, the longest source pushed out when the queue is
+ * full) and run the backend's verify(), which may block up to the job's
+ * deadline.  Finished jobs go on one completion list and an eventfd
  * wakes the loop, which hands them to request.c.  Workers never touch a
  * client or a request.
  *
@@ -19,6 +21,12 @@
  * helpers killed at the deadline): its worker returns a moment after the
  * loop has answered the client, and a request arriving in that moment
  * must be queued, not refused.
+ *
+ * Refusals (queue full, per-source limit, every worker stuck) and
+ * push-outs are answered TEMPFAIL reason=overloaded, counted per reason
+ * (auth_stats.overload) and logged through ratelog.c: one line when a
+ * burst starts, then a count every RATELOG_INTERVAL_MS, never a line per
+ * request.
  */
 #include <errno.h>
 #include <signal.h>
@@ -35,6 +43,18 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/mtime.h"
+
+static const char *const overload_names[OVERLOAD_COUNT] = {
+	[OVERLOAD_QUEUE_FULL] = "queue-full",
+	[OVERLOAD_SOURCE_LIMIT] = "source-limit",
+	[OVERLOAD_STUCK] = "workers-stuck",
+	[OVERLOAD_PUSHED_OUT] = "pushed-out",
+};
+
+const char *overload_reason_name(enum overload_reason r)
+{
+	return overload_names[r];
+}
 
 /* Finished jobs, from any worker to the loop. */
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -114,13 +134,12 @@ static void *worker_main(void *arg)
 	w->state = auth->ops->worker_init != NULL ? auth->ops->worker_init(auth, w->index) : NULL;
 	pthread_mutex_lock(&auth->lock);
 	for (;;) {
-		while (!auth->stopping && TAILQ_EMPTY(&auth->queue))
+		/* Under the lock: stopping is false whenever a job was taken. */
+		job = NULL;
+		while (!auth->stopping && (job = fairq_pop(auth->queue)) == NULL)
 			pthread_cond_wait(&auth->cond, &auth->lock);
-		if (auth->stopping)
+		if (job == NULL)
 			break;
-		job = TAILQ_FIRST(&auth->queue);
-		TAILQ_REMOVE(&auth->queue, job, entry);
-		auth->queued--;
 		uint64_t now = mtime_ms();
 		if (job->abandoned || now >= job->deadline_ms) {
 			/* Nobody waits for it any more, or it waited out its
@@ -128,6 +147,7 @@ static void *worker_main(void *arg)
 			job->result = AUTH_RESULT_TEMPFAIL;
 			job->reason = TEMPFAIL_TIMEOUT;
 			job->started_us = job->finished_us = mtime_us();
+			fairq_done(auth->queue, job);
 			pthread_mutex_unlock(&auth->lock);
 			completion_push(job);
 			pthread_mutex_lock(&auth->lock);
@@ -148,6 +168,7 @@ static void *worker_main(void *arg)
 		pthread_mutex_lock(&auth->lock);
 		w->busy_deadline_ms = 0;
 		auth->busy--;
+		fairq_done(auth->queue, job);
 		pthread_mutex_unlock(&auth->lock);
 		completion_push(job);
 		pthread_mutex_lock(&auth->lock);
@@ -200,10 +221,11 @@ static void stop_auths(struct generation *gen, size_t n, bool kill_children)
 
 		for (unsigned w = 0; w < a->nworkers; w++)
 			pthread_join(a->workers[w].thread, NULL);
-		while ((job = TAILQ_FIRST(&a->queue)) != NULL) {
-			TAILQ_REMOVE(&a->queue, job, entry);
+		while ((job = fairq_pop(a->queue)) != NULL) {
+			fairq_done(a->queue, job);
 			job_free(job);
 		}
+		fairq_free(&a->queue);
 		if (a->ops->deinit != NULL)
 			a->ops->deinit(a);
 		free(a->workers);
@@ -255,7 +277,6 @@ struct generation *generation_start(struct config *conf, char *error, size_t siz
 		a->conf = &conf->auths[i];
 		a->chain_pos = i;
 		a->ops = ops_for(a->conf->type);
-		TAILQ_INIT(&a->queue);
 		pthread_mutex_init(&a->lock, NULL);
 		pthread_cond_init(&a->cond, NULL);
 		if (a->ops->init != NULL && a->ops->init(a, err, sizeof(err)) == -1) {
@@ -268,6 +289,7 @@ struct generation *generation_start(struct config *conf, char *error, size_t siz
 			return NULL;
 		}
 		a->nworkers = a->conf->workers;
+		a->queue = fairq_new(a->conf->queue_limit, a->conf->per_source_limit, a->nworkers);
 		a->workers = xcalloc(a->nworkers, sizeof(*a->workers));
 		for (unsigned w = 0; w < a->nworkers; w++) {
 			a->workers[w].auth = a;
@@ -279,8 +301,9 @@ struct generation *generation_start(struct config *conf, char *error, size_t siz
 				fatal("authenticator %s: cannot start worker", a->conf->name);
 			}
 		}
-		log_info("authenticator %s: type %s, %u workers, queue limit %u, timeout %llums",
-			 a->conf->name, a->ops->type, a->nworkers, a->conf->queue_limit,
+		log_info("authenticator %s: type %s, %u workers, queue limit %u, per-source limit %u, "
+			 "timeout %llums", a->conf->name, a->ops->type, a->nworkers,
+			 a->conf->queue_limit, a->conf->per_source_limit,
 			 (unsigned long long)a->conf->timeout_ms);
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -353,27 +376,73 @@ unsigned authenticator_stuck(struct authenticator *auth, uint64_t now_ms)
 	return stuck;
 }
 
+/* Counts an overload event of auth and warns about it, rate-limited
+ * (ratelog.c).  Loop thread. */
+static void overload_note(struct authenticator *auth, enum overload_reason r,
+			  const struct job *job)
+{
+	char rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
+
+	auth->stats.overload[r]++;
+	if (!ratelog_allow("authenticator overloaded", auth->conf->name, overload_names[r]))
+		return;
+	log_warnx("authenticator overloaded: authenticator=%s reason=%s user=%s rip=%s "
+		  "(queue-limit %u, per-source-limit %u, %u workers); more are counted and "
+		  "summarised every %us", auth->conf->name, overload_names[r], job->user_log,
+		  log_token(job->rip, rip, sizeof(rip)), auth->conf->queue_limit,
+		  auth->conf->per_source_limit, auth->nworkers, RATELOG_INTERVAL_MS / 1000);
+}
+
 int authenticator_submit(struct authenticator *auth, struct job *job,
 			 enum tempfail_reason *reason_r)
 {
 	uint64_t now = mtime_ms();
+	struct fairq_key key;
+	struct job *evicted = NULL;
+	enum fairq_push r;
 
 	job->auth = auth;
 	job->enqueued_us = mtime_us();
 	job->deadline_ms = now + auth->conf->timeout_ms;
+	fairq_key(job->rip, &key);
 	pthread_mutex_lock(&auth->lock);
-	if (auth->queued >= auth->conf->queue_limit ||
-	    stuck_locked(auth, now) == auth->nworkers) {
+	if (stuck_locked(auth, now) == auth->nworkers) {
 		pthread_mutex_unlock(&auth->lock);
+		overload_note(auth, OVERLOAD_STUCK, job);
 		*reason_r = TEMPFAIL_OVERLOADED;
 		return -1;
 	}
-	TAILQ_INSERT_TAIL(&auth->queue, job, entry);
-	auth->queued++;
-	pthread_cond_signal(&auth->cond);
+	r = fairq_push(auth->queue, job, &key, &evicted);
+	if (r == FAIRQ_QUEUED)
+		pthread_cond_signal(&auth->cond);
 	pthread_mutex_unlock(&auth->lock);
+	if (r != FAIRQ_QUEUED) {
+		overload_note(auth, r == FAIRQ_FULL ? OVERLOAD_QUEUE_FULL : OVERLOAD_SOURCE_LIMIT,
+			      job);
+		*reason_r = TEMPFAIL_OVERLOADED;
+		return -1;
+	}
 	auth->gen->jobs++;
+	if (evicted != NULL) {
+		/* Answered through the completion list like any job, never
+		 * from here: our caller is in the middle of its own flight. */
+		overload_note(auth, OVERLOAD_PUSHED_OUT, evicted);
+		evicted->result = AUTH_RESULT_TEMPFAIL;
+		evicted->reason = TEMPFAIL_OVERLOADED;
+		evicted->started_us = evicted->finished_us = mtime_us();
+		completion_push(evicted);
+	}
 	return 0;
+}
+
+void authenticator_queue_depth(struct authenticator *auth, unsigned *waiting_r,
+			       unsigned *sources_r, uint64_t *table_full_r)
+{
+	pthread_mutex_lock(&auth->lock);
+	*waiting_r = fairq_waiting(auth->queue);
+	*sources_r = fairq_sources(auth->queue);
+	*table_full_r = fairq_table_full(auth->queue);
+	pthread_mutex_unlock(&auth->lock);
 }
 
 void authenticator_abandon(struct job *job)

@@ -324,6 +324,7 @@ int main(int argc, char **argv)
 	requests_set_base(base);
 	requests_init(conf, base);
 	authenticators_init(base);
+	ratelog_init(base);
 	current = generation_start(conf, err, sizeof(err));
 	if (current == NULL)
 		fatalx("%s", err);
@@ -354,6 +355,7 @@ int main(int argc, char **argv)
 	requests_shutdown();
 	redeem_shutdown();
 	stats_shutdown();
+	ratelog_shutdown();
 	authenticators_shutdown(current);	/* frees every configuration */
 	l2_shutdown();				/* its control thread flushes L1 */
 	requests_cache_free();

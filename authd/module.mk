@@ -2,7 +2,8 @@
 AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c \
 	authd/ticket.c authd/redeem.c authd/normalize.c authd/password.c authd/spawn.c \
 	authd/passdb_passwd_file.c authd/passdb_external.c authd/passdb_pam.c \
-	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c authd/l2.c
+	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c authd/l2.c \
+	authd/fairq.c authd/ratelog.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
 AUTHCTL_OBJS := $(B)/obj/authd/authctl.o
 ALL_OBJS += $(AUTHD_OBJS) $(AUTHCTL_OBJS)
@@ -54,5 +55,6 @@ $(B)/test-passwd-file: $(B)/obj/authd/test-passwd-file.o $(B)/obj/authd/passdb_p
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 # authenticator.c with a scripted backend (the test defines the passdb_* ops).
-$(B)/test-queue: $(B)/obj/authd/test-queue.o $(B)/obj/authd/authenticator.o $(COMMON_OBJS)
+$(B)/test-queue: $(B)/obj/authd/test-queue.o $(B)/obj/authd/authenticator.o \
+		$(B)/obj/authd/fairq.o $(B)/obj/authd/ratelog.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -254,9 +254,12 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			break;
 		case AUTH_RESULT_TEMPFAIL:
 			authd_stats.answered_tempfail++;
-			log_warnx("auth tempfail: user=%s service=%s rip=%s authenticator=%s "
-				  "reason=%s time=%.1fms", user, req->service, rip,
-				  authname, reason_names[reason], elapsed_ms(req->started_us));
+			/* one line per burst and a count per interval (ratelog.c) */
+			if (ratelog_allow("auth tempfail", authname, reason_names[reason]))
+				log_warnx("auth tempfail: user=%s service=%s rip=%s "
+					  "authenticator=%s reason=%s time=%.1fms", user,
+					  req->service, rip, authname, reason_names[reason],
+					  elapsed_ms(req->started_us));
 			ans.reason = reason;
 			break;
 		default:

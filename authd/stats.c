@@ -38,13 +38,19 @@ static void render_authenticators(struct evbuffer *out, struct generation *gen)
 } while (0)
 
 	unsigned queued[CONFIG_MAX_AUTHENTICATORS], busy[CONFIG_MAX_AUTHENTICATORS];
+	unsigned sources[CONFIG_MAX_AUTHENTICATORS];
+	uint64_t table_full[CONFIG_MAX_AUTHENTICATORS];
 	for (size_t i = 0; i < gen->nauths; i++) {
+		authenticator_queue_depth(&gen->auths[i], &queued[i], &sources[i], &table_full[i]);
 		pthread_mutex_lock(&gen->auths[i].lock);
-		queued[i] = gen->auths[i].queued;
 		busy[i] = gen->auths[i].busy;
 		pthread_mutex_unlock(&gen->auths[i].lock);
 	}
 	EACH_AUTH("authd_queue_depth", "gauge", "Requests waiting for a worker.", queued[i]);
+	EACH_AUTH("authd_queue_sources", "gauge",
+		  "Client sources with a request waiting or in a worker.", sources[i]);
+	EACH_AUTH("authd_queue_source_table_full_total", "counter",
+		  "Requests that shared the overflow source (source table full).", table_full[i]);
 	EACH_AUTH("authd_in_flight", "gauge", "Requests a worker is working on.", busy[i]);
 	EACH_AUTH("authd_workers", "gauge", "Worker threads.", a->nworkers);
 	EACH_AUTH("authd_workers_stuck", "gauge", "Workers past their request's deadline.",
@@ -66,6 +72,19 @@ static void render_authenticators(struct evbuffer *out, struct generation *gen)
 			snprintf(labels, sizeof(labels), "authenticator=\"%s\",result=\"%s\"",
 				 a->conf->name, r[k].kind);
 			metrics_value(out, "authd_authenticator_results_total", labels, r[k].v);
+		}
+	}
+	metrics_header(out, "authd_authenticator_overloaded_total", "counter",
+		       "Requests refused or pushed out of the queue, by reason (answered "
+		       "TEMPFAIL overloaded).");
+	for (size_t i = 0; i < gen->nauths; i++) {
+		struct authenticator *a = &gen->auths[i];
+
+		for (int r = 0; r < OVERLOAD_COUNT; r++) {
+			snprintf(labels, sizeof(labels), "authenticator=\"%s\",reason=\"%s\"",
+				 a->conf->name, overload_reason_name(r));
+			metrics_value(out, "authd_authenticator_overloaded_total", labels,
+				      a->stats.overload[r]);
 		}
 	}
 	metrics_header(out, "authd_queue_wait_seconds", "histogram",
@@ -245,6 +264,9 @@ static void render(struct evbuffer *out)
 		      authd_stats.stale_answers);
 	metrics_value(out, "authd_answers_by_source_total", "source=\"invalid\"",
 		      authd_stats.invalid);
+	metrics_header(out, "authd_log_lines_suppressed_total", "counter",
+		       "Overload warnings counted into a summary line instead of logged.");
+	metrics_value(out, "authd_log_lines_suppressed_total", NULL, ratelog_suppressed());
 	metrics_header(out, "authd_tickets_outstanding", "gauge",
 		       "Handoff tickets issued, not yet redeemed or expired.");
 	metrics_value(out, "authd_tickets_outstanding", NULL, tickets_outstanding());

@@ -1,5 +1,6 @@
 /*
- * test-queue.c - unit tests of authenticator.c: the bounded queue, the
+ * test-queue.c - unit tests of authenticator.c and fairq.c: the bounded
+ * queue, fair turns between sources, the per-source limit, push-out, the
  * worker pool, deadlines, stuck workers and generations, with a scripted
  * backend instead of a real one.  A real libevent loop carries the
  * completions back, as in authd.
@@ -94,19 +95,51 @@ static struct config *make_config(unsigned workers, unsigned queue_limit, uint64
 	conf->auths[0].type = AUTH_TYPE_PASSWD_FILE;
 	conf->auths[0].workers = workers;
 	conf->auths[0].queue_limit = queue_limit;
+	conf->auths[0].per_source_limit = 1000;
 	conf->auths[0].timeout_ms = timeout_ms;
 	return conf;
 }
 
-static struct job *new_job(const char *user)
+static struct job *new_job_from(const char *user, const char *rip)
 {
 	struct job *job = xcalloc(1, sizeof(*job));
 
 	snprintf(job->user, sizeof(job->user), "%s", user);
+	snprintf(job->user_log, sizeof(job->user_log), "%s", user);
+	snprintf(job->rip, sizeof(job->rip), "%s", rip);
 	job->password = xstrdup("pw");
 	job->passlen = 2;
 	job->flight = (struct flight *)job;	/* anything non-NULL: somebody waits */
 	return job;
+}
+
+static struct job *new_job(const char *user)
+{
+	return new_job_from(user, "");
+}
+
+static int submit_from(struct generation *gen, const char *user, const char *rip,
+		       enum tempfail_reason *reason_r)
+{
+	struct job *job = new_job_from(user, rip);
+	int rc = authenticator_submit(&gen->auths[0], job, reason_r);
+
+	if (rc == -1)
+		job_free(job);
+	return rc;
+}
+
+/* Waits (at most 1 s) until a worker of gen's authenticator took a job. */
+static void wait_busy(struct generation *gen)
+{
+	for (int i = 0; i < 1000; i++) {
+		pthread_mutex_lock(&gen->auths[0].lock);
+		unsigned busy = gen->auths[0].busy;
+		pthread_mutex_unlock(&gen->auths[0].lock);
+		if (busy != 0)
+			return;
+		usleep(1000);
+	}
 }
 
 static int submit(struct generation *gen, const char *user, enum tempfail_reason *reason_r)
@@ -195,6 +228,166 @@ static void test_queue_limit(void)
 	reset();
 }
 
+/* A source with many requests waiting delays another by one turn per
+ * round, not by all of them. */
+static void test_sources_take_turns(void)
+{
+	char err[256], name[16];
+	enum tempfail_reason r;
+	struct generation *gen = generation_start(make_config(1, 64, 5000), err, sizeof(err));
+	static const char *const order[] = {
+		"a0", "b0", "c0", "a1", "b1", "a2", "b2", "a3", "a4", "a5",
+	};
+
+	CHECK_INT(submit_from(gen, "sleep50", "192.0.2.1", &r), 0);	/* holds the worker */
+	wait_busy(gen);
+	for (int i = 0; i < 6; i++) {
+		snprintf(name, sizeof(name), "a%d", i);
+		CHECK_INT(submit_from(gen, name, "192.0.2.1", &r), 0);
+	}
+	/* the same /64, and an IPv4-mapped address of another source */
+	CHECK_INT(submit_from(gen, "b0", "2001:db8::1", &r), 0);
+	CHECK_INT(submit_from(gen, "b1", "2001:db8::ffff:2", &r), 0);
+	CHECK_INT(submit_from(gen, "b2", "2001:db8:0:0:1::3", &r), 0);
+	CHECK_INT(submit_from(gen, "c0", "::ffff:192.0.2.3", &r), 0);
+	wait_done(11);
+	CHECK_INT(ncalls, 11);
+	/* all wait while sleep50 runs: then one of a, b, c in turn, in the
+	 * order they came; a's five more do not delay b's or c's */
+	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+		CHECK_STR(calls[i + 1], order[i]);
+	generation_retire(gen);
+	reset();
+}
+
+static void test_per_source_limit(void)
+{
+	char err[256];
+	enum tempfail_reason r = TEMPFAIL_INTERNAL;
+	struct config *conf = make_config(1, 64, 5000);
+	struct generation *gen;
+
+	conf->auths[0].per_source_limit = 2;
+	gen = generation_start(conf, err, sizeof(err));
+	CHECK_INT(submit_from(gen, "sleep100", "192.0.2.1", &r), 0);
+	wait_busy(gen);
+	/* in a worker counts: one more fits */
+	CHECK_INT(submit_from(gen, "ok1", "192.0.2.1", &r), 0);
+	CHECK_INT(submit_from(gen, "ok2", "192.0.2.1", &r), -1);
+	CHECK_INT(r, TEMPFAIL_OVERLOADED);
+	CHECK_INT(gen->auths[0].stats.overload[OVERLOAD_SOURCE_LIMIT], 1);
+	/* another source is not affected; an address-less one is one source */
+	CHECK_INT(submit_from(gen, "ok3", "192.0.2.2", &r), 0);
+	CHECK_INT(submit_from(gen, "ok4", "", &r), 0);
+	CHECK_INT(submit_from(gen, "ok5", "", &r), 0);
+	CHECK_INT(submit_from(gen, "ok6", "", &r), -1);
+	wait_done(5);
+	CHECK_INT(ndone, 5);
+	/* all done: the source is free again */
+	CHECK_INT(submit_from(gen, "ok7", "192.0.2.1", &r), 0);
+	CHECK_INT(submit_from(gen, "ok8", "192.0.2.1", &r), 0);
+	wait_done(7);
+	CHECK_INT(ndone, 7);
+	generation_retire(gen);
+	reset();
+}
+
+/* A full queue makes room for a shorter source by pushing out the newest
+ * request of the longest one. */
+static void test_full_queue_pushes_out_the_longest_source(void)
+{
+	char err[256];
+	enum tempfail_reason r = TEMPFAIL_INTERNAL;
+	struct generation *gen = generation_start(make_config(1, 3, 5000), err, sizeof(err));
+	unsigned tempfails = 0;
+
+	CHECK_INT(submit_from(gen, "sleep100", "192.0.2.1", &r), 0);
+	wait_busy(gen);
+	CHECK_INT(submit_from(gen, "a1", "192.0.2.1", &r), 0);
+	CHECK_INT(submit_from(gen, "a2", "192.0.2.1", &r), 0);
+	CHECK_INT(submit_from(gen, "a3", "192.0.2.1", &r), 0);	/* full */
+	CHECK_INT(submit_from(gen, "b1", "192.0.2.2", &r), 0);	/* pushes out a3 */
+	CHECK_INT(gen->auths[0].stats.overload[OVERLOAD_PUSHED_OUT], 1);
+	/* a has 2 waiting, b 1: b's next would only trade places */
+	CHECK_INT(submit_from(gen, "b2", "192.0.2.2", &r), -1);
+	CHECK_INT(r, TEMPFAIL_OVERLOADED);
+	CHECK_INT(gen->auths[0].stats.overload[OVERLOAD_QUEUE_FULL], 1);
+	CHECK_INT(submit_from(gen, "a4", "192.0.2.1", &r), -1);
+	wait_done(5);
+	CHECK_INT(ndone, 5);
+	for (unsigned i = 0; i < ndone; i++)
+		if (done[i]->result == AUTH_RESULT_TEMPFAIL) {
+			CHECK_STR(done[i]->user, "a3");
+			CHECK_INT(done[i]->reason, TEMPFAIL_OVERLOADED);
+			tempfails++;
+		}
+	CHECK_INT(tempfails, 1);
+	CHECK_INT(ncalls, 4);			/* sleep100 a1 b1 a2 */
+	CHECK_STR(calls[2], "b1");
+	CHECK_INT(gen->jobs, 0);
+	generation_retire(gen);
+	reset();
+}
+
+static void test_source_keys(void)
+{
+	struct fairq_key a, b;
+
+	fairq_key("2001:db8::1", &a);
+	fairq_key("2001:db8::abcd:1", &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);		/* one /64 */
+	fairq_key("2001:db8:0:1::1", &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) != 0);
+	fairq_key("fe80::1%eth0", &a);
+	fairq_key("fe80::2", &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	fairq_key("::ffff:10.1.2.3", &a);
+	fairq_key("10.1.2.3", &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	fairq_key("10.1.2.4", &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) != 0);
+	fairq_key("", &a);
+	fairq_key(NULL, &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+	fairq_key("local", &b);
+	CHECK(memcmp(&a, &b, sizeof(a)) != 0);
+	fairq_key("local", &a);
+	CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+}
+
+/* More sources than the table holds share the overflow source. */
+static void test_source_table_full(void)
+{
+	struct fairq *q = fairq_new(2, 8, 0);	/* room for 2 sources */
+	struct job jobs[4], *ev, *j;
+	struct fairq_key k;
+	char ip[32];
+
+	memset(jobs, 0, sizeof(jobs));
+	for (int i = 0; i < 2; i++) {
+		snprintf(ip, sizeof(ip), "192.0.2.%d", i + 1);
+		fairq_key(ip, &k);
+		CHECK_INT(fairq_push(q, &jobs[i], &k, &ev), FAIRQ_QUEUED);
+	}
+	CHECK_INT(fairq_sources(q), 2);
+	j = fairq_pop(q);
+	CHECK(j == &jobs[0]);
+	fairq_key("192.0.2.9", &k);	/* the table is full (one waits, one runs) */
+	CHECK_INT(fairq_push(q, &jobs[2], &k, &ev), FAIRQ_QUEUED);
+	CHECK(ev == NULL);
+	CHECK_INT(fairq_table_full(q), 1);
+	CHECK_INT(fairq_sources(q), 3);
+	CHECK_INT(fairq_waiting(q), 2);
+	fairq_done(q, j);		/* source 1 leaves: its slot is free */
+	fairq_key("192.0.2.10", &k);
+	CHECK_INT(fairq_push(q, &jobs[3], &k, &ev), FAIRQ_FULL);
+	while ((j = fairq_pop(q)) != NULL)
+		fairq_done(q, j);
+	CHECK_INT(fairq_sources(q), 0);
+	fairq_free(&q);
+	CHECK(q == NULL);
+}
+
 static void test_expired_in_queue_is_not_run(void)
 {
 	char err[256];
@@ -280,6 +473,11 @@ int main(void)
 	UNIT_RUN(test_results_come_back);
 	UNIT_RUN(test_fifo_with_one_worker);
 	UNIT_RUN(test_queue_limit);
+	UNIT_RUN(test_sources_take_turns);
+	UNIT_RUN(test_per_source_limit);
+	UNIT_RUN(test_full_queue_pushes_out_the_longest_source);
+	UNIT_RUN(test_source_keys);
+	UNIT_RUN(test_source_table_full);
 	UNIT_RUN(test_expired_in_queue_is_not_run);
 	UNIT_RUN(test_abandoned_job_is_skipped);
 	UNIT_RUN(test_stuck_workers_refuse_then_recover);

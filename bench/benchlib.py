@@ -478,16 +478,20 @@ type = external
 program = {helper} {db} 2
 workers = 16
 queue-limit = 256
+per-source-limit = 256
 timeout = 10s
 cache = no
 
 """.format(helper=SLOW_HELPER, db=data.slow_db)
+        # Every load client comes from 127.0.0.1, one source for authd's
+        # fair queues: its per-source-limit must not cap the bench.
         text += """[authenticator local]
 type = passwd-file
 path = {passwd}
 workers = 4
 hash-concurrency = {cores}
 queue-limit = 1024
+per-source-limit = 1024
 timeout = 10s
 cache = yes
 """.format(passwd=data.passwd[scheme], cores=os.cpu_count() or 2)

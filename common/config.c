@@ -109,6 +109,10 @@ static const struct key_def pop3d_keys[] = {
 	{ "log-file", K_PATH, C(pop3d.log.file), OPTIONAL, 0, 0, 0 },
 	{ "syslog-facility", K_FACILITY, C(pop3d.log.syslog_facility), "mail", 0, 0, 0 },
 	{ "preauth-timeout", K_DURATION, C(pop3d.preauth_timeout_ms), "60s", 1000, 3600000, 0 },
+	/* The whole AUTHORIZATION state, whatever the client sends (a NOOP
+	 * every few seconds holds a slot no longer), and its command lines. */
+	{ "login-timeout", K_DURATION, C(pop3d.login_timeout_ms), "2m", 1000, 3600000, 0 },
+	{ "login-max-commands", K_UINT, C(pop3d.login_max_commands), "50", 1, 100000, 0 },
 	{ "session-timeout", K_DURATION, C(pop3d.session_timeout_ms), "10m", 1000, 86400000, 0 },
 	{ "max-connections", K_UINT, C(pop3d.max_connections), "1000", 1, 1000000, 0 },
 	{ "max-connections-per-ip", K_UINT, C(pop3d.max_connections_per_ip), "20", 1, 1000000, 0 },
@@ -164,6 +168,9 @@ static const struct key_def auth_keys[] = {
 	{ "program", K_STRING, A(program), NULL, 0, 0, T_EXT | T_CHK },
 	{ "workers", K_UINT, A(workers), "4", 1, 256, T_ALL },
 	{ "queue-limit", K_UINT, A(queue_limit), "256", 1, 1000000, T_ALL },
+	/* Waiting and in a worker, per client address (IPv6: per /64): a
+	 * flood from one source stays its own problem (authd/fairq.c). */
+	{ "per-source-limit", K_UINT, A(per_source_limit), "32", 1, 1000000, T_ALL },
 	{ "timeout", K_DURATION, A(timeout_ms), "5s", 10, 600000, T_ALL },
 	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
 	{ "require-secured", K_BOOL, A(require_secured), "no", 0, 0, T_ALL },

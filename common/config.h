@@ -63,6 +63,7 @@ struct auth_conf {
 	char *envp[CONFIG_MAX_ARGS + 1];/* environment split, NULL-ended */
 	unsigned workers;
 	unsigned queue_limit;
+	unsigned per_source_limit;	/* requests of one client source (authd/fairq.c) */
 	uint64_t timeout_ms;
 	bool cache;
 	bool require_secured;		/* refuse requests with secured=no */
@@ -147,6 +148,8 @@ struct config {
 		char *stats_group;		/* group of the stats socket (mode 0660) */
 		struct log_conf log;
 		uint64_t preauth_timeout_ms;
+		uint64_t login_timeout_ms;	/* whole AUTHORIZATION state */
+		unsigned login_max_commands;	/* command lines before login */
 		uint64_t session_timeout_ms;
 		unsigned max_connections;
 		unsigned max_connections_per_ip;

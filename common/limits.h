@@ -20,6 +20,12 @@
 /* Requests one client connection may have in flight before authd stops
  * reading from it (back-pressure, not an error). */
 #define AUTHD_MAX_INFLIGHT	1024
+/* Client sources (addresses, IPv6 /64s) one authenticator's queue tells
+ * apart at a time (authd/fairq.c): a source lives while it has a request
+ * waiting or in a worker, so this many is reached only with queue-limit
+ * near it; past it, new sources share one turn.  Bounds the table at
+ * about 256 KiB per authenticator. */
+#define AUTHD_MAX_SOURCES	4096
 /* Single-use handoff tickets: random bytes, hex-encoded on the wire. */
 #define AUTHD_TICKET_BYTES	16
 

@@ -37,6 +37,18 @@
  *   not strand the client.
  * - A failed login waits auth-failure-delay on a timer (never blocking the
  *   loop) before the -ERR, and max-auth-failures closes the connection.
+ *   authd's TEMPFAIL reason=overloaded (its queue refused the request:
+ *   authd/fairq.c) is treated the same way, with a [SYS/TEMP] reply: an
+ *   immediate answer would invite a flood to retry at once, and count
+ *   nothing against it.
+ * - Pre-login limits.  Whatever the client sends, the AUTHORIZATION state
+ *   (TLS handshake, commands, waiting for authd, failure delays) ends at
+ *   login-timeout after the connection came: set_timer() never arms the
+ *   client's one timer past that moment before the login, and remembers
+ *   when it was cut short for it, so the timer knows why it fired.  The
+ *   command lines before a login are counted against login-max-commands.
+ *   Either limit closes the connection with an -ERR line, one log line
+ *   and a counter (fe_stats.login_limit).
  * - Passwords live only in the line buffer, the authd request line and
  *   libevent's output buffer; the first two are wiped after use.
  * - TLS.  A connection from a listen-tls port, or one that sent STLS,
@@ -175,7 +187,11 @@ struct client {
 	bool exempt;		/* from require-tls (require-tls-exempt) */
 	bool skipping;		/* dropping the rest of an over-long line */
 	bool have_user;
+	bool delay_tempfail;	/* ST_DELAY for an overloaded TEMPFAIL, not a FAIL */
+	bool timer_is_login;	/* the timer was cut short for login-timeout */
 	unsigned bad, failures;
+	unsigned commands;	/* lines read before the login (login-max-commands) */
+	uint64_t login_deadline_ms;	/* when login-timeout ends the AUTHORIZATION state */
 	uint64_t auth_handle;
 	uint64_t auth_sent_us;	/* when the AUTH request went to authd */
 	const char *method;
@@ -315,10 +331,34 @@ static void client_free(struct client *c)
 	maybe_exit();
 }
 
+/* Not logged in yet: the states login-timeout bounds. */
+static bool before_login(const struct client *c)
+{
+	switch (c->state) {
+	case ST_TLS_HANDSHAKE: case ST_AUTHORIZATION: case ST_SASL: case ST_AWAITING:
+	case ST_DELAY:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Arms c's timer for ms from now; before the login (set c->state first),
+ * never past login-timeout. */
 static void set_timer(struct client *c, uint64_t ms)
 {
 	struct timeval tv;
 
+	c->timer_is_login = false;
+	if (before_login(c)) {
+		uint64_t now = mtime_ms();
+		uint64_t left = c->login_deadline_ms > now ? c->login_deadline_ms - now : 0;
+
+		if (ms >= left) {
+			ms = left;
+			c->timer_is_login = true;
+		}
+	}
 	MTIME_TV(tv, ms);
 	evtimer_add(c->timer, &tv);
 }
@@ -382,6 +422,34 @@ static void client_close(struct client *c)
 	set_timer(c, c->handed_off ? L.conf->pop3d.session_timeout_ms :
 		  L.conf->pop3d.preauth_timeout_ms);
 	closing_step(c);
+}
+
+/* A pre-login limit (enum login_limit) ends the connection: one -ERR
+ * line, one log line, one count. */
+static void login_limit_close(struct client *c, enum login_limit which)
+{
+	static const char *const why[LOGIN_LIMIT_COUNT] = {
+		[LOGIN_LIMIT_TIME] = "login-timeout",
+		[LOGIN_LIMIT_COMMANDS] = "login-max-commands",
+	};
+
+	L.st.login_limit[which]++;
+	log_info("login limit: rip=%s user=%s limit=%s commands=%u, closing", c->rip,
+		 c->have_user || c->state == ST_AWAITING || c->state == ST_DELAY ? user_tok(c) : "-",
+		 why[which], c->commands);
+	if (c->state == ST_TLS_HANDSHAKE) {
+		client_free(c);		/* nothing can be said in clear text */
+		return;
+	}
+	if (c->state == ST_AWAITING) {
+		authc_cancel(L.authc, c->auth_handle);
+		c->state = ST_AUTHORIZATION;	/* client_free must not cancel again */
+	}
+	if (which == LOGIN_LIMIT_TIME)
+		reply(c, "-ERR Login time limit exceeded, closing");
+	else
+		reply(c, "-ERR Too many commands before login, closing");
+	client_close(c);
 }
 
 static void bad_command(struct client *c, const char *msg)
@@ -742,6 +810,15 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 		log_warnx("login tempfail: user=%s rip=%s method=%s reason=%s",
 			  user_tok(c), c->rip, c->method,
 			  log_token(r->reason, reason, sizeof(reason)));
+		if (strcmp(r->reason, "overloaded") == 0) {
+			/* as a failure: counted, and answered after the delay */
+			L.st.logins_overloaded++;
+			c->failures++;
+			c->delay_tempfail = true;
+			c->state = ST_DELAY;
+			set_timer(c, L.conf->pop3d.auth_failure_delay_ms);
+			return;
+		}
 		reply(c, "-ERR [SYS/TEMP] Temporary authentication failure, try again later");
 		resume(c);
 		return;
@@ -941,6 +1018,11 @@ static void client_process(struct client *c)
 		st = line_read(in, line, POP3_MAX_SASL_LINE, &len, &has_nul);
 		if (st == LINE_NONE)
 			return;
+		if (++c->commands > L.conf->pop3d.login_max_commands) {
+			sodium_memzero(line, len);	/* not read: it may be a PASS */
+			login_limit_close(c, LOGIN_LIMIT_COMMANDS);
+			return;
+		}
 		set_timer(c, L.conf->pop3d.preauth_timeout_ms);
 		if (st == LINE_TOOLONG) {
 			c->skipping = true;
@@ -1035,6 +1117,10 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 
+	if (c->timer_is_login && before_login(c)) {
+		login_limit_close(c, LOGIN_LIMIT_TIME);
+		return;
+	}
 	switch (c->state) {
 	case ST_PP_HEADER:
 		pp_fail(c, PP_TIMEOUT, "no complete header within proxy-timeout");
@@ -1044,7 +1130,11 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 		client_free(c);
 		break;
 	case ST_DELAY:
-		reply(c, "-ERR [AUTH] Authentication failed");
+		if (c->delay_tempfail)
+			reply(c, "-ERR [SYS/TEMP] Server busy, try again later");
+		else
+			reply(c, "-ERR [AUTH] Authentication failed");
+		c->delay_tempfail = false;
 		if (c->failures >= L.conf->pop3d.max_auth_failures) {
 			reply(c, "-ERR Too many failed logins, closing");
 			client_close(c);
@@ -1265,6 +1355,7 @@ static void new_client(int fd, uint64_t conn_id, bool tls_port, bool proxy)
 	c->conn_id = conn_id;
 	c->fd = fd;
 	c->tls_port = tls_port;
+	c->login_deadline_ms = mtime_ms() + L.conf->pop3d.login_timeout_ms;
 	sl = sizeof(ss);
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
 		sock_addr_str((struct sockaddr *)&ss, c->rip, sizeof(c->rip), &c->rport);

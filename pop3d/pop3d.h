@@ -457,6 +457,9 @@ struct tls_ticket_keys {
 	uint8_t zero[7];		/* always 0 */
 };
 
+/* What closed a connection before its login (login.c, login_limit_close). */
+enum login_limit { LOGIN_LIMIT_TIME, LOGIN_LIMIT_COMMANDS, LOGIN_LIMIT_COUNT };
+
 /* A front end's counters, sent whole (IPC_STATS) whenever they changed, at
  * most every POP3D_STATS_INTERVAL_MS, and once more before a retired front
  * end leaves.  Counters are cumulative over the front end's life; the
@@ -467,6 +470,9 @@ struct fe_stats {
 	uint64_t commands[POP3D_NCMDS];	/* AUTHORIZATION-state command lines */
 	uint64_t logins_failed;		/* authd said FAIL */
 	uint64_t logins_tempfailed;	/* TEMPFAIL, no answer, authd unreachable */
+	uint64_t logins_overloaded;	/* ... of them, authd's reason=overloaded
+					 * (delayed, counted as failed attempts) */
+	uint64_t login_limit[LOGIN_LIMIT_COUNT];	/* closed by a pre-login limit */
 	uint64_t bytes_sent;		/* written to client sockets (TLS: on the
 					 * wire, the relay to sessions included) */
 	uint64_t tls_ok, tls_failed, tls_timeout;	/* handshakes by outcome */

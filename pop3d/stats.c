@@ -75,6 +75,9 @@ void stats_fe_add(struct fe_stats *into, const struct fe_stats *from)
 		into->commands[i] += from->commands[i];
 	into->logins_failed += from->logins_failed;
 	into->logins_tempfailed += from->logins_tempfailed;
+	into->logins_overloaded += from->logins_overloaded;
+	for (unsigned i = 0; i < LOGIN_LIMIT_COUNT; i++)
+		into->login_limit[i] += from->login_limit[i];
 	into->bytes_sent += from->bytes_sent;
 	into->tls_ok += from->tls_ok;
 	into->tls_failed += from->tls_failed;
@@ -232,6 +235,16 @@ static void render(struct evbuffer *out)
 	metrics_value(out, "pop3d_logins_total", "result=\"refused\"",
 		      s->logins_refused[LOGIN_REFUSED_PER_USER] +
 		      s->logins_refused[LOGIN_REFUSED_DELAY]);
+	metrics_header(out, "pop3d_logins_overloaded_total", "counter",
+		       "Of the tempfailed logins, those authd refused as overloaded "
+		       "(delayed and counted against max-auth-failures like a failure).");
+	metrics_value(out, "pop3d_logins_overloaded_total", NULL, g.fe.logins_overloaded);
+	metrics_header(out, "pop3d_login_limits_total", "counter",
+		       "Connections closed before their login by a limit, by limit.");
+	metrics_value(out, "pop3d_login_limits_total", "limit=\"login_timeout\"",
+		      g.fe.login_limit[LOGIN_LIMIT_TIME]);
+	metrics_value(out, "pop3d_login_limits_total", "limit=\"login_max_commands\"",
+		      g.fe.login_limit[LOGIN_LIMIT_COMMANDS]);
 	metrics_header(out, "pop3d_logins_refused_total", "counter",
 		       "Logins authd accepted but a limit refused, by limit.");
 	metrics_value(out, "pop3d_logins_refused_total", "reason=\"max_sessions_per_user\"",

@@ -127,7 +127,10 @@ def test_isolation_fast_users_while_helper_hangs(authd_factory, tmp_path, helper
     users = [("user%d" % i, "{PLAIN}pw%d" % i, 4000 + i) for i in range(50)]
     path = str(tmp_path / "users")
     write_passwd(path, users)
-    a = authd_factory([("pw", {"type": "passwd-file", "path": path, "workers": "2"}),
+    # 200 pipelined requests without an address: one source, over the
+    # default per-source-limit
+    a = authd_factory([("pw", {"type": "passwd-file", "path": path, "workers": "2",
+                               "per-source-limit": "1000"}),
                        ("ext", ext_auth(helper_users, workers="8", timeout="60s"))])
     slow = a.client()
     slow_ids = [slow.send_auth("hang%d" % i, "x") for i in range(8)]
@@ -318,7 +321,7 @@ def test_garbage_closes_only_that_connection(authd_factory, pwfile, garbage):
 
 def test_thousands_pipelined_and_disconnects(authd_factory, pwfile, helper_users):
     a = authd_factory([("pw", {"type": "passwd-file", "path": pwfile,
-                               "queue-limit": "4000"}),
+                               "queue-limit": "4000", "per-source-limit": "4000"}),
                        ("ext", ext_auth(helper_users, timeout="5s"))])
     fds = a.fds()
     c = a.client()

@@ -629,11 +629,14 @@ def run_logins(a, total, conns=4, window=32):
 def test_throughput_with_and_without_cache(slapd_factory, authd_factory, capsys):
     total = int(os.environ.get("LDAP_BENCH_LOGINS", "2000"))
     s = slapd_factory(loglevel="0")
-    a = authd_factory([("dir", ldap_auth(s.uri, timeout="10s"))])
+    # 4 x 32 requests at once without an address: one source, over the
+    # default per-source-limit
+    keys = {"timeout": "10s", "per-source-limit": "128"}
+    a = authd_factory([("dir", ldap_auth(s.uri, **keys))])
     cold_s, cold = run_logins(a, total)
     a.stop()
     cold_log = a.log_text()     # both write to the same file
-    b = authd_factory([("dir", ldap_auth(s.uri, timeout="10s"))], cache={})
+    b = authd_factory([("dir", ldap_auth(s.uri, **keys))], cache={})
     warm_s, warm = run_logins(b, total)
     assert cold == {"OK": total} and warm == {"OK": total}, (cold, warm)
     with capsys.disabled():
