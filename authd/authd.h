@@ -308,8 +308,8 @@ struct l2_stats {
 	uint64_t miss_absent, miss_verifier, miss_generation, miss_expired, miss_no_epoch;
 	uint64_t bad_version, bad_seal, bad_value;
 	uint64_t err_timeout, err_connect, err_protocol, err_other;
-	uint64_t breaker_skips, queue_full, deadline;
-	uint64_t puts, put_errors, rewrites;
+	uint64_t breaker_skips, queue_full;
+	uint64_t puts, put_errors;
 	uint64_t flush_user_sent, flush_all_sent, cluster_flush_users, cluster_flush_all;
 	uint64_t polls;
 	struct metrics_hist get_latency;	/* submitted -> answered, on the loop */
