@@ -746,6 +746,7 @@ static void run_flush(memcached_st *ring, memcached_st **one, struct l2_op *op)
 	}
 	/* First the user's entry and generation, so that a host that reads
 	 * the record finds memcached already without the old entry. */
+	bool entry_done = true;
 	for (unsigned k = 0; k < l2.keys->n; k++) {
 		char ename[SEAL_NAME_SIZE], gname[SEAL_NAME_SIZE];
 		ssize_t si;
@@ -753,8 +754,10 @@ static void run_flush(memcached_st *ring, memcached_st **one, struct l2_op *op)
 		seal_name('a', op->key[k], ename);
 		seal_name('g', op->key[k], gname);
 		si = server_of(ring, ename);
-		if (si < 0 || !ctl_allow((size_t)si))
+		if (si < 0 || !ctl_allow((size_t)si)) {
+			entry_done = false;
 			continue;
+		}
 		random_hex64(gen);
 		rc = memcached_set_by_key(ring, ename, strlen(ename), gname, strlen(gname), gen, 16,
 					  0, 0);
@@ -762,12 +765,18 @@ static void run_flush(memcached_st *ring, memcached_st **one, struct l2_op *op)
 			rc = memcached_delete_by_key(ring, ename, strlen(ename), ename,
 						     strlen(ename), 0);
 		server_done((size_t)si, rc);
-		if (!rc_is_answer(rc))
+		if (!rc_is_answer(rc)) {
+			entry_done = false;
 			memcached_quit(ring);
+		}
 	}
 	for (size_t i = 0; i < l2.nservers; i++)
 		if (ctl_allow(i) && append_flush_record(one[i], i, op) == 0)
 			op->servers_ok++;
+	/* The user's own server kept the old entry: authctl must not say
+	 * that every server took the flush (docs/cluster.md). */
+	if (!entry_done && op->servers_ok == l2.nservers)
+		op->servers_ok--;
 }
 
 /* Flushes L1 as the cluster asks, from the control thread. */

@@ -539,3 +539,22 @@ def test_stale_if_backend_down_from_l2(cluster):
     assert "shared cache entry (stale-if-error)" in b.log_text()
     # never for another password
     assert cb.auth("user11", "other", timeout=20).cmd == "TEMPFAIL"
+
+
+def test_flush_that_misses_a_server_says_so(cluster, memcacheds):
+    a = cluster("a")
+    assert a.client().auth("user12", "pw12").cmd == "OK"
+    wait_until(lambda: a.metric("authd_l2_puts_total", result="ok") == 1, 10, "a's put")
+    name = "authd:a:" + user_key(cluster.key, "user12").hex()
+    holder = [m for m in memcacheds if m.get(name)][0]
+    holder.stop_signal(signal.SIGSTOP)
+    try:
+        r = authctl("-s", a.socket, "flush", "user12")
+        assert r.returncode == 75, r
+        assert "1 of 2 memcached servers" in r.stdout and "did not reach" in r.stderr, r
+    finally:
+        holder.stop_signal(signal.SIGCONT)
+    # with both servers answering, the same flush is complete
+    wait_until(lambda: a.metric("authd_l2_server_up") == 2, 10, "breakers closed", interval=0.1)
+    r = authctl("-s", a.socket, "flush", "user12")
+    assert r.returncode == 0 and "2 of 2" in r.stdout, r
