@@ -397,50 +397,76 @@ struct fetched {
 	bool bad_number;	/* a generation or epoch that is not 16 hex digits */
 };
 
+/* Called for each value an mget found, with the index of its name. */
+typedef void each_value_fn(void *ctx, size_t which, const char *v, size_t vl);
+
+/* Gets the n names, from master's server (or from m's only server when
+ * master is NULL), and calls fn for each value found.  Returns
+ * MEMCACHED_SUCCESS whatever was missing, or the error. */
+static memcached_return_t mget_each(memcached_st *m, const char *master,
+				    const char *const *keys, const size_t *lens, size_t n,
+				    each_value_fn *fn, void *ctx)
+{
+	memcached_result_st res;
+	memcached_return_t rc;
+
+	rc = master != NULL ? memcached_mget_by_key(m, master, strlen(master), keys, lens, n) :
+			      memcached_mget(m, keys, lens, n);
+	if (rc != MEMCACHED_SUCCESS)
+		return rc;
+	if (memcached_result_create(m, &res) == NULL)
+		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
+	for (size_t guard = 0; guard < 2 * n + 2; guard++) {	/* at most n results */
+		if (memcached_fetch_result(m, &res, &rc) == NULL)
+			break;
+		const char *k = memcached_result_key_value(&res);
+		size_t kl = memcached_result_key_length(&res);
+
+		for (size_t w = 0; w < n; w++)
+			if (kl == lens[w] && memcmp(k, keys[w], kl) == 0) {
+				fn(ctx, w, memcached_result_value(&res),
+				   memcached_result_length(&res));
+				break;
+			}
+	}
+	memcached_result_free(&res);
+	sodium_memzero(&res, sizeof(res));
+	if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND)
+		rc = MEMCACHED_SUCCESS;
+	return rc;
+}
+
+/* each_value_fn of fetch_three: which is an enum got. */
+static void got_value(void *ctx, size_t which, const char *v, size_t vl)
+{
+	struct fetched *f = ctx;
+
+	f->have[which] = true;
+	switch (which) {
+	case GOT_ENTRY:
+		if (vl > SEAL_VALUE_MAX)
+			vl = SEAL_VALUE_MAX + 1;	/* refused by seal_entry_open */
+		f->entry_len = vl;
+		memcpy(f->entry, v, vl > SEAL_VALUE_MAX ? SEAL_VALUE_MAX : vl);
+		break;
+	case GOT_GEN:
+		f->bad_number |= seal_parse_u64hex(v, vl, &f->gen) == -1;
+		break;
+	case GOT_EPOCH:
+		f->bad_number |= seal_parse_u64hex(v, vl, &f->epoch) == -1;
+		break;
+	}
+}
+
 /* Reads the entry, generation and epoch of one key from its server. */
 static memcached_return_t fetch_three(memcached_st *m, const char *ename, const char *gname,
 				      struct fetched *f)
 {
 	const char *keys[GOT_N] = { ename, gname, NAME_EPOCH };
 	size_t lens[GOT_N] = { strlen(ename), strlen(gname), strlen(NAME_EPOCH) };
-	memcached_result_st res;
-	memcached_return_t rc;
 
 	memset(f, 0, sizeof(*f));
-	rc = memcached_mget_by_key(m, ename, lens[0], keys, lens, GOT_N);
-	if (rc != MEMCACHED_SUCCESS)
-		return rc;
-	if (memcached_result_create(m, &res) == NULL)
-		return MEMCACHED_MEMORY_ALLOCATION_FAILURE;
-	for (unsigned n = 0; n < 4 * GOT_N; n++) {	/* bounded: at most GOT_N results */
-		if (memcached_fetch_result(m, &res, &rc) == NULL)
-			break;
-		const char *k = memcached_result_key_value(&res);
-		size_t kl = memcached_result_key_length(&res);
-		const char *v = memcached_result_value(&res);
-		size_t vl = memcached_result_length(&res);
-
-		if (kl == lens[0] && memcmp(k, ename, kl) == 0) {
-			f->have[GOT_ENTRY] = true;
-			if (vl > SEAL_VALUE_MAX)
-				vl = SEAL_VALUE_MAX + 1;	/* refused by seal_entry_open */
-			f->entry_len = vl;
-			memcpy(f->entry, v, vl > SEAL_VALUE_MAX ? SEAL_VALUE_MAX : vl);
-		} else if (kl == lens[1] && memcmp(k, gname, kl) == 0) {
-			f->have[GOT_GEN] = true;
-			if (seal_parse_u64hex(v, vl, &f->gen) == -1)
-				f->bad_number = true;
-		} else if (kl == lens[2] && memcmp(k, NAME_EPOCH, kl) == 0) {
-			f->have[GOT_EPOCH] = true;
-			if (seal_parse_u64hex(v, vl, &f->epoch) == -1)
-				f->bad_number = true;
-		}
-	}
-	memcached_result_free(&res);
-	sodium_memzero(&res, sizeof(res));
-	if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND || rc == MEMCACHED_SUCCESS)
-		rc = MEMCACHED_SUCCESS;
-	return rc;
+	return mget_each(m, ename, keys, lens, GOT_N, got_value, f);
 }
 
 /* Looks key number ki of the op up.  Returns true if it found an answer
@@ -793,6 +819,30 @@ static void l1_flush_all(const char *why, const char *server)
 	pthread_mutex_unlock(&l2.lock);
 }
 
+struct records {
+	size_t found;
+	bool unreadable;
+};
+
+/* each_value_fn of apply_records: one or more hex user keys separated by
+ * single spaces, each flushed from L1. */
+static void record_value(void *ctx, size_t which, const char *v, size_t vl)
+{
+	struct records *r = ctx;
+	uint8_t key[CACHE_KEY_LEN];
+	unsigned applied = 0;
+
+	r->found++;
+	for (size_t p = 0; p + 2 * CACHE_KEY_LEN <= vl; p += 2 * CACHE_KEY_LEN + 1) {
+		if (seal_parse_keyhex(v + p, 2 * CACHE_KEY_LEN, key) == -1)
+			break;
+		cache_flush_key(l2.l1, key);
+		applied++;
+	}
+	if (applied == 0)
+		r->unreadable = true;	/* a record we cannot read: be safe */
+}
+
 /* Reads the records seq_from+1 .. seq_to of server i's flush log and
  * flushes their users from L1.  Returns -1 if one could not be read (the
  * caller flushes everything instead). */
@@ -800,55 +850,55 @@ static int apply_records(memcached_st *one, size_t i, uint64_t from, uint64_t to
 {
 	char names[FLUSH_RECORDS_MAX][32];
 	const char *keys[FLUSH_RECORDS_MAX];
-	size_t lens[FLUSH_RECORDS_MAX], n = (size_t)(to - from), found = 0;
-	memcached_result_st res;
+	size_t lens[FLUSH_RECORDS_MAX], n = (size_t)(to - from);
+	struct records r = { 0, false };
 	memcached_return_t rc;
-	int ok = 0;
 
-	for (size_t r = 0; r < n; r++) {
-		snprintf(names[r], sizeof(names[r]), SEAL_PREFIX "f:%llu",
-			 (unsigned long long)(from + 1 + r));
-		keys[r] = names[r];
-		lens[r] = strlen(names[r]);
+	for (size_t k = 0; k < n; k++) {
+		snprintf(names[k], sizeof(names[k]), SEAL_PREFIX "f:%llu",
+			 (unsigned long long)(from + 1 + k));
+		keys[k] = names[k];
+		lens[k] = strlen(names[k]);
 	}
-	rc = memcached_mget(one, keys, lens, n);
+	rc = mget_each(one, NULL, keys, lens, n, record_value, &r);
+	server_done(i, rc);
 	if (rc != MEMCACHED_SUCCESS) {
-		server_done(i, rc);
 		memcached_quit(one);
 		return -1;
 	}
-	if (memcached_result_create(one, &res) == NULL)
-		return -1;
-	for (size_t guard = 0; guard < 2 * n + 2; guard++) {
-		if (memcached_fetch_result(one, &res, &rc) == NULL)
-			break;
-		const char *v = memcached_result_value(&res);
-		size_t vl = memcached_result_length(&res);
-		uint8_t key[CACHE_KEY_LEN];
-		unsigned applied = 0;
-
-		found++;
-		/* One or more hex user keys separated by single spaces. */
-		for (size_t p = 0; p + 2 * CACHE_KEY_LEN <= vl; p += 2 * CACHE_KEY_LEN + 1) {
-			if (seal_parse_keyhex(v + p, 2 * CACHE_KEY_LEN, key) == -1)
-				break;
-			cache_flush_key(l2.l1, key);
-			applied++;
-		}
-		if (applied == 0)
-			ok = -1;	/* a record we cannot read: be safe */
-	}
-	memcached_result_free(&res);
-	if (rc != MEMCACHED_END && rc != MEMCACHED_SUCCESS && rc != MEMCACHED_NOTFOUND) {
-		server_done(i, rc);
-		memcached_quit(one);
-		return -1;
-	}
-	server_done(i, MEMCACHED_SUCCESS);
 	pthread_mutex_lock(&l2.lock);
-	l2.stats.cluster_flush_users += found;
+	l2.stats.cluster_flush_users += r.found;
 	pthread_mutex_unlock(&l2.lock);
-	return found == n ? ok : -1;	/* an evicted record: be safe */
+	return r.found == n && !r.unreadable ? 0 : -1;	/* evicted or unreadable: be safe */
+}
+
+struct poll_values {
+	bool have_epoch, have_seq, bad;
+	uint64_t epoch, seq;
+};
+
+/* each_value_fn of poll_server: 0 the epoch, 1 the flush log's counter. */
+static void poll_value(void *ctx, size_t which, const char *v, size_t vl)
+{
+	struct poll_values *pv = ctx;
+	char num[24];
+
+	if (which == 0) {
+		pv->have_epoch = seal_parse_u64hex(v, vl, &pv->epoch) == 0;
+		pv->bad |= !pv->have_epoch;
+		return;
+	}
+	/* memcached's counters are decimal, up to 20 digits */
+	if (vl == 0 || vl >= sizeof(num)) {
+		pv->bad = true;
+		return;
+	}
+	memcpy(num, v, vl);
+	num[vl] = '\0';
+	while (vl > 0 && num[vl - 1] == ' ')	/* incr pads */
+		num[--vl] = '\0';
+	pv->have_seq = num_parse_u64(num, 0, UINT64_MAX, &pv->seq) == 0;
+	pv->bad |= !pv->have_seq;
 }
 
 /* One poll of server i: its epoch and flush log. */
@@ -857,45 +907,12 @@ static void poll_server(memcached_st *one, size_t i)
 	struct server *s = &l2.servers[i];
 	const char *keys[2] = { NAME_EPOCH, NAME_SEQ };
 	size_t lens[2] = { strlen(NAME_EPOCH), strlen(NAME_SEQ) };
-	bool have_epoch = false, have_seq = false, bad = false;
-	uint64_t epoch = 0, seq = 0;
-	memcached_result_st res;
+	struct poll_values pv = { false, false, false, 0, 0 };
 	memcached_return_t rc;
 
 	if (!ctl_allow(i))
 		return;
-	rc = memcached_mget(one, keys, lens, 2);
-	if (rc == MEMCACHED_SUCCESS && memcached_result_create(one, &res) != NULL) {
-		for (unsigned g = 0; g < 6; g++) {
-			if (memcached_fetch_result(one, &res, &rc) == NULL)
-				break;
-			const char *k = memcached_result_key_value(&res);
-			size_t kl = memcached_result_key_length(&res);
-			const char *v = memcached_result_value(&res);
-			size_t vl = memcached_result_length(&res);
-			char num[24];
-
-			if (kl == lens[0] && memcmp(k, NAME_EPOCH, kl) == 0) {
-				have_epoch = seal_parse_u64hex(v, vl, &epoch) == 0;
-				bad |= !have_epoch;
-			} else if (kl == lens[1] && memcmp(k, NAME_SEQ, kl) == 0) {
-				/* memcached's counters are decimal, up to 20 digits */
-				if (vl == 0 || vl >= sizeof(num)) {
-					bad = true;
-					continue;
-				}
-				memcpy(num, v, vl);
-				num[vl] = '\0';
-				while (vl > 0 && num[vl - 1] == ' ')	/* incr pads */
-					num[--vl] = '\0';
-				have_seq = num_parse_u64(num, 0, UINT64_MAX, &seq) == 0;
-				bad |= !have_seq;
-			}
-		}
-		memcached_result_free(&res);
-		if (rc == MEMCACHED_END || rc == MEMCACHED_NOTFOUND)
-			rc = MEMCACHED_SUCCESS;
-	}
+	rc = mget_each(one, NULL, keys, lens, 2, poll_value, &pv);
 	server_done(i, rc);
 	pthread_mutex_lock(&l2.lock);
 	l2.stats.polls++;
@@ -904,7 +921,7 @@ static void poll_server(memcached_st *one, size_t i)
 		memcached_quit(one);
 		return;
 	}
-	if (bad) {
+	if (pv.bad) {
 		/* Not what any authd writes: someone else uses these names.
 		 * Treat it as a restart: flush, and start over. */
 		pthread_mutex_lock(&l2.lock);
@@ -916,25 +933,25 @@ static void poll_server(memcached_st *one, size_t i)
 		return;
 	}
 	/* The flush log first: records since the last poll. */
-	if (!have_seq)
-		seq = 0;
+	if (!pv.have_seq)
+		pv.seq = 0;
 	if (!s->seq_known) {
 		/* Records written before this moment are never read: anything
 		 * L1 holds may predate one of them.  At start-up L1 is empty
 		 * and this costs nothing; later (the server was unreachable,
 		 * or answered garbage) it costs one round of backend calls. */
-		s->seq = seq;
+		s->seq = pv.seq;
 		s->seq_known = true;
 		l1_flush_all("first contact", s->name);
-	} else if (seq != s->seq) {
-		if (seq < s->seq || seq - s->seq > FLUSH_RECORDS_MAX ||
-		    apply_records(one, i, s->seq, seq) == -1)
-			l1_flush_all(seq < s->seq ? "the flush log went back" : "flush log gap",
+	} else if (pv.seq != s->seq) {
+		if (pv.seq < s->seq || pv.seq - s->seq > FLUSH_RECORDS_MAX ||
+		    apply_records(one, i, s->seq, pv.seq) == -1)
+			l1_flush_all(pv.seq < s->seq ? "the flush log went back" : "flush log gap",
 				     s->name);
-		s->seq = seq;
+		s->seq = pv.seq;
 	}
 	/* Then the epoch: a new one is a flush of everyone. */
-	if (!have_epoch) {
+	if (!pv.have_epoch) {
 		char gen[17];
 
 		/* New or restarted server: give it an epoch (add: one host
@@ -947,10 +964,23 @@ static void poll_server(memcached_st *one, size_t i)
 		s->epoch_known = false;
 		return;
 	}
-	if (s->epoch_known && epoch != s->epoch)
+	if (s->epoch_known && pv.epoch != s->epoch)
 		l1_flush_all("new epoch", s->name);
-	s->epoch = epoch;
+	s->epoch = pv.epoch;
 	s->epoch_known = true;
+}
+
+/* The monotonic time ms from now, for pthread_cond_timedwait on
+ * l2.ctl_cond (which waits on CLOCK_MONOTONIC: l2_init). */
+static void deadline_in(uint64_t ms, struct timespec *ts)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += (time_t)(ms / 1000);
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
 }
 
 static void *ctl_main(void *arg)
@@ -984,14 +1014,7 @@ static void *ctl_main(void *arg)
 			continue;
 		}
 		struct timespec ts;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		uint64_t wait_ms = next_poll - now;
-		ts.tv_sec += (time_t)(wait_ms / 1000);
-		ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		deadline_in(next_poll - now, &ts);
 		pthread_cond_timedwait(&l2.ctl_cond, &l2.lock, &ts);
 	}
 	pthread_mutex_unlock(&l2.lock);
@@ -1085,14 +1108,7 @@ void l2_init(const struct config *conf, struct event_base *base, struct cache *l
 	 * Bounded: each call gives up after memcached-timeout; past the
 	 * bound, a server read later flushes L1 at that first contact. */
 	struct timespec ts;
-	uint64_t wait_ms = 4 * l2.nservers * l2.cfg.timeout_ms + 100;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(wait_ms / 1000);
-	ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	deadline_in(4 * l2.nservers * l2.cfg.timeout_ms + 100, &ts);
 	pthread_mutex_lock(&l2.lock);
 	while (!l2.first_round)
 		if (pthread_cond_timedwait(&l2.ctl_cond, &l2.lock, &ts) != 0)

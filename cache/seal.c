@@ -220,42 +220,30 @@ out:
 	return r;
 }
 
-static int hexval(char c)
+/* Exactly 2 * n hex digits into out: libsodium's decoder, which refuses
+ * any other character when no ignore set and no end pointer are given. */
+static int hex_exact(const char *s, size_t len, uint8_t *out, size_t n)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	size_t got;
+
+	if (len != 2 * n || sodium_hex2bin(out, n, s, len, NULL, &got, NULL) != 0 || got != n)
+		return -1;
+	return 0;
 }
 
 int seal_parse_u64hex(const char *s, size_t len, uint64_t *v)
 {
-	uint64_t r = 0;
+	uint8_t b[8];
 
-	if (len != 16)
+	if (hex_exact(s, len, b, sizeof(b)) == -1)
 		return -1;
-	for (size_t i = 0; i < len; i++) {
-		int d = hexval(s[i]);
-		if (d == -1)
-			return -1;
-		r = r << 4 | (uint64_t)d;
-	}
-	*v = r;
+	*v = 0;
+	for (size_t i = 0; i < sizeof(b); i++)
+		*v = *v << 8 | b[i];
 	return 0;
 }
 
 int seal_parse_keyhex(const char *s, size_t len, uint8_t key[CACHE_KEY_LEN])
 {
-	if (len != 2 * CACHE_KEY_LEN)
-		return -1;
-	for (size_t i = 0; i < CACHE_KEY_LEN; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-		if (hi == -1 || lo == -1)
-			return -1;
-		key[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
+	return hex_exact(s, len, key, CACHE_KEY_LEN);
 }
