@@ -311,29 +311,28 @@ static void flight_tempfail(struct flight *f, struct authenticator *a, enum temp
 		a->stats.overloaded++;
 	else
 		a->stats.unavailable++;
-	if (f->cacheable && !TAILQ_EMPTY(&f->waiters) && f->l2res.status == L2_STALE &&
-	    (f->secured || !requires_secured(f->l2res.entry.authenticator))) {
-		char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
-
-		authd_stats.stale_answers++;
-		authd_stats.l2_stale_answers++;
-		log_warnx("authenticator %s: %s for user %s; answering from a shared cache "
-			  "entry (stale-if-error)", a->conf->name, reason_names[reason],
-			  log_token(f->user, user, sizeof(user)));
-		udb_from_entry(&f->l2res.entry, &udb);
-		flight_answer(f, AUTH_RESULT_OK, 0, &udb, f->l2res.entry.authenticator);
-		return;
+	/* A stale positive entry with this password: the one the L2 GET
+	 * found, else L1's. */
+	const struct cache_entry *stale = NULL;
+	if (f->cacheable && !TAILQ_EMPTY(&f->waiters)) {
+		if (f->l2res.status == L2_STALE &&
+		    (f->secured || !requires_secured(f->l2res.entry.authenticator))) {
+			stale = &f->l2res.entry;
+			authd_stats.l2_stale_answers++;
+		} else if (cache_lookup_stale(cache, f->key, f->verifier, (int64_t)mtime_ms(),
+					      &e)) {
+			stale = &e;
+		}
 	}
-	if (f->cacheable && !TAILQ_EMPTY(&f->waiters) &&
-	    cache_lookup_stale(cache, f->key, f->verifier, (int64_t)mtime_ms(), &e)) {
+	if (stale != NULL) {
 		char user[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
 
 		authd_stats.stale_answers++;
-		log_warnx("authenticator %s: %s for user %s; answering from a cache entry "
+		log_warnx("authenticator %s: %s for user %s; answering from a %scache entry "
 			  "(stale-if-error)", a->conf->name, reason_names[reason],
-			  log_token(f->user, user, sizeof(user)));
-		udb_from_entry(&e, &udb);
-		flight_answer(f, AUTH_RESULT_OK, 0, &udb, e.authenticator);
+			  log_token(f->user, user, sizeof(user)), stale == &e ? "" : "shared ");
+		udb_from_entry(stale, &udb);
+		flight_answer(f, AUTH_RESULT_OK, 0, &udb, stale->authenticator);
 		return;
 	}
 	flight_answer(f, AUTH_RESULT_TEMPFAIL, reason, NULL, a->conf->name);

@@ -218,26 +218,26 @@ static void render_l2(struct evbuffer *out)
 		       "Time from an L1 miss's L2 lookup to its answer on the loop.");
 	metrics_hist(out, "authd_l2_get_seconds", NULL, &st.get_latency);
 	n = l2_servers(sv, CONFIG_MAX_MEMCACHED);
-	metrics_header(out, "authd_l2_server_up", "gauge",
-		       "1 if the server's breaker is closed (0: skipped or probing).");
+#define EACH_SERVER(metric, type, help, extra, v) do { \
+	metrics_header(out, metric, type, help); \
+	for (size_t i = 0; i < n; i++) { \
+		snprintf(labels, sizeof(labels), "server=\"%.299s\"%s", sv[i].name, extra); \
+		V(metric, labels, (v)); \
+	} \
+} while (0)
+	EACH_SERVER("authd_l2_server_up", "gauge",
+		    "1 if the server's breaker is closed (0: skipped or probing).", "",
+		    strcmp(sv[i].state, "up") == 0);
+	EACH_SERVER("authd_l2_server_breaker_opens_total", "counter",
+		    "Times the server's breaker opened.", "", sv[i].opens);
+	/* two series of one metric: one header */
+	EACH_SERVER("authd_l2_server_calls_total", "counter", "Calls to the server by result.",
+		    ",result=\"ok\"", sv[i].ok);
 	for (size_t i = 0; i < n; i++) {
-		snprintf(labels, sizeof(labels), "server=\"%.299s\"", sv[i].name);
-		V("authd_l2_server_up", labels, strcmp(sv[i].state, "up") == 0);
-	}
-	metrics_header(out, "authd_l2_server_breaker_opens_total", "counter",
-		       "Times the server's breaker opened.");
-	for (size_t i = 0; i < n; i++) {
-		snprintf(labels, sizeof(labels), "server=\"%.299s\"", sv[i].name);
-		V("authd_l2_server_breaker_opens_total", labels, sv[i].opens);
-	}
-	metrics_header(out, "authd_l2_server_calls_total", "counter",
-		       "Calls to the server by result.");
-	for (size_t i = 0; i < n; i++) {
-		snprintf(labels, sizeof(labels), "server=\"%.299s\",result=\"ok\"", sv[i].name);
-		V("authd_l2_server_calls_total", labels, sv[i].ok);
 		snprintf(labels, sizeof(labels), "server=\"%.299s\",result=\"error\"", sv[i].name);
 		V("authd_l2_server_calls_total", labels, sv[i].errors);
 	}
+#undef EACH_SERVER
 #undef V
 }
 
