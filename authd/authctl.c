@@ -4,8 +4,15 @@
  *   authctl [-s SOCKET | -c CONFIG] test USER [SERVICE]
  *       reads the password from stdin (first line), asks authd, prints
  *       OK/FAIL/TEMPFAIL and the returned fields.
- *   authctl [-s SOCKET | -c CONFIG] flush [USER]
- *       removes one user's cache entries, or all of them.
+ *   authctl [-s SOCKET | -c CONFIG] flush [--kick USER | USER]
+ *       removes one user's cache entries, or all of them; with --kick,
+ *       also ends the user's sessions, as kick does.
+ *   authctl [-s SOCKET | -c CONFIG] who [USER]
+ *       lists the POP3 sessions of this host (every pop3d master
+ *       connected to authd's master socket).
+ *   authctl [-s SOCKET | -c CONFIG] kick USER
+ *       ends USER's sessions on this host and, with a shared L2 cache,
+ *       on every host of the cluster.
  *   authctl [-s SOCKET | -c CONFIG] cache
  *       prints the cache's fill, entries by kind, hit ratio and counters.
  *   authctl [-s SOCKET | -c CONFIG] reload
@@ -24,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -47,6 +55,9 @@ static void usage(void)
 	fprintf(stderr, "usage: authctl [-s SOCKET | -c CONFIG] COMMAND\n"
 		"  test USER [SERVICE]   check a password read from standard input\n"
 		"  flush [USER]          drop USER's cache entries, or all\n"
+		"  flush --kick USER     drop USER's cache entries and end its sessions\n"
+		"  who [USER]            list the POP3 sessions of this host\n"
+		"  kick USER             end USER's sessions (every host of a cluster)\n"
 		"  cache                 show the cache's contents and counters\n"
 		"  reload                make authd re-read its configuration\n"
 		"  stats [--raw] [--watch SECONDS [--count N]]\n"
@@ -186,6 +197,153 @@ static int admin_request(const char *sock, const char *cmd, const char *user, ch
 	return rc == -1 ? EX_REJECT : 0;
 }
 
+/* "cluster=OK/N" of a reply: prints it; returns EX_TEMP if a server
+ * missed it, else 0. */
+static int cluster_part(const struct proto_msg *m, const char *what)
+{
+	const char *cl = proto_get(m, "cluster");
+	unsigned ok, n;
+
+	if (cl == NULL || sscanf(cl, "%u/%u", &ok, &n) != 2)
+		return 0;
+	printf("cluster: %u of %u memcached servers took the %s\n", ok, n, what);
+	if (ok < n) {
+		fprintf(stderr, "authctl: warning: the %s did not reach every memcached server; "
+			"see docs/cluster.md, \"When a flush does not reach every server\"\n", what);
+		return EX_TEMP;
+	}
+	return 0;
+}
+
+/* "masters=A/N" and "ended=K" of a KICK reply: prints them; returns
+ * EX_TEMP if a pop3d master did not answer, else 0. */
+static int masters_part(const struct proto_msg *m, const char *user)
+{
+	const char *ms = proto_get(m, "masters"), *ended = proto_get(m, "ended");
+	unsigned a, n;
+
+	if (ms == NULL || sscanf(ms, "%u/%u", &a, &n) != 2)
+		return 0;
+	if (n == 0) {
+		printf("no pop3d is connected to this authd: no session ended here\n");
+		return 0;
+	}
+	printf("ended %s session%s of %s on this host\n", ended ? ended : "?",
+	       ended && strcmp(ended, "1") == 0 ? "" : "s", user);
+	if (a < n) {
+		fprintf(stderr, "authctl: warning: %u of %u pop3d masters did not answer\n",
+			n - a, n);
+		return EX_TEMP;
+	}
+	return 0;
+}
+
+static int cmd_kick(const char *sock, const char *user, bool flush)
+{
+	char line[AUTHD_MAX_LINE + 1];
+	struct proto_line l;
+	struct proto_msg m;
+	int fd = connect_authd(sock, true), rc, rc2;
+
+	if (fd == -1)
+		return EX_UNAVAIL;
+	proto_line_start(&l, "KICK");
+	proto_line_add(&l, "1");
+	proto_line_kv(&l, "user", user);
+	if (flush)
+		proto_line_kv(&l, "flush", "yes");
+	rc = transact(fd, &l, line, sizeof(line), &m);
+	close(fd);
+	if (rc == -1)
+		return EX_REJECT;
+	if (flush)
+		printf("flushed %s entries of %s\n", proto_get(&m, "removed") ?
+		       proto_get(&m, "removed") : "?", user);
+	rc = masters_part(&m, user);
+	rc2 = cluster_part(&m, flush ? "flush and kick" : "kick");
+	return rc != 0 ? rc : rc2;
+}
+
+static int cmd_who(const char *sock, const char *only)
+{
+	char line[AUTHD_MAX_LINE + 1];
+	struct proto_line l;
+	struct proto_msg m;
+	const char *err;
+	int fd = connect_authd(sock, true), rc = EX_OK_;
+	unsigned long long shown = 0;
+	ssize_t n;
+
+	if (fd == -1)
+		return EX_UNAVAIL;
+	proto_line_start(&l, "WHO");
+	proto_line_add(&l, "1");
+	if (proto_line_end(&l) == -1 || write_all(fd, l.buf, l.len) == -1) {
+		fprintf(stderr, "authctl: cannot send the request\n");
+		close(fd);
+		return EX_UNAVAIL;
+	}
+	for (;;) {
+		if ((n = read_line(fd, line, sizeof(line), AUTHCTL_TIMEOUT_MS)) == -1) {
+			fprintf(stderr, "authctl: no reply from authd\n");
+			rc = EX_UNAVAIL;
+			break;
+		}
+		if (proto_parse(line, (size_t)n, &m, &err) == -1) {
+			fprintf(stderr, "authctl: malformed reply: %s\n", err);
+			rc = EX_REJECT;
+			break;
+		}
+		if (strcmp(m.cmd, "ERROR") == 0) {
+			const char *why = proto_get(&m, "reason");
+			fprintf(stderr, "authctl: authd refused: %s\n", why != NULL ? why : "?");
+			rc = EX_REJECT;
+			break;
+		}
+		if (strcmp(m.cmd, "SESSION") == 0) {
+			const char *user = proto_get(&m, "user"), *rip = proto_get(&m, "rip");
+			const char *start = proto_get(&m, "start");
+			char when[32] = "?", addr[80];
+			time_t t;
+			struct tm tm;
+
+			if (user == NULL || rip == NULL || (only != NULL && strcmp(user, only) != 0))
+				continue;
+			if (start != NULL && (t = (time_t)strtoll(start, NULL, 10)) > 0 &&
+			    localtime_r(&t, &tm) != NULL)
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+			snprintf(addr, sizeof(addr), strchr(rip, ':') ? "[%s]:%s" : "%s:%s", rip,
+				 proto_get(&m, "rport") ? proto_get(&m, "rport") : "?");
+			if (shown++ == 0)
+				printf("%-24s %-28s %-19s %8s %-3s %8s\n", "USER", "CLIENT", "SINCE",
+				       "PID", "TLS", "MASTER");
+			printf("%-24s %-28s %-19s %8s %-3s %8s\n", user, addr, when,
+			       proto_get(&m, "pid") ? proto_get(&m, "pid") : "?",
+			       proto_get(&m, "tls") ? proto_get(&m, "tls") : "?",
+			       proto_get(&m, "master") ? proto_get(&m, "master") : "?");
+			continue;
+		}
+		if (strcmp(m.cmd, "DONE") != 0)
+			continue;
+		const char *ms = proto_get(&m, "masters");
+		unsigned a, nm;
+		if (ms != NULL && sscanf(ms, "%u/%u", &a, &nm) == 2) {
+			if (nm == 0)
+				printf("no pop3d is connected to this authd\n");
+			else
+				printf("%llu session%s\n", shown, shown == 1 ? "" : "s");
+			if (a < nm) {
+				fprintf(stderr, "authctl: warning: %u of %u pop3d masters did not "
+					"answer\n", nm - a, nm);
+				rc = EX_TEMP;
+			}
+		}
+		break;
+	}
+	close(fd);
+	return rc;
+}
+
 static int cmd_flush(const char *sock, const char *user)
 {
 	char line[AUTHD_MAX_LINE + 1];
@@ -199,18 +357,7 @@ static int cmd_flush(const char *sock, const char *user)
 	/* With a shared L2: how many memcached servers took it.  A flush that
 	 * reached none is local only: the other hosts' caches keep the old
 	 * password until positive-ttl (docs/cluster.md). */
-	const char *cl = proto_get(&m, "cluster");
-	unsigned ok, n;
-	if (cl != NULL && sscanf(cl, "%u/%u", &ok, &n) == 2) {
-		printf("cluster: %u of %u memcached servers took the flush\n", ok, n);
-		if (ok < n) {
-			fprintf(stderr, "authctl: warning: the flush did not reach every memcached "
-				"server; see docs/cluster.md, \"When a flush does not reach every "
-				"server\"\n");
-			return EX_TEMP;
-		}
-	}
-	return EX_OK_;
+	return cluster_part(&m, "flush");
 }
 
 static unsigned long long kvnum(const struct proto_msg *m, const char *key)
@@ -720,8 +867,15 @@ int main(int argc, char **argv)
 		if (argc < 2 || argc > 3)
 			usage();
 		rc = cmd_test(sock, argv[1], argc == 3 ? argv[2] : "authctl");
-	} else if (strcmp(argv[0], "flush") == 0 && argc <= 2) {
+	} else if (strcmp(argv[0], "flush") == 0 && argc == 3 && strcmp(argv[1], "--kick") == 0) {
+		rc = cmd_kick(sock, argv[2], true);
+	} else if (strcmp(argv[0], "flush") == 0 && argc <= 2 &&
+		   (argc == 1 || argv[1][0] != '-')) {
 		rc = cmd_flush(sock, argc == 2 ? argv[1] : NULL);
+	} else if (strcmp(argv[0], "kick") == 0 && argc == 2) {
+		rc = cmd_kick(sock, argv[1], false);
+	} else if (strcmp(argv[0], "who") == 0 && argc <= 2) {
+		rc = cmd_who(sock, argc == 2 ? argv[1] : NULL);
 	} else if (strcmp(argv[0], "cache") == 0 && argc == 1) {
 		rc = cmd_cache(sock);
 	} else if (strcmp(argv[0], "reload") == 0 && argc == 1) {

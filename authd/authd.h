@@ -312,6 +312,7 @@ struct l2_stats {
 	uint64_t puts, put_errors;
 	uint64_t flush_user_sent, flush_all_sent, cluster_flush_users, cluster_flush_all;
 	uint64_t polls;
+	uint64_t kicks_sent, kicks_received, kicks_stale;
 	struct metrics_hist get_latency;	/* submitted -> answered, on the loop */
 };
 struct l2_server_info {
@@ -357,6 +358,15 @@ void l2_put(const uint8_t key[CACHE_KEY_LEN], const uint8_t verifier[CACHE_VERIF
  * Returns -1 if L2 is off. */
 int l2_flush(const uint8_t *key, const char *scope, const char *user, l2_flush_cb *cb,
 	     void *ctx);
+/* Any thread: ends user's sessions on every host (a sealed kick in the
+ * flush log, see l2.c), and with key not NULL flushes the user as
+ * l2_flush does, in the same record.  cb as l2_flush's.  Returns -1 if L2
+ * is off or the name is too long for a kick. */
+int l2_kick(const char *user, const uint8_t *key, const char *scope, l2_flush_cb *cb,
+	    void *ctx);
+/* Loop only: fn(user) runs on the loop for each kick another host issued. */
+typedef void l2_kick_fn(const char *user);
+void l2_set_kick_handler(l2_kick_fn *fn);
 void l2_stats_get(struct l2_stats *st);
 /* The servers and their breaker states; returns how many were written. */
 size_t l2_servers(struct l2_server_info *out, size_t max);
@@ -442,6 +452,12 @@ void requests_set_base(struct event_base *base);
  * (the passwd-file watcher calls it with cb NULL).  Returns how many L1
  * entries went. */
 uint64_t requests_cache_flush(const char *user, l2_flush_cb *cb, void *ctx, bool *l2_r);
+/* A kick of user (normalised): with flush, its L1 entries go first (the
+ * count is returned); with L2, the kick (and flush) goes to every host
+ * (l2_kick: cb as above, *l2_r true).  The pop3d masters of this host are
+ * the caller's to ask (masters_kick). */
+uint64_t requests_cache_kick(const char *user, bool flush, l2_flush_cb *cb, void *ctx,
+			     bool *l2_r);
 struct cache *requests_cache(void);
 /* Shutdown: drops every flight; then, once no worker runs (they may
  * flush the cache), requests_cache_free(). */
@@ -508,6 +524,25 @@ void confreader_stop(void);
 /* Serves ticket redemption on listen_fd (root's and authd's uid only). */
 void redeem_init(struct event_base *base, int listen_fd);
 void redeem_shutdown(void);
+/* A session a pop3d master listed (WHO); valid during the callback. */
+struct master_session {
+	const char *user;
+	char rip[64];
+	unsigned rport;
+	int64_t start;		/* Unix seconds */
+	long pid, master_pid;
+	bool tls;
+};
+typedef void masters_session_cb(void *ctx, const struct master_session *s);
+/* n: sessions listed or ended; answered of asked masters (the others
+ * did not answer within MASTER_ASK_TIMEOUT_MS, or left). */
+typedef void masters_done_cb(void *ctx, unsigned long long n, unsigned answered, unsigned asked);
+/* Lists the sessions of every pop3d master connected to the master
+ * socket: session_cb per session, then done_cb once (at once if no master
+ * is connected).  A NULL done_cb or ctx is allowed. */
+void masters_who(masters_session_cb *session_cb, masters_done_cb *done_cb, void *ctx);
+/* Ends user's sessions in every connected pop3d master; done_cb as above. */
+void masters_kick(const char *user, masters_done_cb *done_cb, void *ctx);
 
 /* password.c */
 enum pw_check { PW_MATCH, PW_MISMATCH, PW_BAD_HASH };

@@ -42,18 +42,27 @@ struct client {
 };
 TAILQ_HEAD(client_list, client);
 
-/* An admin FLUSH whose cluster-wide part (l2_flush) is still running: the
- * reply waits for it.  Found again by its number, never by a pointer the
- * L2 threads hold, so a client that left meanwhile is simply not found. */
-struct flush_wait {
-	TAILQ_ENTRY(flush_wait) entry;
+/* An admin command whose reply waits for other parts: a FLUSH for its
+ * cluster-wide part (l2_flush), a KICK for that and for the pop3d masters
+ * (masters_kick), a WHO for the masters' lists.  Found again by its
+ * number, never by a pointer the L2 threads or redeem.c hold, so a client
+ * that left meanwhile is simply not found. */
+struct admin_wait {
+	TAILQ_ENTRY(admin_wait) entry;
 	uint64_t serial;
 	struct client *c;
 	char id[AUTHD_MAX_ID + 1];
-	uint64_t removed;
+	const char *cmd;		/* FLUSH, KICK or WHO */
+	unsigned pending;		/* parts not done yet */
+	uint64_t removed;		/* L1 entries */
+	bool l2;			/* the cluster part ran */
+	unsigned servers_ok, nservers;
+	bool masters;			/* the masters were asked */
+	unsigned long long sessions;	/* listed or ended */
+	unsigned answered, asked;
 };
-static TAILQ_HEAD(, flush_wait) flush_waits = TAILQ_HEAD_INITIALIZER(flush_waits);
-static uint64_t flush_serial;
+static TAILQ_HEAD(, admin_wait) admin_waits = TAILQ_HEAD_INITIALIZER(admin_waits);
+static uint64_t admin_serial;
 
 static struct client_list clients = TAILQ_HEAD_INITIALIZER(clients);
 static unsigned nclients;
@@ -76,12 +85,12 @@ static void client_free(struct client *c)
 		TAILQ_REMOVE(&c->requests, req, client_entry);
 		request_cancel(req);
 	}
-	struct flush_wait *fw = TAILQ_FIRST(&flush_waits), *fwn;
-	for (; fw != NULL; fw = fwn) {
-		fwn = TAILQ_NEXT(fw, entry);
-		if (fw->c == c) {
-			TAILQ_REMOVE(&flush_waits, fw, entry);
-			free(fw);
+	struct admin_wait *w = TAILQ_FIRST(&admin_waits), *wn;
+	for (; w != NULL; w = wn) {
+		wn = TAILQ_NEXT(w, entry);
+		if (w->c == c) {
+			TAILQ_REMOVE(&admin_waits, w, entry);
+			free(w);
 		}
 	}
 	TAILQ_REMOVE(&clients, c, entry);
@@ -288,31 +297,121 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	request_run(req);
 }
 
-/* l2_flush_cb: the cluster-wide part of a FLUSH is done; reply now. */
-static void on_flushed(void *ctx, unsigned servers_ok, unsigned nservers)
+static struct admin_wait *wait_new(struct client *c, const char *id, const char *cmd)
 {
-	uint64_t serial = (uint64_t)(uintptr_t)ctx;
-	struct flush_wait *fw;
-	struct proto_line l;
+	struct admin_wait *w = xcalloc(1, sizeof(*w));
 
-	TAILQ_FOREACH(fw, &flush_waits, entry)
-		if (fw->serial == serial)
-			break;
-	if (fw == NULL)
-		return;		/* its client has gone */
-	TAILQ_REMOVE(&flush_waits, fw, entry);
-	if (servers_ok < nservers)
-		log_warnx("cache: flush reached %u of %u memcached servers; hosts that poll only "
-			  "the others still see it, see docs/cluster.md", servers_ok, nservers);
-	proto_line_start(&l, "DONE");
-	proto_line_add(&l, fw->id);
-	proto_line_kvf(&l, "removed", "%llu", (unsigned long long)fw->removed);
-	proto_line_kvf(&l, "cluster", "%u/%u", servers_ok, nservers);
-	send_line(fw->c, &l);
-	free(fw);
+	w->serial = ++admin_serial;
+	w->c = c;
+	w->cmd = cmd;
+	w->pending = 1;		/* the caller's own part: wait_part_done() */
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	TAILQ_INSERT_TAIL(&admin_waits, w, entry);
+	return w;
 }
 
-/* FLUSH, CACHE and RELOAD: administration, only on a connection that asked
+static struct admin_wait *wait_find(void *ctx)
+{
+	uint64_t serial = (uint64_t)(uintptr_t)ctx;
+	struct admin_wait *w;
+
+	TAILQ_FOREACH(w, &admin_waits, entry)
+		if (w->serial == serial)
+			return w;
+	return NULL;		/* its client has gone */
+}
+
+/* One part of w is done; the last one sends the reply. */
+static void wait_part_done(struct admin_wait *w)
+{
+	struct proto_line l;
+
+	if (--w->pending > 0)
+		return;
+	TAILQ_REMOVE(&admin_waits, w, entry);
+	if (w->l2 && w->servers_ok < w->nservers)
+		log_warnx("cache: %s reached %u of %u memcached servers; hosts that poll only "
+			  "the others still see it, see docs/cluster.md",
+			  strcmp(w->cmd, "FLUSH") == 0 ? "flush" : "kick", w->servers_ok,
+			  w->nservers);
+	proto_line_start(&l, "DONE");
+	proto_line_add(&l, w->id);
+	if (strcmp(w->cmd, "WHO") != 0)
+		proto_line_kvf(&l, "removed", "%llu", (unsigned long long)w->removed);
+	if (w->masters) {
+		proto_line_kvf(&l, strcmp(w->cmd, "WHO") == 0 ? "sessions" : "ended", "%llu",
+			       w->sessions);
+		proto_line_kvf(&l, "masters", "%u/%u", w->answered, w->asked);
+	}
+	if (w->l2)
+		proto_line_kvf(&l, "cluster", "%u/%u", w->servers_ok, w->nservers);
+	send_line(w->c, &l);
+	free(w);
+}
+
+/* l2_flush_cb: the cluster-wide part of a FLUSH or KICK is done. */
+static void on_flushed(void *ctx, unsigned servers_ok, unsigned nservers)
+{
+	struct admin_wait *w = wait_find(ctx);
+
+	if (w == NULL)
+		return;
+	w->servers_ok = servers_ok;
+	w->nservers = nservers;
+	wait_part_done(w);
+}
+
+/* masters_done_cb: the pop3d masters have answered a KICK or WHO. */
+static void on_masters_done(void *ctx, unsigned long long n, unsigned answered, unsigned asked)
+{
+	struct admin_wait *w = wait_find(ctx);
+
+	if (w == NULL)
+		return;
+	w->sessions = n;
+	w->answered = answered;
+	w->asked = asked;
+	if (strcmp(w->cmd, "KICK") == 0 && answered < asked)
+		log_warnx("kick: %u of %u pop3d masters did not answer", asked - answered, asked);
+	wait_part_done(w);
+}
+
+/* masters_session_cb: one session of a WHO, passed on as it comes. */
+static void on_master_session(void *ctx, const struct master_session *s)
+{
+	struct admin_wait *w = wait_find(ctx);
+	struct proto_line l;
+
+	if (w == NULL)
+		return;
+	proto_line_start(&l, "SESSION");
+	proto_line_add(&l, w->id);
+	proto_line_kv(&l, "user", s->user);
+	proto_line_kv(&l, "rip", s->rip);
+	proto_line_kvf(&l, "rport", "%u", s->rport);
+	proto_line_kvf(&l, "start", "%lld", (long long)s->start);
+	proto_line_kvf(&l, "pid", "%ld", s->pid);
+	proto_line_kv(&l, "tls", s->tls ? "yes" : "no");
+	proto_line_kvf(&l, "master", "%ld", s->master_pid);
+	send_line(w->c, &l);
+}
+
+/* A kick another host issued (l2.c): end the user's sessions here. */
+static void on_kick_done(void *ctx, unsigned long long n, unsigned answered, unsigned asked)
+{
+	char *user = ctx, tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
+	log_info("kick: user %s (from the cluster): ended %llu sessions (%u of %u pop3d "
+		 "masters answered)", log_token(user, tok, sizeof(tok)), n, answered, asked);
+	free(user);
+}
+
+static void on_cluster_kick(const char *user)
+{
+	masters_kick(user, on_kick_done, xstrdup(user));
+}
+
+/* FLUSH, CACHE, RELOAD, KICK and WHO: administration, only on a connection that asked
  * for it in its handshake (see handle_version).  The uid SO_PEERCRED gave
  * at connect time is not enough: a pop3d front end connects as root, then
  * drops to login-user and parses hostile client bytes. */
@@ -347,35 +446,60 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 	if (strcmp(m->cmd, "FLUSH") == 0) {
 		const char *user = proto_get(m, "user");
 		char norm[AUTH_MAX_USER + 1];
-		uint64_t n;
 
 		if (user != NULL && user_normalize(conf, user, norm, sizeof(norm)) == -1) {
 			reply_error(c, id, "bad user name");
 			return;
 		}
 		char tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
-		struct flush_wait *fw = xcalloc(1, sizeof(*fw));
-		bool l2;
+		struct admin_wait *w = wait_new(c, id, "FLUSH");
+		void *ctx = (void *)(uintptr_t)w->serial;
 
-		fw->serial = ++flush_serial;
-		fw->c = c;
-		snprintf(fw->id, sizeof(fw->id), "%s", id);
-		n = requests_cache_flush(user != NULL ? norm : NULL, on_flushed,
-					 (void *)(uintptr_t)fw->serial, &l2);
-		log_info("cache: flushed %llu entries%s%s%s", (unsigned long long)n,
+		w->removed = requests_cache_flush(user != NULL ? norm : NULL, on_flushed, ctx,
+						  &w->l2);
+		log_info("cache: flushed %llu entries%s%s%s", (unsigned long long)w->removed,
 			 user != NULL ? " of user " : "",
 			 user != NULL ? log_token(norm, tok, sizeof(tok)) : "",
-			 l2 ? "; flushing the cluster's L2" : "");
-		if (l2) {
-			fw->removed = n;
-			TAILQ_INSERT_TAIL(&flush_waits, fw, entry);
-			return;		/* on_flushed() replies */
+			 w->l2 ? "; flushing the cluster's L2" : "");
+		w->pending += w->l2;	/* on_flushed() */
+		wait_part_done(w);
+		return;
+	}
+	if (strcmp(m->cmd, "KICK") == 0) {
+		const char *user = proto_get(m, "user"), *flush = proto_get(m, "flush");
+		char norm[AUTH_MAX_USER + 1], tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
+		if (user == NULL || proto_has_duplicates(m) ||
+		    user_normalize(conf, user, norm, sizeof(norm)) == -1 || norm[0] == '\0') {
+			reply_error(c, id, "bad user name");
+			return;
 		}
-		free(fw);
-		proto_line_start(&l, "DONE");
-		proto_line_add(&l, id);
-		proto_line_kvf(&l, "removed", "%llu", (unsigned long long)n);
-		send_line(c, &l);
+		if (flush != NULL && strcmp(flush, "yes") != 0 && strcmp(flush, "no") != 0) {
+			reply_error(c, id, "flush must be yes or no");
+			return;
+		}
+		struct admin_wait *w = wait_new(c, id, "KICK");
+		void *ctx = (void *)(uintptr_t)w->serial;
+		bool also_flush = flush != NULL && strcmp(flush, "yes") == 0;
+
+		w->removed = requests_cache_kick(norm, also_flush, on_flushed, ctx, &w->l2);
+		log_info("kick: user %s%s%s", log_token(norm, tok, sizeof(tok)),
+			 also_flush ? " (and a flush of its cache entries)" : "",
+			 w->l2 ? "; telling the cluster" : "");
+		w->pending += w->l2;	/* on_flushed() */
+		w->masters = true;
+		w->pending++;		/* on_masters_done(), perhaps at once */
+		masters_kick(norm, on_masters_done, ctx);
+		wait_part_done(w);
+		return;
+	}
+	if (strcmp(m->cmd, "WHO") == 0) {
+		struct admin_wait *w = wait_new(c, id, "WHO");
+
+		w->masters = true;
+		w->pending++;
+		masters_who(on_master_session, on_masters_done, (void *)(uintptr_t)w->serial);
+		wait_part_done(w);
 		return;
 	}
 	/* CACHE */
@@ -508,7 +632,8 @@ static int handle_line(struct client *c, char *line, size_t len)
 		return 0;
 	}
 	if (strcmp(m.cmd, "FLUSH") == 0 || strcmp(m.cmd, "CACHE") == 0 ||
-	    strcmp(m.cmd, "RELOAD") == 0) {
+	    strcmp(m.cmd, "RELOAD") == 0 || strcmp(m.cmd, "KICK") == 0 ||
+	    strcmp(m.cmd, "WHO") == 0) {
 		handle_admin(c, &m);
 		return 0;
 	}
@@ -618,6 +743,7 @@ void clients_init(struct event_base *b, const struct config *c, int listen_fd)
 	if (listener == NULL)
 		fatalx("cannot listen on the protocol socket");
 	evconnlistener_set_error_cb(listener, on_accept_error);
+	l2_set_kick_handler(on_cluster_kick);
 }
 
 void clients_set_conf(const struct config *c)

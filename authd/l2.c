@@ -44,6 +44,16 @@
  * poll interval plus a round trip after `authctl flush` returns, no host
  * answers from an entry made before it (docs/cluster.md, "Consistency").
  *
+ * Kicks.  `authctl kick USER` (and flush --kick) adds a kick to the
+ * record: the user's name sealed under the cluster key (cache/seal.h),
+ * with a random id and the time it was issued.  A host that reads it
+ * hands the name to its pop3d masters (l2_set_kick_handler), once per id
+ * (every server's log carries it; the issuing host knows its own), and
+ * not if it was issued more than a flush record's lifetime ago (a record
+ * copied back into memcached is not obeyed again).  Hosts of an older
+ * version read a kick-only record as unreadable and flush their whole
+ * L1: safe, and a rolling upgrade's only cost.
+ *
  * Faults.  Every error is a miss, never a failure.  Each server has a
  * circuit breaker: after `memcached-breaker-failures` errors in a row it
  * opens and calls to that server are skipped for `memcached-breaker-
@@ -98,7 +108,10 @@
 #define NAME_EPOCH SEAL_PREFIX "e"
 #define NAME_SEQ SEAL_PREFIX "s"
 
-enum op_kind { OP_GET, OP_PUT, OP_FLUSH };
+/* Kick ids a host remembers (its own and those it applied). */
+#define KICKS_REMEMBERED 256
+
+enum op_kind { OP_GET, OP_PUT, OP_FLUSH, OP_KICK_IN };
 
 struct l2_op {
 	TAILQ_ENTRY(l2_op) entry;
@@ -113,6 +126,10 @@ struct l2_op {
 	uint8_t key[SEAL_MAX_KEYS][CACHE_KEY_LEN];	/* per key of the keyset */
 	uint8_t verifier[SEAL_MAX_KEYS][CACHE_VERIFIER_LEN];
 	bool all;					/* OP_FLUSH: every user */
+	bool has_keys;					/* OP_FLUSH: the user's */
+	bool kick;					/* OP_FLUSH with a kick,
+							   or OP_KICK_IN */
+	struct seal_kick kick_msg;
 	struct seal_entry put;				/* OP_PUT */
 	uint32_t put_ttl_s;
 
@@ -164,6 +181,10 @@ static struct {
 
 	int done_fd;
 	struct event *done_ev;
+	l2_kick_fn *kick_fn;			/* loop only */
+	/* the control thread's only */
+	uint64_t kicks_seen[KICKS_REMEMBERED];
+	unsigned kicks_next;
 } l2 = { .lock = PTHREAD_MUTEX_INITIALIZER, .work_cond = PTHREAD_COND_INITIALIZER,
 	 .ctl_cond = PTHREAD_COND_INITIALIZER, .done_fd = -1 };
 
@@ -655,6 +676,8 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
 				op->get_cb(op->ctx, &op->res);
 		} else if (op->kind == OP_FLUSH && op->flush_cb != NULL) {
 			op->flush_cb(op->ctx, op->servers_ok, (unsigned)l2.nservers);
+		} else if (op->kind == OP_KICK_IN && l2.kick_fn != NULL) {
+			l2.kick_fn(op->kick_msg.user);
 		}
 		op_free(op);
 	}
@@ -712,11 +735,68 @@ static bool ctl_allow(size_t i)
 	return ok;
 }
 
+/* Remembers a kick id (control thread). */
+static void kick_remember(uint64_t id)
+{
+	l2.kicks_seen[l2.kicks_next] = id;
+	l2.kicks_next = (l2.kicks_next + 1) % KICKS_REMEMBERED;
+}
+
+static bool kick_seen(uint64_t id)
+{
+	for (unsigned i = 0; i < KICKS_REMEMBERED; i++)
+		if (l2.kicks_seen[i] == id)
+			return true;
+	return false;
+}
+
+/* A sealed kick read from a flush record (control thread): opened under
+ * any key of the keyset, checked, and handed to the loop once.  Returns
+ * 0, or -1 if it cannot be read. */
+static int kick_read(const char *hex, size_t len)
+{
+	struct seal_kick k;
+	enum seal_open_result r = SEAL_BAD_SEAL;
+	int64_t now = (int64_t)mtime_wall_ms();
+
+	for (unsigned i = 0; i < l2.keys->n && r != SEAL_OPENED; i++)
+		r = seal_kick_open(&l2.keys->k[i], hex, len, &k);
+	if (r != SEAL_OPENED) {
+		pthread_mutex_lock(&l2.lock);
+		if (r == SEAL_BAD_SEAL)
+			l2.stats.bad_seal++;
+		else
+			l2.stats.bad_value++;
+		pthread_mutex_unlock(&l2.lock);
+		return -1;
+	}
+	if (k.id == 0 || kick_seen(k.id))
+		return 0;
+	kick_remember(k.id);
+	/* A minute of clock skew either way, as for entries. */
+	if (k.issued < now - (FLUSH_RECORD_TTL_S + 60) * 1000ll || k.issued > now + 60000) {
+		pthread_mutex_lock(&l2.lock);
+		l2.stats.kicks_stale++;
+		pthread_mutex_unlock(&l2.lock);
+		return 0;
+	}
+	struct l2_op *op = xcalloc(1, sizeof(*op));
+	op->kind = OP_KICK_IN;
+	op->kick = true;
+	op->kick_msg = k;
+	sodium_memzero(&k, sizeof(k));
+	pthread_mutex_lock(&l2.lock);
+	l2.stats.kicks_received++;
+	pthread_mutex_unlock(&l2.lock);
+	complete(op);
+	return 0;
+}
+
 /* Appends a record naming the op's user keys to server i's flush log.
  * Returns 0 or -1. */
 static int append_flush_record(memcached_st *one, size_t i, const struct l2_op *op)
 {
-	char name[64], value[SEAL_MAX_KEYS * (2 * CACHE_KEY_LEN + 1)];
+	char name[64], value[SEAL_MAX_KEYS * (2 * CACHE_KEY_LEN + 1) + 2 + SEAL_KICK_HEX_MAX + 1];
 	memcached_return_t rc;
 	uint64_t seq = 0;
 	size_t vl = 0;
@@ -732,11 +812,23 @@ static int append_flush_record(memcached_st *one, size_t i, const struct l2_op *
 		memcached_quit(one);
 		return -1;
 	}
-	for (unsigned k = 0; k < l2.keys->n; k++) {
+	for (unsigned k = 0; op->has_keys && k < l2.keys->n; k++) {
 		if (k > 0)
 			value[vl++] = ' ';
 		sodium_bin2hex(value + vl, sizeof(value) - vl, op->key[k], CACHE_KEY_LEN);
 		vl += 2 * CACHE_KEY_LEN;
+	}
+	if (op->kick) {
+		int n;
+
+		if (vl > 0)
+			value[vl++] = ' ';
+		memcpy(value + vl, "k=", 2);
+		vl += 2;
+		n = seal_kick_seal(&l2.keys->k[0], &op->kick_msg, value + vl);
+		if (n < 0)
+			return -1;	/* l2_kick checked the name */
+		vl += (size_t)n;
 	}
 	snprintf(name, sizeof(name), SEAL_PREFIX "f:%llu", (unsigned long long)seq);
 	rc = memcached_set(one, name, strlen(name), value, vl, FLUSH_RECORD_TTL_S, 0);
@@ -754,6 +846,8 @@ static void run_flush(memcached_st *ring, memcached_st **one, struct l2_op *op)
 	memcached_return_t rc;
 
 	op->servers_ok = 0;
+	if (op->kick)
+		kick_remember(op->kick_msg.id);		/* our own: not again */
 	if (op->all) {
 		/* A new epoch on every server: every entry written before it
 		 * stops counting, and every host's poll flushes its L1. */
@@ -773,7 +867,7 @@ static void run_flush(memcached_st *ring, memcached_st **one, struct l2_op *op)
 	/* First the user's entry and generation, so that a host that reads
 	 * the record finds memcached already without the old entry. */
 	bool entry_done = true;
-	for (unsigned k = 0; k < l2.keys->n; k++) {
+	for (unsigned k = 0; op->has_keys && k < l2.keys->n; k++) {
 		char ename[SEAL_NAME_SIZE], gname[SEAL_NAME_SIZE];
 		ssize_t si;
 
@@ -824,21 +918,26 @@ struct records {
 	bool unreadable;
 };
 
-/* each_value_fn of apply_records: one or more hex user keys separated by
- * single spaces, each flushed from L1. */
+/* each_value_fn of apply_records: hex user keys separated by single
+ * spaces, each flushed from L1, then perhaps "k=" and a sealed kick; at
+ * least one of the two. */
 static void record_value(void *ctx, size_t which, const char *v, size_t vl)
 {
 	struct records *r = ctx;
 	uint8_t key[CACHE_KEY_LEN];
 	unsigned applied = 0;
+	size_t p;
 
 	r->found++;
-	for (size_t p = 0; p + 2 * CACHE_KEY_LEN <= vl; p += 2 * CACHE_KEY_LEN + 1) {
+	for (p = 0; p + 2 * CACHE_KEY_LEN <= vl; p += 2 * CACHE_KEY_LEN + 1) {
 		if (seal_parse_keyhex(v + p, 2 * CACHE_KEY_LEN, key) == -1)
 			break;
 		cache_flush_key(l2.l1, key);
 		applied++;
 	}
+	if (p < vl && vl - p > 2 && memcmp(v + p, "k=", 2) == 0 &&
+	    kick_read(v + p + 2, vl - p - 2) == 0)
+		applied++;
 	if (applied == 0)
 		r->unreadable = true;	/* a record we cannot read: be safe */
 }
@@ -1230,6 +1329,7 @@ int l2_flush(const uint8_t *key, const char *scope, const char *user, l2_flush_c
 	op->flush_cb = cb;
 	op->ctx = ctx;
 	op->all = key == NULL;
+	op->has_keys = key != NULL;
 	if (key != NULL)
 		op_keys(op, key, NULL, scope, user, NULL);
 	pthread_mutex_lock(&l2.lock);
@@ -1241,6 +1341,41 @@ int l2_flush(const uint8_t *key, const char *scope, const char *user, l2_flush_c
 	pthread_cond_signal(&l2.ctl_cond);
 	pthread_mutex_unlock(&l2.lock);
 	return 0;
+}
+
+int l2_kick(const char *user, const uint8_t *key, const char *scope, l2_flush_cb *cb,
+	    void *ctx)
+{
+	struct l2_op *op;
+
+	if (!l2.enabled || user == NULL || user[0] == '\0' || strlen(user) > SEAL_KICK_USER_MAX)
+		return -1;
+	op = xcalloc(1, sizeof(*op));
+	op->kind = OP_FLUSH;
+	op->flush_cb = cb;
+	op->ctx = ctx;
+	op->kick = true;
+	op->has_keys = key != NULL;
+	if (key != NULL)
+		op_keys(op, key, NULL, scope, user, NULL);
+	do
+		randombytes_buf(&op->kick_msg.id, sizeof(op->kick_msg.id));
+	while (op->kick_msg.id == 0);
+	op->kick_msg.issued = (int64_t)mtime_wall_ms();
+	snprintf(op->kick_msg.user, sizeof(op->kick_msg.user), "%s", user);
+	pthread_mutex_lock(&l2.lock);
+	l2.stats.kicks_sent++;
+	if (key != NULL)
+		l2.stats.flush_user_sent++;
+	TAILQ_INSERT_TAIL(&l2.ctl, op, entry);
+	pthread_cond_signal(&l2.ctl_cond);
+	pthread_mutex_unlock(&l2.lock);
+	return 0;
+}
+
+void l2_set_kick_handler(l2_kick_fn *fn)
+{
+	l2.kick_fn = fn;
 }
 
 void l2_stats_get(struct l2_stats *st)

@@ -723,6 +723,23 @@ uint64_t requests_cache_flush(const char *user, l2_flush_cb *cb, void *ctx, bool
 	return n;
 }
 
+uint64_t requests_cache_kick(const char *user, bool flush, l2_flush_cb *cb, void *ctx,
+			     bool *l2_r)
+{
+	uint8_t key[CACHE_KEY_LEN];
+	uint64_t n = 0;
+
+	*l2_r = false;
+	if (cache == NULL)
+		return 0;	/* no cache, no L2 */
+	cache_key(cache, CACHE_SCOPE, user, key);
+	if (flush)
+		n = cache_flush_key(cache, key);
+	if (l2_kick(user, flush ? key : NULL, CACHE_SCOPE, cb, ctx) == 0)
+		*l2_r = true;
+	return n;
+}
+
 void requests_shutdown(void)
 {
 	for (size_t i = 0; i < FLIGHT_BUCKETS; i++)

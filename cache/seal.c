@@ -247,3 +247,64 @@ int seal_parse_keyhex(const char *s, size_t len, uint8_t key[CACHE_KEY_LEN])
 {
 	return hex_exact(s, len, key, CACHE_KEY_LEN);
 }
+
+/* ---- kicks ------------------------------------------------------------- */
+
+#define KICK_AD "authd:kick"
+#define KICK_FIXED 16		/* id(8) issued(8) */
+#define KICK_SEALED_MAX (1 + SEAL_NONCE_LEN + KICK_FIXED + SEAL_KICK_USER_MAX + SEAL_TAG_LEN)
+
+int seal_kick_seal(const struct seal_key *k, const struct seal_kick *kick, char *out)
+{
+	uint8_t plain[KICK_FIXED + SEAL_KICK_USER_MAX], sealed[KICK_SEALED_MAX], ad[64];
+	size_t ulen = strnlen(kick->user, sizeof(kick->user)), adlen = make_ad(KICK_AD, ad, sizeof(ad));
+	unsigned long long clen;
+	size_t n;
+
+	if (ulen == 0 || ulen > SEAL_KICK_USER_MAX)
+		return -1;
+	put64(plain, kick->id);
+	put64(plain + 8, (uint64_t)kick->issued);
+	memcpy(plain + KICK_FIXED, kick->user, ulen);
+	sealed[0] = SEAL_VERSION;
+	randombytes_buf(sealed + 1, SEAL_NONCE_LEN);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(sealed + 1 + SEAL_NONCE_LEN, &clen, plain,
+						   KICK_FIXED + ulen, ad, adlen, NULL, sealed + 1,
+						   k->seal);
+	sodium_memzero(plain, sizeof(plain));
+	n = 1 + SEAL_NONCE_LEN + (size_t)clen;
+	sodium_bin2hex(out, SEAL_KICK_HEX_MAX + 1, sealed, n);
+	return (int)(2 * n);
+}
+
+enum seal_open_result seal_kick_open(const struct seal_key *k, const char *hex, size_t len,
+				     struct seal_kick *kick)
+{
+	uint8_t sealed[KICK_SEALED_MAX], plain[KICK_FIXED + SEAL_KICK_USER_MAX], ad[64];
+	size_t n = len / 2, adlen = make_ad(KICK_AD, ad, sizeof(ad)), ulen;
+	unsigned long long plen;
+	enum seal_open_result r = SEAL_BAD_CONTENT;
+
+	memset(kick, 0, sizeof(*kick));
+	if (len % 2 != 0 || n < 1 + SEAL_NONCE_LEN + KICK_FIXED + 1 + SEAL_TAG_LEN ||
+	    n > sizeof(sealed) || hex_exact(hex, len, sealed, n) == -1 || sealed[0] != SEAL_VERSION)
+		return SEAL_BAD_VERSION;
+	if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, &plen, NULL, sealed + 1 + SEAL_NONCE_LEN,
+						       n - 1 - SEAL_NONCE_LEN, ad, adlen, sealed + 1,
+						       k->seal) != 0)
+		return SEAL_BAD_SEAL;
+	ulen = (size_t)plen - KICK_FIXED;
+	for (size_t i = 0; i < ulen; i++)
+		if (plain[KICK_FIXED + i] <= ' ' || plain[KICK_FIXED + i] == 0x7f)
+			goto out;
+	kick->id = get64(plain);
+	kick->issued = (int64_t)get64(plain + 8);
+	memcpy(kick->user, plain + KICK_FIXED, ulen);
+	kick->user[ulen] = '\0';
+	r = SEAL_OPENED;
+out:
+	sodium_memzero(plain, sizeof(plain));
+	if (r != SEAL_OPENED)
+		sodium_memzero(kick, sizeof(*kick));
+	return r;
+}

@@ -19,7 +19,8 @@
  *   "authd:g:" hex(user key)   the user's generation (16 hex digits)
  *   "authd:e"                  the server's epoch (16 hex digits)
  *   "authd:s", "authd:f:N"     the server's flush log: a counter and its
- *                              records (hex user keys), see authd/l2.c
+ *                              records (hex user keys, and a sealed kick),
+ *                              see authd/l2.c
  *
  * A sealed entry: version byte (1) | 24-byte random nonce | ciphertext.
  * The associated data is the version byte and the entry's memcached name,
@@ -112,6 +113,29 @@ int seal_entry_seal(const struct seal_key *k, const char *name, const struct sea
  * key k.  Fills *e on SEAL_OPENED only; *e is wiped otherwise. */
 enum seal_open_result seal_entry_open(const struct seal_key *k, const char *name,
 				      const uint8_t *value, size_t len, struct seal_entry *e);
+
+/* A kick (authctl kick): which user's sessions every host ends, sealed
+ * so that memcached learns nothing of the name.  Value, in hex: version
+ * byte | nonce | ciphertext of id(8) issued(8, Unix ms) user, with the
+ * associated data version byte || "authd:kick".  The id lets a host apply
+ * each kick once although every server's log carries it. */
+#define SEAL_KICK_USER_MAX 320
+#define SEAL_KICK_HEX_MAX (2 * (1 + SEAL_NONCE_LEN + 16 + SEAL_KICK_USER_MAX + SEAL_TAG_LEN))
+
+struct seal_kick {
+	uint64_t id;
+	int64_t issued;		/* Unix ms */
+	char user[SEAL_KICK_USER_MAX + 1];
+};
+
+/* Seals kick under k as hex into out (SEAL_KICK_HEX_MAX + 1 bytes, NUL
+ * terminated).  Returns the hex length, or -1 if the user name is empty or
+ * longer than SEAL_KICK_USER_MAX. */
+int seal_kick_seal(const struct seal_key *k, const struct seal_kick *kick, char *out);
+/* Opens len hex digits read from memcached with key k.  Fills *kick on
+ * SEAL_OPENED only (a user name of printable bytes without blanks). */
+enum seal_open_result seal_kick_open(const struct seal_key *k, const char *hex, size_t len,
+				     struct seal_kick *kick);
 
 /* Parses exactly 16 lower- or upper-case hex digits (a generation or an
  * epoch as stored) into *v.  Returns 0, or -1 for anything else. */

@@ -199,6 +199,60 @@ static void test_parsers(void)
 	CHECK_INT(seal_parse_keyhex(hex, strlen(hex), back), -1);
 }
 
+static void test_kick(void)
+{
+	struct seal_keyset ks = keys(64), other;
+	struct seal_kick k, out;
+	char hex[SEAL_KICK_HEX_MAX + 1];
+	int n;
+
+	memset(&k, 0, sizeof(k));
+	k.id = 0x0102030405060708ull;
+	k.issued = 1700000000123;
+	snprintf(k.user, sizeof(k.user), "alice@example.org");
+	n = seal_kick_seal(&ks.k[0], &k, hex);
+	CHECK(n > 0 && (size_t)n == strlen(hex));
+	/* the name is not in the clear */
+	CHECK(strstr(hex, "616c696365") == NULL);
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_OPENED);
+	CHECK(out.id == k.id && out.issued == k.issued);
+	CHECK_STR(out.user, "alice@example.org");
+	/* the previous key does not open it; another cluster's neither */
+	CHECK_INT(seal_kick_open(&ks.k[1], hex, (size_t)n, &out), SEAL_BAD_SEAL);
+	master[0] ^= 1;
+	other = keys(32);
+	master[0] ^= 1;
+	CHECK_INT(seal_kick_open(&other.k[0], hex, (size_t)n, &out), SEAL_BAD_SEAL);
+	/* a flipped digit, odd or short lengths, non-hex */
+	hex[n - 3] = hex[n - 3] == '0' ? '1' : '0';
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_BAD_SEAL);
+	CHECK(out.user[0] == '\0');
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n - 1, &out), SEAL_BAD_VERSION);
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, 20, &out), SEAL_BAD_VERSION);
+	hex[4] = 'z';
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_BAD_VERSION);
+	/* an entry's seal is not a kick's (different associated data) */
+	struct seal_entry e = sample();
+	uint8_t v[SEAL_VALUE_MAX];
+	size_t len;
+	char ehex[2 * SEAL_VALUE_MAX + 1];
+	CHECK_INT(seal_entry_seal(&ks.k[0], "authd:kick", &e, v, &len), 0);
+	sodium_bin2hex(ehex, sizeof(ehex), v, len);
+	CHECK(seal_kick_open(&ks.k[0], ehex, 2 * len, &out) != SEAL_OPENED);
+	/* names: empty, longest, too long; blanks refused on open */
+	k.user[0] = '\0';
+	CHECK_INT(seal_kick_seal(&ks.k[0], &k, hex), -1);
+	memset(k.user, 'u', SEAL_KICK_USER_MAX);
+	k.user[SEAL_KICK_USER_MAX] = '\0';
+	n = seal_kick_seal(&ks.k[0], &k, hex);
+	CHECK_INT(n, SEAL_KICK_HEX_MAX);
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_OPENED);
+	CHECK_INT(strlen(out.user), SEAL_KICK_USER_MAX);
+	snprintf(k.user, sizeof(k.user), "a b");
+	n = seal_kick_seal(&ks.k[0], &k, hex);
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_BAD_CONTENT);
+}
+
 int main(void)
 {
 	if (sodium_init() < 0)
@@ -209,5 +263,6 @@ int main(void)
 	UNIT_RUN(test_seal_open_roundtrip);
 	UNIT_RUN(test_seal_bounds);
 	UNIT_RUN(test_parsers);
+	UNIT_RUN(test_kick);
 	return unit_finish();
 }

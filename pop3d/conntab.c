@@ -204,6 +204,7 @@ void conntab_set_session(struct conn *c, pid_t pid, const char *user)
 {
 	c->state = C_SESSION;
 	c->pid = pid;
+	c->kicked = false;
 	c->user = xstrdup(user);
 	count_add(T.users, user, 1);
 }

@@ -30,6 +30,14 @@
  *   a process that has just chosen to leave.  docs/pop3d.md says why equal
  *   ids make reuse safe.  After a reload (handoff_configure) spares of the
  *   older configuration are not reused.
+ * - The master socket connection to authd is kept open (and retried every
+ *   POP3D_AUTHD_RETRY_MS while authd is away), since authd asks over it
+ *   too: WHO (the sessions of this host, for `authctl who`) and KICK
+ *   (end a user's sessions: `authctl kick`, or a kick from another host
+ *   of the cluster).  authd is trusted no more than for REDEEM: a KICK
+ *   names a user, and the master ends only sessions it started for that
+ *   user, with SIGTERM; a killed session applies no DELE (that happens
+ *   at QUIT only).
  */
 #include <errno.h>
 #include <signal.h>
@@ -39,6 +47,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -88,6 +97,8 @@ static struct {
 	struct event *report_ev;
 	struct bufferevent *authd;	/* master socket, NULL if not connected */
 	bool authd_lost;		/* it was connected once and broke */
+	bool authd_quiet;		/* a failed retry was logged already */
+	struct event *authd_retry;	/* reconnects while authd is away */
 	LIST_HEAD(, sproc) sprocs;	/* session processes with a channel */
 	unsigned nspares;
 	unsigned conf_gen;		/* counts reloads: spares of an older
@@ -162,6 +173,16 @@ static void redeem_fail(struct conn *c, const char *why)
 	login_tempfail(c, why);
 }
 
+static void authd_retry_later(void)
+{
+	struct timeval tv;
+
+	if (H.authd_retry == NULL)
+		return;		/* before handoff_start, or stopping */
+	MTIME_TV(tv, POP3D_AUTHD_RETRY_MS);
+	evtimer_add(H.authd_retry, &tv);
+}
+
 static void authd_drop(const char *why)
 {
 	if (H.authd == NULL)
@@ -174,6 +195,7 @@ static void authd_drop(const char *why)
 	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c))
 		if (c->state == C_REDEEM)
 			redeem_fail(c, "authd master connection lost");
+	authd_retry_later();
 }
 
 /* Fills *out from the USER reply: every field checked, numbers strict. */
@@ -225,7 +247,9 @@ static void session_ended(struct conn *c, bool killed)
 	stats_duration_add(mtime_ms() - c->started_ms);
 	if (!c->opened && !c->maildrop_failed)
 		master_stats.logins_session_error++;	/* ended before either word */
-	if (!c->reported && killed)
+	if (c->kicked)
+		;	/* counted as sessions_kicked */
+	else if (!c->reported && killed)
 		master_stats.sessions_killed++;
 	else if (!c->reported)
 		master_stats.sessions_failed++;
@@ -451,6 +475,82 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 	conntab_set_session(c, pid, u.user);
 }
 
+static void authd_send(struct proto_line *l)
+{
+	if (H.authd != NULL && proto_line_end(l) == 0)
+		bufferevent_write(H.authd, l->buf, l->len);
+}
+
+/* WHO <serial>: a SESSION line per live session, then END. */
+static void authd_who(const char *serial)
+{
+	uint64_t now_ms = mtime_ms(), n = 0;
+	time_t now = time(NULL);
+	struct proto_line l;
+
+	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c)) {
+		if (c->state != C_SESSION || c->user == NULL)
+			continue;
+		proto_line_start(&l, "SESSION");
+		proto_line_add(&l, serial);
+		proto_line_kv(&l, "user", c->user);
+		proto_line_kv(&l, "rip", c->rip);
+		proto_line_kvf(&l, "rport", "%u", c->rport);
+		proto_line_kvf(&l, "start", "%lld",
+			       (long long)(now - (time_t)((now_ms - c->started_ms) / 1000)));
+		proto_line_kvf(&l, "pid", "%ld", (long)c->pid);
+		proto_line_kv(&l, "tls", c->secured ? "yes" : "no");
+		authd_send(&l);
+		n++;
+	}
+	proto_line_start(&l, "END");
+	proto_line_add(&l, serial);
+	proto_line_kvf(&l, "n", "%llu", (unsigned long long)n);
+	authd_send(&l);
+}
+
+/* KICK <serial> user=U: ends U's sessions (SIGTERM), then KICKED. */
+static void authd_kick(const char *serial, const char *user)
+{
+	struct proto_line l;
+	unsigned n = 0;
+
+	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c)) {
+		if (c->state != C_SESSION || c->user == NULL || strcmp(c->user, user) != 0)
+			continue;
+		if (!c->kicked && kill(c->pid, SIGTERM) == -1) {
+			log_warn("kick: session user=%s pid=%ld", c->user, (long)c->pid);
+			continue;
+		}
+		c->kicked = true;
+		n++;
+	}
+	log_info("kick: user=%s: %u session%s ended", user, n, n == 1 ? "" : "s");
+	proto_line_start(&l, "KICKED");
+	proto_line_add(&l, serial);
+	proto_line_kvf(&l, "n", "%u", n);
+	authd_send(&l);
+}
+
+/* authd's own questions.  Returns 0, or -1 if malformed. */
+static int authd_question(const struct proto_msg *msg)
+{
+	const char *user;
+
+	if (msg->nargs < 1 || !proto_id_valid(msg->args[0]))
+		return -1;
+	if (strcmp(msg->cmd, "WHO") == 0) {
+		authd_who(msg->args[0]);
+		return 0;
+	}
+	user = proto_get(msg, "user");
+	if (user == NULL || user[0] == '\0' || strlen(user) > AUTH_MAX_USER ||
+	    proto_has_duplicates(msg))
+		return -1;
+	authd_kick(msg->args[0], user);
+	return 0;
+}
+
 static void on_authd_read(struct bufferevent *bev, void *arg)
 {
 	static char line[AUTHD_MAX_LINE + 1];
@@ -472,6 +572,15 @@ static void on_authd_read(struct bufferevent *bev, void *arg)
 		}
 		if (strcmp(msg.cmd, "VERSION") == 0)
 			continue;
+		if (strcmp(msg.cmd, "WHO") == 0 || strcmp(msg.cmd, "KICK") == 0) {
+			if (authd_question(&msg) == -1) {
+				authd_drop("malformed request");
+				return;
+			}
+			if (H.authd == NULL)
+				return;
+			continue;
+		}
 		if (msg.nargs < 1 || num_parse_u64(msg.args[0], 0, UINT64_MAX, &id) == -1) {
 			authd_drop("reply without a request id");
 			return;
@@ -488,7 +597,10 @@ static void on_authd_event(struct bufferevent *bev, short what, void *arg)
 	authd_drop((what & BEV_EVENT_EOF) ? "closed by authd" : "I/O error");
 }
 
-static int authd_connect(void)
+/* Connects to authd's master socket unless connected.  quiet: a retry in
+ * the background, logged once until it succeeds (a login that needs the
+ * connection always logs).  Returns 0 or -1 (a retry is scheduled). */
+static int authd_connect(bool quiet)
 {
 	struct proto_line l;
 	int fd;
@@ -497,10 +609,15 @@ static int authd_connect(void)
 		return 0;
 	fd = sock_unix_connect(H.conf->pop3d.master_auth_socket, false);
 	if (fd == -1) {
-		log_warn("cannot connect to authd master socket %s",
-			 H.conf->pop3d.master_auth_socket);
+		if (!quiet || !H.authd_quiet)
+			log_warn("cannot connect to authd master socket %s%s",
+				 H.conf->pop3d.master_auth_socket,
+				 quiet ? " (retrying in the background)" : "");
+		H.authd_quiet |= quiet;
+		authd_retry_later();
 		return -1;
 	}
+	H.authd_quiet = false;
 	evutil_make_socket_nonblocking(fd);
 	H.authd = bufferevent_socket_new(H.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (H.authd == NULL)
@@ -510,6 +627,7 @@ static int authd_connect(void)
 	proto_line_start(&l, "VERSION");
 	proto_line_add(&l, "1");
 	proto_line_add(&l, "0");
+	proto_line_kv(&l, "sessions", "yes");	/* we answer WHO and KICK */
 	proto_line_end(&l);
 	bufferevent_write(H.authd, l.buf, l.len);
 	if (H.authd_lost) {
@@ -544,7 +662,7 @@ void handoff_redeem(struct conn *c, const struct ipc_msg *m, int fd, pid_t fe_pi
 	c->timer = evtimer_new(H.base, on_redeem_timeout, c);
 	if (c->timer == NULL)
 		fatalx("evtimer_new");
-	if (authd_connect() == -1) {
+	if (authd_connect(false) == -1) {
 		redeem_fail(c, "authd master socket unavailable");
 		return;
 	}
@@ -629,6 +747,11 @@ void handoff_init(void)
 		fatal("session report socket");
 }
 
+static void on_authd_retry(evutil_socket_t fd, short what, void *arg)
+{
+	authd_connect(true);
+}
+
 void handoff_start(struct event_base *base)
 {
 	H.base = base;
@@ -636,6 +759,13 @@ void handoff_start(struct event_base *base)
 	if (H.report_ev == NULL)
 		fatalx("event_new");
 	event_add(H.report_ev, NULL);
+	H.authd_retry = evtimer_new(base, on_authd_retry, NULL);
+	if (H.authd_retry == NULL)
+		fatalx("evtimer_new");
+	/* Now rather than at the first login: authd's kicks come this way.
+	 * authd may start after us; then the retry finds it. */
+	H.authd_quiet = true;	/* not worth a warning yet */
+	authd_connect(true);
 }
 
 void handoff_configure(const struct config *conf, uint64_t login_delay_ms)
@@ -657,14 +787,22 @@ void handoff_child_exited(pid_t pid, int status)
 	c = conntab_session(pid);
 	if (c == NULL)
 		return;
-	if (WIFSIGNALED(status))
+	if (c->kicked) {
+		log_info("session user=%s pid=%ld ended by a kick", c->user, (long)pid);
+		master_stats.sessions_kicked++;
+	} else if (WIFSIGNALED(status)) {
 		log_warnx("session user=%s pid=%ld killed by signal %d", c->user, (long)pid,
 			  WTERMSIG(status));
+	}
 	session_ended(c, WIFSIGNALED(status));
 }
 
 void handoff_stop(void)
 {
+	if (H.authd_retry != NULL) {
+		event_free(H.authd_retry);
+		H.authd_retry = NULL;
+	}
 	for (struct conn *c = conntab_next(NULL); c != NULL; c = conntab_next(c))
 		if (c->state == C_SESSION)
 			kill(c->pid, SIGTERM);

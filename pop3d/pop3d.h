@@ -88,6 +88,9 @@ struct ssl_st;
 #define POP3D_AUTH_TIMEOUT_MS	30000
 /* How long the master waits for authd to answer a REDEEM. */
 #define POP3D_REDEEM_TIMEOUT_MS	10000
+/* While authd's master socket is away, the master tries it this often
+ * (it carries authd's WHO and KICK, handoff.c). */
+#define POP3D_AUTHD_RETRY_MS	1000
 /* Front-end restart back-off after a crash or an authd loss. */
 #define POP3D_RESTART_MIN_MS	100
 #define POP3D_RESTART_MAX_MS	5000
@@ -673,6 +676,7 @@ struct master_stats {
 	uint64_t sessions_killed;		/* ended by a signal, no report */
 	uint64_t sessions_failed;		/* exited without a report (refused
 						 * uid, a crash) */
+	uint64_t sessions_kicked;		/* ended by a kick (authctl kick) */
 	uint64_t bytes_sent;			/* refusals, plain sessions' bytes */
 	struct session_report sessions;		/* sum of all reports (bytes_sent
 						 * not used: see bytes_sent) */
@@ -740,6 +744,7 @@ struct conn {
 	bool reported;			/* its report came */
 	bool opened;			/* it said its maildrop is open */
 	bool maildrop_failed;		/* its report: SESSION_END_MAILDROP */
+	bool kicked;			/* ended by authd's KICK */
 	uint32_t idx;			/* own slot in the table */
 	uint32_t next_free;
 };

@@ -266,6 +266,7 @@ static void render(struct evbuffer *out)
 		metrics_value(out, "pop3d_sessions_ended_total", labels, s->sessions_ended[i]);
 	}
 	metrics_value(out, "pop3d_sessions_ended_total", "reason=\"killed\"", s->sessions_killed);
+	metrics_value(out, "pop3d_sessions_ended_total", "reason=\"kicked\"", s->sessions_kicked);
 	metrics_value(out, "pop3d_sessions_ended_total", "reason=\"failed\"", s->sessions_failed);
 	metrics_header(out, "pop3d_session_duration_seconds", "histogram",
 		       "Session lifetimes, from login to the end of the session.");

@@ -16,7 +16,8 @@ from authdlib import AuthdClient, Reply, wait_until
 from conftest import authctl
 from pop3lib import IS_ROOT, MailRoot, Pop3d, passwd_line
 
-ADMIN = ("CACHE\t{id}\n", "FLUSH\t{id}\n", "FLUSH\t{id}\tuser=alice\n", "RELOAD\t{id}\n")
+ADMIN = ("CACHE\t{id}\n", "FLUSH\t{id}\n", "FLUSH\t{id}\tuser=alice\n", "RELOAD\t{id}\n",
+         "WHO\t{id}\n", "KICK\t{id}\tuser=alice\n", "KICK\t{id}\tuser=alice\tflush=yes\n")
 
 
 def passwd_auth(tmp_path, home="/nonexistent"):
@@ -76,7 +77,8 @@ def test_admin_handshake_works_for_root_or_own_uid(authd_factory, tmp_path):
     assert c.closed()
     c.close()
     # authctl asks for the right.
-    for args in (("cache",), ("flush",), ("flush", "alice"), ("reload",)):
+    for args in (("cache",), ("flush",), ("flush", "alice"), ("reload",), ("who",),
+                 ("kick", "alice"), ("flush", "--kick", "alice")):
         r = authctl("-s", a.socket, *args)
         assert r.returncode == 0, (args, r.stdout, r.stderr)
 
