@@ -208,6 +208,12 @@ static void render_l2(struct evbuffer *out)
 		       "Flushes of this host's L1 that the cluster asked for.");
 	V("authd_l2_flushes_applied_total", "scope=\"user\"", st.cluster_flush_users);
 	V("authd_l2_flushes_applied_total", "scope=\"all\"", st.cluster_flush_all);
+	metrics_header(out, "authd_l2_kicks_total", "counter",
+		       "Kicks (authctl kick) sent to the cluster, received from it and applied "
+		       "here, or received too old to apply.");
+	V("authd_l2_kicks_total", "event=\"sent\"", st.kicks_sent);
+	V("authd_l2_kicks_total", "event=\"received\"", st.kicks_received);
+	V("authd_l2_kicks_total", "event=\"stale\"", st.kicks_stale);
 	metrics_header(out, "authd_l2_polls_total", "counter", "Polls of a server's flush log.");
 	V("authd_l2_polls_total", NULL, st.polls);
 	metrics_header(out, "authd_l2_answers_total", "counter",
