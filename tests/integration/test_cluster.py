@@ -25,6 +25,8 @@ from pop3lib import Client, MailRoot, Pop3d, free_port, passwd_line
 from test_l2 import Memcached
 from test_proxy_protocol import HAPROXY
 
+pytestmark = pytest.mark.threaded
+
 HOST_ADDRS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 USERS = ["alice", "bob", "carol"] + ["u%d" % i for i in range(12)]
 
