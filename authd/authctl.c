@@ -24,9 +24,10 @@
  *       the Prometheus text with --raw), once or every SECONDS.
  *
  * Exit status (sysexits): 0 accepted, 1 rejected, 75 temporary failure,
- * 69 authd unreachable, 64 usage.
+ * 69 authd unreachable, 2 bad command line, 64 no password on stdin (test).
  */
 #include <errno.h>
+#include <getopt.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,17 +43,21 @@
 #include "common/num.h"
 #include "common/proto.h"
 #include "common/sock.h"
+#include "common/version.h"
 
 #define EX_OK_		0
 #define EX_REJECT	1
-#define EX_USAGE_	64
+#define EX_USAGE_	2	/* a bad command line */
+#define EX_NOINPUT_	64	/* test: nothing on standard input */
 #define EX_UNAVAIL	69
 #define EX_TEMP		75
 #define AUTHCTL_TIMEOUT_MS 30000
 
-static void usage(void)
+/* help: the whole text on stdout, exit 0; a bad command line: on
+ * stderr, exit 2 (authctl(1)). */
+static void usage(bool help)
 {
-	fprintf(stderr, "usage: authctl [-s SOCKET | -c CONFIG] COMMAND\n"
+	fprintf(help ? stdout : stderr, "usage: authctl [-s SOCKET | -c CONFIG] COMMAND\n"
 		"  test USER [SERVICE]   check a password read from standard input\n"
 		"  flush [USER]          drop USER's cache entries, or all\n"
 		"  flush --kick USER     drop USER's cache entries and end its sessions\n"
@@ -63,8 +68,9 @@ static void usage(void)
 		"  stats [--raw] [--watch SECONDS [--count N]]\n"
 		"                        show authd's and pop3d's metrics\n"
 		"options: -s SOCKET (authd protocol socket), -c CONFIG (default\n"
-		"  /etc/pop3d/pop3d.conf), -A / -P authd's / pop3d's stats socket\n");
-	exit(EX_USAGE_);
+		"  /etc/pop3d/pop3d.conf), -A / -P authd's / pop3d's stats socket,\n"
+		"  -h / --help this text, --version the version\n");
+	exit(help ? EX_OK_ : EX_USAGE_);
 }
 
 /* Reads one LF-terminated line from fd into buf (size bytes) within the
@@ -758,7 +764,7 @@ static int cmd_stats(const char *authd_stats, const char *pop3d_stats, int argc,
 			 num_parse_uint(argv[i + 1], 1, 1000000, &count) == 0)
 			i++;
 		else
-			usage();
+			usage(false);
 	}
 	if ((authd_stats == NULL || authd_stats[0] == '\0') &&
 	    (pop3d_stats == NULL || pop3d_stats[0] == '\0')) {
@@ -788,7 +794,7 @@ static int cmd_test(const char *sock, const char *user, const char *service)
 
 	if (fgets(pass, sizeof(pass), stdin) == NULL) {
 		fprintf(stderr, "authctl: no password on standard input\n");
-		return EX_USAGE_;
+		return EX_NOINPUT_;
 	}
 	plen = strcspn(pass, "\r\n");
 	pass[plen] = '\0';
@@ -831,19 +837,26 @@ int main(int argc, char **argv)
 	char err[1024];
 	int ch, rc;
 
-	while ((ch = getopt(argc, argv, "+s:c:A:P:")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((ch = getopt_long(argc, argv, "+s:c:A:P:h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': sock = optarg; break;
 		case 'c': confpath = optarg; break;
 		case 'A': astats = optarg; break;
 		case 'P': pstats = optarg; break;
-		default: usage();
+		case 'h': usage(true); break;
+		case 'V': printf("authctl %s\n", PROJECT_VERSION); return EX_OK_;
+		default: usage(false);
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (argc < 1)
-		usage();
+		usage(false);
 	if (sodium_init() < 0)
 		return EX_UNAVAIL;
 	bool need_conf = strcmp(argv[0], "stats") == 0 ? (astats == NULL && pstats == NULL)
@@ -865,7 +878,7 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "test") == 0) {
 		if (argc < 2 || argc > 3)
-			usage();
+			usage(false);
 		rc = cmd_test(sock, argv[1], argc == 3 ? argv[2] : "authctl");
 	} else if (strcmp(argv[0], "flush") == 0 && argc == 3 && strcmp(argv[1], "--kick") == 0) {
 		rc = cmd_kick(sock, argv[2], true);
@@ -883,7 +896,7 @@ int main(int argc, char **argv)
 	} else if (strcmp(argv[0], "stats") == 0) {
 		rc = cmd_stats(astats, pstats, argc, argv);
 	} else {
-		usage();
+		usage(false);
 	}
 	config_free(&conf);
 	return rc;

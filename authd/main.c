@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,7 @@
 #include "common/privsep.h"
 #include "common/proctitle.h"
 #include "common/sock.h"
+#include "common/version.h"
 
 static struct event_base *base;
 static char *conf_path;			/* absolute, for reloads */
@@ -156,13 +158,16 @@ static void on_title(evutil_socket_t fd, short what, void *arg)
 	proctitle_set("authd: %u in flight", requests_in_flight());
 }
 
-static void usage(void)
+/* -h: the whole text on stdout, exit 0; a bad command line: on stderr,
+ * exit 2 (the conventions of every program here, authd(8)). */
+static void usage(bool help)
 {
-	fprintf(stderr, "usage: authd -c FILE [-f] [-t]\n"
-		"  -c FILE  configuration file\n"
-		"  -f       stay in the foreground, log to stderr\n"
-		"  -t       check the configuration and exit (0 valid, 1 not)\n");
-	exit(64);
+	fprintf(help ? stdout : stderr, "usage: authd -c FILE [-f] [-t]\n"
+		"  -c FILE    configuration file\n"
+		"  -f         stay in the foreground, log to stderr\n"
+		"  -t         check the configuration and exit (0 valid, 1 not)\n"
+		"  -h, --help this text;  --version  the version\n");
+	exit(help ? 0 : 2);
 }
 
 static void on_stop(evutil_socket_t sig, short what, void *arg)
@@ -219,16 +224,23 @@ int main(int argc, char **argv)
 	char err[1024], *real;
 	int ch, fd, mfd, sfd = -1;
 
-	while ((ch = getopt(argc, argv, "c:ft")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((ch = getopt_long(argc, argv, "c:fth", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c': path = optarg; break;
 		case 'f': foreground = true; break;
 		case 't': test_only = true; break;
-		default: usage();
+		case 'h': usage(true); break;
+		case 'V': printf("authd %s\n", PROJECT_VERSION); return 0;
+		default: usage(false);
 		}
 	}
 	if (path == NULL || optind != argc)
-		usage();
+		usage(false);
 
 	log_init("authd", LOG_LEVEL_INFO, LOG_TARGET_STDERR, NULL, 0);
 	conf = config_load(path, err, sizeof(err));

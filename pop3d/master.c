@@ -67,6 +67,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +91,7 @@
 #include "common/privsep.h"
 #include "common/proctitle.h"
 #include "common/sock.h"
+#include "common/version.h"
 #include "pop3d/pop3d.h"
 
 struct frontend {
@@ -966,13 +968,16 @@ static void libevent_log(int severity, const char *msg)
 		log_debug("libevent: %s", msg);
 }
 
-static void usage(void)
+/* -h: the whole text on stdout, exit 0; a bad command line: on stderr,
+ * exit 2 (pop3d(8)). */
+static void usage(bool help)
 {
-	fprintf(stderr, "usage: pop3d -c FILE [-f] [-t]\n"
-		"  -c FILE  configuration file\n"
-		"  -f       stay in the foreground\n"
-		"  -t       check the configuration and exit\n");
-	exit(2);
+	fprintf(help ? stdout : stderr, "usage: pop3d -c FILE [-f] [-t]\n"
+		"  -c FILE    configuration file\n"
+		"  -f         stay in the foreground\n"
+		"  -t         check the configuration and exit (0 valid, 1 not)\n"
+		"  -h, --help this text;  --version  the version\n");
+	exit(help ? 0 : 2);
 }
 
 /* Loads and checks the certificates and keys in a child, so that the
@@ -1028,16 +1033,23 @@ int main(int argc, char **argv)
 	gid_t stats_gid;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "c:ft")) != -1) {
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	while ((opt = getopt_long(argc, argv, "c:fth", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 'c': M.conf_path = optarg; break;
 		case 'f': M.foreground = true; break;
 		case 't': test = true; break;
-		default: usage();
+		case 'h': usage(true); break;
+		case 'V': printf("pop3d %s\n", PROJECT_VERSION); return 0;
+		default: usage(false);
 		}
 	}
 	if (M.conf_path == NULL || optind != argc)
-		usage();
+		usage(false);
 	/* Until the event loop handles them: a reload or log rotation asked
 	 * for during start-up must not kill us (their default action). */
 	signal(SIGHUP, SIG_IGN);

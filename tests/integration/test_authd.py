@@ -55,7 +55,7 @@ def test_authctl_accepts_and_rejects(authd_factory, pwfile):
     r = authctl(a, "test", "nobody", password="x")
     assert r.returncode == 1
     r = authctl(a, "test", password="x")
-    assert r.returncode == 64
+    assert r.returncode == 2
     # the password is never logged
     assert "alice-pw" not in a.log_text() and "wrong" not in a.log_text().replace(
         "wrong credentials", "")
