@@ -388,7 +388,9 @@ struct generation *authd_generation(void);
 
 /* stats.c */
 /* Serves the metrics on the stats socket (listening fd). */
-void stats_init(struct event_base *base, int listen_fd);
+/* Serves the stats socket listen_fd and the metrics-listen socket
+ * http_fd (HTTP /metrics); either may be -1. */
+void stats_init(struct event_base *base, int listen_fd, int http_fd);
 void stats_shutdown(void);
 
 /* request.c: the request's lifecycle.  The layer above (client.c) creates

@@ -33,7 +33,8 @@ static struct event_base *base;
 static char *conf_path;			/* absolute, for reloads */
 static struct generation *current;	/* new requests go here */
 /* What cannot change without a restart: as started. */
-static char *sock_path, *master_path, *stats_path, *run_user, *l2_server_list, *l2_keyfile;
+static char *sock_path, *master_path, *stats_path, *metrics_addr, *run_user, *l2_server_list,
+	    *l2_keyfile;
 static bool cache_enabled, foreground;
 static uint64_t cache_size;
 static unsigned refresh_pct;
@@ -53,6 +54,8 @@ static void report_fixed(const struct config *n)
 		log_warnx("reload: [authd] master-socket changed; restart authd to apply");
 	if (!SAME(n->authd.stats_socket, stats_path))
 		log_warnx("reload: [authd] stats-socket changed; restart authd to apply");
+	if (!SAME(n->authd.metrics_listen, metrics_addr))
+		log_warnx("reload: [authd] metrics-listen changed; restart authd to apply");
 	if (!SAME(n->authd.user, run_user))
 		log_warnx("reload: [authd] user changed; restart authd to apply");
 	if (n->cache.enabled != cache_enabled || (cache_enabled && n->cache.size != cache_size) ||
@@ -222,7 +225,7 @@ int main(int argc, char **argv)
 	struct event *sigs[5], *title_ev;
 	struct timeval one_second = { 1, 0 };
 	char err[1024], *real;
-	int ch, fd, mfd, sfd = -1;
+	int ch, fd, mfd, sfd = -1, hfd = -1;
 
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -290,6 +293,15 @@ int main(int argc, char **argv)
 				fatal("cannot chgrp %s", conf->authd.stats_socket);
 		}
 	}
+	/* Bound here, as root, like the other sockets (a port below 1024
+	 * is allowed); served after the drop. */
+	if (conf->authd.metrics_listen[0] != '\0') {
+		hfd = sock_tcp_listen_str(conf->authd.metrics_listen, 64);
+		if (hfd == -1)
+			fatal("[authd] metrics-listen: cannot listen on %s",
+			      conf->authd.metrics_listen);
+	}
+	metrics_addr = xstrdup(conf->authd.metrics_listen);
 	sock_path = xstrdup(conf->authd.socket);
 	master_path = xstrdup(conf->authd.master_socket);
 	stats_path = xstrdup(conf->authd.stats_socket);
@@ -343,8 +355,7 @@ int main(int argc, char **argv)
 	requests_set_generation(current);
 	clients_init(base, conf, fd);
 	redeem_init(base, mfd);
-	if (sfd != -1)
-		stats_init(base, sfd);
+	stats_init(base, sfd, hfd);
 	title_ev = event_new(base, -1, EV_PERSIST, on_title, NULL);
 	event_add(title_ev, &one_second);
 	on_title(-1, 0, NULL);
@@ -383,6 +394,7 @@ int main(int argc, char **argv)
 	free(sock_path);
 	free(master_path);
 	free(stats_path);
+	free(metrics_addr);
 	free(run_user);
 	free(l2_server_list);
 	free(l2_keyfile);

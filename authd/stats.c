@@ -21,7 +21,7 @@
 
 #define STATS_MAX_CONNS 32
 
-static struct stats_server *server;
+static struct stats_server *server, *http_server;	/* stats socket, metrics-listen */
 
 static void render_authenticators(struct evbuffer *out, struct generation *gen)
 {
@@ -291,12 +291,16 @@ static void fill(struct evbuffer *out, void *ctx)
 	render(out);
 }
 
-void stats_init(struct event_base *b, int listen_fd)
+void stats_init(struct event_base *b, int listen_fd, int http_fd)
 {
-	server = stats_server_new(b, listen_fd, STATS_MAX_CONNS, fill, NULL);
+	if (listen_fd != -1)
+		server = stats_server_new(b, listen_fd, STATS_MAX_CONNS, fill, NULL);
+	if (http_fd != -1)
+		http_server = stats_server_new_http(b, http_fd, STATS_MAX_CONNS, fill, NULL);
 }
 
 void stats_shutdown(void)
 {
 	stats_server_free(&server);
+	stats_server_free(&http_server);
 }

@@ -60,6 +60,7 @@ static const struct key_def authd_keys[] = {
 	{ "master-socket", K_PATH, C(authd.master_socket), NULL, 0, 0, 0 },
 	{ "stats-socket", K_PATH, C(authd.stats_socket), OPTIONAL, 0, 0, 0 },
 	{ "stats-group", K_STRING, C(authd.stats_group), OPTIONAL, 0, 0, 0 },
+	{ "metrics-listen", K_STRING, C(authd.metrics_listen), OPTIONAL, 0, 0, 0 },
 	{ "user", K_STRING, C(authd.user), OPTIONAL, 0, 0, 0 },
 	{ "log-level", K_LOGLEVEL, C(authd.log.level), "info", 0, 0, 0 },
 	{ "log-target", K_LOGTARGET, C(authd.log.target), "stderr", 0, 0, 0 },
@@ -104,6 +105,7 @@ static const struct key_def pop3d_keys[] = {
 	{ "login-chroot", K_PATH, C(pop3d.login_chroot), "/var/empty", 0, 0, 0 },
 	{ "stats-socket", K_PATH, C(pop3d.stats_socket), OPTIONAL, 0, 0, 0 },
 	{ "stats-group", K_STRING, C(pop3d.stats_group), OPTIONAL, 0, 0, 0 },
+	{ "metrics-listen", K_STRING, C(pop3d.metrics_listen), OPTIONAL, 0, 0, 0 },
 	{ "log-level", K_LOGLEVEL, C(pop3d.log.level), "info", 0, 0, 0 },
 	{ "log-target", K_LOGTARGET, C(pop3d.log.target), "stderr", 0, 0, 0 },
 	{ "log-file", K_PATH, C(pop3d.log.file), OPTIONAL, 0, 0, 0 },
@@ -1138,6 +1140,32 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 			       a->default_maildrop);
 }
 
+/* metrics-listen: "" (off), ADDR:PORT, [V6ADDR]:PORT, or a bare PORT,
+ * which means 127.0.0.1:PORT (loopback unless an address is written). */
+static int validate_metrics_listen(struct load_ctx *ctx, struct section *s, const char *sec,
+				   char **v)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned port;
+
+	if ((*v)[0] == '\0')
+		return 0;
+	if (num_parse_uint(*v, 1, 65535, &port) == 0) {
+		char buf[32];
+
+		snprintf(buf, sizeof(buf), "127.0.0.1:%u", port);
+		free(*v);
+		*v = xstrdup(buf);
+	}
+	if (sock_parse_addrport(*v, &ss, &sl) == -1) {
+		set_error(ctx, entry_line(s, "metrics-listen"), "[%s] metrics-listen: bad address "
+			  "\"%s\" (expected PORT, ADDR:PORT or [V6ADDR]:PORT)", sec, *v);
+		return -1;
+	}
+	return 0;
+}
+
 static void validate(struct load_ctx *ctx, struct config *conf)
 {
 	struct section none = { 0 };
@@ -1155,7 +1183,9 @@ static void validate(struct load_ctx *ctx, struct config *conf)
 	apply_section(ctx, "pop3d", &ctx->pop3d, pop3d_keys, conf, 0);
 	if (ctx->failed)
 		return;
-	if (validate_memcached(ctx, &ctx->cache, conf) == -1)
+	if (validate_memcached(ctx, &ctx->cache, conf) == -1 ||
+	    validate_metrics_listen(ctx, &ctx->authd, "authd", &conf->authd.metrics_listen) == -1 ||
+	    validate_metrics_listen(ctx, &ctx->pop3d, "pop3d", &conf->pop3d.metrics_listen) == -1)
 		return;
 
 	/* A POP3S-only server needs no plain port; one of the two is required. */

@@ -106,6 +106,7 @@ struct config {
 		char *master_socket;
 		char *stats_socket;
 		char *stats_group;		/* group of the stats socket (mode 0660) */
+		char *metrics_listen;		/* ADDR:PORT for HTTP /metrics, or "" */
 		char *user;
 		struct log_conf log;
 		bool lowercase_usernames;
@@ -145,6 +146,7 @@ struct config {
 		char *login_user;
 		char *login_chroot;
 		char *stats_socket;
+		char *metrics_listen;		/* ADDR:PORT for HTTP /metrics, or "" */
 		char *stats_group;		/* group of the stats socket (mode 0660) */
 		struct log_conf log;
 		uint64_t preauth_timeout_ms;

@@ -6,7 +6,7 @@ COMMON_OBJS := $(COMMON_SRCS:%.c=$(B)/obj/%.o)
 ALL_OBJS += $(COMMON_OBJS)
 
 COMMON_TESTS := test-num test-proto test-config test-histogram test-line test-log \
-	test-netlist test-maildrop
+	test-netlist test-maildrop test-stats-http
 UNIT_TESTS += $(COMMON_TESTS:%=$(B)/%)
 ALL_OBJS += $(COMMON_TESTS:%=$(B)/obj/tests/%.o)
 

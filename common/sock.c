@@ -165,6 +165,18 @@ out_close:
 	return -1;
 }
 
+int sock_tcp_listen_str(const char *addrport, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (sock_parse_addrport(addrport, &ss, &len) == -1) {
+		errno = EINVAL;
+		return -1;
+	}
+	return sock_tcp_listen(&ss, len, backlog);
+}
+
 const char *sock_addr_str(const struct sockaddr *sa, char *buf, size_t size, unsigned *port_r)
 {
 	if (port_r != NULL)

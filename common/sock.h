@@ -23,6 +23,9 @@ int sock_parse_addrport(const char *s, struct sockaddr_storage *ss, socklen_t *l
 /* Creates a listening TCP socket (SO_REUSEADDR, IPV6_V6ONLY, non-blocking).
  * Returns fd or -1 with errno set. */
 int sock_tcp_listen(const struct sockaddr_storage *ss, socklen_t len, int backlog);
+/* sock_parse_addrport() and sock_tcp_listen(): a listening TCP socket on
+ * "ADDR:PORT" (already checked by config.c).  Returns fd or -1 (errno). */
+int sock_tcp_listen_str(const char *addrport, int backlog);
 
 /* Formats an address as "ip" (ip only) into buf; port into *port_r if
  * non-NULL.  Returns buf. */

@@ -127,6 +127,7 @@ static struct {
 	char *tls_addrs[CONFIG_MAX_LISTEN];		/* listen-tls, split */
 	size_t ntls_addrs;
 	int stats_fd;			/* owned by stats.c once served */
+	int metrics_fd;			/* metrics-listen (HTTP), likewise */
 	struct slot *slots;
 	unsigned nslots;
 	LIST_HEAD(, frontend) fes;	/* all live front ends */
@@ -808,6 +809,7 @@ static size_t keep_fixed(struct config *n, struct config *o, const char **change
 	KEEP(auth_socket, "auth-socket");
 	KEEP(master_auth_socket, "master-auth-socket");
 	KEEP(stats_socket, "stats-socket");
+	KEEP(metrics_listen, "metrics-listen");
 	KEEP(login_user, "login-user");
 	KEEP(login_chroot, "login-chroot");
 	KEEP(proxy_protocol, "proxy-protocol");
@@ -1113,6 +1115,7 @@ int main(int argc, char **argv)
 	M.conf = conf;
 	proxy_trusted_setup(conf);
 	M.stats_fd = -1;
+	M.metrics_fd = -1;
 	conntab_init(conn_unload);
 	handoff_configure(conf, conf->pop3d.login_delay_ms);
 	M.started_ms = mtime_ms();
@@ -1145,6 +1148,12 @@ int main(int argc, char **argv)
 		if (stats_chgrp(conf, stats_gid, err, sizeof(err)) == -1)
 			fatalx("%s: %s", path, err);
 	}
+	if (conf->pop3d.metrics_listen[0] != '\0') {
+		M.metrics_fd = sock_tcp_listen_str(conf->pop3d.metrics_listen, 64);
+		if (M.metrics_fd == -1)
+			fatal("[pop3d] metrics-listen: cannot listen on %s",
+			      conf->pop3d.metrics_listen);
+	}
 	handoff_init();		/* the session report socket */
 	/* In the foreground too: a session inherits the master's directory,
 	 * which must not be wherever the operator happened to start it. */
@@ -1166,8 +1175,7 @@ int main(int argc, char **argv)
 			fatalx("event_new");
 		event_add(M.listen_evs[i], NULL);
 	}
-	if (M.stats_fd != -1)
-		stats_init(M.base, M.stats_fd);
+	stats_init(M.base, M.stats_fd, M.metrics_fd);
 	handoff_start(M.base);
 	ev = evsignal_new(M.base, SIGCHLD, on_sigchld, NULL);
 	event_add(ev, NULL);

@@ -703,7 +703,9 @@ void stats_duration_add(uint64_t ms);
 
 /* Serves the stats socket listen_fd (non-blocking) on base: each client
  * gets the metrics in the Prometheus text format, then EOF.  Takes fd. */
-void stats_init(struct event_base *base, int listen_fd);
+/* Serves the stats socket listen_fd and the metrics-listen socket
+ * http_fd (HTTP /metrics); either may be -1. */
+void stats_init(struct event_base *base, int listen_fd, int http_fd);
 /* Closes the stats socket and every scrape in progress (at exit). */
 void stats_shutdown(void);
 

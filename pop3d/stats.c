@@ -57,7 +57,7 @@ static const uint64_t duration_bounds_ms[STATS_DURATION_BUCKETS] = {
 	14400000,
 };
 
-static struct stats_server *server;
+static struct stats_server *server, *http_server;	/* stats socket, metrics-listen */
 
 /* ---- totals ------------------------------------------------------------ */
 
@@ -323,12 +323,16 @@ static void fill(struct evbuffer *out, void *ctx)
 	render(out);
 }
 
-void stats_init(struct event_base *b, int listen_fd)
+void stats_init(struct event_base *b, int listen_fd, int http_fd)
 {
-	server = stats_server_new(b, listen_fd, POP3D_STATS_MAX_CONNS, fill, NULL);
+	if (listen_fd != -1)
+		server = stats_server_new(b, listen_fd, POP3D_STATS_MAX_CONNS, fill, NULL);
+	if (http_fd != -1)
+		http_server = stats_server_new_http(b, http_fd, POP3D_STATS_MAX_CONNS, fill, NULL);
 }
 
 void stats_shutdown(void)
 {
 	stats_server_free(&server);
+	stats_server_free(&http_server);
 }
