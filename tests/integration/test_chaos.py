@@ -51,6 +51,7 @@ from test_ldap import SLAPD, Slapd, ldap_auth
 
 LONG_SECONDS = float(os.environ.get("CHAOS_SECONDS", "0"))
 CLIENTS = int(os.environ.get("CHAOS_CLIENTS", "8" if LONG_SECONDS else "4"))
+ROUNDS = int(os.environ.get("CHAOS_ROUNDS", "1"))   # at least
 SANITIZED = os.path.basename(BUILD.rstrip("/")) in ("address", "thread", "undefined")
 SLACK = 3.0 if SANITIZED else 1.5
 # systemd's RestartSec in conf/systemd/*.service.in
@@ -149,7 +150,7 @@ class Chaos:
         self.uids = {}
         self.seq = 0
         lines = ""
-        for u in LOAD_USERS + ["probe", "victim", "frozen", "held"]:
+        for u in LOAD_USERS + ["probe", "victim", "frozen", "held", "update"]:
             md = mailroot.maildir(u)
             self.maildirs[u] = md
             lines += "%s:{PLAIN}%s-pw:%d:%d::%s::\n" % (
@@ -483,6 +484,63 @@ class Chaos:
         assert c.cmd("QUIT").startswith("+OK")
         c.close()
 
+    def kill_session_in_update(self):
+        """A session killed in the middle of its UPDATE (once the first of
+        its changes shows in new/): the messages it did not DELE must all
+        stay, those it only retrieved included (they are being moved to
+        cur/); those it DELEd may have gone or not."""
+        md = self.maildirs["update"]
+        for _ in range(120 - len(os.listdir(os.path.join(md, "new")))):
+            self.deliver("update")
+        c, r, _ = self.login("update", timeout=10)
+        assert c is not None, r
+        c.send("UIDL\r\n")
+        assert c.line().startswith("+OK")
+        uidl = dict(x.split() for x in c.multiline().decode().splitlines())
+        ids = {}
+        for sub in ("new", "cur"):
+            for name in os.listdir(os.path.join(md, sub)):
+                with open(os.path.join(md, sub, name), "rb") as f:
+                    ids[name.split(":")[0]] = MID.search(f.read()).group(1).decode()
+        dels = [ids[u] for m, u in uidl.items() if int(m) % 2]
+        retrs = [m for m in uidl if int(m) % 4 == 0]
+        # pipelined (RFC 2449 PIPELINING): the DELEs, then a few RETRs
+        c.send("".join("DELE %s\r\n" % m for m in uidl if int(m) % 2) +
+               "".join("RETR %s\r\n" % m for m in retrs))
+        for m in uidl:
+            if int(m) % 2:
+                assert c.line().startswith("+OK")
+        for m in retrs:
+            assert c.line().startswith("+OK")
+            c.multiline()
+        pids = [pid for pid, t in self.children().items()
+                if t.startswith("pop3d: session update ")]
+        assert len(pids) == 1, self.children()
+        before = sorted(os.listdir(os.path.join(md, "new")))
+        c.send("QUIT\r\n")
+        deadline = time.monotonic() + 5
+        while sorted(os.listdir(os.path.join(md, "new"))) == before and \
+                time.monotonic() < deadline:
+            pass        # no sleep: the UPDATE takes milliseconds
+        os.kill(pids[0], signal.SIGKILL)
+        try:
+            r = c.line(timeout=10)
+        except (OSError, EOFError):
+            r = ""
+        c.close()
+        wait_until(lambda: gone(pids[0]), 10, "the session killed")
+        with self.ledger.lock:
+            if r.startswith("+OK"):
+                self.ledger.confirmed.update(dels)
+            else:
+                self.ledger.ambiguous.update(dels)
+        on_disk, tmp = self.on_disk()
+        done = sum(1 for x in dels if x not in on_disk)
+        self.figures.setdefault("session killed in UPDATE: DELEs applied of %d" % len(dels),
+                                []).append("%d%s" % (done, " (+OK)" if r.startswith("+OK")
+                                                     else ""))
+        assert self.probe("update")     # no stale lock
+
     def kill_spare(self):
         def spare():
             s = [pid for pid, t in self.children().items() if t == "pop3d: session (spare)"]
@@ -586,7 +644,9 @@ class Chaos:
         t0 = time.monotonic()
         try:
             c, r, secs = self.login(uncached)
-            assert c is None and r.startswith("-ERR [SYS/TEMP]"), r
+            if c is not None:
+                self.diagnose_login(c, r, uncached)
+            assert r.startswith("-ERR [SYS/TEMP]"), r
             assert secs < LDAP_TIMEOUT + SLACK, secs
             self.figures.setdefault("LDAP frozen: uncached user's [SYS/TEMP] (s)",
                                     []).append(secs)
@@ -607,6 +667,21 @@ class Chaos:
         # and a bind
         self.recovered("LDAP frozen %gs (from thaw)" % seconds, t1, 5 + LDAP_TIMEOUT + SLACK,
                        uncached)
+
+    def diagnose_login(self, c, r, user):
+        """A login that should have failed did not: whose maildrop is it,
+        and what did the daemons log about it."""
+        c.send("UIDL\r\n")
+        c.line()
+        uidls = sorted(x.split()[1] for x in c.multiline().decode().splitlines())
+        owners = [u for u, md in self.maildirs.items()
+                  if sorted(n.split(":")[0] for sub in ("new", "cur")
+                            for n in os.listdir(os.path.join(md, sub))) == uidls]
+        lines = [x for x in (self.pop3d.log_text() + self.authd.log_text() +
+                             self.slapd.log_text()).splitlines()
+                 if re.search(r"user1[01]\b", x)]
+        raise AssertionError("%s logged in (%s) while it should not; the maildrop is %s's;"
+                             " log:\n%s" % (user, r, owners, "\n".join(lines[-40:])))
 
     # ---- the run --------------------------------------------------------------------
 
@@ -668,6 +743,8 @@ def chaos(authd_factory, tmp_path):
 
 
 def fmt(v):
+    if isinstance(v, list) and v and isinstance(v[0], str):
+        return ", ".join(v)
     if isinstance(v, list):
         if not v:
             return "-"
@@ -692,16 +769,17 @@ def test_chaos(chaos):
         while True:
             rounds += 1
             for fault in (ch.kill_authd, ch.kill_front_end,
-                          ch.kill_session_between_dele_and_quit, ch.kill_spare,
+                          ch.kill_session_between_dele_and_quit,
+                          ch.kill_session_in_update, ch.kill_spare,
                           ch.kill_master):
                 fault()
                 ch.load_moves()
             # the first long round waits out pop3d's auth timeout
-            ch.freeze_authd(POP3D_AUTH_TIMEOUT + 3 if LONG_SECONDS and rounds == 1 else 2)
+            ch.freeze_authd(POP3D_AUTH_TIMEOUT + 3 if LONG_SECONDS >= 60 and rounds == 1 else 2)
             ch.load_moves()
             ch.freeze_slapd(5 if LONG_SECONDS else 2)
             ch.load_moves()
-            if time.monotonic() - t_start >= LONG_SECONDS:
+            if time.monotonic() - t_start >= LONG_SECONDS and rounds >= ROUNDS:
                 break
     finally:
         ch.end_load()
