@@ -536,9 +536,9 @@ class Chaos:
                 self.ledger.ambiguous.update(dels)
         on_disk, tmp = self.on_disk()
         done = sum(1 for x in dels if x not in on_disk)
-        self.figures.setdefault("session killed in UPDATE: DELEs applied of %d" % len(dels),
-                                []).append("%d%s" % (done, " (+OK)" if r.startswith("+OK")
-                                                     else ""))
+        self.figures.setdefault("session killed in UPDATE: DELEs applied/DELEs",
+                                []).append("%d/%d%s" % (done, len(dels),
+                                                        " (+OK)" if r.startswith("+OK") else ""))
         assert self.probe("update")     # no stale lock
 
     def kill_spare(self):
