@@ -36,9 +36,7 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
-import socket
 import threading
 import time
 
