@@ -123,6 +123,18 @@ fuzz-short:
 
 .PHONY: fuzz fuzz-short
 
+# The chaos suite's long run (tests/integration/test_chaos.py,
+# docs/reliability.md "Chaos"): rounds of every fault under a load of
+# CHAOS_CLIENTS clients for CHAOS_SECONDS, then the figures.  make check
+# runs one short round with the other integration tests.
+CHAOS_SECONDS ?= 180
+CHAOS_CLIENTS ?= 8
+chaos: programs
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_CLIENTS=$(CHAOS_CLIENTS) BUILD_DIR=$(CURDIR)/$(B) \
+		SANITIZER=$(SANITIZER) $(PYTHON) -m pytest -q -s tests/integration/test_chaos.py
+
+.PHONY: chaos
+
 # Benchmarks (bench/run-bench, docs/benchmarks.md): the standard scenarios
 # against daemons started on loopback, about 7 minutes; bench-smoke is a
 # few seconds' check that the suite still works.

@@ -136,6 +136,10 @@ static struct {
 	uint64_t started_ms;
 	struct event *ticket_ev;	/* rotates the TLS session-ticket keys */
 	uint64_t ticket_lifetime_ms;	/* ... at this period */
+	/* Kept here, not only in M.base: a front end frees its copy of
+	 * M.base (spawn_frontend), and then LeakSanitizer in it found the
+	 * copies of these events reachable from nowhere. */
+	struct event *signal_evs[5];
 } M;
 
 #define NO_SLOT UINT32_MAX
@@ -1031,7 +1035,6 @@ int main(int argc, char **argv)
 	struct config *conf;
 	const char *path;
 	char err[1024], *real;
-	struct event *ev;
 	gid_t stats_gid;
 	int opt;
 
@@ -1177,16 +1180,16 @@ int main(int argc, char **argv)
 	}
 	stats_init(M.base, M.stats_fd, M.metrics_fd);
 	handoff_start(M.base);
-	ev = evsignal_new(M.base, SIGCHLD, on_sigchld, NULL);
-	event_add(ev, NULL);
-	ev = evsignal_new(M.base, SIGTERM, on_sigterm, NULL);
-	event_add(ev, NULL);
-	ev = evsignal_new(M.base, SIGINT, on_sigterm, NULL);
-	event_add(ev, NULL);
-	ev = evsignal_new(M.base, SIGUSR1, on_sigusr1, NULL);
-	event_add(ev, NULL);
-	ev = evsignal_new(M.base, SIGHUP, on_sighup, NULL);
-	event_add(ev, NULL);
+	M.signal_evs[0] = evsignal_new(M.base, SIGCHLD, on_sigchld, NULL);
+	M.signal_evs[1] = evsignal_new(M.base, SIGTERM, on_sigterm, NULL);
+	M.signal_evs[2] = evsignal_new(M.base, SIGINT, on_sigterm, NULL);
+	M.signal_evs[3] = evsignal_new(M.base, SIGUSR1, on_sigusr1, NULL);
+	M.signal_evs[4] = evsignal_new(M.base, SIGHUP, on_sighup, NULL);
+	for (size_t i = 0; i < sizeof(M.signal_evs) / sizeof(M.signal_evs[0]); i++) {
+		if (M.signal_evs[i] == NULL)
+			fatalx("evsignal_new");
+		event_add(M.signal_evs[i], NULL);
+	}
 
 	ticket_keys_setup(conf);	/* before the front ends: they inherit the keys */
 	M.nslots = 0;
