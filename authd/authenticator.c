@@ -32,10 +32,11 @@
  * workers never run dry (goodput stays at capacity), an accepted request
  * waits at most about that long whatever the offered load, and the
  * others get their answer at once instead of waiting out `timeout` in a
- * queue that only grows.  (Measured against a deadline checked when a
- * worker takes the job, and against a CoDel-like shedding on the
- * measured queue time, in docs/benchmarks.md: both answer the refused
- * request only after it has waited.)  Such a refusal is TEMPFAIL
+ * queue that only grows.  (A deadline checked when a worker takes the
+ * job, which is what `timeout` was alone, and a CoDel-like drop on the
+ * measured queue time both answer a refused request only after it has
+ * waited: docs/benchmarks.md has the run before this policy, where the
+ * refused waited out `timeout`.)  Such a refusal is TEMPFAIL
  * reason=busy, which pop3d answers at once; for a suspect source
  * (fairq.c: its checks keep failing) it is reason=overloaded, which
  * pop3d delays like a failure, so that a guessing flood cannot retry at
