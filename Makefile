@@ -150,7 +150,12 @@ bench-smoke: programs
 bench-cluster: programs
 	$(PYTHON) bench/cluster-bench
 
-.PHONY: bench bench-smoke bench-cluster
+# Floods and overload, ours and Dovecot side by side (bench/overload-bench,
+# docs/benchmarks.md "Floods and overload"), about 6 minutes; as root.
+bench-overload: programs
+	$(PYTHON) bench/overload-bench
+
+.PHONY: bench bench-smoke bench-cluster bench-overload
 
 # The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
 # parts (cache and authd), then a short fuzzing pass (3 s per harness).

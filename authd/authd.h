@@ -56,6 +56,7 @@ enum auth_result {
 enum tempfail_reason {
 	TEMPFAIL_TIMEOUT,
 	TEMPFAIL_OVERLOADED,
+	TEMPFAIL_BUSY,		/* shed at admission: would wait past queue-wait-limit */
 	TEMPFAIL_UNAVAILABLE,
 	TEMPFAIL_INTERNAL,
 };
@@ -154,19 +155,21 @@ struct passdb_ops {
 };
 
 /* Why authenticator_submit() refused or pushed out a request (all are
- * TEMPFAIL reason=overloaded on the wire). */
+ * TEMPFAIL reason=overloaded on the wire, but OVERLOAD_WAIT_LIMIT for a
+ * source that is not suspect, which is reason=busy). */
 enum overload_reason {
 	OVERLOAD_QUEUE_FULL,	/* queue-limit reached, no longer source to push out */
 	OVERLOAD_SOURCE_LIMIT,	/* the source has per-source-limit requests */
 	OVERLOAD_STUCK,		/* every worker is past its deadline */
 	OVERLOAD_PUSHED_OUT,	/* queued, then dropped for a shorter source's request */
+	OVERLOAD_WAIT_LIMIT,	/* would wait for a worker past queue-wait-limit */
 	OVERLOAD_COUNT
 };
 
 /* Counters of one authenticator, loop thread only.  Carried over to the
  * authenticator of the same name when the configuration is reloaded. */
 struct auth_stats {
-	uint64_t requests, ok, fail, nouser, tempfail, timeout, overloaded, unavailable;
+	uint64_t requests, ok, fail, nouser, tempfail, timeout, overloaded, busy, unavailable;
 	uint64_t overload[OVERLOAD_COUNT];	/* authenticator_submit(), by reason */
 	struct metrics_hist queue_wait;	/* queued -> taken by a worker */
 	struct metrics_hist service;	/* taken -> backend answered */
@@ -198,6 +201,9 @@ struct authenticator {
 	struct worker *workers;
 	unsigned nworkers;
 	struct auth_stats stats;	/* loop thread only, not under lock */
+	/* Admission: mean time a worker holds a job (EWMA, microseconds;
+	 * 0 until the first one).  Loop thread only. */
+	uint64_t service_ewma_us;
 };
 
 /* authenticator.c */
@@ -220,9 +226,11 @@ void generation_retire(struct generation *gen);
  * frees the generations (the current one and any retiring). */
 void authenticators_shutdown(struct generation *current);
 /* Queues job on its authenticator, in the turn of its source (job->rip;
- * fairq.c).  Returns 0, or -1 with *reason_r set (TEMPFAIL_OVERLOADED)
- * when the source has per-source-limit requests, the queue is full, or
- * every worker is stuck: the job is not queued and stays the caller's.
+ * fairq.c).  Returns 0, or -1 with *reason_r set when the job is not
+ * queued (it stays the caller's): TEMPFAIL_OVERLOADED when the source has
+ * per-source-limit requests, the queue is full, or every worker is stuck;
+ * TEMPFAIL_BUSY when the job would wait past queue-wait-limit (a suspect
+ * source gets TEMPFAIL_OVERLOADED for that too: see fairq.c).
  * Queuing it may push out another source's newest waiting job, which then
  * comes back through request_job_done() as TEMPFAIL overloaded. */
 int authenticator_submit(struct authenticator *auth, struct job *job,
@@ -261,6 +269,10 @@ enum fairq_push { FAIRQ_QUEUED, FAIRQ_SOURCE_LIMIT, FAIRQ_FULL };
  * (now the caller's).  Otherwise the job was not queued. */
 enum fairq_push fairq_push(struct fairq *q, struct job *job, const struct fairq_key *key,
 			   struct job **evicted_r);
+/* The jobs that would be taken before a new one of source key, by the
+ * turns (one per source with jobs waiting in its ring, per round), and
+ * whether that source is suspect.  Nothing is changed. */
+unsigned fairq_ahead(const struct fairq *q, const struct fairq_key *key, bool *suspect_r);
 /* The next job in turn, or NULL if none waits.  Its source counts it as
  * running until fairq_done(). */
 struct job *fairq_pop(struct fairq *q);

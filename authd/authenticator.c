@@ -22,6 +22,26 @@
  * loop has answered the client, and a request arriving in that moment
  * must be queued, not refused.
  *
+ * Admission (queue-wait-limit).  A request that would wait longer than
+ * queue-wait-limit for a worker is refused at once, before it is queued:
+ * the expected wait is the jobs that would be taken before it
+ * (fairq_ahead(), by the turns of the fair queue) times the mean time a
+ * worker holds a job (an EWMA of the jobs that ran, which includes a
+ * passwd-file worker's wait for its hash turn), divided by the workers.
+ * So under overload the queue holds about queue-wait-limit of work: the
+ * workers never run dry (goodput stays at capacity), an accepted request
+ * waits at most about that long whatever the offered load, and the
+ * others get their answer at once instead of waiting out `timeout` in a
+ * queue that only grows.  (A deadline checked when a worker takes the
+ * job, which is what `timeout` was alone, and a CoDel-like drop on the
+ * measured queue time both answer a refused request only after it has
+ * waited: docs/benchmarks.md has the run before this policy, where the
+ * refused waited out `timeout`.)  Such a refusal is TEMPFAIL
+ * reason=busy, which pop3d answers at once; for a suspect source
+ * (fairq.c: its checks keep failing) it is reason=overloaded, which
+ * pop3d delays like a failure, so that a guessing flood cannot retry at
+ * once.
+ *
  * Refusals (queue full, per-source limit, every worker stuck) and
  * push-outs are answered TEMPFAIL reason=overloaded, counted per reason
  * (auth_stats.overload) and logged through ratelog.c: one line when a
@@ -49,6 +69,7 @@ static const char *const overload_names[OVERLOAD_COUNT] = {
 	[OVERLOAD_SOURCE_LIMIT] = "source-limit",
 	[OVERLOAD_STUCK] = "workers-stuck",
 	[OVERLOAD_PUSHED_OUT] = "pushed-out",
+	[OVERLOAD_WAIT_LIMIT] = "wait-limit",
 };
 
 const char *overload_reason_name(enum overload_reason r)
@@ -113,6 +134,13 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&batch, job, entry);
 		metrics_hist_add(&a->stats.queue_wait, job->started_us - job->enqueued_us);
 		metrics_hist_add(&a->stats.service, job->finished_us - job->started_us);
+		if (job->finished_us > job->started_us) {	/* it ran (not skipped) */
+			int64_t d = (int64_t)(job->finished_us - job->started_us) -
+				    (int64_t)a->service_ewma_us;
+			a->service_ewma_us = a->service_ewma_us == 0 ?
+				job->finished_us - job->started_us :
+				(uint64_t)((int64_t)a->service_ewma_us + d / 8);
+		}
 		/* May submit the next stage (jobs++) before this one counts off. */
 		request_job_done(job);
 		job_free(job);
@@ -387,10 +415,12 @@ static void overload_note(struct authenticator *auth, enum overload_reason r,
 	if (!ratelog_allow("authenticator overloaded", auth->conf->name, overload_names[r]))
 		return;
 	log_warnx("authenticator overloaded: authenticator=%s reason=%s user=%s rip=%s "
-		  "(queue-limit %u, per-source-limit %u, %u workers); more are counted and "
-		  "summarised every %us", auth->conf->name, overload_names[r], job->user_log,
-		  log_token(job->rip, rip, sizeof(rip)), auth->conf->queue_limit,
-		  auth->conf->per_source_limit, auth->nworkers, RATELOG_INTERVAL_MS / 1000);
+		  "(queue-limit %u, per-source-limit %u, queue-wait-limit %llums, %u workers); "
+		  "more are counted and summarised every %us", auth->conf->name,
+		  overload_names[r], job->user_log, log_token(job->rip, rip, sizeof(rip)),
+		  auth->conf->queue_limit, auth->conf->per_source_limit,
+		  (unsigned long long)auth->conf->queue_wait_limit_ms, auth->nworkers,
+		  RATELOG_INTERVAL_MS / 1000);
 }
 
 int authenticator_submit(struct authenticator *auth, struct job *job,
@@ -411,6 +441,19 @@ int authenticator_submit(struct authenticator *auth, struct job *job,
 		overload_note(auth, OVERLOAD_STUCK, job);
 		*reason_r = TEMPFAIL_OVERLOADED;
 		return -1;
+	}
+	if (auth->conf->queue_wait_limit_ms != 0 && auth->service_ewma_us != 0 &&
+	    fairq_waiting(auth->queue) > 0) {
+		bool suspect;
+		uint64_t ahead = fairq_ahead(auth->queue, &key, &suspect);
+		uint64_t wait_us = ahead * auth->service_ewma_us / auth->nworkers;
+
+		if (wait_us > auth->conf->queue_wait_limit_ms * 1000) {
+			pthread_mutex_unlock(&auth->lock);
+			overload_note(auth, OVERLOAD_WAIT_LIMIT, job);
+			*reason_r = suspect ? TEMPFAIL_OVERLOADED : TEMPFAIL_BUSY;
+			return -1;
+		}
 	}
 	r = fairq_push(auth->queue, job, &key, &evicted);
 	if (r == FAIRQ_QUEUED)

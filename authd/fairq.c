@@ -18,6 +18,28 @@
  *   one request of every other source with requests waiting, however many
  *   they have: a source with a thousand waiting requests delays another
  *   by one turn per round, not by a thousand.
+ * - Sources that keep failing wait behind the others.  A source whose
+ *   last FAIRQ_SUSPECT_FAILS results or more were failures (wrong
+ *   password, unknown user), with no success since, is "suspect": it
+ *   waits on a second ring, served only when the first is empty or once
+ *   every FAIRQ_SUSPECT_SHARE pops (so it is never starved).  A
+ *   password-guessing flood makes its sources suspect within a few
+ *   checks, and a client that logs in right is served before them,
+ *   waiting only for the checks already running: with 40 flooding
+ *   addresses, plain turns would make it wait for 40 checks.  A success
+ *   makes the source clean again.  A source with failures that has
+ *   nothing waiting or running is remembered (it keeps its pool entry,
+ *   hashed, on the `remembered` list, oldest first) for
+ *   FAIRQ_SUSPECT_MEMORY_MS: a flood whose requests are mostly refused at
+ *   admission (authenticator.c) has one check at a time per address, and
+ *   would otherwise never count to FAIRQ_SUSPECT_FAILS, or come back
+ *   clean after each refusal.  A remembered
+ *   entry is given back when a new source needs the pool and no entry is
+ *   free (the oldest first), so remembering costs no memory.  Only the
+ *   order changes: the limits below are the same for both rings.
+ * - fairq_ahead() tells how many jobs would be taken before a new one of
+ *   a source: for admission (authenticator.c).  It walks the ring of the
+ *   source (O(sources)); authd calls it only when the queue is not empty.
  * - A source holds at most `limit` requests, waiting and in a worker
  *   together (per-source-limit): more are refused (FAIRQ_SOURCE_LIMIT).
  * - The queue holds at most `capacity` waiting requests (queue-limit).
@@ -49,6 +71,7 @@
 
 #include "authd/authd.h"
 #include "common/alloc.h"
+#include "common/mtime.h"
 
 /* Key tags: what kind of source a key names. */
 enum { KEY_NONE = 0, KEY_TEXT = 1, KEY_IPV4 = 4, KEY_IPV6 = 6 };
@@ -60,6 +83,11 @@ struct fairq_source {
 	struct job_list jobs;			/* waiting, oldest first */
 	struct fairq_key key;
 	unsigned waiting, running;
+	unsigned fails;				/* failed results since its last success */
+	bool on_suspects;			/* its ring is q->suspects */
+	bool remembered;			/* idle suspect, on q->remembered */
+	TAILQ_ENTRY(fairq_source) mem_entry;	/* on q->remembered */
+	uint64_t idle_ms;			/* remembered since (mtime_ms) */
 	bool hashed;				/* false: the overflow source */
 };
 LIST_HEAD(source_list, fairq_source);
@@ -74,7 +102,10 @@ struct fairq {
 	struct source_list free;
 	struct source_list *buckets;
 	size_t nbuckets;			/* a power of two */
-	struct source_tailq ring;
+	struct source_tailq ring;		/* clean sources with requests waiting */
+	struct source_tailq suspects;		/* suspect sources with requests waiting */
+	unsigned clean_pops;			/* pops from ring since the last suspect one */
+	struct source_tailq remembered;		/* idle suspects, oldest first */
 	struct source_tailq *by_len;		/* [1 .. max_len_cap] */
 	unsigned max_len_cap, max_len;
 	uint64_t table_full;
@@ -132,6 +163,8 @@ struct fairq *fairq_new(unsigned capacity, unsigned limit, unsigned workers)
 	for (size_t i = 0; i < q->nbuckets; i++)
 		LIST_INIT(&q->buckets[i]);
 	TAILQ_INIT(&q->ring);
+	TAILQ_INIT(&q->suspects);
+	TAILQ_INIT(&q->remembered);
 	TAILQ_INIT(&q->overflow.jobs);
 	q->max_len_cap = limit < capacity ? limit : capacity;
 	q->by_len = xcalloc((size_t)q->max_len_cap + 1, sizeof(*q->by_len));
@@ -165,6 +198,16 @@ static size_t bucket_of(const struct fairq *q, const struct fairq_key *key)
 	return (size_t)(v & (q->nbuckets - 1));
 }
 
+/* s (remembered) is not any more: live again, or about to be reused.  Its
+ * suspicion lapses after FAIRQ_SUSPECT_MEMORY_MS. */
+static void remember_end(struct fairq *q, struct fairq_source *s)
+{
+	TAILQ_REMOVE(&q->remembered, s, mem_entry);
+	s->remembered = false;
+	if (mtime_ms() - s->idle_ms >= FAIRQ_SUSPECT_MEMORY_MS)
+		s->fails = 0;
+}
+
 /* The source of key: found, taken from the pool, or the overflow source.
  * A new one has nothing waiting or running; source_release() gives it
  * back if the request is not queued after all. */
@@ -174,9 +217,16 @@ static struct fairq_source *source_get(struct fairq *q, const struct fairq_key *
 	struct fairq_source *s;
 
 	LIST_FOREACH(s, b, hash_entry)
-		if (memcmp(s->key.b, key->b, sizeof(key->b)) == 0)
+		if (memcmp(s->key.b, key->b, sizeof(key->b)) == 0) {
+			if (s->remembered) {
+				remember_end(q, s);
+				q->live++;
+			}
 			return s;
+		}
 	s = LIST_FIRST(&q->free);
+	if (s == NULL && (s = TAILQ_FIRST(&q->remembered)) != NULL)
+		remember_end(q, s);	/* the oldest one makes room */
 	if (s == NULL) {
 		q->table_full++;
 		return &q->overflow;
@@ -191,14 +241,39 @@ static struct fairq_source *source_get(struct fairq *q, const struct fairq_key *
 	return s;
 }
 
-/* Gives s back to the pool once it has nothing waiting or running. */
+/* Gives s back to the pool once it has nothing waiting or running (a
+ * source with failures is remembered instead: it stays hashed). */
 static void source_release(struct fairq *q, struct fairq_source *s)
 {
 	if (s->waiting + s->running > 0 || !s->hashed)
 		return;
+	if (s->fails > 0) {
+		s->remembered = true;
+		s->idle_ms = mtime_ms();
+		TAILQ_INSERT_TAIL(&q->remembered, s, mem_entry);
+		q->live--;
+		return;
+	}
 	LIST_REMOVE(s, hash_entry);
 	LIST_INSERT_HEAD(&q->free, s, hash_entry);
 	q->live--;
+}
+
+static bool suspect(const struct fairq_source *s)
+{
+	return s->fails >= FAIRQ_SUSPECT_FAILS;
+}
+
+/* Puts s (with requests waiting, on no ring) at the tail of its ring. */
+static void ring_insert(struct fairq *q, struct fairq_source *s)
+{
+	s->on_suspects = suspect(s);
+	TAILQ_INSERT_TAIL(s->on_suspects ? &q->suspects : &q->ring, s, ring_entry);
+}
+
+static void ring_remove(struct fairq *q, struct fairq_source *s)
+{
+	TAILQ_REMOVE(s->on_suspects ? &q->suspects : &q->ring, s, ring_entry);
 }
 
 /* s->waiting goes up by one: ring, length lists, totals. */
@@ -207,7 +282,7 @@ static void waiting_inc(struct fairq *q, struct fairq_source *s)
 	if (s->waiting > 0)
 		TAILQ_REMOVE(&q->by_len[s->waiting], s, len_entry);
 	else
-		TAILQ_INSERT_TAIL(&q->ring, s, ring_entry);
+		ring_insert(q, s);
 	s->waiting++;
 	TAILQ_INSERT_TAIL(&q->by_len[s->waiting], s, len_entry);
 	if (s->waiting > q->max_len)
@@ -257,20 +332,63 @@ enum fairq_push fairq_push(struct fairq *q, struct job *job, const struct fairq_
 	return FAIRQ_QUEUED;
 }
 
+/* The source of key if it is live, without taking one from the pool. */
+static struct fairq_source *source_find(const struct fairq *q, const struct fairq_key *key)
+{
+	struct fairq_source *s;
+
+	LIST_FOREACH(s, &q->buckets[bucket_of(q, key)], hash_entry)
+		if (memcmp(s->key.b, key->b, sizeof(key->b)) == 0)
+			return s;
+	return NULL;
+}
+
+unsigned fairq_ahead(const struct fairq *q, const struct fairq_key *key, bool *suspect_r)
+{
+	const struct fairq_source *s = source_find(q, key);
+	bool susp = s != NULL && suspect(s) &&
+		    (!s->remembered || mtime_ms() - s->idle_ms < FAIRQ_SUSPECT_MEMORY_MS);
+	unsigned mine = s != NULL ? s->waiting : 0, sources = 0, waiting = 0;
+	const struct fairq_source *o;
+
+	*suspect_r = susp;
+	/* Every job of its own ring that waits, but at most one per source
+	 * and round for the rounds before its own turn: (mine + 1) rounds.
+	 * A suspect also waits for every clean job (bar its share). */
+	TAILQ_FOREACH(o, susp ? &q->suspects : &q->ring, ring_entry) {
+		sources++;
+		waiting += o->waiting;
+	}
+	uint64_t rounds = (uint64_t)(mine + 1) * sources;
+	unsigned ahead = rounds < waiting ? (unsigned)rounds : waiting;
+	if (susp)
+		ahead += q->waiting - waiting;
+	return ahead;
+}
+
 struct job *fairq_pop(struct fairq *q)
 {
 	struct fairq_source *s = TAILQ_FIRST(&q->ring);
 	struct job *job;
 
+	/* Suspects when no clean source waits, or for their share (pops
+	 * are counted only while suspects wait). */
+	if (s == NULL || (q->clean_pops >= FAIRQ_SUSPECT_SHARE - 1 &&
+			  !TAILQ_EMPTY(&q->suspects))) {
+		s = TAILQ_FIRST(&q->suspects);
+		q->clean_pops = 0;
+	} else if (!TAILQ_EMPTY(&q->suspects)) {
+		q->clean_pops++;
+	}
 	if (s == NULL)
 		return NULL;
 	job = TAILQ_FIRST(&s->jobs);
 	TAILQ_REMOVE(&s->jobs, job, entry);
 	waiting_dec(q, s);
 	s->running++;
-	TAILQ_REMOVE(&q->ring, s, ring_entry);
+	ring_remove(q, s);
 	if (s->waiting > 0)
-		TAILQ_INSERT_TAIL(&q->ring, s, ring_entry);	/* its next turn */
+		ring_insert(q, s);	/* its next turn */
 	return job;
 }
 
@@ -282,6 +400,16 @@ void fairq_done(struct fairq *q, struct job *job)
 		return;
 	job->fq_source = NULL;
 	s->running--;
+	/* What the check found moves the source between rings (a skipped
+	 * or tempfailed job says nothing about the client). */
+	if (job->result == AUTH_RESULT_OK)
+		s->fails = 0;
+	else if (job->result == AUTH_RESULT_FAIL || job->result == AUTH_RESULT_NOUSER)
+		s->fails += s->fails < FAIRQ_SUSPECT_FAILS;
+	if (s->waiting > 0 && s->on_suspects != suspect(s)) {
+		ring_remove(q, s);
+		ring_insert(q, s);
+	}
 	source_release(q, s);
 }
 

@@ -92,6 +92,7 @@ static LIST_HEAD(, flight) flights[FLIGHT_BUCKETS];
 static const char *const reason_names[] = {
 	[TEMPFAIL_TIMEOUT] = "timeout",
 	[TEMPFAIL_OVERLOADED] = "overloaded",
+	[TEMPFAIL_BUSY] = "busy",
 	[TEMPFAIL_UNAVAILABLE] = "unavailable",
 	[TEMPFAIL_INTERNAL] = "internal",
 };
@@ -309,6 +310,8 @@ static void flight_tempfail(struct flight *f, struct authenticator *a, enum temp
 		a->stats.timeout++;
 	else if (reason == TEMPFAIL_OVERLOADED)
 		a->stats.overloaded++;
+	else if (reason == TEMPFAIL_BUSY)
+		a->stats.busy++;
 	else
 		a->stats.unavailable++;
 	/* A stale positive entry with this password: the one the L2 GET

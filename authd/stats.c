@@ -59,13 +59,14 @@ static void render_authenticators(struct evbuffer *out, struct generation *gen)
 		  "Requests given to the authenticator.", a->stats.requests);
 
 	metrics_header(out, "authd_authenticator_results_total", "counter",
-		       "Results by kind (timeout and overloaded are tempfails too).");
+		       "Results by kind (timeout, overloaded and busy are tempfails too).");
 	for (size_t i = 0; i < gen->nauths; i++) {
 		struct authenticator *a = &gen->auths[i];
 		const struct { const char *kind; uint64_t v; } r[] = {
 			{ "ok", a->stats.ok }, { "fail", a->stats.fail },
 			{ "nouser", a->stats.nouser }, { "tempfail", a->stats.tempfail },
 			{ "timeout", a->stats.timeout }, { "overloaded", a->stats.overloaded },
+			{ "busy", a->stats.busy },
 			{ "unavailable", a->stats.unavailable },
 		};
 		for (size_t k = 0; k < sizeof(r) / sizeof(r[0]); k++) {
@@ -76,7 +77,7 @@ static void render_authenticators(struct evbuffer *out, struct generation *gen)
 	}
 	metrics_header(out, "authd_authenticator_overloaded_total", "counter",
 		       "Requests refused or pushed out of the queue, by reason (answered "
-		       "TEMPFAIL overloaded).");
+		       "TEMPFAIL overloaded, or busy for wait-limit).");
 	for (size_t i = 0; i < gen->nauths; i++) {
 		struct authenticator *a = &gen->auths[i];
 

@@ -388,6 +388,125 @@ static void test_source_table_full(void)
 	CHECK(q == NULL);
 }
 
+/* A source whose checks keep failing waits behind the others (but gets
+ * its share), and is clean again after a success. */
+static void test_failing_sources_wait_behind(void)
+{
+	struct fairq *q = fairq_new(64, 64, 1);
+	struct job jobs[40], *ev, *j;
+	struct fairq_key a, b;
+	bool suspect;
+	int n = 0;
+
+	memset(jobs, 0, sizeof(jobs));
+	fairq_key("192.0.2.1", &a);	/* the guesser */
+	fairq_key("192.0.2.2", &b);	/* a client who logs in right */
+	for (int i = 0; i < 20; i++)
+		CHECK_INT(fairq_push(q, &jobs[n++], &a, &ev), FAIRQ_QUEUED);
+	/* its first FAIRQ_SUSPECT_FAILS checks fail */
+	for (int i = 0; i < FAIRQ_SUSPECT_FAILS; i++) {
+		CHECK_INT(fairq_ahead(q, &a, &suspect), 20 - i);
+		CHECK(!suspect);
+		j = fairq_pop(q);
+		CHECK(j == &jobs[i]);
+		j->result = AUTH_RESULT_FAIL;
+		fairq_done(q, j);
+	}
+	CHECK_INT(fairq_ahead(q, &a, &suspect), 17);
+	CHECK(suspect);
+	/* a new clean source has nothing ahead of it ... */
+	CHECK_INT(fairq_ahead(q, &b, &suspect), 0);
+	CHECK(!suspect);
+	for (int i = 0; i < 10; i++)
+		CHECK_INT(fairq_push(q, &jobs[n++], &b, &ev), FAIRQ_QUEUED);
+	/* ... and goes first, but for the guesser's share: one pop in
+	 * FAIRQ_SUSPECT_SHARE */
+	for (int i = 0; i < 10; i++) {
+		j = fairq_pop(q);
+		bool from_a = j < &jobs[20];
+		CHECK(from_a == (i == FAIRQ_SUSPECT_SHARE - 1));
+		j->result = from_a ? AUTH_RESULT_FAIL : AUTH_RESULT_OK;
+		fairq_done(q, j);
+	}
+	/* a suspect waits for every clean job too */
+	CHECK_INT(fairq_push(q, &jobs[n++], &b, &ev), FAIRQ_QUEUED);
+	CHECK_INT(fairq_ahead(q, &a, &suspect), 16 + 1 + 1);
+	CHECK(suspect);
+	/* one success makes the guesser clean again: turns as usual */
+	while ((j = fairq_pop(q)) != NULL && j >= &jobs[20]) {
+		j->result = AUTH_RESULT_OK;
+		fairq_done(q, j);
+	}
+	CHECK(j != NULL);
+	j->result = AUTH_RESULT_OK;
+	fairq_done(q, j);
+	CHECK_INT(fairq_ahead(q, &a, &suspect), 15);
+	CHECK(!suspect);
+	while ((j = fairq_pop(q)) != NULL)
+		fairq_done(q, j);
+	CHECK_INT(fairq_sources(q), 0);
+	/* a suspect with nothing queued is remembered: refused at admission,
+	 * a guesser would otherwise come back clean each time */
+	fairq_key("192.0.2.3", &a);
+	for (int i = 0; i < FAIRQ_SUSPECT_FAILS; i++)
+		CHECK_INT(fairq_push(q, &jobs[i], &a, &ev), FAIRQ_QUEUED);
+	for (int i = 0; i < FAIRQ_SUSPECT_FAILS; i++) {
+		j = fairq_pop(q);
+		j->result = AUTH_RESULT_FAIL;
+		fairq_done(q, j);
+	}
+	CHECK_INT(fairq_sources(q), 0);
+	CHECK_INT(fairq_push(q, &jobs[0], &b, &ev), FAIRQ_QUEUED);
+	CHECK_INT(fairq_ahead(q, &a, &suspect), 1);
+	CHECK(suspect);
+	CHECK_INT(fairq_push(q, &jobs[1], &a, &ev), FAIRQ_QUEUED);
+	CHECK(fairq_pop(q) == &jobs[0]);	/* the clean one first */
+	fairq_done(q, &jobs[0]);
+	j = fairq_pop(q);
+	CHECK(j == &jobs[1]);
+	j->result = AUTH_RESULT_OK;	/* a success: forgotten */
+	fairq_done(q, j);
+	CHECK_INT(fairq_ahead(q, &a, &suspect), 0);
+	CHECK(!suspect);
+	fairq_free(&q);
+}
+
+/* queue-wait-limit: a request that would wait past it for a worker is
+ * refused at once (TEMPFAIL busy), judged by the turns of its source. */
+static void test_wait_limit_sheds_at_admission(void)
+{
+	char err[256];
+	enum tempfail_reason r = TEMPFAIL_INTERNAL;
+	struct config *conf = make_config(1, 64, 5000);
+	struct generation *gen;
+
+	conf->auths[0].queue_wait_limit_ms = 220;
+	gen = generation_start(conf, err, sizeof(err));
+	/* no measure of the service time yet: admitted */
+	CHECK_INT(submit_from(gen, "sleep50", "192.0.2.1", &r), 0);
+	wait_done(1);
+	CHECK(gen->auths[0].service_ewma_us >= 50000);
+	CHECK(gen->auths[0].service_ewma_us < 150000);
+	CHECK_INT(submit_from(gen, "sleep50", "192.0.2.1", &r), 0);
+	wait_busy(gen);
+	/* up to 4 waiting ahead (50 ms each) fit in 220 ms; 5 do not */
+	for (int i = 0; i < 5; i++)
+		CHECK_INT(submit_from(gen, "sleep50", "192.0.2.1", &r), 0);
+	CHECK_INT(submit_from(gen, "sleep50", "192.0.2.1", &r), -1);
+	CHECK_INT(r, TEMPFAIL_BUSY);
+	CHECK_INT(gen->auths[0].stats.overload[OVERLOAD_WAIT_LIMIT], 1);
+	/* another source waits for one turn, not for all of them */
+	CHECK_INT(submit_from(gen, "ok1", "192.0.2.2", &r), 0);
+	wait_done(8);
+	CHECK_INT(ndone, 8);
+	/* the queue drained: admitted again */
+	CHECK_INT(submit_from(gen, "ok2", "192.0.2.1", &r), 0);
+	wait_done(9);
+	CHECK_INT(ndone, 9);
+	generation_retire(gen);
+	reset();
+}
+
 static void test_expired_in_queue_is_not_run(void)
 {
 	char err[256];
@@ -478,6 +597,8 @@ int main(void)
 	UNIT_RUN(test_full_queue_pushes_out_the_longest_source);
 	UNIT_RUN(test_source_keys);
 	UNIT_RUN(test_source_table_full);
+	UNIT_RUN(test_failing_sources_wait_behind);
+	UNIT_RUN(test_wait_limit_sheds_at_admission);
 	UNIT_RUN(test_expired_in_queue_is_not_run);
 	UNIT_RUN(test_abandoned_job_is_skipped);
 	UNIT_RUN(test_stuck_workers_refuse_then_recover);

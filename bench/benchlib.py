@@ -404,6 +404,21 @@ def stop_pid(proc, name, timeout=30):
 SLOW_HELPER = os.path.join(REPO, "bench", "slow-helper")
 
 
+def set_keys(text, keys):
+    """text (one section, or the sections up to [pop3d]'s end) with each
+    key of keys set: its line replaced (the last one of that name), or
+    added at the end."""
+    for k, v in (keys or {}).items():
+        lines = text.rstrip("\n").split("\n")
+        at = [i for i, l in enumerate(lines) if l.split("=")[0].strip() == k]
+        if at:
+            lines[at[-1]] = "%s = %s" % (k, v)
+        else:
+            lines.append("%s = %s" % (k, v))
+        text = "\n".join(lines) + "\n\n"
+    return text
+
+
 class Ours:
     """authd + pop3d on 127.0.0.1:port with a generated configuration.
 
@@ -412,12 +427,15 @@ class Ours:
     cache      the credential cache on or off
     slow       add the slow helper (type = external, 2 s per answer) first
                in the chain, for the slow users
+    pop3d_keys, auth_keys
+               {key: value} set in [pop3d] and in the passwd-file
+               authenticator's section (replacing the value here, if any)
     """
 
     name = "pop3d"
 
     def __init__(self, root, data, scheme="argon2", cache=True, slow=False, tls=False,
-                 tag="ours"):
+                 tag="ours", pop3d_keys=None, auth_keys=None):
         self.dir = os.path.join(root, tag)
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -469,6 +487,7 @@ first-valid-uid = {first_uid}
            % (self.tls_port, data.tls_cert, data.tls_key),d=d, cache="yes" if cache else "no", port=self.port, chroot=chroot,
            login_user="nobody" if IS_ROOT else pwd.getpwuid(os.getuid()).pw_name,
            first_uid=1000 if IS_ROOT else 1)
+        text = set_keys(text, pop3d_keys)
         if slow:
             # First in the chain: fast users are cache hits and never get
             # here after the warm-up; an unknown user costs the helper a
@@ -495,6 +514,8 @@ per-source-limit = 1024
 timeout = 10s
 cache = yes
 """.format(passwd=data.passwd[scheme], cores=os.cpu_count() or 2)
+        text = text[:text.index("[authenticator local]")] + set_keys(
+            text[text.index("[authenticator local]"):], auth_keys)
         with open(self.conf, "w") as f:
             f.write(text)
         os.chmod(self.conf, 0o600)

@@ -34,8 +34,9 @@ CHECKPW = os.path.join(bl.REPO, "bench", "slow-checkpassword")
 def ensure_installed():
     """Installs Debian's dovecot-pop3d with apt-get when dovecot is missing.
     Returns the version string."""
-    if shutil.which("dovecot") is None:
-        bl.log("dovecot is not installed: apt-get install dovecot-pop3d")
+    # dovecot-core alone has no pop3 service: check for it too.
+    if shutil.which("dovecot") is None or not os.path.exists("/usr/lib/dovecot/pop3"):
+        bl.log("dovecot's POP3 service is not installed: apt-get install dovecot-pop3d")
         sudo = [] if bl.IS_ROOT else ["sudo"]
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
         r = subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "dovecot-pop3d"], env=env)
@@ -43,7 +44,7 @@ def ensure_installed():
             r = subprocess.run(sudo + ["apt-get", "update", "-q"], env=env)
             r = subprocess.run(sudo + ["apt-get", "install", "-y", "-q", "dovecot-pop3d"],
                                env=env)
-        if r.returncode != 0 or shutil.which("dovecot") is None:
+        if r.returncode != 0 or not os.path.exists("/usr/lib/dovecot/pop3"):
             sys.exit("compare-dovecot: could not install dovecot-pop3d")
     return subprocess.run(["dovecot", "--version"], capture_output=True,
                           text=True).stdout.strip()

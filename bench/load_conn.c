@@ -105,6 +105,7 @@ struct load_conn {
 	bool holding;			/* counted in st->held */
 	bool connect_failed;		/* immediate connect failure, to report */
 	bool stop_idle;			/* the run ends: QUIT after the idle NOOP */
+	bool logged_in;			/* the login was answered +OK */
 	size_t left;			/* input bytes left unprocessed last time */
 	uint64_t t_start, t_login, t_idle;
 	uint64_t stat_count, stat_octets;
@@ -144,6 +145,15 @@ static bool fail(struct load_conn *c, enum load_error kind)
 {
 	struct load_slot *slot = c->slot;
 
+	/* A connection refused or closed before the login was answered, or
+	 * a greeting "-ERR": the server turned the client away (its answer
+	 * time is what --open-loop runs measure). */
+	if (!c->logged_in && (kind == ERR_CONNECT || kind == ERR_CLOSED ||
+			      kind == ERR_GREETING)) {
+		c->st->refused++;
+		c->st->sec_refused++;
+		load_stats_add(&c->st->refused_at, mtime_us() - c->t_start);
+	}
 	load_stats_error(c->st, kind);
 	c->target->errors++;
 	conn_free(c);
@@ -402,10 +412,13 @@ static bool after_login(struct load_conn *c)
 	return true;
 }
 
-static bool login_refused(struct load_conn *c, const char *line)
+static bool login_refused(struct load_conn *c, const char *line, uint64_t now)
 {
-	if (strstr(line, "[SYS/TEMP]") != NULL)
+	if (strstr(line, "[SYS/TEMP]") != NULL) {
+		c->st->sec_tempfail++;
+		load_stats_add(&c->st->tempfail, now - c->t_login);
 		return fail(c, ERR_AUTH_TEMPFAIL);
+	}
 	if (strstr(line, "[IN-USE]") != NULL)
 		return fail(c, ERR_IN_USE);
 	return fail(c, ERR_AUTH_FAILED);
@@ -453,8 +466,11 @@ static bool on_status(struct load_conn *c, const char *line)
 	case STEP_PASS:
 	case STEP_AUTH:
 		if (s == ST_ERR)
-			return login_refused(c, line);
+			return login_refused(c, line, now);
 		load_stats_add(&c->st->login, now - c->t_login);
+		c->logged_in = true;
+		c->st->logins_ok++;
+		c->st->sec_logins++;
 		return after_login(c);
 	case STEP_STAT:
 		if (s == ST_ERR)

@@ -58,6 +58,8 @@ void load_stats_init(struct load_stats *st)
 	hist_reset(&st->connect);
 	hist_reset(&st->login);
 	hist_reset(&st->session);
+	hist_reset(&st->tempfail);
+	hist_reset(&st->refused_at);
 }
 
 void load_stats_add(struct load_hist *h, uint64_t us)
@@ -93,12 +95,22 @@ static double elapsed_s(const struct load_run *run)
 	return us > 0 ? (double)us / 1e6 : 1e-6;
 }
 
+/* --open-loop: the time arrivals were offered (from the start to the end
+ * of the arrivals, -d or -n): goodput is the logins they got, over it. */
+static double window_s(const struct load_run *run)
+{
+	uint64_t end = run->window_end_us != 0 ? run->window_end_us : run->end_us;
+	uint64_t us = end > run->start_us ? end - run->start_us : 0;
+	return us > 0 ? (double)us / 1e6 : 1e-6;
+}
+
 /* ---- once a second ---------------------------------------------------------- */
 
 void load_stats_csv_header(const struct load_run *run, FILE *csv)
 {
 	fprintf(csv, "t_s,sessions,errors,open,held,login_p50_us,login_p99_us,"
-		"session_p50_us,session_p99_us,bytes_in");
+		"session_p50_us,session_p99_us,bytes_in,logins_ok,tempfail,refused,"
+		"tempfail_p99_us,refused_p99_us");
 	if (run->have_slow)
 		fprintf(csv, ",slow_sessions,slow_errors,slow_login_p50_us,slow_login_p99_us");
 	fprintf(csv, "\n");
@@ -107,9 +119,12 @@ void load_stats_csv_header(const struct load_run *run, FILE *csv)
 static void second_reset(struct load_stats *st)
 {
 	st->sec_completed = st->sec_errors = st->sec_bytes = 0;
+	st->sec_logins = st->sec_tempfail = st->sec_refused = 0;
 	histogram_reset(&st->connect.second);
 	histogram_reset(&st->login.second);
 	histogram_reset(&st->session.second);
+	histogram_reset(&st->tempfail.second);
+	histogram_reset(&st->refused_at.second);
 }
 
 void load_stats_second(struct load_run *run, double t_s, FILE *err, FILE *csv)
@@ -123,6 +138,10 @@ void load_stats_second(struct load_run *run, double t_s, FILE *err, FILE *csv)
 			t_s, m->sec_completed, m->completed, m->failed, m->open,
 			m->held, ms(histogram_quantile(&m->login.run, 0.50)),
 			ms(histogram_quantile(&m->login.run, 0.99)));
+		if (run->open_loop)
+			fprintf(err, "; open loop: %" PRIu64 " logins/s, %" PRIu64
+				" tempfail/s, %" PRIu64 " refused/s, %" PRIu64 " overflow",
+				m->sec_logins, m->sec_tempfail, m->sec_refused, m->overflow);
 		if (run->have_slow)
 			fprintf(err, "; slow: %" PRIu64 " done, %" PRIu64
 				" failed, login p50 %.2f p99 %.2f ms",
@@ -140,6 +159,10 @@ void load_stats_second(struct load_run *run, double t_s, FILE *err, FILE *csv)
 			histogram_quantile(&m->login.second, 0.99),
 			histogram_quantile(&m->session.second, 0.50),
 			histogram_quantile(&m->session.second, 0.99), m->sec_bytes);
+		fprintf(csv, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64,
+			m->sec_logins, m->sec_tempfail, m->sec_refused,
+			histogram_quantile(&m->tempfail.second, 0.99),
+			histogram_quantile(&m->refused_at.second, 0.99));
 		if (run->have_slow)
 			fprintf(csv, ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64,
 				s->sec_completed, s->sec_errors,
@@ -185,6 +208,10 @@ static void summary_pop(FILE *out, const struct load_run *run, const struct load
 	summary_hist(out, "connect", &st->connect.run);
 	summary_hist(out, "login", &st->login.run);
 	summary_hist(out, "session", &st->session.run);
+	if (st->tempfail.run.count != 0)
+		summary_hist(out, "tempfail", &st->tempfail.run);
+	if (st->refused_at.run.count != 0)
+		summary_hist(out, "refused", &st->refused_at.run);
 	if (st->messages != 0)
 		fprintf(out, "  retrieved %" PRIu64 " messages, %.1f MB: %.1f MB/s\n",
 			st->messages, (double)st->retr_octets / 1e6,
@@ -237,6 +264,12 @@ static void json_pop(FILE *out, const struct load_run *run, const struct load_po
 	json_hist(out, "login_us", &st->login.run);
 	fprintf(out, ",");
 	json_hist(out, "session_us", &st->session.run);
+	fprintf(out, ",");
+	json_hist(out, "tempfail_us", &st->tempfail.run);
+	fprintf(out, ",");
+	json_hist(out, "refused_us", &st->refused_at.run);
+	fprintf(out, ",\"logins_ok\":%" PRIu64 ",\"refused\":%" PRIu64, st->logins_ok,
+		st->refused);
 	fprintf(out, ",\"bytes_in\":%" PRIu64 ",\"messages\":%" PRIu64
 		",\"retr_octets\":%" PRIu64 ",\"retr_mb_per_s\":%.3f,\"idle_held_peak\":%" PRIu64,
 		st->bytes_in, st->messages, st->retr_octets,
@@ -265,6 +298,16 @@ void load_stats_report(const struct load_run *run, FILE *out)
 			run->targets[i].errors);
 	fprintf(out, "\nrun: %.2f s, ended by %s; client CPU %.2f s user, %.2f s system\n",
 		secs, run->stop_reason, cpu_user, cpu_sys);
+	if (run->open_loop) {
+		const struct load_stats *m = &run->main.st;
+		double ws = window_s(run);
+
+		fprintf(out, "open loop: %.0f arrivals/s offered for %.2f s, at most %u in flight: "
+			"%" PRIu64 " arrivals, %" PRIu64 " not started (the bound in flight); "
+			"goodput %.1f logins/s; %" PRIu64 " tempfailed, %" PRIu64 " refused\n",
+			run->rate, ws, run->main.concurrency, run->scheduled, m->overflow,
+			(double)m->logins_ok / ws, m->errors[ERR_AUTH_TEMPFAIL], m->refused);
+	}
 	summary_pop(out, run, &run->main);
 	if (run->have_slow)
 		summary_pop(out, run, &run->slow);
@@ -283,6 +326,16 @@ void load_stats_report(const struct load_run *run, FILE *out)
 	fprintf(out, ",\"timeout_s\":%.3f,\"pipeline\":%u,\"client_cpu_s\":{\"user\":%.3f,"
 		"\"system\":%.3f},", (double)run->timeout_us / 1e6, run->pipeline, cpu_user, cpu_sys);
 	json_pop(out, run, &run->main);
+	if (run->open_loop) {
+		const struct load_stats *m = &run->main.st;
+		double ws = window_s(run);
+
+		fprintf(out, ",\"open_loop\":{\"rate\":%.0f,\"max_in_flight\":%u,"
+			"\"scheduled\":%" PRIu64 ",\"started\":%" PRIu64 ",\"overflow\":%" PRIu64
+			",\"window_s\":%.3f,\"offered_per_s\":%.2f,\"goodput_per_s\":%.2f}",
+			run->rate, run->main.concurrency, run->scheduled, m->started, m->overflow,
+			ws, (double)run->scheduled / ws, (double)m->logins_ok / ws);
+	}
 	if (run->have_slow) {
 		fprintf(out, ",\"slow\":{");
 		json_pop(out, run, &run->slow);

@@ -7,7 +7,7 @@
  *             [--users FILE | --user-pattern PAT --password PASS [--user-count N]]
  *             [--script login|retr|idle|poll] [--method user|plain]
  *             [--tls none|stls|implicit] [--slow-users FILE --slow-concurrency N]
- *             [--rate N] [--timeout D] [--pipeline N] [--csv FILE] [-q] ...
+ *             [--rate N [--open-loop]] [--timeout D] [--pipeline N] [--csv FILE] [-q] ...
  *
  * DESIGN
  * - One process, one libevent loop.  A population (the main one, and an
@@ -21,6 +21,15 @@
  * - The connect rate limit (--rate) spaces connects 1/rate apart: a slot
  *   whose turn is later waits on its own timer.  A slot whose session
  *   failed waits LOAD_ERROR_BACKOFF_US before the next one.
+ * - --open-loop: sessions arrive at --rate, evenly spaced from the start,
+ *   whatever the server does; none waits for another to end (a closed
+ *   loop slows down with the server, so it never offers more than the
+ *   server takes, and hides overload).  -c bounds the sessions in
+ *   flight, so that the generator itself stays bounded: an arrival that
+ *   finds -c sessions in flight is not started and counts as "overflow"
+ *   (the offered load was not delivered: the report says so).  Arrivals
+ *   that fall due while the loop was busy start at once, late.  A failed
+ *   session frees its slot at once (no back-off).  -n counts arrivals.
  * - Every run is bounded.  -d: no new session after D, sessions in flight
  *   get --grace to finish, then they are aborted.  -n: no new session
  *   after N started.  Whatever happens, --max-time (default D + grace +
@@ -91,6 +100,8 @@ static void usage(bool help)
 "  --slow-users FILE   a second population, reported apart\n"
 "  --slow-concurrency N  its concurrent sessions (default 16)\n"
 "  --rate N            at most N connects per second (all populations)\n"
+"  --open-loop         start sessions at --rate whatever the server does; -c is\n"
+"                      then the most in flight (an arrival past it is overflow)\n"
 "  --timeout D         deadline of each reply (default 10s)\n"
 "  --grace D           time sessions in flight get at the end (default: --timeout)\n"
 "  --max-time D        hard bound of the whole run\n"
@@ -378,6 +389,10 @@ static void end_run(void)
 	R.ended = true;
 	R.stopping = true;
 	R.end_us = mtime_us();
+	if (R.window_end_us == 0)
+		R.window_end_us = R.end_us;
+	if (R.arrival != NULL)
+		evtimer_del(R.arrival);
 	pop_cancel_pending(&R.main);
 	pop_cancel_pending(&R.slow);
 	pop_abort(&R.main);
@@ -388,10 +403,11 @@ static void end_run(void)
 static void check_end(void)
 {
 	struct load_pop *m = &R.main;
+	uint64_t done = R.open_loop ? R.scheduled : m->reserved;
 
 	if (R.ended || m->active != 0 || m->pending != 0)
 		return;
-	if (R.stopping || (m->limit != 0 && m->reserved >= m->limit)) {
+	if (R.stopping || (m->limit != 0 && done >= m->limit)) {
 		if (R.stop_reason == NULL)
 			R.stop_reason = "sessions";
 		end_run();
@@ -406,6 +422,10 @@ static void stop_run(const char *reason)
 	R.stopping = true;
 	if (R.stop_reason == NULL)
 		R.stop_reason = reason;
+	if (R.window_end_us == 0)
+		R.window_end_us = mtime_us();
+	if (R.arrival != NULL)
+		evtimer_del(R.arrival);
 	pop_cancel_pending(&R.main);
 	pop_cancel_pending(&R.slow);
 	for (int p = 0; p < 2; p++) {
@@ -423,6 +443,11 @@ void load_slot_done(struct load_slot *slot, bool failed)
 	struct load_pop *pop = slot->pop;
 
 	pop->active--;
+	if (R.open_loop) {
+		R.free_slots[R.nfree++] = slot->idx;
+		check_end();
+		return;
+	}
 	if (!R.stopping && (pop->limit == 0 || pop->reserved < pop->limit)) {
 		if (failed)
 			delay(slot, LOAD_ERROR_BACKOFF_US, false);
@@ -430,6 +455,43 @@ void load_slot_done(struct load_slot *slot, bool failed)
 			slot_next(slot);
 	}
 	check_end();
+}
+
+/* ---- the open loop ------------------------------------------------------- */
+
+/* When arrival number n (0-based) is due: n / rate after the start. */
+static uint64_t arrival_due_us(uint64_t n)
+{
+	return R.start_us + (uint64_t)((double)n * 1e6 / R.rate);
+}
+
+/* Starts every arrival due by now (in a free slot, or counts it as
+ * overflow), then waits for the next one. */
+static void on_arrival(evutil_socket_t fd, short what, void *arg)
+{
+	struct load_pop *pop = &R.main;
+	uint64_t now = mtime_us();
+
+	while (!R.stopping && (pop->limit == 0 || R.scheduled < pop->limit) &&
+	       arrival_due_us(R.scheduled) <= now) {
+		R.scheduled++;
+		if (R.nfree == 0) {
+			pop->st.overflow++;
+			continue;
+		}
+		pop->reserved++;
+		launch(&pop->slots[R.free_slots[--R.nfree]]);
+	}
+	if (R.stopping)
+		return;
+	if (pop->limit != 0 && R.scheduled >= pop->limit) {
+		/* The last arrival: its time ends the offered window. */
+		R.window_end_us = arrival_due_us(R.scheduled);
+		check_end();
+		return;
+	}
+	uint64_t due = arrival_due_us(R.scheduled);
+	arm_us(R.arrival, due > now ? due - now : 0);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -524,7 +586,7 @@ enum {
 	OPT_HOST = 256, OPT_PORT, OPT_TARGET, OPT_USERS, OPT_PATTERN, OPT_COUNT,
 	OPT_FIRST, OPT_PASSWORD, OPT_SCRIPT, OPT_METHOD, OPT_TLS, OPT_TLS_CA,
 	OPT_SLOW_USERS, OPT_SLOW_C, OPT_RATE, OPT_TIMEOUT, OPT_GRACE, OPT_MAX_TIME,
-	OPT_IDLE_TIME, OPT_NOOP, OPT_CSV, OPT_PIPELINE,
+	OPT_IDLE_TIME, OPT_NOOP, OPT_CSV, OPT_PIPELINE, OPT_OPEN_LOOP,
 };
 
 static const struct option longopts[] = {
@@ -546,6 +608,7 @@ static const struct option longopts[] = {
 	{ "slow-users", required_argument, NULL, OPT_SLOW_USERS },
 	{ "slow-concurrency", required_argument, NULL, OPT_SLOW_C },
 	{ "rate", required_argument, NULL, OPT_RATE },
+	{ "open-loop", no_argument, NULL, OPT_OPEN_LOOP },
 	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 	{ "grace", required_argument, NULL, OPT_GRACE },
 	{ "max-time", required_argument, NULL, OPT_MAX_TIME },
@@ -655,6 +718,9 @@ int main(int argc, char **argv)
 		case OPT_RATE:
 			R.rate = opt_uint("--rate", optarg, 1, 10000000);
 			break;
+		case OPT_OPEN_LOOP:
+			R.open_loop = true;
+			break;
 		case OPT_TIMEOUT:
 			R.timeout_us = opt_duration("--timeout", optarg);
 			break;
@@ -697,6 +763,10 @@ int main(int argc, char **argv)
 	if (!have_max)
 		R.max_time_us = R.duration_us != 0 ? R.duration_us + R.grace_us + 2000000
 			: 300000000;
+	if (R.open_loop && R.rate == 0)
+		die("--open-loop needs --rate");
+	if (R.open_loop && (slow_file != NULL || R.script == SCRIPT_IDLE))
+		die("--open-loop runs one population and no idle script");
 	if (conc + (slow_file ? slow_conc : 0) > LOAD_MAX_CONCURRENCY)
 		die("at most %d connections at once", LOAD_MAX_CONCURRENCY);
 
@@ -751,6 +821,14 @@ int main(int argc, char **argv)
 	R.hard_deadline = evtimer_new(R.base, on_hard_deadline, NULL);
 	R.grace = evtimer_new(R.base, on_grace, NULL);
 	R.tick = event_new(R.base, -1, EV_PERSIST, on_tick, NULL);
+	if (R.open_loop) {
+		R.arrival = evtimer_new(R.base, on_arrival, NULL);
+		R.free_slots = calloc(conc, sizeof(*R.free_slots));
+		if (R.arrival == NULL || R.free_slots == NULL)
+			die("out of memory");
+		for (unsigned i = 0; i < conc; i++)	/* slot 0 on top */
+			R.free_slots[R.nfree++] = conc - 1 - i;
+	}
 	R.sigint = evsignal_new(R.base, SIGINT, on_signal, NULL);
 	R.sigterm = evsignal_new(R.base, SIGTERM, on_signal, NULL);
 	if (R.deadline == NULL || R.hard_deadline == NULL || R.grace == NULL ||
@@ -764,7 +842,9 @@ int main(int argc, char **argv)
 		arm_us(R.deadline, R.duration_us);
 	arm_us(R.hard_deadline, R.max_time_us);
 	arm_us(R.tick, 1000000);
-	for (unsigned i = 0; i < R.main.concurrency && !R.stopping; i++)
+	if (R.open_loop)
+		on_arrival(-1, 0, NULL);
+	for (unsigned i = 0; i < R.main.concurrency && !R.stopping && !R.open_loop; i++)
 		slot_next(&R.main.slots[i]);
 	for (unsigned i = 0; i < R.slow.concurrency && !R.stopping; i++)
 		slot_next(&R.slow.slots[i]);

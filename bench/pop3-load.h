@@ -102,9 +102,15 @@ struct load_stats {
 	uint64_t messages;		/* messages retrieved */
 	uint64_t open, held, held_peak;	/* connections now; idling now; most idling */
 	uint64_t sec_completed, sec_errors, sec_bytes;
+	uint64_t logins_ok;		/* logins answered +OK (goodput) */
+	uint64_t refused;		/* refused before a login: connect, greeting, close */
+	uint64_t overflow;		/* --open-loop: arrivals not started, -c in flight */
+	uint64_t sec_logins, sec_tempfail, sec_refused;
 	struct load_hist connect;	/* connect start to greeting */
 	struct load_hist login;		/* first login command to its final +OK */
 	struct load_hist session;	/* connect start to the +OK of QUIT */
+	struct load_hist tempfail;	/* first login command to its "-ERR [SYS/TEMP]" */
+	struct load_hist refused_at;	/* connect start to the refusal (refused) */
 };
 
 /* The name used in the JSON line and the summary ("connect", "closed"...). */
@@ -204,6 +210,11 @@ struct load_run {
 	uint64_t noop_us;		/* idle script: NOOP this often (0 = never) */
 	unsigned pipeline;		/* retr script: RETR commands in flight */
 	double rate;			/* connects per second (0 = unlimited) */
+	bool open_loop;			/* --open-loop: sessions start at --rate, whatever */
+	uint64_t scheduled;		/* --open-loop: arrivals so far (started or overflow) */
+	unsigned *free_slots, nfree;	/* --open-loop: slots without a session */
+	uint64_t window_end_us;		/* --open-loop: when arrivals stopped */
+	struct event *arrival;		/* --open-loop: the next arrival */
 	double next_connect_us;		/* rate limit: earliest next connect */
 	uint64_t start_us, end_us;	/* run start; when the last session ended */
 	uint64_t duration_us;		/* -d (0 = none) */

@@ -173,6 +173,9 @@ static const struct key_def auth_keys[] = {
 	/* Waiting and in a worker, per client address (IPv6: per /64): a
 	 * flood from one source stays its own problem (authd/fairq.c). */
 	{ "per-source-limit", K_UINT, A(per_source_limit), "32", 1, 1000000, T_ALL },
+	/* Admission: a request that would wait longer than this for a worker
+	 * is refused at once (authd/authenticator.c, Admission). */
+	{ "queue-wait-limit", K_DURATION, A(queue_wait_limit_ms), "1s", 0, 600000, T_ALL },
 	{ "timeout", K_DURATION, A(timeout_ms), "5s", 10, 600000, T_ALL },
 	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
 	{ "require-secured", K_BOOL, A(require_secured), "no", 0, 0, T_ALL },

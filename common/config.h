@@ -64,6 +64,7 @@ struct auth_conf {
 	unsigned workers;
 	unsigned queue_limit;
 	unsigned per_source_limit;	/* requests of one client source (authd/fairq.c) */
+	uint64_t queue_wait_limit_ms;	/* admission: longest expected wait (0 = none) */
 	uint64_t timeout_ms;
 	bool cache;
 	bool require_secured;		/* refuse requests with secured=no */

@@ -26,6 +26,18 @@
  * near it; past it, new sources share one turn.  Bounds the table at
  * about 256 KiB per authenticator. */
 #define AUTHD_MAX_SOURCES	4096
+/* A source of an authenticator's queue whose last this many checks failed
+ * (wrong password, unknown user) with no success since waits behind the
+ * others (authd/fairq.c): a password-guessing flood gets there within a
+ * few checks per address; a user who mistypes once or twice does not. */
+#define FAIRQ_SUSPECT_FAILS	3
+/* ... but gets one pop in this many even when others wait, so that it is
+ * never starved (a busy NAT shared with one guesser still logs in). */
+#define FAIRQ_SUSPECT_SHARE	8
+/* How long a source with nothing queued keeps its count of failures (while
+ * the pool has room): a flood refused at admission does not come back
+ * clean, nor with a count started again. */
+#define FAIRQ_SUSPECT_MEMORY_MS	60000
 /* Single-use handoff tickets: random bytes, hex-encoded on the wire. */
 #define AUTHD_TICKET_BYTES	16
 

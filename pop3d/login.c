@@ -40,7 +40,16 @@
  *   authd's TEMPFAIL reason=overloaded (its queue refused the request:
  *   authd/fairq.c) is treated the same way, with a [SYS/TEMP] reply: an
  *   immediate answer would invite a flood to retry at once, and count
- *   nothing against it.
+ *   nothing against it.  TEMPFAIL reason=busy (authd shed the request at
+ *   admission, queue-wait-limit: the server as a whole is short of
+ *   capacity, and the client's source is not one whose checks keep
+ *   failing) is answered at once, so that a refused client knows within
+ *   milliseconds, but counts towards max-auth-failures all the same; only
+ *   the first failed attempt of a connection is answered so: a client
+ *   that loops on one connection gets auth-failure-delay from the second
+ *   on, as for overloaded, so that its attempts stay bounded by the delay.
+ *   "login tempfail" lines are rate-limited (POP3D_TEMPFAIL_LOG_PER_SEC):
+ *   under overload there is one per refused login.
  * - Pre-login limits.  Whatever the client sends, the AUTHORIZATION state
  *   (TLS handshake, commands, waiting for authd, failure delays) ends at
  *   login-timeout after the connection came: set_timer() never arms the
@@ -217,6 +226,7 @@ struct login {
 	size_t nclients;	/* including TLS relays */
 	struct netlist exempt;	/* require-tls-exempt */
 	struct log_ratelimit pp_log;	/* PROXY header failures */
+	struct log_ratelimit tempfail_log;	/* login tempfail lines */
 	struct fe_stats st;	/* our counters (the master adds them up) */
 	struct fe_stats sent;	/* as last sent to the master */
 	struct event *tick;	/* every POP3D_STATS_INTERVAL_MS: stats, title */
@@ -805,12 +815,36 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 		c->state = ST_DELAY;
 		set_timer(c, L.conf->pop3d.auth_failure_delay_ms);
 		return;
-	case AUTHC_TEMPFAIL:
+	case AUTHC_TEMPFAIL: {
+		uint64_t suppressed;
+
 		L.st.logins_tempfailed++;
-		log_warnx("login tempfail: user=%s rip=%s method=%s reason=%s",
-			  user_tok(c), c->rip, c->method,
-			  log_token(r->reason, reason, sizeof(reason)));
-		if (strcmp(r->reason, "overloaded") == 0) {
+		if (log_ratelimit(&L.tempfail_log, POP3D_TEMPFAIL_LOG_PER_SEC, mtime_ms(),
+				  &suppressed)) {
+			char more[64] = "";
+
+			if (suppressed > 0)
+				snprintf(more, sizeof(more), " (%llu more not logged)",
+					 (unsigned long long)suppressed);
+			log_warnx("login tempfail: user=%s rip=%s method=%s reason=%s%s",
+				  user_tok(c), c->rip, c->method,
+				  log_token(r->reason, reason, sizeof(reason)), more);
+		}
+		if (strcmp(r->reason, "busy") == 0 && c->failures == 0) {
+			/* shed at admission: at once, but counted; a second
+			 * attempt on the connection is delayed as below */
+			L.st.logins_overloaded++;
+			if (++c->failures >= L.conf->pop3d.max_auth_failures) {
+				reply(c, "-ERR [SYS/TEMP] Server busy, try again later");
+				reply(c, "-ERR Too many failed logins, closing");
+				client_close(c);
+				return;
+			}
+			reply(c, "-ERR [SYS/TEMP] Server busy, try again later");
+			resume(c);
+			return;
+		}
+		if (strcmp(r->reason, "overloaded") == 0 || strcmp(r->reason, "busy") == 0) {
 			/* as a failure: counted, and answered after the delay */
 			L.st.logins_overloaded++;
 			c->failures++;
@@ -822,6 +856,7 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 		reply(c, "-ERR [SYS/TEMP] Temporary authentication failure, try again later");
 		resume(c);
 		return;
+	}
 	}
 }
 

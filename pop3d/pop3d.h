@@ -156,6 +156,9 @@ struct ssl_st;
 /* PROXY protocol failures a front end logs per second; the rest are
  * counted and summed up in one line (a flood does not flood the log). */
 #define POP3D_PROXY_LOG_PER_SEC	10
+/* "login tempfail" lines a front end writes per second: under overload
+ * every refused login is one (the counters have them all). */
+#define POP3D_TEMPFAIL_LOG_PER_SEC	1
 
 /* ---- cmd.c: the POP3 command tokenizer (both states) ------------------- */
 

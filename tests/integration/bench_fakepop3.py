@@ -9,13 +9,13 @@ close, slow or dribbled replies, bad status lines, refusals...).
 Each connection runs in its own thread; every socket wait is bounded so
 that a test can always stop the server.  Knobs (all optional):
 
-    greeting         the greeting line ("+OK fake ready")
+    greeting         the greeting line ("+OK fake ready"), or f() -> line
     silent           never send anything (accept and wait)
     close_after      close the connection after this command is received
                      ("greeting" = right after the greeting)
     pass_delay       f(user) -> seconds before the reply to PASS / AUTH
     reply_delay      seconds before every reply
-    pass_reply       the reply to PASS / AUTH ("+OK Logged in")
+    pass_reply       the reply to PASS / AUTH ("+OK Logged in"), or f(user) -> line
     stat_count_delta added to STAT's message count
     list_size_delta  added to every size LIST (and STAT's total) gives
     announce_delta   added to the octets of "+OK N octets" of RETR
@@ -186,8 +186,10 @@ class Session:
         if k.get("silent"):
             self.hold()
             return
-        self.reply(k.get("greeting", "+OK fake ready"))
-        if k.get("close_after") == "greeting":
+        greeting = k.get("greeting", "+OK fake ready")
+        greeting = greeting() if callable(greeting) else greeting
+        self.reply(greeting)
+        if k.get("close_after") == "greeting" or greeting.startswith("-ERR"):
             return
         msgs = self.srv.messages
         while True:
@@ -217,7 +219,8 @@ class Session:
                     raise _Stop()
                 with self.srv.lock:
                     self.srv.logins.append(self.user)
-                self.reply(k.get("pass_reply", "+OK Logged in"))
+                reply = k.get("pass_reply", "+OK Logged in")
+                self.reply(reply(self.user) if callable(reply) else reply)
             elif cmd == "STAT":
                 if k.get("bad_status"):
                     self.reply(k["bad_status"])

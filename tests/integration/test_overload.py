@@ -48,6 +48,7 @@ class Flood:
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.attempts = 0
+        self.per_addr = {a: 0 for a in addrs}
         self.tempfail_times = []
         self.closed_early = 0   # closed for failures with < 3 of them FAIL
         self.threads = [threading.Thread(target=self.run, args=(a,), daemon=True)
@@ -95,6 +96,7 @@ class Flood:
                     fails += line.startswith(b"-ERR [AUTH]")
                     with self.lock:
                         self.attempts += 1
+                        self.per_addr[addr] += 1
                         if line.startswith(b"-ERR [SYS/TEMP]"):
                             self.tempfail_times.append(took)
                     if not line.startswith(b"-ERR"):
@@ -126,6 +128,93 @@ def legit_logins(port, n, limit):
         finally:
             c.close()
     return ok, times
+
+
+@pytest.mark.threaded
+def test_guessing_flood_from_many_addresses(world, tmp_path):
+    """Issue 15, item 2, scaled to make check: 120 connections from 30
+    addresses guess bob's password (each check 0.1 s, 2 workers: 20 a
+    second).  Served in turn by address, a legitimate login would wait for
+    one check of each of the 30 (1.5 s) or be shed at admission; the
+    addresses whose checks keep failing wait behind the others instead,
+    so it waits only for the checks already running.  Targets: >= 99 % of
+    the legitimate logins accepted, each within 1 s; the attacker's
+    attempts per address bounded by auth-failure-delay; authd's log
+    bounded apart from fail2ban's one line per failure."""
+    delay = 0.5
+    p = slow_world(world, tmp_path, delay=0.1, workers=2,
+                   pop3d_keys={"auth-failure-delay": "%dms" % (delay * 1000),
+                               "max-auth-failures": "3"})
+    addrs = ["127.0.0.%d" % i for i in range(2, 32)]
+    conns = 4
+    flood = Flood(p.port, addrs, conns).start()
+    try:
+        deadline = time.monotonic() + 20
+        while p.authd.metric("authd_authenticator_results_total", authenticator="slow",
+                             result="fail") < 3 * len(addrs):
+            assert time.monotonic() < deadline, "the flood never got going"
+            time.sleep(0.05)
+        t0, a0 = time.monotonic(), dict(flood.per_addr)
+        n = 40
+        ok, times = legit_logins(p.port, n, limit=1.0)
+        t1, a1 = time.monotonic(), dict(flood.per_addr)
+    finally:
+        flood.stop()
+    times.sort()
+    assert ok >= 0.99 * n, "only %d of %d legitimate logins within 1 s (latencies %s)" % (
+        ok, n, ["%.2f" % t for t in times])
+    # each connection makes at most one attempt per delay (its first
+    # refusal may be at once), plus the check itself
+    per_s = max(a1[a] - a0[a] for a in addrs) / (t1 - t0)
+    assert per_s <= conns / delay * 1.2, per_s
+    log = p.authd.log_text()
+    lines = [l for l in log.splitlines() if " info: " not in l]
+    assert len(lines) <= 60, lines[-20:]
+    assert len(re.findall(r"auth failed: user=bob ", log)) > 10
+
+
+@pytest.mark.threaded
+def test_wait_limit_answers_refusals_at_once(world, tmp_path):
+    """queue-wait-limit: with 12 logins at once against a backend that
+    takes 0.2 s per check (1 worker), those that would wait past 0.5 s
+    are refused at admission, answered -ERR [SYS/TEMP] at once (not after
+    auth-failure-delay, nor after the 5 s timeout); the others are
+    accepted within about the limit."""
+    p = slow_world(world, tmp_path, delay=0.2, workers=1,
+                   pop3d_keys={"auth-failure-delay": "2s"},
+                   auth_keys={"queue-wait-limit": "500ms", "per-source-limit": "100"})
+    ok, _ = legit_logins(p.port, 1, limit=5)    # the service time is measured
+    assert ok == 1
+    results = []
+    lock = threading.Lock()
+    go = threading.Barrier(12)
+
+    def one():
+        c = Client(p.port, timeout=10)
+        try:
+            assert c.cmd("USER alice") == "+OK"
+            go.wait(10)
+            t0 = time.monotonic()
+            r = c.cmd("PASS alice-pw")
+            with lock:
+                results.append((r, time.monotonic() - t0))
+        finally:
+            c.close()
+    threads = [threading.Thread(target=one) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(results) == 12, results
+    refused = [t for r, t in results if r.startswith("-ERR [SYS/TEMP]")]
+    accepted = [t for r, t in results if r.startswith("+OK") or "[IN-USE]" in r]
+    assert refused and accepted and len(refused) + len(accepted) == 12, results
+    assert max(refused) < 0.5, sorted(refused)
+    assert max(accepted) < 1.5, sorted(accepted)
+    assert p.authd.metric("authd_authenticator_overloaded_total", authenticator="slow",
+                          reason="wait-limit") == len(refused)
+    assert p.authd.metric("authd_authenticator_results_total", authenticator="slow",
+                          result="busy") == len(refused)
 
 
 @pytest.mark.threaded

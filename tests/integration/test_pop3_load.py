@@ -285,6 +285,93 @@ def test_rate_limit(fake, users):
     assert res["elapsed_s"] >= 0.9
 
 
+# ---- the open loop (--open-loop) -------------------------------------------------
+
+def test_open_loop_offers_the_rate_whatever_the_latency(fake, users):
+    """Logins that take 0.5 s: a closed loop of 4 slots does about 8 a
+    second whatever --rate says; the open loop starts 40 a second, each
+    without waiting for another, and the goodput follows."""
+    srv = fake(pass_delay=lambda u: 0.5)
+    closed, _, _ = run(srv.port, "-c", 4, "--rate", 40, "-d", "2s", users=users(200),
+                       expect_rc=0)
+    assert closed["sessions"] <= 20 and "open_loop" not in closed
+    res, _, _ = run(srv.port, "--open-loop", "--rate", 40, "-c", 100, "-d", "2s",
+                    users=users(200), expect_rc=0)
+    ol = res["open_loop"]
+    assert 79 <= ol["scheduled"] <= 81, ol
+    assert ol["overflow"] == 0 and ol["started"] == ol["scheduled"] == res["sessions"]
+    assert res["logins_ok"] == res["sessions"]
+    assert 38 <= ol["goodput_per_s"] <= 42 and ol["offered_per_s"] >= 39, ol
+    assert 1.9 <= ol["window_s"] <= 2.2
+    assert res["login_us"]["p50"] >= 500000
+
+
+def test_open_loop_bounds_in_flight_and_counts_overflow(fake, users):
+    """-c bounds the sessions in flight: arrivals past it are not started
+    but counted, so a report shows when the load was not delivered."""
+    srv = fake(pass_delay=lambda u: 2.0)
+    res, wall, _ = run(srv.port, "--open-loop", "--rate", 50, "-c", 5, "-d", "1s",
+                       "--grace", "5s", users=users(20), expect_rc=0)
+    ol = res["open_loop"]
+    assert 49 <= ol["scheduled"] <= 51, ol
+    assert ol["started"] == 5 and res["sessions"] == 5
+    assert ol["overflow"] == ol["scheduled"] - 5
+    assert wall < 6
+
+
+def test_open_loop_session_count(fake, users):
+    """-n counts arrivals: the run ends when the last one is done, its
+    window is the arrivals' (n / rate), not the last session's end."""
+    srv = fake(pass_delay=lambda u: 0.3)
+    res, _, _ = run(srv.port, "--open-loop", "--rate", 20, "-c", 50, "-n", 10,
+                    users=users(20), expect_rc=0)
+    ol = res["open_loop"]
+    assert ol["scheduled"] == ol["started"] == res["sessions"] == 10
+    assert 0.45 <= ol["window_s"] <= 0.55, ol
+    assert res["stop_reason"] == "sessions"
+
+
+def test_open_loop_latency_by_outcome(fake, tmp_path):
+    """Accepted logins, "-ERR [SYS/TEMP]" answers and turned-away
+    connections are timed apart: a prompt refusal is not hidden among
+    slow acceptances, nor the other way round."""
+    users = tmp_path / "mixed.txt"
+    users.write_text("".join("%s%02d pw\n" % ("ok" if i % 2 else "tf", i) for i in range(40)))
+    srv = fake(pass_delay=lambda u: 0.2 if u.startswith("ok") else 0.03,
+               pass_reply=lambda u: "+OK in" if u.startswith("ok") else
+               "-ERR [SYS/TEMP] Server busy, try again later")
+    res, _, _ = run(srv.port, "--open-loop", "--rate", 40, "-c", 40, "-n", 40,
+                    users=str(users), expect_rc=3)
+    only_errors(res, auth_tempfail=20)
+    assert res["logins_ok"] == 20 and res["login_us"]["count"] == 20
+    assert res["login_us"]["p50"] >= 200000
+    tf = res["tempfail_us"]
+    assert tf["count"] == 20 and 30000 <= tf["p50"] < 150000, tf
+    assert res["refused"] == 0 and res["refused_us"]["count"] == 0
+    # a server that turns connections away at the greeting
+    busy = fake(greeting="-ERR [SYS/TEMP] Too many connections")
+    res, _, _ = run(busy.port, "--open-loop", "--rate", 50, "-c", 10, "-n", 20,
+                    users=str(users), expect_rc=3)
+    only_errors(res, greeting=20)
+    assert res["refused"] == 20 and res["refused_us"]["count"] == 20
+    assert res["refused_us"]["p99"] < 1000000
+    assert res["logins_ok"] == 0 and res["open_loop"]["goodput_per_s"] == 0
+    # nobody listening: connect refused
+    res, _, _ = run(free_port(), "--open-loop", "--rate", 50, "-c", 10, "-n", 10,
+                    users=str(users), expect_rc=3)
+    only_errors(res, connect=10)
+    assert res["refused"] == 10
+
+
+def test_open_loop_usage():
+    for args in (["--open-loop"], ["--open-loop", "--rate", 5, "--script", "idle"]):
+        r = subprocess.run([LOAD, "--port", "1", "--user-pattern", "u%d", "--password", "p"] +
+                           [str(a) for a in args], capture_output=True, timeout=10,
+                           env=sanitizer_env())
+        assert r.returncode == 2
+        assert "error" in json.loads(r.stdout.decode().strip().splitlines()[-1])
+
+
 def test_progress_lines_and_csv(fake, users, tmp_path):
     srv = fake()
     csv = tmp_path / "series.csv"
