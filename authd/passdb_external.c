@@ -46,9 +46,17 @@ struct helper {
 
 #define ENV_MAX (8 + CONFIG_MAX_ARGS)
 
+/* glibc's malloc in the PAM helper: no per-thread cache, and every freed
+ * block overwritten (perturb), so that what libpam and the PAM modules
+ * free (a copy of the password, a password file's read buffer) is wiped
+ * (pam_helper.c).  Read by glibc when the helper starts; an `environment`
+ * GLIBC_TUNABLES comes later and wins key by key. */
+#define PAM_HELPER_TUNABLES "GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.perturb=165"
+_Static_assert(MEMWIPE_PERTURB_BYTE == 165, "PAM_HELPER_TUNABLES: perturb=MEMWIPE_PERTURB_BYTE");
+
 /* The environment of every helper: nothing from ours, bar a safe PATH, the
- * request's addresses (checkpassword), and the authenticator's
- * `environment` key. */
+ * request's addresses (checkpassword), PAM_HELPER_TUNABLES for the PAM
+ * helper, and the authenticator's `environment` key. */
 static void build_env(const struct auth_conf *ac, char **envp, char store[][96],
 		      const struct job *job)
 {
@@ -57,6 +65,8 @@ static void build_env(const struct auth_conf *ac, char **envp, char store[][96],
 	snprintf(store[n], sizeof(store[0]), "PATH=/usr/local/bin:/usr/bin:/bin");
 	envp[n] = store[n];
 	n++;
+	if (ac->type == AUTH_TYPE_PAM)
+		envp[n++] = (char *)PAM_HELPER_TUNABLES;
 	if (job != NULL) {
 		snprintf(store[n], sizeof(store[0]), "AUTHD_SERVICE=%s", job->service);
 		envp[n] = store[n];

@@ -139,6 +139,7 @@
 #include "common/line.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "common/mtime.h"
 #include "common/proctitle.h"
 #include "common/sock.h"
@@ -1053,10 +1054,12 @@ static void on_client_read(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 
-	if (c->state == ST_PROXY)
+	if (c->state == ST_PROXY) {
 		relay_to_session(c);
-	else
+	} else {
 		client_process(c);
+		memwipe_stack();	/* what parsing a PASS or AUTH left there */
+	}
 }
 
 static void on_client_write(struct bufferevent *bev, void *arg)
