@@ -35,14 +35,12 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import string
 import subprocess
 import threading
 
 import pytest
 
-from authdlib import wait_until
 from conftest import HELPERS, PYTHON
 from pop3lib import IS_ROOT, Client, Pop3d, passwd_line, user_uid, TEST_GID
 from test_pop3d import mailroot  # noqa: F401
@@ -396,7 +394,9 @@ def test_pam(authd_factory, tmp_path, pki, mailroot):  # noqa: F811
     passdb.write_text("".join("%s:%s:pop3\n" % u for u in users))
     m = "%s passdb=%s" % (PAM_MATRIX, passdb)
     (svc / "pop3").write_text("auth required %s\naccount required %s\n" % (m, m))
-    env = "LD_PRELOAD=%s PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=%s" % (PAM_WRAPPER, svc)
+    # an operator's GLIBC_TUNABLES must not undo authd's for the helper
+    env = ("LD_PRELOAD=%s PAM_WRAPPER=1 PAM_WRAPPER_SERVICE_DIR=%s "
+           "GLIBC_TUNABLES=glibc.malloc.tcache_count=7" % (PAM_WRAPPER, svc))
     # every user has the same home in pam: one Maildir for them all
     home = os.path.join(mailroot.path, users[0][0])
     auths = [("pam", {"type": "pam", "service": "pop3", "workers": "2", "timeout": "5s",
@@ -407,13 +407,22 @@ def test_pam(authd_factory, tmp_path, pki, mailroot):  # noqa: F811
     check(authd_factory, tmp_path, pki, auths, users, hold=("pop3s",))
 
 
+@pytest.fixture(scope="module")
+def ldap_certs(tmp_path_factory):
+    from test_ldap import make_cert
+    return make_cert(str(tmp_path_factory.mktemp("ldapcerts")), "server")
+
+
 @pytest.mark.skipif(not os.path.exists(SLAPD), reason="slapd is not installed")
-def test_ldap_bind(authd_factory, tmp_path, pki, mailroot):  # noqa: F811
+@pytest.mark.parametrize("transport", ["ldap", "ldaps"])
+def test_ldap_bind(authd_factory, tmp_path, pki, mailroot, ldap_certs, transport):  # noqa: F811
     """mode = bind: the password goes to the directory in libldap's BER
-    buffers (a plain ldap:// connection; the directory is slapd's)."""
+    buffers, and over ldaps:// through GnuTLS's record buffers too (the
+    directory itself is slapd's)."""
     from test_ldap import BASE, Slapd, ldap_auth
     users = make_users(mailroot)
-    s = Slapd(tmp_path / "slapd", loglevel="0")
+    tls = transport == "ldaps"
+    s = Slapd(tmp_path / "slapd", loglevel="0", tls=ldap_certs if tls else None)
     ldif = tmp_path / "users.ldif"
     entries = []
     for name, password in users:
@@ -431,6 +440,8 @@ def test_ldap_bind(authd_factory, tmp_path, pki, mailroot):  # noqa: F811
                    check=True, capture_output=True)
     s.start()
     try:
-        check(authd_factory, tmp_path, pki, [("ldap", ldap_auth(s.uri))], users)
+        auth = (ldap_auth(s.ldaps_uri, **{"ca-file": ldap_certs[0]}) if tls
+                else ldap_auth(s.uri))
+        check(authd_factory, tmp_path, pki, [("ldap", auth)], users)
     finally:
         s.kill()
