@@ -560,6 +560,10 @@ void masters_kick(const char *user, masters_done_cb *done_cb, void *ctx);
 
 /* password.c */
 enum pw_check { PW_MATCH, PW_MISMATCH, PW_BAD_HASH };
+/* First thing in main(), before any other libcrypto call: libcrypto's
+ * freed blocks (digest contexts over a password) are wiped first
+ * (common/memwipe.c).  Fatal if libcrypto has allocated already. */
+void password_wipe_freed(void);
 /* Checks password against a stored hash in any supported scheme.  Blocking
  * and possibly slow (argon2): workers only. */
 enum pw_check password_verify(const char *stored, const char *password);

@@ -62,6 +62,7 @@
 #include "authd/authd.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "common/mtime.h"
 
 static const char *const overload_names[OVERLOAD_COUNT] = {
@@ -192,6 +193,7 @@ static void *worker_main(void *arg)
 		job->finished_us = mtime_us();
 		if (job->password != NULL)
 			sodium_memzero(job->password, job->passlen);
+		memwipe_stack();	/* what the backend's calls left of it */
 
 		pthread_mutex_lock(&auth->lock);
 		w->busy_deadline_ms = 0;

@@ -23,6 +23,7 @@
 #include "common/line.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "common/mtime.h"
 #include "common/proto.h"
 #include "common/sock.h"
@@ -680,6 +681,8 @@ static void client_process(struct client *c)
 		if (rc == -1)
 			break;
 	}
+	/* What hashing the cache key and verifier left of the password */
+	memwipe_stack();
 	if (c->inflight >= AUTHD_MAX_INFLIGHT)
 		bufferevent_disable(c->bev, EV_READ);
 	c->processing = false;

@@ -22,6 +22,7 @@
 #include "authd/authd.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "common/mtime.h"
 #include "common/notify.h"
 #include "common/privsep.h"
@@ -246,6 +247,12 @@ int main(int argc, char **argv)
 		usage(false);
 
 	log_init("authd", LOG_LEVEL_INFO, LOG_TARGET_STDERR, NULL, 0);
+	/* Before any libevent or libcrypto call: their freed blocks (request
+	 * lines, digest contexts) are wiped first; and libldap's bind
+	 * requests, freed with plain free() (common/memwipe.c). */
+	event_set_mem_functions(malloc, memwipe_realloc, memwipe_free);
+	password_wipe_freed();
+	memwipe_perturb();
 	conf = config_load(path, err, sizeof(err));
 	if (conf == NULL) {
 		fprintf(stderr, "authd: %s\n", err);

@@ -14,6 +14,12 @@
  *
  * PAM's failure delay is caught by a PAM_FAIL_DELAY callback and not slept
  * here: pop3d applies its own auth-failure-delay without blocking.
+ *
+ * No password outlives its request (common/memwipe.c): libpam and its
+ * modules allocate with plain malloc and offer no hooks, so authd starts
+ * us with glibc told to wipe every block freed (passdb_external.c,
+ * PAM_HELPER_TUNABLES); we wipe the request, the conversation's answers and
+ * the stack the modules used after each request.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -27,6 +33,7 @@
 #include <sodium.h>
 
 #include "common/limits.h"
+#include "common/memwipe.h"
 
 #define REQUEST_MAX (AUTH_MAX_USER + AUTH_MAX_PASSWORD + 512)
 
@@ -247,6 +254,7 @@ int main(int argc, char **argv)
 	while ((n = read_request(req, sizeof(req))) > 0) {
 		answer(argv[1], req, (size_t)n);
 		sodium_memzero(req, sizeof(req));
+		memwipe_stack();	/* what the PAM modules left there */
 	}
 	return n == 0 ? 0 : 1;
 }

@@ -46,9 +46,19 @@ struct helper {
 
 #define ENV_MAX (8 + CONFIG_MAX_ARGS)
 
+/* glibc's malloc in the PAM helper: no per-thread cache, and every freed
+ * block overwritten (perturb), so that what libpam and the PAM modules
+ * free (a copy of the password, a password file's read buffer) is wiped
+ * (pam_helper.c).  Read by glibc when the helper starts.  Of several
+ * GLIBC_TUNABLES entries glibc applies only the last, so this one comes
+ * after the `environment` entries: an operator's GLIBC_TUNABLES cannot turn
+ * the wiping off (docs/configuration.md says so). */
+#define PAM_HELPER_TUNABLES "GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.perturb=165"
+_Static_assert(MEMWIPE_PERTURB_BYTE == 165, "PAM_HELPER_TUNABLES: perturb=MEMWIPE_PERTURB_BYTE");
+
 /* The environment of every helper: nothing from ours, bar a safe PATH, the
- * request's addresses (checkpassword), and the authenticator's
- * `environment` key. */
+ * request's addresses (checkpassword), the authenticator's `environment`
+ * key, and PAM_HELPER_TUNABLES for the PAM helper. */
 static void build_env(const struct auth_conf *ac, char **envp, char store[][96],
 		      const struct job *job)
 {
@@ -68,8 +78,10 @@ static void build_env(const struct auth_conf *ac, char **envp, char store[][96],
 		envp[n] = store[n];
 		n++;
 	}
-	for (size_t i = 0; ac->envp[i] != NULL && n < ENV_MAX - 1; i++)
+	for (size_t i = 0; ac->envp[i] != NULL && n < ENV_MAX - 2; i++)
 		envp[n++] = ac->envp[i];
+	if (ac->type == AUTH_TYPE_PAM)
+		envp[n++] = (char *)PAM_HELPER_TUNABLES;
 	envp[n] = NULL;
 }
 

@@ -55,6 +55,7 @@
 #include "authd/authd.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "common/num.h"
 
 /* Longest stored string (prefix included) looked at: a passwd-file line is
@@ -879,6 +880,13 @@ bool password_is_plain(const char *stored)
 		check(&p, why, sizeof(why));
 	parsed_free(&p);
 	return plain;
+}
+
+void password_wipe_freed(void)
+{
+	if (CRYPTO_set_mem_functions(memwipe_crypto_malloc, memwipe_crypto_realloc,
+				     memwipe_crypto_free) != 1)
+		fatalx("CRYPTO_set_mem_functions: libcrypto has allocated already");
 }
 
 enum pw_check password_verify(const char *stored, const char *password)

@@ -38,6 +38,15 @@
  * the pool has room): a flood refused at admission does not come back
  * clean, nor with a count started again. */
 #define FAIRQ_SUSPECT_MEMORY_MS	60000
+/* Stack zeroed below the request loops once a password has been checked
+ * (common/memwipe.c): deeper than the deepest call a password reaches
+ * (Argon2 and BLAKE2b in libsodium, libcrypt, OpenSSL's digests and TLS
+ * record layer, libldap's BER encoder: each well under 16 KiB). */
+#define MEMWIPE_STACK_BYTES	(64 * 1024)
+/* What glibc's perturb writes over a freed block (memwipe_perturb, and
+ * the PAM helper's GLIBC_TUNABLES in authd/passdb_external.c): any
+ * non-zero byte; 0xa5 is easy to tell in a core image. */
+#define MEMWIPE_PERTURB_BYTE	0xa5
 /* Single-use handoff tickets: random bytes, hex-encoded on the wire. */
 #define AUTHD_TICKET_BYTES	16
 

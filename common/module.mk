@@ -1,7 +1,8 @@
 # common/: code shared by both daemons and their tools.
 COMMON_SRCS := common/log.c common/num.c common/histogram.c common/line.c \
 	common/proto.c common/sock.c common/config.c common/notify.c common/privsep.c common/metrics.c common/proctitle.c \
-	common/stats_server.c common/netlist.c common/maildrop.c common/alloc.c
+	common/stats_server.c common/netlist.c common/maildrop.c common/alloc.c \
+	common/memwipe.c
 COMMON_OBJS := $(COMMON_SRCS:%.c=$(B)/obj/%.o)
 ALL_OBJS += $(COMMON_OBJS)
 

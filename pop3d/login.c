@@ -58,8 +58,10 @@
  *   command lines before a login are counted against login-max-commands.
  *   Either limit closes the connection with an -ERR line, one log line
  *   and a counter (fe_stats.login_limit).
- * - Passwords live only in the line buffer, the authd request line and
- *   libevent's output buffer; the first two are wiped after use.
+ * - Passwords live only in the line buffer, the authd request line,
+ *   libevent's buffers and OpenSSL's records; the first two are wiped after
+ *   use, the others when freed (common/memwipe.c: the master installed the
+ *   hooks before forking us), and the stack after each read callback.
  * - TLS.  A connection from a listen-tls port, or one that sent STLS,
  *   gets an OpenSSL filter bufferevent (tls.c's contexts) on top of its
  *   socket bufferevent, and everything above reads and writes the filter.
@@ -148,6 +150,7 @@
 #include "common/line.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "common/mtime.h"
 #include "common/proctitle.h"
 #include "common/sock.h"
@@ -1088,10 +1091,12 @@ static void on_client_read(struct bufferevent *bev, void *arg)
 {
 	struct client *c = arg;
 
-	if (c->state == ST_PROXY)
+	if (c->state == ST_PROXY) {
 		relay_to_session(c);
-	else
+	} else {
 		client_process(c);
+		memwipe_stack();	/* what parsing a PASS or AUTH left there */
+	}
 }
 
 static void on_client_write(struct bufferevent *bev, void *arg)

@@ -85,6 +85,7 @@
 #include "common/config.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "common/mtime.h"
 #include "common/notify.h"
 #include "common/num.h"
@@ -1065,6 +1066,10 @@ int main(int argc, char **argv)
 	M.conf_path = real != NULL ? real : xstrdup(M.conf_path);
 	path = M.conf_path;
 	log_init("pop3d", LOG_LEVEL_INFO, LOG_TARGET_STDERR, NULL, 0);
+	/* Before any libevent or OpenSSL call; inherited by the front ends,
+	 * which see passwords (common/memwipe.c). */
+	event_set_mem_functions(malloc, memwipe_realloc, memwipe_free);
+	tls_wipe_freed();
 	event_set_log_callback(libevent_log);
 	if (sodium_init() == -1)
 		fatalx("sodium_init");

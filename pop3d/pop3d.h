@@ -628,6 +628,10 @@ void tls_ticket_keys_set(const struct tls_ticket_keys *keys);
 /* Wipes the keys held: a session child first thing, the master when TLS
  * or tickets are turned off. */
 void tls_ticket_keys_wipe(void);
+/* First thing in main(), before any other OpenSSL call: OpenSSL's freed
+ * blocks (TLS record buffers hold a client's password) are wiped first
+ * (common/memwipe.c).  Fatal if OpenSSL has allocated already. */
+void tls_wipe_freed(void);
 /* Front end, before its chroot: builds one server context per certificate
  * (the first is the default; SNI picks another whose names match).
  * Returns 0, or -1 (logged). */

@@ -63,6 +63,7 @@
 #include "common/config.h"
 #include "common/alloc.h"
 #include "common/log.h"
+#include "common/memwipe.h"
 #include "pop3d/pop3d.h"
 
 static struct {
@@ -462,6 +463,15 @@ void tls_ticket_keys_wipe(void)
 {
 	sodium_memzero(&ticket_keys, sizeof(ticket_keys));
 	ticket_keys_set = false;
+}
+
+void tls_wipe_freed(void)
+{
+	/* OpenSSL refuses once it has allocated anything: then a record
+	 * buffer with a password in it would be freed unwiped. */
+	if (CRYPTO_set_mem_functions(memwipe_crypto_malloc, memwipe_crypto_realloc,
+				     memwipe_crypto_free) != 1)
+		fatalx("CRYPTO_set_mem_functions: OpenSSL has allocated already");
 }
 
 int tls_server_init(const struct config *conf)
