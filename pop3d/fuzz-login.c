@@ -52,7 +52,8 @@
  *         fails;
  *   7     the client closes its socket.
  * At the end, time passes (timer after timer, at most 64) until every
- * client is gone.
+ * client is gone.  With FUZZ_LOGIN_VERBOSE set, the replies and the log
+ * go to stderr (to read what a seed does).
  *
  * Properties checked:
  *   - replies: every line ends CRLF, is at most 512 bytes with it (RFC
