@@ -891,8 +891,12 @@ out_wipe:
 static void send_auth(struct client *c, const char *pass, const char *plain)
 {
 	c->method = plain != NULL ? "PLAIN" : "USER";
-	if (plain != NULL)
+	if (plain != NULL) {
+		/* c->user becomes the SASL identity: a later PASS must not
+		 * send it as if it were the name USER gave */
+		c->have_user = false;
 		plain_user(c, plain);
+	}
 	c->auth_handle = L.authc == NULL ? 0 :
 		authc_auth(L.authc, c->user, pass, plain, c->rip, c->rport, c->lip,
 			   c->lport, c->tls, on_auth_reply, c);

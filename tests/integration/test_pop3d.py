@@ -279,6 +279,20 @@ def test_auth_plain_edge_cases_and_codes(world):
     c.cmd("QUIT")
 
 
+def test_auth_plain_between_user_and_pass(world):
+    """An AUTH PLAIN attempt between USER and PASS forgets the USER name:
+    the PASS is refused, never sent with the name AUTH decoded."""
+    p = world(pop3d_keys={"auth-failure-delay": "0s"})
+    c = Client(p.port)
+    assert c.cmd("USER bob") == "+OK"
+    assert c.cmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0wrong").decode()) \
+        == "-ERR [AUTH] Authentication failed"
+    assert c.cmd("PASS alice-pw") == "-ERR USER first"
+    assert c.cmd("USER alice") == "+OK"
+    assert c.cmd("PASS alice-pw").startswith("+OK Logged in")
+    c.cmd("QUIT")
+
+
 def test_failures_delayed_then_closed(world):
     p = world(pop3d_keys={"auth-failure-delay": "300ms", "max-auth-failures": "2"})
     c = Client(p.port)
