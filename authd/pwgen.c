@@ -119,7 +119,9 @@ static const struct gen_def gens[] = {
 	{ "PLAIN", G_PLAIN, NULL, false, NULL, 0, 0, 0, 0, W_PLAIN },
 	{ "CLEAR", G_PLAIN, NULL, false, NULL, 0, 0, 0, 0, W_PLAIN },
 	{ "CLEARTEXT", G_PLAIN, NULL, false, NULL, 0, 0, 0, 0, W_PLAIN },
-	{ "PLAIN-TRUNC", G_PLAIN_TRUNC, NULL, false, NULL, 0, 0, 0, 0, W_PLAIN },
+	{ "PLAIN-TRUNC", G_PLAIN_TRUNC, NULL, false, NULL, 0, 0, 0, 0,
+	  "the password itself is stored in the file, and any password that begins "
+	  "with it is taken too (Dovecot's rule); prefer ARGON2ID" },
 };
 
 #define NGENS (sizeof(gens) / sizeof(gens[0]))
