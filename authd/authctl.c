@@ -1013,8 +1013,12 @@ static int cmd_pw(int argc, char **argv)
 		case 'U': uid = optarg; break;
 		case 'G': gid = optarg; break;
 		case 'H': home = optarg; break;
-		case ':': pw_usage("an option needs a value");
-		default: pw_usage("unknown option");
+		case ':':
+			snprintf(msg, sizeof(msg), "-%c needs a value", optopt);
+			pw_usage(msg);
+		default:
+			snprintf(msg, sizeof(msg), "unknown option -%c", optopt);
+			pw_usage(msg);
 		}
 	}
 	if (optind != argc)
@@ -1025,6 +1029,8 @@ static int cmd_pw(int argc, char **argv)
 		pw_usage(msg);
 	}
 	scheme = pwgen_canonical(scheme);
+	if (!pwgen_args_ok(scheme, rounds, msg, sizeof(msg)))
+		pw_usage(msg);
 	if (user != NULL && !pw_user_ok(user))
 		pw_usage("-u: not a passwd-file user name (empty, over " STR(AUTH_MAX_USER)
 			 " bytes, a ':', a control character, a leading '#' or blank)");

@@ -588,6 +588,8 @@ enum pwgen_result {
  * up to a second). */
 enum pwgen_result pwgen_hash(const char *scheme, const char *password, unsigned rounds,
 			     char **hash_r, char *why, size_t size);
+/* True if pwgen_hash() takes scheme and rounds; if not, why says why. */
+bool pwgen_args_ok(const char *scheme, unsigned rounds, char *why, size_t size);
 /* The number of schemes pwgen_hash() writes, and the i-th one's name
  * (NULL past the end) with its default rounds (0 if it takes none, or
  * takes libxcrypt's default) and a warning for weak schemes (else NULL);

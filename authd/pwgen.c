@@ -365,6 +365,26 @@ static void gen_plain(const char *pw, bool trunc, char *out, size_t *len)
 	free(tmp);
 }
 
+bool pwgen_args_ok(const char *scheme, unsigned rounds, char *why, size_t size)
+{
+	const struct gen_def *g = gen_find(scheme);
+
+	if (g == NULL) {
+		snprintf(why, size, "unknown scheme (authctl pw -l lists them)");
+		return false;
+	}
+	if (rounds != 0 && g->max_rounds == 0) {
+		snprintf(why, size, "%s takes no rounds", g->name);
+		return false;
+	}
+	if (rounds != 0 && (rounds < g->min_rounds || rounds > g->max_rounds)) {
+		snprintf(why, size, "%s: rounds must be %u to %u", g->name, g->min_rounds,
+			 g->max_rounds);
+		return false;
+	}
+	return true;
+}
+
 enum pwgen_result pwgen_hash(const char *scheme, const char *password, unsigned rounds,
 			     char **hash_r, char *why, size_t size)
 {
@@ -374,19 +394,8 @@ enum pwgen_result pwgen_hash(const char *scheme, const char *password, unsigned 
 	int rc = -1;
 
 	*hash_r = NULL;
-	if (g == NULL) {
-		snprintf(why, size, "unknown scheme (authctl pw -l lists them)");
+	if (!pwgen_args_ok(scheme, rounds, why, size))
 		return PWGEN_BAD_ARGS;
-	}
-	if (rounds != 0 && g->max_rounds == 0) {
-		snprintf(why, size, "%s takes no rounds", g->name);
-		return PWGEN_BAD_ARGS;
-	}
-	if (rounds != 0 && (rounds < g->min_rounds || rounds > g->max_rounds)) {
-		snprintf(why, size, "%s: rounds must be %u to %u", g->name, g->min_rounds,
-			 g->max_rounds);
-		return PWGEN_BAD_ARGS;
-	}
 	if (rounds == 0)
 		rounds = g->def_rounds;
 	if (plen == 0) {

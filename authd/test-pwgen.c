@@ -163,6 +163,8 @@ static void test_refusals(void)
 	CHECK_INT(refused("SCRAM-SHA-1", PW, PW_SCRAM_MIN_ROUNDS - 1), PWGEN_BAD_ARGS);
 	CHECK_INT(refused("BLF-CRYPT", PW, 3), PWGEN_BAD_ARGS);
 	CHECK_INT(refused("ARGON2I", PW, 2), PWGEN_BAD_ARGS);
+	CHECK(!pwgen_args_ok("SHA", 5, (char[64]){ 0 }, 64));
+	CHECK(pwgen_args_ok("pbkdf2", 5000, (char[64]){ 0 }, 64));
 	CHECK_INT(refused("ARGON2ID", "", 0), PWGEN_BAD_PASSWORD);
 	CHECK_INT(refused("ARGON2ID", "a\rb", 0), PWGEN_BAD_PASSWORD);
 	CHECK_INT(refused("PLAIN", "a\nb", 0), PWGEN_BAD_PASSWORD);
