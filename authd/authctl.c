@@ -982,11 +982,14 @@ static void pw_list(void)
 	}
 }
 
+/* why NULL: -h, the usage on stdout and exit 0; else on stderr, exit 2. */
 __attribute__((noreturn)) static void pw_usage(const char *why)
 {
-	fprintf(stderr, "authctl pw: %s\nusage: authctl pw [-l] [-s SCHEME] [-r ROUNDS] "
-		"[-u USER [-U UID] [-G GID] [-H HOME]]\n", why);
-	exit(EX_USAGE_);
+	if (why != NULL)
+		fprintf(stderr, "authctl pw: %s\n", why);
+	fprintf(why == NULL ? stdout : stderr, "usage: authctl pw [-l] [-s SCHEME] [-r ROUNDS] "
+		"[-u USER [-U UID] [-G GID] [-H HOME]]\n");
+	exit(why == NULL ? EX_OK_ : EX_USAGE_);
 }
 
 static int cmd_pw(int argc, char **argv)
@@ -1001,8 +1004,9 @@ static int cmd_pw(int argc, char **argv)
 	int ch, rc = EX_OK_;
 
 	optind = 0;	/* glibc: start afresh, at argv[1] */
-	while ((ch = getopt(argc, argv, "+:ls:r:u:U:G:H:")) != -1) {
+	while ((ch = getopt(argc, argv, "+:hls:r:u:U:G:H:")) != -1) {
 		switch (ch) {
+		case 'h': pw_usage(NULL);
 		case 'l': pw_list(); return EX_OK_;
 		case 's': scheme = optarg; break;
 		case 'r':

@@ -153,6 +153,11 @@ def test_bad_command_lines_exit_2():
         assert r.stdout == b"", args
 
 
+def test_help():
+    r = pw("-h")
+    assert r.returncode == 0 and r.stdout.startswith(b"usage: authctl pw") and r.stderr == b""
+
+
 def test_refused_passwords():
     for raw, code, words in ((b"", 64, "no password on standard input"),
                              (b"\n", 64, "empty password"),
