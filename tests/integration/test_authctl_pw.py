@@ -183,6 +183,7 @@ class Pty:
 
     def __init__(self, *args):
         self.master, self.slave = os.openpty()
+        assert self.echo_on()   # a fresh pty echoes; checked before authctl runs
         self.proc = subprocess.Popen([AUTHCTL, "pw"] + list(args), stdin=self.slave,
                                      stdout=subprocess.PIPE, stderr=self.slave,
                                      start_new_session=True)
@@ -231,7 +232,6 @@ def test_terminal_twice_without_echo(authd_factory, tmp_path):
     secret = "tty-" + secrets.token_hex(8)
     t = Pty("-u", "tty-user")
     try:
-        assert t.echo_on()
         t.read_until(b"Password: ")
         assert not t.echo_on()
         t.type(secret.encode() + b"\n")
