@@ -22,21 +22,30 @@
  *           [--watch SECONDS [--count N]]
  *       reads both daemons' stats sockets and shows them as a table (or
  *       the Prometheus text with --raw), once or every SECONDS.
+ *   authctl pw [-l] [-s SCHEME] [-r ROUNDS] [-u USER [-U UID] [-G GID]
+ *           [-H HOME]]
+ *       reads a password (twice without echo from a terminal, else one
+ *       line of stdin) and prints its {SCHEME}hash (pwgen.c), or a whole
+ *       passwd-file line; talks to no daemon.
  *
  * Exit status (sysexits): 0 accepted, 1 rejected, 75 temporary failure,
- * 69 authd unreachable, 2 bad command line, 64 no password on stdin (test).
+ * 69 authd unreachable, 2 bad command line, 64 no password on stdin (test,
+ * pw).  pw: 1 for a password it refuses or two that differ.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
+#include "authd/authd.h"
 #include "common/config.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -52,6 +61,8 @@
 #define EX_UNAVAIL	69
 #define EX_TEMP		75
 #define AUTHCTL_TIMEOUT_MS 30000
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 /* help: the whole text on stdout, exit 0; a bad command line: on
  * stderr, exit 2 (authctl(1)). */
@@ -67,6 +78,8 @@ static void usage(bool help)
 		"  reload                make authd re-read its configuration\n"
 		"  stats [--raw] [--watch SECONDS [--count N]]\n"
 		"                        show authd's and pop3d's metrics\n"
+		"  pw [-l] [-s SCHEME] [-r ROUNDS] [-u USER [-U UID] [-G GID] [-H HOME]]\n"
+		"                        hash a password for a passwd-file\n"
 		"options: -s SOCKET (authd protocol socket), -c CONFIG (default\n"
 		"  /etc/pop3d/pop3d.conf), -A / -P authd's / pop3d's stats socket,\n"
 		"  -h / --help this text, --version the version\n");
@@ -718,10 +731,10 @@ static void show_generic(const char *who, const struct metrics *m)
 	}
 }
 
-static int show_stats_once(const char *authd_stats, const char *pop3d_stats, bool raw)
+static int show_stats_once(const char *authd_sock, const char *pop3d_sock, bool raw)
 {
 	int shown = 0;
-	const char *paths[2] = { authd_stats, pop3d_stats };
+	const char *paths[2] = { authd_sock, pop3d_sock };
 
 	for (int k = 0; k < 2; k++) {
 		struct metrics m;
@@ -749,7 +762,7 @@ static int show_stats_once(const char *authd_stats, const char *pop3d_stats, boo
 	return shown;
 }
 
-static int cmd_stats(const char *authd_stats, const char *pop3d_stats, int argc, char **argv)
+static int cmd_stats(const char *authd_sock, const char *pop3d_sock, int argc, char **argv)
 {
 	bool raw = false;
 	unsigned watch = 0, count = 0;
@@ -766,8 +779,8 @@ static int cmd_stats(const char *authd_stats, const char *pop3d_stats, int argc,
 		else
 			usage(false);
 	}
-	if ((authd_stats == NULL || authd_stats[0] == '\0') &&
-	    (pop3d_stats == NULL || pop3d_stats[0] == '\0')) {
+	if ((authd_sock == NULL || authd_sock[0] == '\0') &&
+	    (pop3d_sock == NULL || pop3d_sock[0] == '\0')) {
 		fprintf(stderr, "authctl: no stats socket configured (set stats-socket in "
 			"[authd] or [pop3d], or use -A / -P)\n");
 		return EX_UNAVAIL;
@@ -775,7 +788,7 @@ static int cmd_stats(const char *authd_stats, const char *pop3d_stats, int argc,
 	for (unsigned round = 0;; round++) {
 		if (watch != 0 && !raw)
 			printf("\033[H\033[2J");	/* clear the terminal */
-		if (show_stats_once(authd_stats, pop3d_stats, raw) == 0)
+		if (show_stats_once(authd_sock, pop3d_sock, raw) == 0)
 			return EX_UNAVAIL;
 		if (watch == 0 || (count != 0 && round + 1 >= count))
 			return EX_OK_;
@@ -830,6 +843,265 @@ static int cmd_test(const char *sock, const char *user, const char *service)
 	return EX_UNAVAIL;
 }
 
+/* ---- pw ------------------------------------------------------------- */
+
+/* The terminal's settings while echo is off, for the signal handler. */
+static struct termios pw_saved_tio;
+static volatile sig_atomic_t pw_echo_off;
+
+/* A signal while echo is off: turn it back on, then die of the signal. */
+static void pw_on_signal(int sig)
+{
+	if (pw_echo_off)
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &pw_saved_tio);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+/* Reads one line (up to LF or end of file) from fd into buf (size bytes)
+ * byte by byte, so that nothing after it is consumed.  Returns its length
+ * without the LF, -1 on end of file before any byte, or -2 with *why_r set
+ * for a NUL byte, an over-long line or a read error. */
+static ssize_t pw_read_line(int fd, char *buf, size_t size, const char **why_r)
+{
+	size_t len = 0;
+	bool any = false, nul = false;
+
+	for (;;) {
+		char ch;
+		ssize_t n = read(fd, &ch, 1);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			*why_r = "cannot read the password";
+			return -2;
+		}
+		if (n == 0) {
+			if (!any)
+				return -1;
+			break;
+		}
+		any = true;
+		if (ch == '\n')
+			break;
+		if (ch == '\0')
+			nul = true;
+		if (len + 1 >= size) {
+			*why_r = "password over " STR(AUTH_MAX_PASSWORD) " bytes (the longest "
+				 "authd takes)";
+			sodium_memzero(&ch, sizeof(ch));
+			return -2;
+		}
+		buf[len++] = ch;
+		sodium_memzero(&ch, sizeof(ch));
+	}
+	buf[len] = '\0';
+	if (nul) {
+		*why_r = "the password holds a NUL byte, which no login can send";
+		return -2;
+	}
+	return (ssize_t)len;
+}
+
+/* Reads the password twice from the terminal on stdin with echo off,
+ * prompting on stderr.  Returns as pw_read_line(), or -3 if the two
+ * differ. */
+static ssize_t pw_read_tty(char *a, char *b, size_t size, const char **why_r)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+	struct sigaction sa, old[4];
+	struct termios tio;
+	ssize_t n, m = -1;
+
+	if (tcgetattr(STDIN_FILENO, &pw_saved_tio) == -1) {
+		*why_r = "cannot read the terminal's settings";
+		return -2;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = pw_on_signal;
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < 4; i++)
+		if (sigaction(sigs[i], &sa, &old[i]) == -1)
+			fatal("sigaction");
+	tio = pw_saved_tio;
+	tio.c_lflag &= ~(tcflag_t)ECHO;
+	tio.c_lflag |= ECHONL;	/* the Enter key still ends the line on screen */
+	pw_echo_off = 1;
+	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio) == -1) {
+		pw_echo_off = 0;
+		*why_r = "cannot turn the terminal's echo off";
+		n = -2;
+		goto out_signals;
+	}
+	fprintf(stderr, "Password: ");
+	fflush(stderr);
+	n = pw_read_line(STDIN_FILENO, a, size, why_r);
+	if (n >= 0) {
+		fprintf(stderr, "Retype password: ");
+		fflush(stderr);
+		m = pw_read_line(STDIN_FILENO, b, size, why_r);
+	}
+	(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &pw_saved_tio);
+	pw_echo_off = 0;
+	if (n >= 0 && m < 0)
+		n = m;
+	else if (n >= 0 && ((size_t)m != (size_t)n || sodium_memcmp(a, b, (size_t)n) != 0))
+		n = -3;
+out_signals:
+	for (size_t i = 0; i < 4; i++)
+		(void)sigaction(sigs[i], &old[i], NULL);
+	return n;
+}
+
+/* A passwd-file user name: what authd's normalised name can be. */
+static bool pw_user_ok(const char *user)
+{
+	size_t n = strlen(user);
+
+	if (n == 0 || n > AUTH_MAX_USER || user[0] == '#' || user[0] == ' ' ||
+	    user[0] == '\t' || user[n - 1] == ' ' || user[n - 1] == '\t')
+		return false;
+	for (const char *p = user; *p != '\0'; p++)
+		if (*p == ':' || (unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+static void pw_list(void)
+{
+	for (size_t i = 0; i < pwgen_count(); i++) {
+		unsigned rounds;
+		const char *weak, *name = pwgen_scheme(i, &rounds, &weak);
+		char r[32] = "";
+
+		if (rounds != 0)
+			snprintf(r, sizeof(r), "rounds %u", rounds);
+		printf("%-14s %-16s%s%s\n", name, r, i == 0 ? "default" : "",
+		       weak != NULL ? "weak" : "");
+	}
+}
+
+/* why NULL: -h, the usage on stdout and exit 0; else on stderr, exit 2. */
+__attribute__((noreturn)) static void pw_usage(const char *why)
+{
+	if (why != NULL)
+		fprintf(stderr, "authctl pw: %s\n", why);
+	fprintf(why == NULL ? stdout : stderr, "usage: authctl pw [-l] [-s SCHEME] [-r ROUNDS] "
+		"[-u USER [-U UID] [-G GID] [-H HOME]]\n");
+	exit(why == NULL ? EX_OK_ : EX_USAGE_);
+}
+
+static int cmd_pw(int argc, char **argv)
+{
+	const char *scheme = "ARGON2ID", *user = NULL, *uid = NULL, *gid = NULL, *home = NULL;
+	const char *why = NULL, *warn;
+	char a[AUTH_MAX_PASSWORD + 2], b[AUTH_MAX_PASSWORD + 2], msg[256];
+	unsigned rounds = 0;
+	char *hash = NULL;
+	struct userdb udb;
+	ssize_t n;
+	int ch, rc = EX_OK_;
+
+	optind = 0;	/* glibc: start afresh, at argv[1] */
+	while ((ch = getopt(argc, argv, "+:hls:r:u:U:G:H:")) != -1) {
+		switch (ch) {
+		case 'h': pw_usage(NULL);
+		case 'l': pw_list(); return EX_OK_;
+		case 's': scheme = optarg; break;
+		case 'r':
+			if (num_parse_uint(optarg, 1, PW_MAX_ROUNDS, &rounds) == -1)
+				pw_usage("-r: not a number of rounds");
+			break;
+		case 'u': user = optarg; break;
+		case 'U': uid = optarg; break;
+		case 'G': gid = optarg; break;
+		case 'H': home = optarg; break;
+		case ':':
+			snprintf(msg, sizeof(msg), "-%c needs a value", optopt);
+			pw_usage(msg);
+		default:
+			snprintf(msg, sizeof(msg), "unknown option -%c", optopt);
+			pw_usage(msg);
+		}
+	}
+	if (optind != argc)
+		pw_usage("unexpected argument");
+	if (pwgen_canonical(scheme) == NULL) {
+		snprintf(msg, sizeof(msg), "unknown scheme %.40s (authctl pw -l lists them)",
+			 scheme);
+		pw_usage(msg);
+	}
+	scheme = pwgen_canonical(scheme);
+	if (!pwgen_args_ok(scheme, rounds, msg, sizeof(msg)))
+		pw_usage(msg);
+	if (user != NULL && !pw_user_ok(user))
+		pw_usage("-u: not a passwd-file user name (empty, over " STR(AUTH_MAX_USER)
+			 " bytes, a ':', a control character, a leading '#' or blank)");
+	if (user == NULL && (uid != NULL || gid != NULL || home != NULL))
+		pw_usage("-U, -G and -H need -u");
+	memset(&udb, 0, sizeof(udb));
+	if ((uid != NULL && userdb_set_field(&udb, "uid", uid) == -1) ||
+	    (gid != NULL && userdb_set_field(&udb, "gid", gid) == -1))
+		pw_usage("-U / -G: not a number from 0 to 4294967294");
+	if (home != NULL && (home[0] != '/' || strchr(home, ':') != NULL ||
+			     userdb_set_field(&udb, "home", home) == -1))
+		pw_usage("-H: not an absolute path without ':' or control characters");
+
+	if (isatty(STDIN_FILENO))
+		n = pw_read_tty(a, b, sizeof(a), &why);
+	else
+		n = pw_read_line(STDIN_FILENO, a, sizeof(a), &why);
+	sodium_memzero(b, sizeof(b));
+	if (n == -1 || n == 0) {
+		fprintf(stderr, "authctl: %s\n", n == -1 ? "no password on standard input" :
+			"empty password (authd refuses every empty password)");
+		rc = EX_NOINPUT_;
+		goto out;
+	}
+	if (n == -3) {
+		fprintf(stderr, "authctl: the passwords differ\n");
+		rc = EX_REJECT;
+		goto out;
+	}
+	if (n < 0) {
+		fprintf(stderr, "authctl: %s\n", why);
+		rc = EX_REJECT;
+		goto out;
+	}
+	switch (pwgen_hash(scheme, a, rounds, &hash, msg, sizeof(msg))) {
+	case PWGEN_OK:
+		break;
+	case PWGEN_BAD_ARGS:
+		sodium_memzero(a, sizeof(a));
+		pw_usage(msg);
+		break;
+	case PWGEN_BAD_PASSWORD:
+	case PWGEN_FAILED:
+		fprintf(stderr, "authctl: %s\n", msg);
+		rc = EX_REJECT;
+		goto out;
+	}
+	if ((warn = pwgen_warning(scheme)) != NULL)
+		fprintf(stderr, "authctl: warning: %s: %s\n", scheme, warn);
+	if (user != NULL)
+		printf("%s:%s", user, hash);
+	else
+		printf("%s", hash);
+	if (uid != NULL || gid != NULL || home != NULL)
+		printf(":%s:%s::%s::", uid ? uid : "", gid ? gid : "", home ? home : "");
+	printf("\n");
+	if (fflush(stdout) == EOF) {
+		fprintf(stderr, "authctl: cannot write the hash: %s\n", strerror(errno));
+		rc = EX_REJECT;
+	}
+	sodium_memzero(hash, strlen(hash));
+	free(hash);
+out:
+	sodium_memzero(a, sizeof(a));
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	const char *sock = NULL, *confpath = NULL, *astats = NULL, *pstats = NULL;
@@ -859,6 +1131,8 @@ int main(int argc, char **argv)
 		usage(false);
 	if (sodium_init() < 0)
 		return EX_UNAVAIL;
+	if (strcmp(argv[0], "pw") == 0)
+		return cmd_pw(argc, argv);	/* no configuration, no daemon */
 	bool need_conf = strcmp(argv[0], "stats") == 0 ? (astats == NULL && pstats == NULL)
 						       : sock == NULL;
 	if (need_conf || confpath != NULL) {

@@ -559,6 +559,13 @@ void masters_who(masters_session_cb *session_cb, masters_done_cb *done_cb, void 
 void masters_kick(const char *user, masters_done_cb *done_cb, void *ctx);
 
 /* password.c */
+/* Most PBKDF2 / SCRAM iterations accepted: 10 million PBKDF2-HMAC-SHA1
+ * rounds cost seconds of CPU per login (Dovecot writes 5000 and 4096;
+ * OWASP's 2023 advice is 1.3 million).  Above it is a typo or a denial of
+ * service planted in the file. */
+#define PW_MAX_ROUNDS 10000000u
+/* SCRAM: Dovecot refuses fewer than 4096 iterations (RFC 5802 §5.1). */
+#define PW_SCRAM_MIN_ROUNDS 4096u
 enum pw_check { PW_MATCH, PW_MISMATCH, PW_BAD_HASH };
 /* First thing in main(), before any other libcrypto call: libcrypto's
  * freed blocks (digest contexts over a password) are wiped first
@@ -577,6 +584,40 @@ bool password_scheme_known(const char *stored);
 /* True if stored is {PLAIN}, {CLEAR}, {CLEARTEXT} or {PLAIN-TRUNC} (any
  * encoding suffix): the password is in the file. */
 bool password_is_plain(const char *stored);
+/* Dovecot's {CRAM-MD5} context of password into out: MD5's state after
+ * HMAC-MD5's outer pad block, then after the inner one (the caller wipes
+ * out).  Returns false only if libcrypto fails. */
+bool password_cram_md5(const char *password, uint8_t out[32]);
+
+/* pwgen.c (authctl pw) */
+enum pwgen_result {
+	PWGEN_OK,
+	PWGEN_BAD_ARGS,		/* unknown scheme, rounds out of range */
+	PWGEN_BAD_PASSWORD,	/* empty, CR/LF, too long (for the scheme) */
+	PWGEN_FAILED,		/* hashing failed (memory) */
+};
+/* Hashes password (NUL-terminated) in scheme (a name of password.c's,
+ * case-insensitive, without braces), with rounds (0: the default; see
+ * pwgen.c's head for each scheme's meaning and range) and a fresh random
+ * salt.  On PWGEN_OK *hash_r is "{SCHEME}..." as password.c verifies it
+ * (checked before it is returned): malloc'd, the caller wipes and frees
+ * it.  Otherwise *hash_r is NULL and why (size bytes) says what is
+ * wrong; it never holds the password.  Blocking and slow (argon2, PBKDF2:
+ * up to a second). */
+enum pwgen_result pwgen_hash(const char *scheme, const char *password, unsigned rounds,
+			     char **hash_r, char *why, size_t size);
+/* True if pwgen_hash() takes scheme and rounds; if not, why says why. */
+bool pwgen_args_ok(const char *scheme, unsigned rounds, char *why, size_t size);
+/* The number of schemes pwgen_hash() writes, and the i-th one's name
+ * (NULL past the end) with its default rounds (0 if it takes none, or
+ * takes libxcrypt's default) and a warning for weak schemes (else NULL);
+ * static strings. */
+size_t pwgen_count(void);
+const char *pwgen_scheme(size_t i, unsigned *default_rounds_r, const char **weak_r);
+/* The canonical spelling of scheme, or NULL if pwgen_hash() cannot write
+ * it; its warning (static), or NULL. */
+const char *pwgen_canonical(const char *scheme);
+const char *pwgen_warning(const char *scheme);
 
 /* spawn.c */
 struct child {

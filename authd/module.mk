@@ -5,7 +5,10 @@ AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c 
 	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c authd/l2.c \
 	authd/fairq.c authd/ratelog.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
-AUTHCTL_OBJS := $(B)/obj/authd/authctl.o
+# authctl pw writes hashes (pwgen.c) and checks them with password.c;
+# userdb.c checks -U/-G/-H as the passwd-file reader will.
+AUTHCTL_OBJS := $(B)/obj/authd/authctl.o $(B)/obj/authd/pwgen.o $(B)/obj/authd/password.o \
+	$(B)/obj/authd/userdb.o
 ALL_OBJS += $(AUTHD_OBJS) $(AUTHCTL_OBJS)
 
 PROGRAMS += $(B)/authd $(B)/authctl
@@ -35,14 +38,18 @@ $(B)/authd-pam-helper: authd/pam_helper.c common/memwipe.c common/memwipe.h comm
 		common/memwipe.c -lpam -lsodium
 
 $(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 # Unit tests of authd modules: each links the module under test alone.
-AUTHD_TESTS := test-password test-normalize test-queue test-passwd-file test-userdb
+AUTHD_TESTS := test-password test-pwgen test-normalize test-queue test-passwd-file test-userdb
 UNIT_TESTS += $(AUTHD_TESTS:%=$(B)/%)
 ALL_OBJS += $(AUTHD_TESTS:%=$(B)/obj/authd/%.o)
 
 $(B)/test-password: $(B)/obj/authd/test-password.o $(B)/obj/authd/password.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
+
+$(B)/test-pwgen: $(B)/obj/authd/test-pwgen.o $(B)/obj/authd/pwgen.o $(B)/obj/authd/password.o \
+		$(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 $(B)/test-userdb: $(B)/obj/authd/test-userdb.o $(B)/obj/authd/userdb.o $(COMMON_OBJS)

@@ -62,13 +62,8 @@
  * at most 4096 bytes, and so is an LDAP value (LDAP_MAX_HASH); nothing a
  * tool writes comes near.  Bounds the decode buffer. */
 #define PW_MAX_STORED 4096
-/* Most PBKDF2 / SCRAM iterations accepted: 10 million PBKDF2-HMAC-SHA1
- * rounds cost seconds of CPU per login (Dovecot writes 5000 and 4096;
- * OWASP's 2023 advice is 1.3 million).  Above it is a typo or a denial of
- * service planted in the file. */
-#define PW_MAX_ROUNDS 10000000u
-/* SCRAM: Dovecot refuses fewer than 4096 iterations (RFC 5802 §5.1). */
-#define PW_SCRAM_MIN_ROUNDS 4096u
+/* PW_MAX_ROUNDS and PW_SCRAM_MIN_ROUNDS are in authd.h: pwgen.c writes
+ * within them. */
 /* The longest scheme name (with its encoding suffix) worth looking up. */
 #define PW_MAX_SCHEME_NAME 32
 
@@ -614,19 +609,16 @@ static void cram_state(const uint8_t pad[64], uint8_t out[16])
 	sodium_memzero(&ctx, sizeof(ctx));
 }
 
-static enum pw_check verify_cram_md5(const struct parsed *p, const char *password)
+bool password_cram_md5(const char *password, uint8_t out[32])
 {
-	uint8_t key[64], ipad[64], opad[64], got[32];
+	uint8_t key[64], ipad[64], opad[64];
 	size_t plen = strlen(password);
-	enum pw_check r;
 
-	if (p->len != sizeof(got))
-		return PW_BAD_HASH;
 	memset(key, 0, sizeof(key));
 	/* HMAC (RFC 2104): a key longer than a block is hashed first. */
 	if (plen > sizeof(key)) {
 		if (digest2(H_MD5, password, plen, "", 0, key) != 16)
-			return PW_BAD_HASH;
+			return false;
 	} else {
 		memcpy(key, password, plen);
 	}
@@ -634,12 +626,22 @@ static enum pw_check verify_cram_md5(const struct parsed *p, const char *passwor
 		ipad[i] = key[i] ^ 0x36;
 		opad[i] = key[i] ^ 0x5c;
 	}
-	cram_state(opad, got);
-	cram_state(ipad, got + 16);
-	r = same(got, p->data, sizeof(got));
+	cram_state(opad, out);
+	cram_state(ipad, out + 16);
 	sodium_memzero(key, sizeof(key));
 	sodium_memzero(ipad, sizeof(ipad));
 	sodium_memzero(opad, sizeof(opad));
+	return true;
+}
+
+static enum pw_check verify_cram_md5(const struct parsed *p, const char *password)
+{
+	uint8_t got[32];
+	enum pw_check r;
+
+	if (p->len != sizeof(got) || !password_cram_md5(password, got))
+		return PW_BAD_HASH;
+	r = same(got, p->data, sizeof(got));
 	sodium_memzero(got, sizeof(got));
 	return r;
 }
