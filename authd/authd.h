@@ -300,6 +300,17 @@ void ratelog_shutdown(void);
 bool ratelog_allow(const char *what, const char *name, const char *reason);
 /* Events counted and not logged in full, since start (for the stats). */
 uint64_t ratelog_suppressed(void);
+/* `auth failed` lines, per client address: the first failure from rip
+ * (escaped, as logged) is logged in full; further ones within a burst are
+ * counted, and "auth failed: N more in the last 60s, last user=USER
+ * service=SERVICE rip=RIP" is written every FAILLOG_INTERVAL_MS while
+ * they go on; an interval without one ends the burst.  Returns true if
+ * the caller should log this one in full.  user and service are copied
+ * (escaped, as logged), for the summary. */
+#define FAILLOG_INTERVAL_MS 60000
+bool ratelog_fail_allow(const char *rip, const char *user, const char *service);
+/* auth failed lines counted and not logged in full, since start. */
+uint64_t ratelog_fail_suppressed(void);
 
 /* request.c */
 /* Creates the cache from conf's [cache]: before the first generation

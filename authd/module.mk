@@ -41,7 +41,8 @@ $(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 # Unit tests of authd modules: each links the module under test alone.
-AUTHD_TESTS := test-password test-pwgen test-normalize test-queue test-passwd-file test-userdb
+AUTHD_TESTS := test-password test-pwgen test-normalize test-queue test-passwd-file test-userdb \
+	test-ratelog
 UNIT_TESTS += $(AUTHD_TESTS:%=$(B)/%)
 ALL_OBJS += $(AUTHD_TESTS:%=$(B)/obj/authd/%.o)
 
@@ -61,6 +62,10 @@ $(B)/test-normalize: $(B)/obj/authd/test-normalize.o $(B)/obj/authd/normalize.o 
 $(B)/test-passwd-file: $(B)/obj/authd/test-passwd-file.o $(B)/obj/authd/passdb_passwd_file.o \
 		$(B)/obj/authd/userdb.o $(B)/obj/authd/password.o $(COMMON_OBJS) $(CACHE_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
+
+# ratelog.c is included by its test (to run the summary ticks).
+$(B)/test-ratelog: $(B)/obj/authd/test-ratelog.o $(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # authenticator.c with a scripted backend (the test defines the passdb_* ops).
 $(B)/test-queue: $(B)/obj/authd/test-queue.o $(B)/obj/authd/authenticator.o \

@@ -12,9 +12,20 @@
  * again.  At most one line per kind per interval, then.
  *
  * Kinds live in a fixed table (authenticators x reasons fit many times);
- * should it ever be full, further kinds share its last slot.  The
- * `auth failed:` lines fail2ban reads are not warnings and never pass
- * here.
+ * should it ever be full, further kinds share its last slot.
+ *
+ * The `auth failed:` lines (info) are limited the same way, per client
+ * address instead of per kind (ratelog_fail_allow): the first failure
+ * from an address is written in full, with its user name; while failures
+ * from it go on, one summary line per address per FAILLOG_INTERVAL_MS.
+ * A guessing flood from 40 addresses then writes at most 40 lines a
+ * minute, whatever its rate (issue 15's bound is 100), and an address
+ * that fails once now and then still gets a full line each time.  The
+ * summary ends with rip= as the full line does, so authd(8)'s fail2ban
+ * filter matches it too (one line per address per minute); pop3d's own
+ * `login failed` line for each failure is fail2ban's quicker input.
+ * Addresses live in a fixed open-addressing table (FAILLOG_SLOTS); when
+ * it is full, further addresses share one slot, summarised as rip=*.
  */
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +36,9 @@
 #include "common/mtime.h"
 
 #define RATELOG_SLOTS 128
+/* Addresses tracked at once, and how far a lookup probes. */
+#define FAILLOG_SLOTS 1024
+#define FAILLOG_PROBE 16
 
 struct slot {
 	const char *what;		/* NULL: free */
@@ -35,8 +49,85 @@ struct slot {
 };
 
 static struct slot slots[RATELOG_SLOTS];
-static struct event *tick;
-static uint64_t suppressed_total;
+static struct event *tick, *fail_tick;
+static uint64_t suppressed_total, fail_suppressed_total;
+
+struct fslot {
+	bool used;
+	char rip[LOG_TOKEN_SIZE(AUTHD_MAX_ADDR)];
+	char user[80];			/* the last one, truncated: summary only */
+	char service[40];
+	uint64_t counted, since_ms;
+};
+
+static struct fslot fslots[FAILLOG_SLOTS + 1];	/* [FAILLOG_SLOTS]: the shared one */
+
+static void on_fail_tick(evutil_socket_t fd, short what, void *arg)
+{
+	uint64_t now = mtime_ms();
+
+	for (size_t i = 0; i <= FAILLOG_SLOTS; i++) {
+		struct fslot *s = &fslots[i];
+
+		if (!s->used)
+			continue;
+		if (s->counted == 0) {
+			s->used = false;	/* the burst is over */
+			continue;
+		}
+		/* Fixed format (authd(8)): rip= last, as in the full line,
+		 * so one fail2ban filter matches both from the line's end. */
+		log_info("auth failed: %llu more in the last %.0fs, last user=%s service=%s rip=%s",
+			 (unsigned long long)s->counted, (double)(now - s->since_ms) / 1000.0,
+			 s->user, s->service, s->rip);
+		s->counted = 0;
+		s->since_ms = now;
+	}
+}
+
+bool ratelog_fail_allow(const char *rip, const char *user, const char *service)
+{
+	uint32_t h = 2166136261u;
+	struct fslot *s = NULL;
+
+	for (const char *p = rip; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (unsigned k = 0; k < FAILLOG_PROBE; k++) {
+		struct fslot *c = &fslots[(h + k) % FAILLOG_SLOTS];
+
+		if (c->used && strncmp(c->rip, rip, sizeof(c->rip) - 1) == 0) {
+			s = c;
+			goto counted;
+		}
+		if (!c->used && s == NULL)
+			s = c;
+	}
+	if (s == NULL) {
+		s = &fslots[FAILLOG_SLOTS];	/* full around here: share */
+		if (!s->used) {
+			s->used = true;
+			snprintf(s->rip, sizeof(s->rip), "*");
+			s->since_ms = mtime_ms();
+		}
+		goto counted;
+	}
+	s->used = true;
+	snprintf(s->rip, sizeof(s->rip), "%s", rip);
+	s->counted = 0;
+	s->since_ms = mtime_ms();
+	return true;
+counted:
+	snprintf(s->user, sizeof(s->user), "%s", user);
+	snprintf(s->service, sizeof(s->service), "%s", service);
+	s->counted++;
+	fail_suppressed_total++;
+	return false;
+}
+
+uint64_t ratelog_fail_suppressed(void)
+{
+	return fail_suppressed_total;
+}
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -68,13 +159,20 @@ void ratelog_init(struct event_base *base)
 		fatalx("ratelog: event_new");
 	MTIME_TV(tv, RATELOG_INTERVAL_MS);
 	event_add(tick, &tv);
+	fail_tick = event_new(base, -1, EV_PERSIST, on_fail_tick, NULL);
+	if (fail_tick == NULL)
+		fatalx("ratelog: event_new");
+	MTIME_TV(tv, FAILLOG_INTERVAL_MS);
+	event_add(fail_tick, &tv);
 }
 
 void ratelog_shutdown(void)
 {
 	if (tick != NULL)
 		event_free(tick);
-	tick = NULL;
+	if (fail_tick != NULL)
+		event_free(fail_tick);
+	tick = fail_tick = NULL;
 }
 
 bool ratelog_allow(const char *what, const char *name, const char *reason)

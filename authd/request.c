@@ -265,10 +265,12 @@ static void answer_waiters(struct flight *f, enum auth_result result, enum tempf
 			break;
 		default:
 			authd_stats.answered_fail++;
-			/* Fixed format for fail2ban: see authd(8). */
-			log_info("auth failed: user=%s service=%s rip=%s authenticator=%s "
-				 "time=%.1fms", user, req->service, rip, authname,
-				 elapsed_ms(req->started_us));
+			/* Fixed format for fail2ban: see authd(8).  The first
+			 * of a burst per address; then a summary a minute. */
+			if (ratelog_fail_allow(rip, user, req->service))
+				log_info("auth failed: user=%s service=%s rip=%s authenticator=%s "
+					 "time=%.1fms", user, req->service, rip, authname,
+					 elapsed_ms(req->started_us));
 			break;
 		}
 		req->cb(req->cbctx, req, &ans);
@@ -615,8 +617,10 @@ static void answer_invalid(struct request *req)
 	struct request_answer ans = { .result = AUTH_RESULT_FAIL, .user = "" };
 
 	authd_stats.invalid++;
-	log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
-		 "time=0.0ms", req->service, log_token(req->rip, rip, sizeof(rip)));
+	log_token(req->rip, rip, sizeof(rip));
+	if (ratelog_fail_allow(rip, "(invalid)", req->service))
+		log_info("auth failed: user=(invalid) service=%s rip=%s authenticator=none "
+			 "time=0.0ms", req->service, rip);
 	req->cb(req->cbctx, req, &ans);
 	request_free(req);
 }

@@ -272,8 +272,12 @@ static void render(struct evbuffer *out)
 	metrics_value(out, "authd_answers_by_source_total", "source=\"invalid\"",
 		      authd_stats.invalid);
 	metrics_header(out, "authd_log_lines_suppressed_total", "counter",
-		       "Overload warnings counted into a summary line instead of logged.");
-	metrics_value(out, "authd_log_lines_suppressed_total", NULL, ratelog_suppressed());
+		       "Log lines counted into a summary line instead of logged: overload "
+		       "warnings, and auth failed lines per client address.");
+	metrics_value(out, "authd_log_lines_suppressed_total", "kind=\"overload\"",
+		      ratelog_suppressed());
+	metrics_value(out, "authd_log_lines_suppressed_total", "kind=\"auth_failed\"",
+		      ratelog_fail_suppressed());
 	metrics_header(out, "authd_tickets_outstanding", "gauge",
 		       "Handoff tickets issued, not yet redeemed or expired.");
 	metrics_value(out, "authd_tickets_outstanding", NULL, tickets_outstanding());
