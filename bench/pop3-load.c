@@ -56,6 +56,7 @@
 #include "bench/pop3-load.h"
 #include "common/mtime.h"
 #include "common/num.h"
+#include "common/version.h"
 
 static struct load_run R;
 
@@ -109,7 +110,8 @@ static void usage(bool help)
 "  --noop D            idle script: send NOOP every D\n"
 "  --pipeline N        retr script: keep N RETR commands in flight (default 1)\n"
 "  --csv FILE          per-second time series\n"
-"  -q                  no progress lines\n");
+"  -q                  no progress lines\n"
+"  -h, --help          this text;  --version  the version\n");
 	if (help)
 		exit(0);
 	load_stats_report_error(stdout, "usage");
@@ -618,6 +620,7 @@ static const struct option longopts[] = {
 	{ "pipeline", required_argument, NULL, OPT_PIPELINE },
 	{ "quiet", no_argument, NULL, 'q' },
 	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -750,6 +753,9 @@ int main(int argc, char **argv)
 		case 'h':
 			usage(true);
 			break;
+		case 'V':
+			printf("pop3-load %s\n", PROJECT_VERSION);
+			return 0;
 		default:
 			usage(false);
 		}
