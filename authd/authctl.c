@@ -297,6 +297,8 @@ static int cmd_who(const char *sock, const char *only)
 		return EX_UNAVAIL;
 	proto_line_start(&l, "WHO");
 	proto_line_add(&l, "1");
+	if (only != NULL)
+		proto_line_kv(&l, "user", only);	/* authd normalises it */
 	if (proto_line_end(&l) == -1 || write_all(fd, l.buf, l.len) == -1) {
 		fprintf(stderr, "authctl: cannot send the request\n");
 		close(fd);
@@ -326,7 +328,7 @@ static int cmd_who(const char *sock, const char *only)
 			time_t t;
 			struct tm tm;
 
-			if (user == NULL || rip == NULL || (only != NULL && strcmp(user, only) != 0))
+			if (user == NULL || rip == NULL)
 				continue;
 			if (start != NULL && (t = (time_t)strtoll(start, NULL, 10)) > 0 &&
 			    localtime_r(&t, &tm) != NULL)

@@ -524,6 +524,9 @@ int ticket_redeem(const char *hex, pid_t pid, char *user, size_t usersize,
 		  struct userdb *udb);
 /* Tickets issued, not yet redeemed or expired (for the stats). */
 unsigned tickets_outstanding(void);
+/* A kick: drops user's outstanding tickets, so that a login approved just
+ * before it does not become a session after it.  Returns how many. */
+unsigned tickets_revoke(const char *user);
 void tickets_shutdown(void);
 
 /* confreader.c */

@@ -61,6 +61,7 @@ struct admin_wait {
 	bool masters;			/* the masters were asked */
 	unsigned long long sessions;	/* listed or ended */
 	unsigned answered, asked;
+	char only[AUTH_MAX_USER + 1];	/* WHO user=: that user's, normalised */
 };
 static TAILQ_HEAD(, admin_wait) admin_waits = TAILQ_HEAD_INITIALIZER(admin_waits);
 static uint64_t admin_serial;
@@ -369,7 +370,8 @@ static void on_masters_done(void *ctx, unsigned long long n, unsigned answered, 
 
 	if (w == NULL)
 		return;
-	w->sessions = n;
+	if (strcmp(w->cmd, "WHO") != 0)
+		w->sessions = n;	/* WHO: counted as passed on */
 	w->answered = answered;
 	w->asked = asked;
 	if (strcmp(w->cmd, "KICK") == 0 && answered < asked)
@@ -383,8 +385,9 @@ static void on_master_session(void *ctx, const struct master_session *s)
 	struct admin_wait *w = wait_find(ctx);
 	struct proto_line l;
 
-	if (w == NULL)
+	if (w == NULL || (w->only[0] != '\0' && strcmp(s->user, w->only) != 0))
 		return;
+	w->sessions++;
 	proto_line_start(&l, "SESSION");
 	proto_line_add(&l, w->id);
 	proto_line_kv(&l, "user", s->user);
@@ -409,6 +412,7 @@ static void on_kick_done(void *ctx, unsigned long long n, unsigned answered, uns
 
 static void on_cluster_kick(const char *user)
 {
+	tickets_revoke(user);
 	masters_kick(user, on_kick_done, xstrdup(user));
 }
 
@@ -484,8 +488,12 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 		bool also_flush = flush != NULL && strcmp(flush, "yes") == 0;
 
 		w->removed = requests_cache_kick(norm, also_flush, on_flushed, ctx, &w->l2);
-		log_info("kick: user %s%s%s", log_token(norm, tok, sizeof(tok)),
+		/* A login approved a moment ago is not a session yet: its
+		 * ticket goes too. */
+		unsigned revoked = tickets_revoke(norm);
+		log_info("kick: user %s%s%s%s", log_token(norm, tok, sizeof(tok)),
 			 also_flush ? " (and a flush of its cache entries)" : "",
+			 revoked > 0 ? " (and a login not yet redeemed)" : "",
 			 w->l2 ? "; telling the cluster" : "");
 		w->pending += w->l2;	/* on_flushed() */
 		w->masters = true;
@@ -495,8 +503,18 @@ static void handle_admin(struct client *c, struct proto_msg *m)
 		return;
 	}
 	if (strcmp(m->cmd, "WHO") == 0) {
+		const char *user = proto_get(m, "user");
+		char norm[AUTH_MAX_USER + 1] = "";
+
+		if (proto_has_duplicates(m) ||
+		    (user != NULL && (user_normalize(conf, user, norm, sizeof(norm)) == -1 ||
+				      norm[0] == '\0'))) {
+			reply_error(c, id, "bad user name");
+			return;
+		}
 		struct admin_wait *w = wait_new(c, id, "WHO");
 
+		snprintf(w->only, sizeof(w->only), "%s", norm);
 		w->masters = true;
 		w->pending++;
 		masters_who(on_master_session, on_masters_done, (void *)(uintptr_t)w->serial);

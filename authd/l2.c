@@ -52,7 +52,10 @@
  * not if it was issued more than a flush record's lifetime ago (a record
  * copied back into memcached is not obeyed again).  Hosts of an older
  * version read a kick-only record as unreadable and flush their whole
- * L1: safe, and a rolling upgrade's only cost.
+ * L1: safe, and a rolling upgrade's only cost.  A kick is carried only by
+ * the log: a host that finds a gap it cannot read (the flush log's own
+ * limits, below) flushes its L1 but cannot know which kicks it missed;
+ * it says so in its log (docs/cluster.md: kicks are then best effort).
  *
  * Faults.  Every error is a miss, never a failure.  Each server has a
  * circuit breaker: after `memcached-breaker-failures` errors in a row it
@@ -108,8 +111,9 @@
 #define NAME_EPOCH SEAL_PREFIX "e"
 #define NAME_SEQ SEAL_PREFIX "s"
 
-/* Kick ids a host remembers (its own and those it applied). */
-#define KICKS_REMEMBERED 256
+/* Kick ids a host remembers (its own and those it applied): more than a
+ * flush record's lifetime of kicks at any sane rate (32 KiB). */
+#define KICKS_REMEMBERED 4096
 
 enum op_kind { OP_GET, OP_PUT, OP_FLUSH, OP_KICK_IN };
 
@@ -915,6 +919,7 @@ static void l1_flush_all(const char *why, const char *server)
 
 struct records {
 	size_t found;
+	size_t users;		/* records that named user keys */
 	bool unreadable;
 };
 
@@ -935,6 +940,8 @@ static void record_value(void *ctx, size_t which, const char *v, size_t vl)
 		cache_flush_key(l2.l1, key);
 		applied++;
 	}
+	if (applied > 0)
+		r->users++;
 	if (p < vl && vl - p > 2 && memcmp(v + p, "k=", 2) == 0 &&
 	    kick_read(v + p + 2, vl - p - 2) == 0)
 		applied++;
@@ -950,7 +957,7 @@ static int apply_records(memcached_st *one, size_t i, uint64_t from, uint64_t to
 	char names[FLUSH_RECORDS_MAX][32];
 	const char *keys[FLUSH_RECORDS_MAX];
 	size_t lens[FLUSH_RECORDS_MAX], n = (size_t)(to - from);
-	struct records r = { 0, false };
+	struct records r = { 0, 0, false };
 	memcached_return_t rc;
 
 	for (size_t k = 0; k < n; k++) {
@@ -966,7 +973,7 @@ static int apply_records(memcached_st *one, size_t i, uint64_t from, uint64_t to
 		return -1;
 	}
 	pthread_mutex_lock(&l2.lock);
-	l2.stats.cluster_flush_users += r.found;
+	l2.stats.cluster_flush_users += r.users;
 	pthread_mutex_unlock(&l2.lock);
 	return r.found == n && !r.unreadable ? 0 : -1;	/* evicted or unreadable: be safe */
 }
@@ -1044,9 +1051,14 @@ static void poll_server(memcached_st *one, size_t i)
 		l1_flush_all("first contact", s->name);
 	} else if (pv.seq != s->seq) {
 		if (pv.seq < s->seq || pv.seq - s->seq > FLUSH_RECORDS_MAX ||
-		    apply_records(one, i, s->seq, pv.seq) == -1)
+		    apply_records(one, i, s->seq, pv.seq) == -1) {
 			l1_flush_all(pv.seq < s->seq ? "the flush log went back" : "flush log gap",
 				     s->name);
+			if (pv.seq > s->seq)
+				log_warnx("cache: records of memcached %s's flush log could not "
+					  "be read: a kick (authctl kick) among them was missed "
+					  "here", s->name);
+		}
 		s->seq = pv.seq;
 	}
 	/* Then the epoch: a new one is a flush of everyone. */

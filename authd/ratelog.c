@@ -18,19 +18,27 @@
  * address instead of per kind (ratelog_fail_allow): the first failure
  * from an address is written in full, with its user name; while failures
  * from it go on, one summary line per address per FAILLOG_INTERVAL_MS.
- * A guessing flood from 40 addresses then writes at most 40 lines a
- * minute, whatever its rate (issue 15's bound is 100), and an address
- * that fails once now and then still gets a full line each time.  The
+ * A guessing flood from 40 addresses then writes about 40 lines a minute
+ * (80 in its first: each address's full line, then its first summary),
+ * whatever its rate (issue 15's bound is 100), and an address that fails
+ * once now and then still gets a full line each time.  The
  * summary ends with rip= as the full line does, so authd(8)'s fail2ban
  * filter matches it too (one line per address per minute); pop3d's own
  * `login failed` line for each failure is fail2ban's quicker input.
- * Addresses live in a fixed open-addressing table (FAILLOG_SLOTS); when
- * it is full, further addresses share one slot, summarised as rip=*.
+ * Addresses live in a fixed open-addressing table (FAILLOG_SLOTS),
+ * placed by a keyed hash (SipHash, a random key per process), so that
+ * nobody can choose addresses that crowd one place of it.  When no place
+ * near an address is free (over a thousand addresses failing at once),
+ * its failures are logged in full anyway, at most FAILLOG_UNSLOTTED_PER_S
+ * lines a second in all, and counted beyond that into one shared summary
+ * (rip=*): a flood that fills the table cannot keep a new address from
+ * being named.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include <event2/event.h>
+#include <sodium.h>
 
 #include "authd/authd.h"
 #include "common/mtime.h"
@@ -39,6 +47,7 @@
 /* Addresses tracked at once, and how far a lookup probes. */
 #define FAILLOG_SLOTS 1024
 #define FAILLOG_PROBE 16
+#define FAILLOG_UNSLOTTED_PER_S 10
 
 struct slot {
 	const char *what;		/* NULL: free */
@@ -61,6 +70,10 @@ struct fslot {
 };
 
 static struct fslot fslots[FAILLOG_SLOTS + 1];	/* [FAILLOG_SLOTS]: the shared one */
+static uint8_t hash_key[crypto_shorthash_KEYBYTES];
+static bool hash_keyed;
+static uint64_t unslotted_second;	/* mtime_ms() / 1000 of the count below */
+static unsigned unslotted_logged;
 
 static void on_fail_tick(evutil_socket_t fd, short what, void *arg)
 {
@@ -87,11 +100,16 @@ static void on_fail_tick(evutil_socket_t fd, short what, void *arg)
 
 bool ratelog_fail_allow(const char *rip, const char *user, const char *service)
 {
-	uint32_t h = 2166136261u;
+	uint8_t hb[crypto_shorthash_BYTES];
 	struct fslot *s = NULL;
+	uint64_t h;
 
-	for (const char *p = rip; *p != '\0'; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
+	if (!hash_keyed) {
+		randombytes_buf(hash_key, sizeof(hash_key));
+		hash_keyed = true;
+	}
+	crypto_shorthash(hb, (const uint8_t *)rip, strlen(rip), hash_key);
+	memcpy(&h, hb, sizeof(h));
 	for (unsigned k = 0; k < FAILLOG_PROBE; k++) {
 		struct fslot *c = &fslots[(h + k) % FAILLOG_SLOTS];
 
@@ -103,7 +121,18 @@ bool ratelog_fail_allow(const char *rip, const char *user, const char *service)
 			s = c;
 	}
 	if (s == NULL) {
-		s = &fslots[FAILLOG_SLOTS];	/* full around here: share */
+		/* No place near it: named anyway, within a global rate. */
+		uint64_t sec = mtime_ms() / 1000;
+
+		if (sec != unslotted_second) {
+			unslotted_second = sec;
+			unslotted_logged = 0;
+		}
+		if (unslotted_logged < FAILLOG_UNSLOTTED_PER_S) {
+			unslotted_logged++;
+			return true;
+		}
+		s = &fslots[FAILLOG_SLOTS];	/* beyond it: counted together */
 		if (!s->used) {
 			s->used = true;
 			snprintf(s->rip, sizeof(s->rip), "*");

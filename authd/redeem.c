@@ -369,10 +369,10 @@ void redeem_shutdown(void)
 	struct mconn *m;
 	struct ask *a;
 
-	while ((a = LIST_FIRST(&asks)) != NULL) {
-		a->done_cb = NULL;
+	/* Each callback still runs once (it may own its ctx): the
+	 * clients are gone by now, so theirs find nothing to answer. */
+	while ((a = LIST_FIRST(&asks)) != NULL)
 		ask_finish(a);
-	}
 
 	if (listener != NULL)
 		evconnlistener_free(listener);

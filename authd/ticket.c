@@ -127,6 +127,21 @@ int ticket_redeem(const char *hex, pid_t pid, char *user, size_t usersize, struc
 	return -1;
 }
 
+unsigned tickets_revoke(const char *user)
+{
+	struct ticket *t, *next;
+	unsigned n = 0;
+
+	for (t = TAILQ_FIRST(&fifo); t != NULL; t = next) {
+		next = TAILQ_NEXT(t, fifo);
+		if (strcmp(t->user, user) == 0) {
+			ticket_drop(t);
+			n++;
+		}
+	}
+	return n;
+}
+
 void tickets_shutdown(void)
 {
 	struct ticket *t;

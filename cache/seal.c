@@ -294,8 +294,10 @@ enum seal_open_result seal_kick_open(const struct seal_key *k, const char *hex, 
 						       k->seal) != 0)
 		return SEAL_BAD_SEAL;
 	ulen = (size_t)plen - KICK_FIXED;
+	/* What authd's user_normalize lets through: no control byte (a
+	 * blank inside a name is allowed there, so here too). */
 	for (size_t i = 0; i < ulen; i++)
-		if (plain[KICK_FIXED + i] <= ' ' || plain[KICK_FIXED + i] == 0x7f)
+		if (plain[KICK_FIXED + i] < ' ' || plain[KICK_FIXED + i] == 0x7f)
 			goto out;
 	kick->id = get64(plain);
 	kick->issued = (int64_t)get64(plain + 8);

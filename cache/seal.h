@@ -133,7 +133,8 @@ struct seal_kick {
  * longer than SEAL_KICK_USER_MAX. */
 int seal_kick_seal(const struct seal_key *k, const struct seal_kick *kick, char *out);
 /* Opens len hex digits read from memcached with key k.  Fills *kick on
- * SEAL_OPENED only (a user name of printable bytes without blanks). */
+ * SEAL_OPENED only (a user name without control bytes, as authd's
+ * normalisation lets through). */
 enum seal_open_result seal_kick_open(const struct seal_key *k, const char *hex, size_t len,
 				     struct seal_kick *kick);
 

@@ -248,7 +248,13 @@ static void test_kick(void)
 	CHECK_INT(n, SEAL_KICK_HEX_MAX);
 	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_OPENED);
 	CHECK_INT(strlen(out.user), SEAL_KICK_USER_MAX);
-	snprintf(k.user, sizeof(k.user), "a b");
+	/* a blank inside a name is a name (user_normalize allows it) */
+	snprintf(k.user, sizeof(k.user), "john smith");
+	n = seal_kick_seal(&ks.k[0], &k, hex);
+	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_OPENED);
+	CHECK_STR(out.user, "john smith");
+	/* control bytes are not */
+	snprintf(k.user, sizeof(k.user), "a\tb");
 	n = seal_kick_seal(&ks.k[0], &k, hex);
 	CHECK_INT(seal_kick_open(&ks.k[0], hex, (size_t)n, &out), SEAL_BAD_CONTENT);
 }

@@ -33,6 +33,7 @@ struct sconn {
 	LIST_ENTRY(sconn) entry;
 	struct stats_server *srv;
 	struct bufferevent *bev;
+	struct event *deadline;	/* HTTP: the whole request, then the answer */
 	bool answered;		/* HTTP: the response is queued */
 };
 
@@ -51,6 +52,8 @@ static void sconn_free(struct sconn *c)
 	LIST_REMOVE(c, entry);
 	c->srv->nconns--;
 	bufferevent_free(c->bev);
+	if (c->deadline != NULL)
+		event_free(c->deadline);
 	free(c);
 }
 
@@ -150,6 +153,11 @@ static void http_answer(struct sconn *c, int status, bool head)
 		evbuffer_add_buffer(out, body);
 	evbuffer_free(body);
 	c->answered = true;
+	if (c->deadline != NULL) {
+		struct timeval tv = { STATS_HTTP_TIMEOUT_S, 0 };
+
+		evtimer_add(c->deadline, &tv);	/* the answer's own time */
+	}
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_enable(c->bev, EV_WRITE);
 }
@@ -184,6 +192,21 @@ static void on_http_read(struct bufferevent *bev, void *arg)
 	}
 	evbuffer_copyout(in, buf, (size_t)e.pos);
 	http_answer(c, stats_http_parse(buf, (size_t)e.pos, &head), head);
+}
+
+/* The request head has STATS_HTTP_TIMEOUT_S from accept, however slowly
+ * its bytes come (a timeout of inactivity alone would let a client that
+ * sends a byte now and then hold a connection for hours); then the answer
+ * as long again. */
+static void on_http_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct sconn *c = arg;
+
+	if (c->answered) {
+		sconn_free(c);
+		return;
+	}
+	http_answer(c, 408, false);	/* re-arms the deadline */
 }
 
 static void on_http_event(struct bufferevent *bev, short what, void *arg)
@@ -224,6 +247,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	if (srv->http) {
 		bufferevent_setcb(c->bev, on_http_read, on_write, on_http_event, c);
 		bufferevent_set_timeouts(c->bev, &tv, &tv);
+		c->deadline = evtimer_new(srv->base, on_http_deadline, c);
+		if (c->deadline == NULL)
+			fatalx("out of memory (evtimer)");
+		evtimer_add(c->deadline, &tv);
 		/* never buffer more than a request head */
 		bufferevent_setwatermark(c->bev, EV_READ, 0, STATS_HTTP_MAX_REQUEST);
 		bufferevent_enable(c->bev, EV_READ);

@@ -43,9 +43,10 @@ struct stats_server *stats_server_new_http(struct event_base *base, int listen_f
 					   void *ctx);
 /* Parses a request head (buf: len bytes, up to and including its blank
  * line).  Returns the status to answer: 200 for GET or HEAD of /metrics
- * (a query string is ignored; *head_r says HEAD), 400 for a malformed
+ * (a query string is ignored), 400 for a malformed
  * request, 404 for another path, 405 for another method, 505 for an HTTP
- * version other than 1.0 and 1.1.  Pure: no I/O. */
+ * version other than 1.0 and 1.1.  *head_r says whether the method was
+ * HEAD (then the answer has no body, whatever its status).  Pure. */
 int stats_http_parse(const char *buf, size_t len, bool *head_r);
 /* Closes the socket and every connection.  *sp may be NULL. */
 void stats_server_free(struct stats_server **sp);

@@ -312,9 +312,15 @@ static void on_sproc_chan(evutil_socket_t fd, short what, void *arg)
 		sproc_drop(p);		/* its session ends when it exits */
 		return;
 	}
-	if ((c = conntab_session(p->pid)) != NULL)
+	/* A session kicked just as it ended (the SIGTERM is on its way):
+	 * its process must not serve anyone again. */
+	bool kicked = false;
+	if ((c = conntab_session(p->pid)) != NULL) {
+		kicked = c->kicked;
 		session_ended(c, false);
-	if (p->conf_gen != H.conf_gen || H.nspares >= H.conf->pop3d.session_spares) {
+	}
+	if (kicked || p->conf_gen != H.conf_gen ||
+	    H.nspares >= H.conf->pop3d.session_spares) {
 		sproc_drop(p);
 		return;
 	}
@@ -512,6 +518,7 @@ static void authd_who(const char *serial)
 /* KICK <serial> user=U: ends U's sessions (SIGTERM), then KICKED. */
 static void authd_kick(const char *serial, const char *user)
 {
+	char tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
 	struct proto_line l;
 	unsigned n = 0;
 
@@ -519,13 +526,14 @@ static void authd_kick(const char *serial, const char *user)
 		if (c->state != C_SESSION || c->user == NULL || strcmp(c->user, user) != 0)
 			continue;
 		if (!c->kicked && kill(c->pid, SIGTERM) == -1) {
-			log_warn("kick: session user=%s pid=%ld", c->user, (long)c->pid);
+			log_warn("kick: session pid=%ld", (long)c->pid);
 			continue;
 		}
 		c->kicked = true;
 		n++;
 	}
-	log_info("kick: user=%s: %u session%s ended", user, n, n == 1 ? "" : "s");
+	log_info("kick: user=%s: %u session%s ended",
+		 log_token(user, tok, sizeof(tok)), n, n == 1 ? "" : "s");
 	proto_line_start(&l, "KICKED");
 	proto_line_add(&l, serial);
 	proto_line_kvf(&l, "n", "%u", n);
@@ -788,7 +796,10 @@ void handoff_child_exited(pid_t pid, int status)
 	if (c == NULL)
 		return;
 	if (c->kicked) {
-		log_info("session user=%s pid=%ld ended by a kick", c->user, (long)pid);
+		char tok[LOG_TOKEN_SIZE(AUTH_MAX_USER)];
+
+		log_info("session user=%s pid=%ld ended by a kick",
+			 log_token(c->user, tok, sizeof(tok)), (long)pid);
 		master_stats.sessions_kicked++;
 	} else if (WIFSIGNALED(status)) {
 		log_warnx("session user=%s pid=%ld killed by signal %d", c->user, (long)pid,
