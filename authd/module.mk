@@ -25,13 +25,14 @@ $(B)/authd: $(AUTHD_OBJS) $(COMMON_OBJS) $(CACHE_OBJS)
 # The PAM helper is built without sanitizers in every build: it loads
 # arbitrary (unsanitized) PAM modules, and pam_wrapper, which the tests
 # use, dlopens libpam with RTLD_DEEPBIND, which sanitizer runtimes refuse.
-# It needs nothing from common/ but limits.h.
+# It needs nothing from common/ but limits.h.  HELPER_FLAGS adds compiler
+# and linker flags (the Debian package passes dpkg-buildflags' here).
 PROGRAMS += $(B)/authd-pam-helper
 INSTALL_LIBEXEC += $(B)/authd-pam-helper
 $(B)/authd-pam-helper: authd/pam_helper.c common/limits.h
 	@mkdir -p $(dir $@)
 	$(CC) -D_GNU_SOURCE -I. -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -fPIE \
-		-D_FORTIFY_SOURCE=2 -pie -Wl,-z,relro,-z,now -o $@ $< -lpam -lsodium
+		-D_FORTIFY_SOURCE=2 -pie -Wl,-z,relro,-z,now $(HELPER_FLAGS) -o $@ $< -lpam -lsodium
 
 $(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
