@@ -210,6 +210,19 @@ def mounted(root, archives=None):
             subprocess.run(["umount", "-l", target], capture_output=True, timeout=60)
 
 
+def remove_root(path):
+    """rm -rf of a root that a killed run may have left with mounts inside:
+    those are unmounted first (deepest first), and rm stays on this file
+    system, so it can never reach the host's /dev or /proc."""
+    prefix = os.path.realpath(path) + "/"
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1] for line in f]
+    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
+    if os.path.lexists(path):
+        subprocess.run(["rm", "-rf", "--one-file-system", path], timeout=600, check=True)
+
+
 def in_root(root, script, timeout=900):
     env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
            "HOME": "/root", "LANG": "C.UTF-8", "DEBIAN_FRONTEND": "noninteractive"}
@@ -226,7 +239,7 @@ def base_root():
         if os.path.exists(os.path.join(base, ".ready")):
             return base
         tmp = base + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_root(tmp)
         if os.path.exists(os.path.join(FRESH_MACHINE_BASE, "usr/bin/apt-get")):
             r = run(["cp", "-a", FRESH_MACHINE_BASE, tmp])
             assert r.returncode == 0, r.stderr
@@ -239,7 +252,7 @@ def base_root():
         with mounted(tmp):
             r = in_root(tmp, "apt-get update -q")
         assert r.returncode == 0, "apt-get update in the base failed: " + r.stdout + r.stderr
-        shutil.rmtree(base, ignore_errors=True)
+        remove_root(base)
         os.rename(tmp, base)
         open(os.path.join(base, ".ready"), "w").close()
         return base
@@ -257,8 +270,13 @@ def fresh_root(tmp_path):
     base = base_root()
     runs = os.path.join(CACHE, "runs")
     os.makedirs(runs, exist_ok=True)
+    # roots of runs that were killed before their clean-up (600 MB each)
+    for old in glob.glob(os.path.join(runs, "root-*")):
+        pid = old.rsplit("-", 1)[1]
+        if not pid.isdigit() or not os.path.exists("/proc/" + pid):
+            remove_root(old)
     root = os.path.join(runs, "root-%d" % os.getpid())
-    shutil.rmtree(root, ignore_errors=True)
+    remove_root(root)
     archives = os.path.join(CACHE, "archives")
     os.makedirs(os.path.join(archives, "partial"), exist_ok=True)
     r = run(["cp", "-a", base, root])
@@ -267,7 +285,7 @@ def fresh_root(tmp_path):
         with mounted(root, archives):
             yield root
     finally:
-        subprocess.run(["rm", "-rf", "--one-file-system", root], timeout=300)
+        remove_root(root)
 
 
 def apt_install(root, debname, extra=""):
@@ -359,10 +377,17 @@ def test_deb_install_upgrade_purge_in_fresh_debian(deb, fresh_root):
     assert open(os.path.join(root, "var/mail/alice")).read().startswith("From ")
     assert open(os.path.join(root, "home/alice/Maildir/new/1.eml")).read() == "Subject: kept\n"
 
-    # ---- again from nothing: install then purge leaves no trace at all
+    # ---- again from nothing, over a pop3d.conf that `make install` left:
+    # kept with --force-confold (docs/operations.md), the package's beside
+    # it; then purge leaves no trace at all
     os.unlink(users)
     assert in_root(root, "userdel pop3d").returncode == 0
-    apt_install(root, debname)
+    os.makedirs(os.path.dirname(conf), exist_ok=True)
+    open(conf, "w").write(edited + "# from make install\n")
+    apt_install(root, debname, "-o Dpkg::Options::=--force-confold")
+    assert open(conf).read() == edited + "# from make install\n"
+    assert exists(root, "/etc/pop3d/pop3d.conf.dpkg-dist")
+    assert in_root(root, "authd -t -c /etc/pop3d/pop3d.conf").returncode == 0
     r = in_root(root, "apt-get purge -y -q pop3d")
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     for gone in ("/etc/pop3d", "/var/lib/pop3d", "/var/empty"):
