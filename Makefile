@@ -5,6 +5,7 @@
 #                             (plain, then ASan+UBSan, then TSan for authd/cache)
 #   make run                  start both daemons on 127.0.0.1 with the demo config
 #   make install              PREFIX=/usr/local DESTDIR=
+#   make deb                  the Debian package, into build/deb/ (debian/)
 #   make SANITIZER=address    (ASan+UBSan) | undefined | thread, built into build/<sanitizer>/
 #
 # Each directory adds its sources and programs in its own module.mk.
@@ -38,7 +39,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PKG_FOUND  := $(shell pkg-config --exists $(PKGS) libevent_openssl libssl libcrypto && echo yes)
 INSTALL_DEPS ?= scripts/install-deps
-NOBUILD_GOALS := deps run check bench clean uninstall
+NOBUILD_GOALS := deps run check bench clean uninstall deb
 ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(PKG_FOUND),yes)
 $(error pkg-config cannot find $(PKGS) libevent_openssl libssl libcrypto: Debian packages are missing; `make deps` installs them (`make run` and `make check` do it themselves))
@@ -220,7 +221,22 @@ uninstall:
 		$(DESTDIR)$(CONFDIR)/pop3d.conf.example
 	-rmdir $(DESTDIR)$(LIBEXECDIR)
 
+# The Debian package (debian/, docs/operations.md): dpkg-buildpackage in a
+# copy of the tree under DEBDIR, so the tree gets no debhelper files and
+# build/ stays the developer's; the .deb, .changes and .buildinfo land in
+# DEBDIR.  Needs dpkg-dev, debhelper and the Build-Depends of debian/control
+# (dpkg-buildpackage names any that are missing).  DEB_BUILD_OPTIONS=nocheck
+# skips the unit tests the build runs.
+DEBDIR ?= $(BUILDDIR)/deb
+deb:
+	@v=$$(dpkg-parsechangelog -S Version) && src=$(DEBDIR)/pop3d-$${v%-*} && \
+	rm -rf $$src $(DEBDIR)/pop3d_* $(DEBDIR)/pop3d-dbgsym_* && mkdir -p $$src && \
+	tar -c --exclude=./build --exclude=./.git --exclude=./debian/build \
+		--exclude=__pycache__ --exclude=.pytest_cache . | tar -x -C $$src && \
+	(cd $$src && dpkg-buildpackage -us -uc -b -Jauto) && rm -rf $$src && \
+	ls $(DEBDIR)/pop3d_*.deb
+
 clean:
 	rm -rf build
 
-.PHONY: all programs deps unit integration check run install uninstall clean fuzz
+.PHONY: all programs deps unit integration check run install uninstall clean fuzz deb

@@ -29,12 +29,14 @@ $(B)/authd: $(AUTHD_OBJS) $(COMMON_OBJS) $(CACHE_OBJS)
 # arbitrary (unsanitized) PAM modules, and pam_wrapper, which the tests
 # use, dlopens libpam with RTLD_DEEPBIND, which sanitizer runtimes refuse.
 # It needs nothing from common/ but limits.h and memwipe.c (libc only).
+# HELPER_FLAGS adds compiler and linker flags (the Debian package passes
+# dpkg-buildflags' here).
 PROGRAMS += $(B)/authd-pam-helper
 INSTALL_LIBEXEC += $(B)/authd-pam-helper
 $(B)/authd-pam-helper: authd/pam_helper.c common/memwipe.c common/memwipe.h common/limits.h
 	@mkdir -p $(dir $@)
 	$(CC) -D_GNU_SOURCE -I. -std=gnu11 -O2 -g $(WARN) -fstack-protector-strong -fPIE \
-		-D_FORTIFY_SOURCE=2 -pie -Wl,-z,relro,-z,now -o $@ authd/pam_helper.c \
+		-D_FORTIFY_SOURCE=2 -pie -Wl,-z,relro,-z,now $(HELPER_FLAGS) -o $@ authd/pam_helper.c \
 		common/memwipe.c -lpam -lsodium
 
 $(B)/authctl: $(AUTHCTL_OBJS) $(COMMON_OBJS)
