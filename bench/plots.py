@@ -250,8 +250,8 @@ def draw(meta, imgdir):
                     % (meta.get("conc", "?"),
                        "Solid: cached {PLAIN}; dashed: cached argon2id (Dovecot verifies "
                        "the hash again on a cache hit)." if both else
-                       "The cached runs overlap whatever the hash; the uncached one is "
-                       "the hash's cost.")))
+                       "With a warm cache the two hash schemes' lines overlap (a hit "
+                       "costs no hash); the uncached one is the hash's cost.")))
     sweep = sweep_of(res, source)
     if sweep:
         name = pre + "-concurrency.png"
