@@ -39,7 +39,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PKG_FOUND  := $(shell pkg-config --exists $(PKGS) libevent_openssl libssl libcrypto && echo yes)
 INSTALL_DEPS ?= scripts/install-deps
-NOBUILD_GOALS := deps run check bench clean uninstall deb
+NOBUILD_GOALS := deps bench-deps run check bench clean uninstall deb
 ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(PKG_FOUND),yes)
 $(error pkg-config cannot find $(PKGS) libevent_openssl libssl libcrypto: Debian packages are missing; `make deps` installs them (`make run` and `make check` do it themselves))
@@ -102,6 +102,11 @@ $(B)/obj/%.o: %.c
 deps:
 	@$(INSTALL_DEPS)
 
+# The benchmarks' packages too (python3-matplotlib for the charts): only
+# `make bench` asks for them, so `make check` and `make run` never do.
+bench-deps:
+	@$(INSTALL_DEPS) --bench
+
 unit: programs
 	@tests/run-unit $(UNIT_TESTS)
 
@@ -137,9 +142,11 @@ chaos: programs
 .PHONY: chaos
 
 # Benchmarks (bench/run-bench, docs/benchmarks.md): the standard scenarios
-# against daemons started on loopback, about 7 minutes; bench-smoke is a
-# few seconds' check that the suite still works.
-bench: deps
+# against daemons started on loopback, about 7 minutes, and their charts
+# (bench/plot-results, into docs/img/); bench-smoke is a few seconds'
+# check that the suite still works (no charts: make check needs no
+# matplotlib).
+bench: bench-deps
 	$(MAKE) programs
 	$(PYTHON) bench/run-bench
 
@@ -156,7 +163,7 @@ bench-cluster: programs
 bench-overload: programs
 	$(PYTHON) bench/overload-bench
 
-.PHONY: bench bench-smoke bench-cluster bench-overload
+.PHONY: bench bench-deps bench-smoke bench-cluster bench-overload
 
 # The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
 # parts (cache and authd), then a short fuzzing pass (3 s per harness).

@@ -663,3 +663,47 @@ def workdir(prefix):
     d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
     os.chmod(d, 0o755)
     return d
+
+
+# ---- the saved results and their charts -------------------------------------------
+
+def results_path(source):
+    """Where source ("run-bench", "compare-dovecot") saves its last run's
+    results: build/bench/SOURCE.json, read again by bench/plot-results."""
+    return os.path.join(BUILD, "bench", source + ".json")
+
+
+def save_results(source, m, res, **extra):
+    """Writes the run's results (every pop3-load JSON line, as the
+    scenarios returned them) with the machine description m and extra
+    (secs, rounds, ...) to results_path(source); returns the metadata
+    dict as written (plots.redraw takes it)."""
+    path = results_path(source)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    rel = os.path.relpath(path, REPO)
+    meta = dict(extra, source=source, machine=m, results=res,
+                json=path if rel.startswith("..") else rel)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(meta, f, default=str)
+    os.replace(tmp, path)
+    # What was written, as bench/plot-results will read it.
+    with open(path) as f:
+        return json.load(f)
+
+
+def draw_charts(meta, doc):
+    """The charts of the run into img/ beside doc, their block in doc
+    (bench/plots.py); a failure to draw is logged, never fatal: the
+    tables are written and the results saved already."""
+    import plots
+    try:
+        charts, err = plots.redraw(meta, doc, os.path.join(os.path.dirname(
+            os.path.abspath(doc)), "img"))
+    except Exception as e:      # noqa: BLE001 - any plotting bug: keep the run
+        log("charts not drawn: %r; bench/plot-results %s retries" % (e, meta["json"]))
+        return
+    if err:
+        log("charts not drawn: %s (scripts/install-deps --bench)" % err)
+    else:
+        log("%d charts drawn: %s" % (len(charts), ", ".join(c[0] for c in charts)))

@@ -246,6 +246,27 @@ static void json_hist(FILE *out, const char *name, const struct histogram *h)
 		h->count ? h->sum / h->count : 0);
 }
 
+/* The login latency's distribution for a CDF plot (bench/plot-results):
+ * [q, us] pairs at these fractions, by histogram_quantile (so the pairs
+ * at 0.5, 0.9, 0.99 and 0.999 are the p50 ... p999 beside them, and 1 is
+ * the max).  Denser in the tail, where the populations differ. */
+static const double cdf_points[] = {
+	0.001, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45,
+	0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97,
+	0.98, 0.99, 0.995, 0.998, 0.999, 0.9995, 0.9999, 1,
+};
+
+/* "name":[[q,us],...] ([] for an empty histogram); q printed with %g,
+ * so 0.5 reads 0.5, not 0.500000. */
+static void json_cdf(FILE *out, const char *name, const struct histogram *h)
+{
+	fprintf(out, "\"%s\":[", name);
+	for (size_t i = 0; h->count != 0 && i < sizeof(cdf_points) / sizeof(cdf_points[0]); i++)
+		fprintf(out, "%s[%g,%" PRIu64 "]", i ? "," : "", cdf_points[i],
+			histogram_quantile(h, cdf_points[i]));
+	fprintf(out, "]");
+}
+
 static void json_pop(FILE *out, const struct load_run *run, const struct load_pop *pop)
 {
 	const struct load_stats *st = &pop->st;
@@ -268,6 +289,8 @@ static void json_pop(FILE *out, const struct load_run *run, const struct load_po
 	json_hist(out, "tempfail_us", &st->tempfail.run);
 	fprintf(out, ",");
 	json_hist(out, "refused_us", &st->refused_at.run);
+	fprintf(out, ",");
+	json_cdf(out, "login_cdf", &st->login.run);
 	fprintf(out, ",\"logins_ok\":%" PRIu64 ",\"refused\":%" PRIu64, st->logins_ok,
 		st->refused);
 	fprintf(out, ",\"bytes_in\":%" PRIu64 ",\"messages\":%" PRIu64

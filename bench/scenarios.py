@@ -24,6 +24,11 @@ SLOW_CONC = 16
 FAST_CONC = 16
 IDLE_CONNS = 10000
 IDLE_RATE = 2000
+# The concurrency sweep (logins/s against -c, the report's chart): cached
+# {PLAIN} logins at each level for at most SWEEP_SECS (less with a
+# shorter --secs), so that it adds about half a minute per server.
+SWEEP_CONC = (1, 4, 16, 64)
+SWEEP_SECS = 8
 
 
 # ---- CPU accounting -------------------------------------------------------------
@@ -136,6 +141,17 @@ def logins(srv, data, secs, conc=CONC, label="", meter=False):
     if m:
         r["cpu"] = m.stop()
     return r
+
+
+def sweep_point(srv, data, conc, secs):
+    """One level of the concurrency sweep: cached logins at -c conc for
+    min(secs, SWEEP_SECS) seconds."""
+    return logins(srv, data, min(secs, SWEEP_SECS), conc=conc, label="-c %d" % conc)
+
+
+def concurrency_sweep(srv, data, secs, levels=SWEEP_CONC):
+    """[[conc, result], ...] at each level of levels, in order."""
+    return [[c, sweep_point(srv, data, c, secs)] for c in levels]
 
 
 def logins_tls(srv, data, secs, conc=CONC):
@@ -340,10 +356,11 @@ def commands_block(cmds, root):
 
 
 def machine_text(m):
-    out = ("- Date: %s; commit `%s`\n"
-           "- Machine: %d cores, %s, %d MiB RAM, %s; load average (1 min) "
-           "before the run %.2f\n"
-           % (m["date"], m["commit"], m["cores"], m["cpu"], m["mem_mib"], m["os"], m["load"]))
+    out = "- Note: %s\n" % m["note"] if m.get("note") else ""
+    out += ("- Date: %s; commit `%s`\n"
+            "- Machine: %d cores, %s, %d MiB RAM, %s; load average (1 min) "
+            "before the run %.2f\n"
+            % (m["date"], m["commit"], m["cores"], m["cpu"], m["mem_mib"], m["os"], m["load"]))
     if "steal" in m:
         out += ("- CPU time taken by the hypervisor (steal, /proc/stat) during the run: "
                 "%.1f %%\n" % m["steal"])

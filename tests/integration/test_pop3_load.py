@@ -266,6 +266,44 @@ def test_percentiles_of_a_known_distribution(fake, users):
     assert 599500 <= lat["mean"] <= 599500 + SLACK_US
 
 
+def test_login_cdf_is_monotonic_and_agrees_with_the_percentiles(fake, users):
+    """login_cdf (bench/plot-results draws the CDF from it): [q, us]
+    pairs with q rising from near 0 to 1 and us never falling; the pairs
+    at 0.5, 0.99 and 1 are exactly p50, p99 and max; and on the known
+    uniform distribution of test_percentiles_of_a_known_distribution (user
+    i answered after 100 + i ms, here 200 users) each pair lies between
+    the exact quantile and it plus the overheads and the histogram's
+    error.  The slow population has its own; an empty histogram gives []."""
+    n = 200
+    srv = fake(pass_delay=lambda u: ((100 + int(u[1:])) / 1000) if u.startswith("f")
+               else 0.3)
+    res, _, _ = run(srv.port, "-c", 50, "-n", n, "--timeout", "5s", "--slow-users",
+                    users(2, "s"), "--slow-concurrency", 1, users=users(n, "f"),
+                    expect_rc=0)
+    for pop in (res, res["slow"]):
+        cdf, lat = pop["login_cdf"], pop["login_us"]
+        assert len(cdf) >= 20, cdf
+        qs = [q for q, _ in cdf]
+        us = [v for _, v in cdf]
+        assert all(0 < q <= 1 for q in qs) and qs == sorted(set(qs)), qs
+        assert qs[0] <= 0.01 and qs[-1] == 1, qs
+        assert us == sorted(us) and us[0] > 0, cdf
+        at = dict((q, v) for q, v in cdf)
+        assert at[0.5] == lat["p50"] and at[0.99] == lat["p99"], (cdf, lat)
+        assert at[0.9] == lat["p90"] and at[0.999] == lat["p999"], (cdf, lat)
+        assert at[1] == lat["max"], (cdf, lat)
+    assert res["sessions"] == n
+    delays = sorted((100 + i) * 1000 for i in range(n))     # microseconds
+    SLACK_US = 50000
+    for q, got in res["login_cdf"]:
+        exact = delays[min(int(q * n), n - 1)]      # the histogram's rank rule
+        assert exact <= got <= (exact + SLACK_US) * (1 + HIST_ERROR), (q, exact, got)
+    assert res["slow"]["login_cdf"][0][1] >= 300000
+    # no login at all (a refused connection): an empty list, still valid JSON
+    res, _, _ = run(free_port(), "-c", 1, "-n", 1, "--timeout", "2s", users=users())
+    assert res["login_cdf"] == [] and res["login_us"]["count"] == 0
+
+
 def test_slow_population_reported_apart(fake, users):
     srv = fake(pass_delay=lambda u: 0.3 if u.startswith("s") else 0)
     res, _, _ = run(srv.port, "-c", 2, "-d", "2s", "--slow-users", users(2, "s"),
