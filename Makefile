@@ -39,7 +39,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PKG_FOUND  := $(shell pkg-config --exists $(PKGS) libevent_openssl libssl libcrypto && echo yes)
 INSTALL_DEPS ?= scripts/install-deps
-NOBUILD_GOALS := deps run check bench clean uninstall
+NOBUILD_GOALS := deps run check bench clean uninstall pot pot-file
 ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(PKG_FOUND),yes)
 $(error pkg-config cannot find $(PKGS) libevent_openssl libssl libcrypto: Debian packages are missing; `make deps` installs them (`make run` and `make check` do it themselves))

@@ -16,7 +16,7 @@ $(B)/pop3d: $(POP3D_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(POP3D_TLS_LIBS) $(LDLIBS)
 
 # Unit tests: each links the module(s) it tests plus common/.
-POP3D_TESTS := test-maildir test-cmd test-session test-ipc test-conntab test-proxyproto
+POP3D_TESTS := test-maildir test-cmd test-session test-ipc test-conntab test-proxyproto test-lang
 UNIT_TESTS += $(POP3D_TESTS:%=$(B)/pop3d-test/%)
 ALL_OBJS += $(POP3D_TESTS:%=$(B)/obj/pop3d/%.o)
 
@@ -40,5 +40,8 @@ $(B)/pop3d-test/test-conntab: $(B)/obj/pop3d/test-conntab.o $(B)/obj/pop3d/connt
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/pop3d-test/test-proxyproto: $(B)/obj/pop3d/test-proxyproto.o $(B)/obj/pop3d/proxyproto.o \
 		$(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/pop3d-test/test-lang: $(B)/obj/pop3d/test-lang.o $(B)/obj/pop3d/lang.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
