@@ -119,6 +119,13 @@
  *   progress (on_sock_output).
  * - TLS session-ticket keys come from the master: inherited at the fork,
  *   replaced whenever it rotates them (IPC_TICKET_KEYS); tls.c's DESIGN.
+ * - Languages (RFC 6856).  Each client has a language (default-language
+ *   until it says LANG), and every text in its replies goes through tr()
+ *   (lang.c's catalogues, inherited from the master: nothing is opened
+ *   here, chrooted).  The handoff carries the language's tag to the
+ *   master and the session.  UTF8 lets USER and PASS carry UTF-8, checked
+ *   here (RFC 3629) so that the client hears why; authd normalises the
+ *   name (NFC) whatever the client sent.
  * - Monitoring.  The counters of struct fe_stats live in L.st, touched
  *   only by this loop.  A timer every POP3D_STATS_INTERVAL_MS sends them
  *   whole to the master (IPC_STATS) if they changed, and refreshes the
