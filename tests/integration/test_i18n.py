@@ -112,6 +112,16 @@ def test_lang_in_the_session_and_german(i18n):
     # "*" is the server's default (English here)
     assert c._shortcmd("LANG *") == b"+OK en Language changed"
     assert c.quit() == b"+OK Logging out"
+    # the next login goes to that session process, now a spare
+    # (session-reuse): the language comes with the job
+    wait_until(lambda: p.metric("pop3d_session_spares") == 1, 10, "a spare")
+    d = Client(p.port)
+    assert text(d.cmd("LANG de")).startswith("+OK de ")
+    assert d.cmd("USER alice") == "+OK"
+    assert text(d.cmd("PASS alice-pw")).startswith("+OK Angemeldet, 2 Nachrichten (")
+    assert text(d.cmd("QUIT")) == "+OK Abmeldung"
+    wait_until(lambda: p.metric("pop3d_session_starts_total", process="reuse") == 1, 10,
+               "the reuse counted")
 
 
 def test_lang_listing_is_the_installed_catalogues(i18n):
