@@ -16,6 +16,7 @@ SBINDIR  ?= $(PREFIX)/sbin
 BINDIR   ?= $(PREFIX)/bin
 MANDIR   ?= $(PREFIX)/share/man
 LIBEXECDIR ?= $(PREFIX)/libexec/authd
+LOCALEDIR ?= $(PREFIX)/share/locale
 SYSCONFDIR ?= /etc
 PYTHON   ?= /usr/bin/python3
 CC       ?= cc
@@ -39,7 +40,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 PKG_FOUND  := $(shell pkg-config --exists $(PKGS) libevent_openssl libssl libcrypto && echo yes)
 INSTALL_DEPS ?= scripts/install-deps
-NOBUILD_GOALS := deps bench-deps run check bench clean uninstall deb
+NOBUILD_GOALS := deps bench-deps run check bench clean uninstall deb pot pot-file
 ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(PKG_FOUND),yes)
 $(error pkg-config cannot find $(PKGS) libevent_openssl libssl libcrypto: Debian packages are missing; `make deps` installs them (`make run` and `make check` do it themselves))
@@ -71,6 +72,7 @@ HARDEN += -D_FORTIFY_SOURCE=2
 endif
 
 CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS) -DLIBEXECDIR='"$(LIBEXECDIR)"'
+CPPFLAGS += -DLOCALEDIR='"$(LOCALEDIR)"'
 CFLAGS   ?= -g
 CFLAGS   += -std=gnu11 $(OPT) $(WARN) $(HARDEN) $(SAN) -pthread -MMD -MP
 LDFLAGS  += $(LDHARDEN) $(SAN) -pthread
@@ -88,6 +90,7 @@ include authd/module.mk
 -include pop3d/module.mk
 -include bench/module.mk
 -include tests/module.mk
+-include po/module.mk
 
 programs: $(PROGRAMS) $(UNIT_TESTS)
 
@@ -193,7 +196,7 @@ CONFDIR     := $(SYSCONFDIR)/pop3d
 
 # Installs programs, units, sysusers/tmpfiles entries, man pages and the
 # example configuration; pop3d.conf itself only if there is none yet.
-install: $(PROGRAMS)
+install: $(PROGRAMS) $(MO_FILES)
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) \
 		$(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
 		$(DESTDIR)$(CONFDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
@@ -214,6 +217,10 @@ install: $(PROGRAMS)
 	done
 	install -m 0644 conf/systemd/pop3d.sysusers $(DESTDIR)$(SYSUSERSDIR)/pop3d.conf
 	install -m 0644 conf/systemd/pop3d.tmpfiles $(DESTDIR)$(TMPFILESDIR)/pop3d.conf
+	for l in $(PO_LANGS); do \
+		install -D -m 0644 $(B)/locale/$$l/LC_MESSAGES/pop3d.mo \
+			$(DESTDIR)$(LOCALEDIR)/$$l/LC_MESSAGES/pop3d.mo; \
+	done
 
 # Removes what install put there, except the configuration.
 uninstall:
@@ -225,7 +232,8 @@ uninstall:
 		$(foreach m,$(wildcard man/*.8),$(DESTDIR)$(MANDIR)/man8/$(notdir $(m))) \
 		$(DESTDIR)$(UNITDIR)/authd.service $(DESTDIR)$(UNITDIR)/pop3d.service \
 		$(DESTDIR)$(SYSUSERSDIR)/pop3d.conf $(DESTDIR)$(TMPFILESDIR)/pop3d.conf \
-		$(DESTDIR)$(CONFDIR)/pop3d.conf.example
+		$(DESTDIR)$(CONFDIR)/pop3d.conf.example \
+		$(foreach l,$(PO_LANGS),$(DESTDIR)$(LOCALEDIR)/$(l)/LC_MESSAGES/pop3d.mo)
 	-rmdir $(DESTDIR)$(LIBEXECDIR)
 
 # The Debian package (debian/, docs/operations.md): dpkg-buildpackage in a

@@ -20,10 +20,14 @@ INSTALL_BIN += $(B)/authctl
 AUTHD_CRYPTO_LIBS := $(shell pkg-config --libs libcrypto 2>/dev/null)
 # The L2 cache (l2.c) talks to memcached through libmemcached.
 MEMCACHED_LIBS := $(shell pkg-config --libs libmemcached 2>/dev/null || echo -lmemcached)
+# User names are normalised (NFC, case mapping: normalize.c) with
+# libunistring's Unicode tables (Debian: libunistring-dev; no .pc file).
+UNISTRING_LIBS := -lunistring
 
 # PAM runs only in the helper (pam-helper), never in the threaded daemon.
 $(B)/authd: $(AUTHD_OBJS) $(COMMON_OBJS) $(CACHE_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lldap -llber $(AUTHD_CRYPTO_LIBS) $(MEMCACHED_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lldap -llber $(AUTHD_CRYPTO_LIBS) $(MEMCACHED_LIBS) \
+		$(UNISTRING_LIBS)
 
 # The PAM helper is built without sanitizers in every build: it loads
 # arbitrary (unsanitized) PAM modules, and pam_wrapper, which the tests
@@ -59,7 +63,7 @@ $(B)/test-userdb: $(B)/obj/authd/test-userdb.o $(B)/obj/authd/userdb.o $(COMMON_
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/test-normalize: $(B)/obj/authd/test-normalize.o $(B)/obj/authd/normalize.o $(COMMON_OBJS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(UNISTRING_LIBS)
 
 $(B)/test-passwd-file: $(B)/obj/authd/test-passwd-file.o $(B)/obj/authd/passdb_passwd_file.o \
 		$(B)/obj/authd/userdb.o $(B)/obj/authd/password.o $(COMMON_OBJS) $(CACHE_OBJS)

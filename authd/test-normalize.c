@@ -81,9 +81,104 @@ static void test_unchanged(void)
 	check_norm("a", "a");
 	check_norm("john smith", "john smith");
 	check_norm("~!#$%^&*()_+-=[]{}|;':\",./<>?`", "~!#$%^&*()_+-=[]{}|;':\",./<>?`");
-	/* Bytes >= 0x80 are not control characters: UTF-8 names pass. */
+	/* UTF-8 names pass (NFC already). */
 	check_norm("j\xc3\xb6rg", "j\xc3\xb6rg");
-	check_norm("\xff\x80", "\xff\x80");
+}
+
+/* Not UTF-8 (RFC 3629): refused, whatever the settings. */
+static void test_invalid_utf8(void)
+{
+	for (int lc = 0; lc < 2; lc++) {
+		conf_reset(lc, false, NULL);
+		check_norm("\xff\x80", NULL);
+		check_norm("a\x80" "b", NULL);			/* lone continuation */
+		check_norm("j\xc3rg", NULL);			/* truncated sequence */
+		check_norm("j\xc3", NULL);			/* ... at the end */
+		check_norm("\xc0\xaf", NULL);			/* overlong "/" */
+		check_norm("\xe0\x80\xaf", NULL);		/* overlong, 3 bytes */
+		check_norm("\xed\xa0\x80", NULL);		/* surrogate U+D800 */
+		check_norm("\xf4\x90\x80\x80", NULL);	/* U+110000 */
+		check_norm("\xfe", NULL);
+		/* Latin-1 "jörg": not UTF-8 */
+		check_norm("j\xf6rg", NULL);
+	}
+	conf_reset(false, false, "example.com");
+	check_norm("j\xf6rg", NULL);
+}
+
+/* NFC: the composed and decomposed spellings of one name are one name. */
+static void test_nfc(void)
+{
+	conf_reset(false, false, NULL);
+	/* "jörg": o + U+0308 COMBINING DIAERESIS becomes U+00F6 */
+	check_norm("jo\xcc\x88rg", "j\xc3\xb6rg");
+	/* "Ångström" decomposed (A + U+030A, o + U+0308) */
+	check_norm("A\xcc\x8angstro\xcc\x88m", "\xc3\x85ngstr\xc3\xb6m");
+	/* U+212B ANGSTROM SIGN is a singleton: NFC makes it U+00C5 */
+	check_norm("\xe2\x84\xab", "\xc3\x85");
+	/* Case is kept without lowercase-usernames. */
+	check_norm("JO\xcc\x88RG", "J\xc3\x96RG");
+	/* Fullwidth forms are kept too: width mapping belongs to the
+	 * case-mapped profile only. */
+	check_norm("\xef\xbc\xa1", "\xef\xbc\xa1");
+	/* Japanese: katakana KA + combining voiced mark = GA */
+	check_norm("\xe3\x82\xab\xe3\x82\x99", "\xe3\x82\xac");
+	/* C1 control characters (U+0080..U+009F) are control characters. */
+	check_norm("a\xc2\x85" "b", NULL);
+	check_norm("\xc2\x9b" "31m", NULL);
+	/* ... their neighbours pass */
+	check_norm("a\xc2\xa0" "b", "a\xc2\xa0" "b");
+}
+
+/* lowercase-usernames: RFC 8265's UsernameCaseMapped mapping. */
+static void test_case_mapped(void)
+{
+	conf_reset(true, false, NULL);
+	/* case mapping beyond ASCII */
+	check_norm("J\xc3\x96RG", "j\xc3\xb6rg");
+	check_norm("JO\xcc\x88RG", "j\xc3\xb6rg");	/* decomposed too */
+	check_norm("\xce\xa3\xce\x9f\xce\xa6\xce\x99\xce\x91",	/* ΣΟΦΙΑ */
+		   "\xcf\x83\xce\xbf\xcf\x86\xce\xb9\xce\xb1");
+	check_norm("\xd0\x98\xd0\x92\xd0\x90\xd0\x9d",			/* ИВАН */
+		   "\xd0\xb8\xd0\xb2\xd0\xb0\xd0\xbd");
+	check_norm("\xc5\x81UKASZ", "\xc5\x82ukasz");			/* ŁUKASZ */
+	/* width mapping: fullwidth ＡＬＩＣＥ and halfwidth katakana */
+	check_norm("\xef\xbc\xa1\xef\xbc\xac\xef\xbc\xa9\xef\xbc\xa3\xef\xbc\xa5", "alice");
+	check_norm("\xef\xbd\x81lice", "alice");
+	check_norm("\xef\xbd\xb6", "\xe3\x82\xab");	/* ｶ U+FF76 -> カ U+30AB */
+	/* halfwidth KA + halfwidth voiced mark: mapped, then composed */
+	check_norm("\xef\xbd\xb6\xef\xbe\x9e", "\xe3\x82\xac");
+	/* fullwidth commercial at splits like "@" */
+	conf_reset(true, true, NULL);
+	check_norm("Alice\xef\xbc\xa0" "Example.org", "alice");
+	/* the default domain is mapped with the name */
+	conf_reset(true, false, "\xc3\x96rt.example");
+	check_norm("J\xc3\x96RG", "j\xc3\xb6rg@\xc3\xb6rt.example");
+	/* still refused: invalid UTF-8 and controls */
+	conf_reset(true, false, NULL);
+	check_norm("J\xf6RG", NULL);
+	check_norm("a\xc2\x85", NULL);
+}
+
+/* Normalising twice gives the same name (authd's tickets and the fuzz
+ * harness rely on it). */
+static void test_idempotent(void)
+{
+	static const char *const names[] = {
+		"jo\xcc\x88rg", "J\xc3\x96RG", "\xef\xbd\xb6\xef\xbe\x9e", "\xe2\x84\xab",
+		"\xc4\xb0stanbul", "STRASSE", "stra\xc3\x9f" "e", "\xe1\xba\x9e", "Alice",
+	};
+
+	for (int lc = 0; lc < 2; lc++) {
+		conf_reset(lc, false, NULL);
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+			char once[AUTH_MAX_USER + 1], twice[AUTH_MAX_USER + 1];
+
+			CHECK_INT(user_normalize(&conf, names[i], once, sizeof(once)), 0);
+			CHECK_INT(user_normalize(&conf, once, twice, sizeof(twice)), 0);
+			CHECK_STR(twice, once);
+		}
+	}
 }
 
 static void test_trim(void)
@@ -144,10 +239,10 @@ static void test_control_characters(void)
 	check_norm("alice\x7f", NULL);
 	check_norm("\x1b[31malice", NULL);
 	check_norm("alice\t@example.com", NULL);
-	/* Space, '~' and 0x80 are the neighbours that pass. */
+	/* Space, '~' and U+00A0 are the neighbours that pass. */
 	check_norm("a b", "a b");
 	check_norm("a~b", "a~b");
-	check_norm("a\x80" "b", "a\x80" "b");
+	check_norm("a\xc2\xa0" "b", "a\xc2\xa0" "b");
 	/* Refused whatever the other settings. */
 	conf_reset(true, true, "example.com");
 	check_norm("al\nice@example.com", NULL);
@@ -163,8 +258,8 @@ static void test_lowercase(void)
 	check_norm("  MiXeD CaSe\t", "mixed case");
 	check_norm("alice", "alice");
 	check_norm("A1-B_2.C", "a1-b_2.c");
-	/* ASCII only: UTF-8 bytes are left alone. */
-	check_norm("J\xc3\x96RG", "j\xc3\x96rg");
+	/* Beyond ASCII too (test_case_mapped). */
+	check_norm("J\xc3\x96RG", "j\xc3\xb6rg");
 
 	conf_reset(false, false, NULL);
 	check_norm("Alice", "Alice");
@@ -303,6 +398,10 @@ int main(void)
 		return 1;
 	}
 	UNIT_RUN(test_unchanged);
+	UNIT_RUN(test_invalid_utf8);
+	UNIT_RUN(test_nfc);
+	UNIT_RUN(test_case_mapped);
+	UNIT_RUN(test_idempotent);
 	UNIT_RUN(test_trim);
 	UNIT_RUN(test_empty);
 	UNIT_RUN(test_control_characters);

@@ -19,6 +19,11 @@
 
 #include <ini.h>
 
+/* Where make install puts the message catalogues (Makefile: LOCALEDIR). */
+#ifndef LOCALEDIR
+#define LOCALEDIR "/usr/local/share/locale"
+#endif
+
 #include "common/config.h"
 #include "common/limits.h"
 #include "common/alloc.h"
@@ -128,6 +133,11 @@ static const struct key_def pop3d_keys[] = {
 	{ "max-auth-failures", K_UINT, C(pop3d.max_auth_failures), "3", 1, 100, 0 },
 	{ "max-bad-commands", K_UINT, C(pop3d.max_bad_commands), "10", 1, 1000, 0 },
 	{ "greeting", K_STRING, C(pop3d.greeting), "POP3 server ready", 0, 0, 0 },
+	/* The languages of responses (pop3d/lang.c): the catalogues make
+	 * install puts under language-dir, and the one a client gets before
+	 * it says LANG; pop3d checks both when it starts (and with -t). */
+	{ "default-language", K_STRING, C(pop3d.default_language), "en", 0, 0, 0 },
+	{ "language-dir", K_PATH, C(pop3d.language_dir), LOCALEDIR, 0, 0, 0 },
 	{ "user-command", K_BOOL, C(pop3d.user_command), "yes", 0, 0, 0 },
 	{ "expire", K_STRING, C(pop3d.expire), OPTIONAL, 0, 0, 0 },
 	{ "login-delay", K_STRING, C(pop3d.login_delay), OPTIONAL, 0, 0, 0 },

@@ -165,6 +165,8 @@ struct config {
 		unsigned max_auth_failures;
 		unsigned max_bad_commands;
 		char *greeting;
+		char *default_language;		/* a tag (pop3d/lang.c) */
+		char *language_dir;		/* LL/LC_MESSAGES/pop3d.mo under it */
 		bool user_command;		/* allow USER/PASS */
 		char *expire;			/* EXPIRE capability value, empty = not sent */
 		char *login_delay;		/* LOGIN-DELAY capability value */

@@ -29,7 +29,7 @@ static const struct {
 	{ "NOOP", CMD_NOOP }, { "STAT", CMD_STAT }, { "LIST", CMD_LIST },
 	{ "UIDL", CMD_UIDL }, { "RETR", CMD_RETR }, { "TOP", CMD_TOP },
 	{ "DELE", CMD_DELE }, { "RSET", CMD_RSET }, { "LAST", CMD_LAST },
-	{ "STLS", CMD_STLS },
+	{ "STLS", CMD_STLS }, { "LANG", CMD_LANG }, { "UTF8", CMD_UTF8 },
 };
 
 const char *pop3_cmd_name(enum pop3_cmd_id id)
@@ -119,10 +119,17 @@ int pop3_cmd_split2(char *s, char **a_r, char **b_r)
 	return 2;
 }
 
-void pop3_capa(struct evbuffer *out, const struct config *conf, unsigned flags)
+void pop3_capa(struct evbuffer *out, const struct config *conf, unsigned flags,
+	       const struct lang *l)
 {
-	evbuffer_add_printf(out, "+OK Capability list follows\r\n"
-			    "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+	evbuffer_add_printf(out, "+OK %s\r\n", lang_tr(l, "Capability list follows"));
+	evbuffer_add_printf(out, "TOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n"
+			    "LANG\r\n");
+	/* RFC 6856 section 2: "USER" when UTF-8 names and passwords may
+	 * follow in USER and PASS; offered before the login only. */
+	if (flags & POP3_CAPA_UTF8)
+		evbuffer_add_printf(out, "UTF8%s\r\n", (flags & POP3_CAPA_LOGIN) &&
+				    conf->pop3d.user_command ? " USER" : "");
 	if (flags & POP3_CAPA_LOGIN) {
 		if (conf->pop3d.user_command)
 			evbuffer_add_printf(out, "USER\r\n");

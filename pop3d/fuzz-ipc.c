@@ -56,6 +56,18 @@ static void tokenize(const uint8_t *data, size_t size)
 		abort();
 }
 
+/* A language field that passed a decoder: terminated, "" or a tag of
+ * letters, digits and "-" that lang_find turns into a language. */
+static bool lang_ok(const char *s, size_t size)
+{
+	if (memchr(s, '\0', size) == NULL)
+		return false;
+	if (s[0] == '\0')
+		return true;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") ==
+	       strlen(s) && strlen(s) <= LANG_TAG_MAX && lang_find(s) != NULL;
+}
+
 static void check_job(int sock)
 {
 	static struct session_job j;
@@ -69,7 +81,8 @@ static void check_job(int sock)
 		    memchr(j.maildrop, '\0', sizeof(j.maildrop)) == NULL ||
 		    memchr(j.rip, '\0', sizeof(j.rip)) == NULL ||
 		    memchr(j.tls_info, '\0', sizeof(j.tls_info)) == NULL ||
-		    j.secured > 1 || (j.secured == 1) != (j.tls_info[0] != '\0'))
+		    j.secured > 1 || (j.secured == 1) != (j.tls_info[0] != '\0') ||
+		    !lang_ok(j.lang, sizeof(j.lang)))
 			abort();
 	} else if (fd != -1) {
 		abort();
@@ -154,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    memchr(m.method, '\0', sizeof(m.method)) == NULL ||
 			    memchr(m.tls_info, '\0', sizeof(m.tls_info)) == NULL ||
 			    m.secured > 1 || (m.secured == 1) != (m.tls_info[0] != '\0') ||
-			    strpbrk(m.tls_info, " \t\r\n") != NULL)
+			    strpbrk(m.tls_info, " \t\r\n") != NULL || !lang_ok(m.lang, sizeof(m.lang)))
 				abort();
 			break;
 		case IPC_NEWCONN:

@@ -157,12 +157,24 @@ static bool login_too_soon(const char *user)
 
 /* ---- the authd master socket: REDEEM --------------------------------------------- */
 
+/* "-ERR CODE text" to c's client, in the language it chose (LANG) before
+ * its login; text is a msgid. */
+static void refuse_conn(struct conn *c, const char *code, const char *msgid)
+{
+	char line[512];
+	int n = snprintf(line, sizeof(line), "-ERR %s %s\r\n", code,
+			 lang_tr(lang_find(c->lang), msgid));
+
+	if (n > 0 && (size_t)n < sizeof(line))
+		conntab_refuse(c->fd, line);
+}
+
 /* A login authd accepted that we cannot carry out now. */
 static void login_tempfail(struct conn *c, const char *why)
 {
 	log_warnx("handoff failed: rip=%s: %s", c->rip, why);
 	master_stats.logins_tempfailed++;
-	conntab_refuse(c->fd, "-ERR [SYS/TEMP] Login failed temporarily, try again later\r\n");
+	refuse_conn(c, "[SYS/TEMP]", N_("Login failed temporarily, try again later"));
 	conntab_release(c);
 }
 
@@ -418,6 +430,7 @@ static void job_fill(struct session_job *j, const struct conn *c, const struct u
 	snprintf(j->maildrop, sizeof(j->maildrop), "%s", u->maildrop != NULL ? u->maildrop : "");
 	snprintf(j->rip, sizeof(j->rip), "%s", c->rip);
 	snprintf(j->tls_info, sizeof(j->tls_info), "%s", c->secured ? c->tls_info : "");
+	snprintf(j->lang, sizeof(j->lang), "%s", c->lang);
 	j->data_len = (uint32_t)c->data_len;
 	if (c->data_len > 0)
 		memcpy(j->data, c->data, c->data_len);
@@ -444,7 +457,7 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 		log_warnx("refused user=%s rip=%s: max-sessions-per-user (%u) reached",
 			  user, c->rip, H.conf->pop3d.max_sessions_per_user);
 		master_stats.logins_refused[LOGIN_REFUSED_PER_USER]++;
-		conntab_refuse(c->fd, "-ERR [IN-USE] Too many sessions for this user\r\n");
+		refuse_conn(c, "[IN-USE]", N_("Too many sessions for this user"));
 		conntab_release(c);
 		return;
 	}
@@ -452,7 +465,7 @@ static void redeem_done(struct conn *c, const struct proto_msg *msg)
 		log_info("refused user=%s rip=%s: login-delay (%s s) not over", user, c->rip,
 			 H.conf->pop3d.login_delay);
 		master_stats.logins_refused[LOGIN_REFUSED_DELAY]++;
-		conntab_refuse(c->fd, "-ERR [LOGIN-DELAY] Too soon since your last login\r\n");
+		refuse_conn(c, "[LOGIN-DELAY]", N_("Too soon since your last login"));
 		conntab_release(c);
 		return;
 	}
@@ -662,6 +675,7 @@ void handoff_redeem(struct conn *c, const struct ipc_msg *m, int fd, pid_t fe_pi
 	c->secured = m->secured != 0;
 	snprintf(c->tls_info, sizeof(c->tls_info), "%s", m->tls_info);
 	snprintf(c->method, sizeof(c->method), "%s", m->method);
+	snprintf(c->lang, sizeof(c->lang), "%s", m->lang);
 	if (m->data_len > 0) {
 		c->data = xmalloc(m->data_len);
 		memcpy(c->data, m->data, m->data_len);

@@ -280,6 +280,14 @@ static bool tls_info_ok(const char *s)
 	       strlen(s);
 }
 
+/* A language field (IPC_HANDOFF, a session job): "" (the default) or a
+ * language tag, terminated; the receiver looks it up (lang_find), so a
+ * tag it does not offer gives the default language, never a failure. */
+static bool lang_field_ok(const char *s, size_t size)
+{
+	return terminated(s, size) && (s[0] == '\0' || lang_tag_valid(s));
+}
+
 /* IPC_TICKET_KEYS: has_prev 0 or 1, the padding zero, and two keys that
  * a ticket's name tells apart.  The key bytes themselves are random: any
  * value will do. */
@@ -411,7 +419,8 @@ int ipc_recv(int sock, struct ipc_msg *m, int *fd_r)
 		    (strcmp(m->method, "USER") != 0 && strcmp(m->method, "PLAIN") != 0) ||
 		    m->secured > 1 || m->tls_port != 0 ||
 		    !terminated(m->tls_info, sizeof(m->tls_info)) ||
-		    (m->secured ? !tls_info_ok(m->tls_info) : m->tls_info[0] != '\0'))
+		    (m->secured ? !tls_info_ok(m->tls_info) : m->tls_info[0] != '\0') ||
+		    !lang_field_ok(m->lang, sizeof(m->lang)))
 			goto bad;
 		break;
 	default:
@@ -565,7 +574,8 @@ int session_job_recv(int sock, struct session_job *j, int *fd_r)
 	    !terminated(j->maildrop, sizeof(j->maildrop)) ||
 	    !terminated(j->rip, sizeof(j->rip)) ||
 	    !terminated(j->tls_info, sizeof(j->tls_info)) ||
-	    (j->secured ? !tls_info_ok(j->tls_info) : j->tls_info[0] != '\0')) {
+	    (j->secured ? !tls_info_ok(j->tls_info) : j->tls_info[0] != '\0') ||
+	    !lang_field_ok(j->lang, sizeof(j->lang))) {
 		if (fd != -1)
 			close(fd);
 		errno = EPROTO;

@@ -119,6 +119,13 @@
  *   progress (on_sock_output).
  * - TLS session-ticket keys come from the master: inherited at the fork,
  *   replaced whenever it rotates them (IPC_TICKET_KEYS); tls.c's DESIGN.
+ * - Languages (RFC 6856).  Each client has a language (default-language
+ *   until it says LANG), and every text in its replies goes through tr()
+ *   (lang.c's catalogues, inherited from the master: nothing is opened
+ *   here, chrooted).  The handoff carries the language's tag to the
+ *   master and the session.  UTF8 lets USER and PASS carry UTF-8, checked
+ *   here (RFC 3629) so that the client hears why; authd normalises the
+ *   name (NFC) whatever the client sent.
  * - Monitoring.  The counters of struct fe_stats live in L.st, touched
  *   only by this loop.  A timer every POP3D_STATS_INTERVAL_MS sends them
  *   whole to the master (IPC_STATS) if they changed, and refreshes the
@@ -201,6 +208,8 @@ struct client {
 	bool have_user;
 	bool delay_tempfail;	/* ST_DELAY for an overloaded TEMPFAIL, not a FAIL */
 	bool timer_is_login;	/* the timer was cut short for login-timeout */
+	bool utf8;		/* sent UTF8 (RFC 6856): USER and PASS are UTF-8 */
+	const struct lang *lang;	/* of the responses (LANG; default-language) */
 	unsigned bad, failures;
 	unsigned commands;	/* lines read before the login (login-max-commands) */
 	uint64_t login_deadline_ms;	/* when login-timeout ends the AUTHORIZATION state */
@@ -241,6 +250,15 @@ struct login {
 static struct login L;
 
 static void client_process(struct client *c);
+
+/* The text msgid in c's language (lang.c); the response codes and the
+ * status indicator around it are never translated. */
+static const char *tr(const struct client *c, const char *msgid) __attribute__((format_arg(2)));
+
+static const char *tr(const struct client *c, const char *msgid)
+{
+	return lang_tr(c->lang, msgid);
+}
 
 /* c's user name as a log token (log_token); valid until the next call. */
 static const char *user_tok(const struct client *c)
@@ -459,19 +477,29 @@ static void login_limit_close(struct client *c, enum login_limit which)
 		c->state = ST_AUTHORIZATION;	/* client_free must not cancel again */
 	}
 	if (which == LOGIN_LIMIT_TIME)
-		reply(c, "-ERR Login time limit exceeded, closing");
+		reply(c, "-ERR %s", tr(c, "Login time limit exceeded, closing"));
 	else
-		reply(c, "-ERR Too many commands before login, closing");
+		reply(c, "-ERR %s", tr(c, "Too many commands before login, closing"));
 	client_close(c);
+}
+
+/* A bad command: "-ERR", code (NULL: none) and msg (a msgid, marked with
+ * N_ by the caller) in c's language; max-bad-commands closes. */
+static void bad_command_code(struct client *c, const char *code, const char *msg)
+{
+	if (code != NULL)
+		reply(c, "-ERR %s %s", code, tr(c, msg));
+	else
+		reply(c, "-ERR %s", tr(c, msg));
+	if (++c->bad >= L.conf->pop3d.max_bad_commands) {
+		reply(c, "-ERR %s", tr(c, "Too many bad commands, closing"));
+		client_close(c);
+	}
 }
 
 static void bad_command(struct client *c, const char *msg)
 {
-	reply(c, "-ERR %s", msg);
-	if (++c->bad >= L.conf->pop3d.max_bad_commands) {
-		reply(c, "-ERR Too many bad commands, closing");
-		client_close(c);
-	}
+	bad_command_code(c, NULL, msg);
 }
 
 /* Back to reading commands (after a failure, a tempfail or a cancel). */
@@ -595,7 +623,7 @@ static void cmd_stls(struct client *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t junk = evbuffer_get_length(in);
 
-	reply(c, "+OK Begin TLS negotiation");
+	reply(c, "+OK %s", tr(c, "Begin TLS negotiation"));
 	if (junk > 0) {
 		log_info("STLS: rip=%s: dropped %zu byte%s sent in plain text after STLS",
 			 c->rip, junk, junk == 1 ? "" : "s");
@@ -622,11 +650,12 @@ static void refuse_plaintext(struct client *c)
 {
 	log_info("login without TLS refused: rip=%s", c->rip);
 	if (L.conf->pop3d.require_tls_disconnect) {
-		reply(c, "-ERR [AUTH] TLS is required to log in; closing");
+		reply(c, "-ERR [AUTH] %s", tr(c, "TLS is required to log in; closing"));
 		client_close(c);
 	} else {
-		bad_command(c, stls_offered(c) ? "[AUTH] TLS is required to log in: use STLS first" :
-			    "[AUTH] TLS is required to log in: use the POP3S port");
+		bad_command_code(c, "[AUTH]", stls_offered(c) ?
+				 N_("TLS is required to log in: use STLS first") :
+				 N_("TLS is required to log in: use the POP3S port"));
 	}
 }
 
@@ -741,14 +770,14 @@ static void do_handoff(struct client *c)
 	if (n > POP3D_HANDOFF_MAX_DATA) {
 		/* cannot happen: the read watermark stops at this size */
 		log_warnx("front end: %zu pipelined bytes, more than the handoff carries", n);
-		reply(c, "-ERR [SYS/TEMP] Too much pipelined input");
+		reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Too much pipelined input"));
 		client_close(c);
 		return;
 	}
 	if (c->tls) {
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) == -1) {
 			log_warn("front end: socketpair for the TLS relay of %s", user_tok(c));
-			reply(c, "-ERR [SYS/TEMP] Internal error, try again");
+			reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Internal error, try again"));
 			client_close(c);
 			return;
 		}
@@ -764,6 +793,7 @@ static void do_handoff(struct client *c)
 	if (c->tls)
 		snprintf(m.tls_info, sizeof(m.tls_info), "%s", c->tls_info);
 	snprintf(m.method, sizeof(m.method), "%s", c->method);
+	snprintf(m.lang, sizeof(m.lang), "%s", lang_tag(c->lang));
 	memcpy(m.ticket, c->ticket, sizeof(m.ticket));
 	if (n > 0)
 		evbuffer_remove(in, m.data, n);
@@ -774,7 +804,7 @@ static void do_handoff(struct client *c)
 			close(sv[0]);
 			close(sv[1]);
 		}
-		reply(c, "-ERR [SYS/TEMP] Internal error, try again");
+		reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Internal error, try again"));
 		client_close(c);
 		return;
 	}
@@ -838,12 +868,12 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 			 * attempt on the connection is delayed as below */
 			L.st.logins_overloaded++;
 			if (++c->failures >= L.conf->pop3d.max_auth_failures) {
-				reply(c, "-ERR [SYS/TEMP] Server busy, try again later");
-				reply(c, "-ERR Too many failed logins, closing");
+				reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Server busy, try again later"));
+				reply(c, "-ERR %s", tr(c, "Too many failed logins, closing"));
 				client_close(c);
 				return;
 			}
-			reply(c, "-ERR [SYS/TEMP] Server busy, try again later");
+			reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Server busy, try again later"));
 			resume(c);
 			return;
 		}
@@ -856,7 +886,7 @@ static void on_auth_reply(void *ctx, const struct authc_reply *r)
 			set_timer(c, L.conf->pop3d.auth_failure_delay_ms);
 			return;
 		}
-		reply(c, "-ERR [SYS/TEMP] Temporary authentication failure, try again later");
+		reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Temporary authentication failure, try again later"));
 		resume(c);
 		return;
 	}
@@ -904,7 +934,7 @@ static void send_auth(struct client *c, const char *pass, const char *plain)
 		L.st.logins_tempfailed++;
 		log_warnx("login tempfail: user=%s rip=%s method=%s reason=authd-unavailable",
 			  user_tok(c), c->rip, c->method);
-		reply(c, "-ERR [SYS/TEMP] Authentication service unavailable, try again later");
+		reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Authentication service unavailable, try again later"));
 		return;
 	}
 	c->auth_sent_us = mtime_us();
@@ -921,15 +951,15 @@ static void cmd_auth(struct client *c, char *arg)
 	int n = pop3_cmd_split2(arg, &mech, &ir);
 
 	if (n == 0) {
-		reply(c, "+OK SASL mechanisms follow\r\nPLAIN\r\n.");
+		reply(c, "+OK %s\r\nPLAIN\r\n.", tr(c, "SASL mechanisms follow"));
 		return;
 	}
 	if (n == -1) {
-		bad_command(c, "Syntax: AUTH mechanism [initial-response]");
+		bad_command(c, N_("Syntax: AUTH mechanism [initial-response]"));
 		return;
 	}
 	if (strcasecmp(mech, "PLAIN") != 0) {
-		reply(c, "-ERR Unsupported authentication mechanism");
+		reply(c, "-ERR %s", tr(c, "Unsupported authentication mechanism"));
 		return;
 	}
 	if (ir == NULL) {
@@ -945,10 +975,86 @@ static void sasl_response(struct client *c, char *line)
 {
 	c->state = ST_AUTHORIZATION;
 	if (strcmp(line, "*") == 0) {
-		reply(c, "-ERR Authentication cancelled");
+		reply(c, "-ERR %s", tr(c, "Authentication cancelled"));
 		return;
 	}
 	send_auth(c, NULL, line);
+}
+
+static bool ascii(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return false;
+	return true;
+}
+
+/* RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF. */
+static bool utf8_valid(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p != '\0') {
+		unsigned char b = *p;
+		unsigned cp, n;
+
+		if (b < 0x80) {
+			p++;
+			continue;
+		}
+		if (b >= 0xc2 && b <= 0xdf) {
+			n = 1;
+			cp = b & 0x1f;
+		} else if (b >= 0xe0 && b <= 0xef) {
+			n = 2;
+			cp = b & 0x0f;
+		} else if (b >= 0xf0 && b <= 0xf4) {
+			n = 3;
+			cp = b & 0x07;
+		} else {
+			return false;
+		}
+		for (unsigned i = 1; i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80)
+				return false;	/* a NUL ends the check here too */
+			cp = cp << 6 | (p[i] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		p += n + 1;
+	}
+	return true;
+}
+
+/* LANG (RFC 6856 section 3): without an argument the languages offered,
+ * with one a basic language range (or "*") that picks the language of
+ * the responses from now on, through the session after the login.  The
+ * answer starts with the tag of the language it is in; an unknown range
+ * leaves the language as it was. */
+static void cmd_lang(struct client *c, const char *arg)
+{
+	const struct lang *l;
+
+	if (arg == NULL) {
+		reply(c, "+OK %s", tr(c, "Language listing follows:"));
+		for (size_t i = 0; i < lang_count(); i++)
+			reply(c, "%s %s", lang_tag(lang_at(i)), lang_name(lang_at(i)));
+		reply(c, ".");
+		return;
+	}
+	l = lang_match(arg);
+	if (l == NULL) {
+		/* the range is echoed only if it is one (letters, digits, "-") */
+		if (lang_tag_valid(arg))
+			reply(c, "-ERR %s %s: %s", lang_tag(c->lang), tr(c, "Unknown language"),
+			      arg);
+		else
+			reply(c, "-ERR %s %s", lang_tag(c->lang), tr(c, "Unknown language"));
+		return;
+	}
+	c->lang = l;
+	reply(c, "+OK %s %s", lang_tag(l), tr(c, "Language changed"));
 }
 
 static void dispatch(struct client *c, char *line, size_t len)
@@ -963,30 +1069,45 @@ static void dispatch(struct client *c, char *line, size_t len)
 	L.st.commands[cmd.id]++;
 	/* Only AUTH (with an initial response) may exceed the RFC's 255. */
 	if (len + 2 > POP3_MAX_COMMAND && cmd.id != CMD_AUTH) {
-		bad_command(c, "Line too long");
+		bad_command(c, N_("Line too long"));
 		return;
 	}
 	switch (cmd.id) {
 	case CMD_CAPA:
 		pop3_capa(bufferevent_get_output(c->bev), L.conf,
 			  (login_allowed(c) ? POP3_CAPA_LOGIN : 0) |
-			  (stls_offered(c) ? POP3_CAPA_STLS : 0));
+			  (stls_offered(c) ? POP3_CAPA_STLS : 0) | POP3_CAPA_UTF8, c->lang);
+		break;
+	case CMD_LANG:
+		cmd_lang(c, cmd.arg);
+		break;
+	case CMD_UTF8:
+		if (cmd.arg != NULL) {
+			bad_command(c, N_("Syntax: UTF8"));
+		} else {
+			c->utf8 = true;
+			reply(c, "+OK %s", tr(c, "UTF-8 mode enabled"));
+		}
 		break;
 	case CMD_NOOP:
 		reply(c, "+OK");
 		break;
 	case CMD_QUIT:
-		reply(c, "+OK Bye");
+		reply(c, "+OK %s", tr(c, "Bye"));
 		client_close(c);
 		break;
 	case CMD_USER:
 		if (!login_allowed(c)) {
 			refuse_plaintext(c);
 		} else if (!L.conf->pop3d.user_command) {
-			reply(c, "-ERR USER is disabled; use AUTH PLAIN");
+			reply(c, "-ERR %s", tr(c, "USER is disabled; use AUTH PLAIN"));
 		} else if (cmd.arg == NULL || cmd.arg[0] == '\0' ||
 			   strlen(cmd.arg) > AUTH_MAX_USER) {
-			bad_command(c, "Syntax: USER name");
+			bad_command(c, N_("Syntax: USER name"));
+		} else if (!ascii(cmd.arg) && !c->utf8) {
+			bad_command(c, N_("Non-ASCII user names need the UTF8 command first"));
+		} else if (!ascii(cmd.arg) && !utf8_valid(cmd.arg)) {
+			bad_command(c, N_("User name is not valid UTF-8"));
 		} else {
 			snprintf(c->user, sizeof(c->user), "%s", cmd.arg);
 			c->have_user = true;
@@ -997,9 +1118,12 @@ static void dispatch(struct client *c, char *line, size_t len)
 		if (!login_allowed(c)) {
 			refuse_plaintext(c);
 		} else if (!c->have_user) {
-			bad_command(c, "USER first");
+			bad_command(c, N_("USER first"));
 		} else if (cmd.arg == NULL || strlen(cmd.arg) > AUTH_MAX_PASSWORD) {
-			bad_command(c, "Syntax: PASS password");
+			bad_command(c, N_("Syntax: PASS password"));
+		} else if (c->utf8 && !utf8_valid(cmd.arg)) {
+			c->have_user = false;
+			bad_command(c, N_("Password is not valid UTF-8"));
 		} else {
 			c->have_user = false;
 			send_auth(c, cmd.arg, NULL);
@@ -1012,24 +1136,24 @@ static void dispatch(struct client *c, char *line, size_t len)
 			cmd_auth(c, cmd.arg);
 		break;
 	case CMD_APOP:
-		reply(c, "-ERR APOP is not supported");
+		reply(c, "-ERR %s", tr(c, "APOP is not supported"));
 		break;
 	case CMD_STLS:
 		if (c->sock != NULL)
-			reply(c, "-ERR Already using TLS");
+			reply(c, "-ERR %s", tr(c, "Already using TLS"));
 		else if (!L.conf->pop3d.starttls)
-			reply(c, "-ERR STLS is not available");
+			reply(c, "-ERR %s", tr(c, "STLS is not available"));
 		else if (cmd.arg != NULL)
-			bad_command(c, "Syntax: STLS");
+			bad_command(c, N_("Syntax: STLS"));
 		else
 			cmd_stls(c);
 		break;
 	case CMD_STAT: case CMD_LIST: case CMD_UIDL: case CMD_RETR: case CMD_TOP:
 	case CMD_DELE: case CMD_RSET: case CMD_LAST:
-		bad_command(c, "Not logged in");
+		bad_command(c, N_("Not logged in"));
 		break;
 	default:
-		bad_command(c, "Unknown command");
+		bad_command(c, N_("Unknown command"));
 		break;
 	}
 }
@@ -1072,16 +1196,16 @@ static void client_process(struct client *c)
 				L.st.commands[CMD_UNKNOWN]++;
 			if (c->state == ST_SASL) {
 				c->state = ST_AUTHORIZATION;
-				reply(c, "-ERR Authentication response too long");
+				reply(c, "-ERR %s", tr(c, "Authentication response too long"));
 			} else {
-				bad_command(c, "Line too long");
+				bad_command(c, N_("Line too long"));
 			}
 			continue;
 		}
 		if (has_nul) {
 			if (c->state != ST_SASL)
 				L.st.commands[CMD_UNKNOWN]++;
-			bad_command(c, "NUL byte in command");
+			bad_command(c, N_("NUL byte in command"));
 		} else {
 			dispatch(c, line, len);
 		}
@@ -1175,12 +1299,12 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case ST_DELAY:
 		if (c->delay_tempfail)
-			reply(c, "-ERR [SYS/TEMP] Server busy, try again later");
+			reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Server busy, try again later"));
 		else
-			reply(c, "-ERR [AUTH] Authentication failed");
+			reply(c, "-ERR [AUTH] %s", tr(c, "Authentication failed"));
 		c->delay_tempfail = false;
 		if (c->failures >= L.conf->pop3d.max_auth_failures) {
-			reply(c, "-ERR Too many failed logins, closing");
+			reply(c, "-ERR %s", tr(c, "Too many failed logins, closing"));
 			client_close(c);
 		} else {
 			resume(c);
@@ -1191,7 +1315,7 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 		L.st.logins_tempfailed++;
 		log_warnx("login tempfail: user=%s rip=%s method=%s reason=authd-timeout",
 			  user_tok(c), c->rip, c->method);
-		reply(c, "-ERR [SYS/TEMP] Authentication timed out, try again later");
+		reply(c, "-ERR [SYS/TEMP] %s", tr(c, "Authentication timed out, try again later"));
 		resume(c);
 		break;
 	case ST_TLS_HANDSHAKE:
@@ -1210,7 +1334,7 @@ static void on_client_timer(evutil_socket_t fd, short what, void *arg)
 		client_free(c);	/* done, or the client does not read */
 		break;
 	default:
-		reply(c, "-ERR Disconnected for inactivity");
+		reply(c, "-ERR %s", tr(c, "Disconnected for inactivity"));
 		client_close(c);
 		break;
 	}
@@ -1373,15 +1497,16 @@ static void on_proxy_verdict(const struct ipc_msg *m)
 	if (c == NULL || c->state != ST_PP_VERDICT)
 		return;		/* ended meanwhile (its timer) */
 	if (v.verdict != IPC_PROXY_OK) {
-		static const char line[] =
-			"-ERR [SYS/TEMP] Too many connections from your address\r\n";
+		char line[512];
+		int n = snprintf(line, sizeof(line), "-ERR [SYS/TEMP] %s\r\n",
+				 tr(c, "Too many connections from your address"));
 
 		/* best effort, as the master's refusals: far below the
 		 * socket's buffer; on a listen-tls port nothing (the client
 		 * expects a handshake) */
-		if (!c->tls_port && send(c->fd, line, sizeof(line) - 1,
-					 MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
-			L.st.bytes_sent += sizeof(line) - 1;
+		if (!c->tls_port && n > 0 && (size_t)n < sizeof(line) &&
+		    send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+			L.st.bytes_sent += (size_t)n;
 		client_free(c);
 		return;
 	}
@@ -1397,6 +1522,7 @@ static void new_client(int fd, uint64_t conn_id, bool tls_port, bool proxy)
 
 	c = xcalloc(1, sizeof(*c));
 	c->conn_id = conn_id;
+	c->lang = lang_default();
 	c->fd = fd;
 	c->tls_port = tls_port;
 	c->login_deadline_ms = mtime_ms() + L.conf->pop3d.login_timeout_ms;

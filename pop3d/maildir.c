@@ -540,14 +540,14 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 
 	fd = openat(md->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd == -1) {
-		*error_r = errno == ENOENT ? "maildrop is damaged (no new/ or cur/)"
-					   : "cannot read maildrop";
+		*error_r = errno == ENOENT ? N_("maildrop is damaged (no new/ or cur/)")
+					   : N_("cannot read maildrop");
 		return -1;
 	}
 	d = fdopendir(fd);
 	if (d == NULL) {
 		close(fd);
-		*error_r = "cannot read maildrop";
+		*error_r = N_("cannot read maildrop");
 		return -1;
 	}
 	for (;;) {
@@ -588,7 +588,7 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 	}
 	if (de == NULL && errno != 0) {
 		closedir(d);
-		*error_r = "cannot read maildrop";
+		*error_r = N_("cannot read maildrop");
 		return -1;
 	}
 	closedir(d);
@@ -619,7 +619,8 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	md->dirfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (md->dirfd == -1) {
 		st = status_of(errno);
-		*error_r = errno == ENOENT ? "maildrop does not exist" : "cannot open maildrop";
+		*error_r = errno == ENOENT ? N_("maildrop does not exist")
+					   : N_("cannot open maildrop");
 		log_warn("maildir: %s", path);
 		goto out_free;
 	}
@@ -629,20 +630,20 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 			    O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
 	if (md->lockfd == -1) {
 		st = status_of(errno);
-		*error_r = "cannot lock maildrop";
+		*error_r = N_("cannot lock maildrop");
 		log_warn("maildir: %s/%s", path, LOCK_NAME);
 		goto out_free;
 	}
 	if (fstat(md->lockfd, &lst) == -1 || !S_ISREG(lst.st_mode)) {
 		st = MAILDIR_TEMP;
-		*error_r = "cannot lock maildrop";
+		*error_r = N_("cannot lock maildrop");
 		log_warnx("maildir: %s/%s is not a regular file", path, LOCK_NAME);
 		goto out_free;
 	}
 	if (flock(md->lockfd, LOCK_EX | LOCK_NB) == -1) {
 		st = errno == EWOULDBLOCK ? MAILDIR_IN_USE : MAILDIR_TEMP;
-		*error_r = st == MAILDIR_IN_USE ? "maildrop is in use by another session"
-						: "cannot lock maildrop";
+		*error_r = st == MAILDIR_IN_USE ? N_("maildrop is in use by another session")
+						: N_("cannot lock maildrop");
 		goto out_free;
 	}
 	if (scan_dir(md, "new", error_r) == -1 || scan_dir(md, "cur", error_r) == -1) {
@@ -741,8 +742,8 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 
 	fd = openat(md->dirfd, md->msgs[i].m.name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd == -1) {
-		*error_r = errno == ENOENT ? "message was removed by another program"
-					   : "cannot read message";
+		*error_r = errno == ENOENT ? N_("message was removed by another program")
+					   : N_("cannot read message");
 		log_warn("maildir: %s", md->msgs[i].m.name);
 		return -1;
 	}

@@ -181,9 +181,16 @@ static struct frontend *pick_frontend(void)
 
 /* A one-line answer to a client we do not serve, where it can be read:
  * on a listen-tls port the client expects a TLS handshake, not text. */
-static void refuse_new(int fd, bool tls, const char *line)
+static void refuse_new(int fd, bool tls, const char *code, const char *text)
 {
-	if (!tls)
+	char line[512];
+	int n;
+
+	if (tls)
+		return;
+	/* in the default language: the client could not say LANG yet */
+	n = snprintf(line, sizeof(line), "-ERR %s %s\r\n", code, text);
+	if (n > 0 && (size_t)n < sizeof(line))
 		conntab_refuse(fd, line);
 }
 
@@ -239,7 +246,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (conntab_active() >= M.conf->pop3d.max_connections) {
 			log_warnx("refused %s: max-connections (%u) reached", rip,
 				  M.conf->pop3d.max_connections);
-			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+			refuse_new(fd, tls, "[SYS/TEMP]",
+				   lang_tr(NULL, "Too many connections, try again later"));
 			why = REFUSE_MAX_CONNECTIONS;
 			goto refused;
 		}
@@ -248,13 +256,15 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (!proxy && conntab_per_ip(rip) >= M.conf->pop3d.max_connections_per_ip) {
 			log_warnx("refused %s: max-connections-per-ip (%u) reached", rip,
 				  M.conf->pop3d.max_connections_per_ip);
-			refuse_new(fd, tls, "-ERR [SYS/TEMP] Too many connections from your address\r\n");
+			refuse_new(fd, tls, "[SYS/TEMP]",
+				   lang_tr(NULL, "Too many connections from your address"));
 			why = REFUSE_PER_IP;
 			goto refused;
 		}
 		fe = pick_frontend();
 		if (fe == NULL) {
-			refuse_new(fd, tls, "-ERR [SYS/TEMP] Server is restarting, try again later\r\n");
+			refuse_new(fd, tls, "[SYS/TEMP]",
+				   lang_tr(NULL, "Server is restarting, try again later"));
 			why = REFUSE_NO_FRONTEND;
 			goto refused;
 		}
@@ -267,7 +277,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
 		if (ipc_chan_send(fe->out, &m, fd) == -1) {
 			int e = errno;
 			log_warn("cannot pass a connection to front end %ld", (long)fe->pid);
-			refuse_new(fd, tls, "-ERR [SYS/TEMP] Internal error, try again later\r\n");
+			refuse_new(fd, tls, "[SYS/TEMP]",
+				   lang_tr(NULL, "Internal error, try again later"));
 			conntab_release(c);
 			if (e == ENOBUFS && ipc_chan_stalled(fe->out, POP3D_IPC_STALL_MS))
 				fe_stalled(fe);
@@ -868,6 +879,7 @@ static int reload(void)
 	char err[1024];
 	size_t nchanged;
 	unsigned old_slots = M.nslots;
+	struct lang_set *langs = NULL;
 	gid_t gid;
 
 	n = config_load(M.conf_path, err, sizeof(err));
@@ -881,15 +893,21 @@ static int reload(void)
 		snprintf(err, sizeof(err), "TLS certificates or keys unusable (see above)");
 		goto refused_free;
 	}
+	langs = lang_load(n->pop3d.language_dir, n->pop3d.default_language, err, sizeof(err));
+	if (langs == NULL)
+		goto refused_free;
 	/* the last step that may fail, and the first that changes anything */
 	if (!same(n->pop3d.stats_group, o->pop3d.stats_group) &&
-	    stats_chgrp(n, gid, err, sizeof(err)) == -1)
+	    stats_chgrp(n, gid, err, sizeof(err)) == -1) {
+		lang_set_free(&langs);
 		goto refused_free;
+	}
 
 	/* From here on nothing can fail: apply. */
 	if (setup_log(n) == -1)
 		log_warn("reload: cannot open log file %s", n->pop3d.log.file);
 	M.conf = n;
+	lang_use(&langs);		/* front ends and sessions forked from now */
 	proxy_trusted_setup(n);
 	handoff_configure(n, n->pop3d.login_delay_ms);
 	ticket_keys_setup(n);		/* STLS or tickets may just have been turned on */
@@ -1036,6 +1054,7 @@ int main(int argc, char **argv)
 	struct config *conf;
 	const char *path;
 	char err[1024], *real;
+	struct lang_set *langs;
 	gid_t stats_gid;
 	int opt;
 
@@ -1105,6 +1124,13 @@ int main(int argc, char **argv)
 	}
 	if (tls_configured(conf) && check_tls_files(conf, test) == -1)
 		fatalx("%s: TLS certificates or keys unusable (see above)", path);
+	/* Read here, as root and before any fork: front ends (chrooted) and
+	 * sessions (the mailbox owner) inherit them (lang.c, DESIGN). */
+	langs = lang_load(conf->pop3d.language_dir, conf->pop3d.default_language, err,
+			  sizeof(err));
+	if (langs == NULL)
+		fatalx("%s: %s", path, err);
+	lang_use(&langs);
 	if (test) {
 		printf("%s: configuration OK\n", path);
 		config_free(&conf);

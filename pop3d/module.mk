@@ -1,7 +1,7 @@
 # pop3d/: the POP3 server (master, front ends, sessions).
 POP3D_SRCS := pop3d/master.c pop3d/conntab.c pop3d/handoff.c pop3d/session_proc.c pop3d/login.c pop3d/authc.c pop3d/ipc.c \
 	pop3d/privdrop.c pop3d/cmd.c pop3d/session.c pop3d/maildir.c pop3d/tls.c \
-	pop3d/stats.c pop3d/proxyproto.c
+	pop3d/stats.c pop3d/proxyproto.c pop3d/lang.c
 POP3D_OBJS := $(POP3D_SRCS:%.c=$(B)/obj/%.o)
 ALL_OBJS += $(POP3D_OBJS)
 PROGRAMS += $(B)/pop3d
@@ -16,7 +16,7 @@ $(B)/pop3d: $(POP3D_OBJS) $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(POP3D_TLS_LIBS) $(LDLIBS)
 
 # Unit tests: each links the module(s) it tests plus common/.
-POP3D_TESTS := test-maildir test-cmd test-session test-ipc test-conntab test-proxyproto
+POP3D_TESTS := test-maildir test-cmd test-session test-ipc test-conntab test-proxyproto test-lang
 UNIT_TESTS += $(POP3D_TESTS:%=$(B)/pop3d-test/%)
 ALL_OBJS += $(POP3D_TESTS:%=$(B)/obj/pop3d/%.o)
 
@@ -24,14 +24,15 @@ $(B)/pop3d-test/test-maildir: $(B)/obj/pop3d/test-maildir.o $(B)/obj/pop3d/maild
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/pop3d-test/test-cmd: $(B)/obj/pop3d/test-cmd.o $(B)/obj/pop3d/cmd.o $(B)/obj/pop3d/ipc.o \
-		$(COMMON_OBJS)
+		$(B)/obj/pop3d/lang.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/pop3d-test/test-session: $(B)/obj/pop3d/test-session.o $(B)/obj/pop3d/session.o \
-		$(B)/obj/pop3d/cmd.o $(B)/obj/pop3d/maildir.o $(COMMON_OBJS)
+		$(B)/obj/pop3d/cmd.o $(B)/obj/pop3d/maildir.o $(B)/obj/pop3d/lang.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
-$(B)/pop3d-test/test-ipc: $(B)/obj/pop3d/test-ipc.o $(B)/obj/pop3d/ipc.o $(COMMON_OBJS)
+$(B)/pop3d-test/test-ipc: $(B)/obj/pop3d/test-ipc.o $(B)/obj/pop3d/ipc.o $(B)/obj/pop3d/lang.o \
+		$(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/pop3d-test/test-conntab: $(B)/obj/pop3d/test-conntab.o $(B)/obj/pop3d/conntab.o $(COMMON_OBJS)
@@ -39,5 +40,8 @@ $(B)/pop3d-test/test-conntab: $(B)/obj/pop3d/test-conntab.o $(B)/obj/pop3d/connt
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 $(B)/pop3d-test/test-proxyproto: $(B)/obj/pop3d/test-proxyproto.o $(B)/obj/pop3d/proxyproto.o \
 		$(COMMON_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/pop3d-test/test-lang: $(B)/obj/pop3d/test-lang.o $(B)/obj/pop3d/lang.o $(COMMON_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)

@@ -19,7 +19,8 @@
  *             TRANSACTION and UPDATE states for one client at a time,
  *             blocking I/O with deadlines.
  *   linked into several: ipc.c (each side's decoder of the others'
- *             messages), cmd.c, privdrop.c, tls.c; and from common/,
+ *             messages), cmd.c, privdrop.c, tls.c, lang.c (the response
+ *             catalogues, read by the master, inherited); and from common/,
  *             config.c with netlist.c and maildrop.c (the configuration's
  *             checks, which run as whoever starts pop3d, on the file's
  *             values only).
@@ -50,6 +51,9 @@
  *                   session-ticket key ring only (random bytes drawn and
  *                   copied, no OpenSSL).
  *   cmd.c           in the master, pop3_cmd_name only (metric labels).
+ *   lang.c          in the master: lang_init reads the installed message
+ *                   catalogues (files make install wrote, no client byte);
+ *                   the master looks strings up for its refusals.
  *   proxyproto.c    never (a front end after its drop).
  *   session.c, maildir.c  never.
  * Nothing that reads a byte sent by a client runs as root.
@@ -160,17 +164,28 @@ struct ssl_st;
  * every refused login is one (the counters have them all). */
 #define POP3D_TEMPFAIL_LOG_PER_SEC	1
 
+/* Languages (lang.c).  A language tag as RFC 4647's basic ranges have it
+ * ("pt-BR"; RFC 5646 section 4.4.1 advises 35 characters at most for a
+ * tag's length in a protocol field). */
+#define LANG_TAG_MAX		35
+/* Catalogues loaded at most (a few dozen languages is a big project), the
+ * size of one .mo file and its strings (ours has about a hundred): bounds
+ * what a broken install can make the master hold. */
+#define POP3D_LANG_MAX		64
+#define POP3D_LANG_MAX_FILE	(1024 * 1024)
+#define POP3D_LANG_MAX_STRINGS	10000
+
 /* ---- cmd.c: the POP3 command tokenizer (both states) ------------------- */
 
 enum pop3_cmd_id {
 	CMD_UNKNOWN, CMD_USER, CMD_PASS, CMD_AUTH, CMD_APOP, CMD_CAPA, CMD_QUIT,
 	CMD_NOOP, CMD_STAT, CMD_LIST, CMD_UIDL, CMD_RETR, CMD_TOP, CMD_DELE,
-	CMD_RSET, CMD_LAST, CMD_STLS,
+	CMD_RSET, CMD_LAST, CMD_STLS, CMD_LANG, CMD_UTF8,
 };
 
 /* Commands counted per keyword (CMD_UNKNOWN: lines that are no known
  * command: unknown keyword, too long, NUL byte). */
-#define POP3D_NCMDS		(CMD_STLS + 1)
+#define POP3D_NCMDS		(CMD_UTF8 + 1)
 
 struct pop3_cmd {
 	enum pop3_cmd_id id;
@@ -209,11 +224,61 @@ int pop3_cmd_split2(char *s, char **a_r, char **b_r);
 /* pop3_capa flags: what this connection may do next. */
 #define POP3_CAPA_LOGIN	0x1	/* AUTHORIZATION and logins allowed: USER, SASL */
 #define POP3_CAPA_STLS	0x2	/* STLS offered */
+#define POP3_CAPA_UTF8	0x4	/* AUTHORIZATION: UTF8 (RFC 6856) offered */
 
-/* Appends the CAPA reply (the +OK line, capability lines, each CRLF-ended,
- * and the final ".") with the configured capabilities and, per flags,
- * USER/SASL and STLS. */
-void pop3_capa(struct evbuffer *out, const struct config *conf, unsigned flags);
+struct lang;
+/* Appends the CAPA reply (the +OK line, its text in language l,
+ * capability lines, each CRLF-ended, and the final ".") with the
+ * configured capabilities, LANG, and per flags USER/SASL, STLS and UTF8
+ * (with its USER argument when USER is offered). */
+void pop3_capa(struct evbuffer *out, const struct config *conf, unsigned flags,
+	       const struct lang *l);
+
+/* ---- lang.c: the languages of responses (RFC 6856 LANG) ------------------ */
+
+/* Marks a string for the catalogues (xgettext) where it is not translated
+ * yet: translated later, by lang_tr, where the language is known. */
+#define N_(s)	(s)
+
+struct lang_set;
+/* Master, at start-up (and -t) and at each reload: reads every catalogue
+ * installed under dir (DIR/LL/LC_MESSAGES/pop3d.mo; NULL or "": English
+ * only) into memory, with default_tag the default.  Returns the set, or
+ * NULL with a message in err (a broken catalogue, or none for
+ * default_tag). */
+struct lang_set *lang_load(const char *dir, const char *default_tag, char *err, size_t size);
+/* Makes *sp the languages of this process (and of those forked later),
+ * freeing the ones before; takes *sp and NULLs it.  Pointers from the
+ * other functions are valid until then. */
+void lang_use(struct lang_set **sp);
+void lang_set_free(struct lang_set **sp);
+/* The translation of msgid in l (NULL: the default language), or msgid
+ * itself if l has none.  A translation has the msgid's printf conversions
+ * (checked at load).  Valid until the next lang_use in this process. */
+const char *lang_tr(const struct lang *l, const char *msgid) __attribute__((format_arg(2)));
+/* The default language (default-language; English before lang_init). */
+const struct lang *lang_default(void);
+/* The languages offered (English first, then by tag), for LANG's listing:
+ * i < lang_count(). */
+size_t lang_count(void);
+const struct lang *lang_at(size_t i);
+/* l's tag ("pl") and its name in itself ("Polski"). */
+const char *lang_tag(const struct lang *l);
+const char *lang_name(const struct lang *l);
+/* The language whose tag is tag (case-insensitive), or the default for
+ * one not offered (the tag another process sent). */
+const struct lang *lang_find(const char *tag);
+/* RFC 6856 LANG's argument: "*" is the default language; otherwise a
+ * basic language range (RFC 4647 section 2.1), matched by basic filtering
+ * (section 3.3.1) against the languages offered.  Returns the first that
+ * matches, or NULL (none, or not a range). */
+const struct lang *lang_match(const char *range);
+/* Basic filtering of one tag: range equals tag, or is a prefix of it
+ * followed by "-"; case-insensitive. */
+bool lang_range_matches(const char *range, const char *tag);
+/* s is a basic language range other than "*": 1*8ALPHA *("-" 1*8alphanum),
+ * at most LANG_TAG_MAX characters. */
+bool lang_tag_valid(const char *s);
 
 /* ---- maildir.c --------------------------------------------------------- */
 
@@ -335,6 +400,7 @@ struct session_params {
 					 * (for the log; the client is told the
 					 * mailbox is not configured correctly) */
 	const struct config *conf;
+	const struct lang *lang;	/* of the responses (LANG before the login) */
 	/* Called once the maildrop is open, before the client's "+OK" (the
 	 * master counts the login then); may be NULL. */
 	void (*opened)(void *ctx);
@@ -507,6 +573,8 @@ struct ipc_msg {
 	char ticket[IPC_TICKET_LEN + 1];/* IPC_HANDOFF */
 	char tls_info[POP3D_TLS_INFO_MAX];/* IPC_HANDOFF: "TLSv1.3/CIPHER" if secured,
 					 * else "" */
+	char lang[LANG_TAG_MAX + 1];	/* IPC_HANDOFF: the language of the
+					 * responses, a tag (LANG), else "" */
 	uint8_t data[POP3D_HANDOFF_MAX_DATA];
 };
 
@@ -561,6 +629,7 @@ struct session_job {
 	char maildrop[AUTHD_MAX_LINE];	/* "" = the maildrop setting */
 	char rip[64];
 	char tls_info[POP3D_TLS_INFO_MAX];
+	char lang[LANG_TAG_MAX + 1];	/* the language of the responses */
 	uint8_t data[POP3D_HANDOFF_MAX_DATA];	/* client bytes already read */
 };
 
@@ -746,6 +815,7 @@ struct conn {
 	char method[8];
 	bool secured;
 	char tls_info[POP3D_TLS_INFO_MAX];
+	char lang[LANG_TAG_MAX + 1];	/* the client's language (LANG), a tag */
 	/* C_SESSION */
 	pid_t pid;
 	char *user;

@@ -55,6 +55,7 @@ struct session {
 	const struct session_params *p;
 	struct evbuffer *in, *out;
 	struct maildir *md;
+	const struct lang *lang;	/* of the responses (LANG) */
 	enum session_end end;
 	unsigned bad;
 	bool skipping;		/* dropping the rest of an over-long line */
@@ -145,11 +146,37 @@ static void reply(struct session *s, const char *fmt, ...)
 	evbuffer_add(s->out, "\r\n", 2);
 }
 
+/* The text msgid in the session's language (lang.c); the response codes
+ * and machine-read parts around it are never translated. */
+static const char *tr(const struct session *s, const char *msgid) __attribute__((format_arg(2)));
+
+static const char *tr(const struct session *s, const char *msgid)
+{
+	return lang_tr(s->lang, msgid);
+}
+
+/* status ("+OK", "-ERR [CODE]"), a space, and fmt (a translation, tr)
+ * formatted: a response whose text has numbers in it. */
+static void reply_text(struct session *s, const char *status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void reply_text(struct session *s, const char *status, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	reply(s, "%s %s", status, text);
+}
+
+/* msg: a msgid, marked with N_ by the caller. */
 static void bad_command(struct session *s, const char *msg)
 {
-	reply(s, "-ERR %s", msg);
+	reply(s, "-ERR %s", tr(s, msg));
 	if (++s->bad >= s->p->conf->pop3d.max_bad_commands) {
-		reply(s, "-ERR Too many bad commands, closing");
+		reply(s, "-ERR %s", tr(s, "Too many bad commands, closing"));
 		s->end = SESSION_END_BAD;
 	}
 }
@@ -161,11 +188,11 @@ static int msg_arg(struct session *s, const char *arg, size_t *idx_r)
 	unsigned n;
 
 	if (pop3_cmd_msgnum(arg, (unsigned)maildir_count(s->md), &n) == -1) {
-		reply(s, "-ERR No such message");
+		reply(s, "-ERR %s", tr(s, "No such message"));
 		return -1;
 	}
 	if (maildir_msg(s->md, n - 1)->deleted) {
-		reply(s, "-ERR Message %u already deleted", n);
+		reply_text(s, "-ERR", tr(s, "Message %u already deleted"), n);
 		return -1;
 	}
 	*idx_r = n - 1;
@@ -194,7 +221,7 @@ static void cmd_list(struct session *s, char *arg, bool uidl)
 	size_t i;
 
 	if (pop3_cmd_split2(arg, &a, &b) != (a == NULL ? 0 : 1)) {
-		bad_command(s, "Syntax: LIST [msg] or UIDL [msg]");
+		bad_command(s, N_("Syntax: LIST [msg] or UIDL [msg]"));
 		return;
 	}
 	if (a != NULL) {
@@ -207,7 +234,7 @@ static void cmd_list(struct session *s, char *arg, bool uidl)
 			reply(s, "+OK %zu %llu", i + 1, (unsigned long long)m->size);
 		return;
 	}
-	reply(s, "+OK %s", uidl ? "Unique-ID listing follows" : "Scan listing follows");
+	reply(s, "+OK %s", uidl ? tr(s, "Unique-ID listing follows") : tr(s, "Scan listing follows"));
 	for (i = 0; i < maildir_count(s->md); i++) {
 		const struct maildir_msg *m = maildir_msg(s->md, i);
 		if (m->deleted)
@@ -235,7 +262,7 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 
 	if (pop3_cmd_split2(arg, &a, &b) != (top ? 2 : 1) ||
 	    (top && pop3_cmd_lines(b, &lines) == -1)) {
-		bad_command(s, top ? "Syntax: TOP msg lines" : "Syntax: RETR msg");
+		bad_command(s, top ? N_("Syntax: TOP msg lines") : N_("Syntax: RETR msg"));
 		return;
 	}
 	if (msg_arg(s, a, &i) == -1)
@@ -252,7 +279,7 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 		evbuffer_remove_buffer(s->out, keep, before);
 		evbuffer_free(s->out);
 		s->out = keep;
-		reply(s, "-ERR [SYS/TEMP] %s", error);
+		reply(s, "-ERR [SYS/TEMP] %s", tr(s, error));
 		return;
 	}
 	if (r == -2) {
@@ -279,7 +306,7 @@ static void cmd_dele(struct session *s, char *arg)
 	if (msg_arg(s, arg, &i) == -1)
 		return;
 	maildir_msg(s->md, i)->deleted = true;
-	reply(s, "+OK Message %zu deleted", i + 1);
+	reply_text(s, "+OK", tr(s, "Message %zu deleted"), i + 1);
 }
 
 static void cmd_rset(struct session *s)
@@ -293,7 +320,8 @@ static void cmd_rset(struct session *s)
 		n++;
 		bytes += m->size;
 	}
-	reply(s, "+OK Maildrop has %u messages (%llu octets)", n, (unsigned long long)bytes);
+	reply_text(s, "+OK", tr(s, "Maildrop has %u messages (%llu octets)"), n,
+		   (unsigned long long)bytes);
 }
 
 static void cmd_quit(struct session *s)
@@ -319,10 +347,36 @@ static void cmd_quit(struct session *s)
 	 * "+OK" must not find its own finished session holding the lock. */
 	maildir_free(&s->md);
 	if (failed > 0)
-		reply(s, "-ERR [SYS/TEMP] %u deleted messages could not be removed", failed);
+		reply_text(s, "-ERR [SYS/TEMP]", tr(s, "%u deleted messages could not be removed"),
+			   failed);
 	else
-		reply(s, "+OK Logging out");
+		reply(s, "+OK %s", tr(s, "Logging out"));
 	s->end = SESSION_END_QUIT;
+}
+
+/* LANG (RFC 6856 section 3), as in the AUTHORIZATION state (login.c). */
+static void cmd_lang(struct session *s, const char *arg)
+{
+	const struct lang *l;
+
+	if (arg == NULL) {
+		reply(s, "+OK %s", tr(s, "Language listing follows:"));
+		for (size_t i = 0; i < lang_count(); i++)
+			reply(s, "%s %s", lang_tag(lang_at(i)), lang_name(lang_at(i)));
+		reply(s, ".");
+		return;
+	}
+	l = lang_match(arg);
+	if (l == NULL) {
+		if (lang_tag_valid(arg))
+			reply(s, "-ERR %s %s: %s", lang_tag(s->lang), tr(s, "Unknown language"),
+			      arg);
+		else
+			reply(s, "-ERR %s %s", lang_tag(s->lang), tr(s, "Unknown language"));
+		return;
+	}
+	s->lang = l;
+	reply(s, "+OK %s %s", lang_tag(l), tr(s, "Language changed"));
 }
 
 static void dispatch(struct session *s, char *line)
@@ -334,7 +388,7 @@ static void dispatch(struct session *s, char *line)
 	switch (cmd.id) {
 	case CMD_STAT:
 		if (cmd.arg != NULL)
-			bad_command(s, "Syntax: STAT");
+			bad_command(s, N_("Syntax: STAT"));
 		else
 			cmd_stat(s);
 		break;
@@ -363,13 +417,17 @@ static void dispatch(struct session *s, char *line)
 		cmd_quit(s);
 		break;
 	case CMD_CAPA:
-		pop3_capa(s->out, s->p->conf, 0);
+		pop3_capa(s->out, s->p->conf, 0, s->lang);
+		break;
+	case CMD_LANG:
+		cmd_lang(s, cmd.arg);
 		break;
 	case CMD_USER: case CMD_PASS: case CMD_AUTH: case CMD_APOP: case CMD_STLS:
-		bad_command(s, "Already logged in");
+	case CMD_UTF8:
+		bad_command(s, N_("Already logged in"));
 		break;
 	default:
-		bad_command(s, "Unknown command");
+		bad_command(s, N_("Unknown command"));
 		break;
 	}
 }
@@ -420,7 +478,8 @@ static long expire_days(const struct config *conf)
 
 int session_run(const struct session_params *p, struct session_report *report_r)
 {
-	struct session s = { .p = p, .expire_days = expire_days(p->conf) };
+	struct session s = { .p = p, .expire_days = expire_days(p->conf),
+			     .lang = p->lang != NULL ? p->lang : lang_default() };
 	char line[POP3_MAX_COMMAND + 1];
 	const char *error;
 	enum maildir_status st;
@@ -436,7 +495,7 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 
 	if (p->maildrop == NULL) {
 		st = MAILDIR_PERM;
-		error = "mailbox is not configured correctly";
+		error = N_("mailbox is not configured correctly");
 	} else {
 		st = maildir_open(p->maildrop, &s.md, &error);
 	}
@@ -451,7 +510,7 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 			  log_token(p->user, user, sizeof(user)),
 			  p->maildrop != NULL ? p->maildrop : "-",
 			  p->maildrop != NULL ? error : p->maildrop_error);
-		reply(&s, "-ERR [%s] %s", code[st], error);
+		reply(&s, "-ERR [%s] %s", code[st], tr(&s, error));
 		flush_out(&s);
 		s.end = SESSION_END_MAILDROP;
 		log_logout(&s);		/* every login line has its end */
@@ -463,8 +522,8 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		s.size.n++;
 		s.size.bytes += maildir_msg(s.md, i)->size;
 	}
-	reply(&s, "+OK Logged in, %u messages (%llu octets)", s.size.n,
-	      (unsigned long long)s.size.bytes);
+	reply_text(&s, "+OK", tr(&s, "Logged in, %u messages (%llu octets)"), s.size.n,
+		   (unsigned long long)s.size.bytes);
 
 	while (s.end == SESSION_END_NONE) {
 		size_t len;
@@ -487,12 +546,12 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		if (ls == LINE_TOOLONG) {
 			s.skipping = true;
 			s.commands[CMD_UNKNOWN]++;
-			bad_command(&s, "Line too long");
+			bad_command(&s, N_("Line too long"));
 			continue;
 		}
 		if (has_nul) {
 			s.commands[CMD_UNKNOWN]++;
-			bad_command(&s, "NUL byte in command");
+			bad_command(&s, N_("NUL byte in command"));
 			continue;
 		}
 		dispatch(&s, line);

@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -99,6 +100,7 @@ static void session_serve(const struct session_job *j, int fd)
 	p.data_len = j->data_len;
 	p.secured = j->secured != 0;
 	p.tls_info = j->tls_info;
+	p.lang = lang_find(j->lang);
 	p.conf = S.conf;
 	session_run(&p, &report);	/* closes fd */
 	send_report(&report);
@@ -155,8 +157,12 @@ void session_main(const struct config *conf, const struct session_job *first, in
 		log_warnx("session: user=%s uid=%lu: %s",
 			  log_token(j->user, user, sizeof(user)), (unsigned long)j->uid, err);
 		/* best effort, as the master's refusals (conntab_refuse) */
-		static const char line[] = "-ERR [SYS/PERM] Login not permitted for this account\r\n";
-		if (send(fd, line, sizeof(line) - 1, MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
+		char line[512];
+		int n = snprintf(line, sizeof(line), "-ERR [SYS/PERM] %s\r\n",
+				 lang_tr(lang_find(j->lang),
+					 "Login not permitted for this account"));
+		if (n > 0 && (size_t)n < sizeof(line) &&
+		    send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) == -1)
 			log_debug("refuse: %s", strerror(errno));
 		_exit(1);
 	}

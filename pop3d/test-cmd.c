@@ -100,7 +100,7 @@ static char *capa(const struct config *conf, unsigned flags)
 	size_t n;
 	char *s;
 
-	pop3_capa(b, conf, flags);
+	pop3_capa(b, conf, flags, NULL);
 	n = evbuffer_get_length(b);
 	s = xmalloc(n + 1);
 	evbuffer_remove(b, s, n);
@@ -129,6 +129,23 @@ static void test_capa(void)
 	CHECK(strstr(s, "SASL") == NULL);
 	CHECK(strstr(s, "\r\n.\r\n") != NULL);
 	free(s);
+	/* RFC 6856: LANG always; UTF8, with USER when USER may follow */
+	s = capa(&conf, POP3_CAPA_LOGIN | POP3_CAPA_UTF8);
+	CHECK(strstr(s, "\r\nLANG\r\n") != NULL);
+	CHECK(strstr(s, "\r\nUTF8 USER\r\n") != NULL);
+	free(s);
+	s = capa(&conf, POP3_CAPA_STLS | POP3_CAPA_UTF8);
+	CHECK(strstr(s, "\r\nUTF8\r\n") != NULL);
+	free(s);
+	s = capa(&conf, POP3_CAPA_LOGIN);
+	CHECK(strstr(s, "UTF8") == NULL);
+	CHECK(strstr(s, "\r\nLANG\r\n") != NULL);
+	free(s);
+	conf.pop3d.user_command = false;
+	s = capa(&conf, POP3_CAPA_LOGIN | POP3_CAPA_UTF8);
+	CHECK(strstr(s, "\r\nUTF8\r\n") != NULL);
+	free(s);
+	conf.pop3d.user_command = true;
 	s = capa(&conf, POP3_CAPA_LOGIN | POP3_CAPA_STLS);
 	CHECK(strstr(s, "\r\nSTLS\r\n") != NULL);
 	CHECK(strstr(s, "\r\nUSER\r\n") != NULL);

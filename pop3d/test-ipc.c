@@ -4,6 +4,7 @@
  * queues (a peer that does not read never stalls the sender's loop).
  */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,6 +256,58 @@ static void test_chan_full(void)
 	close(pfd[1]);
 }
 
+/* IPC_HANDOFF's language field (issue 21): "" or a language tag,
+ * terminated; anything else refuses the whole message, descriptor closed. */
+static void test_handoff_lang(void)
+{
+	static const struct {
+		const char *lang;
+		bool ok;
+	} cases[] = {
+		{ "", true }, { "pl", true }, { "pt-BR", true }, { "de-1996", true },
+		{ "x y", false }, { "pl\r\n", false }, { "-pl", false }, { "pl-", false },
+		{ "1pl", false }, { "abcdefghi", false }, { "p%s", false }, { "*", false },
+	};
+	static struct ipc_msg m, r;
+	int sv[2], devnull, fd;
+	struct stat st;
+
+	CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&m, 0, sizeof(m));
+		m.type = IPC_HANDOFF;
+		m.conn_id = 1;
+		snprintf(m.method, sizeof(m.method), "USER");
+		memset(m.ticket, 'a', IPC_TICKET_LEN);
+		snprintf(m.lang, sizeof(m.lang), "%s", cases[i].lang);
+		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		CHECK(devnull != -1);
+		CHECK(sock_send_fd(sv[1], devnull, &m, IPC_HEADER_LEN) == 0);
+		close(devnull);
+		fd = -1;
+		if (cases[i].ok) {
+			CHECK_INT(ipc_recv(sv[0], &r, &fd), 1);
+			CHECK_STR(r.lang, cases[i].lang);
+			CHECK(fd != -1);
+			if (fd != -1)
+				close(fd);
+		} else {
+			errno = 0;
+			CHECK_INT(ipc_recv(sv[0], &r, &fd), -1);
+			CHECK_INT(errno, EPROTO);
+			CHECK(fstat(devnull, &st) == -1);	/* not leaked */
+		}
+	}
+	/* not terminated */
+	memset(m.lang, 'a', sizeof(m.lang));
+	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	CHECK(sock_send_fd(sv[1], devnull, &m, IPC_HEADER_LEN) == 0);
+	close(devnull);
+	CHECK_INT(ipc_recv(sv[0], &r, &fd), -1);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 int main(void)
 {
 	log_init("test-ipc", LOG_LEVEL_ERROR, LOG_TARGET_STDERR, NULL, 0);
@@ -262,5 +315,6 @@ int main(void)
 	UNIT_RUN(test_report_recv);
 	UNIT_RUN(test_spare);
 	UNIT_RUN(test_chan_full);
+	UNIT_RUN(test_handoff_lang);
 	return unit_finish();
 }

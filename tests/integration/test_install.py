@@ -34,7 +34,9 @@ def test_install_tree_and_uninstall(tmp_path):
               "usr/local/lib/systemd/system/pop3d.service",
               "usr/local/lib/sysusers.d/pop3d.conf", "usr/local/lib/tmpfiles.d/pop3d.conf",
               "usr/local/share/man/man8/authd.8", "usr/local/share/man/man8/pop3d.8",
-              "usr/local/share/man/man5/pop3d.conf.5"]:
+              "usr/local/share/man/man5/pop3d.conf.5",
+              "usr/local/share/locale/pl/LC_MESSAGES/pop3d.mo",
+              "usr/local/share/locale/de/LC_MESSAGES/pop3d.mo"]:
         assert f in files, (f, files)
     assert any(f.startswith("usr/local/share/man/man1/authctl.1") or
                f.startswith("usr/local/share/man/man8/authctl.8") for f in files)
