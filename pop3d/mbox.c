@@ -117,6 +117,7 @@
 #include <fcntl.h>
 #include <lockfile.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -846,17 +847,24 @@ int mbox_send(struct mbox *mb, size_t i, long body_lines,
 
 /* ---- UPDATE ----------------------------------------------------------------- */
 
-/* Tests only (the kill-during-rewrite test): stop for this long before
- * each write of the rewrite, so a test can kill us between any two. */
-unsigned mbox_test_write_delay_us;
+/* Tests only (test-mbox.c, the kill-during-rewrite test): the rewrite
+ * kills its own process with SIGKILL just before its step number
+ * mbox_test_kill_step (1-based; each pwrite, fdatasync and the ftruncate
+ * is a step); 0: never.  mbox_test_steps counts the steps taken. */
+unsigned mbox_test_kill_step, mbox_test_steps;
+
+static void step(void)
+{
+	if (++mbox_test_steps == mbox_test_kill_step)
+		raise(SIGKILL);
+}
 
 static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
 {
 	while (len > 0) {
 		ssize_t n;
 
-		if (mbox_test_write_delay_us > 0)
-			usleep(mbox_test_write_delay_us);
+		step();
 		n = pwrite(fd, p, len, (off_t)off);
 		if (n == -1 && errno == EINTR)
 			continue;
@@ -1004,15 +1012,16 @@ static int mbox_rewrite(struct mbox *mb, size_t first)
 				goto out_undo;
 			dst += x[k].len;
 		}
+		step();
 		if (fdatasync(mb->fd) == -1)
 			goto out_undo;
 		if (copy_range(mb->fd, buf, copy, start, kept) == -1)
 			goto out_io;
 	}
+	step();
 	if (fdatasync(mb->fd) == -1)
 		goto out_io;
-	if (mbox_test_write_delay_us > 0)
-		usleep(mbox_test_write_delay_us);
+	step();
 	if (ftruncate(mb->fd, (off_t)(start + kept)) == -1)
 		goto out_io;
 	if (fsync(mb->fd) == -1)

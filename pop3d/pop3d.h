@@ -358,8 +358,10 @@ int mbox_send(struct mbox *mb, size_t i, long body_lines,
  * message (DESIGN).  Returns the number of DELE'd messages not deleted:
  * all of them or none. */
 unsigned mbox_update(struct mbox *mb, long expire_days, int64_t now);
-/* Tests only: microseconds to pause before each write of a rewrite. */
-extern unsigned mbox_test_write_delay_us;
+/* Tests only: the rewrite kills its process (SIGKILL) before its step
+ * number mbox_test_kill_step (each pwrite, fdatasync, the ftruncate;
+ * 0: never); mbox_test_steps counts the steps. */
+extern unsigned mbox_test_kill_step, mbox_test_steps;
 
 /* ---- mailbox.c: the maildrop of a session, whatever its kind ----------- */
 

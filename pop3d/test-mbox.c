@@ -74,7 +74,7 @@ static const char *slurp(const char *name)
 }
 
 struct sink {
-	char buf[1 << 16];
+	char buf[4 << 20];
 	size_t len;
 };
 
@@ -421,6 +421,188 @@ static void test_locks(void)
 	mbox_free(&mb2);
 }
 
+/* ---- the kill-during-rewrite test ------------------------------------------ */
+
+#define KILL_MSGS 60
+
+struct corpus {
+	char *msg[KILL_MSGS];		/* as sent (RETR) */
+	bool del[KILL_MSGS];
+	size_t n;
+};
+
+static char *dup_retr(struct mbox *mb, size_t i)
+{
+	const char *r = retr(mb, i, 0x7fffffff);	/* whole, within the sink */
+
+	return r != NULL ? strdup(r) : NULL;
+}
+
+/* Writes a spool of n messages: message i has size[i] body bytes. */
+static void make_spool(const char *name, const size_t *size, size_t n)
+{
+	char p[512];
+	FILE *f;
+
+	path_of(name, p, sizeof(p));
+	f = fopen(p, "w");
+	if (f == NULL)
+		exit(2);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "From m%zu@example.org Mon Dec  7 04:%02zu:00 2026\nSubject: m%zu\n\n",
+			i, i % 60, i);
+		for (size_t k = 0; k < size[i]; k++)
+			fputc(k % 61 == 60 ? '\n' : 'a' + (char)((i + k) % 26), f);
+		fputs("\nend\n\n", f);
+	}
+	fclose(f);
+}
+
+/* In a child: open, DELE per c, UPDATE with the kill hook at step k.
+ * Returns the child's wait status; *steps_r the steps it took (k = 0). */
+static int update_in_child(const char *name, const struct corpus *c, unsigned k,
+			   unsigned *steps_r)
+{
+	int fds[2], status;
+	pid_t pid;
+
+	if (pipe(fds) == -1)
+		exit(2);
+	pid = fork();
+	if (pid == 0) {
+		struct mbox *mb;
+
+		if (open_mbox(name, &mb) != MAILDIR_OK)
+			_exit(3);
+		for (size_t i = 0; i < c->n; i++)
+			mbox_msg(mb, i)->deleted = c->del[i];
+		mbox_test_kill_step = k;
+		mbox_test_steps = 0;
+		if (mbox_update(mb, -1, 0) != 0)
+			_exit(4);
+		if (write(fds[1], &mbox_test_steps, sizeof(mbox_test_steps)) < 0)
+			_exit(5);
+		mbox_free(&mb);
+		_exit(0);
+	}
+	close(fds[1]);
+	if (read(fds[0], steps_r, sizeof(*steps_r)) != sizeof(*steps_r))
+		*steps_r = 0;
+	close(fds[0]);
+	waitpid(pid, &status, 0);
+	return status;
+}
+
+/* Kills the rewrite before each of its steps in turn; after each kill,
+ * every message not deleted is in the file whole, and at most one
+ * message is neither a kept nor a deleted one (a cut copy). */
+static void kill_everywhere(const size_t *size, size_t n, const bool *del)
+{
+	struct corpus c = { .n = n };
+	char p[512], backup[600], cmd[1300];
+	unsigned steps = 0, dummy;
+	struct mbox *mb;
+	int status;
+
+	make_spool("kill", size, n);
+	path_of("kill", p, sizeof(p));
+	snprintf(backup, sizeof(backup), "%s.orig", p);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", p, backup);
+	if (system(cmd) != 0)
+		exit(2);
+	CHECK_INT(open_mbox("kill", &mb), MAILDIR_OK);
+	if (mb == NULL)
+		return;
+	CHECK_INT(mbox_count(mb), n);
+	for (size_t i = 0; i < n; i++) {
+		c.msg[i] = dup_retr(mb, i);
+		c.del[i] = del[i];
+	}
+	mbox_free(&mb);
+
+	status = update_in_child("kill", &c, 0, &steps);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(steps > 3);
+	printf("# rewrite of %zu messages: killed before each of its %u steps\n", n, steps);
+	for (unsigned k = 1; k <= steps; k++) {
+		size_t found[KILL_MSGS] = { 0 }, strangers = 0;
+
+		snprintf(cmd, sizeof(cmd), "cp %s %s", backup, p);
+		if (system(cmd) != 0)
+			exit(2);
+		status = update_in_child("kill", &c, k, &dummy);
+		CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+		CHECK_INT(open_mbox("kill", &mb), MAILDIR_OK);	/* takes the stale dot lock */
+		if (mb == NULL)
+			return;
+		for (size_t i = 0; i < mbox_count(mb); i++) {
+			const char *got = retr(mb, i, 0x7fffffff);
+			bool known = false;
+
+			for (size_t m = 0; m < n && got != NULL; m++) {
+				if (strcmp(got, c.msg[m]) == 0) {
+					found[m]++;
+					known = true;
+				}
+			}
+			strangers += !known;
+		}
+		mbox_free(&mb);
+		for (size_t m = 0; m < n; m++)
+			if (!c.del[m] && found[m] == 0) {
+				fprintf(stderr, "  kill at step %u of %u: message %zu lost\n",
+					k, steps, m);
+				CHECK(found[m] > 0);
+			}
+		CHECK(strangers <= 1);
+	}
+	/* and once more to the end: exactly the kept ones, once each */
+	snprintf(cmd, sizeof(cmd), "cp %s %s", backup, p);
+	if (system(cmd) != 0)
+		exit(2);
+	status = update_in_child("kill", &c, 0, &dummy);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_INT(open_mbox("kill", &mb), MAILDIR_OK);
+	if (mb != NULL) {
+		size_t j = 0;
+
+		for (size_t m = 0; m < n; m++) {
+			if (c.del[m])
+				continue;
+			CHECK(j < mbox_count(mb) && strcmp(retr(mb, j, 0x7fffffff), c.msg[m]) == 0);
+			j++;
+		}
+		CHECK_INT(mbox_count(mb), j);
+		mbox_free(&mb);
+	}
+	for (size_t i = 0; i < n; i++)
+		free(c.msg[i]);
+	unlink(backup);
+}
+
+static void test_kill_during_rewrite(void)
+{
+	size_t size[KILL_MSGS];
+	bool del[KILL_MSGS];
+
+	/* (b): small deleted ones between kept ones, two of them larger than
+	 * a copy buffer (1 MiB, so they are written in pieces) */
+	for (size_t i = 0; i < KILL_MSGS; i++) {
+		size[i] = 200 + 37 * i;
+		del[i] = i % 3 == 0 || i % 7 == 0;
+	}
+	size[4] = 1536 * 1024;		/* 1.5 MiB: copied in two pieces */
+	kill_everywhere(size, KILL_MSGS, del);
+
+	/* (a): a big one deleted first, small ones kept after it */
+	for (size_t i = 0; i < 8; i++) {
+		size[i] = 100 + 50 * i;
+		del[i] = i == 1 || i == 5;
+	}
+	size[1] = 20000;
+	kill_everywhere(size, 8, del);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/test-mbox.XXXXXX";
@@ -437,6 +619,7 @@ int main(void)
 	UNIT_RUN(test_update_ways);
 	UNIT_RUN(test_update_changed_file);
 	UNIT_RUN(test_locks);
+	UNIT_RUN(test_kill_during_rewrite);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	if (system(cmd) != 0)
 		return 2;
