@@ -394,6 +394,65 @@ static void scan_init(struct scanner *s, int (*done)(void *, const struct scan_m
 	s->ctx = ctx;
 }
 
+/* The fast path through a body: whole lines that cannot hold a separator,
+ * counted in bulk.  Called at a line start in a body after a line that was
+ * not blank; takes every line up to the next blank line that is followed
+ * by a "From " line (the normal path judges that one), or, if there is
+ * none in reach, up to the last LF that leaves room to see one.  Returns
+ * the bytes taken (whole lines; 0 if none). */
+static size_t body_bulk(struct scanner *s, const uint8_t *buf, size_t len)
+{
+	const uint8_t *p = buf, *q, *last = NULL;
+	size_t end = 0, nlf = 0, ncrlf = 0;
+
+	/* A line at a time with memchr (memory speed), LFs counted on the
+	 * way; an LF followed by "From " (rare in a body: writers quote it)
+	 * is looked at.  LFs in the last 8 bytes are left: what follows them
+	 * cannot be judged yet. */
+	if (len <= 8)
+		return 0;
+	while ((q = memchr(p, '\n', len - 8 - (size_t)(p - buf))) != NULL) {
+		nlf++;
+		if (q > buf && q[-1] == '\r')
+			ncrlf++;
+		last = q;
+		if (memcmp(q + 1, "From ", 5) == 0) {
+			/* the line ending at q blank ("\n" or "\r\n")?  buf[-1]
+			 * is the LF before our line start.  Stop before it. */
+			if (q == buf || q[-1] == '\n') {
+				end = (size_t)(q - buf);
+				nlf--;
+				break;
+			}
+			if (q[-1] == '\r' && (q - 1 == buf || q[-2] == '\n')) {
+				end = (size_t)(q - 1 - buf);
+				nlf--;
+				ncrlf--;
+				break;
+			}
+		}
+		p = q + 1;
+	}
+	if (q == NULL)
+		end = last != NULL ? (size_t)(last - buf) + 1 : 0;
+	if (end == 0)
+		return 0;
+	s->cur.octets += end + nlf - ncrlf;	/* each bare LF becomes CRLF */
+	/* the last line taken: blank? */
+	if (end == 1 || buf[end - 2] == '\n') {
+		s->prev_blank = true;
+		s->blank_raw = 1;
+	} else if (buf[end - 2] == '\r' && (end == 2 || buf[end - 3] == '\n')) {
+		s->prev_blank = true;
+		s->blank_raw = 2;
+	} else {
+		s->prev_blank = false;
+	}
+	s->last_byte = '\n';
+	s->line_len = 0;
+	return end;
+}
+
 /* Feeds buf[0..len), the bytes at s->off.  Returns how many were taken:
  * fewer than len only without eof, when a line start needs more bytes to
  * be judged; the caller gives them again with more after them (it keeps
@@ -407,6 +466,13 @@ static size_t scan_feed(struct scanner *s, const uint8_t *buf, size_t len, bool 
 		const uint8_t *nl;
 		size_t seg;
 
+		if (s->line_start && s->started && !s->in_header && !s->prev_blank) {
+			seg = body_bulk(s, buf + pos, len - pos);
+			pos += seg;
+			s->off += seg;
+			if (pos == len)
+				break;
+		}
 		if (s->line_start) {
 			size_t avail = len - pos;
 			size_t look = avail < MBOX_LOOKAHEAD ? avail : MBOX_LOOKAHEAD;
