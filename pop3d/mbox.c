@@ -638,6 +638,29 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* What a lockfile_create result other than L_SUCCESS and L_MAXTRYS means
+ * to an operator. */
+static const char *lockfile_error(int r)
+{
+	switch (r) {
+	case L_TMPLOCK:
+		return "cannot write in the spool directory, and liblockfile's helper does "
+		       "not apply (it needs a mailbox the user owns in a directory of group "
+		       "mail, writable by the group)";
+	case L_ERROR:
+		return "liblockfile failed (is dotlockfile, from liblockfile-bin, "
+		       "installed setgid mail?)";
+	case L_RMSTALE:
+		return "a stale dot lock cannot be removed";
+	case L_NAMELEN:
+		return "path too long";
+	case L_ORPHANED:
+		return "orphaned";
+	default:
+		return "liblockfile error";
+	}
+}
+
 /* Both locks (DESIGN), or neither.  Returns MAILDIR_OK, MAILDIR_IN_USE
  * after POP3D_MBOX_LOCK_WAIT_MS, or MAILDIR_TEMP (logged). */
 static enum maildir_status mbox_lock(struct mbox *mb, const char **error_r)
@@ -662,9 +685,8 @@ static enum maildir_status mbox_lock(struct mbox *mb, const char **error_r)
 			}
 			fcntl_lock(mb->fd, F_UNLCK);
 			if (r != L_MAXTRYS) {
-				log_warnx("mbox: cannot create %s (liblockfile error %d%s%s)",
-					  mb->lockpath, r, errno != 0 ? ": " : "",
-					  errno != 0 ? strerror(errno) : "");
+				log_warnx("mbox: cannot create %s: %s", mb->lockpath,
+					  lockfile_error(r));
 				*error_r = "cannot lock maildrop";
 				return MAILDIR_TEMP;
 			}

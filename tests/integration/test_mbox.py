@@ -421,3 +421,24 @@ def test_kill_during_rewrite(mbox_world, tmp_path):
     assert killed >= 6
     print("rewrite %.3fs; kills before it, during it, after it: %d %d %d"
           % (full, states[True, False], states[False, False], states[False, True]))
+
+
+def test_spool_the_session_cannot_lock_in(world, mailroot, tmp_path):  # noqa: F811
+    """A spool directory neither writable by the user nor group mail's:
+    no dot lock can be made, the client gets -ERR [SYS/TEMP] and the log
+    says why; the file is untouched."""
+    if not IS_ROOT:
+        pytest.skip("needs root to make a directory the session cannot write to")
+    spool = os.path.join(mailroot.path, "spool-closed")
+    os.mkdir(spool, 0o755)
+    data = spool_bytes(awkward(big=100))
+    path = put_mbox(spool, "alice", data)
+    p = world(pop3d_keys={"maildrop": "mbox:%s/%%u" % spool}, users={"alice": []})
+    c = poplib.POP3("127.0.0.1", p.port, timeout=15)
+    c.user("alice")
+    with pytest.raises(poplib.error_proto) as e:
+        c.pass_("alice-pw")
+    assert b"[SYS/TEMP]" in e.value.args[0]
+    p.wait_log(r"cannot create .*alice\.lock: cannot write in the spool directory")
+    with open(path, "rb") as f:
+        assert f.read() == data
