@@ -582,6 +582,8 @@ static int fcntl_lock(int fd, short type)
 	return fcntl(fd, F_OFD_SETLK, &fl);
 }
 
+unsigned mbox_touch_interval_s = POP3D_MBOX_TOUCH_S;
+
 static void *toucher_main(void *arg)
 {
 	struct mbox *mb = arg;
@@ -590,7 +592,7 @@ static void *toucher_main(void *arg)
 	pthread_mutex_lock(&mb->tmu);
 	while (!mb->toucher_stop) {
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_sec += POP3D_MBOX_TOUCH_S;
+		ts.tv_sec += mbox_touch_interval_s;
 		while (!mb->toucher_stop &&
 		       pthread_cond_timedwait(&mb->tcv, &mb->tmu, &ts) != ETIMEDOUT)
 			;

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -421,6 +422,35 @@ static void test_locks(void)
 	mbox_free(&mb2);
 }
 
+/* The dot lock is touched while the session lasts (others judge it stale
+ * by its age). */
+static void test_dotlock_touched(void)
+{
+	static const char box[] = FROM1 "Subject: 1\n\none\n\n";
+	struct timespec old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	char p[512], lock[600];
+	struct mbox *mb;
+	struct stat st;
+	bool fresh = false;
+
+	put("touch", box, sizeof(box) - 1);
+	path_of("touch", p, sizeof(p));
+	snprintf(lock, sizeof(lock), "%s.lock", p);
+	mbox_touch_interval_s = 1;
+	CHECK_INT(open_mbox("touch", &mb), MAILDIR_OK);
+	if (mb == NULL)
+		return;
+	CHECK(utimensat(AT_FDCWD, lock, old, 0) == 0);
+	/* bounded: the toucher runs every second */
+	for (int i = 0; i < 100 && !fresh; i++) {
+		usleep(50000);
+		fresh = stat(lock, &st) == 0 && st.st_mtime > time(NULL) - 60;
+	}
+	CHECK(fresh);
+	mbox_free(&mb);
+	mbox_touch_interval_s = POP3D_MBOX_TOUCH_S;
+}
+
 /* ---- the kill-during-rewrite test ------------------------------------------ */
 
 #define KILL_MSGS 60
@@ -619,6 +649,7 @@ int main(void)
 	UNIT_RUN(test_update_ways);
 	UNIT_RUN(test_update_changed_file);
 	UNIT_RUN(test_locks);
+	UNIT_RUN(test_dotlock_touched);
 	UNIT_RUN(test_kill_during_rewrite);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
 	if (system(cmd) != 0)
