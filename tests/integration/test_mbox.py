@@ -304,14 +304,9 @@ def test_procmail_waits_for_the_session_then_mailutils_reads_back(mbox_world, tm
     assert data.startswith(kept)
     assert data[len(kept):] == new + b"\n"
     # mailutils sees exactly the expected messages, byte for byte
-    expected = tmp_path / "expected.mbox"
-    expected.write_bytes(data)
     theirs = movemail_view(p.mbox, tmp_path, "got")
-    assert len(theirs) == 5
-    reference = tmp_path / "reference.mbox"
-    reference.write_bytes(kept + data[len(kept):])
-    assert theirs == movemail_view(str(reference), tmp_path, "ref")
-    assert any(m.endswith(b"late body\n") for m in theirs)
+    want = [m for _, m, _ in (msgs[1], msgs[2], msgs[4], msgs[5])] + [new.split(b"\n", 1)[1]]
+    assert theirs == sorted(want)
     # and pop3d lists them the same way
     d = login(p.port)
     assert d.stat()[0] == 5
