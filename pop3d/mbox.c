@@ -37,8 +37,10 @@
  *   UPDATE the dot lock must still hold our pid: if another program broke
  *   it, nothing is deleted.  A session killed with SIGKILL leaves its dot
  *   lock behind with a dead pid: liblockfile and Dovecot remove it at
- *   once, procmail only after its lock timeout.  A missing mbox file is
- *   an empty maildrop, opened without a lock.
+ *   once, procmail only after its lock timeout; a session ended by
+ *   SIGTERM (pop3d stopping) or SIGINT removes it from its signal handler
+ *   (on_term).  A missing mbox file is an empty maildrop, opened without
+ *   a lock.
  * - Scanning: one pass of read()s of POP3D_MBOX_READ bytes (nothing is
  *   mapped: a file truncated under us must not become SIGBUS).  A message
  *   starts at a "From " line at the start of the file or after a blank
@@ -123,6 +125,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -701,6 +704,58 @@ static enum maildir_status mbox_lock(struct mbox *mb, const char **error_r)
 	}
 }
 
+/* A session ended by SIGTERM or SIGINT (pop3d stopping) removes its dot
+ * lock on the way out: procmail and postfix judge a dot lock only by its
+ * age, and would wait minutes for one left behind.  From the handler, only
+ * async-signal-safe calls: unlink, or where the spool directory is group
+ * mail's, liblockfile's helper run with _Fork and execve; then the default
+ * action.  (SIGKILL cannot be caught: that dot lock stays, with a dead
+ * pid.) */
+#define DOTLOCK_HELPER	"/usr/bin/dotlockfile"
+static char sig_lockpath[4096];
+static volatile sig_atomic_t sig_armed;
+
+static void on_term(int sig)
+{
+	if (sig_armed && unlink(sig_lockpath) == -1 && errno == EACCES) {
+		static char *const envp[] = { NULL };
+		char *const argv[] = { (char *)"dotlockfile", (char *)"-u", (char *)"-q",
+				       sig_lockpath, NULL };
+		pid_t pid = _Fork();
+
+		if (pid == 0) {
+			execve(DOTLOCK_HELPER, argv, envp);
+			_exit(127);
+		}
+		if (pid > 0)
+			while (waitpid(pid, NULL, 0) == -1 && errno == EINTR)
+				;
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void term_arm(const struct mbox *mb)
+{
+	size_t len = strlen(mb->lockpath);
+
+	if (len >= sizeof(sig_lockpath))
+		return;
+	memcpy(sig_lockpath, mb->lockpath, len + 1);
+	sig_armed = 1;
+	signal(SIGTERM, on_term);
+	signal(SIGINT, on_term);
+}
+
+static void term_disarm(void)
+{
+	if (!sig_armed)
+		return;
+	signal(SIGTERM, SIG_DFL);	/* privdrop_child_signals' setting */
+	signal(SIGINT, SIG_DFL);
+	sig_armed = 0;
+}
+
 /* Is the dot lock still ours (it holds our pid)? */
 static bool dotlock_ours(const struct mbox *mb)
 {
@@ -846,6 +901,7 @@ enum maildir_status mbox_open(const char *path, struct mbox **mb_r, const char *
 		}
 	}
 	toucher_start(mb);
+	term_arm(mb);
 	if (fstat(mb->fd, &mb->st) == -1) {
 		st = MAILDIR_TEMP;
 		*error_r = "cannot read maildrop";
@@ -870,6 +926,8 @@ void mbox_free(struct mbox **mbp)
 	if (mb == NULL)
 		return;
 	toucher_stop(mb);
+	if (mb->dotlocked)
+		term_disarm();
 	/* Release in the reverse order of taking. */
 	if (mb->dotlocked && lockfile_remove(mb->lockpath) == -1)
 		log_warn("mbox: cannot remove %s", mb->lockpath);

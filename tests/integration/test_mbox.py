@@ -437,3 +437,22 @@ def test_spool_the_session_cannot_lock_in(world, mailroot, tmp_path):  # noqa: F
     p.wait_log(r"cannot create .*alice\.lock: cannot write in the spool directory")
     with open(path, "rb") as f:
         assert f.read() == data
+
+
+def test_stopping_pop3d_removes_the_dot_lock(mbox_world):
+    """pop3d stopping (SIGTERM to its sessions) takes the sessions' dot
+    locks away too: procmail and postfix judge a left-over one by its age
+    only and would hold deliveries back for minutes."""
+    msgs = [(frm(i), b"Subject: m%d\n\nbody %d\n" % (i, i), b"\n") for i in range(1, 3)]
+    p = mbox_world(spool_bytes(msgs))
+    c = login(p.port)
+    assert c.stat()[0] == 2
+    lock = p.mbox + ".lock"
+    assert os.path.exists(lock)
+    pid = session_pid(p, 1)
+    os.kill(pid, signal.SIGTERM)        # as pop3d's master does when it stops
+    wait_until(lambda: not os.path.exists("/proc/%d" % pid) or
+               "zombie" in open("/proc/%d/status" % pid).read(), timeout=10)
+    assert not os.path.exists(lock)
+    with open(p.mbox, "rb") as f:
+        assert f.read() == spool_bytes(msgs)
