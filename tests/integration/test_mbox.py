@@ -21,7 +21,7 @@ import pytest
 from authdlib import wait_until
 from pop3lib import IS_ROOT, TEST_GID, TEST_UID
 # the pop3d suite's fixtures and helpers
-from test_pop3d import login, mailroot, world  # noqa: F401
+from test_pop3d import login, mailroot, process_gone, world  # noqa: F401
 
 MAIL_GID = grp.getgrnam("mail").gr_gid
 
@@ -320,7 +320,9 @@ def test_mail_delivered_after_a_killed_session_and_mailutils(mbox_world, tmp_pat
     p = mbox_world(spool_bytes(msgs))
     c = login(p.port)
     c.stat()
-    os.kill(session_pid(p, 1), signal.SIGKILL)
+    pid = session_pid(p, 1)
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: process_gone(pid), timeout=10)
     assert os.path.exists(p.mbox + ".lock")
     d = login(p.port)
     assert d.stat()[0] == 3
@@ -402,6 +404,8 @@ def test_kill_during_rewrite(mbox_world, tmp_path):
             killed += 1
         except ProcessLookupError:
             pass
+        # dead, not dying: a write under way when the signal came ends first
+        wait_until(lambda: process_gone(pid), timeout=10)
         c.close()
         with open(p.mbox, "rb") as f:
             now = f.read()
@@ -451,8 +455,7 @@ def test_stopping_pop3d_removes_the_dot_lock(mbox_world):
     assert os.path.exists(lock)
     pid = session_pid(p, 1)
     os.kill(pid, signal.SIGTERM)        # as pop3d's master does when it stops
-    wait_until(lambda: not os.path.exists("/proc/%d" % pid) or
-               "zombie" in open("/proc/%d/status" % pid).read(), timeout=10)
+    wait_until(lambda: process_gone(pid), timeout=10)
     assert not os.path.exists(lock)
     with open(p.mbox, "rb") as f:
         assert f.read() == spool_bytes(msgs)
