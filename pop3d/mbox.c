@@ -369,8 +369,6 @@ static void msg_end(struct scanner *s)
 
 static void msg_begin(struct scanner *s, const uint8_t *p, size_t len)
 {
-	if (s->started)
-		msg_end(s);
 	s->started = true;
 	memset(&s->cur, 0, sizeof(s->cur));
 	s->cur.from_off = s->off;
@@ -485,6 +483,11 @@ static size_t scan_feed(struct scanner *s, const uint8_t *buf, size_t len, bool 
 				return pos;
 			seg = nl != NULL ? (size_t)(nl - (buf + pos)) + 1 : look;
 			if (s->prev_blank && nl != NULL && from_line(buf + pos, seg)) {
+				if (s->started) {
+					msg_end(s);
+					if (s->stop)
+						break;	/* s->cur: the one refused */
+				}
 				msg_begin(s, buf + pos, seg);
 				pos += seg;
 				s->off += seg;
@@ -775,14 +778,16 @@ static bool dotlock_ours(const struct mbox *mb)
 
 /* ---- open ----------------------------------------------------------------- */
 
+size_t mbox_max_messages = POP3D_MAX_MESSAGES;
+
 static int scan_collect(void *ctx, const struct scan_msg *sm)
 {
 	struct mbox *mb = ctx;
 	struct mbox_entry *e;
 
-	if (mb->n >= POP3D_MAX_MESSAGES) {
-		log_warnx("mbox: %s: more than %u messages, the rest not listed", mb->path,
-			  POP3D_MAX_MESSAGES);
+	if (mb->n >= mbox_max_messages) {
+		log_warnx("mbox: %s: more than %zu messages, the rest not listed", mb->path,
+			  mbox_max_messages);
 		return -1;
 	}
 	if (mb->n == mb->cap) {
@@ -845,7 +850,9 @@ static int mbox_scan(struct mbox *mb, const char **error_r)
 		errno = 0;
 		return -1;
 	}
-	mb->scanned_end = s.off;
+	/* Cut short: the scan ends where the first message not listed
+	 * starts, so that UPDATE keeps it and all after it as they are. */
+	mb->scanned_end = s.stop ? s.cur.from_off : s.off;
 	if (mb->n > 0 && mb->msgs[0].cclient)
 		mb->hidden = 1;
 	assign_uidls(mb->msgs, mb->n);

@@ -362,6 +362,9 @@ unsigned mbox_update(struct mbox *mb, long expire_days, int64_t now);
  * number mbox_test_kill_step (each pwrite, fdatasync, the ftruncate;
  * 0: never); mbox_test_steps counts the steps. */
 extern unsigned mbox_test_kill_step, mbox_test_steps;
+/* Messages an mbox lists at most (POP3D_MAX_MESSAGES; tests make it
+ * smaller); the rest stay in the file, untouched. */
+extern size_t mbox_max_messages;
 /* How often an open mbox's dot lock is touched, in seconds
  * (POP3D_MBOX_TOUCH_S; tests make it shorter).  Set before mbox_open. */
 extern unsigned mbox_touch_interval_s;

@@ -332,6 +332,28 @@ static void test_update_ways(void)
 	CHECK_STR(slurp("upd"), FROM1 "Subject: 1\n\none\n\n");
 }
 
+/* More messages than a session lists: the rest are kept, whatever is
+ * deleted among the listed ones. */
+static void test_too_many_messages(void)
+{
+	static const char box[] = FROM1 "Subject: 1\n\none\n\n" FROM2 "Subject: 2\n\ntwo\n\n"
+		FROM3 "Subject: 3\n\nthree\n\n" FROM3 "Subject: 4\n\nfour\n\n";
+	struct mbox *mb;
+
+	put("many", box, sizeof(box) - 1);
+	mbox_max_messages = 2;
+	CHECK_INT(open_mbox("many", &mb), MAILDIR_OK);
+	mbox_max_messages = POP3D_MAX_MESSAGES;
+	if (mb == NULL)
+		return;
+	CHECK_INT(mbox_count(mb), 2);
+	mbox_msg(mb, 1)->deleted = true;
+	CHECK_INT(mbox_update(mb, -1, 0), 0);
+	mbox_free(&mb);
+	CHECK_STR(slurp("many"), FROM1 "Subject: 1\n\none\n\n"
+		  FROM3 "Subject: 3\n\nthree\n\n" FROM3 "Subject: 4\n\nfour\n\n");
+}
+
 /* A file changed under the lock (not by an append): nothing deleted. */
 static void test_update_changed_file(void)
 {
@@ -648,6 +670,7 @@ int main(void)
 	UNIT_RUN(test_uidl);
 	UNIT_RUN(test_update_ways);
 	UNIT_RUN(test_update_changed_file);
+	UNIT_RUN(test_too_many_messages);
 	UNIT_RUN(test_locks);
 	UNIT_RUN(test_dotlock_touched);
 	UNIT_RUN(test_kill_during_rewrite);
