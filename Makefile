@@ -45,6 +45,10 @@ ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 ifneq ($(PKG_FOUND),yes)
 $(error pkg-config cannot find $(PKGS) libevent_openssl libssl libcrypto: Debian packages are missing; `make deps` installs them (`make run` and `make check` do it themselves))
 endif
+# liblockfile (pop3d's mbox dot locks) has no pkg-config file.
+ifeq ($(wildcard /usr/include/lockfile.h),)
+$(error lockfile.h is missing: Debian package liblockfile-dev; `make deps` installs it)
+endif
 endif
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

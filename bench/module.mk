@@ -25,3 +25,12 @@ ALL_OBJS += $(B)/obj/bench/fork-bench.o
 
 $(B)/fork-bench: $(B)/obj/bench/fork-bench.o $(B)/obj/common/histogram.o
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# mbox-bench: a session's open of a 1 GB mbox spool against cat(1) of it
+# (docs/benchmarks.md, "mbox spools").
+PROGRAMS += $(B)/mbox-bench
+ALL_OBJS += $(B)/obj/bench/mbox-bench.o
+
+$(B)/mbox-bench: $(B)/obj/bench/mbox-bench.o $(B)/obj/pop3d/mbox.o $(B)/obj/pop3d/maildir.o \
+		$(COMMON_OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(POP3D_LOCK_LIBS) $(LDLIBS)

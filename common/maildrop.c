@@ -1,5 +1,6 @@
 /*
- * maildrop.c - maildrop templates ("maildir:%h/Maildir"): the one
+ * maildrop.c - maildrop templates ("maildir:%h/Maildir",
+ * "mbox:/var/mail/%u"): the one
  * expander, used by config.c to check [pop3d] maildrop and every
  * default-maildrop (with a sample user, in both daemons, as whoever
  * starts them) and by a pop3d session, as the mailbox owner, to find its
@@ -14,12 +15,21 @@ int maildrop_expand(const char *tmpl, const char *user, const char *home,
 		    char *out, size_t size, const char **error_r)
 {
 	const char *at = strrchr(user, '@');
-	size_t o = 0;
+	size_t o = 0, path_start = 0;
 
-	if (strncmp(tmpl, "maildir:", 8) == 0)
+	if (strncmp(tmpl, "maildir:", 8) == 0) {
 		tmpl += 8;
-	else if (strchr(tmpl, ':') != NULL && tmpl[0] != '/' && tmpl[0] != '%') {
-		*error_r = "unsupported maildrop type (only maildir)";
+	} else if (strncmp(tmpl, "mbox:", 5) == 0) {
+		/* kept in the result: the session opens it as an mbox */
+		if (size <= 5) {
+			*error_r = "maildrop path too long";
+			return -1;
+		}
+		memcpy(out, "mbox:", 5);
+		o = path_start = 5;
+		tmpl += 5;
+	} else if (strchr(tmpl, ':') != NULL && tmpl[0] != '/' && tmpl[0] != '%') {
+		*error_r = "unsupported maildrop type (only maildir and mbox)";
 		return -1;
 	}
 	for (const char *p = tmpl; *p != '\0'; p++) {
@@ -59,7 +69,7 @@ int maildrop_expand(const char *tmpl, const char *user, const char *home,
 		o += vl;
 	}
 	out[o] = '\0';
-	if (out[0] != '/') {
+	if (out[path_start] != '/') {
 		*error_r = "maildrop is not an absolute path";
 		return -1;
 	}

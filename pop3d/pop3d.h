@@ -15,7 +15,8 @@
  *             libevent loop;
  *             the TLS endpoint, and after a TLS login the relay between the
  *             client and its session.
- *   session   (session_proc.c, session.c, maildir.c)  the mailbox owner.
+ *   session   (session_proc.c, session.c, mailbox.c, maildir.c, mbox.c)
+ *             the mailbox owner.
  *             TRANSACTION and UPDATE states for one client at a time,
  *             blocking I/O with deadlines.
  *   linked into several: ipc.c (each side's decoder of the others'
@@ -55,7 +56,7 @@
  *                   catalogues (files make install wrote, no client byte);
  *                   the master looks strings up for its refusals.
  *   proxyproto.c    never (a front end after its drop).
- *   session.c, maildir.c  never.
+ *   session.c, mailbox.c, maildir.c, mbox.c  never.
  * Nothing that reads a byte sent by a client runs as root.
  */
 #ifndef POP3D_POP3D_H
@@ -105,6 +106,18 @@ struct ssl_st;
 /* Session output is flushed once this much is buffered (and before the
  * session waits for input), so RETR of a huge message streams. */
 #define POP3D_SESSION_FLUSH	65536
+/* mbox maildrops (mbox.c, DESIGN).  How long a session waits for a spool
+ * another program has locked (an MDA delivering holds it for moments; a
+ * MUA or another POP3 session for longer: then -ERR [IN-USE]), and how
+ * often it tries again meanwhile (a dot lock cannot be waited on). */
+#define POP3D_MBOX_LOCK_WAIT_MS	5000
+#define POP3D_MBOX_LOCK_RETRY_MS 100
+/* How often a session touches its dot lock: Dovecot takes a dot lock
+ * unchanged for 2 minutes as stale, procmail one of 17 minutes. */
+#define POP3D_MBOX_TOUCH_S	30
+/* Bytes an mbox is read in (the scan, and copies at UPDATE): large
+ * enough for page-cache speed, small enough to be no memory concern. */
+#define POP3D_MBOX_READ		(1024 * 1024)
 
 /* TLS.  Certificates one front end serves, chosen by SNI (a handful of
  * names; each is a full OpenSSL context). */
@@ -287,7 +300,8 @@ enum maildir_status { MAILDIR_OK, MAILDIR_IN_USE, MAILDIR_TEMP, MAILDIR_PERM };
 struct maildir;
 
 struct maildir_msg {
-	char *name;		/* "new/NAME" or "cur/NAME", relative to the maildir */
+	char *name;		/* "new/NAME" or "cur/NAME", relative to the maildir
+				 * (NULL for a message of an mbox: mbox.c) */
 	char uidl[POP3D_MAX_UIDL + 1];
 	uint64_t size;		/* octets as sent: CRLF line ends, no dot-stuffing */
 	bool deleted;		/* DELE'd in this session */
@@ -384,13 +398,71 @@ struct proxyproto_header {
 int proxyproto_parse(const uint8_t *buf, size_t len, struct proxyproto_header *h,
 		     const char **why_r);
 
+/* ---- mbox.c: mbox maildrops (/var/mail/USER) --------------------------- */
+
+struct mbox;
+
+/* Opens the mbox file at path as mbox.c's DESIGN says: locks it (fcntl,
+ * then PATH.lock through liblockfile; waits up to POP3D_MBOX_LOCK_WAIT_MS
+ * for another program's locks, then MAILDIR_IN_USE), reads it once and
+ * lists its messages (the c-client metadata message hidden).  A missing
+ * file is an empty maildrop.  Returns MAILDIR_OK with *mb_r, or another
+ * status with *error_r static, fit for a client.  The locks are held until
+ * mbox_free. */
+enum maildir_status mbox_open(const char *path, struct mbox **mb_r, const char **error_r);
+/* Releases the locks and frees mb.  Does not apply deletions. */
+void mbox_free(struct mbox **mbp);
+size_t mbox_count(const struct mbox *mb);
+/* Message i (0-based, < mbox_count); name is NULL.  Valid until
+ * mbox_free. */
+struct maildir_msg *mbox_msg(struct mbox *mb, size_t i);
+/* As maildir_send, for message i of mb. */
+int mbox_send(struct mbox *mb, size_t i, long body_lines,
+	      int (*emit)(void *ctx, const void *data, size_t len), void *ctx,
+	      const char **error_r);
+/* The UPDATE state: rewrites the file without the DELE'd messages (and
+ * with expire_days 0, without those RETR'd or TOP'd in this session, whose
+ * expired flag it sets), so that a kill at any moment loses no other
+ * message (DESIGN).  Returns the number of DELE'd messages not deleted:
+ * all of them or none. */
+unsigned mbox_update(struct mbox *mb, long expire_days, int64_t now);
+/* Tests only: the rewrite kills its process (SIGKILL) before its step
+ * number mbox_test_kill_step (each pwrite, fdatasync, the ftruncate;
+ * 0: never); mbox_test_steps counts the steps. */
+extern unsigned mbox_test_kill_step, mbox_test_steps;
+/* Messages an mbox lists at most (POP3D_MAX_MESSAGES; tests make it
+ * smaller); the rest stay in the file, untouched. */
+extern size_t mbox_max_messages;
+/* How often an open mbox's dot lock is touched, in seconds
+ * (POP3D_MBOX_TOUCH_S; tests make it shorter).  Set before mbox_open. */
+extern unsigned mbox_touch_interval_s;
+
+/* ---- mailbox.c: the maildrop of a session, whatever its kind ----------- */
+
+struct mailbox;
+
+/* Opens maildrop: "mbox:PATH" (mbox.c) or a Maildir path (maildir.c), as
+ * common/maildrop.c expanded it.  Returns as maildir_open. */
+enum maildir_status mailbox_open(const char *maildrop, struct mailbox **mb_r,
+				 const char **error_r);
+/* Releases the maildrop's locks and frees it; NULL-safe.  Does not apply
+ * deletions. */
+void mailbox_free(struct mailbox **mbp);
+/* The operations of maildir.c and mbox.c, with the same contracts. */
+size_t mailbox_count(const struct mailbox *mb);
+struct maildir_msg *mailbox_msg(struct mailbox *mb, size_t i);
+int mailbox_send(struct mailbox *mb, size_t i, long body_lines,
+		 int (*emit)(void *ctx, const void *data, size_t len), void *ctx,
+		 const char **error_r);
+unsigned mailbox_update(struct mailbox *mb, long expire_days, int64_t now);
+
 /* ---- session.c --------------------------------------------------------- */
 
 struct session_params {
 	int fd;				/* the client connection, or for a TLS
 					 * client the front end's relay socketpair */
 	const char *user;
-	const char *maildrop;		/* expanded path */
+	const char *maildrop;		/* expanded: a Maildir path or "mbox:PATH" */
 	const char *rip;		/* for the logout line */
 	const uint8_t *data;		/* client bytes already read (pipelined) */
 	size_t data_len;

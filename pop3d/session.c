@@ -54,7 +54,7 @@ struct counter {
 struct session {
 	const struct session_params *p;
 	struct evbuffer *in, *out;
-	struct maildir *md;
+	struct mailbox *md;	/* Maildir or mbox (mailbox.c) */
 	const struct lang *lang;	/* of the responses (LANG) */
 	enum session_end end;
 	unsigned bad;
@@ -187,11 +187,11 @@ static int msg_arg(struct session *s, const char *arg, size_t *idx_r)
 {
 	unsigned n;
 
-	if (pop3_cmd_msgnum(arg, (unsigned)maildir_count(s->md), &n) == -1) {
+	if (pop3_cmd_msgnum(arg, (unsigned)mailbox_count(s->md), &n) == -1) {
 		reply(s, "-ERR %s", tr(s, "No such message"));
 		return -1;
 	}
-	if (maildir_msg(s->md, n - 1)->deleted) {
+	if (mailbox_msg(s->md, n - 1)->deleted) {
 		reply_text(s, "-ERR", tr(s, "Message %u already deleted"), n);
 		return -1;
 	}
@@ -204,8 +204,8 @@ static void cmd_stat(struct session *s)
 	unsigned n = 0;
 	uint64_t bytes = 0;
 
-	for (size_t i = 0; i < maildir_count(s->md); i++) {
-		const struct maildir_msg *m = maildir_msg(s->md, i);
+	for (size_t i = 0; i < mailbox_count(s->md); i++) {
+		const struct maildir_msg *m = mailbox_msg(s->md, i);
 		if (!m->deleted) {
 			n++;
 			bytes += m->size;
@@ -227,7 +227,7 @@ static void cmd_list(struct session *s, char *arg, bool uidl)
 	if (a != NULL) {
 		if (msg_arg(s, a, &i) == -1)
 			return;
-		const struct maildir_msg *m = maildir_msg(s->md, i);
+		const struct maildir_msg *m = mailbox_msg(s->md, i);
 		if (uidl)
 			reply(s, "+OK %zu %s", i + 1, m->uidl);
 		else
@@ -235,8 +235,8 @@ static void cmd_list(struct session *s, char *arg, bool uidl)
 		return;
 	}
 	reply(s, "+OK %s", uidl ? tr(s, "Unique-ID listing follows") : tr(s, "Scan listing follows"));
-	for (i = 0; i < maildir_count(s->md); i++) {
-		const struct maildir_msg *m = maildir_msg(s->md, i);
+	for (i = 0; i < mailbox_count(s->md); i++) {
+		const struct maildir_msg *m = mailbox_msg(s->md, i);
 		if (m->deleted)
 			continue;
 		if (uidl)
@@ -267,10 +267,10 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 	}
 	if (msg_arg(s, a, &i) == -1)
 		return;
-	m = maildir_msg(s->md, i);
+	m = mailbox_msg(s->md, i);
 	before = evbuffer_get_length(s->out);
 	reply(s, "+OK %llu octets", (unsigned long long)m->size);
-	r = maildir_send(s->md, i, lines, emit, s, &error);
+	r = mailbox_send(s->md, i, lines, emit, s, &error);
 	if (r == -1) {
 		/* nothing of the message went out: take the +OK back */
 		struct evbuffer *keep = evbuffer_new();
@@ -305,7 +305,7 @@ static void cmd_dele(struct session *s, char *arg)
 
 	if (msg_arg(s, arg, &i) == -1)
 		return;
-	maildir_msg(s->md, i)->deleted = true;
+	mailbox_msg(s->md, i)->deleted = true;
 	reply_text(s, "+OK", tr(s, "Message %zu deleted"), i + 1);
 }
 
@@ -314,8 +314,8 @@ static void cmd_rset(struct session *s)
 	unsigned n = 0;
 	uint64_t bytes = 0;
 
-	for (size_t i = 0; i < maildir_count(s->md); i++) {
-		struct maildir_msg *m = maildir_msg(s->md, i);
+	for (size_t i = 0; i < mailbox_count(s->md); i++) {
+		struct maildir_msg *m = mailbox_msg(s->md, i);
 		m->deleted = false;
 		n++;
 		bytes += m->size;
@@ -328,16 +328,16 @@ static void cmd_quit(struct session *s)
 {
 	unsigned failed;
 
-	for (size_t i = 0; i < maildir_count(s->md); i++) {
-		const struct maildir_msg *m = maildir_msg(s->md, i);
+	for (size_t i = 0; i < mailbox_count(s->md); i++) {
+		const struct maildir_msg *m = mailbox_msg(s->md, i);
 		if (m->deleted) {
 			s->del.n++;
 			s->del.bytes += m->size;
 		}
 	}
-	failed = maildir_update(s->md, s->expire_days, (int64_t)time(NULL));
-	for (size_t i = 0; i < maildir_count(s->md); i++) {
-		const struct maildir_msg *m = maildir_msg(s->md, i);
+	failed = mailbox_update(s->md, s->expire_days, (int64_t)time(NULL));
+	for (size_t i = 0; i < mailbox_count(s->md); i++) {
+		const struct maildir_msg *m = mailbox_msg(s->md, i);
 		if (m->expired) {
 			s->expired.n++;
 			s->expired.bytes += m->size;
@@ -345,7 +345,7 @@ static void cmd_quit(struct session *s)
 	}
 	/* Unlock before the reply: a client that logs in again right after
 	 * "+OK" must not find its own finished session holding the lock. */
-	maildir_free(&s->md);
+	mailbox_free(&s->md);
 	if (failed > 0)
 		reply_text(s, "-ERR [SYS/TEMP]", tr(s, "%u deleted messages could not be removed"),
 			   failed);
@@ -497,7 +497,7 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		st = MAILDIR_PERM;
 		error = N_("mailbox is not configured correctly");
 	} else {
-		st = maildir_open(p->maildrop, &s.md, &error);
+		st = mailbox_open(p->maildrop, &s.md, &error);
 	}
 	if (st != MAILDIR_OK) {
 		static const char *const code[] = {
@@ -518,9 +518,9 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 	}
 	if (p->opened != NULL)
 		p->opened(p->opened_ctx);
-	for (size_t i = 0; i < maildir_count(s.md); i++) {
+	for (size_t i = 0; i < mailbox_count(s.md); i++) {
 		s.size.n++;
-		s.size.bytes += maildir_msg(s.md, i)->size;
+		s.size.bytes += mailbox_msg(s.md, i)->size;
 	}
 	reply_text(&s, "+OK", tr(&s, "Logged in, %u messages (%llu octets)"), s.size.n,
 		   (unsigned long long)s.size.bytes);
@@ -560,7 +560,7 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 	log_logout(&s);
 out:
 	fill_report(&s, report_r);
-	maildir_free(&s.md);
+	mailbox_free(&s.md);
 	evbuffer_free(s.in);
 	evbuffer_free(s.out);
 	close(p->fd);

@@ -8,7 +8,8 @@
  * socket and its channel, wipes the TLS ticket keys it inherited, then
  * becomes the mailbox owner (privdrop.c, which refuses root and uids
  * below first-valid-uid).  Everything after, session_serve and the
- * protocol engine it runs (session.c, maildir.c), runs as the mailbox
+ * protocol engine it runs (session.c; mailbox.c with maildir.c or mbox.c,
+ * which may run liblockfile's setgid helper dotlockfile), runs as the mailbox
  * owner, in a process of its own: no event loop, so the blocking writes
  * here (send_report's bounded wait, spare_wait's SESSION_SPARE) stall
  * nobody but this session.

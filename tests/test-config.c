@@ -1266,8 +1266,10 @@ static void test_ldap_parsed(void)
  * ends would refuse (maildrop.c, netlist.c). */
 static void test_pop3d_templates_and_nets(void)
 {
-	EXPECT_ERROR(AUTHD POP3D "maildrop = mbox:/var/mail/%u\n" FILES, 8, "maildrop",
-		     "only maildir");
+	EXPECT_ERROR(AUTHD POP3D "maildrop = mmdf:/var/mail/%u\n" FILES, 8, "maildrop",
+		     "only maildir and mbox");
+	EXPECT_ERROR(AUTHD POP3D "maildrop = mbox:var/mail/%u\n" FILES, 8, "maildrop",
+		     "absolute");
 	EXPECT_ERROR(AUTHD POP3D "maildrop = ~/Maildir\n" FILES, 8, "maildrop", "absolute");
 	EXPECT_ERROR(AUTHD POP3D "maildrop = /m/%x\n" FILES, 8, "maildrop");
 	EXPECT_ERROR(AUTHD POP3D FILES "default-maildrop = Maildir\n", 11, "default-maildrop");

@@ -19,7 +19,15 @@ static void test_expand(void)
 	CHECK_STR(out, "/var/mail/example.org/bob");
 	CHECK_INT(maildrop_expand("/m/%u/100%%", "a", NULL, out, sizeof(out), &err), 0);
 	CHECK_STR(out, "/m/a/100%");
-	CHECK_INT(maildrop_expand("mbox:/var/mail/%u", "a", NULL, out, sizeof(out), &err), -1);
+	CHECK_INT(maildrop_expand("mbox:/var/mail/%u", "a", NULL, out, sizeof(out), &err), 0);
+	CHECK_STR(out, "mbox:/var/mail/a");
+	CHECK_INT(maildrop_expand("mbox:%h/mbox", "a", "/home/a", out, sizeof(out), &err), 0);
+	CHECK_STR(out, "mbox:/home/a/mbox");
+	CHECK_INT(maildrop_expand("mbox:rel/%u", "a", NULL, out, sizeof(out), &err), -1);
+	CHECK_INT(maildrop_expand("mbox:/m/%u", "a/b", NULL, out, sizeof(out), &err), -1);
+	CHECK_INT(maildrop_expand("mbox:/%u", "aaaa", NULL, out, 8, &err), -1);
+	CHECK_INT(maildrop_expand("mbox:/%u", "a", NULL, out, 5, &err), -1);
+	CHECK_INT(maildrop_expand("mmdf:/var/mail/%u", "a", NULL, out, sizeof(out), &err), -1);
 	CHECK_INT(maildrop_expand("%h/Maildir", "a", NULL, out, sizeof(out), &err), -1);
 	CHECK_INT(maildrop_expand("/m/%x", "a", NULL, out, sizeof(out), &err), -1);
 	CHECK_INT(maildrop_expand("/m/%u", "../etc", NULL, out, sizeof(out), &err), -1);

@@ -680,7 +680,7 @@ def test_config_check(world, tmp_path):
     text = open(p.conf).read()
     for bad, msg in (("listen = 127.0.0.1:%d" % p.port, "listen"),
                      ("login-delay = soon", "login-delay"),
-                     ("maildrop = mbox:/var/mail/%u", "maildrop")):
+                     ("maildrop = mmdf:/var/mail/%u", "maildrop")):
         conf = tmp_path / "bad.conf"
         t = text.replace("[pop3d]\n", "[pop3d]\n" + bad.replace(
             "127.0.0.1:%d" % p.port, "localhost") + "\n", 1) if "listen" not in bad else \
