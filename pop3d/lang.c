@@ -50,6 +50,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
+
 #include "common/alloc.h"
 #include "common/log.h"
 #include "pop3d/pop3d.h"
@@ -412,4 +414,31 @@ const struct lang *lang_match(const char *range)
 		if (lang_range_matches(range, lang_at(i)->tag))
 			return lang_at(i);
 	return NULL;
+}
+
+void lang_command(struct evbuffer *out, const struct lang **langp, const char *arg)
+{
+	const struct lang *l;
+
+	if (arg == NULL) {
+		evbuffer_add_printf(out, "+OK %s\r\n", lang_tr(*langp, "Language listing follows:"));
+		for (size_t i = 0; i < lang_count(); i++)
+			evbuffer_add_printf(out, "%s %s\r\n", lang_tag(lang_at(i)),
+					    lang_name(lang_at(i)));
+		evbuffer_add(out, ".\r\n", 3);
+		return;
+	}
+	l = lang_match(arg);
+	if (l == NULL) {
+		/* the range is echoed only if it is one (letters, digits, "-") */
+		if (lang_tag_valid(arg))
+			evbuffer_add_printf(out, "-ERR %s %s: %s\r\n", lang_tag(*langp),
+					    lang_tr(*langp, "Unknown language"), arg);
+		else
+			evbuffer_add_printf(out, "-ERR %s %s\r\n", lang_tag(*langp),
+					    lang_tr(*langp, "Unknown language"));
+		return;
+	}
+	*langp = l;
+	evbuffer_add_printf(out, "+OK %s %s\r\n", lang_tag(l), lang_tr(l, "Language changed"));
 }

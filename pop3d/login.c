@@ -1034,27 +1034,7 @@ static bool utf8_valid(const char *s)
  * leaves the language as it was. */
 static void cmd_lang(struct client *c, const char *arg)
 {
-	const struct lang *l;
-
-	if (arg == NULL) {
-		reply(c, "+OK %s", tr(c, "Language listing follows:"));
-		for (size_t i = 0; i < lang_count(); i++)
-			reply(c, "%s %s", lang_tag(lang_at(i)), lang_name(lang_at(i)));
-		reply(c, ".");
-		return;
-	}
-	l = lang_match(arg);
-	if (l == NULL) {
-		/* the range is echoed only if it is one (letters, digits, "-") */
-		if (lang_tag_valid(arg))
-			reply(c, "-ERR %s %s: %s", lang_tag(c->lang), tr(c, "Unknown language"),
-			      arg);
-		else
-			reply(c, "-ERR %s %s", lang_tag(c->lang), tr(c, "Unknown language"));
-		return;
-	}
-	c->lang = l;
-	reply(c, "+OK %s %s", lang_tag(l), tr(c, "Language changed"));
+	lang_command(bufferevent_get_output(c->bev), &c->lang, arg);
 }
 
 static void dispatch(struct client *c, char *line, size_t len)

@@ -246,7 +246,7 @@ static bool size_from_name(const char *name, uint64_t *size_r)
 	return false;
 }
 
-static bool uidl_ok(const char *s, size_t len)
+bool uidl_ok(const char *s, size_t len)
 {
 	if (len == 0 || len > POP3D_MAX_UIDL)
 		return false;
@@ -256,8 +256,7 @@ static bool uidl_ok(const char *s, size_t len)
 	return true;
 }
 
-/* Does s look like what uidl_hash writes (32 digits of 0-9a-f)? */
-static bool uidl_hashlike(const char *s, size_t len)
+bool uidl_hashlike(const char *s, size_t len)
 {
 	return len == 32 && strspn(s, "0123456789abcdef") >= len;
 }

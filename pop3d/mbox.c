@@ -257,22 +257,6 @@ static bool header_volatile(const uint8_t *p, size_t len)
 	return false;
 }
 
-static bool uidl_ok(const char *s, size_t len)
-{
-	if (len == 0 || len > POP3D_MAX_UIDL)
-		return false;
-	for (size_t i = 0; i < len; i++)
-		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
-			return false;
-	return true;
-}
-
-/* Does s look like a digest (32 digits of 0-9a-f)? */
-static bool uidl_hashlike(const char *s, size_t len)
-{
-	return len == 32 && strspn(s, "0123456789abcdef") >= len;
-}
-
 /* An X-UIDL: header line (known part p[0..len)): its value, if usable. */
 static void header_xuidl(struct scanner *s, const uint8_t *p, size_t len)
 {

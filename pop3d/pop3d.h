@@ -292,6 +292,13 @@ bool lang_range_matches(const char *range, const char *tag);
 /* s is a basic language range other than "*": 1*8ALPHA *("-" 1*8alphanum),
  * at most LANG_TAG_MAX characters. */
 bool lang_tag_valid(const char *s);
+struct evbuffer;
+/* The LANG command (RFC 6856 section 3), the same in the front end and the
+ * session: without arg the languages offered, with one a basic language
+ * range (or "*") that picks *langp from now on.  The answer (CRLF lines) is
+ * added to out, starting with the tag of the language it is in; an
+ * unknown range leaves *langp as it was. */
+void lang_command(struct evbuffer *out, const struct lang **langp, const char *arg);
 
 /* ---- maildir.c --------------------------------------------------------- */
 
@@ -326,6 +333,11 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 /* Releases the lock and frees md.  Does not apply deletions. */
 void maildir_free(struct maildir **mdp);
 
+/* A UIDL as RFC 1939 allows one (1 to 70 bytes, 0x21-0x7e)?  And one
+ * that looks like the digests pop3d makes (32 digits of 0-9a-f), which a
+ * name or header must not be taken for?  Shared by maildir.c and mbox.c. */
+bool uidl_ok(const char *s, size_t len);
+bool uidl_hashlike(const char *s, size_t len);
 size_t maildir_count(const struct maildir *md);
 /* Message i (0-based, < maildir_count); valid until maildir_free. */
 struct maildir_msg *maildir_msg(struct maildir *md, size_t i);

@@ -354,29 +354,10 @@ static void cmd_quit(struct session *s)
 	s->end = SESSION_END_QUIT;
 }
 
-/* LANG (RFC 6856 section 3), as in the AUTHORIZATION state (login.c). */
+/* LANG (RFC 6856 section 3), as in the AUTHORIZATION state (lang.c). */
 static void cmd_lang(struct session *s, const char *arg)
 {
-	const struct lang *l;
-
-	if (arg == NULL) {
-		reply(s, "+OK %s", tr(s, "Language listing follows:"));
-		for (size_t i = 0; i < lang_count(); i++)
-			reply(s, "%s %s", lang_tag(lang_at(i)), lang_name(lang_at(i)));
-		reply(s, ".");
-		return;
-	}
-	l = lang_match(arg);
-	if (l == NULL) {
-		if (lang_tag_valid(arg))
-			reply(s, "-ERR %s %s: %s", lang_tag(s->lang), tr(s, "Unknown language"),
-			      arg);
-		else
-			reply(s, "-ERR %s %s", lang_tag(s->lang), tr(s, "Unknown language"));
-		return;
-	}
-	s->lang = l;
-	reply(s, "+OK %s %s", lang_tag(l), tr(s, "Language changed"));
+	lang_command(s->out, &s->lang, arg);
 }
 
 static void dispatch(struct session *s, char *line)

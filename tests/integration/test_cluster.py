@@ -23,6 +23,7 @@ from authdlib import wait_until
 from conftest import Authd, authctl
 from pop3lib import Client, MailRoot, Pop3d, free_port, passwd_line
 from test_l2 import Memcached
+import test_proxy_protocol
 from test_proxy_protocol import HAPROXY
 
 pytestmark = pytest.mark.threaded
@@ -134,7 +135,10 @@ class Host:
             self.authd.logf.close()
 
 
-class Haproxy:
+class Haproxy(test_proxy_protocol.Haproxy):
+    """The test_proxy_protocol one (its stop()), with this fixture's
+    configuration, stats socket and view of the servers' states."""
+
     def __init__(self, tmp, hosts):
         self.dir = str(tmp)
         self.port = free_port()
@@ -176,15 +180,6 @@ class Haproxy:
                 out[f[1]] = f[17]
         return out
 
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
 
 
 class Via(Client):
