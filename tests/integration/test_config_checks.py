@@ -59,7 +59,7 @@ BROKEN = {
                                     "tls-key-file = /a.key\n"),
     "tls-cert-empty-entry": dict(pop3d="starttls = yes\ntls-cert-file = /a.pem,,/b.pem\n"
                                        "tls-key-file = /a.key,/b.key\n"),
-    "maildrop-type": dict(pop3d="maildrop = mbox:/var/mail/%u\n"),
+    "maildrop-type": dict(pop3d="maildrop = mh:/var/mail/%u\n"),
     "maildrop-relative": dict(pop3d="maildrop = maildir:~/Maildir\n"),
     "maildrop-unknown-variable": dict(pop3d="maildrop = /var/mail/%x\n"),
     "default-maildrop-relative": dict(auth="[authenticator files]\ntype = passwd-file\n"
