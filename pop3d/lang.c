@@ -287,9 +287,11 @@ struct lang_set *lang_load(const char *dir, const char *default_tag, char *err, 
 		const char *why;
 		int w;
 
-		if (strlen(e->d_name) > LANG_TAG_MAX)
+		size_t n = strlen(e->d_name);
+
+		if (n > LANG_TAG_MAX)
 			continue;
-		snprintf(tag, sizeof(tag), "%s", e->d_name);
+		memcpy(tag, e->d_name, n + 1);	/* fits: checked above */
 		for (char *p = tag; *p != '\0'; p++)
 			if (*p == '_')
 				*p = '-';
