@@ -919,8 +919,9 @@ void mbox_free(struct mbox **mbp)
 	toucher_stop(mb);
 	if (mb->dotlocked)
 		term_disarm();
-	/* Release in the reverse order of taking. */
-	if (mb->dotlocked && lockfile_remove(mb->lockpath) == -1)
+	/* Release in the reverse order of taking: the dot lock only if it is
+	 * still ours (another program that broke it now holds its own). */
+	if (mb->dotlocked && dotlock_ours(mb) && lockfile_remove(mb->lockpath) == -1)
 		log_warn("mbox: cannot remove %s", mb->lockpath);
 	if (mb->fd != -1)
 		close(mb->fd);		/* drops the fcntl lock */
@@ -991,11 +992,12 @@ int mbox_send(struct mbox *mb, size_t i, long body_lines,
  * mbox_test_kill_step (1-based; each pwrite, fdatasync and the ftruncate
  * is a step); 0: never.  mbox_test_steps counts the steps taken. */
 unsigned mbox_test_kill_step, mbox_test_steps;
+int mbox_test_kill_signal = SIGKILL;
 
 static void step(void)
 {
-	if (++mbox_test_steps == mbox_test_kill_step)
-		raise(SIGKILL);
+	if (++mbox_test_steps == mbox_test_kill_step && mbox_test_kill_step != 0)
+		raise(mbox_test_kill_signal);
 }
 
 static int pwrite_all(int fd, const uint8_t *p, size_t len, uint64_t off)
@@ -1203,7 +1205,24 @@ unsigned mbox_update(struct mbox *mb, long expire_days, int64_t now)
 	}
 	if (first == mb->n || mb->fd == -1)
 		return 0;
-	if (mbox_rewrite(mb, first) == -1) {
+	/* Once the rewrite has begun it finishes: a SIGTERM (pop3d
+	 * stopping, a kick) waits until it is done, and a file size limit is
+	 * an error (EFBIG, undone) rather than SIGXFSZ's death in the middle
+	 * of the append. */
+	sigset_t block, old;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, old_xfsz;
+	int r;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	sigemptyset(&ign.sa_mask);
+	sigaction(SIGXFSZ, &ign, &old_xfsz);
+	r = mbox_rewrite(mb, first);
+	sigaction(SIGXFSZ, &old_xfsz, NULL);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (r == -1) {
 		for (size_t i = mb->hidden; i < mb->n; i++)
 			mb->msgs[i].m.expired = false;	/* none went */
 		return ndel;

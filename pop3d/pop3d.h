@@ -442,6 +442,7 @@ unsigned mbox_update(struct mbox *mb, long expire_days, int64_t now);
  * number mbox_test_kill_step (each pwrite, fdatasync, the ftruncate;
  * 0: never); mbox_test_steps counts the steps. */
 extern unsigned mbox_test_kill_step, mbox_test_steps;
+extern int mbox_test_kill_signal;	/* SIGKILL unless a test says */
 /* Messages an mbox lists at most (POP3D_MAX_MESSAGES; tests make it
  * smaller); the rest stay in the file, untouched. */
 extern size_t mbox_max_messages;

@@ -512,6 +512,8 @@ static void make_spool(const char *name, const size_t *size, size_t n)
 
 /* In a child: open, DELE per c, UPDATE with the kill hook at step k.
  * Returns the child's wait status; *steps_r the steps it took (k = 0). */
+static int child_signal = SIGKILL;	/* what the kill hook sends */
+
 static int update_in_child(const char *name, const struct corpus *c, unsigned k,
 			   unsigned *steps_r)
 {
@@ -529,6 +531,7 @@ static int update_in_child(const char *name, const struct corpus *c, unsigned k,
 		for (size_t i = 0; i < c->n; i++)
 			mbox_msg(mb, i)->deleted = c->del[i];
 		mbox_test_kill_step = k;
+		mbox_test_kill_signal = child_signal;
 		mbox_test_steps = 0;
 		if (mbox_update(mb, -1, 0) != 0)
 			_exit(4);
@@ -608,14 +611,25 @@ static void kill_everywhere(const size_t *size, size_t n, const bool *del)
 			}
 		CHECK(strangers <= 1);
 	}
-	/* and once more to the end: exactly the kept ones, once each */
-	snprintf(cmd, sizeof(cmd), "cp %s %s", backup, p);
-	if (system(cmd) != 0)
-		exit(2);
-	status = update_in_child("kill", &c, 0, &dummy);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	CHECK_INT(open_mbox("kill", &mb), MAILDIR_OK);
-	if (mb != NULL) {
+	/* SIGTERM (pop3d stopping, a kick) at each step: it waits for the
+	 * rewrite, which ends whole (then the session dies of it); and once
+	 * more to the end, undisturbed: exactly the kept ones, once each */
+	for (unsigned k = 1; k <= steps + 1; k++) {
+		bool term = k <= steps;
+
+		snprintf(cmd, sizeof(cmd), "cp %s %s", backup, p);
+		if (system(cmd) != 0)
+			exit(2);
+		child_signal = SIGTERM;
+		status = update_in_child("kill", &c, term ? k : 0, &dummy);
+		child_signal = SIGKILL;
+		if (term)
+			CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM);
+		else
+			CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+		CHECK_INT(open_mbox("kill", &mb), MAILDIR_OK);
+		if (mb == NULL)
+			continue;
 		size_t j = 0;
 
 		for (size_t m = 0; m < n; m++) {
@@ -624,6 +638,9 @@ static void kill_everywhere(const size_t *size, size_t n, const bool *del)
 			CHECK(j < mbox_count(mb) && strcmp(retr(mb, j, 0x7fffffff), c.msg[m]) == 0);
 			j++;
 		}
+		if (mbox_count(mb) != j)
+			fprintf(stderr, "  SIGTERM at step %u of %u: %zu messages, %zu kept\n", k,
+				steps, mbox_count(mb), j);
 		CHECK_INT(mbox_count(mb), j);
 		mbox_free(&mb);
 	}
