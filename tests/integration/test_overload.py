@@ -234,9 +234,12 @@ def test_flood_from_other_addresses_does_not_stop_legitimate_logins(world, tmp_p
     The per-source limit refuses the rest of the flood: those TEMPFAILs
     come after auth-failure-delay, count towards max-auth-failures, and
     authd logs them as summaries, not a line each."""
+    # queue-wait-limit off: this test is about the turns and the
+    # per-source limit, whose refusals are all delayed (a first `busy`
+    # refusal of the wait limit is answered at once: its own test below)
     p = slow_world(world, tmp_path, delay=0.1, workers=2,
                    pop3d_keys={"auth-failure-delay": "300ms", "max-auth-failures": "3"},
-                   auth_keys={"per-source-limit": "12"})
+                   auth_keys={"per-source-limit": "12", "queue-wait-limit": "0"})
     flood = Flood(p.port, ["127.0.0.%d" % i for i in (2, 3, 4)], 30).start()
     try:
         # the flood is on: authd's queue holds many of its requests
