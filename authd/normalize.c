@@ -15,7 +15,10 @@
  *   past U+10FFFF) is refused like an empty one: it can belong to no one,
  *   and two byte strings that display alike must not become two users.
  * - Control characters are refused: C0 (below 0x20), DEL, and C1
- *   (U+0080..U+009F), which a terminal would act upon in a log.
+ *   (U+0080..U+009F), which a terminal would act upon in a log; so are
+ *   invisible ones (default-ignorable code points), which would give one
+ *   account unlimited spellings against a backend that ignores them.
+ * - Blanks at either end are trimmed, before and after the mapping.
  * - Unicode NFC, always: a client that sends "jo\u0308rg" (NFD, as macOS
  *   input methods produce) and one that sends "j\u00f6rg" reach the same
  *   cache entry, the same backend record and the same per-user limit.
@@ -36,6 +39,7 @@
 #include <string.h>
 
 #include <unicase.h>
+#include <unictype.h>
 #include <uninorm.h>
 #include <unistr.h>
 
@@ -79,7 +83,10 @@ static uint8_t *width_map(const uint8_t *s, size_t n, size_t *len_r)
 	return out;
 }
 
-/* Valid UTF-8 without control characters (C0, DEL, C1). */
+/* Valid UTF-8 without control characters (C0, DEL, C1) or invisible
+ * ones (default-ignorable code points: U+00AD, U+200B, U+FEFF, ...),
+ * which display as nothing and which LDAP's matching rules drop (RFC 4518
+ * section 2.2): "ali\u200Bce" must not be a second name for alice. */
 static bool name_chars_ok(const uint8_t *s, size_t n)
 {
 	if (u8_check(s, n) != NULL)
@@ -88,7 +95,8 @@ static bool name_chars_ok(const uint8_t *s, size_t n)
 		ucs4_t uc;
 		int len = u8_mbtouc(&uc, s + i, n - i);
 
-		if (uc < 0x20 || (uc >= 0x7f && uc <= 0x9f))
+		if (uc < 0x20 || (uc >= 0x7f && uc <= 0x9f) ||
+		    uc_is_property_default_ignorable_code_point(uc))
 			return false;
 		i += (size_t)len;
 	}
@@ -164,11 +172,20 @@ int user_normalize(const struct config *conf, const char *in, char *out, size_t 
 	}
 	if (mapped == NULL)
 		return -1;	/* out of memory, or unstable: refused */
-	if (mlen >= size || memchr(mapped, '\0', mlen) != NULL) {
+	/* The width mapping can make a blank of an ideographic space (U+3000):
+	 * trimmed here as the ASCII ones were above, so that "alice\u3000" is
+	 * "alice", not a second name "alice ". */
+	size_t skip = 0;
+	while (skip < mlen && (mapped[skip] == ' ' || mapped[skip] == '\t'))
+		skip++;
+	while (mlen > skip && (mapped[mlen - 1] == ' ' || mapped[mlen - 1] == '\t'))
+		mlen--;
+	mlen -= skip;
+	if (mlen == 0 || mlen >= size || memchr(mapped + skip, '\0', mlen) != NULL) {
 		free(mapped);
 		return -1;
 	}
-	memcpy(out, mapped, mlen);
+	memcpy(out, mapped + skip, mlen);
 	out[mlen] = '\0';
 	free(mapped);
 

@@ -154,10 +154,23 @@ static void test_case_mapped(void)
 	/* the default domain is mapped with the name */
 	conf_reset(true, false, "\xc3\x96rt.example");
 	check_norm("J\xc3\x96RG", "j\xc3\xb6rg@\xc3\xb6rt.example");
+	/* an ideographic space at the end maps to a blank: trimmed */
+	conf_reset(true, false, NULL);
+	check_norm("alice\xe3\x80\x80", "alice");
+	check_norm("\xe3\x80\x80", NULL);
 	/* still refused: invalid UTF-8 and controls */
 	conf_reset(true, false, NULL);
 	check_norm("J\xf6RG", NULL);
 	check_norm("a\xc2\x85", NULL);
+	/* and invisible characters, in either mode: soft hyphen, zero-width
+	 * space, byte order mark, word joiner */
+	for (int lc = 0; lc < 2; lc++) {
+		conf_reset(lc, false, NULL);
+		check_norm("ali\xc2\xad" "ce", NULL);
+		check_norm("ali\xe2\x80\x8b" "ce", NULL);
+		check_norm("\xef\xbb\xbf" "alice", NULL);
+		check_norm("alice\xe2\x81\xa0", NULL);
+	}
 }
 
 /* Normalising twice gives the same name (authd's tickets and the fuzz

@@ -122,8 +122,10 @@ static bool conversions(const char *s, char *out, size_t size)
 			p++;
 			continue;
 		}
-		/* flags, width, precision, length, then the conversion */
-		size_t k = 1 + strspn(p + 1, "-+ #0123456789.hlLqjzt");
+		/* flags, width, precision (a "*" too), argument position, length,
+		 * then the conversion: all of it compared, so that "%*d" and
+		 * "%*s", or "%1$s" and "%s", differ */
+		size_t k = 1 + strspn(p + 1, "-+ #0123456789.hlLqjzt*$'I");
 		if (p[k] == '\0' || o + k + 1 >= size)
 			return false;
 		memcpy(out + o, p, k + 1);

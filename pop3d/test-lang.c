@@ -99,6 +99,8 @@ static void test_catalogues(void)
 		{ "Logged in, %u messages (%llu octets)", "Zalogowano: %s" },	/* %s for %u: dropped */
 		{ "Unknown command", "Nieznane\r\npolecenie" },			/* CR LF: dropped */
 		{ "%u deleted messages could not be removed", "%% %u nie" },
+		{ "Width %*d", "Szeroko\xc5\x9b\xc4\x87 %*s" },	/* same "%*", other type: dropped */
+		{ "Position %s", "Pozycja %1$s" },			/* positional: dropped */
 	};
 	static const char *const de[][2] = { { "English", "Deutsch" }, { "Bye", "Tsch\xc3\xbc\xc3\x9f" } };
 	struct lang_set *set;
@@ -130,6 +132,8 @@ static void test_catalogues(void)
 		  "Logged in, %u messages (%llu octets)");
 	CHECK_STR(lang_tr(l, "Unknown command"), "Unknown command");
 	CHECK_STR(lang_tr(l, "%u deleted messages could not be removed"), "%% %u nie");
+	CHECK_STR(lang_tr(l, "Width %*d"), "Width %*d");
+	CHECK_STR(lang_tr(l, "Position %s"), "Position %s");
 	CHECK(strstr(lang_tr(l, "Message %u already deleted"), "%u") != NULL);
 	/* basic filtering, "*" */
 	CHECK(lang_match("de") == lang_at(1));
