@@ -873,6 +873,19 @@ enum maildir_status mbox_open(const char *path, struct mbox **mb_r, const char *
 			log_warnx("mbox: %s is not a regular file", path);
 			goto out_free;
 		}
+		/* As Postfix's local(8) checks before it appends: the spool
+		 * is the user's own, with one name.  In a world-writable
+		 * spool directory another user could have created it, or
+		 * linked another file there, and we would serve and rewrite
+		 * that. */
+		if (mb->st.st_uid != geteuid() || mb->st.st_nlink != 1) {
+			st = MAILDIR_PERM;
+			*error_r = "maildrop is not the user's own file";
+			log_warnx("mbox: %s: owned by uid %ld with %lu links, not by uid %ld with one; "
+				  "refused", path, (long)mb->st.st_uid, (unsigned long)mb->st.st_nlink,
+				  (long)geteuid());
+			goto out_free;
+		}
 		st = mbox_lock(mb, error_r);
 		if (st != MAILDIR_OK)
 			goto out_free;

@@ -183,6 +183,22 @@ static void test_not_mbox_missing_empty(void)
 		CHECK_INT(mbox_count(mb), 0);
 		mbox_free(&mb);
 	}
+	/* a spool with a second name (planted in a world-writable spool
+	 * directory, as a hard link to another file): refused */
+	char p1[512], p2[512];
+
+	put("linked", "From a@b Mon Dec  7 03:00:00 2026\n\nx\n", 37);
+	path_of("linked", p1, sizeof(p1));
+	path_of("linked2", p2, sizeof(p2));
+	CHECK(link(p1, p2) == 0);
+	CHECK_INT(open_mbox("linked", &mb), MAILDIR_PERM);
+	CHECK(mb == NULL);
+	unlink(p2);
+	CHECK_INT(open_mbox("linked", &mb), MAILDIR_OK);
+	if (mb != NULL) {
+		CHECK_INT(mbox_count(mb), 1);
+		mbox_free(&mb);
+	}
 }
 
 static void test_cclient_hidden_and_kept(void)
