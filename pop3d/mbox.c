@@ -666,7 +666,7 @@ static enum maildir_status mbox_lock(struct mbox *mb, const char **error_r)
 		if (fcntl_lock(mb->fd, F_WRLCK) == -1) {
 			if (errno != EAGAIN && errno != EACCES && errno != EINTR) {
 				log_warn("mbox: fcntl lock %s", mb->path);
-				*error_r = "cannot lock maildrop";
+				*error_r = N_("cannot lock maildrop");
 				return MAILDIR_TEMP;
 			}
 		} else {
@@ -679,12 +679,12 @@ static enum maildir_status mbox_lock(struct mbox *mb, const char **error_r)
 			if (r != L_MAXTRYS) {
 				log_warnx("mbox: cannot create %s: %s", mb->lockpath,
 					  lockfile_error(r));
-				*error_r = "cannot lock maildrop";
+				*error_r = N_("cannot lock maildrop");
 				return MAILDIR_TEMP;
 			}
 		}
 		if (now_ms() >= deadline) {
-			*error_r = "maildrop is locked by another program";
+			*error_r = N_("maildrop is locked by another program");
 			return MAILDIR_IN_USE;
 		}
 		nanosleep(&pause, NULL);
@@ -817,7 +817,7 @@ static int mbox_scan(struct mbox *mb, const char **error_r)
 			if (errno == EINTR)
 				continue;
 			log_warn("mbox: read %s", mb->path);
-			*error_r = "cannot read maildrop";
+			*error_r = N_("cannot read maildrop");
 			free(buf);
 			return -1;
 		}
@@ -830,7 +830,7 @@ static int mbox_scan(struct mbox *mb, const char **error_r)
 	free(buf);
 	if (s.bad) {
 		log_warnx("mbox: %s does not start with a From_ line: not an mbox", mb->path);
-		*error_r = "maildrop is not an mbox file";
+		*error_r = N_("maildrop is not an mbox file");
 		errno = 0;
 		return -1;
 	}
@@ -863,13 +863,13 @@ enum maildir_status mbox_open(const char *path, struct mbox **mb_r, const char *
 		}
 		if (mb->fd == -1) {
 			st = status_of(errno);
-			*error_r = "cannot open maildrop";
+			*error_r = N_("cannot open maildrop");
 			log_warn("mbox: %s", path);
 			goto out_free;
 		}
 		if (fstat(mb->fd, &mb->st) == -1 || !S_ISREG(mb->st.st_mode)) {
 			st = MAILDIR_PERM;
-			*error_r = "maildrop is not a file";
+			*error_r = N_("maildrop is not a file");
 			log_warnx("mbox: %s is not a regular file", path);
 			goto out_free;
 		}
@@ -880,7 +880,7 @@ enum maildir_status mbox_open(const char *path, struct mbox **mb_r, const char *
 		 * that. */
 		if (mb->st.st_uid != geteuid() || mb->st.st_nlink != 1) {
 			st = MAILDIR_PERM;
-			*error_r = "maildrop is not the user's own file";
+			*error_r = N_("maildrop is not the user's own file");
 			log_warnx("mbox: %s: owned by uid %ld with %lu links, not by uid %ld with one; "
 				  "refused", path, (long)mb->st.st_uid, (unsigned long)mb->st.st_nlink,
 				  (long)geteuid());
@@ -900,7 +900,7 @@ enum maildir_status mbox_open(const char *path, struct mbox **mb_r, const char *
 		mb->fd = -1;
 		if (tries == 3) {
 			st = MAILDIR_TEMP;
-			*error_r = "maildrop keeps changing";
+			*error_r = N_("maildrop keeps changing");
 			goto out_free;
 		}
 	}
@@ -908,7 +908,7 @@ enum maildir_status mbox_open(const char *path, struct mbox **mb_r, const char *
 	term_arm(mb);
 	if (fstat(mb->fd, &mb->st) == -1) {
 		st = MAILDIR_TEMP;
-		*error_r = "cannot read maildrop";
+		*error_r = N_("cannot read maildrop");
 		goto out_free;
 	}
 	if (mbox_scan(mb, error_r) == -1) {
@@ -982,7 +982,7 @@ int mbox_send(struct mbox *mb, size_t i, long body_lines,
 			else
 				log_warnx("mbox: %s shrank under the lock", mb->path);
 			if (off == e->body_off) {
-				*error_r = "cannot read message";
+				*error_r = N_("cannot read message");
 				return -1;
 			}
 			return -2;
