@@ -427,7 +427,7 @@ def test_haproxy_v2_and_v1_client_address(haproxy_world):
     assert p.authd.metric("authd_log_lines_suppressed_total", kind="auth_failed") == 1
     assert not re.search(r"rip=127\.0\.0\.1 ", alog)
     # HAProxy's health checks arrive as LOCAL headers
-    wait_until(lambda: p.metric("pop3d_proxy_headers_total", result="local") >= 1, 10,
+    wait_until(lambda: p.metric("pop3d_proxy_headers_total", result="local") >= 1, 30,
                "a health check (LOCAL)")
     assert p.metric("pop3d_proxy_headers_total", result="malformed") == 0
 
