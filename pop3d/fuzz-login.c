@@ -93,6 +93,7 @@
 
 #include "pop3d/login.c"
 #include "tests/fuzz/logcapture.h"
+#include "tests/fuzz/pwleak.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -171,33 +172,12 @@ static unsigned in_sent(const char *s, size_t n)
 	return k;
 }
 
-/* Could these 8 bytes come from nowhere but a password?  (A probe of
- * plain words could match a fixed text: "Authentication".) */
-static bool probe_marked(const char *p)
-{
-	for (size_t i = 0; i < 8; i++)
-		if ((unsigned char)p[i] >= 0x80 || strchr("!#$&*+<>^`{|}~", p[i]) != NULL)
-			return true;
-	return false;
-}
-
-/* No 8-byte piece of a secret in text, unless its user name holds it too
- * (names are logged) or the client sent it more than once. */
+/* No piece of a secret in text (pwleak.h). */
 static void check_no_secret(const char *text, size_t len)
 {
-	for (size_t k = 0; k < nsecrets; k++) {
-		const char *pw = secrets[k];
-		size_t n = strlen(pw);
-
-		for (size_t i = 0; i + 8 <= n; i++) {
-			if (!probe_marked(pw + i) || memmem(text, len, pw + i, 8) == NULL)
-				continue;
-			if (memmem(secret_users[k], strlen(secret_users[k]), pw + i, 8) != NULL ||
-			    in_sent(pw + i, 8) > 1)
-				continue;
+	for (size_t k = 0; k < nsecrets; k++)
+		if (pwleak_found(text, len, secrets[k], secret_users[k], in_sent))
 			abort();	/* a password in a reply or the log */
-		}
-	}
 }
 
 /* ---- scripted authd (authc.c's interface) --------------------------------- */

@@ -37,6 +37,7 @@
 
 #include "authd/client.c"
 #include "tests/fuzz/logcapture.h"
+#include "tests/fuzz/pwleak.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -135,37 +136,12 @@ static unsigned in_input(const char *s, size_t n)
 	return k;
 }
 
-/* Could the 8 bytes at p come from nowhere but a password?  Only a piece
- * holding a byte that no fixed text of authd's replies and log lines
- * holds is looked for (a password of lower-case words could match
- * "require-secured"). */
-static bool probe_marked(const char *p)
-{
-	for (size_t i = 0; i < 8; i++)
-		if ((unsigned char)p[i] >= 0x80 || strchr("!#$&*+<>^`{|}~", p[i]) != NULL)
-			return true;
-	return false;
-}
-
-/* No 8-byte piece of a password in text, unless also in its user name or
- * sent by the client elsewhere than once (a request id, another key). */
+/* No piece of a password in text (pwleak.h). */
 static void check_no_password(const char *text, size_t len)
 {
-	for (size_t k = 0; k < nseen; k++) {
-		const char *pw = seen_pw[k];
-		size_t n = strlen(pw);
-
-		for (size_t i = 0; i + 8 <= n; i++) {
-			char probe[9];
-
-			memcpy(probe, pw + i, 8);
-			probe[8] = '\0';
-			if (probe_marked(probe) && memmem(text, len, probe, 8) != NULL &&
-			    strstr(seen_user[k], probe) == NULL &&
-			    in_input(probe, 8) <= 1)
-				abort();
-		}
-	}
+	for (size_t k = 0; k < nseen; k++)
+		if (pwleak_found(text, len, seen_pw[k], seen_user[k], in_input))
+			abort();	/* a password in a reply or the log */
 }
 
 static void check_replies(struct evbuffer *out)
