@@ -111,7 +111,8 @@ static void test_catalogues(void)
 	CHECK(mkdtemp(dir) != NULL);
 	write_mo("pl", pl, sizeof(pl) / sizeof(pl[0]), false);
 	write_mo("de_AT", de, sizeof(de) / sizeof(de[0]), false);
-	mkdir(strcat(strcpy(err, dir), "/C"), 0700);		/* not a language of ours */
+	snprintf(err, sizeof(err), "%s/C", dir);
+	mkdir(err, 0700);					/* not a language of ours */
 
 	set = lang_load(dir, "pl", err, sizeof(err));
 	CHECK(set != NULL);
