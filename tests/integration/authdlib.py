@@ -19,6 +19,33 @@ def wait_until(cond, timeout, what="condition", interval=0.01):
         time.sleep(interval)
 
 
+def proc_table():
+    """{pid: (parent pid, state letter)} of every process /proc shows now."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        out[int(pid)] = (int(fields[1]), fields[0])
+    return out
+
+
+def descendants(root):
+    """root and every process below it, as /proc shows them now."""
+    table = proc_table()
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += [c for c, (pp, _) in table.items() if pp == p]
+    return out
+
+
 def escape(s):
     return (s.replace("\\", "\\\\").replace("\t", "\\t")
             .replace("\n", "\\n").replace("\r", "\\r"))

@@ -12,7 +12,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from authdlib import AuthdClient, wait_until  # noqa: E402
+from authdlib import AuthdClient, proc_table, wait_until  # noqa: E402
 from promparse import parse, value  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -113,19 +113,8 @@ class Authd:
 
     def children(self):
         """pids of authd's direct children (helpers), zombies included."""
-        out = []
-        for pid in os.listdir("/proc"):
-            if not pid.isdigit():
-                continue
-            try:
-                with open("/proc/%s/stat" % pid) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            fields = st[st.rindex(")") + 2:].split()
-            if int(fields[1]) == self.proc.pid:
-                out.append((int(pid), fields[0]))
-        return out
+        return [(pid, state) for pid, (ppid, state) in proc_table().items()
+                if ppid == self.proc.pid]
 
     def stop(self, check=True):
         if self.proc is None or self.proc.poll() is not None:

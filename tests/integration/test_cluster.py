@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from authdlib import wait_until
+from authdlib import descendants, wait_until
 from conftest import Authd, authctl
 from pop3lib import Client, MailRoot, Pop3d, free_port, passwd_line
 from test_l2 import Memcached
@@ -95,27 +95,9 @@ class Host:
         return [line.split() for line in r.stdout.splitlines()
                 if line and not line.startswith("USER") and not re.match(r"\d+ sessions?$", line)]
 
-    def descendants(self):
-        """pop3d's master and every process below it."""
-        kids = {}
-        for p in os.listdir("/proc"):
-            if p.isdigit():
-                try:
-                    with open("/proc/%s/stat" % p) as f:
-                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                kids.setdefault(ppid, []).append(int(p))
-        out, todo = [], [self.pop3d.proc.pid]
-        while todo:
-            pid = todo.pop()
-            out.append(pid)
-            todo += kids.get(pid, [])
-        return out
-
     def kill(self):
         """The host dies at once: pop3d's processes and authd, SIGKILL."""
-        for pid in self.descendants():
+        for pid in descendants(self.pop3d.proc.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

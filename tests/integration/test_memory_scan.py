@@ -41,6 +41,7 @@ import threading
 
 import pytest
 
+from authdlib import descendants
 from conftest import HELPERS, PYTHON
 from pop3lib import IS_ROOT, Client, Pop3d, passwd_line, user_uid, TEST_GID
 from test_pop3d import mailroot  # noqa: F401
@@ -106,26 +107,6 @@ def needles(user, password):
     first = next(i for i in range(len(b64)) if (6 * i) // 8 >= prefix)
     for i in range(first, len(b64) - WINDOW + 1):
         out[b64[i:i + WINDOW]] = password
-    return out
-
-
-def descendants(root):
-    """root and every process below it."""
-    parent = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                st = f.read()
-        except OSError:
-            continue
-        parent[int(pid)] = int(st[st.rindex(")") + 2:].split()[1])
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += [c for c, pp in parent.items() if pp == p]
     return out
 
 
