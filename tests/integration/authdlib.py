@@ -19,6 +19,16 @@ def wait_until(cond, timeout, what="condition", interval=0.01):
         time.sleep(interval)
 
 
+def recv_all(sock):
+    """Everything sock receives until the peer closes (within its timeout)."""
+    out = b""
+    while True:
+        d = sock.recv(65536)
+        if not d:
+            return out
+        out += d
+
+
 def proc_table():
     """{pid: (parent pid, state letter)} of every process /proc shows now."""
     out = {}

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from authdlib import descendants, wait_until
+from authdlib import descendants, recv_all, wait_until
 from conftest import Authd, authctl
 from pop3lib import Client, MailRoot, Pop3d, free_port, passwd_line
 from test_l2 import Memcached
@@ -140,12 +140,7 @@ class Haproxy(test_proxy_protocol.Haproxy):
         s.settimeout(5)
         s.connect(self.sock)
         s.sendall(command.encode() + b"\n")
-        out = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
+        out = recv_all(s)
         s.close()
         return out.decode()
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from authdlib import wait_until
+from authdlib import recv_all, wait_until
 from conftest import BUILD
 from pop3lib import free_port
 from test_pop3d import mailroot, world  # noqa: F401 (fixtures)
@@ -35,13 +35,7 @@ def curl(url, *args):
 def raw(port, data, read=True, timeout=15):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(data)
-    out = b""
-    if read:
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
+    out = recv_all(s) if read else b""
     s.close()
     return out
 
@@ -110,12 +104,7 @@ def test_what_other_requests_get(scraped):
     s = socket.create_connection(("127.0.0.1", pp), timeout=10)
     s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
     s.shutdown(socket.SHUT_WR)
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
+    out = recv_all(s)
     s.close()
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
