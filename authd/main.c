@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <sodium.h>
 
+#include "authd/argon2mem.h"
 #include "authd/authd.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -29,6 +30,23 @@
 #include "common/proctitle.h"
 #include "common/sock.h"
 #include "common/version.h"
+
+/* How many argon2 regions argon2mem.c keeps: as many as checks can run at
+ * once (the hash-concurrency of each passwd-file, the workers of an LDAP
+ * authenticator, which may compare hashes), so that its memory is what
+ * that many concurrent checks hold anyway. */
+static size_t argon2_regions(const struct config *conf)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < conf->nauths; i++) {
+		if (conf->auths[i].type == AUTH_TYPE_PASSWD_FILE)
+			n += conf->auths[i].hash_concurrency;
+		else if (conf->auths[i].type == AUTH_TYPE_LDAP)
+			n += conf->auths[i].workers;
+	}
+	return n;
+}
 
 static struct event_base *base;
 static char *conf_path;			/* absolute, for reloads */
@@ -97,6 +115,7 @@ int authd_reload(char *error, size_t size)
 		config_free(&n);
 		return -1;
 	}
+	argon2mem_init(argon2_regions(n));
 	report_fixed(n);
 	/* Counters continue across reloads for authenticators that keep
 	 * their name. */
@@ -356,6 +375,7 @@ int main(int argc, char **argv)
 	requests_init(conf, base);
 	authenticators_init(base);
 	ratelog_init(base);
+	argon2mem_init(argon2_regions(conf));
 	current = generation_start(conf, err, sizeof(err));
 	if (current == NULL)
 		fatalx("%s", err);

@@ -52,6 +52,7 @@
 
 #include <sodium.h>
 
+#include "authd/argon2mem.h"
 #include "authd/authd.h"
 #include "common/alloc.h"
 #include "common/log.h"
@@ -706,13 +707,17 @@ static enum pw_check verify_argon2(const char *hash, const char *password)
 {
 	char str[crypto_pwhash_STRBYTES];
 	size_t n = strlen(hash);
+	int r;
 
 	if (n >= sizeof(str) || !argon2_well_formed(hash))
 		return PW_BAD_HASH;
 	memcpy(str, hash, n + 1);
-	/* Well-formed, so -1 now means a wrong password. */
-	return crypto_pwhash_str_verify(str, password, strlen(password)) == 0 ?
-		PW_MATCH : PW_MISMATCH;
+	/* Well-formed, so -1 now means a wrong password.  The hash's memory
+	 * comes from argon2mem.c's pool. */
+	argon2mem_begin();
+	r = crypto_pwhash_str_verify(str, password, strlen(password));
+	argon2mem_end();
+	return r == 0 ? PW_MATCH : PW_MISMATCH;
 }
 
 /* Dovecot's {MD5}: "$1$..." is MD5-CRYPT, anything else PLAIN-MD5 (hex or
