@@ -758,6 +758,13 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 			close(fd);
 			return -2;
 		}
+		/* A short read of a regular file is its end, as a rule: when
+		 * what was read comes to the size announced, the read that
+		 * would return 0 is saved.  Otherwise (the file changed, a
+		 * read cut short) read on to the real end. */
+		if ((size_t)n < sizeof(in) && body_lines < 0 &&
+		    c.octets + (c.line_start ? 0 : 2) == md->msgs[i].m.size)
+			break;
 	}
 	close(fd);
 	o = maildir_conv_finish(&c, out);

@@ -5,16 +5,20 @@
  * client, so plain blocking logic on a non-blocking socket with poll()
  * deadlines: every wait for input or for the client to take output is
  * bounded by session-timeout (RFC 1939 section 3: the autologout timer,
- * at least 10 minutes).  Replies are collected in an output buffer that is
- * flushed before we wait for input and whenever it grows past
- * POP3D_SESSION_FLUSH, so pipelined commands get batched replies and RETR
- * of a big message streams in bounded memory.  A dropped connection or a
+ * at least 10 minutes).  Replies are collected in one flat output buffer
+ * (allocated once per session: nothing is allocated, freed or wiped per
+ * message) that is flushed with one write() before we wait for input and
+ * whenever it grows past POP3D_SESSION_FLUSH, so pipelined commands get
+ * batched replies and RETR of a big message streams in bounded memory.
+ * Input is read straight into the input buffer, one read() per wake-up.  A dropped connection or a
  * timeout ends the session without the UPDATE state: nothing is deleted.
  * For a TLS client the descriptor is a socketpair whose other end the
  * front end relays to the TLS connection: the session speaks plain POP3
  * either way and never sees TLS state or keys.
  */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -26,6 +30,7 @@
 
 #include <event2/buffer.h>
 
+#include "common/alloc.h"
 #include "common/config.h"
 #include "common/line.h"
 #include "common/log.h"
@@ -51,9 +56,16 @@ struct counter {
 	uint64_t bytes;
 };
 
+/* The output buffer: a flush starts at POP3D_SESSION_FLUSH, and what is
+ * added at once (a converted chunk of a message: maildir.c's READ_CHUNK
+ * doubled, or a reply line) is at most about as much again. */
+#define OUT_CAP		(2 * POP3D_SESSION_FLUSH + 1024)
+
 struct session {
 	const struct session_params *p;
-	struct evbuffer *in, *out;
+	struct evbuffer *in;
+	char *out;		/* OUT_CAP bytes: out[out_off .. out_len) unsent */
+	size_t out_off, out_len;
 	struct mailbox *md;	/* Maildir or mbox (mailbox.c) */
 	const struct lang *lang;	/* of the responses (LANG) */
 	enum session_end end;
@@ -84,46 +96,127 @@ static int wait_fd(struct session *s, short events)
 }
 
 /* Writes everything buffered, waiting at most session-timeout for the
- * client each time it stops taking data.  Returns 0, or -1 with s->end. */
+ * client each time it stops taking data.  Returns 0, or -1 with s->end
+ * (the buffer is then emptied: nothing more can go out). */
 static int flush_out(struct session *s)
 {
-	while (evbuffer_get_length(s->out) > 0) {
-		int n = evbuffer_write(s->out, s->p->fd);
+	int r = 0;
+
+	while (r == 0 && s->out_off < s->out_len) {
+		ssize_t n = write(s->p->fd, s->out + s->out_off, s->out_len - s->out_off);
 		if (n > 0) {
+			s->out_off += (size_t)n;
 			s->bytes_sent += (uint64_t)n;
+		} else if (n == -1 && errno == EINTR) {
 			continue;
+		} else if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			r = wait_fd(s, POLLOUT);
+		} else {
+			s->end = SESSION_END_DISCONNECT;
+			r = -1;
 		}
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			if (wait_fd(s, POLLOUT) == -1)
+	}
+	s->out_off = s->out_len = 0;
+	return r;
+}
+
+/* Appends data to the output, flushing first when it would not fit.
+ * Returns 0, or -1 with s->end set (the data is then dropped). */
+static int out_add(struct session *s, const void *data, size_t len)
+{
+	while (len > 0) {
+		size_t room = OUT_CAP - s->out_len, n;
+
+		if (room == 0) {
+			if (flush_out(s) == -1)
 				return -1;
 			continue;
 		}
-		s->end = SESSION_END_DISCONNECT;
-		return -1;
+		n = len < room ? len : room;
+		memcpy(s->out + s->out_len, data, n);
+		s->out_len += n;
+		data = (const char *)data + n;
+		len -= n;
 	}
 	return 0;
+}
+
+/* Appends what fmt makes (a line of at most OUT_CAP / 2 bytes; longer is
+ * cut, which no caller's format can reach). */
+static int out_vprintf(struct session *s, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
+static int out_vprintf(struct session *s, const char *fmt, va_list ap)
+{
+	int n;
+
+	if (OUT_CAP - s->out_len < OUT_CAP / 2 && flush_out(s) == -1)
+		return -1;
+	n = vsnprintf(s->out + s->out_len, OUT_CAP - s->out_len, fmt, ap);
+	if (n < 0)
+		return 0;
+	if ((size_t)n >= OUT_CAP - s->out_len)
+		n = (int)(OUT_CAP - s->out_len - 1);
+	s->out_len += (size_t)n;
+	return 0;
+}
+
+static int out_printf(struct session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int out_printf(struct session *s, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	va_start(ap, fmt);
+	r = out_vprintf(s, fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* What a helper shared with the front end (lang.c, cmd.c) wrote into an
+ * evbuffer, moved to the output. */
+static void out_take(struct session *s, struct evbuffer *b)
+{
+	char chunk[1024];
+	int n;
+
+	while ((n = evbuffer_remove(b, chunk, sizeof(chunk))) > 0)
+		if (out_add(s, chunk, (size_t)n) == -1)
+			break;
+	evbuffer_free(b);
 }
 
 static int emit(void *ctx, const void *data, size_t len)
 {
 	struct session *s = ctx;
 
-	evbuffer_add(s->out, data, len);
-	if (evbuffer_get_length(s->out) >= POP3D_SESSION_FLUSH)
+	if (out_add(s, data, len) == -1)
+		return -1;
+	if (s->out_len >= POP3D_SESSION_FLUSH)
 		return flush_out(s);
 	return 0;
 }
 
-/* Reads more input, waiting at most session-timeout.  Returns 0, or -1
- * with s->end set. */
+/* Reads more input, waiting at most session-timeout: one read() straight
+ * into the input buffer (evbuffer_read would ask FIONREAD first).
+ * Returns 0, or -1 with s->end set. */
 static int fill_in(struct session *s)
 {
 	for (;;) {
-		int n = evbuffer_read(s->in, s->p->fd, 4096);
-		if (n > 0)
+		struct evbuffer_iovec v;
+		ssize_t n;
+
+		if (evbuffer_reserve_space(s->in, 4096, &v, 1) < 1)
+			fatalx("evbuffer_reserve_space");
+		n = read(s->p->fd, v.iov_base, v.iov_len);
+		if (n > 0) {
+			v.iov_len = (size_t)n;
+			if (evbuffer_commit_space(s->in, &v, 1) == -1)
+				fatalx("evbuffer_commit_space");
 			return 0;
+		}
 		if (n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
 			s->end = SESSION_END_DISCONNECT;
 			return -1;
@@ -141,9 +234,9 @@ static void reply(struct session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(s->out, fmt, ap);
+	(void)out_vprintf(s, fmt, ap);
 	va_end(ap);
-	evbuffer_add(s->out, "\r\n", 2);
+	(void)out_add(s, "\r\n", 2);
 }
 
 /* The text msgid in the session's language (lang.c); the response codes
@@ -219,6 +312,7 @@ static void cmd_list(struct session *s, char *arg, bool uidl)
 {
 	char *a, *b;
 	size_t i;
+	int r;
 
 	if (pop3_cmd_split2(arg, &a, &b) != (a == NULL ? 0 : 1)) {
 		bad_command(s, N_("Syntax: LIST [msg] or UIDL [msg]"));
@@ -240,11 +334,10 @@ static void cmd_list(struct session *s, char *arg, bool uidl)
 		if (m->deleted)
 			continue;
 		if (uidl)
-			evbuffer_add_printf(s->out, "%zu %s\r\n", i + 1, m->uidl);
+			r = out_printf(s, "%zu %s\r\n", i + 1, m->uidl);
 		else
-			evbuffer_add_printf(s->out, "%zu %llu\r\n", i + 1,
-					    (unsigned long long)m->size);
-		if (evbuffer_get_length(s->out) >= POP3D_SESSION_FLUSH && flush_out(s) == -1)
+			r = out_printf(s, "%zu %llu\r\n", i + 1, (unsigned long long)m->size);
+		if (r == -1 || (s->out_len >= POP3D_SESSION_FLUSH && flush_out(s) == -1))
 			return;
 	}
 	reply(s, ".");
@@ -268,17 +361,13 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 	if (msg_arg(s, a, &i) == -1)
 		return;
 	m = mailbox_msg(s->md, i);
-	before = evbuffer_get_length(s->out);
+	before = s->out_len;
 	reply(s, "+OK %llu octets", (unsigned long long)m->size);
 	r = mailbox_send(s->md, i, lines, emit, s, &error);
 	if (r == -1) {
-		/* nothing of the message went out: take the +OK back */
-		struct evbuffer *keep = evbuffer_new();
-		if (keep == NULL)
-			fatal("evbuffer_new");
-		evbuffer_remove_buffer(s->out, keep, before);
-		evbuffer_free(s->out);
-		s->out = keep;
+		/* nothing of the message went out (-1 comes before any
+		 * emit, so no flush since): take the +OK back */
+		s->out_len = before;
 		reply(s, "-ERR [SYS/TEMP] %s", tr(s, error));
 		return;
 	}
@@ -357,7 +446,22 @@ static void cmd_quit(struct session *s)
 /* LANG (RFC 6856 section 3), as in the AUTHORIZATION state (lang.c). */
 static void cmd_lang(struct session *s, const char *arg)
 {
-	lang_command(s->out, &s->lang, arg);
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		fatal("evbuffer_new");
+	lang_command(b, &s->lang, arg);
+	out_take(s, b);
+}
+
+static void cmd_capa(struct session *s)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		fatal("evbuffer_new");
+	pop3_capa(b, s->p->conf, 0, s->lang);
+	out_take(s, b);
 }
 
 static void dispatch(struct session *s, char *line)
@@ -398,7 +502,7 @@ static void dispatch(struct session *s, char *line)
 		cmd_quit(s);
 		break;
 	case CMD_CAPA:
-		pop3_capa(s->out, s->p->conf, 0, s->lang);
+		cmd_capa(s);
 		break;
 	case CMD_LANG:
 		cmd_lang(s, cmd.arg);
@@ -467,10 +571,15 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 
 	signal(SIGPIPE, SIG_IGN);
 	s.in = evbuffer_new();
-	s.out = evbuffer_new();
-	if (s.in == NULL || s.out == NULL)
+	s.out = xmalloc(OUT_CAP);
+	if (s.in == NULL)
 		fatal("evbuffer_new");
 	sock_set_nonblock(p->fd, true);
+	/* Each flush is a whole batch of replies: its tail must not wait for
+	 * the client's (delayed) acknowledgement of the segment before it
+	 * (Nagle), which stalled pipelined RETRs.  A TLS client's socketpair
+	 * says no; nothing to do then. */
+	(void)setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	if (p->data_len > 0)
 		evbuffer_add(s.in, p->data, p->data_len);
 
@@ -543,7 +652,7 @@ out:
 	fill_report(&s, report_r);
 	mailbox_free(&s.md);
 	evbuffer_free(s.in);
-	evbuffer_free(s.out);
+	free(s.out);
 	close(p->fd);
 	return s.end == SESSION_END_QUIT || s.end == SESSION_END_DISCONNECT ? 0 : 1;
 }
