@@ -291,6 +291,39 @@ static void test_send_and_update(void)
 	CHECK(exists(md, "new/5.e"));
 }
 
+/* maildir_send stops reading without waiting for read() to say end of
+ * file only when what it read comes to the size announced: a message that
+ * grew or shrank after the listing is sent as it is now, whole. */
+static void test_send_changed_after_listing(void)
+{
+	char md[300];
+	struct maildir *m;
+	struct sink s = { .len = 0 };
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/changed", root);
+	mkmaildir(md);
+	put(md, "cur/1.a:2,S", "H: 1\n\nshort\n", 1);
+	put(md, "cur/2.b:2,S", "H: 2\n\na longer body than it will have\n", 2);
+	put(md, "cur/3.c:2,S", "H: 3\n\nsame\n", 3);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	CHECK_INT(maildir_msg(m, 0)->size, 15);
+	put(md, "cur/1.a:2,S", "H: 1\n\nshort\nand more lines\nafter the listing\n", 1);
+	put(md, "cur/2.b:2,S", "H: 2\n\nless\n", 2);
+	CHECK_INT(maildir_send(m, 0, -1, sink_emit, &s, &err), 0);
+	CHECK_STR(s.buf, "H: 1\r\n\r\nshort\r\nand more lines\r\nafter the listing\r\n");
+	s.len = 0;
+	CHECK_INT(maildir_send(m, 1, -1, sink_emit, &s, &err), 0);
+	CHECK_STR(s.buf, "H: 2\r\n\r\nless\r\n");
+	s.len = 0;
+	CHECK_INT(maildir_send(m, 2, -1, sink_emit, &s, &err), 0);
+	CHECK_STR(s.buf, "H: 3\r\n\r\nsame\r\n");
+	CHECK_INT(s.len, maildir_msg(m, 2)->size);
+	maildir_free(&m);
+}
+
 static void test_vanished_message(void)
 {
 	char md[300], p[400];
@@ -747,6 +780,7 @@ int main(void)
 	UNIT_RUN(test_lock_in_use);
 	UNIT_RUN(test_missing_and_damaged);
 	UNIT_RUN(test_send_and_update);
+	UNIT_RUN(test_send_changed_after_listing);
 	UNIT_RUN(test_vanished_message);
 	UNIT_RUN(test_update_never_replaces);
 	UNIT_RUN(test_update_same_file_twice);
