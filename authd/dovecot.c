@@ -69,6 +69,7 @@ struct dconn {
 	long cpid;			/* the client's CPID, 0 until sent */
 	bool version;			/* its VERSION came */
 	bool processing, dead;
+	struct event *close_ev;		/* closes it from the loop (tempfail disconnect) */
 	unsigned npending;
 	TAILQ_HEAD(, dreq) reqs;
 };
@@ -81,6 +82,7 @@ static struct evconnlistener *listener;
 static struct event_base *base;
 
 static void dconn_process(struct dconn *c);
+static void dconn_free(struct dconn *c);
 
 /* ---- replies ----------------------------------------------------------- */
 
@@ -202,6 +204,20 @@ static void on_answer(void *ctx, struct request *req, const struct request_answe
 		break;
 	case AUTH_RESULT_TEMPFAIL: {
 		char why[64];
+
+		if (strcmp(conf->authd.dovecot_tempfail, "disconnect") == 0) {
+			/* Postfix (3.7 at least) takes FAIL temp for a wrong
+			 * password (535) and only a lost connection for a
+			 * temporary failure (454): give it that. */
+			log_info("dovecot: client pid %ld: temporary failure; closing "
+				 "(dovecot-tempfail = disconnect)", (long)c->pid);
+			dreq_free(r);
+			/* Not here: request.c is still answering this flight's
+			 * waiters, which may include others of c's. */
+			bufferevent_disable(c->bev, EV_READ);
+			event_active(c->close_ev, EV_TIMEOUT, 0);
+			return;
+		}
 
 		snprintf(why, sizeof(why), "Temporary authentication failure (%s)",
 			 tempfail_reason_name(a->reason));
@@ -413,6 +429,7 @@ static void dconn_free(struct dconn *c)
 		dreq_free(r);
 	TAILQ_REMOVE(&conns, c, entry);
 	nconns--;
+	event_free(c->close_ev);
 	bufferevent_free(c->bev);
 	free(c);
 	if (listener != NULL && nconns == conf->authd.max_clients - 1)
@@ -467,6 +484,11 @@ static void on_read(struct bufferevent *bev, void *arg)
 	dconn_process(arg);
 }
 
+static void on_close(evutil_socket_t fd, short what, void *arg)
+{
+	dconn_free(arg);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
@@ -517,6 +539,9 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		fatalx("out of memory (bufferevent)");
 	bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->close_ev = evtimer_new(base, on_close, c);
+	if (c->close_ev == NULL)
+		fatalx("out of memory (event)");
 	TAILQ_INSERT_TAIL(&conns, c, entry);
 	nconns++;
 	send_handshake(c);

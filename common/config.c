@@ -79,6 +79,7 @@ static const struct key_def authd_keys[] = {
 	{ "dovecot-socket", K_PATH, C(authd.dovecot_socket), OPTIONAL, 0, 0, 0 },
 	{ "dovecot-socket-mode", K_STRING, C(authd.dovecot_socket_mode), "0660", 0, 0, 0 },
 	{ "dovecot-socket-group", K_STRING, C(authd.dovecot_socket_group), OPTIONAL, 0, 0, 0 },
+	{ "dovecot-tempfail", K_STRING, C(authd.dovecot_tempfail), "fail", 0, 0, 0 },
 	{ "saslauthd-socket", K_PATH, C(authd.saslauthd_socket), OPTIONAL, 0, 0, 0 },
 	{ "saslauthd-socket-mode", K_STRING, C(authd.saslauthd_socket_mode), "0660", 0, 0, 0 },
 	{ "saslauthd-socket-group", K_STRING, C(authd.saslauthd_socket_group), OPTIONAL, 0, 0, 0 },
@@ -1234,6 +1235,13 @@ static void validate(struct load_ctx *ctx, struct config *conf)
 	    validate_mode(ctx, "saslauthd-socket-mode", conf->authd.saslauthd_socket_mode,
 			  &conf->authd.saslauthd_mode) == -1)
 		return;
+	if (strcmp(conf->authd.dovecot_tempfail, "fail") != 0 &&
+	    strcmp(conf->authd.dovecot_tempfail, "disconnect") != 0) {
+		set_error(ctx, entry_line(&ctx->authd, "dovecot-tempfail"), "[authd] "
+			  "dovecot-tempfail: expected fail or disconnect, got \"%s\"",
+			  conf->authd.dovecot_tempfail);
+		return;
+	}
 
 	/* A POP3S-only server needs no plain port; one of the two is required. */
 	if (conf->pop3d.listen[0] == '\0' && conf->pop3d.listen_tls[0] == '\0') {
