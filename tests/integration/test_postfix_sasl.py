@@ -17,7 +17,7 @@ import time
 import pytest
 
 from authdlib import wait_until
-from conftest import ext_auth, helper_calls
+from conftest import BUILD, ext_auth, helper_calls
 from pop3lib import free_port
 
 POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
@@ -382,3 +382,20 @@ def test_postfix_cache_hit(authd_factory, sockdir, postfix, helper_users):
     for mech in ("PLAIN", "LOGIN", "PLAIN"):
         assert "235 2.7.0" in swaks(pf, "carol", "carol-pw", mech)
     assert helper_calls(helper_users) == ["carol"]
+
+
+@pytest.mark.parametrize("line,message", [
+    ("dovecot-socket-mode = 0999", "dovecot-socket-mode: expected an octal mode"),
+    ("saslauthd-socket-mode = 01777", "saslauthd-socket-mode: expected an octal mode"),
+    ("dovecot-tempfail = maybe", "dovecot-tempfail: expected fail or disconnect"),
+    ("dovecot-socket-group = no-such-group-here", "dovecot-socket-group no-such-group-here: "
+     "no such group"),
+    ("dovecot-socket = relative/path", "expected an absolute path"),
+])
+def test_config_refused(authd_factory, tmp_path, line, message):
+    """authd -t refuses what a start would refuse, naming the key."""
+    a = authd_factory([("pw", {"type": "passwd-file", "path": "/dev/null"})],
+                      extra=line + "\n", start=False)
+    r = subprocess.run([os.path.join(BUILD, "authd"), "-t",
+                        "-c", a.conf], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and message in r.stderr, r
