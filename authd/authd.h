@@ -402,6 +402,96 @@ void clients_set_conf(const struct config *conf);
 unsigned clients_count(void);
 void clients_shutdown(void);
 
+/* dovecot.c: the Dovecot authentication protocol on [authd]
+ * dovecot-socket (docs/auth-protocol.md) */
+/* Serves listen_fd ([authd] max-clients connections at most). */
+void dovecot_init(struct event_base *base, const struct config *conf, int listen_fd);
+void dovecot_set_conf(const struct config *conf);
+void dovecot_shutdown(void);
+
+/* saslauthd.c: Cyrus saslauthd's protocol on [authd] saslauthd-socket */
+void saslauthd_init(struct event_base *base, const struct config *conf, int listen_fd);
+void saslauthd_set_conf(const struct config *conf);
+void saslauthd_shutdown(void);
+
+/* saslproto.c: the decoders of both (pure functions over hostile bytes;
+ * the fuzzers call them directly) */
+struct dovecot_msg {
+	char *cmd;			/* first field, unescaped */
+	char *args[DOVECOT_MAX_FIELDS];	/* the fields after it, unescaped */
+	size_t nargs;
+};
+/* Splits line (len bytes without its LF, NUL-terminated, modified in
+ * place; pointers point into it) at TABs and unescapes each field (the
+ * protocol's \001 escapes).  Returns 0, or -1 with *error_r (static) for
+ * a NUL byte (raw or escaped), a raw CR or LF, more than
+ * DOVECOT_MAX_FIELDS fields after the command, or an empty command. */
+int dovecot_parse(char *line, size_t len, struct dovecot_msg *m, const char **error_r);
+/* A request id: decimal 1..4294967295, no sign, no leading zero. */
+bool dovecot_id_parse(const char *s, unsigned *id_r);
+enum sasl_mech { SASL_MECH_PLAIN, SASL_MECH_LOGIN };
+/* An AUTH line, decoded.  Pointers point into the dovecot_msg's line. */
+struct dovecot_auth {
+	unsigned id;
+	enum sasl_mech mech;
+	const char *service;		/* service= (or 2.4's protocol=), checked */
+	const char *rip, *lip;		/* NULL if absent; at most AUTHD_MAX_ADDR */
+	bool secured;			/* "secured" or secured=ANY */
+	const char *resp;		/* the initial response (base64), or NULL */
+};
+enum dovecot_auth_status {
+	DOVECOT_AUTH_OK,
+	DOVECOT_AUTH_FAIL,	/* a good id, a bad request: reply FAIL (*error_r) */
+	DOVECOT_AUTH_BROKEN,	/* no usable id: a protocol error, close */
+};
+/* Decodes m (cmd "AUTH") into a.  Unknown parameters are ignored, as the
+ * protocol asks; a known one given twice is refused. */
+enum dovecot_auth_status dovecot_parse_auth(const struct dovecot_msg *m, struct dovecot_auth *a,
+					    const char **error_r);
+/* One SASL exchange (PLAIN or LOGIN) in progress.  Holds the password
+ * once decoded: the owner wipes it (sodium_memzero of the whole struct). */
+struct sasl_exchange {
+	enum sasl_mech mech;
+	unsigned step;			/* LOGIN: 0 wants the user, 1 the password */
+	char user[AUTH_MAX_USER + 1];
+	char password[AUTH_MAX_PASSWORD + 1];
+	size_t passlen;
+};
+enum sasl_step {
+	SASL_STEP_CONTINUE,	/* send *challenge_r (base64, static) and wait */
+	SASL_STEP_DONE,		/* user and password are in x */
+	SASL_STEP_FAIL,		/* malformed: *error_r (static) */
+};
+/* Takes the client's next response b64 (NULL: none; initial: it came with
+ * the AUTH line).  PLAIN (RFC 4616, through proto_sasl_plain_decode: an
+ * authzid other than the user is refused) and LOGIN (base64 user, then
+ * password; no NUL, within AUTH_MAX_USER and AUTH_MAX_PASSWORD). */
+enum sasl_step sasl_mech_step(struct sasl_exchange *x, const char *b64, bool initial,
+			      const char **challenge_r, const char **error_r);
+
+/* The most a saslauthd request can be: five counted strings. */
+#define SASLAUTHD_MAX_REQUEST (5 * 2 + AUTH_MAX_USER + AUTH_MAX_PASSWORD + 3 * SASLAUTHD_MAX_FIELD)
+struct saslauthd_req {
+	char login[AUTH_MAX_USER + 1];
+	char password[AUTH_MAX_PASSWORD + 1];
+	size_t passlen;
+	char service[SASLAUTHD_MAX_FIELD + 1];
+	char realm[SASLAUTHD_MAX_FIELD + 1];
+	char addr[SASLAUTHD_MAX_FIELD + 1];	/* the fifth string, if sent */
+	bool has_addr;
+};
+enum saslauthd_status {
+	SASLAUTHD_MORE,		/* not all there yet */
+	SASLAUTHD_DONE,		/* r holds the request (the caller wipes it) */
+	SASLAUTHD_BAD,		/* *error_r (static); r wiped */
+};
+/* Decodes the len bytes a client has sent so far: login, password,
+ * service, realm and, if the client sends it, its address, each a 2-byte
+ * big-endian length and that many bytes (no NUL).  DONE only when buf
+ * holds exactly four or five strings. */
+enum saslauthd_status saslauthd_decode(const uint8_t *buf, size_t len, struct saslauthd_req *r,
+				       const char **error_r);
+
 /* main.c */
 /* Re-reads the configuration file.  Returns 0, or -1 with the reason in
  * error (the running configuration is kept). */

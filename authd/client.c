@@ -195,18 +195,6 @@ static struct request *find_request(struct client *c, const char *id)
 	return NULL;
 }
 
-static bool service_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 32)
-		return false;
-	for (; *s != '\0'; s++)
-		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
-			return false;
-	return true;
-}
-
 static void handle_auth(struct client *c, struct proto_msg *m)
 {
 	struct request_params p;
@@ -231,7 +219,7 @@ static void handle_auth(struct client *c, struct proto_msg *m)
 	memset(&p, 0, sizeof(p));
 	p.id = id;
 	p.service = proto_get(m, "service");
-	if (p.service == NULL || !service_valid(p.service)) {
+	if (p.service == NULL || !proto_service_valid(p.service)) {
 		reply_error(c, id, "missing or bad service");
 		return;
 	}

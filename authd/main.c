@@ -53,7 +53,7 @@ static char *conf_path;			/* absolute, for reloads */
 static struct generation *current;	/* new requests go here */
 /* What cannot change without a restart: as started. */
 static char *sock_path, *master_path, *stats_path, *metrics_addr, *run_user, *l2_server_list,
-	    *l2_keyfile;
+	    *l2_keyfile, *dovecot_path, *saslauthd_path;
 static bool cache_enabled, foreground;
 static uint64_t cache_size;
 static unsigned refresh_pct;
@@ -75,6 +75,10 @@ static void report_fixed(const struct config *n)
 		log_warnx("reload: [authd] stats-socket changed; restart authd to apply");
 	if (!SAME(n->authd.metrics_listen, metrics_addr))
 		log_warnx("reload: [authd] metrics-listen changed; restart authd to apply");
+	if (!SAME(n->authd.dovecot_socket, dovecot_path))
+		log_warnx("reload: [authd] dovecot-socket changed; restart authd to apply");
+	if (!SAME(n->authd.saslauthd_socket, saslauthd_path))
+		log_warnx("reload: [authd] saslauthd-socket changed; restart authd to apply");
 	if (!SAME(n->authd.user, run_user))
 		log_warnx("reload: [authd] user changed; restart authd to apply");
 	if (n->cache.enabled != cache_enabled || (cache_enabled && n->cache.size != cache_size) ||
@@ -127,6 +131,8 @@ int authd_reload(char *error, size_t size)
 		log_warn("reload: cannot open log file %s", n->authd.log.file);
 	requests_set_generation(gen);
 	clients_set_conf(n);
+	dovecot_set_conf(n);
+	saslauthd_set_conf(n);
 	tickets_set_lifetime(n);
 	generation_retire(current);
 	current = gen;
@@ -162,6 +168,18 @@ static int check_conf(const struct config *conf, char *err, size_t size)
 			 conf->authd.stats_group);
 		return -1;
 	}
+	if (conf->authd.dovecot_socket_group[0] != '\0' &&
+	    privsep_lookup_group(conf->authd.dovecot_socket_group, &gid) == -1) {
+		snprintf(err, size, "[authd] dovecot-socket-group %s: no such group",
+			 conf->authd.dovecot_socket_group);
+		return -1;
+	}
+	if (conf->authd.saslauthd_socket_group[0] != '\0' &&
+	    privsep_lookup_group(conf->authd.saslauthd_socket_group, &gid) == -1) {
+		snprintf(err, size, "[authd] saslauthd-socket-group %s: no such group",
+			 conf->authd.saslauthd_socket_group);
+		return -1;
+	}
 	/* as root only: an ordinary user cannot switch to it anyway */
 	if (geteuid() == 0 && conf->authd.user[0] != '\0' &&
 	    privsep_lookup(conf->authd.user, &uid, &gid) == -1) {
@@ -174,6 +192,28 @@ static int check_conf(const struct config *conf, char *err, size_t size)
 	    l2_keys_load(conf->cache.cluster_key_file, err, size) == -1)
 		return -1;
 	return 0;
+}
+
+/* Listens on an optional protocol socket (the Dovecot or saslauthd one)
+ * with its mode, given to group if one is set (its owner is set with the
+ * others' at the privilege drop).  Returns the fd, or -1 if path is "". */
+static int listen_optional(const char *what, const char *path, unsigned mode, const char *group)
+{
+	gid_t g;
+	int fd;
+
+	if (path[0] == '\0')
+		return -1;
+	fd = sock_unix_listen(path, (mode_t)mode);
+	if (fd == -1)
+		fatal("[authd] %s: cannot listen on %s", what, path);
+	if (group[0] != '\0') {
+		if (privsep_lookup_group(group, &g) == -1)
+			fatalx("[authd] %s-group %s: no such group", what, group);
+		if (chown(path, (uid_t)-1, g) == -1)
+			fatal("cannot chgrp %s to %s", path, group);
+	}
+	return fd;
 }
 
 static void on_title(evutil_socket_t fd, short what, void *arg)
@@ -245,7 +285,7 @@ int main(int argc, char **argv)
 	struct event *sigs[5], *title_ev;
 	struct timeval one_second = { 1, 0 };
 	char err[1024], *real;
-	int ch, fd, mfd, sfd = -1, hfd = -1;
+	int ch, fd, mfd, sfd = -1, hfd = -1, dfd, cfd;
 
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
@@ -319,6 +359,10 @@ int main(int argc, char **argv)
 				fatal("cannot chgrp %s", conf->authd.stats_socket);
 		}
 	}
+	dfd = listen_optional("dovecot-socket", conf->authd.dovecot_socket,
+			      conf->authd.dovecot_mode, conf->authd.dovecot_socket_group);
+	cfd = listen_optional("saslauthd-socket", conf->authd.saslauthd_socket,
+			      conf->authd.saslauthd_mode, conf->authd.saslauthd_socket_group);
 	/* Bound here, as root, like the other sockets (a port below 1024
 	 * is allowed); served after the drop. */
 	if (conf->authd.metrics_listen[0] != '\0') {
@@ -332,6 +376,8 @@ int main(int argc, char **argv)
 	master_path = xstrdup(conf->authd.master_socket);
 	stats_path = xstrdup(conf->authd.stats_socket);
 	run_user = xstrdup(conf->authd.user);
+	dovecot_path = xstrdup(conf->authd.dovecot_socket);
+	saslauthd_path = xstrdup(conf->authd.saslauthd_socket);
 	l2_server_list = xstrdup(conf->cache.memcached);
 	l2_keyfile = xstrdup(conf->cache.cluster_key_file);
 	cache_enabled = conf->cache.enabled;
@@ -349,7 +395,13 @@ int main(int argc, char **argv)
 		else {
 			if (chown(conf->authd.socket, uid, gid) == -1 ||
 			    chown(conf->authd.master_socket, uid, gid) == -1 ||
-			    (sfd != -1 && chown(conf->authd.stats_socket, uid, (gid_t)-1) == -1))
+			    (sfd != -1 && chown(conf->authd.stats_socket, uid, (gid_t)-1) == -1) ||
+			    (dfd != -1 && chown(conf->authd.dovecot_socket, uid,
+						conf->authd.dovecot_socket_group[0] != '\0' ?
+						(gid_t)-1 : gid) == -1) ||
+			    (cfd != -1 && chown(conf->authd.saslauthd_socket, uid,
+						conf->authd.saslauthd_socket_group[0] != '\0' ?
+						(gid_t)-1 : gid) == -1))
 				fatal("cannot chown the sockets to %s", conf->authd.user);
 			/* Reloads read the file through a reader that stays
 			 * root: [authd] user need not (and should not) be
@@ -381,6 +433,10 @@ int main(int argc, char **argv)
 		fatalx("%s", err);
 	requests_set_generation(current);
 	clients_init(base, conf, fd);
+	if (dfd != -1)
+		dovecot_init(base, conf, dfd);
+	if (cfd != -1)
+		saslauthd_init(base, conf, cfd);
 	redeem_init(base, mfd);
 	stats_init(base, sfd, hfd);
 	title_ev = event_new(base, -1, EV_PERSIST, on_title, NULL);
@@ -402,6 +458,8 @@ int main(int argc, char **argv)
 	notify_systemd("STOPPING=1");
 	confreader_stop();
 	clients_shutdown();
+	dovecot_shutdown();
+	saslauthd_shutdown();
 	requests_shutdown();
 	redeem_shutdown();
 	stats_shutdown();
@@ -418,6 +476,12 @@ int main(int argc, char **argv)
 	unlink(master_path);
 	if (sfd != -1)
 		unlink(stats_path);
+	if (dfd != -1)
+		unlink(dovecot_path);
+	if (cfd != -1)
+		unlink(saslauthd_path);
+	free(dovecot_path);
+	free(saslauthd_path);
 	free(sock_path);
 	free(master_path);
 	free(stats_path);

@@ -3,7 +3,8 @@ AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c 
 	authd/ticket.c authd/redeem.c authd/normalize.c authd/password.c authd/spawn.c \
 	authd/passdb_passwd_file.c authd/passdb_external.c authd/passdb_pam.c \
 	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c authd/l2.c \
-	authd/fairq.c authd/ratelog.c authd/argon2mem.c
+	authd/fairq.c authd/ratelog.c authd/argon2mem.c authd/dovecot.c authd/saslauthd.c \
+	authd/saslproto.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
 # authctl pw writes hashes (pwgen.c) and checks them with password.c;
 # userdb.c checks -U/-G/-H as the passwd-file reader will.

@@ -76,6 +76,13 @@ static const struct key_def authd_keys[] = {
 	{ "default-domain", K_STRING, C(authd.default_domain), OPTIONAL, 0, 0, 0 },
 	{ "ticket-lifetime", K_DURATION, C(authd.ticket_lifetime_ms), "30s", 100, 600000, 0 },
 	{ "max-clients", K_UINT, C(authd.max_clients), "1024", 1, 65536, 0 },
+	{ "dovecot-socket", K_PATH, C(authd.dovecot_socket), OPTIONAL, 0, 0, 0 },
+	{ "dovecot-socket-mode", K_STRING, C(authd.dovecot_socket_mode), "0660", 0, 0, 0 },
+	{ "dovecot-socket-group", K_STRING, C(authd.dovecot_socket_group), OPTIONAL, 0, 0, 0 },
+	{ "dovecot-tempfail", K_STRING, C(authd.dovecot_tempfail), "fail", 0, 0, 0 },
+	{ "saslauthd-socket", K_PATH, C(authd.saslauthd_socket), OPTIONAL, 0, 0, 0 },
+	{ "saslauthd-socket-mode", K_STRING, C(authd.saslauthd_socket_mode), "0660", 0, 0, 0 },
+	{ "saslauthd-socket-group", K_STRING, C(authd.saslauthd_socket_group), OPTIONAL, 0, 0, 0 },
 	{ NULL, 0, 0, NULL, 0, 0, 0 }
 };
 
@@ -1179,6 +1186,30 @@ static int validate_metrics_listen(struct load_ctx *ctx, struct section *s, cons
 	return 0;
 }
 
+/* An [authd] *-socket-mode: octal, 0 to 0777 (no set-id or sticky bits,
+ * which mean nothing on a socket). */
+static int validate_mode(struct load_ctx *ctx, const char *key, const char *v, unsigned *mode_r)
+{
+	unsigned m = 0;
+	size_t n = strlen(v);
+
+	if (n == 0 || n > 4)
+		goto bad;
+	for (const char *p = v; *p != '\0'; p++) {
+		if (*p < '0' || *p > '7')
+			goto bad;
+		m = m * 8 + (unsigned)(*p - '0');
+	}
+	if (m > 0777)
+		goto bad;
+	*mode_r = m;
+	return 0;
+bad:
+	set_error(ctx, entry_line(&ctx->authd, key), "[authd] %s: expected an octal mode such as "
+		  "0660, got \"%s\"", key, v);
+	return -1;
+}
+
 static void validate(struct load_ctx *ctx, struct config *conf)
 {
 	struct section none = { 0 };
@@ -1198,8 +1229,19 @@ static void validate(struct load_ctx *ctx, struct config *conf)
 		return;
 	if (validate_memcached(ctx, &ctx->cache, conf) == -1 ||
 	    validate_metrics_listen(ctx, &ctx->authd, "authd", &conf->authd.metrics_listen) == -1 ||
-	    validate_metrics_listen(ctx, &ctx->pop3d, "pop3d", &conf->pop3d.metrics_listen) == -1)
+	    validate_metrics_listen(ctx, &ctx->pop3d, "pop3d", &conf->pop3d.metrics_listen) == -1 ||
+	    validate_mode(ctx, "dovecot-socket-mode", conf->authd.dovecot_socket_mode,
+			  &conf->authd.dovecot_mode) == -1 ||
+	    validate_mode(ctx, "saslauthd-socket-mode", conf->authd.saslauthd_socket_mode,
+			  &conf->authd.saslauthd_mode) == -1)
 		return;
+	if (strcmp(conf->authd.dovecot_tempfail, "fail") != 0 &&
+	    strcmp(conf->authd.dovecot_tempfail, "disconnect") != 0) {
+		set_error(ctx, entry_line(&ctx->authd, "dovecot-tempfail"), "[authd] "
+			  "dovecot-tempfail: expected fail or disconnect, got \"%s\"",
+			  conf->authd.dovecot_tempfail);
+		return;
+	}
 
 	/* A POP3S-only server needs no plain port; one of the two is required. */
 	if (conf->pop3d.listen[0] == '\0' && conf->pop3d.listen_tls[0] == '\0') {

@@ -115,6 +115,13 @@ struct config {
 		char *default_domain;
 		uint64_t ticket_lifetime_ms;
 		unsigned max_clients;
+		/* the Dovecot and saslauthd protocol sockets ("" = none) */
+		char *dovecot_socket, *dovecot_socket_mode, *dovecot_socket_group;
+		char *saslauthd_socket, *saslauthd_socket_mode, *saslauthd_socket_group;
+		unsigned dovecot_mode, saslauthd_mode;	/* parsed: octal, <= 0777 */
+		/* TEMPFAIL on the Dovecot socket: "fail" (FAIL temp) or
+		 * "disconnect" (what Postfix turns into 454) */
+		char *dovecot_tempfail;
 	} authd;
 
 	struct {

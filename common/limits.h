@@ -9,6 +9,28 @@
  * request with a 1 KiB user, 1 KiB password and addresses, escaped; a peer
  * that exceeds it is broken or hostile and loses its connection. */
 #define AUTHD_MAX_LINE		8192
+/* Dovecot authentication protocol (authd/dovecot.c): its specification
+ * expects a line to fit in 16384 bytes, LF included; a PLAIN response of
+ * the longest user and password is under 2 KiB of base64. */
+#define DOVECOT_MAX_LINE	16384
+/* Fields of one Dovecot protocol line: AUTH, id, mechanism and the
+ * parameters Postfix and Dovecot's own clients send (about a dozen). */
+#define DOVECOT_MAX_FIELDS	48
+/* Requests one Dovecot-protocol connection may have open at once (waiting
+ * for the client's continuation or for their answer).  Postfix's smtpd has
+ * one at a time; past this the new AUTH gets FAIL at once. */
+#define DOVECOT_MAX_PENDING	64
+/* How long a request may wait for the client's next CONT line (a LOGIN
+ * exchange): an SMTP client that stops typing is Postfix's to time out,
+ * and this keeps a request that the client forgot from living forever. */
+#define DOVECOT_CONT_TIMEOUT_MS	120000
+/* saslauthd protocol (authd/saslauthd.c): Cyrus saslauthd refuses strings
+ * longer than 256 bytes (MAX_REQ_LEN); the login and password may use our
+ * own bounds, which are larger. */
+#define SASLAUTHD_MAX_FIELD	256
+/* A saslauthd client sends its whole request at once; one that has not
+ * within this time is gone or hostile. */
+#define SASLAUTHD_READ_TIMEOUT_MS	10000
 /* Fields (command, id and key=value pairs) in one authd protocol line. */
 #define AUTHD_MAX_FIELDS	32
 /* Longest request id a client may choose. */

@@ -95,6 +95,18 @@ bool proto_has_duplicates(const struct proto_msg *msg)
 	return false;
 }
 
+bool proto_service_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > 32)
+		return false;
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-'))
+			return false;
+	return true;
+}
+
 bool proto_id_valid(const char *id)
 {
 	size_t n = strlen(id);

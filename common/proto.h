@@ -42,6 +42,9 @@ int proto_parse(char *line, size_t len, struct proto_msg *msg, const char **erro
 const char *proto_get(const struct proto_msg *msg, const char *key);
 bool proto_has_duplicates(const struct proto_msg *msg);
 
+/* True if s is a service name authd takes: 1..32 characters of [a-z0-9-]
+ * (it goes into log lines and to helper programs as is). */
+bool proto_service_valid(const char *s);
 /* True if id is 1..AUTHD_MAX_ID characters of [A-Za-z0-9._-]. */
 bool proto_id_valid(const char *id);
 
