@@ -104,7 +104,7 @@ static void check_job(const struct job *job, const uint8_t *in, size_t len)
 	if (job->passlen == 0 || job->passlen > AUTH_MAX_PASSWORD ||
 	    strlen(job->password) != job->passlen)
 		abort();
-	if (!service_valid(job->service))
+	if (!proto_service_valid(job->service))
 		abort();
 	for (const char *p = job->user_log; *p != '\0'; p++)
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
