@@ -22,9 +22,16 @@
  * loop has answered the client, and a request arriving in that moment
  * must be queued, not refused.
  *
- * Admission (queue-wait-limit).  A request that would wait longer than
- * queue-wait-limit for a worker is refused at once, before it is queued:
- * the expected wait is the jobs that would be taken before it
+ * Admission (queue-wait-limit, queue-wait-factor).  A request that would
+ * wait longer than the wait limit for a worker is refused at once, before
+ * it is queued.  The limit is queue-wait-factor times the mean service
+ * time, at least AUTHD_QUEUE_WAIT_FLOOR_MS and at most queue-wait-limit:
+ * with argon2 (tens of ms) that keeps an accepted login's wait under
+ * overload within a few checks, so its latency stays within a small
+ * multiple of the unloaded one, while a slow backend (seconds) still gets
+ * up to queue-wait-limit, and a fast one (a plain compare) is not refused
+ * for a burst it drains in milliseconds.  The expected wait is
+ * the jobs that would be taken before it
  * (fairq_ahead(), by the turns of the fair queue) times the mean time a
  * worker holds a job (an EWMA of the jobs that ran, which includes a
  * passwd-file worker's wait for its hash turn), divided by the workers.
@@ -417,12 +424,27 @@ static void overload_note(struct authenticator *auth, enum overload_reason r,
 	if (!ratelog_allow("authenticator overloaded", auth->conf->name, overload_names[r]))
 		return;
 	log_warnx("authenticator overloaded: authenticator=%s reason=%s user=%s rip=%s "
-		  "(queue-limit %u, per-source-limit %u, queue-wait-limit %llums, %u workers); "
+		  "(queue-limit %u, per-source-limit %u, queue-wait-limit %llums, "
+		  "queue-wait-factor %u, %u workers); "
 		  "more are counted and summarised every %us", auth->conf->name,
 		  overload_names[r], job->user_log, log_token(job->rip, rip, sizeof(rip)),
 		  auth->conf->queue_limit, auth->conf->per_source_limit,
-		  (unsigned long long)auth->conf->queue_wait_limit_ms, auth->nworkers,
+		  (unsigned long long)auth->conf->queue_wait_limit_ms,
+		  auth->conf->queue_wait_factor, auth->nworkers,
 		  RATELOG_INTERVAL_MS / 1000);
+}
+
+/* The longest expected wait admitted (Admission, above).  Under auth->lock. */
+static uint64_t wait_limit_us(const struct authenticator *auth)
+{
+	uint64_t max = auth->conf->queue_wait_limit_ms * 1000, lim;
+
+	if (auth->conf->queue_wait_factor == 0)
+		return max;
+	lim = auth->conf->queue_wait_factor * auth->service_ewma_us;
+	if (lim < AUTHD_QUEUE_WAIT_FLOOR_MS * 1000)
+		lim = AUTHD_QUEUE_WAIT_FLOOR_MS * 1000;
+	return lim < max ? lim : max;
 }
 
 int authenticator_submit(struct authenticator *auth, struct job *job,
@@ -450,7 +472,7 @@ int authenticator_submit(struct authenticator *auth, struct job *job,
 		uint64_t ahead = fairq_ahead(auth->queue, &key, &suspect);
 		uint64_t wait_us = ahead * auth->service_ewma_us / auth->nworkers;
 
-		if (wait_us > auth->conf->queue_wait_limit_ms * 1000) {
+		if (wait_us > wait_limit_us(auth)) {
 			pthread_mutex_unlock(&auth->lock);
 			overload_note(auth, OVERLOAD_WAIT_LIMIT, job);
 			*reason_r = suspect ? TEMPFAIL_OVERLOADED : TEMPFAIL_BUSY;

@@ -507,6 +507,55 @@ static void test_wait_limit_sheds_at_admission(void)
 	reset();
 }
 
+/* queue-wait-factor: the wait limit is that many mean service times (here
+ * 2 × ~100 ms, under queue-wait-limit's 1 s), and never under
+ * AUTHD_QUEUE_WAIT_FLOOR_MS (a 5 ms backend still queues 50 ms). */
+static void test_wait_factor(void)
+{
+	char err[256];
+	enum tempfail_reason r = TEMPFAIL_INTERNAL;
+	struct config *conf = make_config(1, 64, 5000);
+	struct generation *gen;
+	int admitted;
+
+	conf->auths[0].queue_wait_limit_ms = 1000;
+	conf->auths[0].queue_wait_factor = 2;
+	gen = generation_start(conf, err, sizeof(err));
+	CHECK_INT(submit_from(gen, "sleep100", "192.0.2.1", &r), 0);
+	wait_done(1);
+	CHECK_INT(submit_from(gen, "sleep100", "192.0.2.1", &r), 0);
+	wait_busy(gen);
+	/* 0, 1 and 2 mean service times ahead fit in 2 of them; 3 do not
+	 * (queue-wait-limit alone would admit 9) */
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(submit_from(gen, "sleep100", "192.0.2.1", &r), 0);
+	CHECK_INT(submit_from(gen, "sleep100", "192.0.2.1", &r), -1);
+	CHECK_INT(r, TEMPFAIL_BUSY);
+	wait_done(5);
+	CHECK_INT(ndone, 5);
+	generation_retire(gen);
+	reset();
+
+	conf = make_config(1, 64, 5000);
+	conf->auths[0].queue_wait_limit_ms = 1000;
+	conf->auths[0].queue_wait_factor = 2;
+	gen = generation_start(conf, err, sizeof(err));
+	CHECK_INT(submit_from(gen, "sleep5", "192.0.2.1", &r), 0);
+	wait_done(1);
+	CHECK_INT(submit_from(gen, "sleep5", "192.0.2.1", &r), 0);
+	wait_busy(gen);
+	/* 2 × ~5 ms would refuse the fourth waiting; the floor admits about 9 */
+	for (admitted = 0; admitted < 20; admitted++)
+		if (submit_from(gen, "sleep5", "192.0.2.1", &r) == -1)
+			break;
+	CHECK(admitted >= 5);
+	CHECK(admitted <= 12);
+	wait_done(2 + admitted);
+	CHECK_INT(ndone, 2 + admitted);
+	generation_retire(gen);
+	reset();
+}
+
 static void test_expired_in_queue_is_not_run(void)
 {
 	char err[256];
@@ -599,6 +648,7 @@ int main(void)
 	UNIT_RUN(test_source_table_full);
 	UNIT_RUN(test_failing_sources_wait_behind);
 	UNIT_RUN(test_wait_limit_sheds_at_admission);
+	UNIT_RUN(test_wait_factor);
 	UNIT_RUN(test_expired_in_queue_is_not_run);
 	UNIT_RUN(test_abandoned_job_is_skipped);
 	UNIT_RUN(test_stuck_workers_refuse_then_recover);

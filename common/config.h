@@ -65,6 +65,7 @@ struct auth_conf {
 	unsigned queue_limit;
 	unsigned per_source_limit;	/* requests of one client source (authd/fairq.c) */
 	uint64_t queue_wait_limit_ms;	/* admission: longest expected wait (0 = none) */
+	unsigned queue_wait_factor;	/* ... and at most this × mean service (0: off) */
 	uint64_t timeout_ms;
 	bool cache;
 	bool require_secured;		/* refuse requests with secured=no */

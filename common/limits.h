@@ -31,6 +31,10 @@
 /* A saslauthd client sends its whole request at once; one that has not
  * within this time is gone or hostile. */
 #define SASLAUTHD_READ_TIMEOUT_MS	10000
+/* authd's admission (authd/authenticator.c): queue-wait-factor never
+ * brings the wait limit below this, so that a burst a fast backend drains
+ * in milliseconds is queued, not refused. */
+#define AUTHD_QUEUE_WAIT_FLOOR_MS	50
 /* Fields (command, id and key=value pairs) in one authd protocol line. */
 #define AUTHD_MAX_FIELDS	32
 /* Longest request id a client may choose. */
