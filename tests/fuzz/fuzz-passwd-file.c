@@ -144,7 +144,7 @@ static void check_entry(const struct pw_db *db, const struct pw_entry *e, const 
 	if (password == NULL || !pwcost_cheap(e->hash))
 		return;
 	r = password_verify(e->hash, password);
-	if (r == PW_BAD_HASH && e->hash[0] != '$' && strstr(e->hash, "CRYPT}") == NULL &&
+	if (r == PW_BAD_HASH && e->hash[0] != '$' && strcasestr(e->hash, "CRYPT}") == NULL &&
 	    strncasecmp(e->hash, "{MD5}$", 6) != 0 && e->hash[0] == '{')
 		abort();
 	if (is_plain(e->hash) && strchr(e->hash, '.') == NULL) {
