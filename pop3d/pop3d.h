@@ -103,6 +103,21 @@ struct ssl_st;
 #define POP3D_MAX_UIDL		70
 /* Messages one session will list: bounds memory for a hostile maildrop. */
 #define POP3D_MAX_MESSAGES	1000000
+/* The Maildir index "pop3d-index" (maildir.c, DESIGN).  A file larger
+ * than this is not read (a million messages take about 80 MiB); a line
+ * longer than the longest one pop3d writes (a 255-byte name and four
+ * numbers) makes the whole index corrupt. */
+#define POP3D_INDEX_MAX_BYTES	(128u * 1024 * 1024)
+#define POP3D_INDEX_MAX_LINE	512
+/* A directory whose mtime or ctime is not at least this many seconds
+ * older than the clock when it was read is not trusted to show the next
+ * change: a change within the same tick of a coarse clock (jiffies,
+ * whole seconds on some filesystems) would leave the time as it was.
+ * Dovecot's Maildir has the same rule ("dirty" directories). */
+#define POP3D_INDEX_SETTLE_S	2
+/* A message size (octets as sent) beyond this in the index is corrupt:
+ * keeps the STAT sum of POP3D_MAX_MESSAGES sizes far from overflow. */
+#define POP3D_INDEX_MAX_SIZE	(1ull << 40)
 /* Session output is flushed once this much is buffered (and before the
  * session waits for input), so RETR of a huge message streams. */
 #define POP3D_SESSION_FLUSH	65536
