@@ -348,6 +348,55 @@ static void rehash_groups(struct maildir *md, size_t *idx, bool full, bool *dup_
 	}
 }
 
+/* The process's random key for its hash tables (the UIDL check below,
+ * the index's inodes): the owner's names and index cannot choose which
+ * of them share a chain. */
+static const unsigned char *table_key(void)
+{
+	static unsigned char key[crypto_shorthash_KEYBYTES];
+	static bool keyed;
+
+	if (!keyed) {
+		if (sodium_init() == -1)
+			fatalx("sodium_init");
+		randombytes_buf(key, sizeof(key));
+		keyed = true;
+	}
+	return key;
+}
+
+/* No two listed messages share a UIDL?  A table, not a sort: this runs at
+ * every open, and nearly always finds none. */
+static bool uidls_unique(const struct maildir *md)
+{
+	const unsigned char *key = table_key();
+	size_t cap = 16, mask;
+	uint32_t *slot;
+	bool unique = true;
+
+	while (cap < 2 * md->n)
+		cap *= 2;
+	mask = cap - 1;
+	slot = xcalloc(cap, sizeof(*slot));
+	for (size_t i = 0; i < md->n && unique; i++) {
+		const char *u = md->msgs[i].m.uidl;
+		unsigned char h[crypto_shorthash_BYTES];
+		uint64_t hv;
+		size_t k;
+
+		crypto_shorthash(h, (const unsigned char *)u, strlen(u), key);
+		memcpy(&hv, h, sizeof(hv));
+		for (k = (size_t)hv & mask; slot[k] != 0; k = (k + 1) & mask)
+			if (strcmp(md->msgs[slot[k] - 1].m.uidl, u) == 0) {
+				unique = false;
+				break;
+			}
+		slot[k] = (uint32_t)i + 1;
+	}
+	free(slot);
+	return unique;
+}
+
 /* Gives every listed message its UIDL.  Returns false if two entries
  * have the same name (a corrupt index), true otherwise. */
 static bool assign_uidls(struct maildir *md)
@@ -366,7 +415,7 @@ static bool assign_uidls(struct maildir *md)
 			uidl_hash(name, bl, md->msgs[i].m.uidl);
 		}
 	}
-	if (md->n < 2)
+	if (md->n < 2 || uidls_unique(md))
 		return true;
 	/* Two files with one base (a copy gone wrong): give every holder of a
 	 * shared base a hash of its name without the info part ("new/X" and
@@ -1011,8 +1060,7 @@ static void reuse_init(struct reuse *r, const struct index *idx)
 		cap *= 2;
 	r->slot = xcalloc(cap, sizeof(*r->slot));
 	r->mask = cap - 1;
-	/* a random salt: an index cannot pile its inodes into one chain */
-	randombytes_buf(&r->salt, sizeof(r->salt));
+	memcpy(&r->salt, table_key(), sizeof(r->salt));
 	for (size_t i = 0; i < idx->n; i++) {
 		size_t h = (size_t)mix64(idx->msgs[i].ino ^ r->salt) & r->mask;
 
