@@ -481,7 +481,7 @@ static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r)
 {
 	char line[CACHE_MAX_LINE];
 	struct cache_entry *tab = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, kept;
 
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *sp, *nl = strchr(line, '\n');
@@ -514,8 +514,23 @@ static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r)
 	}
 	if (n > 1)
 		qsort(tab, n, sizeof(*tab), cmp_cache);
+	/* A base listed twice (a record written before bases two files
+	 * share were left out of it) says nothing for sure: both go. */
+	kept = 0;
+	for (size_t i = 0; i < n;) {
+		size_t end = i + 1;
+
+		while (end < n && strcmp(tab[end].base, tab[i].base) == 0)
+			end++;
+		if (end - i == 1)
+			tab[kept++] = tab[i];
+		else
+			for (size_t k = i; k < end; k++)
+				free(tab[k].base);
+		i = end;
+	}
 	*tab_r = tab;
-	*n_r = n;
+	*n_r = kept;
 }
 
 static void pairs_free(struct cache_entry **tabp, size_t *np)
@@ -600,7 +615,8 @@ static void cache_save(struct maildir *md)
 		const char *name = strchr(e->m.name, '/') + 1;
 		size_t bl = base_len(name);
 
-		if (e->size_from_name || !e->size_known || !cacheable(name, bl))
+		/* a base two files share would give both one size */
+		if (e->size_from_name || !e->size_known || e->shared_base || !cacheable(name, bl))
 			continue;
 		fprintf(f, "%.*s %llu\n", (int)bl, name, (unsigned long long)e->m.size);
 	}
