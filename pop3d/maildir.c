@@ -11,9 +11,58 @@
  *   kernel drops an flock when its last descriptor closes, so a crashed or
  *   killed session never leaves a stale lock behind.
  * - The message list is taken once, at open: new/ and cur/, sorted by
- *   mtime then name.  Mail delivered afterwards lands in new/ under a name
- *   we have not listed, so it stays invisible and untouched until the next
- *   session.  We only ever unlink or rename names we listed, never tmp/.
+ *   mtime then name (or the index's, below).  Mail delivered afterwards
+ *   lands in new/ under a name we have not listed, so it stays invisible
+ *   and untouched until the next session.  We only ever unlink or rename
+ *   names we listed, never tmp/.
+ * - The index "pop3d-index" (issue 19) holds the listing: per message its
+ *   name, size, inode and mtime, in order; and the device, inode, mtime
+ *   and ctime (nanoseconds) of new/ and cur/ as they were just before the
+ *   listing was read, and whether they had "settled".  Any change to a
+ *   directory's entries (a delivery, a rename, an unlink) sets both its
+ *   times to the clock's time of the change; ctime cannot be set back
+ *   by anyone (utimensat sets it to now).  So if both directories still
+ *   have the stamps the index recorded, their entries are the ones it
+ *   lists, and the open reads nothing else: no readdir, no stat.  The
+ *   catch is the clock's granularity (a jiffy, or a second on some
+ *   filesystems): a change in the same tick as the listing's stamp
+ *   would leave it unchanged.  Hence "settled": stamps that were at
+ *   least POP3D_INDEX_SETTLE_S old by the clock read before them can only
+ *   be followed by changes with later times; an index whose stamps were
+ *   younger is not trusted, and the next open reads the directories
+ *   again (Dovecot's Maildir has the same rule).  The stamps are taken
+ *   before the listing, so a change racing with it can only make the
+ *   index look older than the directories, never newer.  (A filesystem
+ *   whose clock is not this host's, NFS, is trusted as far as its
+ *   server's clock and this one's agree within the settle time.)
+ * - Reading the directories again is cheap too: a file whose readdir
+ *   inode and base name match an index entry (the same file, renamed by
+ *   an MUA or not) takes its size and mtime from there without a stat;
+ *   only files the index does not know are stat()ed and sized.  Where
+ *   readdir's d_ino is not stat's st_ino (some overlay filesystems)
+ *   nothing matches and every file is stat()ed, as without an index.
+ * - The index is the owner's file, and is read as hostile: it must be a
+ *   regular file owned by our euid, at most POP3D_INDEX_MAX_BYTES, with
+ *   this version's first line; its owner line must name our euid and
+ *   the maildir's device and inode (an index copied in from another
+ *   mailbox, whoever's, is refused even if its stamps were forged to
+ *   match); every line is bounded and strictly parsed, names must be
+ *   "new/" or "cur/" and a name a directory could list (no '/', no
+ *   leading '.'), a name twice, a count that is not the number of lines,
+ *   a missing "end" or bytes after it refuse it whole.  A refused index
+ *   is rebuilt.  What it could still say wrongly, a size, is checked as
+ *   RETR sends the message: a mismatch drops the index and the cached
+ *   size (never the name's ",W=", which is the name's word).  UIDLs are
+ *   never read from it: they are computed from the names at every open,
+ *   so they are the same with or without it.
+ * - It is written like pop3d-sizes (below), and also fdatasync()ed before
+ *   the rename, so a crash leaves the old index or the new one whole.  A
+ *   write failure (read-only or full maildir) leaves the login working,
+ *   without an index, logged once per session process and maildir.
+ *   UPDATE rewrites it when it removed or renamed a message, as not
+ *   settled (the directories changed under our hands).  A message gone
+ *   from its listed name at RETR or TOP is looked for by base name and
+ *   inode in cur/ and new/ (an MUA renamed it) before -ERR.
  * - Sizes are RFC 1939 sizes: octets with CRLF line ends, as RETR sends
  *   them before dot-stuffing.  A ",W=<n>" in the name is trusted (delivery
  *   agents write it); otherwise the size cache "pop3d-sizes" ("base size"
@@ -47,8 +96,8 @@
  *   by an MUA, another one delivered under the same name) is seen, put
  *   back and kept.  A retrieved message is marked seen only if its name
  *   still holds the listed file.
- * - Audit of every other rename and unlink (issue 13): "pop3d-sizes" and
- *   "pop3d-expire" are written to a temporary name that is unlinked first
+ * - Audit of every other rename and unlink (issue 13): "pop3d-sizes",
+ *   "pop3d-expire" and "pop3d-index" are written to a temporary name that is unlinked first
  *   and created O_EXCL|O_NOFOLLOW (a stale or planted temporary file is
  *   never truncated, even if it is a hard link to a message), then renamed
  *   over their own name: replacing our own record is the point, and
