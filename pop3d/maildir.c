@@ -1002,24 +1002,19 @@ static void ob_stamp(struct obuf *o, const char *sub, const struct dir_stamp *d)
 	ob_num(o, (uint64_t)d->ctime.tv_nsec, '\n');
 }
 
-/* Writes the listing as pop3d-index: to a temporary name (a stale one
- * unlinked first, the new one created O_EXCL, as record_begin), synced,
- * then renamed over the index.  settled: whether the stamps md->dirs may
- * be trusted (DESIGN).  A listing the index cannot describe (a name with
- * a LF, a file on another device than its directory, a time before 1970)
- * removes the index instead.  Failures are logged once and change
- * nothing else. */
-static void index_save(struct maildir *md, bool settled)
+/* The listing of md (but removed messages) as an index of the user uid
+ * into *o.  settled: whether the stamps md->dirs may be trusted (DESIGN).
+ * Returns false if the index cannot describe it (a name with a LF, a file
+ * on another device than its directory, a time before 1970), true with
+ * *o allocated. */
+static bool index_format(const struct maildir *md, uint64_t uid, bool settled, struct obuf *o)
 {
-	struct obuf o = { NULL, 0, 0 };
-	size_t n = 0, off = 0;
-	int fd;
+	size_t n = 0;
 
-	if (md->index_off)
-		return;
+	memset(o, 0, sizeof(*o));
 	for (int i = 0; i < 2; i++)
 		if (!md->dirs[i].valid || md->dirs[i].mtime.tv_sec < 0 || md->dirs[i].ctime.tv_sec < 0)
-			goto out_unlink;
+			return false;
 	for (size_t i = 0; i < md->n; i++) {
 		const struct msg_entry *e = &md->msgs[i];
 
@@ -1028,32 +1023,49 @@ static void index_save(struct maildir *md, bool settled)
 		if (!e->size_known || e->m.size > POP3D_INDEX_MAX_SIZE || e->mtime.tv_sec < 0 ||
 		    e->dev != md->dirs[sub_of(e->m.name)].dev || strchr(e->m.name, '\n') != NULL ||
 		    !index_name_ok(e->m.name))
-			goto out_unlink;
+			return false;
 		n++;
 	}
-	ob_reserve(&o, 256 + n * 96);
-	ob_str(&o, INDEX_MAGIC "\nowner ", sizeof(INDEX_MAGIC "\nowner ") - 1);
-	ob_num(&o, geteuid(), ' ');
-	ob_num(&o, md->dev, ' ');
-	ob_num(&o, md->ino, '\n');
-	ob_stamp(&o, "new", &md->dirs[0]);
-	ob_stamp(&o, "cur", &md->dirs[1]);
-	ob_str(&o, settled ? "settled 1\nmessages " : "settled 0\nmessages ", 19);
-	ob_num(&o, n, '\n');
+	ob_reserve(o, 256 + n * 96);
+	ob_str(o, INDEX_MAGIC "\nowner ", sizeof(INDEX_MAGIC "\nowner ") - 1);
+	ob_num(o, uid, ' ');
+	ob_num(o, md->dev, ' ');
+	ob_num(o, md->ino, '\n');
+	ob_stamp(o, "new", &md->dirs[0]);
+	ob_stamp(o, "cur", &md->dirs[1]);
+	ob_str(o, settled ? "settled 1\nmessages " : "settled 0\nmessages ", 19);
+	ob_num(o, n, '\n');
 	for (size_t i = 0; i < md->n; i++) {
 		const struct msg_entry *e = &md->msgs[i];
 
 		if (e->removed)
 			continue;
-		ob_num(&o, e->m.size, ' ');
-		ob_num(&o, e->ino, ' ');
-		ob_num(&o, (uint64_t)e->mtime.tv_sec, ' ');
-		ob_num(&o, (uint64_t)e->mtime.tv_nsec, ' ');
-		ob_str(&o, e->m.name, strlen(e->m.name));
-		ob_str(&o, "\n", 1);
+		ob_num(o, e->m.size, ' ');
+		ob_num(o, e->ino, ' ');
+		ob_num(o, (uint64_t)e->mtime.tv_sec, ' ');
+		ob_num(o, (uint64_t)e->mtime.tv_nsec, ' ');
+		ob_str(o, e->m.name, strlen(e->m.name));
+		ob_str(o, "\n", 1);
 	}
-	ob_str(&o, "end\n", 4);
+	ob_str(o, "end\n", 4);
+	return true;
+}
 
+/* Writes the listing as pop3d-index (index_format): to a temporary name
+ * (a stale one unlinked first, the new one created O_EXCL, as
+ * record_begin), synced, then renamed over the index.  A listing the
+ * index cannot describe removes the index instead.  Failures are logged
+ * once and change nothing else. */
+static void index_save(struct maildir *md, bool settled)
+{
+	struct obuf o;
+	size_t off = 0;
+	int fd;
+
+	if (md->index_off)
+		return;
+	if (!index_format(md, geteuid(), settled, &o))
+		goto out_unlink;
 	if (unlinkat(md->dirfd, INDEX_TMP, 0) == -1 && errno != ENOENT) {
 		index_write_failed(md, "replace");
 		goto out_free;
