@@ -29,6 +29,11 @@ IDLE_RATE = 2000
 # shorter --secs), so that it adds about half a minute per server.
 SWEEP_CONC = (1, 4, 16, 64)
 SWEEP_SECS = 8
+# "maildrop-open": the largest maildrop of the data set (DataSet's
+# big_msgs; the 2,000-message one is the retrieval maildrop), and the
+# length of each run.
+BIG_MSGS = 20000
+MAILDROP_OPEN_SECS = 6
 
 
 # ---- CPU accounting -------------------------------------------------------------
