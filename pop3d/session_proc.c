@@ -20,8 +20,6 @@
  * even though the master sent it), or for the channel's end.
  */
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,13 +93,6 @@ static void session_serve(const struct session_job *j, int fd)
 	} else {
 		p.maildrop = path;
 	}
-	/* session.c batches its replies and writes them when it waits for
-	 * the next command; a reply that takes two writes (UIDL or LIST past
-	 * POP3D_SESSION_FLUSH) must not have its tail held back by Nagle
-	 * until the client's delayed ACK: 40 ms per such reply on Linux
-	 * (docs/pop3d.md).  A TLS client's fd is a socketpair, which has no
-	 * such option: the failure is expected there and changes nothing. */
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	p.fd = fd;
 	p.user = j->user;
 	p.opened = send_opened;
