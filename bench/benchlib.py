@@ -241,10 +241,12 @@ class DataSet:
                 login_msgs messages of login_size bytes
     slow users  slow00 ... (16), known only to the slow helper
     retr user   retr0000: one maildrop of retr_msgs x retr_size bytes
+    big user    big0000: one maildrop of big_msgs x big_size bytes (only
+                with big_msgs > 0: the "maildrop-open" scenario's largest)
     """
 
     def __init__(self, root, fast=1000, slow=16, login_msgs=5, login_size=2000,
-                 retr_msgs=2000, retr_size=10240):
+                 retr_msgs=2000, retr_size=10240, big_msgs=0, big_size=2000):
         self.root = root
         self.uid = MAIL_UID if IS_ROOT else os.getuid()
         self.gid = MAIL_GID if IS_ROOT else os.getgid()
@@ -253,8 +255,11 @@ class DataSet:
         self.retr = "retr0000"
         self.login_msgs, self.login_size = login_msgs, login_size
         self.retr_msgs, self.retr_size = retr_msgs, retr_size
+        self.big_msgs, self.big_size = big_msgs, big_size
+        # The users with a maildrop of their own size (retr, and big).
+        self.bulk = [self.retr] + (["big0000"] if big_msgs > 0 else [])
         self.password = {u: "pw-%s-%s" % (u, hashlib.sha256(u.encode()).hexdigest()[:8])
-                         for u in self.fast + self.slow + [self.retr]}
+                         for u in self.fast + self.slow + self.bulk}
         self.home = {u: os.path.join(root, "home", u) for u in self.password}
 
     def build(self, hash_cache):
@@ -266,7 +271,9 @@ class DataSet:
             make_maildir(self.home[u], self.login_msgs, self.login_size, i)
         self.retr_octets = make_maildir(self.home[self.retr], self.retr_msgs,
                                         self.retr_size, 99999)
-        hashes = argon2_hashes([self.password[u] for u in self.fast + [self.retr]], hash_cache)
+        if self.big_msgs > 0:
+            make_maildir(self.home["big0000"], self.big_msgs, self.big_size, 99998)
+        hashes = argon2_hashes([self.password[u] for u in self.fast + self.bulk], hash_cache)
         # The same users twice, for both servers (Dovecot's format is
         # ours): with argon2id hashes, and with {PLAIN} passwords, which
         # take the hash out of the measurement of the login path.
@@ -274,7 +281,7 @@ class DataSet:
         for scheme in ("argon2", "plain"):
             p = self.passwd[scheme] = os.path.join(self.root, "users-%s.passwd" % scheme)
             with open(p, "w") as f:
-                for u in self.fast + [self.retr]:
+                for u in self.fast + self.bulk:
                     pw = ("{ARGON2ID}" + hashes[self.password[u]] if scheme == "argon2"
                           else "{PLAIN}" + self.password[u])
                     f.write("%s:%s:%d:%d::%s::\n" % (u, pw, self.uid, self.gid, self.home[u]))
@@ -283,7 +290,7 @@ class DataSet:
         # passdb gives no uid/home).
         self.userdb = os.path.join(self.root, "users.userdb")
         with open(self.userdb, "w") as f:
-            for u in self.fast + self.slow + [self.retr]:
+            for u in self.fast + self.slow + self.bulk:
                 f.write("%s::%d:%d::%s::\n" % (u, self.uid, self.gid, self.home[u]))
         os.chmod(self.userdb, 0o644)
         self.slow_db = os.path.join(self.root, "slow-users.db")
@@ -304,6 +311,8 @@ class DataSet:
         self.load_fast = self._load_list("load-fast.txt", self.fast)
         self.load_slow = self._load_list("load-slow.txt", self.slow)
         self.load_retr = self._load_list("load-retr.txt", [self.retr])
+        self.load_big = (self._load_list("load-big.txt", ["big0000"])
+                         if self.big_msgs > 0 else None)
         log("data set: %d users x %d messages of ~%d B, %d slow users, "
             "1 maildrop of %d x ~%d B (%.1f MB) in %.1f s"
             % (len(self.fast), self.login_msgs, self.login_size, len(self.slow),

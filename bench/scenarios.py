@@ -29,6 +29,11 @@ IDLE_RATE = 2000
 # shorter --secs), so that it adds about half a minute per server.
 SWEEP_CONC = (1, 4, 16, 64)
 SWEEP_SECS = 8
+# "maildrop-open": the largest maildrop of the data set (DataSet's
+# big_msgs; the 2,000-message one is the retrieval maildrop), and the
+# length of each run.
+BIG_MSGS = 20000
+MAILDROP_OPEN_SECS = 6
 
 
 # ---- CPU accounting -------------------------------------------------------------
@@ -199,6 +204,32 @@ def retrieval(srv, data, secs, depths=RETR_DEPTHS, warm=True):
         r = run_load(args, label="%s retr pipeline %d" % (srv.name, depth))
         log("%s retr pipeline %d: %.1f MB/s" % (srv.name, depth, r["retr_mb_per_s"]))
         out[depth] = r
+    return out
+
+
+def maildrop_open(srv, data, secs, warm=True):
+    """"maildrop-open": {messages: result} for the 2,000-message maildrop
+    (retr0000) and, when the data set has it, the 20,000-message one
+    (big0000): greeting, login, UIDL, QUIT (pop3-load's script `poll`, as
+    a client that leaves its mail on the server polls; the maildrop is
+    opened, listed and sized before the login's +OK, so STAT adds nothing
+    to measure), -c 1, for secs seconds each, after one warm-up session
+    (which lets each server build its index of the maildrop).  The time
+    to compare is the session's (session_us): login + UIDL + QUIT."""
+    out = {}
+    for n, users in ((data.retr_msgs, data.load_retr), (data.big_msgs, data.load_big)):
+        if not users:
+            continue
+        if warm:
+            run_load(base_args(srv) + ["-c", 1, "-n", 1, "--users", users, "--script", "poll",
+                                       "--timeout", "60s"],
+                     label="%s maildrop-open %d warm-up" % (srv.name, n))
+        r = run_load(base_args(srv) + ["-c", 1, "-d", secs, "--users", users, "--script",
+                                       "poll", "--timeout", "60s"],
+                     label="%s maildrop-open %d" % (srv.name, n))
+        log("%s maildrop-open %d messages: session p50 %.2f ms, p99 %.2f ms"
+            % (srv.name, n, r["session_us"]["p50"] / 1000, r["session_us"]["p99"] / 1000))
+        out[n] = r
     return out
 
 

@@ -4,8 +4,9 @@
  * (",W=<n>", size_from_name), the UIDL (base_len, uidl_ok, uidl_hash,
  * assign_uidls with its two rounds of rehashing for shared bases), the
  * cur/ name with the Seen flag (seen_name: the ":2,<flags>" info suffix),
- * and the "base number" records pop3d-sizes and pop3d-expire (pairs_read,
- * pairs_find, cacheable).  maildir.c is included: these are static.  No
+ * the "base number" records pop3d-sizes and pop3d-expire (pairs_read,
+ * pairs_find, cacheable), and the index pop3d-index (index_parse,
+ * index_format).  maildir.c is included: these are static.  No
  * directory is touched: the listing is built in memory as scan_dir would.
  *
  * Input: lines.  Up to the first empty line, each line is a file name,
@@ -23,7 +24,11 @@
  *     others unchanged, and its result, once in cur/, is not renamed
  *     again;
  *   - the record table is sorted, every entry is found by its base, and
- *     no base holds a blank or a line end.
+ *     no base holds a blank or a line end;
+ *   - the same text as an index (pop3d-index, index_parse) is refused, or
+ *     holds only names "new/X" or "cur/X" a directory could list and
+ *     bounded numbers, is written back by index_format into an index
+ *     that parses to the same listing, and is refused for another user.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -149,6 +154,68 @@ static void check_pairs(const char *text, size_t len, struct maildir *md)
 	pairs_free(&tab, &n);
 }
 
+/* The same text as the index pop3d-index of the user 1000 in the
+ * maildir (2049, 77): whatever index_parse accepts holds names a
+ * directory could list, bounded numbers, and comes back the same through
+ * index_format and index_parse again. */
+static void check_index(const char *text, size_t len)
+{
+	static struct msg_entry msgs[16384 / 14 + 1];	/* the input bound over the shortest line */
+	struct index idx, again;
+	struct maildir md;
+	struct obuf o;
+	const char *why;
+	char *buf = xmalloc(len + 1);
+
+	memcpy(buf, text, len);
+	if (index_parse(buf, len, 1000, 2049, 77, &idx, &why) == -1) {
+		free(buf);
+		return;
+	}
+	if (idx.n > sizeof(msgs) / sizeof(msgs[0]))
+		abort();	/* 14 bytes a line at least: the input is smaller */
+	memset(&md, 0, sizeof(md));
+	md.dev = 2049;
+	md.ino = 77;
+	md.dirs[0] = idx.dirs[0];
+	md.dirs[1] = idx.dirs[1];
+	md.msgs = msgs;
+	for (size_t i = 0; i < idx.n; i++) {
+		const struct index_msg *m = &idx.msgs[i];
+
+		if (!index_name_ok(m->name) || m->size > POP3D_INDEX_MAX_SIZE ||
+		    m->mtime.tv_nsec < 0 || m->mtime.tv_nsec > 999999999)
+			abort();
+		memset(&msgs[i], 0, sizeof(msgs[i]));
+		msgs[i].m.name = m->name;
+		msgs[i].m.size = m->size;
+		msgs[i].ino = m->ino;
+		msgs[i].mtime = m->mtime;
+		msgs[i].dev = idx.dirs[sub_of(m->name)].dev;
+		msgs[i].size_known = true;
+	}
+	md.n = idx.n;
+	if (!index_format(&md, 1000, idx.settled, &o))
+		abort();
+	ob_reserve(&o, 1);	/* index_parse's NUL */
+	if (index_parse(o.p, o.len, 1000, 2049, 77, &again, &why) == -1 || again.n != idx.n ||
+	    again.settled != idx.settled || !stamps_equal(again.dirs, idx.dirs))
+		abort();
+	for (size_t i = 0; i < idx.n; i++)
+		if (strcmp(again.msgs[i].name, idx.msgs[i].name) != 0 ||
+		    again.msgs[i].size != idx.msgs[i].size || again.msgs[i].ino != idx.msgs[i].ino ||
+		    !ts_equal(&again.msgs[i].mtime, &idx.msgs[i].mtime))
+			abort();
+	free(again.msgs);
+	/* another owner, uid or maildir: refused */
+	memcpy(buf, text, len);
+	if (index_parse(buf, len, 1001, 2049, 77, &again, &why) != -1)
+		abort();
+	free(o.p);
+	free(idx.msgs);
+	free(buf);
+}
+
 static void md_clear(struct maildir *md)
 {
 	for (size_t i = 0; i < md->n; i++)
@@ -217,6 +284,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_seen(md.msgs[i].m.name);
 	}
 	check_pairs(p, (size_t)(end - p), &md);
+	check_index(p, (size_t)(end - p));
 	md_clear(&md);
 	return 0;
 }

@@ -11,9 +11,58 @@
  *   kernel drops an flock when its last descriptor closes, so a crashed or
  *   killed session never leaves a stale lock behind.
  * - The message list is taken once, at open: new/ and cur/, sorted by
- *   mtime then name.  Mail delivered afterwards lands in new/ under a name
- *   we have not listed, so it stays invisible and untouched until the next
- *   session.  We only ever unlink or rename names we listed, never tmp/.
+ *   mtime then name (or the index's, below).  Mail delivered afterwards
+ *   lands in new/ under a name we have not listed, so it stays invisible
+ *   and untouched until the next session.  We only ever unlink or rename
+ *   names we listed, never tmp/.
+ * - The index "pop3d-index" (issue 19) holds the listing: per message its
+ *   name, size, inode and mtime, in order; and the device, inode, mtime
+ *   and ctime (nanoseconds) of new/ and cur/ as they were just before the
+ *   listing was read, and whether they had "settled".  Any change to a
+ *   directory's entries (a delivery, a rename, an unlink) sets both its
+ *   times to the clock's time of the change; ctime cannot be set back
+ *   by anyone (utimensat sets it to now).  So if both directories still
+ *   have the stamps the index recorded, their entries are the ones it
+ *   lists, and the open reads nothing else: no readdir, no stat.  The
+ *   catch is the clock's granularity (a jiffy, or a second on some
+ *   filesystems): a change in the same tick as the listing's stamp
+ *   would leave it unchanged.  Hence "settled": stamps that were at
+ *   least POP3D_INDEX_SETTLE_S old by the clock read before them can only
+ *   be followed by changes with later times; an index whose stamps were
+ *   younger is not trusted, and the next open reads the directories
+ *   again (Dovecot's Maildir has the same rule).  The stamps are taken
+ *   before the listing, so a change racing with it can only make the
+ *   index look older than the directories, never newer.  (A filesystem
+ *   whose clock is not this host's, NFS, is trusted as far as its
+ *   server's clock and this one's agree within the settle time.)
+ * - Reading the directories again is cheap too: a file whose readdir
+ *   inode and base name match an index entry (the same file, renamed by
+ *   an MUA or not) takes its size and mtime from there without a stat;
+ *   only files the index does not know are stat()ed and sized.  Where
+ *   readdir's d_ino is not stat's st_ino (some overlay filesystems)
+ *   nothing matches and every file is stat()ed, as without an index.
+ * - The index is the owner's file, and is read as hostile: it must be a
+ *   regular file owned by our euid, at most POP3D_INDEX_MAX_BYTES, with
+ *   this version's first line; its owner line must name our euid and
+ *   the maildir's device and inode (an index copied in from another
+ *   mailbox, whoever's, is refused even if its stamps were forged to
+ *   match); every line is bounded and strictly parsed, names must be
+ *   "new/" or "cur/" and a name a directory could list (no '/', no
+ *   leading '.'), a name twice, a count that is not the number of lines,
+ *   a missing "end" or bytes after it refuse it whole.  A refused index
+ *   is rebuilt.  What it could still say wrongly, a size, is checked as
+ *   RETR sends the message: a mismatch drops the index and the cached
+ *   size (never the name's ",W=", which is the name's word).  UIDLs are
+ *   never read from it: they are computed from the names at every open,
+ *   so they are the same with or without it.
+ * - It is written like pop3d-sizes (below), and also fdatasync()ed before
+ *   the rename, so a crash leaves the old index or the new one whole.  A
+ *   write failure (read-only or full maildir) leaves the login working,
+ *   without an index, logged once per session process and maildir.
+ *   UPDATE rewrites it when it removed or renamed a message, as not
+ *   settled (the directories changed under our hands).  A message gone
+ *   from its listed name at RETR or TOP is looked for by base name and
+ *   inode in cur/ and new/ (an MUA renamed it) before -ERR.
  * - Sizes are RFC 1939 sizes: octets with CRLF line ends, as RETR sends
  *   them before dot-stuffing.  A ",W=<n>" in the name is trusted (delivery
  *   agents write it); otherwise the size cache "pop3d-sizes" ("base size"
@@ -47,8 +96,8 @@
  *   by an MUA, another one delivered under the same name) is seen, put
  *   back and kept.  A retrieved message is marked seen only if its name
  *   still holds the listed file.
- * - Audit of every other rename and unlink (issue 13): "pop3d-sizes" and
- *   "pop3d-expire" are written to a temporary name that is unlinked first
+ * - Audit of every other rename and unlink (issue 13): "pop3d-sizes",
+ *   "pop3d-expire" and "pop3d-index" are written to a temporary name that is unlinked first
  *   and created O_EXCL|O_NOFOLLOW (a stale or planted temporary file is
  *   never truncated, even if it is a hard link to a message), then renamed
  *   over their own name: replacing our own record is the point, and
@@ -95,6 +144,10 @@
 #define CACHE_TMP	"pop3d-sizes.tmp"
 #define EXPIRE_NAME	"pop3d-expire"
 #define EXPIRE_TMP	"pop3d-expire.tmp"
+#define INDEX_NAME	"pop3d-index"
+#define INDEX_TMP	"pop3d-index.tmp"
+/* The first line; another version is an index to rebuild, not to read. */
+#define INDEX_MAGIC	"pop3d-index 1"
 #define CACHE_MAX_LINE	512
 /* Fresh names tried when the one a message should get is taken. */
 #define FRESH_TRIES	8
@@ -109,6 +162,31 @@ struct msg_entry {
 	bool size_from_name;
 	bool shared_base;	/* another listed file has the same base */
 	bool removed;		/* UPDATE: deleted (DELE or EXPIRE) */
+	bool name_borrowed;	/* m.name points into md->index_buf: not freed */
+};
+
+/* new/ or cur/ as it was when the listing was taken (or the index says). */
+struct dir_stamp {
+	bool valid;		/* a directory, and stat()ed */
+	uint64_t dev, ino;
+	struct timespec mtime, ctime;
+};
+
+/* One message line of pop3d-index; name points into the index's buffer. */
+struct index_msg {
+	char *name;		/* "new/X" or "cur/X" */
+	uint64_t size;
+	uint64_t ino;
+	struct timespec mtime;
+};
+
+/* pop3d-index as read (index_parse). */
+struct index {
+	char *buf;		/* the file's bytes, lines NUL-terminated in place */
+	struct dir_stamp dirs[2];	/* new/, cur/ */
+	bool settled;		/* the stamps were old enough to be trusted */
+	struct index_msg *msgs;
+	size_t n;
 };
 
 /* A "base number" line of pop3d-sizes (size) or pop3d-expire (time). */
@@ -127,9 +205,15 @@ struct maildir {
 	bool cache_dirty;
 	struct cache_entry *expire;	/* pop3d-expire, loaded at UPDATE */
 	size_t nexpire;
+	uint64_t dev, ino;	/* of the maildir: the index's owner check */
+	struct dir_stamp dirs[2];	/* new/, cur/ before the listing was read */
+	char *index_buf;	/* the index read at open (names borrowed from it) */
+	bool index_off;		/* not to be written again by this session */
+	bool changed;		/* UPDATE removed or renamed a message */
 };
 
 bool maildir_no_renameat2;
+int maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
 
 static enum maildir_status status_of(int err)
 {
@@ -276,9 +360,18 @@ static int cmp_uidl_idx(const void *a, const void *b, void *arg)
 	return strcmp(m[*(const size_t *)a].m.uidl, m[*(const size_t *)b].m.uidl);
 }
 
+static int cmp_name_idx(const void *a, const void *b, void *arg)
+{
+	const struct msg_entry *m = arg;
+
+	return strcmp(m[*(const size_t *)a].m.name, m[*(const size_t *)b].m.name);
+}
+
 /* Sorts idx by UIDL and gives every member of a group that shares one a
- * hash of its name: without the info part, or (full) all of it. */
-static void rehash_groups(struct maildir *md, size_t *idx, bool full)
+ * hash of its name: without the info part, or (full) all of it.  Two
+ * entries with one name (only an index can say that: a directory cannot)
+ * share a UIDL too; the first round finds them and sets *dup_r. */
+static void rehash_groups(struct maildir *md, size_t *idx, bool full, bool *dup_r)
 {
 	qsort_r(idx, md->n, sizeof(*idx), cmp_uidl_idx, md->msgs);
 	for (size_t i = 0; i + 1 < md->n;) {
@@ -288,6 +381,12 @@ static void rehash_groups(struct maildir *md, size_t *idx, bool full)
 		while (end < md->n && strcmp(md->msgs[idx[end]].m.uidl,
 					     md->msgs[idx[i]].m.uidl) == 0)
 			end++;
+		if (!full && end - i > 1) {
+			qsort_r(idx + i, end - i, sizeof(*idx), cmp_name_idx, md->msgs);
+			for (size_t k = i + 1; k < end; k++)
+				if (strcmp(md->msgs[idx[k]].m.name, md->msgs[idx[k - 1]].m.name) == 0)
+					*dup_r = true;
+		}
 		for (size_t k = i; end - i > 1 && k < end; k++) {
 			const char *name = md->msgs[idx[k]].m.name;
 			uidl_hash(name, full ? strlen(name) : strcspn(name, ":"),
@@ -298,8 +397,60 @@ static void rehash_groups(struct maildir *md, size_t *idx, bool full)
 	}
 }
 
-static void assign_uidls(struct maildir *md)
+/* The process's random key for its hash tables (the UIDL check below,
+ * the index's inodes): the owner's names and index cannot choose which
+ * of them share a chain. */
+static const unsigned char *table_key(void)
 {
+	static unsigned char key[crypto_shorthash_KEYBYTES];
+	static bool keyed;
+
+	if (!keyed) {
+		if (sodium_init() == -1)
+			fatalx("sodium_init");
+		randombytes_buf(key, sizeof(key));
+		keyed = true;
+	}
+	return key;
+}
+
+/* No two listed messages share a UIDL?  A table, not a sort: this runs at
+ * every open, and nearly always finds none. */
+static bool uidls_unique(const struct maildir *md)
+{
+	const unsigned char *key = table_key();
+	size_t cap = 16, mask;
+	uint32_t *slot;
+	bool unique = true;
+
+	while (cap < 2 * md->n)
+		cap *= 2;
+	mask = cap - 1;
+	slot = xcalloc(cap, sizeof(*slot));
+	for (size_t i = 0; i < md->n && unique; i++) {
+		const char *u = md->msgs[i].m.uidl;
+		unsigned char h[crypto_shorthash_BYTES];
+		uint64_t hv;
+		size_t k;
+
+		crypto_shorthash(h, (const unsigned char *)u, strlen(u), key);
+		memcpy(&hv, h, sizeof(hv));
+		for (k = (size_t)hv & mask; slot[k] != 0; k = (k + 1) & mask)
+			if (strcmp(md->msgs[slot[k] - 1].m.uidl, u) == 0) {
+				unique = false;
+				break;
+			}
+		slot[k] = (uint32_t)i + 1;
+	}
+	free(slot);
+	return unique;
+}
+
+/* Gives every listed message its UIDL.  Returns false if two entries
+ * have the same name (a corrupt index), true otherwise. */
+static bool assign_uidls(struct maildir *md)
+{
+	bool dup = false;
 	size_t *idx;
 
 	for (size_t i = 0; i < md->n; i++) {
@@ -313,8 +464,8 @@ static void assign_uidls(struct maildir *md)
 			uidl_hash(name, bl, md->msgs[i].m.uidl);
 		}
 	}
-	if (md->n < 2)
-		return;
+	if (md->n < 2 || uidls_unique(md))
+		return true;
 	/* Two files with one base (a copy gone wrong): give every holder of a
 	 * shared base a hash of its name without the info part ("new/X" and
 	 * "cur/X:2,S" differ there, and keep their UIDL when flags change).
@@ -323,9 +474,10 @@ static void assign_uidls(struct maildir *md)
 	idx = xcalloc(md->n, sizeof(*idx));
 	for (size_t i = 0; i < md->n; i++)
 		idx[i] = i;
-	rehash_groups(md, idx, false);
-	rehash_groups(md, idx, true);
+	rehash_groups(md, idx, false, &dup);
+	rehash_groups(md, idx, true, &dup);
 	free(idx);
+	return !dup;
 }
 
 /* ---- the size cache ----------------------------------------------------- */
@@ -378,7 +530,7 @@ static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r)
 {
 	char line[CACHE_MAX_LINE];
 	struct cache_entry *tab = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0, cap = 0, kept;
 
 	while (fgets(line, sizeof(line), f) != NULL) {
 		char *sp, *nl = strchr(line, '\n');
@@ -411,8 +563,23 @@ static void pairs_read(FILE *f, struct cache_entry **tab_r, size_t *n_r)
 	}
 	if (n > 1)
 		qsort(tab, n, sizeof(*tab), cmp_cache);
+	/* A base listed twice (a record written before bases two files
+	 * share were left out of it) says nothing for sure: both go. */
+	kept = 0;
+	for (size_t i = 0; i < n;) {
+		size_t end = i + 1;
+
+		while (end < n && strcmp(tab[end].base, tab[i].base) == 0)
+			end++;
+		if (end - i == 1)
+			tab[kept++] = tab[i];
+		else
+			for (size_t k = i; k < end; k++)
+				free(tab[k].base);
+		i = end;
+	}
 	*tab_r = tab;
-	*n_r = n;
+	*n_r = kept;
 }
 
 static void pairs_free(struct cache_entry **tabp, size_t *np)
@@ -497,11 +664,512 @@ static void cache_save(struct maildir *md)
 		const char *name = strchr(e->m.name, '/') + 1;
 		size_t bl = base_len(name);
 
-		if (e->size_from_name || !e->size_known || !cacheable(name, bl))
+		/* a base two files share would give both one size */
+		if (e->size_from_name || !e->size_known || e->shared_base || !cacheable(name, bl))
 			continue;
 		fprintf(f, "%.*s %llu\n", (int)bl, name, (unsigned long long)e->m.size);
 	}
 	record_end(md, f, CACHE_TMP, CACHE_NAME);
+}
+
+/* ---- the index ------------------------------------------------------------ */
+
+/* pop3d-index (DESIGN: "The index"):
+ *
+ *   pop3d-index 1
+ *   owner <euid> <maildir dev> <maildir ino>
+ *   new <dev> <ino> <mtime s> <mtime ns> <ctime s> <ctime ns>
+ *   cur <dev> <ino> <mtime s> <mtime ns> <ctime s> <ctime ns>
+ *   settled <0|1>
+ *   messages <n>
+ *   <size> <ino> <mtime s> <mtime ns> <new|cur>/<name>     (n lines)
+ *   end
+ *
+ * in listing order.  Each line ends in LF and holds no NUL; the name is
+ * the rest of its line (it may hold blanks, never a LF: such a listing is
+ * not written). */
+
+static const char *const subdirs[2] = { "new", "cur" };
+
+static int sub_of(const char *name)
+{
+	return name[0] == 'c';	/* "cur/..." (1) or "new/..." (0) */
+}
+
+/* new/ and cur/ as they are now, into md->dirs. */
+static void stamp_dirs(struct maildir *md)
+{
+	for (int i = 0; i < 2; i++) {
+		struct dir_stamp *d = &md->dirs[i];
+		struct stat st;
+
+		memset(d, 0, sizeof(*d));
+		if (fstatat(md->dirfd, subdirs[i], &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+		    !S_ISDIR(st.st_mode))
+			continue;	/* the listing will say what is wrong */
+		d->valid = true;
+		d->dev = st.st_dev;
+		d->ino = st.st_ino;
+		d->mtime = st.st_mtim;
+		d->ctime = st.st_ctim;
+	}
+}
+
+static bool ts_equal(const struct timespec *a, const struct timespec *b)
+{
+	return a->tv_sec == b->tv_sec && a->tv_nsec == b->tv_nsec;
+}
+
+static bool stamps_equal(const struct dir_stamp *a, const struct dir_stamp *b)
+{
+	for (int i = 0; i < 2; i++)
+		if (!a[i].valid || !b[i].valid || a[i].dev != b[i].dev || a[i].ino != b[i].ino ||
+		    !ts_equal(&a[i].mtime, &b[i].mtime) || !ts_equal(&a[i].ctime, &b[i].ctime))
+			return false;
+	return true;
+}
+
+/* Both directories unchanged for maildir_index_settle_s seconds before
+ * now, so that any later change gives them another time (DESIGN). */
+static bool stamps_settled(const struct dir_stamp *d, const struct timespec *now)
+{
+	for (int i = 0; i < 2; i++)
+		if (!d[i].valid || d[i].mtime.tv_sec > now->tv_sec - maildir_index_settle_s ||
+		    d[i].ctime.tv_sec > now->tv_sec - maildir_index_settle_s)
+			return false;
+	return true;
+}
+
+/* The next line of buf[0..len) from *pos, its LF replaced by a NUL; NULL
+ * if none is left, it is longer than POP3D_INDEX_MAX_LINE, holds a NUL or
+ * has no LF. */
+static char *index_line(char *buf, size_t len, size_t *pos)
+{
+	char *start = buf + *pos, *nl;
+	size_t left = len - *pos;
+
+	nl = memchr(start, '\n', left < POP3D_INDEX_MAX_LINE ? left : POP3D_INDEX_MAX_LINE);
+	if (nl == NULL || memchr(start, '\0', (size_t)(nl - start)) != NULL)
+		return NULL;
+	*nl = '\0';
+	*pos += (size_t)(nl - start) + 1;
+	return start;
+}
+
+/* Splits line at its first k blanks into f[0..k-1] (each non-empty) and
+ * *rest_r (what follows the k-th blank; the line has exactly k fields if
+ * rest_r is NULL).  Returns 0 or -1. */
+static int index_fields(char *line, char **f, int k, char **rest_r)
+{
+	char *p = line;
+
+	for (int i = 0; i < k; i++) {
+		char *sp = strchr(p, ' ');
+
+		if (sp == NULL) {
+			if (rest_r != NULL || i != k - 1 || *p == '\0')
+				return -1;
+			f[i] = p;
+			return 0;
+		}
+		if (sp == p || (rest_r == NULL && i == k - 1))
+			return -1;
+		*sp = '\0';
+		f[i] = p;
+		p = sp + 1;
+	}
+	*rest_r = p;
+	return 0;
+}
+
+static int index_num(const char *s, uint64_t max, uint64_t *v_r)
+{
+	return num_parse_u64(s, 0, max, v_r);
+}
+
+static int index_time(const char *sec, const char *nsec, struct timespec *ts_r)
+{
+	uint64_t s, ns;
+
+	if (index_num(sec, INT64_MAX, &s) == -1 || index_num(nsec, 999999999, &ns) == -1)
+		return -1;
+	ts_r->tv_sec = (time_t)s;
+	ts_r->tv_nsec = (long)ns;
+	return 0;
+}
+
+/* A name as scan_dir lists one: "new/" or "cur/", then 1 to 255 bytes,
+ * no '/', not starting with '.' (so never "." or ".."). */
+static bool index_name_ok(const char *name)
+{
+	const char *file = name + 4;
+	size_t len;
+
+	if (strncmp(name, "new/", 4) != 0 && strncmp(name, "cur/", 4) != 0)
+		return false;
+	len = strlen(file);
+	return len > 0 && len <= 255 && file[0] != '.' && strchr(file, '/') == NULL;
+}
+
+/* Parses the index in buf[0..len) (buf[len] must be writable: it becomes
+ * a NUL) into *idx, for the maildir (dev, ino) of the user uid.  Every
+ * line is checked; any fault, a version other than this one, or an
+ * owner other than (uid, dev, ino) refuses the whole index.  On success
+ * idx->msgs is allocated and its names point into buf; idx->buf is not
+ * set.  Returns 0, or -1 with *why_r set (for a debug log line). */
+static int index_parse(char *buf, size_t len, uint64_t uid, uint64_t dev, uint64_t ino,
+		       struct index *idx, const char **why_r)
+{
+	char *line, *f[7], *rest;
+	uint64_t v[3], n;
+	size_t pos = 0;
+
+	memset(idx, 0, sizeof(*idx));
+	buf[len] = '\0';
+	*why_r = "corrupt";
+	line = index_line(buf, len, &pos);
+	if (line == NULL || strcmp(line, INDEX_MAGIC) != 0) {
+		*why_r = "another version, or not an index";
+		return -1;
+	}
+	line = index_line(buf, len, &pos);
+	if (line == NULL || index_fields(line, f, 4, NULL) == -1 || strcmp(f[0], "owner") != 0 ||
+	    index_num(f[1], UINT64_MAX, &v[0]) == -1 || index_num(f[2], UINT64_MAX, &v[1]) == -1 ||
+	    index_num(f[3], UINT64_MAX, &v[2]) == -1)
+		return -1;
+	if (v[0] != uid || v[1] != dev || v[2] != ino) {
+		*why_r = "written for another user or maildir";
+		return -1;
+	}
+	for (int i = 0; i < 2; i++) {
+		struct dir_stamp *d = &idx->dirs[i];
+
+		line = index_line(buf, len, &pos);
+		if (line == NULL || index_fields(line, f, 7, NULL) == -1 ||
+		    strcmp(f[0], subdirs[i]) != 0 || index_num(f[1], UINT64_MAX, &d->dev) == -1 ||
+		    index_num(f[2], UINT64_MAX, &d->ino) == -1 ||
+		    index_time(f[3], f[4], &d->mtime) == -1 || index_time(f[5], f[6], &d->ctime) == -1)
+			return -1;
+		d->valid = true;
+	}
+	line = index_line(buf, len, &pos);
+	if (line == NULL || index_fields(line, f, 2, NULL) == -1 || strcmp(f[0], "settled") != 0 ||
+	    index_num(f[1], 1, &v[0]) == -1)
+		return -1;
+	idx->settled = v[0] == 1;
+	line = index_line(buf, len, &pos);
+	/* the shortest message line is 14 bytes: no allocation beyond what
+	 * the file could hold */
+	if (line == NULL || index_fields(line, f, 2, NULL) == -1 || strcmp(f[0], "messages") != 0 ||
+	    index_num(f[1], POP3D_MAX_MESSAGES, &n) == -1 || n > (len - pos) / 14)
+		return -1;
+	idx->msgs = xcalloc(n > 0 ? n : 1, sizeof(*idx->msgs));
+	for (idx->n = 0; idx->n < n; idx->n++) {
+		struct index_msg *m = &idx->msgs[idx->n];
+
+		line = index_line(buf, len, &pos);
+		if (line == NULL || index_fields(line, f, 4, &rest) == -1 ||
+		    index_num(f[0], POP3D_INDEX_MAX_SIZE, &m->size) == -1 ||
+		    index_num(f[1], UINT64_MAX, &m->ino) == -1 ||
+		    index_time(f[2], f[3], &m->mtime) == -1 || !index_name_ok(rest))
+			goto out_free;
+		m->name = rest;
+	}
+	line = index_line(buf, len, &pos);
+	if (line == NULL || strcmp(line, "end") != 0 || pos != len)
+		goto out_free;
+	return 0;
+
+out_free:
+	free(idx->msgs);
+	memset(idx, 0, sizeof(*idx));
+	return -1;
+}
+
+/* Reads and parses pop3d-index.  Returns true with *idx (idx->buf set:
+ * the caller frees it and idx->msgs), or false: no index, or one to
+ * rebuild (the reason logged at debug level). */
+static bool index_load(struct maildir *md, struct index *idx)
+{
+	const char *why;
+	struct stat st;
+	size_t got = 0;
+	char *buf;
+	int fd;
+
+	memset(idx, 0, sizeof(*idx));
+	fd = openat(md->dirfd, INDEX_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+	if (fd == -1) {
+		if (errno != ENOENT)
+			log_debug("maildir: %s: %s", INDEX_NAME, strerror(errno));
+		return false;
+	}
+	/* Only our own regular file: not a FIFO, not a file planted by
+	 * another user in a shared maildir, not one beyond any listing. */
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    st.st_size < 0 || (uint64_t)st.st_size > POP3D_INDEX_MAX_BYTES) {
+		log_debug("maildir: %s: not a regular file of ours of a sane size", INDEX_NAME);
+		close(fd);
+		return false;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	while (got < (size_t)st.st_size) {
+		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;		/* shorter than it was: the parse refuses it */
+		got += (size_t)r;
+	}
+	close(fd);
+	if (index_parse(buf, got, geteuid(), md->dev, md->ino, idx, &why) == -1) {
+		log_debug("maildir: %s refused (%s): rebuilt", INDEX_NAME, why);
+		free(buf);
+		return false;
+	}
+	idx->buf = buf;
+	return true;
+}
+
+/* Logs a failure to write the index once per process and maildir: a
+ * read-only or full maildir is served without one at every login, and
+ * says so once. */
+static void index_write_failed(struct maildir *md, const char *what)
+{
+	static uint64_t dev, ino;
+	static bool warned;
+	int saved = errno;
+
+	if (warned && dev == md->dev && ino == md->ino) {
+		log_debug("maildir: cannot %s %s: %s", what, INDEX_NAME, strerror(saved));
+		return;
+	}
+	warned = true;
+	dev = md->dev;
+	ino = md->ino;
+	log_warnx("maildir: cannot %s %s: %s (the maildrop is served without it)", what,
+		  INDEX_NAME, strerror(saved));
+}
+
+/* A growing output buffer; out of memory is fatal, as everywhere. */
+struct obuf {
+	char *p;
+	size_t len, cap;
+};
+
+static void ob_reserve(struct obuf *o, size_t more)
+{
+	if (o->len + more <= o->cap)
+		return;
+	while (o->len + more > o->cap)
+		o->cap = o->cap == 0 ? 4096 : o->cap * 2;
+	o->p = realloc(o->p, o->cap);
+	if (o->p == NULL)
+		fatal("realloc");
+}
+
+static void ob_str(struct obuf *o, const char *s, size_t len)
+{
+	ob_reserve(o, len);
+	memcpy(o->p + o->len, s, len);
+	o->len += len;
+}
+
+/* v in decimal, then the byte after (' ' or '\n'). */
+static void ob_num(struct obuf *o, uint64_t v, char after)
+{
+	char d[21];
+	size_t i = sizeof(d);
+
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	ob_str(o, d + i, sizeof(d) - i);
+	ob_str(o, &after, 1);
+}
+
+static void ob_stamp(struct obuf *o, const char *sub, const struct dir_stamp *d)
+{
+	ob_str(o, sub, strlen(sub));
+	ob_str(o, " ", 1);
+	ob_num(o, d->dev, ' ');
+	ob_num(o, d->ino, ' ');
+	ob_num(o, (uint64_t)d->mtime.tv_sec, ' ');
+	ob_num(o, (uint64_t)d->mtime.tv_nsec, ' ');
+	ob_num(o, (uint64_t)d->ctime.tv_sec, ' ');
+	ob_num(o, (uint64_t)d->ctime.tv_nsec, '\n');
+}
+
+/* The listing of md (but removed messages) as an index of the user uid
+ * into *o.  settled: whether the stamps md->dirs may be trusted (DESIGN).
+ * Returns false if the index cannot describe it (a name with a LF, a file
+ * on another device than its directory, a time before 1970), true with
+ * *o allocated. */
+static bool index_format(const struct maildir *md, uint64_t uid, bool settled, struct obuf *o)
+{
+	size_t n = 0;
+
+	memset(o, 0, sizeof(*o));
+	for (int i = 0; i < 2; i++)
+		if (!md->dirs[i].valid || md->dirs[i].mtime.tv_sec < 0 || md->dirs[i].ctime.tv_sec < 0)
+			return false;
+	for (size_t i = 0; i < md->n; i++) {
+		const struct msg_entry *e = &md->msgs[i];
+
+		if (e->removed)
+			continue;
+		if (!e->size_known || e->m.size > POP3D_INDEX_MAX_SIZE || e->mtime.tv_sec < 0 ||
+		    e->dev != md->dirs[sub_of(e->m.name)].dev || strchr(e->m.name, '\n') != NULL ||
+		    !index_name_ok(e->m.name))
+			return false;
+		n++;
+	}
+	ob_reserve(o, 256 + n * 96);
+	ob_str(o, INDEX_MAGIC "\nowner ", sizeof(INDEX_MAGIC "\nowner ") - 1);
+	ob_num(o, uid, ' ');
+	ob_num(o, md->dev, ' ');
+	ob_num(o, md->ino, '\n');
+	ob_stamp(o, "new", &md->dirs[0]);
+	ob_stamp(o, "cur", &md->dirs[1]);
+	ob_str(o, settled ? "settled 1\nmessages " : "settled 0\nmessages ", 19);
+	ob_num(o, n, '\n');
+	for (size_t i = 0; i < md->n; i++) {
+		const struct msg_entry *e = &md->msgs[i];
+
+		if (e->removed)
+			continue;
+		ob_num(o, e->m.size, ' ');
+		ob_num(o, e->ino, ' ');
+		ob_num(o, (uint64_t)e->mtime.tv_sec, ' ');
+		ob_num(o, (uint64_t)e->mtime.tv_nsec, ' ');
+		ob_str(o, e->m.name, strlen(e->m.name));
+		ob_str(o, "\n", 1);
+	}
+	ob_str(o, "end\n", 4);
+	return true;
+}
+
+/* Writes the listing as pop3d-index (index_format): to a temporary name
+ * (a stale one unlinked first, the new one created O_EXCL, as
+ * record_begin), synced, then renamed over the index.  A listing the
+ * index cannot describe removes the index instead.  Failures are logged
+ * once and change nothing else. */
+static void index_save(struct maildir *md, bool settled)
+{
+	struct obuf o;
+	size_t off = 0;
+	int fd;
+
+	if (md->index_off)
+		return;
+	if (!index_format(md, geteuid(), settled, &o))
+		goto out_unlink;
+	if (unlinkat(md->dirfd, INDEX_TMP, 0) == -1 && errno != ENOENT) {
+		index_write_failed(md, "replace");
+		goto out_free;
+	}
+	fd = openat(md->dirfd, INDEX_TMP, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		    0600);
+	if (fd == -1) {
+		index_write_failed(md, "write");
+		goto out_free;
+	}
+	while (off < o.len) {
+		ssize_t w = write(fd, o.p + off, o.len - off);
+
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w == -1)
+			break;
+		off += (size_t)w;
+	}
+	/* synced before the rename: after a crash the index is the old one
+	 * or this one, whole (a torn one would only be rebuilt anyway) */
+	if (off < o.len || fdatasync(fd) == -1) {
+		index_write_failed(md, "write");
+		close(fd);
+		unlinkat(md->dirfd, INDEX_TMP, 0);
+		goto out_free;
+	}
+	if (close(fd) == -1 || renameat(md->dirfd, INDEX_TMP, md->dirfd, INDEX_NAME) == -1) {
+		index_write_failed(md, "write");
+		unlinkat(md->dirfd, INDEX_TMP, 0);
+	}
+out_free:
+	free(o.p);
+	return;
+
+out_unlink:
+	log_debug("maildir: a listing %s cannot hold: removed", INDEX_NAME);
+	if (unlinkat(md->dirfd, INDEX_NAME, 0) == -1 && errno != ENOENT)
+		index_write_failed(md, "remove");
+}
+
+/* The index's messages looked up by inode (the files a new listing finds
+ * again: same inode, same base, whatever their flags or directory now). */
+struct reuse {
+	const struct index *idx;
+	uint32_t *slot;		/* index of an index_msg + 1; 0: empty */
+	size_t mask;
+	uint64_t salt;
+	size_t same;		/* listed files found under their index name */
+};
+
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdULL;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ULL;
+	x ^= x >> 33;
+	return x;
+}
+
+static void reuse_init(struct reuse *r, const struct index *idx)
+{
+	size_t cap = 16;
+
+	memset(r, 0, sizeof(*r));
+	r->idx = idx;
+	while (cap < 2 * idx->n)
+		cap *= 2;
+	r->slot = xcalloc(cap, sizeof(*r->slot));
+	r->mask = cap - 1;
+	memcpy(&r->salt, table_key(), sizeof(r->salt));
+	for (size_t i = 0; i < idx->n; i++) {
+		size_t h = (size_t)mix64(idx->msgs[i].ino ^ r->salt) & r->mask;
+
+		while (r->slot[h] != 0)
+			h = (h + 1) & r->mask;
+		r->slot[h] = (uint32_t)i + 1;
+	}
+}
+
+/* The index's entry for file (in sub) with inode ino and the same base,
+ * or NULL. */
+static const struct index_msg *reuse_find(const struct reuse *r, const char *file, uint64_t ino)
+{
+	size_t bl = base_len(file);
+
+	if (r->slot == NULL)
+		return NULL;
+	for (size_t h = (size_t)mix64(ino ^ r->salt) & r->mask; r->slot[h] != 0;
+	     h = (h + 1) & r->mask) {
+		const struct index_msg *m = &r->idx->msgs[r->slot[h] - 1];
+		const char *mf = m->name + 4;
+
+		if (m->ino == ino && base_len(mf) == bl && memcmp(mf, file, bl) == 0)
+			return m;
+	}
+	return NULL;
+}
+
+static void reuse_free(struct reuse *r)
+{
+	free(r->slot);
+	memset(r, 0, sizeof(*r));
 }
 
 /* ---- listing -------------------------------------------------------------- */
@@ -531,13 +1199,24 @@ static int compute_size(struct maildir *md, struct msg_entry *e)
 	return 0;
 }
 
-static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
+static void free_name(struct msg_entry *e)
+{
+	if (!e->name_borrowed)
+		free(e->m.name);
+	e->m.name = NULL;
+	e->name_borrowed = false;
+}
+
+/* Lists sub (0: new/, 1: cur/) into md->msgs.  A file the index r knows
+ * (the same inode and base: renamed by an MUA or not) takes its time and
+ * size from there without a stat; any other is stat()ed (r may be empty). */
+static int scan_dir(struct maildir *md, int sub, struct reuse *r, const char **error_r)
 {
 	struct dirent *de;
 	DIR *d;
 	int fd;
 
-	fd = openat(md->dirfd, sub, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+	fd = openat(md->dirfd, subdirs[sub], O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd == -1) {
 		*error_r = errno == ENOENT ? N_("maildrop is damaged (no new/ or cur/)")
 					   : N_("cannot read maildrop");
@@ -550,6 +1229,7 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 		return -1;
 	}
 	for (;;) {
+		const struct index_msg *known = NULL;
 		struct msg_entry *e;
 		struct stat st;
 		char name[512];
@@ -562,10 +1242,15 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 
 		if (de->d_name[0] == '.')
 			continue;
-		if (snprintf(name, sizeof(name), "%s/%s", sub, de->d_name) >= (int)sizeof(name))
+		if (snprintf(name, sizeof(name), "%s/%s", subdirs[sub], de->d_name) >=
+		    (int)sizeof(name))
 			continue;
-		if (fstatat(md->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
-		    !S_ISREG(st.st_mode))
+		/* The inode readdir gives is the one stat gives wherever the
+		 * index could have learnt it (or no entry matches: a stat). */
+		if ((de->d_type == DT_REG || de->d_type == DT_UNKNOWN) && md->dirs[sub].valid)
+			known = reuse_find(r, de->d_name, (uint64_t)de->d_ino);
+		if (known == NULL && (fstatat(md->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
+				      !S_ISREG(st.st_mode)))
 			continue;	/* vanished, or not a message */
 		if (md->n == POP3D_MAX_MESSAGES) {
 			log_warnx("maildir: more than %d messages, listing the first",
@@ -580,10 +1265,25 @@ static int scan_dir(struct maildir *md, const char *sub, const char **error_r)
 		}
 		e = &md->msgs[md->n++];
 		memset(e, 0, sizeof(*e));
-		e->m.name = xstrdup(name);
-		e->mtime = st.st_mtim;
-		e->dev = st.st_dev;
-		e->ino = st.st_ino;
+		if (known != NULL) {
+			if (strcmp(known->name, name) == 0) {
+				e->m.name = known->name;	/* md->index_buf's */
+				e->name_borrowed = true;
+				r->same++;
+			} else {
+				e->m.name = xstrdup(name);
+			}
+			e->mtime = known->mtime;
+			e->dev = md->dirs[sub].dev;
+			e->ino = known->ino;
+			e->m.size = known->size;
+			e->size_known = true;
+		} else {
+			e->m.name = xstrdup(name);
+			e->mtime = st.st_mtim;
+			e->dev = st.st_dev;
+			e->ino = st.st_ino;
+		}
 	}
 	if (de == NULL && errno != 0) {
 		closedir(d);
@@ -605,13 +1305,47 @@ static int cmp_msg(const void *a, const void *b)
 	return strcmp(strchr(x->m.name, '/'), strchr(y->m.name, '/'));
 }
 
+/* The listing straight from the index, without reading the directories:
+ * only when its stamps are the directories' and were settled (DESIGN).
+ * Returns false (md->msgs left empty) if two of its entries have one
+ * name. */
+static bool index_use(struct maildir *md, const struct index *idx)
+{
+	md->msgs = xcalloc(idx->n > 0 ? idx->n : 1, sizeof(*md->msgs));
+	md->cap = idx->n > 0 ? idx->n : 1;
+	for (size_t i = 0; i < idx->n; i++) {
+		const struct index_msg *m = &idx->msgs[i];
+		struct msg_entry *e = &md->msgs[i];
+
+		e->m.name = m->name;
+		e->name_borrowed = true;
+		e->m.size = m->size;
+		e->mtime = m->mtime;
+		e->dev = md->dirs[sub_of(m->name)].dev;
+		e->ino = m->ino;
+		e->size_known = true;
+	}
+	md->n = idx->n;
+	if (assign_uidls(md))
+		return true;
+	md->n = 0;
+	return false;
+}
+
 enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 				 const char **error_r)
 {
 	struct maildir *md;
 	enum maildir_status st;
 	struct stat lst;
+	struct timespec now;
+	struct index idx;
+	struct reuse reuse;
+	bool have_index, settled, cache_loaded = false;
 	size_t kept = 0;
+
+	memset(&idx, 0, sizeof(idx));
+	memset(&reuse, 0, sizeof(reuse));
 
 	md = xcalloc(1, sizeof(*md));
 	md->lockfd = -1;
@@ -645,7 +1379,32 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 						: N_("cannot lock maildrop");
 		goto out_free;
 	}
-	if (scan_dir(md, "new", error_r) == -1 || scan_dir(md, "cur", error_r) == -1) {
+	if (fstat(md->dirfd, &lst) == -1) {
+		st = MAILDIR_TEMP;
+		*error_r = N_("cannot read maildrop");
+		log_warn("maildir: %s", path);
+		goto out_free;
+	}
+	md->dev = lst.st_dev;
+	md->ino = lst.st_ino;
+	/* The clock, then the directories, then the index and the listing:
+	 * a change after the stamps can only make them look older than the
+	 * listing, never newer (DESIGN: "The index"). */
+	clock_gettime(CLOCK_REALTIME, &now);
+	stamp_dirs(md);
+	have_index = index_load(md, &idx);
+	if (have_index) {
+		md->index_buf = idx.buf;	/* names are borrowed from it */
+		if (idx.settled && stamps_equal(idx.dirs, md->dirs)) {
+			if (index_use(md, &idx))
+				goto listed;
+			log_debug("maildir: %s lists a name twice: rebuilt", INDEX_NAME);
+			have_index = false;
+		}
+	}
+	if (have_index)
+		reuse_init(&reuse, &idx);
+	if (scan_dir(md, 0, &reuse, error_r) == -1 || scan_dir(md, 1, &reuse, error_r) == -1) {
 		st = status_of(errno);
 		log_warn("maildir: %s: %s", path, *error_r);
 		goto out_free;
@@ -653,22 +1412,30 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	if (md->n > 1)
 		qsort(md->msgs, md->n, sizeof(*md->msgs), cmp_msg);
 
-	pairs_load(md->dirfd, CACHE_NAME, &md->cache, &md->ncache);
 	for (size_t i = 0; i < md->n; i++) {
 		struct msg_entry *e = &md->msgs[i];
 		const char *name = strchr(e->m.name, '/') + 1;
 
 		if (size_from_name(name, &e->m.size)) {
 			e->size_from_name = true;
-		} else if (!cache_find(md, name, base_len(name), &e->m.size)) {
-			if (compute_size(md, e) == -1) {
-				/* Gone (another agent expunged it) or unreadable:
-				 * leave it out rather than fail the whole login. */
-				log_warn("maildir: %s/%s: skipped", path, e->m.name);
-				free(e->m.name);
-				continue;
+		} else if (e->size_known) {
+			;	/* from the index */
+		} else {
+			if (!cache_loaded) {
+				pairs_load(md->dirfd, CACHE_NAME, &md->cache, &md->ncache);
+				cache_loaded = true;
 			}
-			md->cache_dirty = true;
+			if (!cache_find(md, name, base_len(name), &e->m.size)) {
+				if (compute_size(md, e) == -1) {
+					/* Gone (another agent expunged it) or
+					 * unreadable: leave it out rather than
+					 * fail the whole login. */
+					log_warn("maildir: %s/%s: skipped", path, e->m.name);
+					free_name(e);
+					continue;
+				}
+				md->cache_dirty = true;
+			}
 		}
 		e->size_known = true;
 		md->msgs[kept++] = *e;
@@ -679,6 +1446,15 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	assign_uidls(md);
 	if (md->cache_dirty)
 		cache_save(md);
+	/* A new index when the listing or what is known of the directories
+	 * differs from the one read (settled: DESIGN). */
+	settled = stamps_settled(md->dirs, &now);
+	if (!have_index || reuse.same != md->n || idx.n != md->n || settled != idx.settled ||
+	    !stamps_equal(idx.dirs, md->dirs))
+		index_save(md, settled);
+listed:
+	reuse_free(&reuse);
+	free(idx.msgs);
 	/* When each message was first retrieved, as far as the record says:
 	 * not for a base two files share, and never later than now. */
 	pairs_load(md->dirfd, EXPIRE_NAME, &md->expire, &md->nexpire);
@@ -694,6 +1470,8 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	return MAILDIR_OK;
 
 out_free:
+	reuse_free(&reuse);
+	free(idx.msgs);
 	maildir_free(&md);
 	return st;
 }
@@ -705,7 +1483,8 @@ void maildir_free(struct maildir **mdp)
 	if (md == NULL)
 		return;
 	for (size_t i = 0; i < md->n; i++)
-		free(md->msgs[i].m.name);
+		free_name(&md->msgs[i]);
+	free(md->index_buf);
 	pairs_free(&md->cache, &md->ncache);
 	pairs_free(&md->expire, &md->nexpire);
 	free(md->msgs);
@@ -729,6 +1508,99 @@ struct maildir_msg *maildir_msg(struct maildir *md, size_t i)
 
 /* ---- RETR / TOP ------------------------------------------------------------- */
 
+static bool same_file(const struct stat *st, const struct msg_entry *e)
+{
+	return st->st_dev == e->dev && st->st_ino == e->ino;
+}
+
+static void rename_entry(struct maildir *md, struct msg_entry *e, const char *to);
+
+/* Finds the listed file e again after its name went: an MUA renamed it
+ * ("new/X" to "cur/X:2,S", or other flags) during the session, or since
+ * the index was written.  A file in cur/ or new/ with the same base and
+ * the listed inode, and only that, is the message.  Returns 0 with e
+ * renamed, or -1. */
+static int relocate(struct maildir *md, struct msg_entry *e)
+{
+	char base[256], name[512];
+	const char *file = strchr(e->m.name, '/') + 1;
+	size_t bl = base_len(file);
+
+	if (bl >= sizeof(base))
+		return -1;
+	memcpy(base, file, bl);		/* rename_entry frees e->m.name */
+	base[bl] = '\0';
+	for (int sub = 1; sub >= 0; sub--) {	/* cur/ first: where MUAs move mail */
+		struct dirent *de;
+		struct stat st;
+		DIR *d;
+		int fd;
+
+		fd = openat(md->dirfd, subdirs[sub], O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+		if (fd == -1)
+			continue;
+		d = fdopendir(fd);
+		if (d == NULL) {
+			close(fd);
+			continue;
+		}
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.' || base_len(de->d_name) != bl ||
+			    memcmp(de->d_name, base, bl) != 0 ||
+			    snprintf(name, sizeof(name), "%s/%s", subdirs[sub], de->d_name) >=
+			    (int)sizeof(name))
+				continue;
+			if (fstatat(md->dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+			    S_ISREG(st.st_mode) && same_file(&st, e)) {
+				closedir(d);
+				log_info("maildir: %s was renamed to %s", e->m.name, name);
+				rename_entry(md, e, name);
+				return 0;
+			}
+		}
+		closedir(d);
+	}
+	return -1;
+}
+
+/* Drops base from the size cache pop3d-sizes, if it is there. */
+static void cache_forget(struct maildir *md, const char *base, size_t len)
+{
+	struct cache_entry *tab;
+	size_t n;
+	uint64_t v;
+	FILE *f;
+
+	pairs_load(md->dirfd, CACHE_NAME, &tab, &n);
+	if (pairs_find(tab, n, base, len, &v) && (f = record_begin(md, CACHE_TMP)) != NULL) {
+		for (size_t k = 0; k < n; k++)
+			if (strlen(tab[k].base) != len || memcmp(tab[k].base, base, len) != 0)
+				fprintf(f, "%s %llu\n", tab[k].base, (unsigned long long)tab[k].value);
+		record_end(md, f, CACHE_TMP, CACHE_NAME);
+	}
+	pairs_free(&tab, &n);
+}
+
+/* RETR sent octets of e, listed as e->m.size: the file changed in place
+ * since it was sized.  Logged; unless the size came from a ",W=" in the
+ * name (the name's word: nothing of ours holds it), the index goes (and
+ * is not written again by this session) and so does the cached size, so
+ * that the next session sizes the message afresh. */
+static void size_mismatch(struct maildir *md, struct msg_entry *e, uint64_t octets)
+{
+	const char *file = strchr(e->m.name, '/') + 1;
+	uint64_t w;
+
+	log_warnx("maildir: %s: %llu octets sent, %llu listed", e->m.name,
+		  (unsigned long long)octets, (unsigned long long)e->m.size);
+	if (size_from_name(file, &w) && w == e->m.size)
+		return;
+	md->index_off = true;
+	if (unlinkat(md->dirfd, INDEX_NAME, 0) == -1 && errno != ENOENT)
+		index_write_failed(md, "remove");
+	cache_forget(md, file, base_len(file));
+}
+
 int maildir_send(struct maildir *md, size_t i, long body_lines,
 		 int (*emit)(void *ctx, const void *data, size_t len), void *ctx,
 		 const char **error_r)
@@ -740,6 +1612,12 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 	int fd;
 
 	fd = openat(md->dirfd, md->msgs[i].m.name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1 && errno == ENOENT) {
+		if (relocate(md, &md->msgs[i]) == 0)
+			fd = openat(md->dirfd, md->msgs[i].m.name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		else
+			errno = ENOENT;
+	}
 	if (fd == -1) {
 		*error_r = errno == ENOENT ? N_("message was removed by another program")
 					   : N_("cannot read message");
@@ -770,15 +1648,12 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 	o = maildir_conv_finish(&c, out);
 	if (o > 0 && emit(ctx, out, o) == -1)
 		return -2;
+	if (body_lines < 0 && c.octets != md->msgs[i].m.size)
+		size_mismatch(md, &md->msgs[i], c.octets);
 	return 0;
 }
 
 /* ---- UPDATE ----------------------------------------------------------------- */
-
-static bool same_file(const struct stat *st, const struct msg_entry *e)
-{
-	return st->st_dev == e->dev && st->st_ino == e->ino;
-}
 
 /* A fresh Maildir base, "<sec>.M<usec>P<pid>Q<n>.<host>" (the Maildir
  * spec's delivery name; Dovecot's has the same shape), into out. */
@@ -947,10 +1822,11 @@ static int seen_name(const char *name, char *out, size_t size, const char **info
 	return 0;
 }
 
-static void rename_entry(struct msg_entry *e, const char *to)
+static void rename_entry(struct maildir *md, struct msg_entry *e, const char *to)
 {
-	free(e->m.name);
+	free_name(e);
 	e->m.name = xstrdup(to);
+	md->changed = true;
 }
 
 /* Moves a retrieved message to cur/ with the Seen flag, never replacing
@@ -966,7 +1842,7 @@ static void mark_seen(struct maildir *md, struct msg_entry *e)
 	if (fstatat(md->dirfd, e->m.name, &st, AT_SYMLINK_NOFOLLOW) == -1 || !same_file(&st, e))
 		return;		/* gone, or another file has the name now: not ours */
 	if (move_noreplace(md, e->m.name, to) == 0) {
-		rename_entry(e, to);
+		rename_entry(md, e, to);
 		return;
 	}
 	if (errno != EEXIST) {
@@ -977,7 +1853,7 @@ static void mark_seen(struct maildir *md, struct msg_entry *e)
 	if (fstatat(md->dirfd, to, &st, AT_SYMLINK_NOFOLLOW) == 0 && same_file(&st, e)) {
 		/* Already there under both names: drop the extra one. */
 		if (remove_listed(md, e) == 0)
-			rename_entry(e, to);
+			rename_entry(md, e, to);
 		return;
 	}
 	if (move_fresh(md, e->m.name, "cur", info, fresh, sizeof(fresh)) == -1) {
@@ -986,7 +1862,7 @@ static void mark_seen(struct maildir *md, struct msg_entry *e)
 	}
 	log_info("maildir: %s is taken by another file: %s keeps its content as %s",
 		 to, e->m.name, fresh);
-	rename_entry(e, fresh);
+	rename_entry(md, e, fresh);
 	e->shared_base = false;		/* a fresh base is its own */
 }
 
@@ -1055,6 +1931,7 @@ unsigned maildir_update(struct maildir *md, long expire_days, int64_t now)
 
 			if (r == 0) {
 				e->removed = true;
+				md->changed = true;
 				continue;
 			}
 			if (r == 1)
@@ -1071,5 +1948,10 @@ unsigned maildir_update(struct maildir *md, long expire_days, int64_t now)
 	}
 	if (expire_days >= 0)
 		expire_save(md);
+	/* What this session changed, so that the next one finds every file
+	 * in the index by inode and stats none; not settled: the next open
+	 * reads the directories (DESIGN: "The index"). */
+	if (md->changed)
+		index_save(md, false);
 	return failed;
 }

@@ -103,6 +103,21 @@ struct ssl_st;
 #define POP3D_MAX_UIDL		70
 /* Messages one session will list: bounds memory for a hostile maildrop. */
 #define POP3D_MAX_MESSAGES	1000000
+/* The Maildir index "pop3d-index" (maildir.c, DESIGN).  A file larger
+ * than this is not read (a million messages take about 80 MiB); a line
+ * longer than the longest one pop3d writes (a 255-byte name and four
+ * numbers) makes the whole index corrupt. */
+#define POP3D_INDEX_MAX_BYTES	(128u * 1024 * 1024)
+#define POP3D_INDEX_MAX_LINE	512
+/* A directory whose mtime or ctime is not at least this many seconds
+ * older than the clock when it was read is not trusted to show the next
+ * change: a change within the same tick of a coarse clock (jiffies,
+ * whole seconds on some filesystems) would leave the time as it was.
+ * Dovecot's Maildir has the same rule ("dirty" directories). */
+#define POP3D_INDEX_SETTLE_S	2
+/* A message size (octets as sent) beyond this in the index is corrupt:
+ * keeps the STAT sum of POP3D_MAX_MESSAGES sizes far from overflow. */
+#define POP3D_INDEX_MAX_SIZE	(1ull << 40)
 /* Session output is flushed once this much is buffered (and before the
  * session waits for input), so RETR of a huge message streams. */
 #define POP3D_SESSION_FLUSH	65536
@@ -321,8 +336,11 @@ struct maildir_msg {
 
 /* Opens the maildir at path: takes the one-session lock (an flock on
  * "pop3d-lock", which the kernel drops when the process dies, so it never
- * goes stale), lists new/ and cur/, and finds every message's size (from
- * ",W=" in the name, the size cache "pop3d-sizes", or by reading it once),
+ * goes stale), lists new/ and cur/ (or takes the listing from the index
+ * "pop3d-index" when neither directory changed since it was written, and
+ * writes a new one when the listing differs; maildir.c, DESIGN), and
+ * finds every message's size (from the index, ",W=" in the name, the
+ * size cache "pop3d-sizes", or by reading it once),
  * and each one's first retrieval time from the EXPIRE record
  * "pop3d-expire" (retrieved_at).  Messages delivered later stay invisible
  * to this maildir.  Returns
@@ -344,7 +362,10 @@ struct maildir_msg *maildir_msg(struct maildir *md, size_t i);
 
 /* Sends message i through emit as it goes on the wire: CRLF line ends,
  * dot-stuffed, ending with CRLF (but not the final "."), at most
- * POP3D_SESSION_FLUSH bytes per call.  body_lines < 0 sends everything;
+ * POP3D_SESSION_FLUSH bytes per call.  A message renamed by another
+ * program since the listing (same base, same inode) is found again and
+ * sent; one whose RETR does not match its listed size is logged, and the
+ * index and its cached size are dropped.  body_lines < 0 sends everything;
  * otherwise the header, the blank line and that many body lines (TOP).
  * emit returns 0 or -1 (stops the transfer).  Returns 0; -1 if the file
  * cannot be read (*error_r set, nothing sent yet) or -2 if emit failed or
@@ -356,7 +377,7 @@ int maildir_send(struct maildir *md, size_t i, long body_lines,
 /* The UPDATE state: deletes DELE'd messages, moves retrieved ones to cur/
  * with the Seen flag, never replacing a file (a taken name gives the
  * message a fresh one) and never deleting a file other than the one
- * listed.  With expire_days >= 0 (the EXPIRE policy): records now as the
+ * listed; then rewrites the index if anything was removed or renamed.  With expire_days >= 0 (the EXPIRE policy): records now as the
  * first retrieval time of messages RETR'd or TOP'd in this session that
  * had none, deletes every message first retrieved expire_days * 86400
  * seconds or more before now (so with 0 every message retrieved, in this
@@ -368,6 +389,9 @@ unsigned maildir_update(struct maildir *md, long expire_days, int64_t now);
 /* Tests only: behave as on a filesystem without RENAME_NOREPLACE (the
  * link + unlink fallback). */
 extern bool maildir_no_renameat2;
+/* How old (seconds) new/ and cur/ must be for the index to be trusted
+ * without reading them (POP3D_INDEX_SETTLE_S; tests set 0). */
+extern int maildir_index_settle_s;
 
 /* The LF-to-CRLF and dot-stuffing converter maildir_send uses (exposed for
  * tests).  Initialise with maildir_conv_init(body_lines as above). */

@@ -762,6 +762,473 @@ static void test_uidl_base_like_a_hash(void)
 	maildir_free(&m);
 }
 
+/* ---- the index (pop3d-index) ------------------------------------------------ */
+
+static void unlink_rel(const char *md, const char *rel)
+{
+	char p[512];
+
+	snprintf(p, sizeof(p), "%s/%s", md, rel);
+	unlink(p);
+}
+
+static char *slurp(const char *md, const char *rel)
+{
+	char p[512], *buf;
+	FILE *f;
+	long len;
+
+	snprintf(p, sizeof(p), "%s/%s", md, rel);
+	f = fopen(p, "rb");
+	if (f == NULL)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	len = ftell(f);
+	rewind(f);
+	buf = calloc(1, (size_t)len + 1);
+	if (buf != NULL && fread(buf, 1, (size_t)len, f) != (size_t)len) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	return buf;
+}
+
+static void spit(const char *md, const char *rel, const char *data, size_t len)
+{
+	char p[512];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/%s", md, rel);
+	f = fopen(p, "wb");
+	if (f == NULL) {
+		perror(p);
+		exit(2);
+	}
+	fwrite(data, 1, len, f);
+	fclose(f);
+}
+
+/* The "new"/"cur" line the index would hold for sub of md now. */
+static void stamp_line(const char *md, const char *sub, char *out, size_t size)
+{
+	char p[512];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", md, sub);
+	if (stat(p, &st) == -1)
+		exit(2);
+	snprintf(out, size, "%s %llu %llu %lld %ld %lld %ld\n", sub,
+		 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+		 (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+		 (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+}
+
+/* An index of md for owner (uid, the maildir of path owner_md) with the
+ * directories' stamps as they are now, settled or not, and the message
+ * lines body ("<size> <ino> <sec> <nsec> <name>\n"...), n of them. */
+static void craft_index(const char *md, const char *owner_md, uid_t uid, bool settled,
+			size_t n, const char *body)
+{
+	char buf[8192], nl[200], cl[200];
+	struct stat st;
+	int len;
+
+	if (stat(owner_md, &st) == -1)
+		exit(2);
+	stamp_line(md, "new", nl, sizeof(nl));
+	stamp_line(md, "cur", cl, sizeof(cl));
+	len = snprintf(buf, sizeof(buf), "pop3d-index 1\nowner %lu %llu %llu\n%s%ssettled %d\n"
+		       "messages %zu\n%send\n", (unsigned long)uid,
+		       (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, nl, cl,
+		       settled ? 1 : 0, n, body);
+	spit(md, "pop3d-index", buf, (size_t)len);
+}
+
+static unsigned long long ino_of(const char *md, const char *rel)
+{
+	char p[512];
+	struct stat st;
+
+	snprintf(p, sizeof(p), "%s/%s", md, rel);
+	return stat(p, &st) == 0 ? (unsigned long long)st.st_ino : 0;
+}
+
+/* A maildir of three messages, for the index tests. */
+static void three(const char *md)
+{
+	mkmaildir(md);
+	put(md, "new/100.A.host", "Subject: a\n\nalpha\n", 100);
+	put(md, "cur/200.B.host:2,S", "Subject: b\n\nbeta\n", 200);
+	put(md, "new/300.C.host,W=99", "Subject: c\n\ngamma\n", 300);
+}
+
+/* UIDLs, sizes and names of an open, one string: "uidl size name|...". */
+static const char *listing(struct maildir *m, char *out, size_t size)
+{
+	size_t o = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < maildir_count(m); i++) {
+		const struct maildir_msg *x = maildir_msg(m, i);
+		int w = snprintf(out + o, size - o, "%s%s %llu %s", i > 0 ? "|" : "", x->uidl,
+				 (unsigned long long)x->size, x->name);
+		if (w > 0 && (size_t)w < size - o)
+			o += (size_t)w;
+	}
+	return out;
+}
+
+static const char *open_listing(const char *md, char *out, size_t size)
+{
+	struct maildir *m;
+	const char *err;
+
+	if (maildir_open(md, &m, &err) != MAILDIR_OK)
+		return "(open failed)";
+	listing(m, out, size);
+	maildir_free(&m);
+	return out;
+}
+
+static bool index_has(const char *md, const char *needle)
+{
+	char *ix = slurp(md, "pop3d-index");
+	bool r = ix != NULL && strstr(ix, needle) != NULL;
+
+	free(ix);
+	return r;
+}
+
+#define THREE "100.A.host 21 new/100.A.host|200.B.host 20 cur/200.B.host:2,S|" \
+	"300.C.host 99 new/300.C.host,W=99"
+
+/* The first open writes the index; an open while neither directory
+ * changed takes the listing from it (a size changed there shows). */
+static void test_index_written_and_trusted(void)
+{
+	char md[300], got[1024], body[512];
+
+	snprintf(md, sizeof(md), "%s/ix-trust", root);
+	three(md);
+	maildir_index_settle_s = 0;
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(index_has(md, "pop3d-index 1\nowner "));
+	CHECK(index_has(md, "\nsettled 1\nmessages 3\n"));
+	CHECK(index_has(md, " new/100.A.host\n"));
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	/* trusted as written: nothing is read but the index */
+	snprintf(body, sizeof(body), "21 %llu 100 0 new/100.A.host\n22 %llu 200 0 cur/200.B.host:2,S\n"
+		 "99 %llu 300 0 new/300.C.host,W=99\n", ino_of(md, "new/100.A.host"),
+		 ino_of(md, "cur/200.B.host:2,S"), ino_of(md, "new/300.C.host,W=99"));
+	craft_index(md, md, geteuid(), true, 3, body);
+	CHECK(strstr(open_listing(md, got, sizeof(got)), "200.B.host 22 ") != NULL);
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* Directories changed within POP3D_INDEX_SETTLE_S of the write are not
+ * trusted: the next open reads them again (a name only the index has is
+ * not listed), and writes a settled index once they are old enough. */
+static void test_index_unsettled_is_read_again(void)
+{
+	char md[300], got[1024], body[512];
+
+	snprintf(md, sizeof(md), "%s/ix-settle", root);
+	three(md);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(index_has(md, "\nsettled 0\n"));	/* the directories are brand new */
+	snprintf(body, sizeof(body), "21 %llu 100 0 new/100.A.host\n7 1 150 0 new/150.ghost\n"
+		 "20 %llu 200 0 cur/200.B.host:2,S\n99 %llu 300 0 new/300.C.host,W=99\n",
+		 ino_of(md, "new/100.A.host"), ino_of(md, "cur/200.B.host:2,S"),
+		 ino_of(md, "new/300.C.host,W=99"));
+	craft_index(md, md, geteuid(), false, 4, body);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	/* the same index, settled: trusted (what the flag is for) */
+	craft_index(md, md, geteuid(), true, 4, body);
+	CHECK(strstr(open_listing(md, got, sizeof(got)), "150.ghost") != NULL);
+	unlink_rel(md, "pop3d-index");
+	maildir_index_settle_s = 0;	/* as if two seconds had passed */
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(index_has(md, "\nsettled 1\n"));
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* Between two opens: a delivery, an MUA's rename (new/ to cur/ with
+ * flags), a deletion.  Each is listed as it is on disk, UIDLs as ever,
+ * and the index follows. */
+static void test_index_changes_between_opens(void)
+{
+	char md[300], got[1024], a[600], b[600];
+
+	snprintf(md, sizeof(md), "%s/ix-between", root);
+	three(md);
+	maildir_index_settle_s = 0;
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	put(md, "new/400.D.host", "Subject: d\n\ndelta\n", 400);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE "|400.D.host 21 new/400.D.host");
+	CHECK(index_has(md, " new/400.D.host\n"));
+	snprintf(a, sizeof(a), "%s/new/100.A.host", md);
+	snprintf(b, sizeof(b), "%s/cur/100.A.host:2,S", md);
+	CHECK(rename(a, b) == 0);
+	CHECK_STR(open_listing(md, got, sizeof(got)),
+		  "100.A.host 21 cur/100.A.host:2,S|200.B.host 20 cur/200.B.host:2,S|"
+		  "300.C.host 99 new/300.C.host,W=99|400.D.host 21 new/400.D.host");
+	CHECK(index_has(md, " cur/100.A.host:2,S\n"));
+	CHECK(!index_has(md, " new/100.A.host\n"));
+	unlink_rel(md, "cur/200.B.host:2,S");
+	CHECK_STR(open_listing(md, got, sizeof(got)),
+		  "100.A.host 21 cur/100.A.host:2,S|300.C.host 99 new/300.C.host,W=99|"
+		  "400.D.host 21 new/400.D.host");
+	CHECK(index_has(md, "\nmessages 3\n"));
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* During a session opened from the index: an MUA renames a message (RETR
+ * finds it again, DELE removes it under its new name), deletes another
+ * (-ERR for it alone), delivers a third (seen by the next session). */
+static void test_index_changes_during_session(void)
+{
+	char md[300], got[1024], a[600], b[600];
+	struct sink s = { .len = 0 };
+	struct maildir *m;
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/ix-during", root);
+	three(md);
+	maildir_index_settle_s = 0;
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	snprintf(a, sizeof(a), "%s/new/100.A.host", md);
+	snprintf(b, sizeof(b), "%s/cur/100.A.host:2,RS", md);
+	CHECK(rename(a, b) == 0);
+	unlink_rel(md, "cur/200.B.host:2,S");
+	put(md, "new/400.D.host", "Subject: d\n\ndelta\n", 400);
+	CHECK_INT(maildir_send(m, 0, -1, sink_emit, &s, &err), 0);
+	CHECK_STR(s.buf, "Subject: a\r\n\r\nalpha\r\n");
+	CHECK_STR(maildir_msg(m, 0)->uidl, "100.A.host");
+	s.len = 0;
+	CHECK_INT(maildir_send(m, 1, -1, sink_emit, &s, &err), -1);
+	CHECK(strstr(err, "removed") != NULL);
+	CHECK_INT(maildir_send(m, 2, 0, sink_emit, &s, &err), 0);	/* TOP still works */
+	CHECK_INT(maildir_count(m), 3);
+	maildir_msg(m, 0)->deleted = true;
+	CHECK_INT(maildir_update(m, -1, 0), 0);
+	maildir_free(&m);
+	CHECK(!exists(md, "cur/100.A.host:2,RS"));
+	CHECK(index_has(md, "\nsettled 0\n"));	/* written at UPDATE, to be read again */
+	CHECK_STR(open_listing(md, got, sizeof(got)),
+		  "300.C.host 99 new/300.C.host,W=99|400.D.host 21 new/400.D.host");
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* Corrupt, truncated, of another version, or with a hostile line: never
+ * trusted (even with the directories' stamps right), rebuilt. */
+static void test_index_corrupt_rebuilt(void)
+{
+	static const char *const bad_lines[] = {
+		"7 1 150 0 new/../../etc/passwd\n", "7 1 150 0 new/a/b\n", "7 1 150 0 tmp/x\n",
+		"7 1 150 0 new/.hidden\n", "7 1 150 0 new/\n", "1099511627777 1 150 0 new/big\n",
+		"7 1 150 1000000000 new/ns\n", "-7 1 150 0 new/neg\n", "7  1 150 0 new/blank\n",
+		"7 1 150 0\n", "07x 1 150 0 new/junk\n",
+	};
+	char md[300], got[1024], body[1024], *good;
+	size_t len;
+
+	snprintf(md, sizeof(md), "%s/ix-corrupt", root);
+	three(md);
+	maildir_index_settle_s = 0;
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	good = slurp(md, "pop3d-index");
+	CHECK(good != NULL);
+	if (good == NULL)
+		return;
+	len = strlen(good);
+	/* truncated: at every line end but the last, and mid-line */
+	for (size_t cut = 0; cut + 1 < len; cut++) {
+		if (good[cut] != '\n' && cut != len / 2 && cut != len - 3)
+			continue;
+		spit(md, "pop3d-index", good, cut + 1);
+		CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+		CHECK(index_has(md, "\nend\n"));
+	}
+	/* one message line less, the count right: listed from the index
+	 * would lose a message; the count wrong: corrupt */
+	for (size_t k = 0; k < sizeof(bad_lines) / sizeof(bad_lines[0]); k++) {
+		snprintf(body, sizeof(body), "21 %llu 100 0 new/100.A.host\n%s20 %llu 200 0 "
+			 "cur/200.B.host:2,S\n99 %llu 300 0 new/300.C.host,W=99\n",
+			 ino_of(md, "new/100.A.host"), bad_lines[k],
+			 ino_of(md, "cur/200.B.host:2,S"), ino_of(md, "new/300.C.host,W=99"));
+		craft_index(md, md, geteuid(), true, 4, body);
+		CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	}
+	/* a name twice */
+	snprintf(body, sizeof(body), "21 %llu 100 0 new/100.A.host\n21 %llu 100 0 new/100.A.host\n"
+		 "20 %llu 200 0 cur/200.B.host:2,S\n99 %llu 300 0 new/300.C.host,W=99\n",
+		 ino_of(md, "new/100.A.host"), ino_of(md, "new/100.A.host"),
+		 ino_of(md, "cur/200.B.host:2,S"), ino_of(md, "new/300.C.host,W=99"));
+	craft_index(md, md, geteuid(), true, 4, body);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	/* another version; garbage; a NUL; trailing bytes after "end" */
+	spit(md, "pop3d-index", "pop3d-index 0\n", 14);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(index_has(md, "pop3d-index 1\n"));
+	spit(md, "pop3d-index", "\x01\x02garbage\n\n\n", 12);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	{
+		char *nul = strdup(good);
+
+		nul[strlen("pop3d-index 1\now")] = '\0';
+		spit(md, "pop3d-index", nul, len);
+		free(nul);
+		CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	}
+	snprintf(body, sizeof(body), "%sextra\n", good);
+	spit(md, "pop3d-index", body, strlen(body));
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	/* a line beyond POP3D_INDEX_MAX_LINE */
+	memset(body, 'x', 700);
+	memcpy(body, "7 1 150 0 new/", 14);
+	memcpy(body + 700, "\n", 2);
+	craft_index(md, md, geteuid(), true, 1, body);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	free(good);
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* An index of another maildir (another user's, copied in) is refused even
+ * with this maildir's stamps: its owner line names the other one. */
+static void test_index_of_another_maildir(void)
+{
+	char md[300], other[300], got[1024], body[512];
+
+	snprintf(md, sizeof(md), "%s/ix-mine", root);
+	snprintf(other, sizeof(other), "%s/ix-theirs", root);
+	three(md);
+	mkmaildir(other);
+	put(other, "new/900.Z.host", "Subject: z\n\nsecret\n", 900);
+	maildir_index_settle_s = 0;
+	CHECK_STR(open_listing(other, got, sizeof(got)), "900.Z.host 22 new/900.Z.host");
+	snprintf(body, sizeof(body), "22 %llu 900 0 new/900.Z.host\n", ino_of(other, "new/900.Z.host"));
+	craft_index(md, other, geteuid(), true, 1, body);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(!index_has(md, "900.Z.host"));
+	/* the right maildir, another uid */
+	craft_index(md, md, geteuid() + 1, true, 1, body);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(!index_has(md, "900.Z.host"));
+	/* the control: the same index with this maildir's owner line is
+	 * trusted (so the refusals above are the owner check's) */
+	craft_index(md, md, geteuid(), true, 1, body);
+	CHECK_STR(open_listing(md, got, sizeof(got)), "900.Z.host 22 new/900.Z.host");
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* UIDLs are those of the names, whatever the index: the same after it is
+ * removed, corrupted or rebuilt (odd names hashed as ever). */
+static void test_index_uidl_stable(void)
+{
+	char md[300], first[2048], got[2048];
+
+	snprintf(md, sizeof(md), "%s/ix-uidl", root);
+	three(md);
+	put(md, "new/sp ace", "a\n", 1);
+	put(md, "new/dup:2,", "a\n", 2);
+	put(md, "cur/dup:2,S", "b\n", 3);
+	maildir_index_settle_s = 0;
+	open_listing(md, first, sizeof(first));
+	CHECK_STR(open_listing(md, got, sizeof(got)), first);	/* from the index */
+	CHECK(index_has(md, " new/sp ace\n"));
+	unlink_rel(md, "pop3d-index");
+	CHECK_STR(open_listing(md, got, sizeof(got)), first);	/* rebuilt */
+	spit(md, "pop3d-index", "pop3d-index 1\nowner 0", 22);
+	CHECK_STR(open_listing(md, got, sizeof(got)), first);	/* corrupt */
+	CHECK_STR(open_listing(md, got, sizeof(got)), first);
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* A message changed in place (same inode, directories untouched): RETR
+ * sends what is there, and the index and cached size go, so that the next
+ * open sizes it afresh. */
+static void test_index_size_checked_when_sent(void)
+{
+	char md[300], got[1024];
+	struct sink s = { .len = 0 };
+	struct maildir *m;
+	const char *err;
+
+	snprintf(md, sizeof(md), "%s/ix-size", root);
+	three(md);
+	maildir_index_settle_s = 0;
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(exists(md, "pop3d-sizes"));
+	put(md, "new/100.A.host", "Subject: a\n\nalpha, longer\n", 100);
+	CHECK_INT(maildir_open(md, &m, &err), MAILDIR_OK);
+	if (m == NULL)
+		return;
+	CHECK_INT(maildir_msg(m, 0)->size, 21);		/* as listed */
+	CHECK_INT(maildir_send(m, 0, -1, sink_emit, &s, &err), 0);
+	CHECK_STR(s.buf, "Subject: a\r\n\r\nalpha, longer\r\n");
+	CHECK(!exists(md, "pop3d-index"));
+	CHECK_INT(maildir_update(m, -1, 0), 0);
+	maildir_free(&m);
+	CHECK(!exists(md, "pop3d-index"));
+	CHECK(strstr(open_listing(md, got, sizeof(got)), "100.A.host 29 new/100.A.host") != NULL);
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
+/* The index cannot be written (here a directory holds its temporary
+ * name; a read-only maildir as another user below): the open works. */
+static void test_index_unwritable(void)
+{
+	char md[300], got[1024], p[400];
+	int status;
+	pid_t pid;
+
+	snprintf(md, sizeof(md), "%s/ix-blocked", root);
+	three(md);
+	snprintf(p, sizeof(p), "%s/pop3d-index.tmp", md);
+	CHECK(mkdir(p, 0700) == 0);
+	spit(md, "pop3d-index.tmp/x", "x", 1);
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(!exists(md, "pop3d-index"));
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+
+	snprintf(md, sizeof(md), "%s/ix-readonly", root);
+	three(md);
+	fflush(NULL);
+	pid = fork();
+	CHECK(pid != -1);
+	if (pid == 0) {
+		char buf[1024];
+
+		if (geteuid() == 0) {
+			char cmd[400];
+
+			snprintf(cmd, sizeof(cmd), "chown -R 65534:65534 %s", md);
+			if (chmod(root, 0755) == -1 || system(cmd) != 0 || setgid(65534) == -1 ||
+			    setuid(65534) == -1)
+				_exit(2);
+		}
+		/* the lock file exists (a session before), then the maildir
+		 * becomes read-only */
+		if (strcmp(open_listing(md, buf, sizeof(buf)), THREE) != 0)
+			_exit(3);
+		unlink_rel(md, "pop3d-index");
+		unlink_rel(md, "pop3d-sizes");
+		if (chmod(md, 0555) == -1)
+			_exit(4);
+		for (int i = 0; i < 2; i++)
+			if (strcmp(open_listing(md, buf, sizeof(buf)), THREE) != 0)
+				_exit(5);
+		_exit(exists(md, "pop3d-index") ? 6 : 0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	chmod(md, 0755);
+}
+
 int main(void)
 {
 	char tmpl[] = "/tmp/test-maildir.XXXXXX";
@@ -790,6 +1257,15 @@ int main(void)
 	UNIT_RUN(test_expire_zero);
 	UNIT_RUN(test_expire_days);
 	UNIT_RUN(test_expire_shared_base);
+	UNIT_RUN(test_index_written_and_trusted);
+	UNIT_RUN(test_index_unsettled_is_read_again);
+	UNIT_RUN(test_index_changes_between_opens);
+	UNIT_RUN(test_index_changes_during_session);
+	UNIT_RUN(test_index_corrupt_rebuilt);
+	UNIT_RUN(test_index_of_another_maildir);
+	UNIT_RUN(test_index_uidl_stable);
+	UNIT_RUN(test_index_size_checked_when_sent);
+	UNIT_RUN(test_index_unwritable);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cleanup failed\n");
