@@ -195,7 +195,7 @@ static const struct key_def auth_keys[] = {
 	{ "queue-wait-limit", K_DURATION, A(queue_wait_limit_ms), "1s", 0, 600000, T_ALL },
 	/* ... and longer than this many times the mean service time (but
 	 * never less than AUTHD_QUEUE_WAIT_FLOOR_MS); 0: the limit alone. */
-	{ "queue-wait-factor", K_UINT, A(queue_wait_factor), "2", 0, 1000, T_ALL },
+	{ "queue-wait-factor", K_UINT, A(queue_wait_factor), "8", 0, 1000, T_ALL },
 	{ "timeout", K_DURATION, A(timeout_ms), "5s", 10, 600000, T_ALL },
 	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
 	{ "require-secured", K_BOOL, A(require_secured), "no", 0, 0, T_ALL },
