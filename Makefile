@@ -170,7 +170,13 @@ bench-cluster: programs
 bench-overload: programs
 	$(PYTHON) bench/overload-bench
 
-.PHONY: bench bench-deps bench-smoke bench-cluster bench-overload
+# SMTP AUTH through a private Postfix with authd or Dovecot's auth behind
+# it, and the saslauthd protocol against Cyrus saslauthd (bench/compare-sasl,
+# docs/benchmarks.md "SMTP AUTH and saslauthd"), about 3 minutes; as root.
+bench-sasl: programs
+	$(PYTHON) bench/compare-sasl
+
+.PHONY: bench bench-deps bench-smoke bench-cluster bench-overload bench-sasl
 
 # The whole suite: plain build, then ASan+UBSan, then TSan on the threaded
 # parts (cache and authd), then a short fuzzing pass (3 s per harness).
