@@ -26,16 +26,17 @@
  * wait longer than the wait limit for a worker is refused at once, before
  * it is queued.  The limit is queue-wait-factor times the mean service
  * time, at least AUTHD_QUEUE_WAIT_FLOOR_MS and at most queue-wait-limit:
- * with argon2 (tens of ms) that keeps an accepted login's wait under
- * overload within a few checks, so its latency stays within a small
- * multiple of the unloaded one, while a slow backend (seconds) still gets
- * up to queue-wait-limit, and a fast one (a plain compare) is not refused
- * for a burst it drains in milliseconds.  The expected wait is
- * the jobs that would be taken before it
+ * with argon2 (tens of ms; default factor 8) that keeps an accepted
+ * login's wait under overload within a few hundred ms, so its latency
+ * stays within a small multiple of the one at capacity, while a closed
+ * loop of a few dozen clients is still served without refusals, a slow
+ * backend (seconds) still gets up to queue-wait-limit, and a fast one (a
+ * plain compare) is not refused for a burst it drains in milliseconds.
+ * The expected wait is the jobs that would be taken before it
  * (fairq_ahead(), by the turns of the fair queue) times the mean time a
  * worker holds a job (an EWMA of the jobs that ran, which includes a
  * passwd-file worker's wait for its hash turn), divided by the workers.
- * So under overload the queue holds about queue-wait-limit of work: the
+ * So under overload the queue holds about the wait limit of work: the
  * workers never run dry (goodput stays at capacity), an accepted request
  * waits at most about that long whatever the offered load, and the
  * others get their answer at once instead of waiting out `timeout` in a
