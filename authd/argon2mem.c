@@ -21,9 +21,11 @@
  * with MADV_HUGEPAGE), and given back to it instead of being unmapped.
  * A region is zeroed before it goes back to the pool: argon2's blocks are
  * derived from the password and must not outlive the check.  The pool holds
- * at most `cap` regions (authd: the largest hash-concurrency, so its
+ * at most `cap` regions (authd: the sum of the hash-concurrency, so its
  * memory is what that many concurrent checks hold anyway); a region over
- * ARGON2MEM_MAX is never kept.
+ * ARGON2MEM_MAX (64 MiB: OWASP's minimum is 19, libsodium's "sensitive"
+ * preset 1 GiB) is mapped and unmapped as without this file, so that one
+ * user's costly hash leaves nothing behind.
  *
  * glibc's own mappings (malloc, thread stacks) go through its internal
  * __mmap and never reach here.
@@ -43,7 +45,7 @@
 #include "authd/argon2mem.h"
 
 #define ARGON2MEM_MIN	((size_t)1 << 20)	/* smaller: not argon2's (1 MiB) */
-#define ARGON2MEM_MAX	((size_t)256 << 20)	/* larger: used once, not kept */
+#define ARGON2MEM_MAX	((size_t)64 << 20)	/* larger: used once, not kept */
 
 typedef void *(*mmap_fn)(void *, size_t, int, int, int, off_t);
 typedef int (*munmap_fn)(void *, size_t);
@@ -67,20 +69,19 @@ static __thread struct region taken;
 
 static mmap_fn next_mmap;
 static munmap_fn next_munmap;
+static pthread_once_t resolved = PTHREAD_ONCE_INIT;
 
 /* The definitions after ours (libc's, or a sanitizer runtime's, which must
- * see every mapping).  Resolved on first use; dlsym does not map memory. */
+ * see every mapping); dlsym does not map memory. */
+static void resolve_once(void)
+{
+	next_mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
+	next_munmap = (munmap_fn)dlsym(RTLD_NEXT, "munmap");
+}
+
 static void resolve(void)
 {
-	mmap_fn m;
-	munmap_fn u;
-
-	if (__atomic_load_n(&next_munmap, __ATOMIC_ACQUIRE) != NULL)
-		return;
-	m = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
-	u = (munmap_fn)dlsym(RTLD_NEXT, "munmap");
-	__atomic_store_n(&next_mmap, m, __ATOMIC_RELAXED);
-	__atomic_store_n(&next_munmap, u, __ATOMIC_RELEASE);
+	(void)pthread_once(&resolved, resolve_once);
 }
 
 static int real_munmap(void *addr, size_t len)

@@ -35,6 +35,8 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include <event2/listener.h>
+
 #include "common/config.h"
 #include "common/limits.h"
 #include "common/log.h"
@@ -398,6 +400,11 @@ void l2_shutdown(void);
 
 /* client.c */
 void clients_init(struct event_base *base, const struct config *conf, int listen_fd);
+/* A listener on listen_fd calling cb for each connection (its ctx: what),
+ * whose accept errors are logged as "WHAT: accept"; fatal when libevent
+ * cannot make one.  Loop thread, at start. */
+struct evconnlistener *authd_listen(struct event_base *base, int listen_fd,
+				    evconnlistener_cb cb, const char *what);
 void clients_set_conf(const struct config *conf);
 unsigned clients_count(void);
 void clients_shutdown(void);

@@ -99,7 +99,7 @@ static void client_free(struct client *c)
 	nclients--;
 	bufferevent_free(c->bev);
 	free(c);
-	if (listener != NULL && nclients == conf->authd.max_clients - 1)
+	if (listener != NULL && nclients < conf->authd.max_clients)	/* also after a reload raised it */
 		evconnlistener_enable(listener);
 }
 
@@ -740,18 +740,27 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void on_accept_error(struct evconnlistener *l, void *arg)
 {
-	log_warn("client: accept");
+	log_warn("%s: accept", (const char *)arg);	/* EMFILE and the like: retried */
+}
+
+struct evconnlistener *authd_listen(struct event_base *b, int listen_fd, evconnlistener_cb cb,
+				    const char *what)
+{
+	struct evconnlistener *l;
+
+	l = evconnlistener_new(b, cb, (void *)(uintptr_t)what, LEV_OPT_CLOSE_ON_FREE |
+			       LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
+	if (l == NULL)
+		fatalx("%s: cannot listen", what);
+	evconnlistener_set_error_cb(l, on_accept_error);
+	return l;
 }
 
 void clients_init(struct event_base *b, const struct config *c, int listen_fd)
 {
 	base = b;
 	conf = c;
-	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
-				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
-	if (listener == NULL)
-		fatalx("cannot listen on the protocol socket");
-	evconnlistener_set_error_cb(listener, on_accept_error);
+	listener = authd_listen(base, listen_fd, on_accept, "client");
 	l2_set_kick_handler(on_cluster_kick);
 }
 

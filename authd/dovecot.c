@@ -69,6 +69,7 @@ struct dconn {
 	long cpid;			/* the client's CPID, 0 until sent */
 	bool version;			/* its VERSION came */
 	bool processing, dead;
+	bool closing;			/* close_ev is on its way: read no more lines */
 	struct event *close_ev;		/* closes it from the loop (tempfail disconnect) */
 	unsigned npending;
 	TAILQ_HEAD(, dreq) reqs;
@@ -215,6 +216,7 @@ static void on_answer(void *ctx, struct request *req, const struct request_answe
 			/* Not here: request.c is still answering this flight's
 			 * waiters, which may include others of c's. */
 			bufferevent_disable(c->bev, EV_READ);
+			c->closing = true;
 			event_active(c->close_ev, EV_TIMEOUT, 0);
 			return;
 		}
@@ -432,7 +434,7 @@ static void dconn_free(struct dconn *c)
 	event_free(c->close_ev);
 	bufferevent_free(c->bev);
 	free(c);
-	if (listener != NULL && nconns == conf->authd.max_clients - 1)
+	if (listener != NULL && nconns < conf->authd.max_clients)	/* also after a reload raised it */
 		evconnlistener_enable(listener);
 }
 
@@ -446,7 +448,7 @@ static void dconn_process(struct dconn *c)
 	int rc = 0;
 
 	c->processing = true;
-	while (!c->dead) {
+	while (!c->dead && !c->closing) {
 		st = line_read(in, line, DOVECOT_MAX_LINE, &len, &nul);
 		if (st == LINE_NONE)
 			break;
@@ -548,20 +550,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	log_debug("dovecot: client connected, pid %ld uid %ld", (long)c->pid, (long)uid);
 }
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	log_warn("dovecot: accept");
-}
-
 void dovecot_init(struct event_base *b, const struct config *cf, int listen_fd)
 {
 	base = b;
 	conf = cf;
-	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
-				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
-	if (listener == NULL)
-		fatalx("cannot listen on the Dovecot protocol socket");
-	evconnlistener_set_error_cb(listener, on_accept_error);
+	listener = authd_listen(base, listen_fd, on_accept, "dovecot");
 }
 
 void dovecot_set_conf(const struct config *cf)

@@ -303,10 +303,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 void redeem_init(struct event_base *b, int listen_fd)
 {
 	base = b;
-	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
-				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
-	if (listener == NULL)
-		fatalx("cannot listen on the master socket");
+	listener = authd_listen(base, listen_fd, on_accept, "redeem");
 }
 
 static void on_ask_timeout(evutil_socket_t fd, short what, void *arg)

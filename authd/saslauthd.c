@@ -61,7 +61,7 @@ static void sconn_free(struct sconn *c)
 	nconns--;
 	bufferevent_free(c->bev);
 	free(c);
-	if (listener != NULL && nconns == conf->authd.max_clients - 1)
+	if (listener != NULL && nconns < conf->authd.max_clients)	/* also after a reload raised it */
 		evconnlistener_enable(listener);
 }
 
@@ -249,20 +249,11 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	nconns++;
 }
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
-{
-	log_warn("saslauthd: accept");
-}
-
 void saslauthd_init(struct event_base *b, const struct config *cf, int listen_fd)
 {
 	base = b;
 	conf = cf;
-	listener = evconnlistener_new(base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE |
-				      LEV_OPT_CLOSE_ON_EXEC, -1, listen_fd);
-	if (listener == NULL)
-		fatalx("cannot listen on the saslauthd socket");
-	evconnlistener_set_error_cb(listener, on_accept_error);
+	listener = authd_listen(base, listen_fd, on_accept, "saslauthd");
 }
 
 void saslauthd_set_conf(const struct config *cf)

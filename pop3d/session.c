@@ -361,6 +361,12 @@ static void cmd_retr(struct session *s, char *arg, bool top)
 	if (msg_arg(s, a, &i) == -1)
 		return;
 	m = mailbox_msg(s->md, i);
+	/* The +OK is taken back if the message cannot be opened: it must go
+	 * in without a flush in between (out_vprintf flushes a buffer over
+	 * half full first), or the take-back would bring back bytes already
+	 * sent. */
+	if (OUT_CAP - s->out_len < OUT_CAP / 2 && flush_out(s) == -1)
+		return;
 	before = s->out_len;
 	reply(s, "+OK %llu octets", (unsigned long long)m->size);
 	r = mailbox_send(s->md, i, lines, emit, s, &error);
