@@ -72,7 +72,7 @@ static munmap_fn next_munmap;
 static pthread_once_t resolved = PTHREAD_ONCE_INIT;
 
 /* The definitions after ours (libc's, or a sanitizer runtime's, which must
- * see every mapping); dlsym does not map memory. */
+ * see every mapping). */
 static void resolve_once(void)
 {
 	next_mmap = (mmap_fn)dlsym(RTLD_NEXT, "mmap");
@@ -81,7 +81,14 @@ static void resolve_once(void)
 
 static void resolve(void)
 {
+	static __thread bool resolving;
+
+	/* Should dlsym map memory through us, it gets the system call. */
+	if (resolving)
+		return;
+	resolving = true;
 	(void)pthread_once(&resolved, resolve_once);
+	resolving = false;
 }
 
 static int real_munmap(void *addr, size_t len)
