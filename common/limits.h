@@ -33,8 +33,9 @@
 #define SASLAUTHD_READ_TIMEOUT_MS	10000
 /* authd's admission (authd/authenticator.c): queue-wait-factor never
  * brings the wait limit below this, so that a burst a fast backend drains
- * in milliseconds is queued, not refused. */
-#define AUTHD_QUEUE_WAIT_FLOOR_MS	50
+ * in a fraction of a second (128 pipelined LDAP binds on 4 workers) is
+ * queued, not refused. */
+#define AUTHD_QUEUE_WAIT_FLOOR_MS	250
 /* Fields (command, id and key=value pairs) in one authd protocol line. */
 #define AUTHD_MAX_FIELDS	32
 /* Longest request id a client may choose. */
