@@ -590,7 +590,10 @@ static void check_replies(struct fz_client *f)
 			else if (line[0] == '.')
 				abort();	/* not dot-stuffed */
 		} else if (strcmp(line, "+OK Capability list follows") == 0 ||
-			   strcmp(line, "+OK SASL mechanisms follow") == 0) {
+			   strcmp(line, "+OK SASL mechanisms follow") == 0 ||
+			   /* LANG without an argument (English: no catalogs
+			    * are loaded here) */
+			   strcmp(line, "+OK Language listing follows:") == 0) {
 			f->in_multi = true;
 		} else if (strcmp(line, "+OK Begin TLS negotiation") == 0) {
 			f->tls_started = true;
@@ -636,14 +639,30 @@ static size_t drain_clients(void)
 /* ---- time, the loop, invariants ------------------------------------------------- */
 
 /* ms until ev fires, or -1 if it is not armed. */
+static void probe_fired(evutil_socket_t fd, short what, void *arg)
+{
+}
+
+/* Milliseconds until ev fires, or -1.  Measured against a probe timer
+ * armed for now: evtimer_pending gives libevent's monotonic time plus an
+ * offset to the wall clock that it refreshes only now and then, so
+ * against gettimeofday the answer was off by as much as the wall clock had
+ * moved (102 ms once, on a virtual machine: a false alarm). */
 static int64_t timer_left(const struct event *ev)
 {
+	static struct event *probe;
+	static const struct timeval zero;
 	struct timeval tv, now;
 	int64_t left;
 
 	if (!evtimer_pending(ev, &tv))
 		return -1;
-	gettimeofday(&now, NULL);
+	if (probe == NULL && (probe = evtimer_new(L.base, probe_fired, NULL)) == NULL)
+		abort();
+	evtimer_add(probe, &zero);
+	if (!evtimer_pending(probe, &now))
+		abort();
+	event_del(probe);
 	left = (int64_t)(tv.tv_sec - now.tv_sec) * 1000 + (tv.tv_usec - now.tv_usec) / 1000;
 	return left < 0 ? 0 : left;
 }
