@@ -132,11 +132,15 @@ static void start_request(struct sconn *c, struct saslauthd_req *r)
 	/* The fifth string: "ADDRESS;PORT" from Cyrus SASL's own client. */
 	if (r->has_addr) {
 		char *semi = strchr(r->addr, ';');
+		size_t n;
 
 		if (semi != NULL)
 			*semi = '\0';
-		if (strlen(r->addr) <= AUTHD_MAX_ADDR)
-			snprintf(rip, sizeof(rip), "%s", r->addr);
+		n = strlen(r->addr);
+		if (n < sizeof(rip)) {		/* longer: not an address, ignored */
+			memcpy(rip, r->addr, n);
+			rip[n] = '\0';
+		}
 	}
 	snprintf(id, sizeof(id), "%llu", (unsigned long long)++serial);
 	pw = xmalloc(r->passlen + 1);
