@@ -230,17 +230,18 @@ static void test_retr_vanished_after_pipelined_output(void)
 	if (tail == NULL)
 		exit(2);
 	for (int k = 0; k < 80; k++) {
-		char input[2048], *in = input;
+		char input[2048];
+		size_t n = 0;
 
 		snprintf(md, sizeof(md), "%s/vanish%d", root, k);	/* QUIT marks 1.a seen */
 		mkmaildir(md);
 		snprintf(gone, sizeof(gone), "%s/new/2.b", md);
 		put(md, "new/1.a", body, 1);
 		put(md, "new/2.b", "H: 2\n\ntwo\n", 2);
-		in += sprintf(in, "RETR 1\r\n");
+		n += (size_t)snprintf(input + n, sizeof(input) - n, "RETR 1\r\n");
 		for (int j = 0; j < k; j++)
-			in += sprintf(in, "LIST 1\r\n");
-		sprintf(in, "RETR 2\r\nQUIT\r\n");
+			n += (size_t)snprintf(input + n, sizeof(input) - n, "LIST 1\r\n");
+		snprintf(input + n, sizeof(input) - n, "RETR 2\r\nQUIT\r\n");
 		t = run_removing(md, gone, input);
 		/* the last LIST reply (or RETR 1's end), then at once -ERR */
 		snprintf(tail, 64, k > 0 ? "+OK 1 65355\r\n-ERR" : "\r\n.\r\n-ERR");
