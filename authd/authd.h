@@ -112,6 +112,7 @@ struct job {
 	uint64_t flush_epoch;		/* cache_epoch() when it was made */
 	uint8_t key[32], verifier[32];
 	struct l2_result l2_from;	/* the flight's L2 GET, for l2_put() */
+	bool full_chain;		/* its service's chain is the whole chain */
 
 	/* input */
 	char user[AUTH_MAX_USER + 1];
@@ -360,12 +361,13 @@ bool l2_hash_keys(uint8_t out[64]);
 void l2_init(const struct config *conf, struct event_base *base, struct cache *l1);
 bool l2_enabled(void);
 /* Loop only.  Looks (key, verifier) up off the loop; cb(ctx, result) runs
- * on the loop later, unless l2_cancel(op) came first.  password (for the
- * previous key's verifier) is only read during the call.  Returns NULL
+ * on the loop later, unless l2_cancel(op) came first.  password and chain
+ * (for the previous key's verifier: cache_verifier()'s) are only read
+ * during the call.  Returns NULL
  * if L2 is off or its queue is full (a miss: ask the backend). */
 struct l2_op *l2_get(const uint8_t key[CACHE_KEY_LEN], const uint8_t verifier[CACHE_VERIFIER_LEN],
-		     const char *scope, const char *user, const char *password, l2_get_cb *cb,
-		     void *ctx);
+		     const char *scope, const char *user, const char *password, const char *chain,
+		     l2_get_cb *cb, void *ctx);
 /* Loop only: the op's callback will not run (the op frees itself). */
 void l2_cancel(struct l2_op *op);
 /* Loop only: shares a backend's positive answer, fresh for fresh_ms and
@@ -591,6 +593,7 @@ struct authd_stats {
 	uint64_t answered_ok, answered_fail, answered_tempfail;
 	uint64_t errors;		/* ERROR replies (malformed requests) */
 	uint64_t invalid;		/* refused before any backend (bad name) */
+	uint64_t no_chain;		/* refused: no authenticator serves the service */
 	uint64_t reloads, reload_failures;
 	uint64_t coalesced;		/* requests that joined one in flight */
 	uint64_t cache_answers;		/* answered from a fresh entry */

@@ -1237,7 +1237,7 @@ void l2_init(const struct config *conf, struct event_base *base, struct cache *l
  * the caller's (L1's key is the current key's), the others computed. */
 static void op_keys(struct l2_op *op, const uint8_t key[CACHE_KEY_LEN],
 		    const uint8_t *verifier, const char *scope, const char *user,
-		    const char *password)
+		    const char *password, const char *chain)
 {
 	memcpy(op->key[0], key, CACHE_KEY_LEN);
 	if (verifier != NULL)
@@ -1245,7 +1245,8 @@ static void op_keys(struct l2_op *op, const uint8_t key[CACHE_KEY_LEN],
 	for (unsigned k = 1; k < l2.keys->n; k++) {
 		seal_user_key(&l2.keys->k[k], scope, user, op->key[k]);
 		if (verifier != NULL && password != NULL)
-			seal_verifier(&l2.keys->k[k], op->key[k], password, op->verifier[k]);
+			seal_verifier(&l2.keys->k[k], op->key[k], password, chain,
+				      op->verifier[k]);
 	}
 }
 
@@ -1268,8 +1269,8 @@ static int submit_work(struct l2_op *op)
 }
 
 struct l2_op *l2_get(const uint8_t key[CACHE_KEY_LEN], const uint8_t verifier[CACHE_VERIFIER_LEN],
-		     const char *scope, const char *user, const char *password, l2_get_cb *cb,
-		     void *ctx)
+		     const char *scope, const char *user, const char *password, const char *chain,
+		     l2_get_cb *cb, void *ctx)
 {
 	struct l2_op *op;
 
@@ -1280,7 +1281,7 @@ struct l2_op *l2_get(const uint8_t key[CACHE_KEY_LEN], const uint8_t verifier[CA
 	op->get_cb = cb;
 	op->ctx = ctx;
 	op->submitted_us = mtime_us();
-	op_keys(op, key, verifier, scope, user, password);
+	op_keys(op, key, verifier, scope, user, password, chain);
 	if (submit_work(op) == -1) {
 		op_free(op);
 		return NULL;
@@ -1343,7 +1344,7 @@ int l2_flush(const uint8_t *key, const char *scope, const char *user, l2_flush_c
 	op->all = key == NULL;
 	op->has_keys = key != NULL;
 	if (key != NULL)
-		op_keys(op, key, NULL, scope, user, NULL);
+		op_keys(op, key, NULL, scope, user, NULL, NULL);
 	pthread_mutex_lock(&l2.lock);
 	if (op->all)
 		l2.stats.flush_all_sent++;
@@ -1369,7 +1370,7 @@ int l2_kick(const char *user, const uint8_t *key, const char *scope, l2_flush_cb
 	op->kick = true;
 	op->has_keys = key != NULL;
 	if (key != NULL)
-		op_keys(op, key, NULL, scope, user, NULL);
+		op_keys(op, key, NULL, scope, user, NULL, NULL);
 	do
 		randombytes_buf(&op->kick_msg.id, sizeof(op->kick_msg.id));
 	while (op->kick_msg.id == 0);

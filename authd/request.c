@@ -39,6 +39,7 @@
  * nothing if a flush came since (cache/cache.c's DESIGN, Flush epoch; the
  * flush may come from the passwd-file watcher thread).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,8 +53,14 @@
 #include "common/mtime.h"
 
 /* Scope of every cache key: the one chain of authenticators.  (Keyed per
- * chain, not per service, so that `authctl flush USER` finds it.) */
+ * chain, not per service, so that `authctl flush USER` finds it.)  A
+ * service whose chain is a part of the whole (authenticators' `services`)
+ * binds that part into its verifiers instead (chain_of()): its entries are
+ * under the user's one key, so a flush finds them, and match no request
+ * of another chain. */
 #define CACHE_SCOPE "chain"
+/* A chain as chain_of() writes it: names and commas. */
+#define CHAIN_TAG_SIZE (CONFIG_MAX_AUTHENTICATORS * (CONFIG_AUTH_NAME_MAX + 1) + 1)
 #define FLIGHT_BUCKETS 1024
 /* A uid or gid the backend did not give: (uid_t)-1 is never a real id
  * (userdb_set_field refuses it), so it can stand for "absent" in an entry. */
@@ -73,6 +80,7 @@ struct flight {
 	bool secured;
 	struct generation *gen;		/* the chain it runs through */
 	size_t stage;			/* index in gen's chain */
+	bool full_chain;		/* its service's chain is gen's whole chain */
 	struct job *job;		/* in flight, or NULL */
 	struct event *timer;
 	struct l2_op *l2op;		/* L2 GET in progress, or NULL */
@@ -126,6 +134,48 @@ static bool chain_cacheable(const struct generation *gen)
 		if (!gen->auths[i].conf->cache)
 			return false;
 	return true;
+}
+
+/* True if authenticator a is part of the chain for requests of service. */
+static bool serves(const struct auth_conf *a, const char *service)
+{
+	if (a->nservices == 0)
+		return true;
+	for (size_t i = 0; i < a->nservices; i++)
+		if (strcmp(a->service_list[i], service) == 0)
+			return true;
+	return false;
+}
+
+/* The first stage of service's chain at or after from; gen->nauths if none. */
+static size_t next_stage(const struct generation *gen, const char *service, size_t from)
+{
+	while (from < gen->nauths && !serves(gen->auths[from].conf, service))
+		from++;
+	return from;
+}
+
+/* Writes service's chain in gen into tag (CHAIN_TAG_SIZE bytes) as the
+ * cache verifiers take it: "" for the whole chain, else the names of its
+ * authenticators in order, joined by commas.  Returns false if it has
+ * none (then nobody is asked and nothing is cached). */
+static bool chain_of(const struct generation *gen, const char *service, char *tag)
+{
+	size_t n = 0, len = 0;
+
+	tag[0] = '\0';
+	for (size_t i = 0; i < gen->nauths; i++)
+		n += serves(gen->auths[i].conf, service);
+	if (n == gen->nauths)
+		return n > 0;
+	for (size_t i = 0; i < gen->nauths; i++) {
+		if (!serves(gen->auths[i].conf, service))
+			continue;
+		/* names are at most CONFIG_AUTH_NAME_MAX: it fits */
+		len += (size_t)snprintf(tag + len, CHAIN_TAG_SIZE - len, "%s%s",
+					len > 0 ? "," : "", gen->auths[i].conf->name);
+	}
+	return n > 0;
 }
 
 void requests_init(const struct config *c, struct event_base *base)
@@ -406,6 +456,7 @@ static void flight_dispatch(struct flight *f)
 	memcpy(job->rip, f->rip, sizeof(job->rip));
 	memcpy(job->lip, f->lip, sizeof(job->lip));
 	job->secured = f->secured;
+	job->full_chain = f->full_chain;
 	job->l2_from = f->l2res;
 	if (authenticator_submit(a, job, &reason) == -1) {
 		job_free(job);
@@ -449,8 +500,10 @@ static void cache_fill(struct job *job)
 					  neg, 0, job->flush_epoch);
 		break;
 	case AUTH_RESULT_NOUSER:
-		/* Unknown to the whole chain only when the last one says so. */
-		if (a->chain_pos + 1 == a->gen->nauths && chain_cacheable(a->gen))
+		/* Unknown to the whole chain only when the last one says so,
+		 * all having been asked: then to every service's too. */
+		if (job->full_chain && a->chain_pos + 1 == a->gen->nauths &&
+		    chain_cacheable(a->gen))
 			r = cache_insert_if_epoch(cache, job->key, NULL, CACHE_NOUSER, NULL,
 						  now, neg, 0, job->flush_epoch);
 		break;
@@ -491,8 +544,9 @@ void request_job_done(struct job *job)
 		break;
 	case AUTH_RESULT_NOUSER:
 		a->stats.nouser++;
-		if (f->stage + 1 < f->gen->nauths) {
-			f->stage++;
+		size_t next = next_stage(f->gen, f->service, f->stage + 1);
+		if (next < f->gen->nauths) {
+			f->stage = next;
 			flight_dispatch(f);
 			return;
 		}
@@ -540,14 +594,16 @@ static void on_l2(void *ctx, const struct l2_result *r)
 	flight_answer(f, AUTH_RESULT_OK, 0, &udb, e->authenticator);
 }
 
-/* Starts f: through L2 if there is one, else at its first authenticator. */
-static void flight_start(struct flight *f)
+/* Starts f: through L2 if there is one, else at its first authenticator.
+ * chain: its service's, as chain_of() wrote it. */
+static void flight_start(struct flight *f, const char *chain)
 {
 	struct timeval tv;
 
 	if (f->cacheable && l2_enabled()) {
 		f->l1_epoch = cache_epoch(cache);
-		f->l2op = l2_get(f->key, f->verifier, CACHE_SCOPE, f->user, f->password, on_l2, f);
+		f->l2op = l2_get(f->key, f->verifier, CACHE_SCOPE, f->user, f->password, chain,
+				 on_l2, f);
 		if (f->l2op != NULL) {
 			/* A GET is up to two round trips (one per cluster key)
 			 * of up to three timeouts each (connect, write, read)
@@ -561,13 +617,17 @@ static void flight_start(struct flight *f)
 	flight_dispatch(f);
 }
 
-static struct flight *flight_new(const struct request *req, bool cacheable,
+/* A flight for req through service's chain in cur (chain: as chain_of()
+ * wrote it; it has an authenticator). */
+static struct flight *flight_new(const struct request *req, const char *chain, bool cacheable,
 				 const uint8_t *key, const uint8_t *verifier)
 {
 	struct flight *f = xcalloc(1, sizeof(*f));
 
 	TAILQ_INIT(&f->waiters);
 	f->gen = cur;
+	f->stage = next_stage(cur, req->service, 0);
+	f->full_chain = chain[0] == '\0';
 	f->cacheable = cacheable;
 	if (cacheable) {
 		memcpy(f->key, key, CACHE_KEY_LEN);
@@ -625,6 +685,21 @@ static void answer_invalid(struct request *req)
 	request_free(req);
 }
 
+/* No authenticator serves req's service: FAIL without asking anyone. */
+static void answer_no_chain(struct request *req)
+{
+	char service[LOG_TOKEN_SIZE(32)];
+	struct flight tmp;
+
+	authd_stats.no_chain++;
+	log_debug("service %s: no authenticator has it in its services; refused",
+		  log_token(req->service, service, sizeof(service)));
+	memset(&tmp, 0, sizeof(tmp));
+	TAILQ_INIT(&tmp.waiters);
+	TAILQ_INSERT_TAIL(&tmp.waiters, req, flight_entry);
+	answer_waiters(&tmp, AUTH_RESULT_FAIL, 0, NULL, "none");
+}
+
 /* Answers req from a fresh cache entry. */
 static void answer_from_cache(struct request *req, const struct cache_entry *e)
 {
@@ -647,6 +722,7 @@ static void answer_from_cache(struct request *req, const struct cache_entry *e)
 void request_run(struct request *req)
 {
 	uint8_t key[CACHE_KEY_LEN], verifier[CACHE_VERIFIER_LEN];
+	char chain[CHAIN_TAG_SIZE];
 	struct cache_entry e;
 	struct flight *f = NULL;
 	enum cache_result cr;
@@ -655,9 +731,13 @@ void request_run(struct request *req)
 		answer_invalid(req);
 		return;
 	}
+	if (!chain_of(cur, req->service, chain)) {
+		answer_no_chain(req);
+		return;
+	}
 	if (cache != NULL) {
 		cache_key(cache, CACHE_SCOPE, req->user, key);
-		cache_verifier(cache, key, req->password, verifier);
+		cache_verifier(cache, key, req->password, chain, verifier);
 		cr = cache_lookup(cache, key, verifier, (int64_t)mtime_ms(), &e);
 		if (cr != CACHE_MISS && e.kind == CACHE_OK && !req->secured &&
 		    requires_secured(e.authenticator))
@@ -665,10 +745,10 @@ void request_run(struct request *req)
 		if (cr == CACHE_HIT_REFRESH && flight_find(key, verifier, req->secured) == NULL) {
 			/* Hot user near the end of its fresh time: answer now,
 			 * revalidate behind its back so it never sees a miss. */
-			struct flight *rf = flight_new(req, true, key, verifier);
+			struct flight *rf = flight_new(req, chain, true, key, verifier);
 			rf->refresh = true;
 			authd_stats.refreshes++;
-			flight_start(rf);
+			flight_start(rf, chain);
 		}
 		if (cr != CACHE_MISS) {
 			answer_from_cache(req, &e);
@@ -681,11 +761,11 @@ void request_run(struct request *req)
 	}
 	in_flight++;
 	if (f == NULL) {
-		f = flight_new(req, cache != NULL, key, verifier);
+		f = flight_new(req, chain, cache != NULL, key, verifier);
 		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
 		req->flight = f;
 		sodium_memzero(req->password, req->passlen);
-		flight_start(f);	/* may answer req before it returns */
+		flight_start(f, chain);	/* may answer req before it returns */
 	} else {
 		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
 		req->flight = f;

@@ -271,6 +271,8 @@ static void render(struct evbuffer *out)
 		      authd_stats.stale_answers);
 	metrics_value(out, "authd_answers_by_source_total", "source=\"invalid\"",
 		      authd_stats.invalid);
+	metrics_value(out, "authd_answers_by_source_total", "source=\"no_authenticator\"",
+		      authd_stats.no_chain);
 	metrics_header(out, "authd_log_lines_suppressed_total", "counter",
 		       "Log lines counted into a summary line instead of logged: overload "
 		       "warnings, and auth failed lines per client address.");

@@ -229,7 +229,7 @@ static bool one_op(enum mode mode, const struct user *u, uint64_t r)
 		   mutex table the same head start. */
 		if (mode == FULL_MUTEX)
 			__builtin_prefetch(mtx_set_of(&mtx, key));
-		cache_verifier(cache, key, password, verifier);
+		cache_verifier(cache, key, password, NULL, verifier);
 		k = key;
 		v = verifier;
 	}
@@ -389,9 +389,9 @@ static void setup(void)
 		snprintf(u->name, sizeof(u->name), "user%u@example.org", i);
 		snprintf(a->name, sizeof(a->name), "nobody%u@example.org", i);
 		cache_key(cache, "pop3", u->name, u->key);
-		cache_verifier(cache, u->key, password, u->verifier);
+		cache_verifier(cache, u->key, password, NULL, u->verifier);
 		cache_key(cache, "pop3", a->name, a->key);
-		cache_verifier(cache, a->key, password, a->verifier);
+		cache_verifier(cache, a->key, password, NULL, a->verifier);
 		cache_insert(cache, u->key, u->verifier, CACHE_OK, &userdb, T0,
 			     TTL_MS, 0);
 		mtx_insert(&mtx, u->key, u->verifier, &userdb, T0);

@@ -733,7 +733,8 @@ void cache_key_with(const uint8_t hash_key[32], const char *scope, const char *u
 }
 
 void cache_verifier_with(const uint8_t hash_key[32], const uint8_t key[CACHE_KEY_LEN],
-			 const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN])
+			 const char *password, const char *chain,
+			 uint8_t verifier_r[CACHE_VERIFIER_LEN])
 {
 	crypto_generichash_state state;
 
@@ -741,6 +742,13 @@ void cache_verifier_with(const uint8_t hash_key[32], const uint8_t key[CACHE_KEY
 				CACHE_VERIFIER_LEN);
 	crypto_generichash_update(&state, key, CACHE_KEY_LEN);
 	crypto_generichash_update(&state, (const unsigned char *)password, strlen(password));
+	/* A password holds no NUL: one between it and the chain ends it, so
+	   no (password, chain) hashes the input of another, nor that of a
+	   password without a chain. */
+	if (chain != NULL && chain[0] != '\0') {
+		crypto_generichash_update(&state, (const unsigned char *)"", 1);
+		crypto_generichash_update(&state, (const unsigned char *)chain, strlen(chain));
+	}
 	crypto_generichash_final(&state, verifier_r, CACHE_VERIFIER_LEN);
 	sodium_memzero(&state, sizeof(state));
 }
@@ -756,10 +764,10 @@ void cache_key(const struct cache *cache, const char *scope, const char *user,
 }
 
 void cache_verifier(const struct cache *cache,
-		    const uint8_t key[CACHE_KEY_LEN], const char *password,
+		    const uint8_t key[CACHE_KEY_LEN], const char *password, const char *chain,
 		    uint8_t verifier_r[CACHE_VERIFIER_LEN])
 {
-	cache_verifier_with(cache->hash_keys + crypto_generichash_KEYBYTES, key, password,
+	cache_verifier_with(cache->hash_keys + crypto_generichash_KEYBYTES, key, password, chain,
 			    verifier_r);
 }
 

@@ -178,13 +178,17 @@ void cache_key(const struct cache *cache, const char *scope, const char *user,
 void cache_key_with(const uint8_t hash_key[32], const char *scope, const char *user,
 		    uint8_t key_r[CACHE_KEY_LEN]);
 void cache_verifier_with(const uint8_t hash_key[32], const uint8_t key[CACHE_KEY_LEN],
-			 const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN]);
+			 const char *password, const char *chain,
+			 uint8_t verifier_r[CACHE_VERIFIER_LEN]);
 
 /* Computes the password verifier: keyed BLAKE2b-256 (with a second key) of
-   key || password.  The module keeps no copy of `password`; the caller
-   wipes it. */
+   key || password, or, when `chain` is neither NULL nor "", of
+   key || password || 0x00 || chain: the verifier of a password checked by
+   a part of the chain only (authd: a service's own chain), which matches
+   no entry the whole chain (or another part) made.  The module keeps no
+   copy of `password`; the caller wipes it. */
 void cache_verifier(const struct cache *cache,
-		    const uint8_t key[CACHE_KEY_LEN], const char *password,
+		    const uint8_t key[CACHE_KEY_LEN], const char *password, const char *chain,
 		    uint8_t verifier_r[CACHE_VERIFIER_LEN]);
 
 /* Looks up the entry for (key, verifier): a CACHE_OK or CACHE_FAIL entry

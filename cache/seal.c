@@ -59,9 +59,10 @@ void seal_user_key(const struct seal_key *k, const char *scope, const char *user
 }
 
 void seal_verifier(const struct seal_key *k, const uint8_t key[CACHE_KEY_LEN],
-		   const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN])
+		   const char *password, const char *chain,
+		   uint8_t verifier_r[CACHE_VERIFIER_LEN])
 {
-	cache_verifier_with(k->verifier, key, password, verifier_r);
+	cache_verifier_with(k->verifier, key, password, chain, verifier_r);
 }
 
 void seal_name(char kind, const uint8_t key[CACHE_KEY_LEN], char name[SEAL_NAME_SIZE])

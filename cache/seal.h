@@ -94,9 +94,10 @@ int seal_keyset_from_bytes(const uint8_t *buf, size_t len, struct seal_keyset *k
  * cache_key() (cache.h), so L1 entries and L2 names agree. */
 void seal_user_key(const struct seal_key *k, const char *scope, const char *user,
 		   uint8_t key_r[CACHE_KEY_LEN]);
-/* The verifier of password under key k, as cache_verifier(). */
+/* The verifier of password (for chain) under key k, as cache_verifier(). */
 void seal_verifier(const struct seal_key *k, const uint8_t key[CACHE_KEY_LEN],
-		   const char *password, uint8_t verifier_r[CACHE_VERIFIER_LEN]);
+		   const char *password, const char *chain,
+		   uint8_t verifier_r[CACHE_VERIFIER_LEN]);
 
 /* Writes "authd:<kind>:" hex(key) into name (SEAL_NAME_SIZE bytes); kind
  * is 'a' (entry) or 'g' (generation). */

@@ -49,7 +49,7 @@ static struct cred cred(const struct cache *cache, const char *user,
 	struct cred c;
 
 	cache_key(cache, "imap", user, c.key);
-	cache_verifier(cache, c.key, password, c.verifier);
+	cache_verifier(cache, c.key, password, NULL, c.verifier);
 	return c;
 }
 
@@ -119,15 +119,29 @@ static void test_key_and_verifier(void)
 	cache_key(other, "imap", "alice", k1);
 	CHECK(memcmp(k1, k2, sizeof(k1)) != 0);
 
-	cache_verifier(cache, k2, "secret", v1);
-	cache_verifier(cache, k2, "secret", v2);
+	cache_verifier(cache, k2, "secret", NULL, v1);
+	cache_verifier(cache, k2, "secret", NULL, v2);
 	CHECK(memcmp(v1, v2, sizeof(v1)) == 0);
-	cache_verifier(cache, k2, "secreT", v2);
+	cache_verifier(cache, k2, "secreT", NULL, v2);
 	CHECK(memcmp(v1, v2, sizeof(v1)) != 0);
 	/* The verifier is bound to the key. */
 	cache_key(cache, "imap", "bob", k1);
-	cache_verifier(cache, k1, "secret", v2);
+	cache_verifier(cache, k1, "secret", NULL, v2);
 	CHECK(memcmp(v1, v2, sizeof(v1)) != 0);
+	/* A chain: "" is none; any other is bound into the verifier, with
+	   no (password, chain) pair taking another's place. */
+	cache_verifier(cache, k2, "secret", "", v2);
+	CHECK(memcmp(v1, v2, sizeof(v1)) == 0);
+	cache_verifier(cache, k2, "secret", "ldap", v2);
+	CHECK(memcmp(v1, v2, sizeof(v1)) != 0);
+	cache_verifier(cache, k2, "secretldap", NULL, v1);
+	CHECK(memcmp(v1, v2, sizeof(v1)) != 0);
+	cache_verifier(cache, k2, "secretl", "dap", v1);
+	CHECK(memcmp(v1, v2, sizeof(v1)) != 0);
+	cache_verifier(cache, k2, "secret", "ldap,file", v1);
+	CHECK(memcmp(v1, v2, sizeof(v1)) != 0);
+	cache_verifier(cache, k2, "secret", "ldap", v1);
+	CHECK(memcmp(v1, v2, sizeof(v1)) == 0);
 	cache_free(&cache);
 	cache_free(&other);
 }

@@ -90,8 +90,12 @@ static void test_l1_agrees(void)
 	cache_key(c, "chain", "alice", k1);
 	seal_user_key(&ks.k[0], "chain", "alice", k2);
 	CHECK(memcmp(k1, k2, sizeof(k1)) == 0);
-	cache_verifier(c, k1, "secret", v1);
-	seal_verifier(&ks.k[0], k2, "secret", v2);
+	cache_verifier(c, k1, "secret", NULL, v1);
+	seal_verifier(&ks.k[0], k2, "secret", NULL, v2);
+	CHECK(memcmp(v1, v2, sizeof(v1)) == 0);
+	cache_verifier(c, k1, "secret", "ldap", v1);
+	CHECK(memcmp(v1, v2, sizeof(v1)) != 0);
+	seal_verifier(&ks.k[0], k2, "secret", "ldap", v2);
 	CHECK(memcmp(v1, v2, sizeof(v1)) == 0);
 	/* another key: other names */
 	seal_user_key(&ks.k[0], "chain", "bob", k2);

@@ -31,6 +31,7 @@
 #include "common/maildrop.h"
 #include "common/netlist.h"
 #include "common/num.h"
+#include "common/proto.h"
 #include "common/sock.h"
 
 #define CONFIG_MAX_LINE 4096
@@ -199,6 +200,8 @@ static const struct key_def auth_keys[] = {
 	{ "timeout", K_DURATION, A(timeout_ms), "5s", 10, 600000, T_ALL },
 	{ "cache", K_BOOL, A(cache), "yes", 0, 0, T_ALL },
 	{ "require-secured", K_BOOL, A(require_secured), "no", 0, 0, T_ALL },
+	/* The request services (pop3, smtp, ...) whose chain it is part of. */
+	{ "services", K_STRING, A(services), OPTIONAL, 0, 0, T_ALL },
 	{ "hash-concurrency", K_UINT, A(hash_concurrency), "2", 1, 256, T_PW },
 	{ "max-requests", K_UINT, A(max_requests), "0", 0, 100000000, T_EXT },
 	/* pam: its own max-requests default, since PAM modules leak.  A name may
@@ -359,13 +362,12 @@ static char *counting_reader(char *str, int num, void *stream)
 }
 
 /* Names fit a cache entry's authenticator field (CACHE_AUTHENTICATOR_MAX). */
-#define AUTH_NAME_MAX 23
 
 static bool valid_auth_name(const char *s)
 {
 	size_t n = strlen(s);
 
-	if (n == 0 || n > AUTH_NAME_MAX)
+	if (n == 0 || n > CONFIG_AUTH_NAME_MAX)
 		return false;
 	for (; *s != '\0'; s++)
 		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
@@ -394,7 +396,7 @@ static struct section *enter_section(struct load_ctx *ctx, const char *name)
 			an++;
 		if (!valid_auth_name(an)) {
 			set_error(ctx, ctx->line, "[%s]: authenticator names are 1-%d "
-				  "characters of A-Z a-z 0-9 - _", name, AUTH_NAME_MAX);
+				  "characters of A-Z a-z 0-9 - _", name, CONFIG_AUTH_NAME_MAX);
 			return NULL;
 		}
 		for (size_t i = 0; i < ctx->nauths; i++)
@@ -1077,6 +1079,34 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 }
 
 
+/* services: the names a request's service= is compared with (each as
+ * proto_service_valid() takes it), kept in a->service_list. */
+static int validate_services(struct load_ctx *ctx, struct section *s, const char *secname,
+			     struct auth_conf *a)
+{
+	char *copy = xstrdup(a->services), *items[CONFIG_MAX_SERVICES];
+	size_t n;
+
+	if (split_list(copy, items, CONFIG_MAX_SERVICES, &n, ", \t") == -1) {
+		set_error(ctx, entry_line(s, "services"), "[%s]: services: at most %d names",
+			  secname, CONFIG_MAX_SERVICES);
+		free(copy);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (!proto_service_valid(items[i])) {
+			set_error(ctx, entry_line(s, "services"), "[%s]: services: \"%s\" is not a "
+				  "service name (1-32 characters of a-z 0-9 -)", secname, items[i]);
+			free(copy);
+			return -1;
+		}
+		a->service_list[i] = xstrdup(items[i]);
+		a->nservices = i + 1;
+	}
+	free(copy);
+	return 0;
+}
+
 static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 {
 	struct section *s = &ctx->auths[i];
@@ -1123,6 +1153,8 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 		}
 	}
 	if (a->type == AUTH_TYPE_LDAP && validate_ldap(ctx, s, secname, a) == -1)
+		return;
+	if (a->services != NULL && validate_services(ctx, s, secname, a) == -1)
 		return;
 	if (a->environment != NULL && a->environment[0] != '\0') {
 		char *copy = xstrdup(a->environment), *items[CONFIG_MAX_ARGS];
@@ -1417,6 +1449,8 @@ void config_free(struct config **confp)
 			free(a->ldap_uri_list[k]);
 		for (size_t k = 0; k < a->ldap_nmap; k++)
 			free(a->ldap_map[k].attr);
+		for (size_t k = 0; k < a->nservices; k++)
+			free(a->service_list[k]);
 	}
 	free(conf->path);
 	free(conf);

@@ -19,8 +19,12 @@
 #include "common/limits.h"
 
 #define CONFIG_MAX_AUTHENTICATORS 16
+/* [authenticator NAME]: NAME is 1 to this many characters of A-Z a-z 0-9 - _. */
+#define CONFIG_AUTH_NAME_MAX 23
 #define CONFIG_MAX_LISTEN 16
 #define CONFIG_MAX_ARGS 32
+/* Service names in one authenticator's `services`. */
+#define CONFIG_MAX_SERVICES 16
 /* memcached servers of the L2 cache: a ketama ring of more is no longer
  * a small cluster's cache, and each host polls every server's flush log. */
 #define CONFIG_MAX_MEMCACHED 16
@@ -69,6 +73,9 @@ struct auth_conf {
 	uint64_t timeout_ms;
 	bool cache;
 	bool require_secured;		/* refuse requests with secured=no */
+	char *services;			/* as written; "" or unset: every service */
+	char *service_list[CONFIG_MAX_SERVICES];	/* services split and checked */
+	size_t nservices;		/* 0: it answers requests of every service */
 	unsigned hash_concurrency;	/* passwd-file: concurrent hash checks */
 	unsigned max_requests;		/* external, pam: recycle helper after N (0 = never) */
 	char *default_uid, *default_gid, *default_home, *default_maildrop;

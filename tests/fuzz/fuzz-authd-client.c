@@ -22,7 +22,8 @@
  * Properties checked:
  *   - a queued job has a user name that is its own normal form, a
  *     password of passlen bytes (1..AUTH_MAX_PASSWORD, no NUL), a valid
- *     service, terminated rip/lip, a log-token user_log;
+ *     service, terminated rip/lip, a log-token user_log, and is on an
+ *     authenticator whose `services` has its service (a chain per service);
  *   - for a user=/pass= request the password is one the client sent;
  *   - every reply line is one of authd's replies, and neither a reply
  *     nor the log holds a password of a queued job (8-byte probes that
@@ -106,6 +107,12 @@ static void check_job(const struct job *job, const uint8_t *in, size_t len)
 	    strlen(job->password) != job->passlen)
 		abort();
 	if (!proto_service_valid(job->service))
+		abort();
+	/* only the authenticators of its service's chain are asked */
+	bool in_chain = job->auth->conf->nservices == 0;
+	for (size_t i = 0; i < job->auth->conf->nservices; i++)
+		in_chain |= strcmp(job->auth->conf->service_list[i], job->service) == 0;
+	if (!in_chain)
 		abort();
 	for (const char *p = job->user_log; *p != '\0'; p++)
 		if ((unsigned char)*p <= 0x20 || (unsigned char)*p >= 0x7f)
@@ -207,6 +214,10 @@ static const char conf_text[] =
 	"master-auth-socket = /run/authd/master\n"
 	"[cache]\n"
 	"size = 64K\n"
+	"[authenticator smtponly]\n"
+	"type = passwd-file\n"
+	"path = /etc/pop3d/passwd-smtp\n"
+	"services = smtp, submission\n"
 	"[authenticator files]\n"
 	"type = passwd-file\n"
 	"path = /etc/pop3d/passwd\n"

@@ -86,6 +86,12 @@ BROKEN = {
     "ldap-ca-file-missing": ldap("ca-file = /nonexistent/ca.pem\n"),
     "ldap-nine-uris": ldap("uris = %s\n" % ", ".join(
         "ldap://127.0.0.1:%d/" % (1000 + i) for i in range(9))),
+    # a chain per service: names as requests carry them, 16 at most
+    "services-bad-name": dict(auth="[authenticator files]\ntype = passwd-file\n"
+                                   "path = {d}/users\nservices = pop3, SMTP\n"),
+    "services-seventeen": dict(auth="[authenticator files]\ntype = passwd-file\n"
+                                    "path = {d}/users\nservices = %s\n" % " ".join(
+                                        "s%d" % i for i in range(17))),
 }
 
 # Files only one daemon can refuse: the check needs its libraries (libldap,

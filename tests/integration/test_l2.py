@@ -151,7 +151,7 @@ def cluster(tmp_path, memcacheds):
     users.write_text(USERS)
     hosts = []
 
-    def make(name, key_path=None, servers=None, timeout="5s", **cache):
+    def make(name, key_path=None, servers=None, timeout="5s", first=None, **cache):
         d = tmp_path / name
         d.mkdir()
         piddir = d / "pids"
@@ -159,9 +159,10 @@ def cluster(tmp_path, memcacheds):
         keys = {"positive-ttl": "1h", "memcached": servers or ", ".join(m.addr for m in memcacheds),
                 "cluster-key-file": str(key_path or keyfile), "flush-poll-interval": "100ms"}
         keys.update(cache)
-        a = Authd(d, [("ext", {"type": "external", "workers": "2", "timeout": timeout,
-                               "program": "%s %s/ext_helper.py %s %s" % (
-                                   PYTHON, HELPERS, users, piddir)})], cache=keys)
+        a = Authd(d, (first or []) + [
+            ("ext", {"type": "external", "workers": "2", "timeout": timeout,
+                     "program": "%s %s/ext_helper.py %s %s" % (PYTHON, HELPERS, users, piddir)})],
+            cache=keys)
         a.piddir = str(piddir)
         hosts.append(a)
         a.start()
@@ -530,6 +531,32 @@ def test_key_rotation_reads_the_previous_key_and_rewrites(cluster, memcacheds, t
         cl = h.client()
         wait_until(lambda: cl.auth("user10", "pw10").cmd == "FAIL", 1.0, "flush on " + h.dir,
                    interval=0.02)
+
+
+def test_service_chains_in_l2_and_across_a_key_rotation(cluster, memcacheds, tmp_path):
+    """A chain per service (authenticators' `services`): hosts share the
+    entries of one chain, under the previous cluster key too, and never
+    hand one chain's entry to another."""
+    empty = tmp_path / "imap-users"
+    empty.write_text("")
+    os.chmod(empty, 0o600)
+    first = [("imaponly", {"type": "passwd-file", "path": str(empty), "services": "imap"})]
+    # pop3 and smtp: ext alone; imap: imaponly, then ext (the whole chain)
+    a = cluster("a", first=first)
+    assert a.client().auth("user10", "pw10").cmd == "OK"
+    wait_until(lambda: a.metric("authd_l2_puts_total", result="ok") == 1, 10, "a's put")
+    new = os.urandom(32)
+    both = tmp_path / "both.key"
+    both.write_bytes(new + cluster.key)
+    os.chmod(both, 0o600)
+    b = cluster("b", key_path=both, first=first)
+    cb = b.client()
+    r = cb.auth("user10", "pw10", service="smtp")
+    assert r.cmd == "OK" and r.kv["authenticator"] == "ext", r
+    assert calls(b) == [], "pop3's entry (smtp's chain too), under the previous key, not used"
+    r = cb.auth("user10", "pw10", service="imap")
+    assert r.cmd == "OK" and r.kv["authenticator"] == "ext", r
+    assert calls(b) == ["user10"], "imap's chain was answered from another chain's entry"
 
 
 def test_stale_if_backend_down_from_l2(cluster):
