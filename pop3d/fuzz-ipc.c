@@ -98,8 +98,12 @@ static void check_report_bytes(const uint8_t *data, size_t size)
 
 	if (ipc_report_decode(data, size, &r) == 0) {
 		if (size != sizeof(r) || r.end >= SESSION_END_COUNT ||
-		    (r.kind != SESSION_REPORT_END && r.kind != SESSION_REPORT_OPENED) ||
+		    (r.kind != SESSION_REPORT_END && r.kind != SESSION_REPORT_OPENED &&
+		     r.kind != SESSION_REPORT_OPENED_WARM) ||
 		    memcmp(&r, data, sizeof(r)) != 0)
+			abort();
+		/* the OPENED words carry nothing else */
+		if (r.kind != SESSION_REPORT_END && (r.end != 0 || r.retr != 0 || r.bytes_sent != 0))
 			abort();
 	}
 	if (ipc_spare_decode(data, size)) {

@@ -78,6 +78,8 @@ struct sproc {
 	uid_t uid;
 	gid_t gid;
 	unsigned conf_gen;		/* H.conf_gen when it was forked */
+	char user[AUTH_MAX_USER + 1];	/* whom it served last: a spare keeps
+					 * that user's listing (warm) */
 	bool spare;
 	LIST_ENTRY(sproc) entry;	/* in H.sprocs */
 };
@@ -342,15 +344,25 @@ static void on_sproc_chan(evutil_socket_t fd, short what, void *arg)
 	evtimer_add(p->timer, &tv);
 }
 
-/* Gives the login to a spare running as uid/gid, if there is one.
- * Returns its pid, or -1. */
+/* Gives the login to a spare running as uid/gid, if there is one: first
+ * one that last served the same user (it may still hold a true listing of
+ * the maildrop: session.c, mailbox_open_warm), else any.  Returns its
+ * pid, or -1. */
 static pid_t spare_take(const struct session_job *j, int fd)
 {
-	struct sproc *p;
+	struct sproc *p, *any = NULL;
 
 	LIST_FOREACH(p, &H.sprocs, entry) {
 		if (!p->spare || p->uid != j->uid || p->gid != j->gid)
 			continue;
+		if (strcmp(p->user, j->user) == 0)
+			break;
+		if (any == NULL)
+			any = p;
+	}
+	if (p == NULL)
+		p = any;
+	if (p != NULL) {
 		if (session_job_send(p->chan, j, fd) == -1) {
 			log_warn("session %ld: cannot hand it a login", (long)p->pid);
 			sproc_drop(p);
@@ -359,6 +371,7 @@ static pid_t spare_take(const struct session_job *j, int fd)
 		p->spare = false;
 		H.nspares--;
 		evtimer_del(p->timer);
+		snprintf(p->user, sizeof(p->user), "%s", j->user);
 		master_stats.session_reuses++;
 		return p->pid;
 	}
@@ -406,6 +419,7 @@ static pid_t session_start(const struct session_job *j, int fd)
 	p->uid = j->uid;
 	p->gid = j->gid;
 	p->conf_gen = H.conf_gen;
+	snprintf(p->user, sizeof(p->user), "%s", j->user);
 	p->ev = event_new(H.base, sv[0], EV_READ | EV_PERSIST, on_sproc_chan, p);
 	p->timer = evtimer_new(H.base, on_spare_timeout, p);
 	if (p->ev == NULL || p->timer == NULL)
@@ -727,10 +741,13 @@ static void reports_read(void)
 		c = conntab_session(pid);
 		if (c == NULL || c->reported)
 			continue;
-		if (r.kind == SESSION_REPORT_OPENED) {
+		if (r.kind == SESSION_REPORT_OPENED || r.kind == SESSION_REPORT_OPENED_WARM) {
 			/* once per session, and never after a maildrop error */
-			if (!c->opened)
+			if (!c->opened) {
 				master_stats.logins_ok++;
+				if (r.kind == SESSION_REPORT_OPENED_WARM)
+					master_stats.warm_listings++;
+			}
 			c->opened = true;
 			continue;
 		}

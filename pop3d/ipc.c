@@ -492,9 +492,13 @@ int ipc_report_decode(const uint8_t *buf, size_t len, struct session_report *r_r
 	switch (r.kind) {
 	case SESSION_REPORT_END:
 		break;
-	case SESSION_REPORT_OPENED: {
+	case SESSION_REPORT_OPENED:
+	case SESSION_REPORT_OPENED_WARM: {
 		/* a word, not counts: everything but its kind is zero */
-		static const struct session_report zero = { .kind = SESSION_REPORT_OPENED };
+		struct session_report zero;
+
+		memset(&zero, 0, sizeof(zero));
+		zero.kind = r.kind;
 		if (memcmp(&r, &zero, sizeof(r)) != 0)
 			return -1;
 		break;

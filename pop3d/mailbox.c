@@ -27,6 +27,13 @@ struct mailbox {
 	void *impl;
 };
 
+/* The Maildir listing this process kept at the end of its last session
+ * (a spare's warm listing), for whom and which maildrop. */
+static struct {
+	struct maildir *md;
+	char *user, *maildrop;
+} warm;
+
 /* Thin adapters: each kind keeps its own typed API. */
 static enum maildir_status md_open(const char *path, void **impl_r, const char **error_r)
 {
@@ -89,6 +96,58 @@ enum maildir_status mailbox_open(const char *maildrop, struct mailbox **mb_r,
 	(*mb_r)->ops = ops;
 	(*mb_r)->impl = impl;
 	return MAILDIR_OK;
+}
+
+void mailbox_forget_warm(void)
+{
+	maildir_free(&warm.md);
+	free(warm.user);
+	free(warm.maildrop);
+	warm.user = warm.maildrop = NULL;
+}
+
+enum maildir_status mailbox_open_warm(const char *maildrop, const char *user,
+				      struct mailbox **mb_r, const char **error_r, bool *warm_r)
+{
+	struct maildir *w = NULL, *md;
+	enum maildir_status st;
+
+	*warm_r = false;
+	if (warm.md != NULL && strcmp(warm.user, user) == 0 &&
+	    strcmp(warm.maildrop, maildrop) == 0) {
+		w = warm.md;
+		warm.md = NULL;
+	}
+	mailbox_forget_warm();		/* another user's: never used */
+	if (w == NULL || strncmp(maildrop, "mbox:", 5) == 0) {
+		maildir_free(&w);
+		return mailbox_open(maildrop, mb_r, error_r);
+	}
+	st = maildir_open_warm(maildrop, &w, &md, error_r, warm_r);
+	if (st != MAILDIR_OK)
+		return st;
+	*mb_r = xcalloc(1, sizeof(**mb_r));
+	(*mb_r)->ops = &maildir_ops;
+	(*mb_r)->impl = md;
+	return MAILDIR_OK;
+}
+
+void mailbox_park(struct mailbox **mbp, const char *user, const char *maildrop)
+{
+	struct mailbox *mb = *mbp;
+
+	if (mb == NULL || mb->ops != &maildir_ops) {
+		mailbox_free(mbp);
+		return;
+	}
+	mailbox_forget_warm();
+	maildir_park((struct maildir **)&mb->impl, &warm.md);
+	if (warm.md != NULL) {
+		warm.user = xstrdup(user);
+		warm.maildrop = xstrdup(maildrop);
+	}
+	free(mb);
+	*mbp = NULL;
 }
 
 void mailbox_free(struct mailbox **mbp)

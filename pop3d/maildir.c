@@ -35,6 +35,16 @@
  *   index look older than the directories, never newer.  (A filesystem
  *   whose clock is not this host's, NFS, is trusted as far as its
  *   server's clock and this one's agree within the settle time.)
+ * - Warm listings (issue 19, seed 2): a session process that serves
+ *   again (a spare) keeps the listing of its last session when UPDATE
+ *   changed nothing and its stamps were settled (maildir_park), without
+ *   the lock or any descriptor.  Its next open of the same maildir (the
+ *   same device and inode; mailbox.c also wants the same user and
+ *   maildrop) stamps new/ and cur/ and takes the kept listing under the
+ *   index's rule: stamps equal, so the same entries.  No index is read,
+ *   no name parsed, no UIDL computed.  Per-session marks (DELE, RETR) are
+ *   cleared at the park; the EXPIRE record is read again at each open.
+ *   A listing whose sizes RETR found wrong (index_off) is not kept.
  * - Reading the directories again is cheap too: a file whose readdir
  *   inode and base name match an index entry (the same file, renamed by
  *   an MUA or not) takes its size and mtime from there without a stat;
@@ -210,6 +220,7 @@ struct maildir {
 	char *index_buf;	/* the index read at open (names borrowed from it) */
 	bool index_off;		/* not to be written again by this session */
 	bool changed;		/* UPDATE removed or renamed a message */
+	bool settled;		/* dirs were settled when the listing was read */
 };
 
 bool maildir_no_renameat2;
@@ -1335,7 +1346,39 @@ static bool index_use(struct maildir *md, const struct index *idx)
 enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 				 const char **error_r)
 {
-	struct maildir *md;
+	bool used;
+
+	return maildir_open_warm(path, NULL, md_r, error_r, &used);
+}
+
+/* Takes the warm listing w for md if it is of the same maildir and the
+ * directories are as they were when it was read (md->dirs, just stamped):
+ * then nothing was delivered, removed or renamed since, as for the index
+ * (DESIGN: "The index", "Warm listings").  Frees w either way. */
+static bool warm_take(struct maildir *md, struct maildir *w)
+{
+	bool ok = w->settled && w->dev == md->dev && w->ino == md->ino &&
+		  stamps_equal(w->dirs, md->dirs);
+
+	if (ok) {
+		md->msgs = w->msgs;
+		md->n = w->n;
+		md->cap = w->cap;
+		md->index_buf = w->index_buf;
+		md->settled = true;
+		w->msgs = NULL;
+		w->n = w->cap = 0;
+		w->index_buf = NULL;
+	}
+	maildir_free(&w);
+	return ok;
+}
+
+enum maildir_status maildir_open_warm(const char *path, struct maildir **warm,
+				      struct maildir **md_r, const char **error_r,
+				      bool *warm_used_r)
+{
+	struct maildir *md, *w = warm != NULL ? *warm : NULL;
 	enum maildir_status st;
 	struct stat lst;
 	struct timespec now;
@@ -1346,6 +1389,9 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 
 	memset(&idx, 0, sizeof(idx));
 	memset(&reuse, 0, sizeof(reuse));
+	*warm_used_r = false;
+	if (warm != NULL)
+		*warm = NULL;		/* ours now: taken, or freed */
 
 	md = xcalloc(1, sizeof(*md));
 	md->lockfd = -1;
@@ -1392,12 +1438,23 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	 * listing, never newer (DESIGN: "The index"). */
 	clock_gettime(CLOCK_REALTIME, &now);
 	stamp_dirs(md);
+	if (w != NULL) {
+		bool taken = warm_take(md, w);
+
+		w = NULL;
+		if (taken) {
+			*warm_used_r = true;
+			goto listed;
+		}
+	}
 	have_index = index_load(md, &idx);
 	if (have_index) {
 		md->index_buf = idx.buf;	/* names are borrowed from it */
 		if (idx.settled && stamps_equal(idx.dirs, md->dirs)) {
-			if (index_use(md, &idx))
+			if (index_use(md, &idx)) {
+				md->settled = true;
 				goto listed;
+			}
 			log_debug("maildir: %s lists a name twice: rebuilt", INDEX_NAME);
 			have_index = false;
 		}
@@ -1449,6 +1506,7 @@ enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 	/* A new index when the listing or what is known of the directories
 	 * differs from the one read (settled: DESIGN). */
 	settled = stamps_settled(md->dirs, &now);
+	md->settled = settled;
 	if (!have_index || reuse.same != md->n || idx.n != md->n || settled != idx.settled ||
 	    !stamps_equal(idx.dirs, md->dirs))
 		index_save(md, settled);
@@ -1472,8 +1530,40 @@ listed:
 out_free:
 	reuse_free(&reuse);
 	free(idx.msgs);
+	maildir_free(&w);
 	maildir_free(&md);
 	return st;
+}
+
+void maildir_park(struct maildir **mdp, struct maildir **warm)
+{
+	struct maildir *md = *mdp;
+
+	*mdp = NULL;
+	if (md == NULL)
+		return;
+	maildir_free(warm);
+	/* index_off: a message was not the size listed */
+	if (md->changed || !md->settled || md->index_off) {
+		maildir_free(&md);
+		return;
+	}
+	/* The listing alone: no lock (another session may open the maildir
+	 * at once), no descriptor, nothing of this session's. */
+	close(md->lockfd);
+	md->lockfd = -1;
+	close(md->dirfd);
+	md->dirfd = -1;
+	pairs_free(&md->cache, &md->ncache);
+	pairs_free(&md->expire, &md->nexpire);
+	md->cache_dirty = md->index_off = false;
+	for (size_t i = 0; i < md->n; i++) {
+		struct maildir_msg *m = &md->msgs[i].m;
+
+		m->deleted = m->retrieved = m->topped = m->expired = false;
+		m->retrieved_at = 0;
+	}
+	*warm = md;
 }
 
 void maildir_free(struct maildir **mdp)

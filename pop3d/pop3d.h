@@ -348,6 +348,18 @@ struct maildir_msg {
  * static string fit for a client. */
 enum maildir_status maildir_open(const char *path, struct maildir **md_r,
 				 const char **error_r);
+/* maildir_open, given the listing maildir_park kept (*warm, may be NULL):
+ * it is taken (*warm becomes NULL) and, if it is of this maildir and
+ * neither new/ nor cur/ changed since it was read (the index's rule),
+ * used instead of the index or a listing (*warm_used_r true). */
+enum maildir_status maildir_open_warm(const char *path, struct maildir **warm,
+				      struct maildir **md_r, const char **error_r,
+				      bool *warm_used_r);
+/* Ends a session's use of md (the lock released, *mdp NULL): its listing
+ * goes into *warm (whatever was there is freed) when UPDATE changed nothing
+ * and its stamps were settled, else it is freed.  Does not apply
+ * deletions. */
+void maildir_park(struct maildir **mdp, struct maildir **warm);
 /* Releases the lock and frees md.  Does not apply deletions. */
 void maildir_free(struct maildir **mdp);
 
@@ -482,6 +494,17 @@ struct mailbox;
  * common/maildrop.c expanded it.  Returns as maildir_open. */
 enum maildir_status mailbox_open(const char *maildrop, struct mailbox **mb_r,
 				 const char **error_r);
+/* mailbox_open for user, with the listing this process kept of user's
+ * maildrop at the end of its last session (mailbox_park), if it is still
+ * true (*warm_r true then).  A listing kept for another user or maildrop
+ * is freed, never used. */
+enum maildir_status mailbox_open_warm(const char *maildrop, const char *user,
+				      struct mailbox **mb_r, const char **error_r, bool *warm_r);
+/* mailbox_free, keeping a Maildir's listing for user's next session in
+ * this process (a spare: session-reuse) when maildir_park allows. */
+void mailbox_park(struct mailbox **mbp, const char *user, const char *maildrop);
+/* Frees the listing mailbox_park kept, if any. */
+void mailbox_forget_warm(void);
 /* Releases the maildrop's locks and frees it; NULL-safe.  Does not apply
  * deletions. */
 void mailbox_free(struct mailbox **mbp);
@@ -512,7 +535,7 @@ struct session_params {
 	const struct lang *lang;	/* of the responses (LANG before the login) */
 	/* Called once the maildrop is open, before the client's "+OK" (the
 	 * master counts the login then); may be NULL. */
-	void (*opened)(void *ctx);
+	void (*opened)(void *ctx, bool warm);	/* warm: the listing was kept */
 	void *opened_ctx;
 };
 
@@ -529,6 +552,8 @@ enum session_end {
 #define SESSION_REPORT_END	0	/* the session's last word: all of it */
 #define SESSION_REPORT_OPENED	1	/* its maildrop is open, it serves: the
 					 * login counts as ok (counts all 0) */
+#define SESSION_REPORT_OPENED_WARM 2	/* the same, with the listing its process
+					 * kept from its last session */
 struct session_report {
 	uint32_t end;			/* enum session_end */
 	uint32_t kind;			/* SESSION_REPORT_* */
@@ -870,6 +895,7 @@ struct master_stats {
 	struct duration_hist durations;		/* login to end of each session */
 	uint64_t session_forks;			/* session processes started */
 	uint64_t session_reuses;		/* logins given to a spare */
+	uint64_t warm_listings;			/* ... that used its kept listing */
 	uint64_t fe_restarts;			/* after a crash or an authd loss */
 	uint64_t authd_replacements;		/* front ends replaced for an authd loss */
 	uint64_t master_authd_lost;		/* the master socket connection */

@@ -439,8 +439,9 @@ static void cmd_quit(struct session *s)
 		}
 	}
 	/* Unlock before the reply: a client that logs in again right after
-	 * "+OK" must not find its own finished session holding the lock. */
-	mailbox_free(&s->md);
+	 * "+OK" must not find its own finished session holding the lock.
+	 * The listing stays with this process if nothing changed. */
+	mailbox_park(&s->md, s->p->user, s->p->maildrop);
 	if (failed > 0)
 		reply_text(s, "-ERR [SYS/TEMP]", tr(s, "%u deleted messages could not be removed"),
 			   failed);
@@ -574,6 +575,7 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 	char line[POP3_MAX_COMMAND + 1];
 	const char *error;
 	enum maildir_status st;
+	bool warm = false;
 
 	signal(SIGPIPE, SIG_IGN);
 	s.in = evbuffer_new();
@@ -593,7 +595,7 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		st = MAILDIR_PERM;
 		error = N_("mailbox is not configured correctly");
 	} else {
-		st = mailbox_open(p->maildrop, &s.md, &error);
+		st = mailbox_open_warm(p->maildrop, p->user, &s.md, &error, &warm);
 	}
 	if (st != MAILDIR_OK) {
 		static const char *const code[] = {
@@ -613,7 +615,9 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 		goto out;
 	}
 	if (p->opened != NULL)
-		p->opened(p->opened_ctx);
+		p->opened(p->opened_ctx, warm);
+	if (warm)
+		log_debug("session: the listing kept from the last session is still true");
 	for (size_t i = 0; i < mailbox_count(s.md); i++) {
 		s.size.n++;
 		s.size.bytes += mailbox_msg(s.md, i)->size;
@@ -656,7 +660,8 @@ int session_run(const struct session_params *p, struct session_report *report_r)
 	log_logout(&s);
 out:
 	fill_report(&s, report_r);
-	mailbox_free(&s.md);
+	if (s.md != NULL)
+		mailbox_park(&s.md, p->user, p->maildrop);
 	evbuffer_free(s.in);
 	free(s.out);
 	close(p->fd);

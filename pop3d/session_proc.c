@@ -58,12 +58,12 @@ static void send_report(const struct session_report *r)
 
 /* Tells the master the maildrop is open (a login that counts as ok).  The
  * report socket orders it before the session's final report. */
-static void send_opened(void *ctx)
+static void send_opened(void *ctx, bool warm)
 {
 	struct session_report r;
 
 	memset(&r, 0, sizeof(r));
-	r.kind = SESSION_REPORT_OPENED;
+	r.kind = warm ? SESSION_REPORT_OPENED_WARM : SESSION_REPORT_OPENED;
 	send_report(&r);
 }
 

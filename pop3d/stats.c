@@ -193,6 +193,10 @@ static void render(struct evbuffer *out)
 		       "Sessions started, in a new process (fork) or a spare (reuse).");
 	metrics_value(out, "pop3d_session_starts_total", "process=\"fork\"", s->session_forks);
 	metrics_value(out, "pop3d_session_starts_total", "process=\"reuse\"", s->session_reuses);
+	metrics_header(out, "pop3d_session_warm_listings_total", "counter",
+		       "Logins to a spare that last served the same user, whose listing of the "
+		       "maildrop was still true (no directory read).");
+	metrics_value(out, "pop3d_session_warm_listings_total", NULL, s->warm_listings);
 	metrics_header(out, "pop3d_frontends", "gauge", "Front-end processes by state.");
 	metrics_value(out, "pop3d_frontends", "state=\"active\"", g.frontends);
 	metrics_value(out, "pop3d_frontends", "state=\"retiring\"", g.frontends_retiring);

@@ -43,7 +43,7 @@ static void test_report_decode(void)
 	memcpy(buf, &r, sizeof(r));
 	CHECK_INT(ipc_report_decode(buf, sizeof(r), &out), -1);
 	r.end = SESSION_END_QUIT;
-	r.kind = 2;
+	r.kind = 3;
 	memcpy(buf, &r, sizeof(r));
 	CHECK_INT(ipc_report_decode(buf, sizeof(r), &out), -1);
 	/* OPENED is a word: counts with it are not a report */
@@ -55,6 +55,14 @@ static void test_report_decode(void)
 	memcpy(buf, &r, sizeof(r));
 	CHECK_INT(ipc_report_decode(buf, sizeof(r), &out), 0);
 	CHECK_INT(out.kind, SESSION_REPORT_OPENED);
+	/* ... and so is OPENED_WARM (a kept listing served) */
+	r.kind = SESSION_REPORT_OPENED_WARM;
+	memcpy(buf, &r, sizeof(r));
+	CHECK_INT(ipc_report_decode(buf, sizeof(r), &out), 0);
+	CHECK_INT(out.kind, SESSION_REPORT_OPENED_WARM);
+	r.retr = 1;
+	memcpy(buf, &r, sizeof(r));
+	CHECK_INT(ipc_report_decode(buf, sizeof(r), &out), -1);
 }
 
 /* Over a real socket: the kernel names the sender; no credentials, a

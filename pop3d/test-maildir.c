@@ -953,6 +953,98 @@ static void test_index_unsettled_is_read_again(void)
 	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
 }
 
+/* new/ and cur/ of md dated back (mtime): any later change of either is
+ * seen, however soon it comes. */
+static void date_back(const char *md)
+{
+	struct timespec ts[2] = { { .tv_sec = 1000 }, { .tv_sec = 1000 } };
+	char p[512];
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(p, sizeof(p), "%s/%s", md, i == 0 ? "new" : "cur");
+		CHECK(utimensat(AT_FDCWD, p, ts, 0) == 0);
+	}
+}
+
+/* A listing kept by maildir_park (a spare's warm listing): used by the
+ * next open of the same maildir while new/ and cur/ are unchanged; not
+ * kept after an UPDATE that changed something or a listing of unsettled
+ * directories; never used for another maildir; a delivery, a rename or a
+ * deletion by someone else makes the open read the maildir again. */
+static void test_warm_listing(void)
+{
+	char md[300], other[300], got[1024], first[1024];
+	struct maildir *m, *warm = NULL;
+	const char *err;
+	bool used;
+
+	snprintf(md, sizeof(md), "%s/warm", root);
+	snprintf(other, sizeof(other), "%s/warm-other", root);
+	three(md);
+	three(other);
+	put(other, "new/400.D.host", "Subject: d\n\ndelta\n", 400);
+	/* unsettled (brand-new directories): not kept */
+	CHECK(maildir_open_warm(md, &warm, &m, &err, &used) == MAILDIR_OK && !used);
+	maildir_park(&m, &warm);
+	CHECK(m == NULL && warm == NULL);
+	maildir_index_settle_s = 0;
+	date_back(md);
+	date_back(other);
+	CHECK(maildir_open_warm(md, &warm, &m, &err, &used) == MAILDIR_OK && !used);
+	listing(m, first, sizeof(first));
+	CHECK_STR(first, THREE);
+	maildir_msg(m, 0)->deleted = true;	/* a DELE without QUIT changes nothing */
+	maildir_park(&m, &warm);
+	CHECK(warm != NULL);
+	/* the lock went with the session: another open may take it */
+	CHECK_STR(open_listing(md, got, sizeof(got)), THREE);
+	CHECK(maildir_open_warm(md, &warm, &m, &err, &used) == MAILDIR_OK && used && warm == NULL);
+	CHECK_STR(listing(m, got, sizeof(got)), first);
+	CHECK(!maildir_msg(m, 0)->deleted);
+	maildir_park(&m, &warm);
+	/* another maildir: its own listing */
+	CHECK(maildir_open_warm(other, &warm, &m, &err, &used) == MAILDIR_OK && !used);
+	CHECK(maildir_count(m) == 4);
+	maildir_free(&m);
+	/* a delivery, a rename, a deletion, each right after the park */
+	static const char *const change[] = { "deliver", "rename", "delete" };
+	for (size_t k = 0; k < 3; k++) {
+		three(md);
+		unlink_rel(md, "new/500.E.host");
+		unlink_rel(md, "cur/100.A.host:2,S");
+		put(md, "new/100.A.host", "Subject: a\n\nalpha\n", 100);
+		date_back(md);
+		CHECK(maildir_open_warm(md, &warm, &m, &err, &used) == MAILDIR_OK);
+		maildir_park(&m, &warm);
+		CHECK(warm != NULL);
+		char from[512], to[512];
+		if (k == 0) {
+			put(md, "new/500.E.host", "Subject: e\n\nepsilon\n", 500);
+		} else if (k == 1) {
+			snprintf(from, sizeof(from), "%s/new/100.A.host", md);
+			snprintf(to, sizeof(to), "%s/cur/100.A.host:2,S", md);
+			CHECK(rename(from, to) == 0);
+		} else {
+			unlink_rel(md, "new/100.A.host");
+		}
+		CHECK(maildir_open_warm(md, &warm, &m, &err, &used) == MAILDIR_OK);
+		if (used)
+			fprintf(stderr, "warm listing used after a %s\n", change[k]);
+		CHECK(!used);
+		CHECK(maildir_count(m) == (k == 0 ? 4u : k == 1 ? 3u : 2u));
+		maildir_free(&m);
+	}
+	/* an UPDATE that removed a message: nothing kept */
+	three(md);
+	date_back(md);
+	CHECK(maildir_open_warm(md, &warm, &m, &err, &used) == MAILDIR_OK);
+	maildir_msg(m, 0)->deleted = true;
+	CHECK(maildir_update(m, -1, 0) == 0);
+	maildir_park(&m, &warm);
+	CHECK(warm == NULL);
+	maildir_index_settle_s = POP3D_INDEX_SETTLE_S;
+}
+
 /* Between two opens: a delivery, an MUA's rename (new/ to cur/ with
  * flags), a deletion.  Each is listed as it is on disk, UIDLs as ever,
  * and the index follows. */
@@ -1266,6 +1358,7 @@ int main(void)
 	UNIT_RUN(test_index_uidl_stable);
 	UNIT_RUN(test_index_size_checked_when_sent);
 	UNIT_RUN(test_index_unwritable);
+	UNIT_RUN(test_warm_listing);
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
 	if (system(cmd) != 0)
 		fprintf(stderr, "cleanup failed\n");

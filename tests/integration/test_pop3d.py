@@ -804,6 +804,74 @@ def test_session_process_serves_the_next_login(world):
     assert p.log_text().count("logout: user=") == 3
 
 
+def settle():
+    """pop3d trusts a listing only of directories unchanged for 2 s before
+    it was read (POP3D_INDEX_SETTLE_S: a change within the same clock tick
+    may keep their time stamps): the passing of time is the condition."""
+    time.sleep(2.2)
+
+
+def warm_listings(p):
+    return p.metric("pop3d_session_warm_listings_total")
+
+
+def test_spare_keeps_the_listing_for_the_same_user(world):
+    """A repeated poll (UIDL, QUIT) served by the spare that served the
+    user last uses the listing it kept; another user, a delivery and the
+    poll's own changes each make it read the maildrop again."""
+    p = world()
+    settle()
+    c = login(p.port, "alice")
+    first = c.uidl()[1]
+    c.quit()
+    wait_spares(p, 1)
+    assert warm_listings(p) == 0
+    for n in (1, 2):
+        c = login(p.port, "alice")
+        assert c.uidl()[1] == first and c.stat()[0] == 3
+        c.quit()
+        wait_spares(p, 1)
+        assert warm_listings(p) == n
+    # carol (same uid) gets that spare: her maildrop, never alice's listing
+    c = login(p.port, "carol")
+    assert [x.split()[1] for x in c.uidl()[1]] == [b"1.M9.host"]
+    c.quit()
+    wait_spares(p, 1)
+    assert warm_listings(p) == 2
+    # the spare last served carol: alice's listing is gone
+    c = login(p.port, "alice")
+    assert c.uidl()[1] == first
+    c.quit()
+    wait_spares(p, 1)
+    assert warm_listings(p) == 2
+    # a delivery between two polls: listed, not hidden by the kept listing
+    md = p.maildirs["alice"]
+    with open(os.path.join(md, "tmp", "2000000001.M4.host"), "wb") as f:
+        f.write(b"Subject: new\n\nnew\n")
+    os.rename(os.path.join(md, "tmp", "2000000001.M4.host"),
+              os.path.join(md, "new", "2000000001.M4.host"))
+    c = login(p.port, "alice")
+    assert c.stat()[0] == 4
+    assert [x.split()[1] for x in c.uidl()[1]][:3] == [x.split()[1] for x in first]
+    c.quit()
+    wait_spares(p, 1)
+    assert warm_listings(p) == 2
+    # a poll that changes the maildrop (RETR: Seen at QUIT; DELE) keeps
+    # nothing: the next one reads it, and finds the changes
+    settle()
+    c = login(p.port, "alice")
+    c.retr(4)
+    c.dele(1)
+    c.quit()
+    wait_spares(p, 1)
+    c = login(p.port, "alice")
+    assert c.stat()[0] == 3
+    c.quit()
+    assert warm_listings(p) == 2
+    assert sum(1 for _ in os.listdir(os.path.join(md, "new"))) == 1
+    assert p.metric("pop3d_session_starts_total", process="fork") == 1
+
+
 def test_session_reuse_limits(world):
     p = world({"session-reuse": "2"})
     login(p.port, "bob").quit()
