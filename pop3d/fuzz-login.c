@@ -244,7 +244,12 @@ uint64_t authc_auth(struct authc *ac, const char *user, const char *pass,
 	f->ok_answered = false;
 	if (++f->requests > L.conf->pop3d.login_max_commands)
 		abort();
-	if (ulen == 0 || ulen > AUTH_MAX_USER || strchr(user, '\n') != NULL)
+	if (ulen == 0 || ulen > AUTH_MAX_USER)
+		abort();
+	/* USER's name goes to authd (user=): a line of the command.  With
+	 * PLAIN it is only the log's label, the identity as decoded (any
+	 * byte but NUL; log_token escapes it): authd decodes resp itself. */
+	if (pass != NULL && strchr(user, '\n') != NULL)
 		abort();
 	if ((pass == NULL) == (plain_resp == NULL))
 		abort();
