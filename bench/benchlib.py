@@ -243,6 +243,9 @@ class DataSet:
     retr user   retr0000: one maildrop of retr_msgs x retr_size bytes
     big user    big0000: one maildrop of big_msgs x big_size bytes (only
                 with big_msgs > 0: the "maildrop-open" scenario's largest)
+    twins       retr0001 and big0001 (with big_msgs > 0): maildrops of the
+                same sizes, so that "maildrop-open" can alternate two users
+                (no session process finds the listing of its last user)
     """
 
     def __init__(self, root, fast=1000, slow=16, login_msgs=5, login_size=2000,
@@ -257,7 +260,7 @@ class DataSet:
         self.retr_msgs, self.retr_size = retr_msgs, retr_size
         self.big_msgs, self.big_size = big_msgs, big_size
         # The users with a maildrop of their own size (retr, and big).
-        self.bulk = [self.retr] + (["big0000"] if big_msgs > 0 else [])
+        self.bulk = [self.retr] + (["big0000", "retr0001", "big0001"] if big_msgs > 0 else [])
         self.password = {u: "pw-%s-%s" % (u, hashlib.sha256(u.encode()).hexdigest()[:8])
                          for u in self.fast + self.slow + self.bulk}
         self.home = {u: os.path.join(root, "home", u) for u in self.password}
@@ -273,16 +276,29 @@ class DataSet:
                                         self.retr_size, 99999)
         if self.big_msgs > 0:
             make_maildir(self.home["big0000"], self.big_msgs, self.big_size, 99998)
+            make_maildir(self.home["retr0001"], self.retr_msgs, self.retr_size, 99997)
+            make_maildir(self.home["big0001"], self.big_msgs, self.big_size, 99996)
         hashes = argon2_hashes([self.password[u] for u in self.fast + self.bulk], hash_cache)
         # The same users twice, for both servers (Dovecot's format is
         # ours): with argon2id hashes, and with {PLAIN} passwords, which
         # take the hash out of the measurement of the login path.
         self.passwd = {}
-        for scheme in ("argon2", "plain"):
+        # And SHA512-CRYPT ($6$, glibc's default 5,000 rounds), the scheme
+        # of most system and Dovecot passwd-files.
+        users = self.fast + self.bulk
+        sha = subprocess.run(["openssl", "passwd", "-6", "-stdin"], check=True,
+                             input="".join(self.password[u] + "\n" for u in users).encode(),
+                             capture_output=True).stdout.decode().split()
+        if len(sha) != len(users) or not all(h.startswith("$6$") for h in sha):
+            raise RuntimeError("openssl passwd -6 gave %d hashes for %d users"
+                               % (len(sha), len(users)))
+        sha = dict(zip(users, sha))
+        for scheme in ("argon2", "plain", "sha512"):
             p = self.passwd[scheme] = os.path.join(self.root, "users-%s.passwd" % scheme)
             with open(p, "w") as f:
                 for u in self.fast + self.bulk:
                     pw = ("{ARGON2ID}" + hashes[self.password[u]] if scheme == "argon2"
+                          else "{SHA512-CRYPT}" + sha[u] if scheme == "sha512"
                           else "{PLAIN}" + self.password[u])
                     f.write("%s:%s:%d:%d::%s::\n" % (u, pw, self.uid, self.gid, self.home[u]))
             os.chmod(p, 0o640)
@@ -313,6 +329,10 @@ class DataSet:
         self.load_retr = self._load_list("load-retr.txt", [self.retr])
         self.load_big = (self._load_list("load-big.txt", ["big0000"])
                          if self.big_msgs > 0 else None)
+        self.load_retr_twins = (self._load_list("load-retr-twins.txt", ["retr0000", "retr0001"])
+                                if self.big_msgs > 0 else None)
+        self.load_big_twins = (self._load_list("load-big-twins.txt", ["big0000", "big0001"])
+                               if self.big_msgs > 0 else None)
         log("data set: %d users x %d messages of ~%d B, %d slow users, "
             "1 maildrop of %d x ~%d B (%.1f MB) in %.1f s"
             % (len(self.fast), self.login_msgs, self.login_size, len(self.slow),
@@ -431,7 +451,7 @@ def set_keys(text, keys):
 class Ours:
     """authd + pop3d on 127.0.0.1:port with a generated configuration.
 
-    scheme     "argon2" or "plain": which of the data set's passwd-files
+    scheme     "argon2", "plain" or "sha512": which of the data set's passwd-files
     tls        also a POP3S listener (tls_port) with the data set's certificate
     cache      the credential cache on or off
     slow       add the slow helper (type = external, 2 s per answer) first

@@ -208,28 +208,37 @@ def retrieval(srv, data, secs, depths=RETR_DEPTHS, warm=True):
 
 
 def maildrop_open(srv, data, secs, warm=True):
-    """"maildrop-open": {messages: result} for the 2,000-message maildrop
-    (retr0000) and, when the data set has it, the 20,000-message one
-    (big0000): greeting, login, UIDL, QUIT (pop3-load's script `poll`, as
-    a client that leaves its mail on the server polls; the maildrop is
-    opened, listed and sized before the login's +OK, so STAT adds nothing
-    to measure), -c 1, for secs seconds each, after one warm-up session
-    (which lets each server build its index of the maildrop).  The time
-    to compare is the session's (session_us): login + UIDL + QUIT."""
-    out = {}
-    for n, users in ((data.retr_msgs, data.load_retr), (data.big_msgs, data.load_big)):
-        if not users:
+    """"maildrop-open": {"twins": {messages: result}, "same": {messages:
+    result}} for the 2,000-message maildrops and the 20,000-message ones:
+    greeting, login, UIDL, QUIT (pop3-load's script `poll`, as a client
+    that leaves its mail on the server polls; the maildrop is opened,
+    listed and sized before the login's +OK, so STAT adds nothing to
+    measure), -c 1, for secs seconds each, after one warm-up session per
+    user (which lets each server build its index of the maildrop).
+    "twins" alternates two users with maildrops of that size (a busy
+    server's common case: other users' logins come in between);
+    "same" polls one user again and again (a client polling every minute,
+    served by the spare that served it last: pop3d's warm listing).  The
+    time to compare is the session's (session_us): login + UIDL + QUIT."""
+    out = {"twins": {}, "same": {}}
+    for n, twins, one in ((data.retr_msgs, data.load_retr_twins, data.load_retr),
+                          (data.big_msgs, data.load_big_twins, data.load_big)):
+        if not one:
             continue
-        if warm:
-            run_load(base_args(srv) + ["-c", 1, "-n", 1, "--users", users, "--script", "poll",
-                                       "--timeout", "60s"],
-                     label="%s maildrop-open %d warm-up" % (srv.name, n))
-        r = run_load(base_args(srv) + ["-c", 1, "-d", secs, "--users", users, "--script",
-                                       "poll", "--timeout", "60s"],
-                     label="%s maildrop-open %d" % (srv.name, n))
-        log("%s maildrop-open %d messages: session p50 %.2f ms, p99 %.2f ms"
-            % (srv.name, n, r["session_us"]["p50"] / 1000, r["session_us"]["p99"] / 1000))
-        out[n] = r
+        for kind, users in (("twins", twins), ("same", one)):
+            if not users:
+                continue
+            if warm:
+                run_load(base_args(srv) + ["-c", 1, "-n", 2, "--users", users, "--script",
+                                           "poll", "--timeout", "60s"],
+                         label="%s maildrop-open %d %s warm-up" % (srv.name, n, kind))
+            r = run_load(base_args(srv) + ["-c", 1, "-d", secs, "--users", users, "--script",
+                                           "poll", "--timeout", "60s"],
+                         label="%s maildrop-open %d %s" % (srv.name, n, kind))
+            log("%s maildrop-open %d messages, %s: session p50 %.2f ms, p99 %.2f ms"
+                % (srv.name, n, kind, r["session_us"]["p50"] / 1000,
+                   r["session_us"]["p99"] / 1000))
+            out[kind][n] = r
     return out
 
 
