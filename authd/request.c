@@ -53,11 +53,11 @@
 #include "common/mtime.h"
 
 /* Scope of every cache key: the one chain of authenticators.  (Keyed per
- * chain, not per service, so that `authctl flush USER` finds it.)  A
- * service whose chain is a part of the whole (authenticators' `services`)
- * binds that part into its verifiers instead (chain_of()): its entries are
+ * chain, not per service, so that `authctl flush USER` finds it.)  When
+ * authenticators have `services`, each request binds its service's chain
+ * (the names) into its verifiers instead (chain_of()): its entries are
  * under the user's one key, so a flush finds them, and match no request
- * of another chain. */
+ * of another chain, nor of this one after a reload changed its names. */
 #define CACHE_SCOPE "chain"
 /* A chain as chain_of() writes it: names and commas. */
 #define CHAIN_TAG_SIZE (CONFIG_MAX_AUTHENTICATORS * (CONFIG_AUTH_NAME_MAX + 1) + 1)
@@ -156,24 +156,38 @@ static size_t next_stage(const struct generation *gen, const char *service, size
 }
 
 /* Writes service's chain in gen into tag (CHAIN_TAG_SIZE bytes) as the
- * cache verifiers take it: "" for the whole chain, else the names of its
- * authenticators in order, joined by commas.  Returns false if it has
- * none (then nobody is asked and nothing is cached). */
-static bool chain_of(const struct generation *gen, const char *service, char *tag)
+ * cache verifiers take it: "" when no authenticator of gen has `services`
+ * (the one chain: entries as before chains per service existed), else the
+ * names of its authenticators in order, joined by commas, even when that
+ * is every one (so that after a reload no entry made under another list
+ * of names matches).  *full_r: it is every authenticator of gen.  Returns
+ * false if it has none (then nobody is asked and nothing is cached). */
+static bool chain_of(const struct generation *gen, const char *service, char *tag,
+		     bool *full_r)
 {
 	size_t n = 0, len = 0;
+	bool filtered = false;
 
+	_Static_assert(CHAIN_TAG_SIZE >= CONFIG_MAX_AUTHENTICATORS * (CONFIG_AUTH_NAME_MAX + 1) + 1,
+		       "a chain's names fit in its tag");
 	tag[0] = '\0';
-	for (size_t i = 0; i < gen->nauths; i++)
+	for (size_t i = 0; i < gen->nauths; i++) {
 		n += serves(gen->auths[i].conf, service);
-	if (n == gen->nauths)
+		filtered |= gen->auths[i].conf->nservices > 0;
+	}
+	*full_r = n == gen->nauths;
+	if (!filtered)
 		return n > 0;
 	for (size_t i = 0; i < gen->nauths; i++) {
+		size_t room = CHAIN_TAG_SIZE - len;
+		int w;
+
 		if (!serves(gen->auths[i].conf, service))
 			continue;
-		/* names are at most CONFIG_AUTH_NAME_MAX: it fits */
-		len += (size_t)snprintf(tag + len, CHAIN_TAG_SIZE - len, "%s%s",
-					len > 0 ? "," : "", gen->auths[i].conf->name);
+		w = snprintf(tag + len, room, "%s%s", len > 0 ? "," : "", gen->auths[i].conf->name);
+		if (w < 0 || (size_t)w >= room)
+			fatalx("chain of service %s: names too long for the cache tag", service);
+		len += (size_t)w;
 	}
 	return n > 0;
 }
@@ -617,9 +631,9 @@ static void flight_start(struct flight *f, const char *chain)
 	flight_dispatch(f);
 }
 
-/* A flight for req through service's chain in cur (chain: as chain_of()
- * wrote it; it has an authenticator). */
-static struct flight *flight_new(const struct request *req, const char *chain, bool cacheable,
+/* A flight for req through service's chain in cur (it has an
+ * authenticator; full: it is every one, chain_of()'s *full_r). */
+static struct flight *flight_new(const struct request *req, bool full, bool cacheable,
 				 const uint8_t *key, const uint8_t *verifier)
 {
 	struct flight *f = xcalloc(1, sizeof(*f));
@@ -627,7 +641,7 @@ static struct flight *flight_new(const struct request *req, const char *chain, b
 	TAILQ_INIT(&f->waiters);
 	f->gen = cur;
 	f->stage = next_stage(cur, req->service, 0);
-	f->full_chain = chain[0] == '\0';
+	f->full_chain = full;
 	f->cacheable = cacheable;
 	if (cacheable) {
 		memcpy(f->key, key, CACHE_KEY_LEN);
@@ -726,12 +740,13 @@ void request_run(struct request *req)
 	struct cache_entry e;
 	struct flight *f = NULL;
 	enum cache_result cr;
+	bool full;
 
 	if (req->invalid) {
 		answer_invalid(req);
 		return;
 	}
-	if (!chain_of(cur, req->service, chain)) {
+	if (!chain_of(cur, req->service, chain, &full)) {
 		answer_no_chain(req);
 		return;
 	}
@@ -745,7 +760,7 @@ void request_run(struct request *req)
 		if (cr == CACHE_HIT_REFRESH && flight_find(key, verifier, req->secured) == NULL) {
 			/* Hot user near the end of its fresh time: answer now,
 			 * revalidate behind its back so it never sees a miss. */
-			struct flight *rf = flight_new(req, chain, true, key, verifier);
+			struct flight *rf = flight_new(req, full, true, key, verifier);
 			rf->refresh = true;
 			authd_stats.refreshes++;
 			flight_start(rf, chain);
@@ -761,7 +776,7 @@ void request_run(struct request *req)
 	}
 	in_flight++;
 	if (f == NULL) {
-		f = flight_new(req, chain, cache != NULL, key, verifier);
+		f = flight_new(req, full, cache != NULL, key, verifier);
 		TAILQ_INSERT_TAIL(&f->waiters, req, flight_entry);
 		req->flight = f;
 		sodium_memzero(req->password, req->passlen);

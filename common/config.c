@@ -1079,6 +1079,15 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 }
 
 
+/* True if key was written in s (even with an empty value). */
+static bool key_set(const struct section *s, const char *key)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->entries[i].def->name, key) == 0)
+			return true;
+	return false;
+}
+
 /* services: the names a request's service= is compared with (each as
  * proto_service_valid() takes it), kept in a->service_list. */
 static int validate_services(struct load_ctx *ctx, struct section *s, const char *secname,
@@ -1087,9 +1096,10 @@ static int validate_services(struct load_ctx *ctx, struct section *s, const char
 	char *copy = xstrdup(a->services), *items[CONFIG_MAX_SERVICES];
 	size_t n;
 
-	if (split_list(copy, items, CONFIG_MAX_SERVICES, &n, ", \t") == -1) {
-		set_error(ctx, entry_line(s, "services"), "[%s]: services: at most %d names",
-			  secname, CONFIG_MAX_SERVICES);
+	if (split_list(copy, items, CONFIG_MAX_SERVICES, &n, ", \t") == -1 || n == 0) {
+		set_error(ctx, entry_line(s, "services"), "[%s]: services: expected 1 to %d "
+			  "service names (leave the key out for every service)", secname,
+			  CONFIG_MAX_SERVICES);
 		free(copy);
 		return -1;
 	}
@@ -1154,7 +1164,7 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 	}
 	if (a->type == AUTH_TYPE_LDAP && validate_ldap(ctx, s, secname, a) == -1)
 		return;
-	if (a->services != NULL && validate_services(ctx, s, secname, a) == -1)
+	if (key_set(s, "services") && validate_services(ctx, s, secname, a) == -1)
 		return;
 	if (a->environment != NULL && a->environment[0] != '\0') {
 		char *copy = xstrdup(a->environment), *items[CONFIG_MAX_ARGS];

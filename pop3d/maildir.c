@@ -1544,7 +1544,7 @@ void maildir_park(struct maildir **mdp, struct maildir **warm)
 		return;
 	maildir_free(warm);
 	/* index_off: a message was not the size listed */
-	if (md->changed || !md->settled || md->index_off) {
+	if (md->changed || !md->settled || md->index_off || md->n > POP3D_WARM_MAX_MESSAGES) {
 		maildir_free(&md);
 		return;
 	}

@@ -115,6 +115,9 @@ struct ssl_st;
  * whole seconds on some filesystems) would leave the time as it was.
  * Dovecot's Maildir has the same rule ("dirty" directories). */
 #define POP3D_INDEX_SETTLE_S	2
+/* A spare keeps its last Maildir listing (maildir_park) only up to this
+ * many messages: about 200 bytes each, so at most about 4 MB a spare. */
+#define POP3D_WARM_MAX_MESSAGES	20000
 /* A message size (octets as sent) beyond this in the index is corrupt:
  * keeps the STAT sum of POP3D_MAX_MESSAGES sizes far from overflow. */
 #define POP3D_INDEX_MAX_SIZE	(1ull << 40)

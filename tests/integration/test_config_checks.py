@@ -89,6 +89,10 @@ BROKEN = {
     # a chain per service: names as requests carry them, 16 at most
     "services-bad-name": dict(auth="[authenticator files]\ntype = passwd-file\n"
                                    "path = {d}/users\nservices = pop3, SMTP\n"),
+    "services-empty": dict(auth="[authenticator files]\ntype = passwd-file\n"
+                               "path = {d}/users\nservices =\n"),
+    "services-comma": dict(auth="[authenticator files]\ntype = passwd-file\n"
+                               "path = {d}/users\nservices = ,\n"),
     "services-seventeen": dict(auth="[authenticator files]\ntype = passwd-file\n"
                                     "path = {d}/users\nservices = %s\n" % " ".join(
                                         "s%d" % i for i in range(17))),

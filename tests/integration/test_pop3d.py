@@ -872,6 +872,41 @@ def test_spare_keeps_the_listing_for_the_same_user(world):
     assert p.metric("pop3d_session_starts_total", process="fork") == 1
 
 
+def test_each_user_gets_the_spare_that_served_it(world):
+    """Two spares wait, one that served alice last and one carol: each
+    user's next poll goes to its own, and finds its listing."""
+    p = world()
+    settle()
+    a, c = login(p.port, "alice"), login(p.port, "carol")
+    a.quit()
+    c.quit()
+    wait_spares(p, 2)
+    for n, user in ((1, "carol"), (2, "alice"), (3, "carol")):
+        x = login(p.port, user)
+        assert x.stat()[0] == (1 if user == "carol" else 3)
+        x.quit()
+        wait_spares(p, 2)
+        assert warm_listings(p) == n, "%s's poll did not find its spare's listing" % user
+
+
+def test_kept_listing_never_serves_another_user_of_the_maildrop(world, mailroot):
+    """alice2 logs in to alice's maildrop (same uid, same directory): the
+    spare that served alice reads it again for alice2, and the other way
+    round."""
+    p = world(extra_passwd=passwd_line("alice2", "alice2-pw",
+                                       os.path.join(mailroot.path, "alice")))
+    settle()
+    login(p.port, "alice").quit()
+    wait_spares(p, 1)
+    for user in ("alice2", "alice"):
+        c = login(p.port, user)
+        assert c.stat()[0] == 3
+        c.quit()
+        wait_spares(p, 1)
+    assert warm_listings(p) == 0
+    assert p.metric("pop3d_session_starts_total", process="reuse") == 2
+
+
 def test_session_reuse_limits(world):
     p = world({"session-reuse": "2"})
     login(p.port, "bob").quit()

@@ -121,3 +121,26 @@ def test_services_reload(authd_factory, tmp_path, helper_users):
     assert helper_calls(helper_users) == ["alice"]
     r = c.auth("alice", "smtp-pw", service="imap")
     assert r.cmd == "OK" and r.kv["authenticator"] == "smtponly", r
+
+
+def test_reload_that_makes_a_chain_whole(authd_factory, tmp_path, helper_users):
+    """The other way round: smtp's chain (smtponly, ext) was the whole
+    chain; a reload removes smtponly, and pop3's chain (ext) becomes the
+    whole one.  smtp's cached success with smtponly's password is not
+    pop3's answer."""
+    a = authd_factory(chain(tmp_path, helper_users), cache={"positive-ttl": "1h"})
+    c = a.client()
+    r = c.auth("alice", "smtp-pw", service="smtp")
+    assert r.cmd == "OK" and r.kv["authenticator"] == "smtponly", r
+    assert c.auth("alice", "smtp-pw").cmd == "FAIL"
+    text = open(a.conf).read()
+    start = text.index("[authenticator smtponly]")
+    with open(a.conf, "w") as f:
+        f.write(text[:start] + text[text.index("[authenticator ext]"):])
+    reloads = a.metric("authd_reloads_total", result="ok")
+    a.proc.send_signal(signal.SIGHUP)
+    wait_until(lambda: a.metric("authd_reloads_total", result="ok") > reloads, 20, "reload")
+    assert c.auth("alice", "smtp-pw").cmd == "FAIL"
+    assert c.auth("alice", "smtp-pw", service="smtp").cmd == "FAIL"
+    r = c.auth("alice", "pop-pw", service="smtp")
+    assert r.cmd == "OK" and r.kv["authenticator"] == "ext", r
