@@ -18,7 +18,8 @@
 static bool pwleak_marked(const char *p)
 {
 	for (size_t i = 0; i < 8; i++)
-		if ((unsigned char)p[i] >= 0x80 || strchr("!#$&*+<>^`{|}~", p[i]) != NULL)
+		/* not '+': pop3d's replies start with "+OK" */
+		if ((unsigned char)p[i] >= 0x80 || strchr("!#$&*<>^`{|}~", p[i]) != NULL)
 			return true;
 	return false;
 }
