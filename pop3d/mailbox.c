@@ -98,7 +98,8 @@ enum maildir_status mailbox_open(const char *maildrop, struct mailbox **mb_r,
 	return MAILDIR_OK;
 }
 
-void mailbox_forget_warm(void)
+/* Frees the listing mailbox_park kept, if any. */
+static void mailbox_forget_warm(void)
 {
 	maildir_free(&warm.md);
 	free(warm.user);

@@ -506,8 +506,6 @@ enum maildir_status mailbox_open_warm(const char *maildrop, const char *user,
 /* mailbox_free, keeping a Maildir's listing for user's next session in
  * this process (a spare: session-reuse) when maildir_park allows. */
 void mailbox_park(struct mailbox **mbp, const char *user, const char *maildrop);
-/* Frees the listing mailbox_park kept, if any. */
-void mailbox_forget_warm(void);
 /* Releases the maildrop's locks and frees it; NULL-safe.  Does not apply
  * deletions. */
 void mailbox_free(struct mailbox **mbp);
