@@ -50,6 +50,12 @@ def deliver(md, rel, data):
     os.rename(p + ".part", p)
 
 
+# No spares: each poll's session is a new process, which reads the index.
+# (A spare that served the same user last would use the listing it kept,
+# under the same rule: test_pop3d.py's warm-listing tests.)
+NO_SPARES = {"session-spares": "0"}
+
+
 def poll(port, user="alice"):
     """One client poll: [(uidl, size)] of the maildrop, then QUIT."""
     c = login(port, user)
@@ -80,7 +86,7 @@ ALICE = [("1000000001.M1.host", len(wire(PLAIN_MSG))),
 
 
 def test_index_written_by_the_owner_and_trusted_when_settled(world):
-    p = world()
+    p = world(NO_SPARES)
     md = p.maildirs["alice"]
     assert poll(p.port) == ALICE
     st = os.stat(os.path.join(md, INDEX))
@@ -101,7 +107,7 @@ def test_index_written_by_the_owner_and_trusted_when_settled(world):
 def test_index_of_another_uid_is_refused(world):
     """The index is refused if the file is not the owner's: the same text,
     planted by root (with a size changed), is not read."""
-    p = world()
+    p = world(NO_SPARES)
     md = p.maildirs["alice"]
     text = settle(p, md)
     write_index(md, text.replace("\n%d " % ALICE[0][1], "\n4242 ", 1), owner=False)
@@ -111,7 +117,7 @@ def test_index_of_another_uid_is_refused(world):
 
 
 def test_changes_between_two_logins(world):
-    p = world()
+    p = world(NO_SPARES)
     md = p.maildirs["alice"]
     settle(p, md)
     # a delivery
@@ -138,7 +144,7 @@ def test_changes_during_one_session(world):
     its new name, RETR 2 is an -ERR for that message alone, the session
     goes on, DELE 1 + QUIT deletes the renamed file; the next login sees
     the delivery."""
-    p = world()
+    p = world(NO_SPARES)
     md = p.maildirs["alice"]
     settle(p, md)
     c = login(p.port)
@@ -162,7 +168,7 @@ def test_changes_during_one_session(world):
 
 
 def test_truncated_and_corrupt_indexes_are_rebuilt(world):
-    p = world()
+    p = world(NO_SPARES)
     md = p.maildirs["alice"]
     good = settle(p, md)
     lines = good.split("\n")
@@ -192,7 +198,7 @@ def test_index_from_another_users_maildir_is_refused(world):
     """bob's index copied into alice's Maildir (by alice: her file), even
     with alice's directory stamps in it, is refused: it names bob's
     Maildir.  (alice and bob share one uid here, as virtual users do.)"""
-    p = world(users={"alice": [("new/1000000001.M1.host", PLAIN_MSG)],
+    p = world(NO_SPARES, users={"alice": [("new/1000000001.M1.host", PLAIN_MSG)],
                      "bob": [("new/2000000001.B1.host", CRLF_MSG),
                              ("cur/2000000002.B2.host:2,S", BINARY_MSG)]})
     amd, bmd = p.maildirs["alice"], p.maildirs["bob"]
@@ -214,7 +220,7 @@ def test_index_from_another_users_maildir_is_refused(world):
 def test_uidls_stable_across_rebuilds(world):
     odd = [("new/1000000001.M1.host", PLAIN_MSG), ("new/sp ace", CRLF_MSG),
            ("new/dup:2,", BINARY_MSG), ("cur/dup:2,S", NEW_MSG), ("new/" + "x" * 80, NEW_MSG)]
-    p = world(users={"alice": odd})
+    p = world(NO_SPARES, users={"alice": odd})
     md = p.maildirs["alice"]
     first = poll(p.port)
     assert len(set(u for u, _ in first)) == 5
