@@ -104,6 +104,11 @@
 #define LDAP_MAX_HASH		4096
 /* Longest diagnostic message from the directory we put in a log line. */
 #define LDAP_MAX_DIAG		200
+/* The largest message taken from a directory: liblber allocates what a
+ * message's length field announces before reading it, so a hostile or
+ * broken server could make authd allocate gigabytes per answer.  An entry
+ * with the few attributes asked for is far below this. */
+#define LDAP_MAX_INCOMING	(1024 * 1024)
 /* Password policy (draft-behera-ldap-password-policy): present when an
  * account is locked. */
 #define LDAP_LOCK_ATTR		"pwdAccountLockedTime"
@@ -234,6 +239,19 @@ static int wait_result(LDAP *ld, int msgid, uint64_t deadline, LDAPMessage **res
 		return 0;
 	tv_from_ms(&tv, ms);
 	return ldap_result(ld, msgid, LDAP_MSG_ALL, &tv, res_r);
+}
+
+/* Bounds what ld takes in: a message longer than LDAP_MAX_INCOMING fails
+ * the read (ldap_result() then says the connection is lost) before
+ * liblber allocates it.  Returns 0, or -1. */
+static int set_max_incoming(LDAP *ld)
+{
+	ber_len_t max = LDAP_MAX_INCOMING;
+	Sockbuf *sb = NULL;
+
+	if (ldap_get_option(ld, LDAP_OPT_SOCKBUF, &sb) != LDAP_OPT_SUCCESS || sb == NULL)
+		return -1;
+	return ber_sockbuf_ctrl(sb, LBER_SB_OPT_SET_MAX_INCOMING, &max) == 1 ? 0 : -1;
 }
 
 /* Bounds the next connect() and TLS handshake of ld. */
@@ -369,6 +387,7 @@ static LDAP *handle_open(struct ldap_backend *b, const struct ldap_server *srv, 
 	}
 	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
 	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
+	    set_max_incoming(ld) == -1 ||
 	    (!srv->ldapi &&
 	     ldap_set_option(ld, LDAP_OPT_CONNECT_ASYNC, LDAP_OPT_ON) != LDAP_OPT_SUCCESS) ||
 	    set_net_timeout(b, ld, deadline) == -1) {

@@ -383,7 +383,8 @@ static LDAP *handle_on_pair(int *peer_r)
 	if (ldap_init_fd(sv[0], LDAP_PROTO_TCP, "ldap://127.0.0.1:1/", &ld) != LDAP_SUCCESS)
 		abort();
 	if (ldap_set_option(ld, LDAP_OPT_PROTOCOL_VERSION, &v3) != LDAP_OPT_SUCCESS ||
-	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS)
+	    ldap_set_option(ld, LDAP_OPT_REFERRALS, LDAP_OPT_OFF) != LDAP_OPT_SUCCESS ||
+	    set_max_incoming(ld) == -1)
 		abort();
 	*peer_r = sv[1];
 	return ld;

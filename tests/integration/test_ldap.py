@@ -650,3 +650,57 @@ def test_throughput_with_and_without_cache(slapd_factory, authd_factory, capsys)
     searched = re.compile(r"authenticator dir: user user\d\d is uid=")
     assert len(searched.findall(cold_log)) == total
     assert len(searched.findall(b.log_text()[len(cold_log):])) < total // 10
+
+
+# ---- a hostile directory ---------------------------------------------------
+
+class HostileDirectory:
+    """A "directory" on 127.0.0.1 that answers every connection's first
+    request with the head of a message announcing `length` bytes, then
+    sends nothing more (and keeps the connection open)."""
+
+    def __init__(self, length):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.head = b"\x30\x84" + length.to_bytes(4, "big")
+        self.conns = []
+        self.stopped = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            c.settimeout(5)
+            try:
+                if c.recv(4096):
+                    c.sendall(self.head)
+            except OSError:
+                pass
+
+    def close(self):
+        self.stopped = True
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_huge_message_from_the_directory_is_refused_at_once(authd_factory):
+    """A message whose length field says 2.6 GB: liblber would allocate
+    that much and wait for it (until the timeout); authd limits what it
+    takes in (LDAP_MAX_INCOMING), so the connection fails at once."""
+    d = HostileDirectory(0x9b123456)
+    try:
+        a = authd_factory([("dir", ldap_auth("ldap://127.0.0.1:%d/" % d.port, timeout="3s"))])
+        r, dt = timed_auth(a, "alice", "alice-pw")
+        assert r.cmd == "TEMPFAIL" and r.kv.get("reason") != "timeout", r
+        assert dt < 2, dt
+        assert d.conns, "authd never connected"
+    finally:
+        d.close()
