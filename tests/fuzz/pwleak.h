@@ -7,10 +7,10 @@
  * plain words could match "Authentication" or "require-secured").  A piece
  * that is also in the user name (names are logged) or that the client
  * sent more than once (a request id, another key) does not count.  Logs
- * are looked at without the user names they hold (pwleak_log: every
- * "user=" value blanked), since a password may hold another user's name
- * and the bytes the log writes beside it (an escape's last digit, the
- * blank after the field).
+ * are looked at without the client's own words they hold (pwleak_log:
+ * every "user=", "rip=" and "lip=" value blanked), since a password may
+ * hold another user's name or address and the bytes the log writes beside
+ * it (an escape's last digit, the blank after the field).
  */
 #ifndef TESTS_FUZZ_PWLEAK_H
 #define TESTS_FUZZ_PWLEAK_H
@@ -44,21 +44,27 @@ static bool pwleak_found(const char *text, size_t len, const char *pw, const cha
 }
 
 /* A copy of the log text (len bytes, NUL-terminated, malloc'd) with the
- * value of every "user=" field, up to the next blank or line end (names
- * are escaped: they hold neither), replaced by NUL bytes, which no
- * password holds. */
+ * value of every field that logs what the client sent ("user=", and the
+ * addresses "rip=" and "lip=", which authd's clients send), up to the
+ * next blank or line end (values are escaped: they hold neither),
+ * replaced by NUL bytes, which no password holds. */
 static char *pwleak_log(const char *text, size_t len)
 {
+	static const char *const fields[] = { "user=", "rip=", "lip=" };
 	char *copy = malloc(len + 1);
 
 	if (copy == NULL)
 		abort();
 	memcpy(copy, text, len);
 	copy[len] = '\0';
-	for (char *p = copy; (p = memmem(p, len - (size_t)(p - copy), "user=", 5)) != NULL;) {
-		p += 5;
-		while (p < copy + len && *p != ' ' && *p != '\n')
-			*p++ = '\0';
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++) {
+		size_t fl = strlen(fields[f]);
+
+		for (char *p = copy; (p = memmem(p, len - (size_t)(p - copy), fields[f], fl)) != NULL;) {
+			p += fl;
+			while (p < copy + len && *p != ' ' && *p != '\n')
+				*p++ = '\0';
+		}
 	}
 	return copy;
 }
