@@ -149,6 +149,7 @@ static int pick_code(unsigned b)
 /* Everything the directory said in this input: a password it repeats
  * (in a DN, say) may be logged as its words, not as the password. */
 static uint8_t said[65536 * 2];
+static uint8_t said_logged[sizeof(said)];	/* as the log writes it */
 static size_t nsaid;
 
 static void said_add(const void *p, size_t n)
@@ -156,6 +157,10 @@ static void said_add(const void *p, size_t n)
 	if (n > sizeof(said) - nsaid)
 		n = sizeof(said) - nsaid;
 	memcpy(said + nsaid, p, n);
+	/* log_safe() writes a control character as '?' */
+	for (size_t i = 0; i < n; i++)
+		said_logged[nsaid + i] = said[nsaid + i] < 0x20 || said[nsaid + i] == 0x7f ?
+						 '?' : said[nsaid + i];
 	nsaid += n;
 }
 
@@ -490,7 +495,7 @@ static void blank_out(char *text, const char *what)
  * name (logged, next to fixed text: a probe may straddle both)? */
 static bool from_elsewhere(const char *p, const struct job *job)
 {
-	return memmem(said, nsaid, p, 4) != NULL ||
+	return memmem(said, nsaid, p, 4) != NULL || memmem(said_logged, nsaid, p, 4) != NULL ||
 	       memmem(job->user, strlen(job->user), p, 4) != NULL;
 }
 
