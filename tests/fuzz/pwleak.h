@@ -8,7 +8,7 @@
  * that is also in the user name (names are logged) or that the client
  * sent more than once (a request id, another key) does not count.  Logs
  * are looked at without the client's own words they hold (pwleak_log:
- * every "user=", "rip=" and "lip=" value blanked), since a password may
+ * every "user=", "user ", "rip=" and "lip=" value blanked), since a password may
  * hold another user's name or address and the bytes the log writes beside
  * it (an escape's last digit, the blank after the field).
  */
@@ -44,13 +44,14 @@ static bool pwleak_found(const char *text, size_t len, const char *pw, const cha
 }
 
 /* A copy of the log text (len bytes, NUL-terminated, malloc'd) with the
- * value of every field that logs what the client sent ("user=", and the
- * addresses "rip=" and "lip=", which authd's clients send), up to the
- * next blank or line end (values are escaped: they hold neither),
- * replaced by NUL bytes, which no password holds. */
+ * value of every field that logs what the client sent ("user=" and "user
+ * NAME", as in "flushed 3 entries of user NAME"; the addresses "rip=" and
+ * "lip=", which authd's clients send), up to the next blank or line end
+ * (values are escaped: they hold neither), replaced by NUL bytes, which
+ * no password holds. */
 static char *pwleak_log(const char *text, size_t len)
 {
-	static const char *const fields[] = { "user=", "rip=", "lip=" };
+	static const char *const fields[] = { "user=", "user ", "rip=", "lip=" };
 	char *copy = malloc(len + 1);
 
 	if (copy == NULL)
