@@ -196,7 +196,10 @@ static void check_replies(struct evbuffer *out)
 			abort();
 		line = nl + 1;
 	}
-	check_no_password(text, len);
+	char *names_out = pwleak_log(text, len);
+
+	check_no_password(names_out, len);
+	free(names_out);
 	free(text);
 }
 

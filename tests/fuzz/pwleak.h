@@ -46,9 +46,10 @@ static bool pwleak_found(const char *text, size_t len, const char *pw, const cha
 /* A copy of the log text (len bytes, NUL-terminated, malloc'd) with the
  * value of every field that logs what the client sent ("user=" and "user
  * NAME", as in "flushed 3 entries of user NAME"; the addresses "rip=" and
- * "lip=", which authd's clients send), up to the next blank or line end
- * (values are escaped: they hold neither), replaced by NUL bytes, which
- * no password holds. */
+ * "lip=", which authd's clients send), up to the next blank, tab or line
+ * end (values are escaped: they hold none), replaced by NUL bytes, which
+ * no password holds.  Also for authd's replies, whose "user=" is the
+ * name as normalised. */
 static char *pwleak_log(const char *text, size_t len)
 {
 	static const char *const fields[] = { "user=", "user ", "rip=", "lip=" };
@@ -63,7 +64,7 @@ static char *pwleak_log(const char *text, size_t len)
 
 		for (char *p = copy; (p = memmem(p, len - (size_t)(p - copy), fields[f], fl)) != NULL;) {
 			p += fl;
-			while (p < copy + len && *p != ' ' && *p != '\n')
+			while (p < copy + len && *p != ' ' && *p != '\t' && *p != '\n')
 				*p++ = '\0';
 		}
 	}
