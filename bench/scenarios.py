@@ -118,9 +118,9 @@ class CpuMeter:
             _, ch_label = self.srv.cpu_label(parent, s1[parent][0])
             by[ch_label] = by.get(ch_label, 0) - own
             faults[ch_label] = faults.get(ch_label, 0) - flt
-        self.by = {k: v for k, v in by.items() if v > 0.0005}
-        self.faults = faults
-        return self
+        # A plain dict, so that the run's saved JSON keeps it.
+        return {"by": {k: v for k, v in by.items() if v > 0.0005}, "faults": faults,
+                "busy": self.busy, "wall": self.wall}
 
 
 # ---- helpers ----------------------------------------------------------------------
@@ -417,20 +417,20 @@ def machine_text(m):
 
 
 def cpu_table(cpu, sessions, client_cpu):
-    """CPU per login by process name, from a CpuMeter."""
-    rows = sorted(cpu.by.items(), key=lambda kv: -kv[1])
+    """CPU per login by process name, from what a CpuMeter's stop() returned."""
+    rows = sorted(cpu["by"].items(), key=lambda kv: -kv[1])
     total = sum(v for _, v in rows) + client_cpu
     out = ("| process | CPU µs per login | share | minor page faults per login |\n"
            "|---|---:|---:|---:|\n")
     for name, v in rows:
         out += "| %s | %.0f | %.0f %% | %.1f |\n" % (name, v / sessions * 1e6, 100 * v / total,
-                                                 cpu.faults.get(name, 0) / sessions)
+                                                 cpu["faults"].get(name, 0) / sessions)
     out += "| pop3-load (the client) | %.0f | %.0f %% | |\n" % (
         client_cpu / sessions * 1e6, 100 * client_cpu / total)
     out += "| **all of the above** | **%.0f** | | |\n" % (total / sessions * 1e6)
     out += "| whole machine (/proc/stat, busy) | %.0f | %.0f %% of %d cores × %.1f s | |\n" % (
-        cpu.busy / sessions * 1e6, 100 * cpu.busy / (os.cpu_count() * cpu.wall),
-        os.cpu_count(), cpu.wall)
+        cpu["busy"] / sessions * 1e6, 100 * cpu["busy"] / (os.cpu_count() * cpu["wall"]),
+        os.cpu_count(), cpu["wall"])
     return out
 
 
