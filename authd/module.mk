@@ -3,13 +3,13 @@ AUTHD_SRCS := authd/main.c authd/client.c authd/request.c authd/authenticator.c 
 	authd/ticket.c authd/redeem.c authd/normalize.c authd/password.c authd/spawn.c \
 	authd/passdb_passwd_file.c authd/passdb_external.c authd/passdb_pam.c \
 	authd/passdb_ldap.c authd/stats.c authd/confreader.c authd/userdb.c authd/l2.c \
-	authd/fairq.c authd/ratelog.c authd/argon2mem.c authd/dovecot.c authd/saslauthd.c \
+	authd/fairq.c authd/ratelog.c authd/argon2mem.c authd/shacrypt.c authd/dovecot.c authd/saslauthd.c \
 	authd/saslproto.c
 AUTHD_OBJS := $(AUTHD_SRCS:%.c=$(B)/obj/%.o)
 # authctl pw writes hashes (pwgen.c) and checks them with password.c;
 # userdb.c checks -U/-G/-H as the passwd-file reader will.
 AUTHCTL_OBJS := $(B)/obj/authd/authctl.o $(B)/obj/authd/pwgen.o $(B)/obj/authd/password.o \
-	$(B)/obj/authd/argon2mem.o $(B)/obj/authd/userdb.o
+	$(B)/obj/authd/shacrypt.o $(B)/obj/authd/argon2mem.o $(B)/obj/authd/userdb.o
 ALL_OBJS += $(AUTHD_OBJS) $(AUTHCTL_OBJS)
 
 PROGRAMS += $(B)/authd $(B)/authctl
@@ -54,11 +54,11 @@ UNIT_TESTS += $(AUTHD_TESTS:%=$(B)/%)
 ALL_OBJS += $(AUTHD_TESTS:%=$(B)/obj/authd/%.o)
 
 $(B)/test-password: $(B)/obj/authd/test-password.o $(B)/obj/authd/password.o \
-		$(B)/obj/authd/argon2mem.o $(COMMON_OBJS)
+		$(B)/obj/authd/shacrypt.o $(B)/obj/authd/argon2mem.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 $(B)/test-pwgen: $(B)/obj/authd/test-pwgen.o $(B)/obj/authd/pwgen.o $(B)/obj/authd/password.o \
-		$(B)/obj/authd/argon2mem.o $(COMMON_OBJS)
+		$(B)/obj/authd/shacrypt.o $(B)/obj/authd/argon2mem.o $(COMMON_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 $(B)/test-userdb: $(B)/obj/authd/test-userdb.o $(B)/obj/authd/userdb.o $(COMMON_OBJS)
@@ -68,8 +68,8 @@ $(B)/test-normalize: $(B)/obj/authd/test-normalize.o $(B)/obj/authd/normalize.o 
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(UNISTRING_LIBS)
 
 $(B)/test-passwd-file: $(B)/obj/authd/test-passwd-file.o $(B)/obj/authd/passdb_passwd_file.o \
-		$(B)/obj/authd/userdb.o $(B)/obj/authd/password.o $(B)/obj/authd/argon2mem.o $(COMMON_OBJS) \
-		$(CACHE_OBJS)
+		$(B)/obj/authd/userdb.o $(B)/obj/authd/password.o $(B)/obj/authd/shacrypt.o \
+		$(B)/obj/authd/argon2mem.o $(COMMON_OBJS) $(CACHE_OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) $(AUTHD_CRYPTO_LIBS)
 
 # ratelog.c is included by its test (to run the summary ticks).

@@ -6,7 +6,8 @@
  *   {ARGON2ID} {ARGON2I}                  libsodium crypto_pwhash_str_verify
  *   {SHA512-CRYPT} {SHA256-CRYPT} {MD5-CRYPT}
  *   {BLF-CRYPT} {DES-CRYPT} {CRYPT}, bare "$id$..."
- *                                         libcrypt (libxcrypt: also yescrypt $y$)
+ *                                         libcrypt (libxcrypt: also yescrypt $y$);
+ *                                         "$6$" in its usual form: shacrypt.c
  *   {MD5}                                 MD5-CRYPT if "$1$...", else PLAIN-MD5
  *   {SHA} {SHA1} {SHA256} {SHA512}        H(password), libcrypto EVP
  *   {PLAIN-MD5} {LDAP-MD5}                MD5(password)
@@ -54,6 +55,7 @@
 
 #include "authd/argon2mem.h"
 #include "authd/authd.h"
+#include "authd/shacrypt.h"
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/memwipe.h"
@@ -689,6 +691,17 @@ static enum pw_check verify_crypt(const char *hash, const char *password)
 	if (strlen(password) >= CRYPT_MAX_PASSPHRASE_SIZE) {
 		free(data);
 		return PW_MISMATCH;
+	}
+	/* SHA512-CRYPT in its usual form: libcrypto's SHA-512 is faster. */
+	switch (shacrypt512_verify(hash, password)) {
+	case SHACRYPT_MATCH:
+		free(data);
+		return PW_MATCH;
+	case SHACRYPT_MISMATCH:
+		free(data);
+		return PW_MISMATCH;
+	default:
+		break;
 	}
 	out = crypt_rn(password, hash, data, sizeof(*data));
 	if (out != NULL && out[0] != '*') {

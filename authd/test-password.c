@@ -16,7 +16,9 @@
  *   LONGn=$(python3 -c "print(('0123456789abcdef'*64)[:n],end='')")
  *         (the same pattern long_password() builds)
  */
+#include <crypt.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -25,6 +27,7 @@
 
 #include "authd/argon2mem.h"
 #include "authd/authd.h"
+#include "authd/shacrypt.h"
 #include "tests/unit.h"
 
 #define PW	"correct horse battery staple"
@@ -406,6 +409,116 @@ static void test_sha512_crypt(void)
 	check_pw_hash("{CRYPT}" SHA512_PW);
 	check_pw_hash("{crypt}" SHA512_PW);
 	check_pw_hash(SHA512_PW);
+}
+
+/* shacrypt.c against libcrypt, an independent implementation: libcrypt
+ * makes "$6$" strings of random passwords (1 to 255 in every byte, 0 to
+ * 511 bytes long: both sides of SHA-512's 64- and 128-byte boundaries),
+ * salts (1 to 16 characters) and rounds (default, 1000, explicit 5000,
+ * others), and shacrypt.c must find each one matching, and a password or
+ * a hash one character off not matching, as libcrypt does. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15u;
+
+static uint32_t rng(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state >> 16);
+}
+
+static bool libcrypt_says(const char *hash, const char *password)
+{
+	static struct crypt_data cd;
+	const char *out = crypt_rn(password, hash, &cd, sizeof(cd));
+
+	return out != NULL && strcmp(out, hash) == 0;
+}
+
+static void test_sha512_crypt_matches_libcrypt(void)
+{
+	static const char alpha[] =
+		"./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	static const unsigned lens[] = { 0, 1, 7, 15, 16, 17, 63, 64, 65, 100, 111, 112,
+					 127, 128, 129, 200, 255, 256, 300, 511 };
+	static const unsigned rounds[] = { 0, 1000, 1001, 1234, 5000, 0 };
+	static struct crypt_data cd;
+	char pw[CRYPT_MAX_PASSPHRASE_SIZE + 1], setting[64], hash[CRYPT_OUTPUT_SIZE];
+	unsigned i, k, len, sl, nr;
+	const char *out;
+
+	for (i = 0; i < 240; i++) {
+		len = i < 20 ? lens[i] : rng() % 140;
+		if (i >= 20 && i % 10 == 0)
+			len = lens[rng() % (sizeof(lens) / sizeof(lens[0]))];
+		for (k = 0; k < len; k++)
+			pw[k] = (char)(1 + rng() % 255);
+		pw[len] = '\0';
+		sl = 1 + rng() % 16;
+		nr = rounds[i % (sizeof(rounds) / sizeof(rounds[0]))];
+		k = nr ? (unsigned)snprintf(setting, sizeof(setting), "$6$rounds=%u$", nr)
+		       : (unsigned)snprintf(setting, sizeof(setting), "$6$");
+		while (sl-- > 0)
+			setting[k++] = alpha[rng() % 64];
+		setting[k] = '\0';
+		out = crypt_rn(pw, setting, &cd, sizeof(cd));
+		CHECK(out != NULL && out[0] == '$');
+		if (out == NULL || out[0] != '$')
+			continue;
+		snprintf(hash, sizeof(hash), "%s", out);
+		CHECK_INT(shacrypt512_verify(hash, pw), SHACRYPT_MATCH);
+		CHECK_INT(password_verify(hash, pw), PW_MATCH);
+		/* a password one byte off */
+		if (len > 0) {
+			pw[rng() % len] ^= 1 + (char)(rng() % 127);
+			if (memchr(pw, '\0', len) == NULL) {
+				CHECK(!libcrypt_says(hash, pw));
+				CHECK_INT(shacrypt512_verify(hash, pw), SHACRYPT_MISMATCH);
+			}
+		}
+		/* the hash one character off (the last one only has 2 bits' room) */
+		k = (unsigned)strlen(hash) - 1 - rng() % 85;
+		hash[k] = hash[k] == 'a' ? 'b' : 'a';
+		CHECK_INT(shacrypt512_verify(hash, pw), SHACRYPT_MISMATCH);
+		if (unit_failures_in_test)
+			fprintf(stderr, "    (case %u, length %u, setting \"%s\")\n", i, len,
+				setting);
+		if (unit_failures_in_test)
+			return;
+	}
+}
+
+/* What is not the canonical form goes to libcrypt, which decides alone. */
+static void test_sha512_crypt_not_canonical(void)
+{
+	/* openssl passwd -6 -salt saltsaltsaltsalt "$PW", then edited */
+	static const char *const forms[] = {
+		/* a 17-character salt (libcrypt cuts it) */
+		"$6$saltsaltsaltsaltX$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		/* rounds under 1000, with a leading zero, without digits */
+		"$6$rounds=999$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		"$6$rounds=05000$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		"$6$rounds=$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		"$6$rounds=4294967297$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		/* salt bytes outside the alphabet, an empty salt */
+		"$6$salt*altsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		"$6$$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		/* a hash one character short, one long, with a bad character */
+		"$6$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R",
+		"$6$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1.",
+		"$6$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R-",
+		"$6$saltsaltsaltsalt",
+		"$5$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+		CHECK_INT(shacrypt512_verify(forms[i], PW), SHACRYPT_NOT_MINE);
+		CHECK(password_verify(forms[i], PW) != PW_MATCH);
+	}
+	/* the same string unedited is canonical, and matches */
+	CHECK_INT(shacrypt512_verify(SHA512_PW, PW), SHACRYPT_MATCH);
+	CHECK_INT(shacrypt512_verify(SHA512_PW, "wrong"), SHACRYPT_MISMATCH);
 }
 
 static void test_sha256_crypt(void)
@@ -1072,6 +1185,8 @@ int main(void)
 	UNIT_RUN(test_argon2_truncated_never_matches);
 	UNIT_RUN(test_argon2_truncated_is_bad_hash);
 	UNIT_RUN(test_sha512_crypt);
+	UNIT_RUN(test_sha512_crypt_matches_libcrypt);
+	UNIT_RUN(test_sha512_crypt_not_canonical);
 	UNIT_RUN(test_sha256_crypt);
 	UNIT_RUN(test_blf_crypt);
 	UNIT_RUN(test_yescrypt);

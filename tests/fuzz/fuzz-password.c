@@ -11,15 +11,20 @@
  *   - for the decoded (non-crypt) schemes, accepted  =>  never PW_BAD_HASH
  *     (crypt and argon2 strings are verified too, not checked for this);
  *   - the reason never holds the text after the prefix;
- *   - the scheme name is case-insensitive.
+ *   - the scheme name is case-insensitive;
+ *   - authd/shacrypt.c agrees with libcrypt on every "$6$" string it takes
+ *     (cheap ones: rounds=1000): the same verdict for the stored string,
+ *     and a match for libcrypt's own string of that salt and password.
  * Slow schemes (argon2, crypt(3), PBKDF2, SCRAM: their cost is in the
  * stored string) are verified only when that cost is small
  * (tests/fuzz/pwcost.h: argon2 m <= 64 KiB and t <= 4, sha-crypt
  * rounds <= 1000, bcrypt cost 04, PBKDF2 <= 1000 rounds, never SCRAM);
  * above it they are decoded and checked, not hashed.
  */
+#include <crypt.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +32,7 @@
 #include <sodium.h>
 
 #include "authd/authd.h"
+#include "authd/shacrypt.h"
 #include "tests/fuzz/pwcost.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -111,6 +117,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				if (*p >= 'a' && *p <= 'z')
 					*p = (char)(*p - 32);
 			if (password_verify(stored, password) != r)
+				abort();
+		}
+	}
+	/* shacrypt.c against libcrypt, on the string after any {SCHEME}. */
+	const char *h = stored[0] == '{' && strchr(stored, '}') != NULL ?
+		strchr(stored, '}') + 1 : stored;
+	if (strncmp(h, "$6$", 3) == 0 && pwcost_crypt_cheap(h) &&
+	    strlen(password) < CRYPT_MAX_PASSPHRASE_SIZE) {
+		int mine = shacrypt512_verify(h, password);
+
+		if (mine != SHACRYPT_NOT_MINE) {
+			static struct crypt_data cd;
+			char again[CRYPT_OUTPUT_SIZE];
+			const char *out = crypt_rn(password, h, &cd, sizeof(cd));
+
+			if ((out != NULL && strcmp(out, h) == 0) != (mine == SHACRYPT_MATCH))
+				abort();
+			if (out == NULL || out[0] != '$')
+				abort();	/* libcrypt refused what shacrypt.c took */
+			snprintf(again, sizeof(again), "%s", out);
+			if (shacrypt512_verify(again, password) != SHACRYPT_MATCH)
 				abort();
 		}
 	}
