@@ -168,12 +168,18 @@ def concurrency_sweep(srv, data, secs, levels=SWEEP_CONC):
     return [[c, sweep_point(srv, data, c, secs)] for c in levels]
 
 
-def logins_tls(srv, data, secs, conc=CONC):
+def logins_tls(srv, data, secs, conc=CONC, meter=False):
     """Cached logins over POP3S: a full TLS handshake per session (the
     client keeps no session for resumption)."""
     args = ["--port", srv.tls_port, "-q", "--tls", "implicit", "--tls-ca", data.tls_cert,
             "-c", conc, "-d", secs, "--users", data.load_fast]
-    return run_load(args, label="%s POP3S" % srv.name)
+    m = CpuMeter(srv) if meter else None
+    if m:
+        m.start()
+    r = run_load(args, label="%s POP3S" % srv.name)
+    if m:
+        r["cpu"] = m.stop()
+    return r
 
 
 def isolation_pair(srv, data, secs, with_slow):
