@@ -700,7 +700,7 @@ static enum pw_check verify_crypt(const char *hash, const char *password)
 	case SHACRYPT_MISMATCH:
 		free(data);
 		return PW_MISMATCH;
-	default:
+	case SHACRYPT_NOT_MINE:
 		break;
 	}
 	out = crypt_rn(password, hash, data, sizeof(*data));

@@ -6,7 +6,7 @@
  * Why: an uncached SHA512-CRYPT login is a 5,000-round hash, and libcrypt
  * (libxcrypt) computes SHA-512 in portable C; OpenSSL's SHA-512 uses the
  * CPU's vector units and takes about two thirds of the time for the same
- * rounds (docs/benchmarks.md).  The algorithm is Drepper's "Unix crypt
+ * rounds (docs/benchmarks.md, "Uncached SHA512-CRYPT").  The algorithm is Drepper's "Unix crypt
  * using SHA-256 and SHA-512" specification, which libcrypt implements too.
  *
  * Only the canonical form is handled here:
@@ -34,7 +34,6 @@
  * what EVP's per-call dispatch costs on a 5,000-round loop of small
  * updates (measured: 1.3 against 2.1 ms per check). */
 #define OPENSSL_SUPPRESS_DEPRECATED
-#include <openssl/crypto.h>
 #include <openssl/sha.h>
 
 #include <sodium.h>
@@ -176,13 +175,13 @@ static void compute(struct work *w, const unsigned char *pw, size_t pl, const ch
 	encode(w->a, w->enc);
 }
 
-int shacrypt512_verify(const char *hash, const char *password)
+enum shacrypt_check shacrypt512_verify(const char *hash, const char *password)
 {
 	const char *p, *salt, *stored;
 	unsigned rounds = ROUNDS_DEFAULT;
 	size_t sl, pl, i;
 	struct work w;
-	int r;
+	enum shacrypt_check r;
 
 	if (strncmp(hash, "$6$", 3) != 0)
 		return SHACRYPT_NOT_MINE;
@@ -207,6 +206,6 @@ int shacrypt512_verify(const char *hash, const char *password)
 	compute(&w, (const unsigned char *)password, pl, salt, sl, rounds);
 	r = sodium_memcmp(w.enc, stored, HASH_CHARS) == 0 ? SHACRYPT_MATCH
 							   : SHACRYPT_MISMATCH;
-	OPENSSL_cleanse(&w, sizeof(w));
+	sodium_memzero(&w, sizeof(w));
 	return r;
 }

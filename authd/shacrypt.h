@@ -5,15 +5,17 @@
 #ifndef AUTHD_SHACRYPT_H
 #define AUTHD_SHACRYPT_H
 
-enum {
-	SHACRYPT_NOT_MINE = -1,	/* not the canonical "$6$" form: ask libcrypt */
-	SHACRYPT_MISMATCH = 0,
-	SHACRYPT_MATCH = 1,
+enum shacrypt_check {
+	SHACRYPT_NOT_MINE,	/* not the canonical "$6$" form: ask libcrypt */
+	SHACRYPT_MISMATCH,
+	SHACRYPT_MATCH,
 };
 
-/* Checks password against the crypt string hash, in constant time for a
- * given hash and password length; SHACRYPT_NOT_MINE unless hash is
- * "$6$[rounds=N$]SALT$HASH" as shacrypt.c describes. */
-int shacrypt512_verify(const char *hash, const char *password);
+/* Checks password against the crypt string hash; SHACRYPT_NOT_MINE unless
+ * hash is "$6$[rounds=N$]SALT$HASH" as shacrypt.c describes.  The time
+ * taken depends on the rounds, the password's length and one byte of an
+ * intermediate digest (the salt's repetitions), as libcrypt's does; the
+ * final compare is constant-time. */
+enum shacrypt_check shacrypt512_verify(const char *hash, const char *password);
 
 #endif

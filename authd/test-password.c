@@ -468,6 +468,14 @@ static void test_sha512_crypt_matches_libcrypt(void)
 		snprintf(hash, sizeof(hash), "%s", out);
 		CHECK_INT(shacrypt512_verify(hash, pw), SHACRYPT_MATCH);
 		CHECK_INT(password_verify(hash, pw), PW_MATCH);
+		/* the right password, the hash one character off (any of the
+		 * 86; the last one holds 2 bits, so any other letter there is
+		 * off too) */
+		k = (unsigned)strlen(hash) - 1 - rng() % 86;
+		hash[k] = hash[k] == 'a' ? 'b' : 'a';
+		CHECK(!libcrypt_says(hash, pw));
+		CHECK_INT(shacrypt512_verify(hash, pw), SHACRYPT_MISMATCH);
+		hash[k] = out[k];
 		/* a password one byte off */
 		if (len > 0) {
 			pw[rng() % len] ^= 1 + (char)(rng() % 127);
@@ -476,10 +484,6 @@ static void test_sha512_crypt_matches_libcrypt(void)
 				CHECK_INT(shacrypt512_verify(hash, pw), SHACRYPT_MISMATCH);
 			}
 		}
-		/* the hash one character off (the last one only has 2 bits' room) */
-		k = (unsigned)strlen(hash) - 1 - rng() % 85;
-		hash[k] = hash[k] == 'a' ? 'b' : 'a';
-		CHECK_INT(shacrypt512_verify(hash, pw), SHACRYPT_MISMATCH);
 		if (unit_failures_in_test)
 			fprintf(stderr, "    (case %u, length %u, setting \"%s\")\n", i, len,
 				setting);
@@ -516,9 +520,24 @@ static void test_sha512_crypt_not_canonical(void)
 		CHECK_INT(shacrypt512_verify(forms[i], PW), SHACRYPT_NOT_MINE);
 		CHECK(password_verify(forms[i], PW) != PW_MATCH);
 	}
-	/* the same string unedited is canonical, and matches */
+	/* more rounds than authd's limit: libcrypt's to compute (not here:
+	 * 10 M rounds take seconds) */
+	CHECK_INT(shacrypt512_verify("$6$rounds=10000001$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQE"
+				     "Ky/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+				     PW), SHACRYPT_NOT_MINE);
+	/* the real vector is canonical, and matches; its last character
+	 * changed (in the bits that character does not use) does not */
 	CHECK_INT(shacrypt512_verify(SHA512_PW, PW), SHACRYPT_MATCH);
 	CHECK_INT(shacrypt512_verify(SHA512_PW, "wrong"), SHACRYPT_MISMATCH);
+	{
+		char h[sizeof(SHA512_PW)];
+
+		memcpy(h, SHA512_PW, sizeof(h));
+		h[sizeof(h) - 2] = 'z';
+		CHECK(h[sizeof(h) - 2] != SHA512_PW[sizeof(h) - 2]);
+		CHECK_INT(shacrypt512_verify(h, PW), SHACRYPT_MISMATCH);
+		CHECK_INT(password_verify(h, PW), PW_MISMATCH);
+	}
 }
 
 static void test_sha256_crypt(void)
