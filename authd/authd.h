@@ -673,10 +673,11 @@ void masters_who(masters_session_cb *session_cb, masters_done_cb *done_cb, void 
 void masters_kick(const char *user, masters_done_cb *done_cb, void *ctx);
 
 /* password.c */
-/* Most PBKDF2 / SCRAM iterations accepted: 10 million PBKDF2-HMAC-SHA1
- * rounds cost seconds of CPU per login (Dovecot writes 5000 and 4096;
- * OWASP's 2023 advice is 1.3 million).  Above it is a typo or a denial of
- * service planted in the file. */
+/* Most PBKDF2 / SCRAM iterations, and SHA256-/SHA512-CRYPT rounds,
+ * accepted: 10 million PBKDF2-HMAC-SHA1 rounds cost seconds of CPU per
+ * login (Dovecot writes 5000 and 4096; OWASP's 2023 advice is 1.3
+ * million).  Above it is a typo or a denial of service planted in the
+ * file or the directory. */
 #define PW_MAX_ROUNDS 10000000u
 /* SCRAM: Dovecot refuses fewer than 4096 iterations (RFC 5802 §5.1). */
 #define PW_SCRAM_MIN_ROUNDS 4096u

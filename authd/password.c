@@ -39,6 +39,7 @@
  * worker threads only, with the caller capping concurrency.
  */
 #include <crypt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -678,6 +679,26 @@ static bool crypt_ok(const struct scheme_def *def, const char *hash)
 	return c != CRYPT_SALT_INVALID && c != CRYPT_SALT_METHOD_DISABLED;
 }
 
+/* A SHA256-/SHA512-CRYPT string asking for more than PW_MAX_ROUNDS rounds?
+ * libcrypt takes up to 999,999,999, minutes of a worker's CPU per check,
+ * which whoever can write a hash (a directory user changing their own
+ * userPassword) could plant; refused as PBKDF2's and SCRAM's are. */
+static bool sha_crypt_rounds_over(const char *hash)
+{
+	const char *num;
+	uint64_t v = 0;
+
+	if ((strncmp(hash, "$5$", 3) != 0 && strncmp(hash, "$6$", 3) != 0) ||
+	    strncmp(hash + 3, "rounds=", 7) != 0)
+		return false;
+	for (num = hash + 10; *num >= '0' && *num <= '9'; num++) {
+		v = v * 10 + (uint64_t)(*num - '0');
+		if (v > PW_MAX_ROUNDS)
+			return true;
+	}
+	return false;
+}
+
 static enum pw_check verify_crypt(const char *hash, const char *password)
 {
 	struct crypt_data *data = calloc(1, sizeof(*data));
@@ -781,6 +802,11 @@ static bool check(const struct parsed *p, char *why, size_t size)
 				 "enables for this scheme", p->def->name);
 			return false;
 		}
+		if (sha_crypt_rounds_over(s)) {
+			snprintf(why, size, "{%s}: more than %u rounds", p->def->name,
+				 PW_MAX_ROUNDS);
+			return false;
+		}
 		return true;
 	case K_PLAIN:
 	case K_DIGEST:
@@ -831,7 +857,7 @@ static enum pw_check verify(const struct parsed *p, const char *password)
 			return PW_BAD_HASH;
 		return verify_argon2(s, password);
 	case K_CRYPT:
-		if (!crypt_ok(p->def, s))
+		if (!crypt_ok(p->def, s) || sha_crypt_rounds_over(s))
 			return PW_BAD_HASH;
 		return verify_crypt(s, password);
 	case K_PLAIN:

@@ -540,6 +540,31 @@ static void test_sha512_crypt_not_canonical(void)
 	}
 }
 
+/* More rounds than PW_MAX_ROUNDS: refused at load and never hashed (a
+ * check of 999,999,999 rounds would take minutes: this test would time
+ * out, not fail, if they were). */
+static void test_sha_crypt_rounds_cap(void)
+{
+	static const char *const over[] = {
+		"{SHA512-CRYPT}$6$rounds=10000001$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		"$6$rounds=999999999$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQEKy/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+		"{CRYPT}$5$rounds=123456789012$saltsaltsaltsalt$1234567890123456789012345678901234567890123",
+	};
+	char why[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(over) / sizeof(over[0]); i++) {
+		why[0] = '\0';
+		CHECK(!password_scheme_check(over[i], why, sizeof(why)));
+		CHECK(strstr(why, "more than 10000000 rounds") != NULL);
+		CHECK_INT(password_verify(over[i], PW), PW_BAD_HASH);
+	}
+	/* at the limit: accepted (not hashed here: seconds) */
+	CHECK(password_scheme_check("$6$rounds=10000000$saltsaltsaltsalt$GkzgkzVbauGAKXpOTbypQE"
+				    "Ky/9yJWVjcvXvDw7CxoJjnJ1.w.g1rV8bhCVTpHrRrO/h6b3DAwPN3y5qmHXZ1R1",
+				    why, sizeof(why)));
+}
+
 static void test_sha256_crypt(void)
 {
 	check_pw_hash("{SHA256-CRYPT}" SHA256_PW);
@@ -1206,6 +1231,7 @@ int main(void)
 	UNIT_RUN(test_sha512_crypt);
 	UNIT_RUN(test_sha512_crypt_matches_libcrypt);
 	UNIT_RUN(test_sha512_crypt_not_canonical);
+	UNIT_RUN(test_sha_crypt_rounds_cap);
 	UNIT_RUN(test_sha256_crypt);
 	UNIT_RUN(test_blf_crypt);
 	UNIT_RUN(test_yescrypt);
