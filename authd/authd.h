@@ -113,6 +113,10 @@ struct job {
 	uint8_t key[32], verifier[32];
 	struct l2_result l2_from;	/* the flight's L2 GET, for l2_put() */
 	bool full_chain;		/* its service's chain is the whole chain */
+	/* Not a request: a worker's worker_init() ended (authenticator.c
+	 * counts it as a job of the generation, so that retiring the
+	 * generation does not join a worker still connecting). */
+	bool init_marker;
 
 	/* input */
 	char user[AUTH_MAX_USER + 1];

@@ -125,6 +125,18 @@ static void completion_push(struct job *job)
 		log_warn("authenticator: cannot wake the event loop");
 }
 
+/* One of gen's jobs is over: the last one of a retired generation stops
+ * it (its workers are all idle then, so the joins do not wait). */
+static void generation_job_ended(struct generation *gen)
+{
+	if (--gen->jobs == 0 && gen->retired) {
+		for (size_t i = 0; i < MAX_RETIRING; i++)
+			if (retiring[i] == gen)
+				retiring[i] = NULL;
+		generation_stop(gen, false);
+	}
+}
+
 static void on_completions(evutil_socket_t fd, short what, void *arg)
 {
 	struct job_list batch = TAILQ_HEAD_INITIALIZER(batch);
@@ -141,6 +153,11 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
 		struct generation *gen = a->gen;
 
 		TAILQ_REMOVE(&batch, job, entry);
+		if (job->init_marker) {
+			job_free(job);
+			generation_job_ended(gen);
+			continue;
+		}
 		metrics_hist_add(&a->stats.queue_wait, job->started_us - job->enqueued_us);
 		metrics_hist_add(&a->stats.service, job->finished_us - job->started_us);
 		if (job->finished_us > job->started_us) {	/* it ran (not skipped) */
@@ -153,12 +170,7 @@ static void on_completions(evutil_socket_t fd, short what, void *arg)
 		/* May submit the next stage (jobs++) before this one counts off. */
 		request_job_done(job);
 		job_free(job);
-		if (--gen->jobs == 0 && gen->retired) {
-			for (size_t i = 0; i < MAX_RETIRING; i++)
-				if (retiring[i] == gen)
-					retiring[i] = NULL;
-			generation_stop(gen, false);
-		}
+		generation_job_ended(gen);
 	}
 }
 
@@ -168,7 +180,16 @@ static void *worker_main(void *arg)
 	struct authenticator *auth = w->auth;
 	struct job *job;
 
-	w->state = auth->ops->worker_init != NULL ? auth->ops->worker_init(auth, w->index) : NULL;
+	if (auth->ops->worker_init != NULL) {
+		/* It may wait for the network (LDAP's first connection):
+		 * generation_start() counted it as a job, ended here. */
+		struct job *marker = xcalloc(1, sizeof(*marker));
+
+		w->state = auth->ops->worker_init(auth, w->index);
+		marker->auth = auth;
+		marker->init_marker = true;
+		completion_push(marker);
+	}
 	pthread_mutex_lock(&auth->lock);
 	for (;;) {
 		/* Under the lock: stopping is false whenever a job was taken. */
@@ -323,15 +344,24 @@ struct generation *generation_start(struct config *conf, char *error, size_t siz
 			pthread_cond_destroy(&a->cond);
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 			gen->conf = NULL;	/* the caller keeps it */
-			stop_auths(gen, i, false);
+			stop_auths(gen, i, false);	/* no worker started yet: no join */
 			return NULL;
 		}
+		a->queue = fairq_new(a->conf->queue_limit, a->conf->per_source_limit,
+				     a->conf->workers);
+		a->workers = xcalloc(a->conf->workers, sizeof(*a->workers));
+	}
+	/* Every backend set up: now the workers (a failed init above has
+	 * none to join, which would wait for their backend). */
+	for (size_t i = 0; i < conf->nauths; i++) {
+		struct authenticator *a = &gen->auths[i];
+
 		a->nworkers = a->conf->workers;
-		a->queue = fairq_new(a->conf->queue_limit, a->conf->per_source_limit, a->nworkers);
-		a->workers = xcalloc(a->nworkers, sizeof(*a->workers));
 		for (unsigned w = 0; w < a->nworkers; w++) {
 			a->workers[w].auth = a;
 			a->workers[w].index = w;
+			if (a->ops->worker_init != NULL)
+				gen->jobs++;	/* until its marker comes back */
 			int rc = pthread_create(&a->workers[w].thread, NULL, worker_main,
 						&a->workers[w]);
 			if (rc != 0) {

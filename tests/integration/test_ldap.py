@@ -597,6 +597,28 @@ def test_reload_does_not_wait_for_the_directory(slapd, authd_factory):
                "old generation stopped")
 
 
+def test_reload_while_the_first_connection_waits(slapd, authd_factory):
+    # The first worker connects at start (worker_init), bounded by
+    # network-timeout.  A reload meanwhile retires that generation, which
+    # used to join its workers on the event loop at once, so authd stopped
+    # answering anyone until the connection attempt timed out.
+    slapd.freeze()
+    a = authd_factory([("dir", ldap_auth(slapd.uri, timeout="5s",
+                                         **{"network-timeout": "4s"}))])
+    wait_until(lambda: "authenticator dir: type ldap" in a.log_text(), 10, "start")
+    for n in (1, 2):        # the second retires a generation still connecting too
+        t0 = time.monotonic()
+        os.kill(a.proc.pid, signal.SIGHUP)
+        wait_until(lambda: a.log_text().count("configuration reloaded") == n, 10, "reload")
+        assert time.monotonic() - t0 < 1.0
+    slapd.thaw()
+    wait_until(lambda: timed_auth(a, "alice", "alice-pw")[0].cmd == "OK", 20,
+               "the newest generation logs in", interval=0.05)
+    wait_until(lambda: a.log_text().count("generation with 1 authenticators stopped") == 2,
+               20, "both older generations stopped once their first connection ended")
+    assert a.proc.poll() is None
+
+
 # ---- throughput ------------------------------------------------------------
 
 def run_logins(a, total, conns=4, window=32):
