@@ -701,29 +701,26 @@ static bool sha_crypt_rounds_over(const char *hash)
 
 static enum pw_check verify_crypt(const char *hash, const char *password)
 {
-	struct crypt_data *data = calloc(1, sizeof(*data));
+	struct crypt_data *data;
 	enum pw_check r = PW_BAD_HASH;
 	const char *out;
 	size_t n;
 
-	if (data == NULL)
-		return PW_BAD_HASH;
 	/* libcrypt refuses such long passphrases; it cannot be the password. */
-	if (strlen(password) >= CRYPT_MAX_PASSPHRASE_SIZE) {
-		free(data);
+	if (strlen(password) >= CRYPT_MAX_PASSPHRASE_SIZE)
 		return PW_MISMATCH;
-	}
 	/* SHA512-CRYPT in its usual form: libcrypto's SHA-512 is faster. */
 	switch (shacrypt512_verify(hash, password)) {
 	case SHACRYPT_MATCH:
-		free(data);
 		return PW_MATCH;
 	case SHACRYPT_MISMATCH:
-		free(data);
 		return PW_MISMATCH;
 	case SHACRYPT_NOT_MINE:
 		break;
 	}
+	data = calloc(1, sizeof(*data));
+	if (data == NULL)
+		return PW_BAD_HASH;
 	out = crypt_rn(password, hash, data, sizeof(*data));
 	if (out != NULL && out[0] != '*') {
 		n = strlen(out);
