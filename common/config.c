@@ -797,7 +797,7 @@ static int validate_proxy(struct load_ctx *ctx, struct section *s, struct config
 	struct sockaddr_storage ss, ls;
 	socklen_t sl, lsl;
 	struct netlist nl;
-	char *copy, *items[2 * CONFIG_MAX_LISTEN], why[256];
+	char *copy = NULL, *items[2 * CONFIG_MAX_LISTEN], why[256];
 	size_t n;
 	bool any = false;
 
@@ -831,8 +831,9 @@ static int validate_proxy(struct load_ctx *ctx, struct section *s, struct config
 			}
 		}
 		free(copy);
+		copy = NULL;	/* bad: frees it */
 		if (n == 0)
-			goto bad;
+			goto bad;	/* an empty list ("proxy-protocol =", ", ,") */
 		any = true;
 	}
 	if (netlist_parse(conf->pop3d.proxy_trusted_networks, &nl, why, sizeof(why)) == -1) {

@@ -280,6 +280,11 @@ def test_config_checks(world, tmp_path):
          "proxy-protocol: \"127.0.0.1:1\" is not a listen or listen-tls address"),
         ("proxy-protocol = 127.0.0.1:%d" % pp, "proxy-protocol = maybe",
          "proxy-protocol: expected yes, no, or listen / listen-tls ADDR:PORT"),
+        # an empty list freed its copy twice (found by fuzz-config): abort
+        ("proxy-protocol = 127.0.0.1:%d" % pp, "proxy-protocol = ",
+         "proxy-protocol: expected yes, no, or listen / listen-tls ADDR:PORT"),
+        ("proxy-protocol = 127.0.0.1:%d" % pp, "proxy-protocol = , ,",
+         "proxy-protocol: expected yes, no, or listen / listen-tls ADDR:PORT"),
         ("proxy-trusted-networks = 127.0.0.2/32", "proxy-trusted-networks = ",
          "proxy-trusted-networks: required with proxy-protocol"),
         ("proxy-trusted-networks = 127.0.0.2/32", "proxy-trusted-networks = 127.0.0.2/8",
