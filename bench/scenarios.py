@@ -422,8 +422,11 @@ def machine_text(m):
     return out
 
 
-def cpu_table(cpu, sessions, client_cpu):
-    """CPU per login by process name, from what a CpuMeter's stop() returned."""
+def cpu_table(r):
+    """CPU per login by process name, from a metered run's result r (its
+    "cpu": what a CpuMeter's stop() returned; the client's own CPU)."""
+    cpu, sessions = r["cpu"], max(r["sessions"], 1)
+    client_cpu = r["client_cpu_s"]["user"] + r["client_cpu_s"]["system"]
     rows = sorted(cpu["by"].items(), key=lambda kv: -kv[1])
     total = sum(v for _, v in rows) + client_cpu
     out = ("| process | CPU µs per login | share | minor page faults per login |\n"

@@ -797,7 +797,7 @@ static int validate_proxy(struct load_ctx *ctx, struct section *s, struct config
 	struct sockaddr_storage ss, ls;
 	socklen_t sl, lsl;
 	struct netlist nl;
-	char *copy = NULL, *items[2 * CONFIG_MAX_LISTEN], why[256];
+	char *copy, *items[2 * CONFIG_MAX_LISTEN], why[256];
 	size_t n;
 	bool any = false;
 
@@ -807,8 +807,8 @@ static int validate_proxy(struct load_ctx *ctx, struct section *s, struct config
 		any = true;
 	} else if (strcmp(v, "no") != 0) {
 		copy = xstrdup(v);
-		if (split_list(copy, items, 2 * CONFIG_MAX_LISTEN, &n, ", \t") == -1)
-			n = 0;
+		if (split_list(copy, items, 2 * CONFIG_MAX_LISTEN, &n, ", \t") == -1 || n == 0)
+			goto bad;	/* too many, or none ("proxy-protocol =", ", ,") */
 		for (size_t i = 0; i < n; i++) {
 			bool found = false;
 
@@ -831,9 +831,6 @@ static int validate_proxy(struct load_ctx *ctx, struct section *s, struct config
 			}
 		}
 		free(copy);
-		copy = NULL;	/* bad: frees it */
-		if (n == 0)
-			goto bad;	/* an empty list ("proxy-protocol =", ", ,") */
 		any = true;
 	}
 	if (netlist_parse(conf->pop3d.proxy_trusted_networks, &nl, why, sizeof(why)) == -1) {
